@@ -1,0 +1,54 @@
+"""Exceptions raised by loopwright (names from seed 001, T017-T020).
+
+Every error loopwright raises derives from :class:`LoopFrameworkError`, so a caller can catch
+the whole family in one clause. Messages are written for the person who must fix the cause:
+they name the field or object concerned and what to do.
+"""
+
+from __future__ import annotations
+
+
+class LoopFrameworkError(Exception):
+    """Base class of every loopwright error."""
+
+
+class ConfigError(LoopFrameworkError):
+    """A loop configuration is invalid; the message names the field and what is allowed."""
+
+
+class PolicyViolationError(LoopFrameworkError):
+    """A Cedar policy denied the next transition of a loop.
+
+    Attributes:
+        policy_ids: the ``@id`` of each policy that determined the denial.
+        outcome: the name of the :class:`~loopwright.models.LoopOutcome` the denial maps to.
+    """
+
+    def __init__(self, message: str, *, policy_ids: list[str], outcome: str) -> None:
+        super().__init__(message)
+        self.policy_ids = policy_ids
+        self.outcome = outcome
+
+
+class CheckpointRecoveryError(LoopFrameworkError):
+    """No usable checkpoint could be loaded (none stored, or every stored one is corrupt)."""
+
+
+class ExitConditionEvaluationError(LoopFrameworkError):
+    """An exit condition could not be evaluated at all (as opposed to evaluating to NOT_MET)."""
+
+
+class LoopAlreadyRunningError(LoopFrameworkError):
+    """``run()`` was called on a loop that is already running (re-entry prevention, seed T033)."""
+
+
+class LoopNotFoundError(LoopFrameworkError):
+    """No loop with the given id exists in the store."""
+
+
+class WorkspaceError(LoopFrameworkError):
+    """The workspace (a git repository and the loop's worktree) could not be prepared or used."""
+
+
+class AgentError(LoopFrameworkError):
+    """The agent could not be started or failed in a way that ends the iteration."""

@@ -1,0 +1,73 @@
+"""loopwright's models: configuration, state, events, checkpoints, results and step I/O."""
+
+from loopwright.models.config import (
+    DEFAULT_CONDITION_TIMEOUT_SECONDS,
+    DEFAULT_WARNING_THRESHOLD_PERCENT,
+    AgentConfig,
+    CommandAgentConfig,
+    ExitConditionConfig,
+    LoopConfig,
+    PythonAgentConfig,
+)
+from loopwright.models.enums import (
+    AgentKind,
+    ExitConditionStatusValue,
+    ExitConditionType,
+    IterationEventType,
+    LoopOutcome,
+    LoopPhase,
+    NextAction,
+)
+from loopwright.models.state import (
+    Checkpoint,
+    ExitConditionStatus,
+    IterationEvent,
+    LoopResult,
+    LoopState,
+    new_id,
+    utcnow,
+)
+from loopwright.models.steps import (
+    AgentRequest,
+    AgentResult,
+    AuthorizationRequest,
+    AuthorizationResult,
+    CommandResult,
+    Decision,
+    IterationResult,
+    PolicyDecision,
+    VerificationResult,
+)
+
+__all__ = [
+    "DEFAULT_CONDITION_TIMEOUT_SECONDS",
+    "DEFAULT_WARNING_THRESHOLD_PERCENT",
+    "AgentConfig",
+    "AgentKind",
+    "AgentRequest",
+    "AgentResult",
+    "AuthorizationRequest",
+    "AuthorizationResult",
+    "Checkpoint",
+    "CommandAgentConfig",
+    "CommandResult",
+    "Decision",
+    "ExitConditionConfig",
+    "ExitConditionStatus",
+    "ExitConditionStatusValue",
+    "ExitConditionType",
+    "IterationEvent",
+    "IterationEventType",
+    "IterationResult",
+    "LoopConfig",
+    "LoopOutcome",
+    "LoopPhase",
+    "LoopResult",
+    "LoopState",
+    "NextAction",
+    "PolicyDecision",
+    "PythonAgentConfig",
+    "VerificationResult",
+    "new_id",
+    "utcnow",
+]

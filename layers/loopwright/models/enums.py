@@ -1,0 +1,92 @@
+"""Enumerations of loopwright's domain (names from seed 001, T007-T011)."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class ExitConditionType(StrEnum):
+    """Kinds of objective exit condition. Each maps to a default tool (see ``conditions.defaults``)."""
+
+    ALL_TESTS_PASS = "ALL_TESTS_PASS"
+    LINTING_CLEAN = "LINTING_CLEAN"
+    BUILD_SUCCEEDS = "BUILD_SUCCEEDS"
+    SECURITY_SCAN_CLEAN = "SECURITY_SCAN_CLEAN"
+    CUSTOM = "CUSTOM"
+
+
+class ExitConditionStatusValue(StrEnum):
+    """Result of evaluating one exit condition."""
+
+    PENDING = "PENDING"  # not evaluated yet
+    MET = "MET"  # the tool ran and reported success
+    NOT_MET = "NOT_MET"  # the tool ran and reported failures
+    ERROR = "ERROR"  # the tool could not run, or its output could not be understood
+    TIMEOUT = "TIMEOUT"  # the tool exceeded its timeout and its process tree was killed
+
+
+class LoopPhase(StrEnum):
+    """Where a loop is in its life cycle; the step names of the state machine."""
+
+    INITIALIZING = "INITIALIZING"
+    AUTHORIZING = "AUTHORIZING"
+    ITERATING = "ITERATING"
+    CHECKPOINTING = "CHECKPOINTING"
+    EVALUATING = "EVALUATING"
+    VERIFYING = "VERIFYING"
+    DECIDING = "DECIDING"
+    AWAITING_RESPONSE = "AWAITING_RESPONSE"  # waiting for a human (seed 003 badge)
+    INTERRUPTED = "INTERRUPTED"  # the process died or was stopped mid-run; resumable
+    COMPLETED = "COMPLETED"  # ended with an outcome
+
+
+class LoopOutcome(StrEnum):
+    """How a loop ended."""
+
+    CONDITIONS_MET = "CONDITIONS_MET"  # every required exit condition held and gate:all passed
+    ITERATION_LIMIT = "ITERATION_LIMIT"  # Cedar denied the next iteration: iteration limit
+    TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"  # Cedar denied: token budget spent
+    TIME_LIMIT = "TIME_LIMIT"  # Cedar denied: wall-clock limit reached
+    POLICY_DENIED = "POLICY_DENIED"  # Cedar denied for another policy
+    STOPPED = "STOPPED"  # a human asked the loop to stop
+    FAILED = "FAILED"  # an unrecoverable error ended the loop
+
+
+class IterationEventType(StrEnum):
+    """Types of the events a loop records (stored, and added to the OpenTelemetry span)."""
+
+    LOOP_STARTED = "LOOP_STARTED"
+    LOOP_RESUMED = "LOOP_RESUMED"
+    POLICY_EVALUATED = "POLICY_EVALUATED"
+    POLICY_WARNING = "POLICY_WARNING"  # a limit is at or above its warning threshold (SC-008)
+    POLICY_DENIED = "POLICY_DENIED"
+    ITERATION_STARTED = "ITERATION_STARTED"
+    AGENT_COMPLETED = "AGENT_COMPLETED"
+    AGENT_FAILED = "AGENT_FAILED"
+    CHECKPOINT_SAVED = "CHECKPOINT_SAVED"
+    CHECKPOINT_RECOVERED = "CHECKPOINT_RECOVERED"
+    CHECKPOINT_CORRUPT = "CHECKPOINT_CORRUPT"
+    EXIT_CONDITIONS_EVALUATED = "EXIT_CONDITIONS_EVALUATED"
+    VERIFICATION_PASSED = "VERIFICATION_PASSED"
+    VERIFICATION_FAILED = "VERIFICATION_FAILED"
+    ITERATION_COMPLETED = "ITERATION_COMPLETED"
+    HUMAN_INPUT_REQUESTED = "HUMAN_INPUT_REQUESTED"
+    STOP_REQUESTED = "STOP_REQUESTED"
+    LOOP_COMPLETED = "LOOP_COMPLETED"
+    ERROR = "ERROR"
+
+
+class NextAction(StrEnum):
+    """What the decide step tells the engine to do next."""
+
+    CONTINUE = "CONTINUE"
+    COMPLETE = "COMPLETE"
+    STOP = "STOP"
+    AWAIT_HUMAN = "AWAIT_HUMAN"
+
+
+class AgentKind(StrEnum):
+    """How the agent of a loop is run."""
+
+    COMMAND = "command"  # any command line, run in the worktree each iteration
+    PYTHON = "python"  # a Python callable named ``module:function`` (seed work_function)

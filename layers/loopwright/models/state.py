@@ -1,0 +1,224 @@
+"""Loop state, exit-condition status, events, checkpoints and results (seed 001 T013-T016, T024, T059)."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopwright.models.config import LoopConfig
+from loopwright.models.enums import (
+    ExitConditionStatusValue,
+    ExitConditionType,
+    IterationEventType,
+    LoopOutcome,
+    LoopPhase,
+)
+from loopwright.models.types import LoopId
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware UTC."""
+    return datetime.now(UTC)
+
+
+def new_id(prefix: str) -> str:
+    """A random id such as ``loop_3f2a9c0e1b7d``: ``prefix``, an underscore, 12 hex digits."""
+    return f"{prefix}_{uuid.uuid4().hex[:12]}"
+
+
+class ExitConditionStatus(BaseModel):
+    """The latest result of one exit condition (seed 001 T013).
+
+    ``details`` holds the parsed, structured result (for tests: ``passed``, ``failed``,
+    ``errors``, ``skipped``; for lint: ``findings`` and ``by_rule``; for a security scan:
+    ``by_severity``). ``failures`` are the individual problems, one line each, bounded by the
+    parser; they are what the agent sees next iteration. ``stdout``/``stderr`` are the tool's
+    output, bounded to the condition's ``max_output_bytes`` (``output_truncated`` tells).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    name: str
+    type: ExitConditionType
+    status: ExitConditionStatusValue = ExitConditionStatusValue.PENDING
+    required: bool = True
+    iteration: int = Field(default=0, ge=0)
+    command: list[str] = Field(default_factory=list)
+    exit_code: int | None = None
+    duration_seconds: float = Field(default=0.0, ge=0)
+    summary: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+    failures: list[str] = Field(default_factory=list)
+    stdout: str = ""
+    stderr: str = ""
+    output_truncated: bool = False
+    evaluated_at: datetime | None = None
+
+    @property
+    def is_met(self) -> bool:
+        """True when the condition holds."""
+        return self.status is ExitConditionStatusValue.MET
+
+
+class LoopState(BaseModel):
+    """The mutable state of one loop (seed 001 T024), stored after every step.
+
+    ``iteration`` counts iterations whose agent work is done. ``version`` increases on every
+    stored write; stores use it for conditional writes (optimistic concurrency).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    loop_id: LoopId
+    project: str = "default"
+    config: LoopConfig
+    phase: LoopPhase = LoopPhase.INITIALIZING
+    iteration: int = Field(default=0, ge=0)
+    tokens_used: int = Field(default=0, ge=0)
+    started_at: datetime = Field(default_factory=utcnow)
+    updated_at: datetime = Field(default_factory=utcnow)
+    ended_at: datetime | None = None
+    exit_conditions: list[ExitConditionStatus] = Field(default_factory=list)
+    evaluated_iteration: int = Field(default=0, ge=0, description="iteration of the last evaluation")
+    outcome: LoopOutcome | None = None
+    outcome_reason: str | None = None
+    is_active: bool = False
+    sessions_used: int = Field(default=0, ge=0, description="engine runs: the first plus each resume")
+    errors_recovered: int = Field(default=0, ge=0)
+    last_checkpoint_id: str | None = None
+    workspace: str = Field(default="", description="absolute path of the user's workspace")
+    worktree: str = Field(default="", description="absolute path the agent and checks run in")
+    branch: str | None = None
+    base_commit: str | None = None
+    head_commit: str | None = None
+    pending_warnings: list[str] = Field(default_factory=list, description="policy warnings for the agent")
+    human_request: str | None = Field(default=None, description="what the agent asked a human")
+    version: int = Field(default=0, ge=0)
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Wall-clock seconds from the start to the end (or to now while running)."""
+        end = self.ended_at or utcnow()
+        return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def failing_conditions(self) -> list[ExitConditionStatus]:
+        """The conditions of the last evaluation that do not hold."""
+        return [c for c in self.exit_conditions if not c.is_met]
+
+
+class IterationEvent(BaseModel):
+    """One recorded event of a loop (seed 001 T015), stored and added to the current span."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    event_id: str = Field(default_factory=lambda: new_id("evt"))
+    loop_id: LoopId
+    iteration: int = Field(ge=0)
+    type: IterationEventType
+    phase: LoopPhase
+    timestamp: datetime = Field(default_factory=utcnow)
+    message: str = ""
+    data: dict[str, Any] = Field(default_factory=dict)
+
+
+def _canonical_json(payload: Any) -> bytes:
+    return json.dumps(payload, sort_keys=True, separators=(",", ":"), default=str).encode()
+
+
+class Checkpoint(BaseModel):
+    """A durable snapshot of a loop (seed 001 T059-T061).
+
+    ``checksum`` is the SHA-256 of the canonical JSON of ``state`` and ``commit``; a checkpoint
+    whose checksum does not match is corrupt and is never restored.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    checkpoint_id: str = Field(default_factory=lambda: new_id("ckpt"))
+    loop_id: LoopId
+    iteration: int = Field(ge=0)
+    created_at: datetime = Field(default_factory=utcnow)
+    commit: str | None = Field(default=None, description="git commit of the worktree at the checkpoint")
+    state: LoopState
+    checksum: str = ""
+
+    @staticmethod
+    def compute_checksum(state: LoopState, commit: str | None) -> str:
+        """SHA-256 hex digest over the canonical JSON of ``state`` and ``commit``."""
+        payload = {"state": state.model_dump(mode="json"), "commit": commit}
+        return hashlib.sha256(_canonical_json(payload)).hexdigest()
+
+    @classmethod
+    def from_loop_state(cls, state: LoopState, commit: str | None = None) -> Checkpoint:
+        """A checkpoint of ``state`` at ``commit``, with its checksum set."""
+        snapshot = state.model_copy(deep=True)
+        return cls(
+            loop_id=state.loop_id,
+            iteration=state.iteration,
+            commit=commit,
+            state=snapshot,
+            checksum=cls.compute_checksum(snapshot, commit),
+        )
+
+    def is_valid(self) -> bool:
+        """True when the stored checksum matches the content."""
+        return bool(self.checksum) and self.checksum == self.compute_checksum(self.state, self.commit)
+
+    def to_loop_state(self) -> LoopState:
+        """A copy of the state stored in this checkpoint."""
+        return self.state.model_copy(deep=True)
+
+
+class LoopResult(BaseModel):
+    """What a finished (or paused) loop reports (seed 002 LoopResult, seed 001 T016).
+
+    ``features_total`` is the number of required exit conditions and ``features_completed`` how
+    many of them hold; ``handoff_reason`` says why the loop stopped when it did not succeed
+    (the Cedar policy id for a policy stop). ``duration_seconds`` is wall clock, seconds.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    loop_id: LoopId
+    success: bool
+    outcome: LoopOutcome | None
+    phase: LoopPhase
+    iterations: int
+    features_completed: int
+    features_total: int
+    sessions_used: int
+    total_tokens: int
+    errors_recovered: int
+    duration_seconds: float
+    handoff_reason: str | None = None
+    exit_conditions: list[ExitConditionStatus] = Field(default_factory=list)
+    branch: str | None = None
+    head_commit: str | None = None
+
+    @classmethod
+    def from_state(cls, state: LoopState) -> LoopResult:
+        """Summarise ``state`` as a result."""
+        required = [c for c in state.exit_conditions if c.required]
+        return cls(
+            loop_id=state.loop_id,
+            success=state.outcome is LoopOutcome.CONDITIONS_MET,
+            outcome=state.outcome,
+            phase=state.phase,
+            iterations=state.iteration,
+            features_completed=sum(1 for c in required if c.is_met),
+            features_total=len(required) or len([c for c in state.config.exit_conditions if c.required]),
+            sessions_used=state.sessions_used,
+            total_tokens=state.tokens_used,
+            errors_recovered=state.errors_recovered,
+            duration_seconds=round(state.elapsed_seconds, 3),
+            handoff_reason=None if state.outcome is LoopOutcome.CONDITIONS_MET else state.outcome_reason,
+            exit_conditions=state.exit_conditions,
+            branch=state.branch,
+            head_commit=state.head_commit,
+        )

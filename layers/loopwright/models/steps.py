@@ -1,0 +1,136 @@
+"""Inputs and outputs of the steps and ports (authorize, iterate, evaluate, verify, decide)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopwright.models.enums import LoopOutcome, NextAction
+
+
+class AuthorizationRequest(BaseModel):
+    """One Cedar question: may ``principal`` take ``action`` on ``resource``, given ``context``?
+
+    Entity ids are Cedar entity uids written as ``Type::"id"``; ``resource_attributes`` are the
+    loop's limits (``max_iterations``, optional ``token_budget`` and ``max_duration_seconds``,
+    ``warning_threshold_percent``, ``project``), ``context`` its counters (``iteration``: the
+    iteration about to run, ``tokens_used``, ``elapsed_seconds``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    principal: str
+    action: str
+    resource: str
+    resource_attributes: dict[str, Any] = Field(default_factory=dict)
+    context: dict[str, Any] = Field(default_factory=dict)
+
+
+class PolicyDecision(BaseModel):
+    """A Cedar decision with the ``@id`` of each determining policy and their annotations."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed: bool
+    policy_ids: list[str] = Field(default_factory=list)
+    annotations: dict[str, dict[str, str]] = Field(
+        default_factory=dict, description="policy id -> its annotations (for example 'outcome')"
+    )
+    errors: list[str] = Field(default_factory=list)
+
+
+class AuthorizationResult(BaseModel):
+    """Output of the authorize step: may the next iteration run, and which warnings apply."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    allowed: bool
+    iteration: int = Field(description="the iteration that was asked for")
+    denied_by: list[str] = Field(default_factory=list, description="@id of the denying policies")
+    outcome: LoopOutcome | None = None
+    reason: str | None = None
+    warnings: list[str] = Field(default_factory=list, description="@id of the warning policies that apply")
+    warning_messages: list[str] = Field(default_factory=list)
+
+
+class AgentRequest(BaseModel):
+    """What the agent is told each iteration. Times are seconds, budgets tokens."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    loop_id: str
+    iteration: int
+    goal: str
+    worktree: str
+    state_dir: str = Field(description="a folder outside the worktree for prompt and report files")
+    max_iterations: int
+    tokens_used: int
+    token_budget: int | None = None
+    elapsed_seconds: float = 0.0
+    max_duration_seconds: int | None = None
+    failures: list[str] = Field(default_factory=list, description="failures of the last evaluation")
+    failing_conditions: list[str] = Field(default_factory=list)
+    warnings: list[str] = Field(default_factory=list)
+
+
+class AgentResult(BaseModel):
+    """What the agent reports back. ``tokens_used`` are the tokens of this iteration only."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    tokens_used: int = Field(default=0, ge=0)
+    summary: str = ""
+    exit_code: int | None = None
+    failed: bool = False
+    needs_human: str | None = Field(default=None, description="a question for a human; pauses the loop")
+    output: str = ""
+
+
+class IterationResult(BaseModel):
+    """Output of the iterate step."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    iteration: int
+    agent: AgentResult
+    commit: str | None = None
+    changed_files: list[str] = Field(default_factory=list)
+    duration_seconds: float = 0.0
+
+
+class CommandResult(BaseModel):
+    """Output of one sandboxed command. Output is bounded; ``duration_seconds`` is wall clock."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    command: list[str]
+    exit_code: int | None = Field(description="None when the command could not start or timed out")
+    stdout: str = ""
+    stderr: str = ""
+    duration_seconds: float = 0.0
+    timed_out: bool = False
+    truncated: bool = False
+    error: str | None = Field(default=None, description="why the command could not start")
+    started_at: datetime | None = None
+
+
+class VerificationResult(BaseModel):
+    """Output of the verify step (gate:all): every required condition holds, or which do not."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    passed: bool
+    failing: list[str] = Field(default_factory=list)
+    message: str = ""
+
+
+class Decision(BaseModel):
+    """Output of the decide step."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    action: NextAction
+    outcome: LoopOutcome | None = None
+    reason: str = ""

@@ -1,0 +1,160 @@
+"""Ports: the small interfaces through which the steps reach the outside world.
+
+Each port has a local adapter (``loopwright.adapters.local``: SQLite, subprocess sandbox,
+cedarpy, git, command/python agents) and, for the cloud, an AWS adapter (DynamoDB, AgentCore
+Memory, Code Interpreter, Verified Permissions). The core (models, steps, conditions) imports
+only this module, never an adapter.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from loopwright.models import (
+    AgentRequest,
+    AgentResult,
+    AuthorizationRequest,
+    Checkpoint,
+    CommandResult,
+    IterationEvent,
+    IterationEventType,
+    LoopState,
+    PolicyDecision,
+)
+
+
+#: A callable an agent may poll to end its work early (True: a human asked the loop to stop).
+StopCheck = Callable[[], bool]
+
+
+class LoopStore(ABC):
+    """Durable store of loops and their events.
+
+    Errors: :class:`~loopwright.exceptions.LoopNotFoundError` for an unknown loop id;
+    :class:`~loopwright.exceptions.LoopFrameworkError` when a conditional write loses (the stored
+    ``version`` is not the expected one).
+    """
+
+    @abstractmethod
+    def create_loop(self, state: LoopState) -> LoopState:
+        """Store a new loop; returns it with ``version`` 1. Fails if the id exists."""
+
+    @abstractmethod
+    def save_state(self, state: LoopState) -> LoopState:
+        """Store ``state`` if the stored version equals ``state.version``; returns it with version + 1."""
+
+    @abstractmethod
+    def get_state(self, loop_id: str) -> LoopState:
+        """The stored state of ``loop_id``."""
+
+    @abstractmethod
+    def list_loops(self, project: str | None = None, limit: int = 100) -> list[LoopState]:
+        """Loops, newest first, optionally of one project."""
+
+    @abstractmethod
+    def append_events(self, events: Sequence[IterationEvent]) -> None:
+        """Store events atomically (all or none)."""
+
+    @abstractmethod
+    def list_events(
+        self,
+        loop_id: str,
+        *,
+        types: Sequence[IterationEventType] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[IterationEvent]:
+        """Events of ``loop_id`` in order of recording (or newest first), optionally of some types."""
+
+    @abstractmethod
+    def request_stop(self, loop_id: str, reason: str) -> None:
+        """Ask the running loop to stop after its current step."""
+
+    @abstractmethod
+    def stop_requested(self, loop_id: str) -> str | None:
+        """The reason of a pending stop request, or None."""
+
+    @abstractmethod
+    def clear_stop(self, loop_id: str) -> None:
+        """Forget a stop request (when the loop is resumed)."""
+
+
+class CheckpointStore(ABC):
+    """Durable store of checkpoints, newest kept, older ones pruned by retention.
+
+    Adapters store and return checkpoints as written, including corrupt ones; the core checks
+    each checksum (:meth:`Checkpoint.is_valid`) and falls back to an older checkpoint.
+    """
+
+    @abstractmethod
+    def save(self, checkpoint: Checkpoint, retention: int) -> None:
+        """Store ``checkpoint`` and delete all but the newest ``retention`` of its loop."""
+
+    @abstractmethod
+    def list_checkpoints(self, loop_id: str) -> list[Checkpoint | str]:
+        """Checkpoints of ``loop_id``, newest first. An entry that cannot even be parsed is
+        returned as its checkpoint id (a string) so the caller can report it."""
+
+
+class Sandbox(ABC):
+    """Runs one command, never through a shell, with a timeout that kills its whole process tree."""
+
+    @abstractmethod
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+        max_output_bytes: int = 256 * 1024,
+    ) -> CommandResult:
+        """Run ``command`` in ``cwd``; stdout and stderr are each kept up to ``max_output_bytes``.
+
+        Never raises for the command's own failure: a missing executable, a non-zero exit and a
+        timeout are reported in the :class:`CommandResult`.
+        """
+
+
+class PolicyEngine(ABC):
+    """Evaluates Cedar authorization requests."""
+
+    @abstractmethod
+    def is_authorized(self, request: AuthorizationRequest) -> PolicyDecision:
+        """Decide ``request``; ``policy_ids`` are the ``@id`` of the determining policies."""
+
+
+class Agent(ABC):
+    """The agent that works on the worktree, one call per iteration."""
+
+    @abstractmethod
+    def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:
+        """Do one iteration of work in ``request.worktree``.
+
+        Raises :class:`~loopwright.exceptions.AgentError` when the agent cannot be started.
+        """
+
+
+class Workspace(ABC):
+    """The loop's working copy: a git worktree on the loop's own branch.
+
+    Errors are raised as :class:`~loopwright.exceptions.WorkspaceError`.
+    """
+
+    @abstractmethod
+    def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
+        """Create (or reopen) the loop's worktree; returns (path, branch, base commit)."""
+
+    @abstractmethod
+    def commit(self, loop_id: str, message: str) -> tuple[str | None, list[str]]:
+        """Commit every change in the worktree; returns (new head or None if nothing changed, changed paths)."""
+
+    @abstractmethod
+    def reset(self, loop_id: str, commit: str) -> None:
+        """Discard worktree changes and move the loop's branch to ``commit``."""
+
+    @abstractmethod
+    def head(self, loop_id: str) -> str | None:
+        """The commit the loop's branch points at."""
