@@ -41,6 +41,7 @@ __all__ = [
     "IterationEvent",
     "IterationEventType",
     "LoopConfig",
+    "LoopFramework",
     "LoopFrameworkError",
     "LoopOutcome",
     "LoopPhase",
@@ -49,3 +50,13 @@ __all__ = [
     "PolicyViolationError",
 ]
 __version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> object:
+    # LoopFramework pulls in the local adapters (cedarpy, SQLite, git); import it only when asked,
+    # so `import loopwright.models` stays light (Lambda handlers import the core alone).
+    if name == "LoopFramework":
+        from loopwright.engine.framework import LoopFramework
+
+        return LoopFramework
+    raise AttributeError(f"module 'loopwright' has no attribute {name!r}")

@@ -24,7 +24,6 @@ from loopwright.models import (
     PolicyDecision,
 )
 
-
 #: A callable an agent may poll to end its work early (True: a human asked the loop to stop).
 StopCheck = Callable[[], bool]
 
@@ -149,7 +148,10 @@ class Workspace(ABC):
 
     @abstractmethod
     def commit(self, loop_id: str, message: str) -> tuple[str | None, list[str]]:
-        """Commit every change in the worktree; returns (new head or None if nothing changed, changed paths)."""
+        """Commit every change in the worktree.
+
+        Returns (the new head, or None when nothing changed; the changed paths).
+        """
 
     @abstractmethod
     def reset(self, loop_id: str, commit: str) -> None:

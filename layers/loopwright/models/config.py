@@ -42,7 +42,10 @@ class ExitConditionConfig(_Strict):
     required: bool = Field(default=True, description="must hold for the loop to complete")
     parser: Literal["auto", "pytest", "ruff", "bandit", "compileall", "exit_code"] = "auto"
     max_output_bytes: int = Field(
-        default=256 * 1024, ge=1024, le=16 * 1024 * 1024, description="bytes of stdout and of stderr kept"
+        default=256 * 1024,
+        ge=1024,
+        le=16 * 1024 * 1024,
+        description="bytes of stdout and of stderr kept",
     )
 
     @model_validator(mode="after")
@@ -92,7 +95,8 @@ class LoopConfig(_Strict):
     project: ProjectId = "default"
     exit_conditions: list[ExitConditionConfig] = Field(min_length=1, max_length=32)
     agent: AgentConfig | None = Field(
-        default=None, description="the agent; may be omitted when a work_function is passed to run()"
+        default=None,
+        description="the agent; may be omitted when a work_function is passed to run()",
     )
     max_iterations: int = Field(default=20, ge=1, le=100_000)
     token_budget: int | None = Field(default=None, ge=1, description="tokens; None for no budget")
@@ -110,7 +114,10 @@ class LoopConfig(_Strict):
         description="work in a git worktree on branch loopwright/<loop_id> and commit each iteration",
     )
     max_failures_for_agent: int = Field(
-        default=50, ge=1, le=10_000, description="failures of the last evaluation handed to the agent"
+        default=50,
+        ge=1,
+        le=10_000,
+        description="failures of the last evaluation handed to the agent",
     )
 
     @model_validator(mode="after")
@@ -119,7 +126,8 @@ class LoopConfig(_Strict):
         for index, condition in enumerate(self.exit_conditions):
             if condition.key in seen:
                 raise ValueError(
-                    f"exit_conditions.{index}: name {condition.key!r} is used twice; give each a unique 'name'"
+                    f"exit_conditions.{index}: name {condition.key!r} is used twice; "
+                    "give each a unique 'name'"
                 )
             seen.add(condition.key)
         return self

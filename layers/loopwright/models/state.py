@@ -108,8 +108,12 @@ class LoopState(BaseModel):
 
     @property
     def failing_conditions(self) -> list[ExitConditionStatus]:
-        """The conditions of the last evaluation that do not hold."""
-        return [c for c in self.exit_conditions if not c.is_met]
+        """The conditions of the last evaluation that do not hold (PENDING ones are not failing)."""
+        return [
+            c
+            for c in self.exit_conditions
+            if c.status not in (ExitConditionStatusValue.MET, ExitConditionStatusValue.PENDING)
+        ]
 
 
 class IterationEvent(BaseModel):
@@ -134,8 +138,8 @@ def _canonical_json(payload: Any) -> bytes:
 class Checkpoint(BaseModel):
     """A durable snapshot of a loop (seed 001 T059-T061).
 
-    ``checksum`` is the SHA-256 of the canonical JSON of ``state`` and ``commit``; a checkpoint
-    whose checksum does not match is corrupt and is never restored.
+    ``checksum`` is the SHA-256 of the canonical JSON of all other fields; a checkpoint whose
+    checksum does not match is corrupt and is never restored.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -148,27 +152,32 @@ class Checkpoint(BaseModel):
     state: LoopState
     checksum: str = ""
 
-    @staticmethod
-    def compute_checksum(state: LoopState, commit: str | None) -> str:
-        """SHA-256 hex digest over the canonical JSON of ``state`` and ``commit``."""
-        payload = {"state": state.model_dump(mode="json"), "commit": commit}
-        return hashlib.sha256(_canonical_json(payload)).hexdigest()
+    def compute_checksum(self) -> str:
+        """SHA-256 hex digest over the canonical JSON of every field but ``checksum``."""
+        return hashlib.sha256(_canonical_json(self.model_dump(mode="json", exclude={"checksum"}))).hexdigest()
 
     @classmethod
     def from_loop_state(cls, state: LoopState, commit: str | None = None) -> Checkpoint:
-        """A checkpoint of ``state`` at ``commit``, with its checksum set."""
-        snapshot = state.model_copy(deep=True)
-        return cls(
+        """A checkpoint of ``state`` at ``commit``, with its checksum set.
+
+        The snapshot's ``last_checkpoint_id`` is the new checkpoint's own id, so a state restored
+        from it names the checkpoint it came from.
+        """
+        checkpoint_id = new_id("ckpt")
+        snapshot = state.model_copy(deep=True, update={"last_checkpoint_id": checkpoint_id})
+        ckpt = cls(
+            checkpoint_id=checkpoint_id,
             loop_id=state.loop_id,
             iteration=state.iteration,
             commit=commit,
             state=snapshot,
-            checksum=cls.compute_checksum(snapshot, commit),
         )
+        ckpt.checksum = ckpt.compute_checksum()
+        return ckpt
 
     def is_valid(self) -> bool:
         """True when the stored checksum matches the content."""
-        return bool(self.checksum) and self.checksum == self.compute_checksum(self.state, self.commit)
+        return bool(self.checksum) and self.checksum == self.compute_checksum()
 
     def to_loop_state(self) -> LoopState:
         """A copy of the state stored in this checkpoint."""

@@ -72,6 +72,10 @@ class AgentRequest(BaseModel):
     max_duration_seconds: int | None = None
     failures: list[str] = Field(default_factory=list, description="failures of the last evaluation")
     failing_conditions: list[str] = Field(default_factory=list)
+    conditions: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description="the failing conditions' structured results (name, type, status, summary, details)",
+    )
     warnings: list[str] = Field(default_factory=list)
 
 

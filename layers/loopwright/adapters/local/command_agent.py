@@ -1,0 +1,171 @@
+"""The command agent: any command line, run in the worktree once per iteration.
+
+Any CLI coding agent plugs in this way. What the agent needs reaches it two ways:
+
+Files (in ``<state_dir>/loops/<loop_id>/``, outside the worktree, so they are never committed):
+  * ``prompt.md``: the goal, iteration and limits, policy warnings and the failures of the last
+    evaluation, as a prompt for a model.
+  * ``failures.json``: ``{"failing_conditions": [name], "failures": [line],
+    "conditions": [ExitConditionStatus without stdout/stderr], "warnings": [text]}``.
+  * ``report.json``: the agent may write ``{"tokens_used": int, "summary": str,
+    "needs_human": str | null}`` here; ``tokens_used`` is accounted against the token budget.
+
+Environment variables: ``LOOPWRIGHT_LOOP_ID``, ``LOOPWRIGHT_ITERATION``,
+``LOOPWRIGHT_MAX_ITERATIONS``, ``LOOPWRIGHT_GOAL``, ``LOOPWRIGHT_WORKSPACE`` (the worktree),
+``LOOPWRIGHT_PROMPT_FILE``, ``LOOPWRIGHT_FAILURES_FILE``, ``LOOPWRIGHT_REPORT_FILE``,
+``LOOPWRIGHT_TOKENS_USED``, ``LOOPWRIGHT_TOKEN_BUDGET`` (empty when there is none).
+
+In the command, ``{prompt_file}``, ``{failures_file}``, ``{report_file}``, ``{iteration}`` and
+``{loop_id}`` are replaced inside each argument (plain text replacement; no shell ever runs).
+A non-zero exit code marks the iteration's agent as failed; the loop goes on.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig
+from loopwright.ports import Agent, Sandbox, StopCheck
+
+
+class AgentReport(BaseModel):
+    """The optional ``report.json`` a command agent writes."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    tokens_used: int = Field(default=0, ge=0)
+    summary: str = ""
+    needs_human: str | None = None
+
+
+def render_prompt(request: AgentRequest) -> str:
+    """The markdown prompt for ``request`` (goal, limits, warnings, failures)."""
+    lines = [
+        f"# loopwright: iteration {request.iteration} of {request.max_iterations}",
+        "",
+        "## Goal",
+        request.goal.strip(),
+        "",
+        "## Limits",
+        f"- iteration {request.iteration} of {request.max_iterations}",
+        f"- tokens used {request.tokens_used}"
+        + (f" of {request.token_budget}" if request.token_budget else " (no budget)"),
+        f"- elapsed {request.elapsed_seconds:.0f} s"
+        + (f" of {request.max_duration_seconds} s" if request.max_duration_seconds else ""),
+    ]
+    if request.warnings:
+        lines += ["", "## Policy warnings", *[f"- {w}" for w in request.warnings]]
+    lines += ["", "## Failing exit conditions (last evaluation)"]
+    if request.failing_conditions:
+        lines += [f"- {name}" for name in request.failing_conditions]
+        lines += ["", "## Failures", *[f"- {f}" for f in request.failures]]
+    elif request.iteration == 1:
+        lines.append("- not evaluated yet (first iteration)")
+    else:
+        lines.append("- none")
+    return "\n".join(lines) + "\n"
+
+
+def write_agent_files(request: AgentRequest) -> dict[str, Path]:
+    """Write prompt.md and failures.json for ``request``; remove a stale report.json.
+
+    Returns the paths by key: ``prompt_file``, ``failures_file``, ``report_file``.
+    """
+    folder = Path(request.state_dir) / "loops" / request.loop_id
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = {
+        "prompt_file": folder / "prompt.md",
+        "failures_file": folder / "failures.json",
+        "report_file": folder / "report.json",
+    }
+    paths["prompt_file"].write_text(render_prompt(request), encoding="utf-8")
+    paths["failures_file"].write_text(
+        json.dumps(
+            {
+                "failing_conditions": request.failing_conditions,
+                "failures": request.failures,
+                "conditions": request.conditions,
+                "warnings": request.warnings,
+            },
+            indent=2,
+        ),
+        encoding="utf-8",
+    )
+    paths["report_file"].unlink(missing_ok=True)
+    return paths
+
+
+def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
+    """Parse the agent's report file: (report, None), (None, None) if absent, (None, error)."""
+    if not path.exists():
+        return None, None
+    try:
+        return AgentReport.model_validate_json(path.read_bytes()), None
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"]) or "report"
+        return None, f"invalid agent report {path.name}: {where}: {first['msg']}"
+
+
+class CommandAgent(Agent):
+    """Runs :class:`CommandAgentConfig` ``command`` in the worktree through a :class:`Sandbox`."""
+
+    def __init__(self, config: CommandAgentConfig, sandbox: Sandbox) -> None:
+        self._config = config
+        self._sandbox = sandbox
+
+    def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:
+        paths = write_agent_files(request)
+        values = {
+            "{prompt_file}": str(paths["prompt_file"]),
+            "{failures_file}": str(paths["failures_file"]),
+            "{report_file}": str(paths["report_file"]),
+            "{iteration}": str(request.iteration),
+            "{loop_id}": request.loop_id,
+        }
+        argv = []
+        for arg in self._config.command:
+            for key, value in values.items():
+                arg = arg.replace(key, value)
+            argv.append(arg)
+        env = {
+            "LOOPWRIGHT_LOOP_ID": request.loop_id,
+            "LOOPWRIGHT_ITERATION": str(request.iteration),
+            "LOOPWRIGHT_MAX_ITERATIONS": str(request.max_iterations),
+            "LOOPWRIGHT_GOAL": request.goal,
+            "LOOPWRIGHT_WORKSPACE": request.worktree,
+            "LOOPWRIGHT_PROMPT_FILE": str(paths["prompt_file"]),
+            "LOOPWRIGHT_FAILURES_FILE": str(paths["failures_file"]),
+            "LOOPWRIGHT_REPORT_FILE": str(paths["report_file"]),
+            "LOOPWRIGHT_TOKENS_USED": str(request.tokens_used),
+            "LOOPWRIGHT_TOKEN_BUDGET": str(request.token_budget or ""),
+        }
+        outcome = self._sandbox.run(
+            argv, cwd=Path(request.worktree), timeout_seconds=self._config.timeout_seconds, env=env
+        )
+        report, report_error = read_report(paths["report_file"])
+        output = (outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else "")).strip()
+        if outcome.error:
+            summary = outcome.error
+        elif outcome.timed_out:
+            summary = f"agent timed out after {self._config.timeout_seconds:g} s; its process tree was killed"
+        elif report_error:
+            summary = report_error
+        elif report and report.summary:
+            summary = report.summary
+        else:
+            summary = output.splitlines()[-1] if output else ""
+        failed = bool(outcome.error or outcome.timed_out or report_error or outcome.exit_code != 0)
+        if failed and outcome.exit_code not in (None, 0):
+            summary = f"agent exited with code {outcome.exit_code}: {summary}"
+        return AgentResult(
+            tokens_used=report.tokens_used if report else 0,
+            summary=summary,
+            exit_code=outcome.exit_code,
+            failed=failed,
+            needs_human=report.needs_human if report else None,
+            output=output[-4000:],
+        )

@@ -1,0 +1,369 @@
+"""Local durable store: loops, events, stop requests and checkpoints in one SQLite file.
+
+The file (default ``<workspace>/.loopwright/loopwright.db``) is opened in WAL mode with
+``synchronous=NORMAL``: a committed transaction survives a crash of the process (including
+``kill -9``); a power loss or OS crash may lose the last transactions committed before it
+(never corrupting the file). Readers never block the writer and the writer never blocks
+readers, so a CLI process (``loopwright status``, ``loopwright stop``) can use the file while
+the engine runs; a writer waits up to ``busy_timeout_seconds`` for another writer.
+
+Every public method is one short transaction (writes use ``BEGIN IMMEDIATE`` so two writers
+queue on the busy timeout instead of failing on a lock upgrade). One connection per store,
+guarded by a lock, makes a store safe to share between the threads of one process.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from types import TracebackType
+
+from pydantic import ValidationError
+
+from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
+from loopwright.models import Checkpoint, IterationEvent, IterationEventType, LoopState, utcnow
+from loopwright.ports import CheckpointStore, LoopStore
+
+#: Seconds a connection waits for another process's write lock before failing.
+DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
+#: Schema version stored in ``PRAGMA user_version``; raise it with a migration.
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS loops (
+    loop_id    TEXT PRIMARY KEY,
+    project    TEXT NOT NULL,
+    phase      TEXT NOT NULL,
+    outcome    TEXT,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    version    INTEGER NOT NULL,
+    state      TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS loops_by_project ON loops (project);
+CREATE TABLE IF NOT EXISTS events (
+    seq       INTEGER PRIMARY KEY AUTOINCREMENT,
+    loop_id   TEXT NOT NULL,
+    iteration INTEGER NOT NULL,
+    type      TEXT NOT NULL,
+    timestamp TEXT NOT NULL,
+    event     TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS events_by_loop ON events (loop_id, seq);
+CREATE INDEX IF NOT EXISTS events_by_loop_type ON events (loop_id, type);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    seq           INTEGER PRIMARY KEY AUTOINCREMENT,
+    loop_id       TEXT NOT NULL,
+    checkpoint_id TEXT NOT NULL UNIQUE,
+    iteration     INTEGER NOT NULL,
+    created_at    TEXT NOT NULL,
+    checksum      TEXT NOT NULL,
+    payload       TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS checkpoints_by_loop ON checkpoints (loop_id, seq);
+CREATE TABLE IF NOT EXISTS stop_requests (
+    loop_id      TEXT PRIMARY KEY,
+    reason       TEXT NOT NULL,
+    requested_at TEXT NOT NULL
+);
+"""
+
+
+class SqliteStore(LoopStore, CheckpointStore):
+    """:class:`LoopStore` and :class:`CheckpointStore` in one SQLite file.
+
+    Args:
+        path: the database file; its parent folders are created.
+        busy_timeout_seconds: seconds to wait for another connection's write lock.
+
+    Raises :class:`LoopFrameworkError` (wrapping :class:`sqlite3.Error`) when the file cannot be
+    opened or a statement fails, :class:`LoopNotFoundError` for an unknown loop id.
+    Use :meth:`close` (or ``with SqliteStore(...) as store``) to release the file.
+    """
+
+    def __init__(
+        self, path: str | Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
+    ) -> None:
+        self.path = Path(path)
+        self._lock = threading.Lock()
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            # isolation_level=None: no implicit transactions, each method runs its own.
+            self._conn = sqlite3.connect(
+                self.path,
+                timeout=busy_timeout_seconds,
+                isolation_level=None,
+                check_same_thread=False,  # shared between threads under self._lock
+            )
+        except (OSError, sqlite3.Error) as exc:
+            raise LoopFrameworkError(f"cannot open the local store {self.path}: {exc}") from exc
+        with self._guard():
+            self._conn.execute("PRAGMA journal_mode=WAL")
+            self._conn.execute("PRAGMA synchronous=NORMAL")
+        with self._write() as conn:
+            stored_version = conn.execute("PRAGMA user_version").fetchone()[0]
+            if stored_version > SCHEMA_VERSION:
+                raise LoopFrameworkError(
+                    f"the local store {self.path} has schema version {stored_version}, newer than "
+                    f"this loopwright supports ({SCHEMA_VERSION}); upgrade loopwright"
+                )
+            if stored_version < SCHEMA_VERSION:
+                for statement in _SCHEMA.split(";"):
+                    if statement.strip():
+                        conn.execute(statement)
+                conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+    # ----------------------------------------------------------------------------- lifecycle
+    def close(self) -> None:
+        """Close the connection (idempotent)."""
+        with self._lock:
+            self._conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    @contextmanager
+    def _guard(self) -> Iterator[sqlite3.Connection]:
+        """The connection under the lock; SQLite errors become LoopFrameworkError."""
+        with self._lock:
+            try:
+                yield self._conn
+            except sqlite3.Error as exc:
+                raise LoopFrameworkError(f"local store {self.path}: {exc}") from exc
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
+        with self._guard() as conn:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield conn
+                conn.execute("COMMIT")
+            except BaseException:
+                if conn.in_transaction:
+                    conn.execute("ROLLBACK")
+                raise
+
+    # ----------------------------------------------------------------------------- loops
+    def create_loop(self, state: LoopState) -> LoopState:
+        """Store a new loop; returns it with ``version`` 1.
+
+        Raises :class:`LoopFrameworkError` when a loop with the same id exists.
+        """
+        stored = state.model_copy(update={"version": 1})
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO loops (loop_id, project, phase, outcome, created_at, updated_at,"
+                    " version, state) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    (
+                        stored.loop_id,
+                        stored.project,
+                        stored.phase.value,
+                        stored.outcome.value if stored.outcome else None,
+                        utcnow().isoformat(),
+                        stored.updated_at.isoformat(),
+                        1,
+                        stored.model_dump_json(),
+                    ),
+                )
+        except LoopFrameworkError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise LoopFrameworkError(
+                    f"loop {state.loop_id!r} already exists in {self.path}; "
+                    "choose another loop id or resume it"
+                ) from exc.__cause__
+            raise
+        return stored
+
+    def save_state(self, state: LoopState) -> LoopState:
+        """Store ``state`` if the stored version equals ``state.version``; returns it with
+        version + 1.
+
+        Raises :class:`LoopNotFoundError` for an unknown loop, :class:`LoopFrameworkError` when
+        another writer changed the loop since ``state`` was read (version mismatch).
+        """
+        stored = state.model_copy(update={"version": state.version + 1})
+        with self._write() as conn:
+            cursor = conn.execute(
+                "UPDATE loops SET project=?, phase=?, outcome=?, updated_at=?, version=?, state=?"
+                " WHERE loop_id=? AND version=?",
+                (
+                    stored.project,
+                    stored.phase.value,
+                    stored.outcome.value if stored.outcome else None,
+                    stored.updated_at.isoformat(),
+                    stored.version,
+                    stored.model_dump_json(),
+                    state.loop_id,
+                    state.version,
+                ),
+            )
+            if cursor.rowcount != 1:
+                row = conn.execute("SELECT version FROM loops WHERE loop_id=?", (state.loop_id,)).fetchone()
+                if row is None:
+                    raise _not_found(state.loop_id)
+                raise LoopFrameworkError(
+                    f"loop {state.loop_id!r} was changed by another writer: expected stored "
+                    f"version {state.version}, found {row[0]}; reload it and retry"
+                )
+        return stored
+
+    def get_state(self, loop_id: str) -> LoopState:
+        """The stored state of ``loop_id``. Raises :class:`LoopNotFoundError`."""
+        with self._guard() as conn:
+            row = conn.execute("SELECT state FROM loops WHERE loop_id=?", (loop_id,)).fetchone()
+        if row is None:
+            raise _not_found(loop_id)
+        return _parse_state(loop_id, row[0])
+
+    def list_loops(self, project: str | None = None, limit: int = 100) -> list[LoopState]:
+        """Up to ``limit`` loops, most recently created first, optionally of one project."""
+        with self._guard() as conn:
+            if project is None:
+                rows = conn.execute(
+                    "SELECT loop_id, state FROM loops ORDER BY rowid DESC LIMIT ?", (limit,)
+                ).fetchall()
+            else:
+                rows = conn.execute(
+                    "SELECT loop_id, state FROM loops WHERE project=? ORDER BY rowid DESC LIMIT ?",
+                    (project, limit),
+                ).fetchall()
+        return [_parse_state(loop_id, payload) for loop_id, payload in rows]
+
+    # ----------------------------------------------------------------------------- events
+    def append_events(self, events: Sequence[IterationEvent]) -> None:
+        """Store ``events`` in order, in one transaction (all or none)."""
+        if not events:
+            return
+        rows = [
+            (e.loop_id, e.iteration, e.type.value, e.timestamp.isoformat(), e.model_dump_json())
+            for e in events
+        ]
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO events (loop_id, iteration, type, timestamp, event) VALUES (?, ?, ?, ?, ?)",
+                rows,
+            )
+
+    def list_events(
+        self,
+        loop_id: str,
+        *,
+        types: Sequence[IterationEventType] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[IterationEvent]:
+        """Events of ``loop_id`` in order of recording (or newest first), optionally only of
+        ``types``; at most ``limit`` (None: all). An unknown loop has no events."""
+        sql = "SELECT event FROM events WHERE loop_id=?"
+        params: list[str | int] = [loop_id]
+        if types is not None:
+            if not types:
+                return []
+            sql += f" AND type IN ({','.join('?' * len(types))})"
+            params.extend(t.value for t in types)
+        sql += " ORDER BY seq DESC" if newest_first else " ORDER BY seq"
+        if limit is not None:
+            sql += " LIMIT ?"
+            params.append(limit)
+        with self._guard() as conn:
+            rows = conn.execute(sql, params).fetchall()
+        return [IterationEvent.model_validate_json(row[0]) for row in rows]
+
+    # ----------------------------------------------------------------------------- stop requests
+    def request_stop(self, loop_id: str, reason: str) -> None:
+        """Record a stop request for ``loop_id`` (replacing a pending one)."""
+        with self._write() as conn:
+            conn.execute(
+                "INSERT OR REPLACE INTO stop_requests (loop_id, reason, requested_at) VALUES (?, ?, ?)",
+                (loop_id, reason, utcnow().isoformat()),
+            )
+
+    def stop_requested(self, loop_id: str) -> str | None:
+        """The reason of the pending stop request of ``loop_id``, or None."""
+        with self._guard() as conn:
+            row = conn.execute("SELECT reason FROM stop_requests WHERE loop_id=?", (loop_id,)).fetchone()
+        return None if row is None else str(row[0])
+
+    def clear_stop(self, loop_id: str) -> None:
+        """Forget the stop request of ``loop_id`` (none pending is fine)."""
+        with self._write() as conn:
+            conn.execute("DELETE FROM stop_requests WHERE loop_id=?", (loop_id,))
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def save(self, checkpoint: Checkpoint, retention: int) -> None:
+        """Store ``checkpoint`` and delete all but the newest ``retention`` (>= 1) of its loop,
+        in one transaction. The checksum is stored as given, not verified.
+
+        Raises :class:`LoopFrameworkError` for ``retention`` < 1 or a checkpoint id already stored.
+        """
+        if retention < 1:
+            raise LoopFrameworkError(f"checkpoint retention must be at least 1, got {retention}")
+        try:
+            with self._write() as conn:
+                conn.execute(
+                    "INSERT INTO checkpoints (loop_id, checkpoint_id, iteration, created_at,"
+                    " checksum, payload) VALUES (?, ?, ?, ?, ?, ?)",
+                    (
+                        checkpoint.loop_id,
+                        checkpoint.checkpoint_id,
+                        checkpoint.iteration,
+                        checkpoint.created_at.isoformat(),
+                        checkpoint.checksum,
+                        checkpoint.model_dump_json(),
+                    ),
+                )
+                # Everything at or below the (retention+1)-th newest seq goes; NULL (fewer
+                # rows than that) deletes nothing.
+                conn.execute(
+                    "DELETE FROM checkpoints WHERE loop_id=? AND seq <= (SELECT seq FROM"
+                    " checkpoints WHERE loop_id=? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+                    (checkpoint.loop_id, checkpoint.loop_id, retention),
+                )
+        except LoopFrameworkError as exc:
+            if isinstance(exc.__cause__, sqlite3.IntegrityError):
+                raise LoopFrameworkError(
+                    f"checkpoint {checkpoint.checkpoint_id!r} is already stored"
+                ) from exc.__cause__
+            raise
+
+    def list_checkpoints(self, loop_id: str) -> list[Checkpoint | str]:
+        """Checkpoints of ``loop_id``, newest first; one whose payload cannot be parsed is
+        returned as its checkpoint id. Checksums are not verified here (the core does)."""
+        with self._guard() as conn:
+            rows = conn.execute(
+                "SELECT checkpoint_id, payload FROM checkpoints WHERE loop_id=? ORDER BY seq DESC",
+                (loop_id,),
+            ).fetchall()
+        found: list[Checkpoint | str] = []
+        for checkpoint_id, payload in rows:
+            try:
+                found.append(Checkpoint.model_validate_json(payload))
+            except ValidationError:
+                found.append(str(checkpoint_id))
+        return found
+
+
+def _not_found(loop_id: str) -> LoopNotFoundError:
+    return LoopNotFoundError(
+        f"no loop {loop_id!r} in the local store; list the loops with `loopwright status`"
+    )
+
+
+def _parse_state(loop_id: str, payload: str) -> LoopState:
+    try:
+        return LoopState.model_validate_json(payload)
+    except ValidationError as exc:
+        raise LoopFrameworkError(f"the stored state of loop {loop_id!r} cannot be read: {exc}") from exc

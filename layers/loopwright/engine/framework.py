@@ -1,0 +1,559 @@
+"""The in-process engine: :class:`LoopFramework` (seed 001 T025-T035, T068-T071).
+
+It drives the core steps in the same order as the Step Functions state machine::
+
+    authorize -> iterate -> checkpoint -> evaluate -> verify -> decide -> (authorize ...)
+
+and records every transition as an :class:`~loopwright.models.IterationEvent` in the store and
+as an OpenTelemetry span event. By default it uses the local adapters (SQLite store under
+``<workspace>/.loopwright``, subprocess sandbox, cedarpy, git worktree); any port can be passed in.
+
+Example::
+
+    from loopwright import LoopConfig
+    from loopwright.engine import LoopFramework
+
+    loop = LoopFramework(config, workspace="path/to/repo")
+    result = loop.run()                      # or loop.run(work_function=my_function)
+    print(result.outcome, result.iterations)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from opentelemetry import trace
+
+from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
+from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
+from loopwright.engine.lock import LoopLock
+from loopwright.exceptions import (
+    CheckpointRecoveryError,
+    ConfigError,
+    LoopAlreadyRunningError,
+    LoopFrameworkError,
+    LoopNotFoundError,
+)
+from loopwright.models import (
+    AgentResult,
+    Checkpoint,
+    Decision,
+    ExitConditionStatus,
+    IterationEvent,
+    IterationEventType,
+    LoopConfig,
+    LoopOutcome,
+    LoopPhase,
+    LoopResult,
+    LoopState,
+    NextAction,
+    new_id,
+    utcnow,
+)
+from loopwright.ports import Agent, CheckpointStore, LoopStore, PolicyEngine, Sandbox, Workspace
+from loopwright.steps.authorize import authorize
+from loopwright.steps.checkpoint import checkpoint, checkpoint_due, recover
+from loopwright.steps.decide import decide
+from loopwright.steps.evaluate import evaluate
+from loopwright.steps.iterate import iterate
+from loopwright.steps.verify import verify
+
+#: Called after every recorded event with the event and the loop's current state.
+Observer = Callable[[IterationEvent, LoopState], None]
+
+_tracer = trace.get_tracer("loopwright")
+_EV = IterationEventType
+
+
+class LoopFramework:
+    """Runs one governed loop in this process.
+
+    Args:
+        config: the loop's configuration; may be omitted to reopen an existing ``loop_id``.
+        workspace: the user's repository (any folder; a non-git folder is initialised as one).
+        loop_id: reuse an id (to resume) or choose one; a new ``loop_<hex>`` id by default.
+        agent_name: a label for the agent, recorded in the loop's events (seed API).
+        store, checkpoints, sandbox, policy, agent, workspace_adapter: ports; local adapters
+            by default.
+        state_dir: where local state lives; ``<workspace>/.loopwright`` by default.
+        observer: called after every event (the CLI's live display uses it).
+
+    Raises :class:`ConfigError` when neither a config nor a stored loop is available.
+    """
+
+    def __init__(
+        self,
+        config: LoopConfig | None = None,
+        *,
+        workspace: str | Path = ".",
+        loop_id: str | None = None,
+        agent_name: str = "agent",
+        store: LoopStore | None = None,
+        checkpoints: CheckpointStore | None = None,
+        sandbox: Sandbox | None = None,
+        policy: PolicyEngine | None = None,
+        agent: Agent | None = None,
+        workspace_adapter: Workspace | None = None,
+        state_dir: Path | None = None,
+        observer: Observer | None = None,
+    ) -> None:
+        self.workspace = Path(workspace).resolve()
+        self.state_dir = (state_dir or state_dir_for(self.workspace)).resolve()
+        self.loop_id = loop_id or new_id("loop")
+        self.agent_name = agent_name
+        self._config = config
+        defaults = None
+        if store is None or sandbox is None or policy is None:
+            defaults = local_ports(self.state_dir)
+        self.store: LoopStore = store or (defaults.store if defaults else _missing("store"))
+        self.checkpoints: CheckpointStore = checkpoints or _as_checkpoints(self.store)
+        self.sandbox: Sandbox = sandbox or (defaults.sandbox if defaults else _missing("sandbox"))
+        self.policy: PolicyEngine = policy or (defaults.policy if defaults else _missing("policy"))
+        self._agent = agent
+        self._workspace_adapter = workspace_adapter
+        self._observer = observer
+        self._state: LoopState | None = None
+        self._active = False
+        self._lock = LoopLock(self.state_dir, self.loop_id)
+
+    # ----------------------------------------------------------------------------- set-up
+    @classmethod
+    def open(cls, loop_id: str, *, workspace: str | Path = ".", **kwargs: Any) -> LoopFramework:
+        """Reopen a stored loop (to resume it, or read its state). Raises LoopNotFoundError."""
+        framework = cls(None, workspace=workspace, loop_id=loop_id, **kwargs)
+        framework._state = framework.store.get_state(loop_id)
+        framework._config = framework._state.config
+        return framework
+
+    async def initialize(self) -> LoopState:
+        """Async form of :meth:`initialize_sync` (runs it in a worker thread)."""
+        return await asyncio.to_thread(self.initialize_sync)
+
+    def initialize_sync(self) -> LoopState:
+        """Prepare the worktree and store the new loop (idempotent). SC-001: well under 5 s.
+
+        Raises :class:`ConfigError` without a config, :class:`~loopwright.exceptions.WorkspaceError`
+        when the workspace cannot be prepared.
+        """
+        if self._state is not None:
+            return self._state
+        try:
+            self._state = self.store.get_state(self.loop_id)
+            self._config = self._state.config
+            return self._state
+        except LoopNotFoundError:
+            pass
+        if self._config is None:
+            raise ConfigError(f"loop {self.loop_id!r} does not exist and no config was given")
+        worktree, branch, base = self._workspace().prepare(self.loop_id)
+        state = LoopState(
+            loop_id=self.loop_id,
+            project=self._config.project,
+            config=self._config,
+            workspace=str(self.workspace),
+            worktree=str(worktree),
+            branch=branch,
+            base_commit=base,
+            head_commit=base,
+            exit_conditions=[
+                ExitConditionStatus(name=c.key, type=c.type, required=c.required)
+                for c in self._config.exit_conditions
+            ],
+        )
+        self._state = self.store.create_loop(state)
+        return self._state
+
+    # ----------------------------------------------------------------------------- queries
+    def get_state(self) -> LoopState:
+        """The loop's current state (from memory while running, else from the store)."""
+        if self._state is None:
+            self._state = self.store.get_state(self.loop_id)
+        return self._state
+
+    def get_exit_condition_status(self) -> list[ExitConditionStatus]:
+        """The latest status of every exit condition."""
+        return list(self.get_state().exit_conditions)
+
+    @property
+    def is_active(self) -> bool:
+        """True while :meth:`run` is executing in this object (re-entry prevention, T033)."""
+        return self._active
+
+    # ----------------------------------------------------------------------------- checkpoints
+    def save_checkpoint(self) -> Checkpoint:
+        """Store a checkpoint of the current state at the worktree's head commit."""
+        state = self.get_state()
+        ckpt = checkpoint(state, self.checkpoints, state.head_commit)
+        state.last_checkpoint_id = ckpt.checkpoint_id
+        self.emit_event(
+            _EV.CHECKPOINT_SAVED,
+            f"checkpoint {ckpt.checkpoint_id} at iteration {ckpt.iteration}",
+            checkpoint_id=ckpt.checkpoint_id,
+            commit=ckpt.commit,
+        )
+        return ckpt
+
+    def load_checkpoint(self, checkpoint_id: str | None = None) -> Checkpoint:
+        """The newest valid checkpoint (or the one named). Raises CheckpointRecoveryError."""
+        return recover(self.loop_id, self.checkpoints, checkpoint_id).checkpoint
+
+    # ----------------------------------------------------------------------------- events
+    def emit_event(
+        self,
+        event_type: IterationEventType,
+        message: str = "",
+        *,
+        iteration: int | None = None,
+        **data: Any,
+    ) -> IterationEvent:
+        """Record an event: stored, added to the current OpenTelemetry span, and observed.
+
+        ``iteration`` defaults to the number of completed iterations; events about the iteration
+        about to run (started, policy warning or denial) pass its number.
+        """
+        state = self.get_state()
+        event = IterationEvent(
+            loop_id=self.loop_id,
+            iteration=state.iteration if iteration is None else iteration,
+            type=event_type,
+            phase=state.phase,
+            message=message,
+            data={k: v for k, v in data.items() if v is not None},
+        )
+        self.store.append_events([event])
+        attributes: dict[str, Any] = {
+            "loopwright.loop_id": self.loop_id,
+            "loopwright.iteration": event.iteration,
+            "loopwright.message": message,
+        }
+        attributes.update(
+            {f"loopwright.{k}": v for k, v in event.data.items() if isinstance(v, str | int | float | bool)}
+        )
+        trace.get_current_span().add_event(event_type.value, attributes)
+        if self._observer is not None:
+            self._observer(event, state)
+        return event
+
+    # ----------------------------------------------------------------------------- run
+    def request_stop(self, reason: str = "requested") -> None:
+        """Ask the loop to stop after its current step (works from any process via the store)."""
+        self.store.request_stop(self.loop_id, reason)
+
+    def run(
+        self,
+        work_function: WorkFunction | None = None,
+        *,
+        resume_from: str | Checkpoint | None = None,
+    ) -> LoopResult:
+        """Run the loop until it completes, a policy stops it, a human stops it, or it pauses.
+
+        Args:
+            work_function: the agent as a callable (seed API); overrides the config's agent.
+            resume_from: a checkpoint (or its id, or ``"latest"``) to continue from. A loop that
+                was interrupted (killed, Ctrl-C) or stopped by a human resumes from its newest
+                valid checkpoint anyway.
+
+        Returns the :class:`LoopResult`; ``outcome`` is None when the loop paused for a human.
+        Raises :class:`LoopAlreadyRunningError` on re-entry or when another process runs it,
+        :class:`ConfigError` without an agent, :class:`LoopFrameworkError` for a loop that ended.
+        """
+        if self._active:
+            raise LoopAlreadyRunningError(f"loop {self.loop_id!r} is already running in this process")
+        self._lock.acquire()
+        self._active = True
+        try:
+            state = self.initialize_sync()
+            if state.outcome is LoopOutcome.STOPPED:
+                # A human's stop is not final: the loop continues from its last checkpoint.
+                state.outcome, state.outcome_reason, state.ended_at = None, None, None
+                state.phase = LoopPhase.INTERRUPTED
+            if state.outcome is not None:
+                raise LoopFrameworkError(
+                    f"loop {self.loop_id!r} already ended with {state.outcome.value}; start a new loop"
+                )
+            agent = self._resolve_agent(work_function)
+            with _tracer.start_as_current_span(
+                "loopwright.loop", attributes={"loopwright.loop_id": self.loop_id}
+            ):
+                resuming = resume_from is not None or state.phase is not LoopPhase.INITIALIZING
+                self._start_session(resuming, resume_from)
+                return self._drive(agent)
+        except KeyboardInterrupt:
+            self._interrupt("interrupted by Ctrl-C")
+            raise
+        finally:
+            self._active = False
+            self._lock.release()
+
+    # ----------------------------------------------------------------------------- internals
+    def _workspace(self) -> Workspace:
+        if self._workspace_adapter is None:
+            config = self._config
+            assert config is not None
+            self._workspace_adapter = build_workspace(config, self.workspace, self.state_dir)
+        return self._workspace_adapter
+
+    def _resolve_agent(self, work_function: WorkFunction | None) -> Agent:
+        if work_function is not None:
+            return PythonAgent(work_function)
+        if self._agent is not None:
+            return self._agent
+        agent = build_agent(self.get_state().config, self.sandbox)
+        if agent is None:
+            raise ConfigError("no agent: set 'agent' in the config or pass work_function to run()")
+        self._agent = agent
+        return agent
+
+    def _save(self) -> None:
+        state = self.get_state()
+        state.updated_at = utcnow()
+        self._state = self.store.save_state(state)
+
+    def _set_phase(self, phase: LoopPhase) -> None:
+        self.get_state().phase = phase
+
+    def _start_session(self, resuming: bool, resume_from: str | Checkpoint | None) -> None:
+        state = self.get_state()
+        self.store.clear_stop(self.loop_id)
+        if resuming:
+            self._restore(resume_from)
+            state = self.get_state()
+        state.sessions_used += 1
+        state.is_active = True
+        state.human_request = None
+        state.phase = LoopPhase.AUTHORIZING
+        self._save()
+        if resuming:
+            self.emit_event(
+                _EV.LOOP_RESUMED,
+                f"resumed at iteration {state.iteration} (session {state.sessions_used})",
+                agent=self.agent_name,
+            )
+        else:
+            self.emit_event(
+                _EV.LOOP_STARTED,
+                f"goal: {state.config.goal[:200]}",
+                agent=self.agent_name,
+                branch=state.branch,
+                base_commit=state.base_commit,
+                max_iterations=state.config.max_iterations,
+            )
+
+    def _restore(self, resume_from: str | Checkpoint | None) -> None:
+        """Continue from a checkpoint: the newest valid one unless one is named.
+
+        A loop paused for a human (AWAITING_RESPONSE) ended its last session cleanly and goes on
+        from its stored state. Any other resumed loop may have died mid-step, so its state and
+        worktree are restored from the checkpoint; corrupt checkpoints are reported and skipped.
+        """
+        stored = self.get_state()
+        if stored.phase is LoopPhase.AWAITING_RESPONSE and resume_from is None:
+            return
+        if isinstance(resume_from, Checkpoint):
+            if not resume_from.is_valid():
+                raise CheckpointRecoveryError(f"checkpoint {resume_from.checkpoint_id} is corrupt")
+            ckpt, corrupt = resume_from, []
+        else:
+            wanted = None if resume_from in (None, "latest") else resume_from
+            try:
+                recovery = recover(self.loop_id, self.checkpoints, wanted)
+            except CheckpointRecoveryError:
+                if wanted is None and stored.iteration == 0:
+                    # Died during iteration 1, before any checkpoint: start over from the base.
+                    if stored.base_commit:
+                        self._workspace().reset(self.loop_id, stored.base_commit)
+                    return
+                raise
+            ckpt, corrupt = recovery.checkpoint, recovery.corrupt
+        for checkpoint_id in corrupt:
+            self.emit_event(
+                _EV.CHECKPOINT_CORRUPT,
+                f"checkpoint {checkpoint_id} is corrupt (checksum mismatch); using "
+                f"{ckpt.checkpoint_id} of iteration {ckpt.iteration}",
+                checkpoint_id=checkpoint_id,
+            )
+        state = ckpt.to_loop_state()
+        state.version = stored.version
+        state.sessions_used = stored.sessions_used
+        state.errors_recovered = stored.errors_recovered
+        if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
+            # The stored state evaluated the same agent work after the checkpoint was taken.
+            state.exit_conditions = stored.exit_conditions
+            state.evaluated_iteration = stored.evaluated_iteration
+        if ckpt.commit:
+            self._workspace().prepare(self.loop_id)
+            self._workspace().reset(self.loop_id, ckpt.commit)
+        self._state = state
+        self.emit_event(
+            _EV.CHECKPOINT_RECOVERED,
+            f"restored checkpoint {ckpt.checkpoint_id} of iteration {ckpt.iteration}",
+            checkpoint_id=ckpt.checkpoint_id,
+            commit=ckpt.commit,
+            skipped_corrupt=len(corrupt),
+        )
+
+    def _stop_reason(self) -> str | None:
+        return self.store.stop_requested(self.loop_id)
+
+    def _drive(self, agent: Agent) -> LoopResult:
+        state = self.get_state()
+        while True:
+            if state.evaluated_iteration < state.iteration:
+                # Resumed after the agent's work of this iteration was checkpointed.
+                decision = self._evaluate_and_decide(None)
+            else:
+                decision = self._authorize_and_iterate(agent)
+            state = self.get_state()
+            if decision.action is NextAction.CONTINUE:
+                continue
+            return self._finish(decision)
+
+    def _authorize_and_iterate(self, agent: Agent) -> Decision:
+        state = self.get_state()
+        self._set_phase(LoopPhase.AUTHORIZING)
+        auth = authorize(state, self.policy)
+        if not auth.allowed:
+            self.emit_event(
+                _EV.POLICY_DENIED,
+                auth.reason or "denied",
+                iteration=auth.iteration,
+                policy_ids=",".join(auth.denied_by),
+                outcome=auth.outcome.value if auth.outcome else None,
+            )
+            return decide(authorization=auth)
+        new_warnings = [w for w in auth.warning_messages if w not in state.pending_warnings]
+        for policy_id, message in zip(auth.warnings, auth.warning_messages, strict=False):
+            if message in new_warnings:
+                self.emit_event(_EV.POLICY_WARNING, message, iteration=auth.iteration, policy_id=policy_id)
+        state.pending_warnings = list(auth.warning_messages)
+        stop = self._stop_reason()
+        if stop is not None:
+            return decide(stop_reason=stop)
+
+        self._set_phase(LoopPhase.ITERATING)
+        with _tracer.start_as_current_span(
+            "loopwright.iteration",
+            attributes={
+                "loopwright.loop_id": self.loop_id,
+                "loopwright.iteration": state.iteration + 1,
+            },
+        ):
+            self.emit_event(
+                _EV.ITERATION_STARTED,
+                f"iteration {state.iteration + 1} started",
+                iteration=state.iteration + 1,
+            )
+            result = iterate(state, agent, self._workspace(), state_dir=self.state_dir)
+            state.iteration = result.iteration
+            state.tokens_used += result.agent.tokens_used
+            if result.commit:
+                state.head_commit = result.commit
+            if result.agent.failed:
+                state.errors_recovered += 1
+            self.emit_event(
+                _EV.AGENT_FAILED if result.agent.failed else _EV.AGENT_COMPLETED,
+                result.agent.summary[:500],
+                tokens_used=result.agent.tokens_used,
+                commit=result.commit,
+                changed_files=len(result.changed_files),
+                duration_seconds=result.duration_seconds,
+            )
+            if checkpoint_due(state):
+                self._set_phase(LoopPhase.CHECKPOINTING)
+                self.save_checkpoint()
+            self._save()
+            return self._evaluate_and_decide(result.agent)
+
+    def _evaluate_and_decide(self, agent_result: AgentResult | None) -> Decision:
+        state = self.get_state()
+        stop = self._stop_reason()
+        if stop is not None:
+            return decide(stop_reason=stop)
+        self._set_phase(LoopPhase.EVALUATING)
+        statuses = evaluate(state.config, self.sandbox, Path(state.worktree), state.iteration)
+        state.exit_conditions = statuses
+        state.evaluated_iteration = state.iteration
+        met = sum(1 for s in statuses if s.is_met)
+        self.emit_event(
+            _EV.EXIT_CONDITIONS_EVALUATED,
+            f"{met}/{len(statuses)} exit conditions met: "
+            + ", ".join(f"{s.name}={s.status.value}" for s in statuses),
+            statuses={s.name: s.status.value for s in statuses},
+            summaries={s.name: s.summary for s in statuses},
+        )
+        self._set_phase(LoopPhase.VERIFYING)
+        verification = verify(state.config, statuses)
+        self.emit_event(
+            _EV.VERIFICATION_PASSED if verification.passed else _EV.VERIFICATION_FAILED,
+            verification.message,
+        )
+        self._set_phase(LoopPhase.DECIDING)
+        decision = decide(verification=verification, stop_reason=self._stop_reason(), agent=agent_result)
+        self.emit_event(
+            _EV.ITERATION_COMPLETED,
+            f"iteration {state.iteration}: {decision.action.value}",
+            action=decision.action.value,
+            tokens_used=state.tokens_used,
+        )
+        self._save()
+        return decision
+
+    def _finish(self, decision: Decision) -> LoopResult:
+        state = self.get_state()
+        if state.iteration > 0 and (
+            state.last_checkpoint_id is None or self._checkpointed_iteration() != state.iteration
+        ):
+            self._set_phase(LoopPhase.CHECKPOINTING)
+            self.save_checkpoint()
+        state.is_active = False
+        if decision.action is NextAction.AWAIT_HUMAN:
+            state.phase = LoopPhase.AWAITING_RESPONSE
+            state.human_request = decision.reason
+            self._save()
+            self.emit_event(_EV.HUMAN_INPUT_REQUESTED, decision.reason)
+            return LoopResult.from_state(state)
+        state.phase = LoopPhase.COMPLETED
+        state.outcome = decision.outcome
+        state.outcome_reason = decision.reason
+        state.ended_at = utcnow()
+        self._save()
+        self.emit_event(
+            _EV.LOOP_COMPLETED,
+            f"{decision.outcome.value if decision.outcome else 'ended'}: {decision.reason}",
+            outcome=decision.outcome.value if decision.outcome else None,
+            iterations=state.iteration,
+            tokens_used=state.tokens_used,
+        )
+        return LoopResult.from_state(state)
+
+    def _checkpointed_iteration(self) -> int | None:
+        entries = self.checkpoints.list_checkpoints(self.loop_id)
+        for entry in entries:
+            if isinstance(entry, Checkpoint):
+                return entry.iteration
+        return None
+
+    def _interrupt(self, reason: str) -> None:
+        state = self._state
+        if state is None:
+            return
+        state.phase = LoopPhase.INTERRUPTED
+        state.is_active = False
+        state.outcome_reason = reason
+        try:
+            self._save()
+        except LoopFrameworkError:
+            return
+
+
+def _missing(port: str) -> Any:
+    raise ConfigError(f"no {port} port given")
+
+
+def _as_checkpoints(store: LoopStore) -> CheckpointStore:
+    if isinstance(store, CheckpointStore):
+        return store
+    raise ConfigError("the store does not keep checkpoints: pass a CheckpointStore as 'checkpoints'")

@@ -1,0 +1,59 @@
+"""Wiring of the local adapters: the embedded default that needs no AWS account."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.adapters.local.command_agent import CommandAgent
+from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace, NoIsolationWorkspace
+from loopwright.adapters.local.python_agent import PythonAgent, load_function
+from loopwright.adapters.local.sandbox import SubprocessSandbox
+from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.models import AgentKind, LoopConfig
+from loopwright.ports import Agent, Sandbox, Workspace
+
+#: Folder, inside the workspace, that holds the local store, worktrees, locks and agent files.
+STATE_DIR_NAME = ".loopwright"
+DB_FILE_NAME = "loopwright.db"
+
+
+def state_dir_for(workspace: Path) -> Path:
+    """``<workspace>/.loopwright``."""
+    return workspace / STATE_DIR_NAME
+
+
+def open_store(state_dir: Path) -> SqliteStore:
+    """The SQLite store in ``state_dir`` (created on first use)."""
+    return SqliteStore(state_dir / DB_FILE_NAME)
+
+
+def build_agent(config: LoopConfig, sandbox: Sandbox) -> Agent | None:
+    """The agent the config names, or None when it names none."""
+    if config.agent is None:
+        return None
+    if config.agent.kind is AgentKind.COMMAND:
+        return CommandAgent(config.agent, sandbox)
+    return PythonAgent(load_function(config.agent.function))
+
+
+def build_workspace(config: LoopConfig, workspace: Path, state_dir: Path) -> Workspace:
+    """A git worktree workspace, or the workspace itself when ``git_isolation`` is off."""
+    if config.git_isolation:
+        return GitWorktreeWorkspace(workspace, state_dir)
+    return NoIsolationWorkspace(workspace)
+
+
+@dataclass
+class LocalPorts:
+    """Every port of the embedded mode."""
+
+    store: SqliteStore
+    sandbox: SubprocessSandbox
+    policy: CedarPolicyEngine
+
+
+def local_ports(state_dir: Path) -> LocalPorts:
+    """The local store, sandbox and policy engine for ``state_dir``."""
+    return LocalPorts(store=open_store(state_dir), sandbox=SubprocessSandbox(), policy=CedarPolicyEngine())

@@ -1,0 +1,66 @@
+"""A per-loop lock file, so one loop runs in at most one process at a time.
+
+``fcntl.flock`` locks are released by the kernel when the holding process dies, including by
+``kill -9``, so a crashed loop never stays locked. POSIX only.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import os
+from pathlib import Path
+from typing import IO
+
+from loopwright.exceptions import LoopAlreadyRunningError
+
+
+class LoopLock:
+    """Exclusive lock on ``<state_dir>/locks/<loop_id>.lock``; the holder's pid is written in it."""
+
+    def __init__(self, state_dir: Path, loop_id: str) -> None:
+        self.loop_id = loop_id
+        self.path = state_dir / "locks" / f"{loop_id}.lock"
+        self._file: IO[str] | None = None
+
+    def acquire(self) -> None:
+        """Take the lock. Raises :class:`LoopAlreadyRunningError` naming the holder's pid."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        handle = self.path.open("a+", encoding="utf-8")
+        try:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            holder = handle.read().strip() or "unknown"
+            handle.close()
+            raise LoopAlreadyRunningError(
+                f"loop {self.loop_id!r} is already running (process {holder}); "
+                f"stop it with `loopwright stop {self.loop_id}`"
+            ) from None
+        handle.seek(0)
+        handle.truncate()
+        handle.write(str(os.getpid()))
+        handle.flush()
+        self._file = handle
+
+    def release(self) -> None:
+        """Release the lock if held."""
+        if self._file is not None:
+            with contextlib.suppress(OSError):
+                fcntl.flock(self._file.fileno(), fcntl.LOCK_UN)
+            self._file.close()
+            self._file = None
+
+    def holder(self) -> int | None:
+        """The pid of the process running the loop, or None when no process holds the lock."""
+        if not self.path.exists():
+            return None
+        with self.path.open("a+", encoding="utf-8") as handle:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                text = handle.read().strip()
+                return int(text) if text.isdigit() else -1
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+            return None

@@ -1,0 +1,189 @@
+"""The authorize step: may the next iteration of a loop run, and which limit warnings apply.
+
+Before each iteration the engine asks the Cedar policies (``policies/``) two questions about
+the iteration about to run (``state.iteration + 1``), with the loop's limits as the attributes
+of its ``Loop`` entity and its counters as the context:
+
+1. ``ContinueIteration``: denied by ``iteration-limit``, ``token-budget`` or ``time-limit``
+   (or any other forbid); the first denying policy's ``@outcome`` annotation gives the
+   :class:`LoopOutcome` (``POLICY_DENIED`` when missing or not a denial outcome).
+2. ``EvaluateWarnings`` (only when allowed): the permit policies that apply are the warnings,
+   at ``warning_threshold_percent`` of a limit (seed 000 SC-008: 80%).
+
+A decision carrying evaluation errors is a denial (fail closed): Cedar skips an erroring policy,
+so an erroring ``forbid`` would otherwise let the loop run past its limit.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from loopwright.models import AuthorizationRequest, AuthorizationResult, LoopOutcome, LoopState
+from loopwright.ports import PolicyEngine
+
+#: Cedar action asked before every iteration.
+CONTINUE_ITERATION = 'Action::"ContinueIteration"'
+#: Cedar action asked for the warning policies that apply (warnings.cedar).
+EVALUATE_WARNINGS = 'Action::"EvaluateWarnings"'
+
+#: ``@outcome`` values a denying policy may name; any other value maps to POLICY_DENIED.
+_DENIAL_OUTCOMES = {
+    LoopOutcome.ITERATION_LIMIT,
+    LoopOutcome.TOKEN_BUDGET_EXHAUSTED,
+    LoopOutcome.TIME_LIMIT,
+    LoopOutcome.POLICY_DENIED,
+}
+
+
+def loop_principal(loop_id: str) -> str:
+    """The Cedar uid of a loop's agent: ``Agent::"<loop_id>"``."""
+    return f'Agent::"{loop_id}"'
+
+
+def loop_resource(loop_id: str) -> str:
+    """The Cedar uid of a loop: ``Loop::"<loop_id>"``."""
+    return f'Loop::"{loop_id}"'
+
+
+def loop_attributes(state: LoopState) -> dict[str, Any]:
+    """The ``Loop`` entity's attributes: ``project`` and the limits of ``state.config``.
+
+    ``token_budget`` (tokens) and ``max_duration_seconds`` (seconds) are left out when unset.
+    """
+    config = state.config
+    attributes: dict[str, Any] = {
+        "project": state.project,
+        "max_iterations": config.max_iterations,
+        "warning_threshold_percent": config.warning_threshold_percent,
+    }
+    if config.token_budget is not None:
+        attributes["token_budget"] = config.token_budget
+    if config.max_duration_seconds is not None:
+        attributes["max_duration_seconds"] = config.max_duration_seconds
+    return attributes
+
+
+def build_authorization_request(
+    state: LoopState, action: str = CONTINUE_ITERATION, *, principal: str | None = None
+) -> AuthorizationRequest:
+    """The Cedar request about the next iteration of ``state`` (shared with the AWS adapter).
+
+    Context: ``iteration`` = ``state.iteration + 1`` (1-based, the iteration about to run),
+    ``tokens_used`` (tokens), ``elapsed_seconds`` (wall clock, whole seconds rounded down).
+    ``principal`` defaults to :func:`loop_principal`, the resource is :func:`loop_resource`.
+    """
+    return AuthorizationRequest(
+        principal=principal or loop_principal(state.loop_id),
+        action=action,
+        resource=loop_resource(state.loop_id),
+        resource_attributes=loop_attributes(state),
+        context={
+            "iteration": state.iteration + 1,
+            "tokens_used": state.tokens_used,
+            "elapsed_seconds": int(state.elapsed_seconds),
+        },
+    )
+
+
+def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None = None) -> AuthorizationResult:
+    """Ask ``policy`` whether iteration ``state.iteration + 1`` may run, and which warnings apply.
+
+    Returns an :class:`AuthorizationResult`: when denied, ``denied_by`` (policy ``@id``s),
+    ``outcome`` and a ``reason`` naming the policy and the figures, e.g. "policy
+    'iteration-limit' denied iteration 11: limit is 10 iterations"; when allowed, the ``@id`` of
+    each warning policy that applies and a sentence for each. Does not raise for a denial.
+    """
+    request = build_authorization_request(state, CONTINUE_ITERATION, principal=principal)
+    iteration = int(request.context["iteration"])
+    decision = policy.is_authorized(request)
+    if decision.errors:
+        return AuthorizationResult(
+            allowed=False,
+            iteration=iteration,
+            denied_by=decision.policy_ids,
+            outcome=LoopOutcome.POLICY_DENIED,
+            reason=(
+                f"Cedar could not evaluate the policies for iteration {iteration}, "
+                f"so it is denied (fail closed): {'; '.join(decision.errors)}"
+            ),
+        )
+    if not decision.allowed:
+        if not decision.policy_ids:
+            reason = f"no policy permits iteration {iteration} (Cedar denies by default)"
+            outcome = LoopOutcome.POLICY_DENIED
+        else:
+            sentences = [
+                _denial_sentence(pid, decision.annotations.get(pid, {}), request)
+                for pid in decision.policy_ids
+            ]
+            reason = "; ".join(sentences)
+            first = decision.annotations.get(decision.policy_ids[0], {})
+            outcome = _outcome(first.get("outcome"))
+        return AuthorizationResult(
+            allowed=False,
+            iteration=iteration,
+            denied_by=decision.policy_ids,
+            outcome=outcome,
+            reason=reason,
+        )
+    warnings, messages = _warnings(request.model_copy(update={"action": EVALUATE_WARNINGS}), policy)
+    return AuthorizationResult(
+        allowed=True, iteration=iteration, warnings=warnings, warning_messages=messages
+    )
+
+
+def _outcome(value: str | None) -> LoopOutcome:
+    """The denial outcome an ``@outcome`` annotation names; POLICY_DENIED if none or unknown."""
+    outcome = LoopOutcome.__members__.get(value or "")
+    return outcome if outcome in _DENIAL_OUTCOMES else LoopOutcome.POLICY_DENIED
+
+
+def _denial_sentence(policy_id: str, annotations: dict[str, str], request: AuthorizationRequest) -> str:
+    limits, counters = request.resource_attributes, request.context
+    head = f"policy '{policy_id}' denied iteration {counters['iteration']}"
+    outcome = _outcome(annotations.get("outcome"))
+    if outcome is LoopOutcome.ITERATION_LIMIT:
+        return f"{head}: limit is {limits['max_iterations']} iterations"
+    if outcome is LoopOutcome.TOKEN_BUDGET_EXHAUSTED and "token_budget" in limits:
+        return f"{head}: {counters['tokens_used']} tokens used of a budget of {limits['token_budget']} tokens"
+    if outcome is LoopOutcome.TIME_LIMIT and "max_duration_seconds" in limits:
+        return (
+            f"{head}: {counters['elapsed_seconds']} s elapsed of a limit of "
+            f"{limits['max_duration_seconds']} s"
+        )
+    message = annotations.get("message")
+    return f"{head}: {message}" if message else head
+
+
+def _warnings(request: AuthorizationRequest, policy: PolicyEngine) -> tuple[list[str], list[str]]:
+    """The warning policies that apply to ``request`` (an EvaluateWarnings request)."""
+    decision = policy.is_authorized(request)
+    messages: list[str] = []
+    if decision.errors:
+        messages.append(f"warning policies could not be evaluated: {'; '.join(decision.errors)}")
+    if not decision.allowed:
+        return [], messages
+    for policy_id in decision.policy_ids:
+        messages.append(_warning_sentence(policy_id, decision.annotations.get(policy_id, {}), request))
+    return list(decision.policy_ids), messages
+
+
+def _warning_sentence(policy_id: str, annotations: dict[str, str], request: AuthorizationRequest) -> str:
+    limits, counters = request.resource_attributes, request.context
+    warns = annotations.get("warns")
+    if warns == LoopOutcome.ITERATION_LIMIT:
+        used, limit = int(counters["iteration"]), int(limits["max_iterations"])
+        return f"iteration {used} of {limit} ({_percent(used, limit)}% of the iteration limit, SC-008)"
+    if warns == LoopOutcome.TOKEN_BUDGET_EXHAUSTED and "token_budget" in limits:
+        used, limit = int(counters["tokens_used"]), int(limits["token_budget"])
+        return f"{used} of {limit} tokens used ({_percent(used, limit)}% of the token budget, SC-008)"
+    if warns == LoopOutcome.TIME_LIMIT and "max_duration_seconds" in limits:
+        used, limit = int(counters["elapsed_seconds"]), int(limits["max_duration_seconds"])
+        return f"{used} of {limit} s elapsed ({_percent(used, limit)}% of the time limit, SC-008)"
+    message = annotations.get("message")
+    return f"policy '{policy_id}': {message}" if message else f"policy '{policy_id}' applies"
+
+
+def _percent(used: int, limit: int) -> int:
+    """``used`` as a whole percentage of ``limit``, rounded down."""
+    return used * 100 // limit if limit > 0 else 100

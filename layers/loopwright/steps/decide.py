@@ -1,0 +1,46 @@
+"""The decide step: what the engine does after an iteration (or after a denied authorization)."""
+
+from __future__ import annotations
+
+from loopwright.models import (
+    AgentResult,
+    AuthorizationResult,
+    Decision,
+    LoopOutcome,
+    NextAction,
+    VerificationResult,
+)
+
+
+def decide(
+    *,
+    authorization: AuthorizationResult | None = None,
+    verification: VerificationResult | None = None,
+    stop_reason: str | None = None,
+    agent: AgentResult | None = None,
+) -> Decision:
+    """Choose the next action, first match wins.
+
+    1. a Cedar denial stops the loop with the policy's outcome;
+    2. gate:all passed completes it with CONDITIONS_MET (even if a stop was asked meanwhile);
+    3. a human's stop request stops it with STOPPED;
+    4. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
+    5. otherwise the loop continues.
+    """
+    if authorization is not None and not authorization.allowed:
+        return Decision(
+            action=NextAction.STOP,
+            outcome=authorization.outcome or LoopOutcome.POLICY_DENIED,
+            reason=authorization.reason or "denied by policy",
+        )
+    if verification is not None and verification.passed:
+        return Decision(
+            action=NextAction.COMPLETE,
+            outcome=LoopOutcome.CONDITIONS_MET,
+            reason=verification.message,
+        )
+    if stop_reason is not None:
+        return Decision(action=NextAction.STOP, outcome=LoopOutcome.STOPPED, reason=f"stopped: {stop_reason}")
+    if agent is not None and agent.needs_human:
+        return Decision(action=NextAction.AWAIT_HUMAN, reason=f"agent asks: {agent.needs_human}")
+    return Decision(action=NextAction.CONTINUE, reason=verification.message if verification else "")

@@ -1,0 +1,82 @@
+"""The iterate step: the agent works once on the worktree, and its changes are committed."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+from loopwright.exceptions import AgentError
+from loopwright.models import AgentRequest, AgentResult, IterationResult, LoopState
+from loopwright.ports import Agent, StopCheck, Workspace
+from loopwright.steps.evaluate import failures_for_agent
+
+#: Fields of a failing condition handed to the agent (its stdout/stderr stay in the store).
+AGENT_CONDITION_FIELDS = {
+    "name",
+    "type",
+    "status",
+    "summary",
+    "details",
+    "failures",
+    "command",
+    "exit_code",
+}
+
+
+def build_agent_request(state: LoopState, state_dir: Path) -> AgentRequest:
+    """The request for the next iteration (``state.iteration + 1``).
+
+    It carries the failures of the last evaluation (at most ``config.max_failures_for_agent``
+    lines) and the policy warnings raised by the authorize step, so the agent sees both.
+    """
+    config = state.config
+    failing = state.failing_conditions
+    return AgentRequest(
+        loop_id=state.loop_id,
+        iteration=state.iteration + 1,
+        goal=config.goal,
+        worktree=state.worktree,
+        state_dir=str(state_dir),
+        max_iterations=config.max_iterations,
+        tokens_used=state.tokens_used,
+        token_budget=config.token_budget,
+        elapsed_seconds=round(state.elapsed_seconds, 3),
+        max_duration_seconds=config.max_duration_seconds,
+        failures=failures_for_agent(failing, config.max_failures_for_agent),
+        failing_conditions=[c.name for c in failing],
+        conditions=[c.model_dump(mode="json", include=AGENT_CONDITION_FIELDS) for c in failing],
+        warnings=list(state.pending_warnings),
+    )
+
+
+def iterate(
+    state: LoopState,
+    agent: Agent,
+    workspace: Workspace,
+    *,
+    state_dir: Path,
+    should_stop: StopCheck | None = None,
+) -> IterationResult:
+    """Run the agent for iteration ``state.iteration + 1`` and commit what it changed.
+
+    An agent that cannot start (:class:`AgentError`) yields a failed :class:`AgentResult`
+    rather than an exception: the iteration is recorded and the loop's policies decide what
+    follows. Errors of the workspace (:class:`~loopwright.exceptions.WorkspaceError`) propagate.
+    """
+    request = build_agent_request(state, state_dir)
+    started = time.monotonic()
+    try:
+        result = agent.run(request, should_stop=should_stop)
+    except AgentError as exc:
+        result = AgentResult(failed=True, summary=f"agent error: {exc}")
+    summary = result.summary.strip() or ("agent failed" if result.failed else "agent finished")
+    commit, changed = workspace.commit(
+        state.loop_id, f"loopwright: iteration {request.iteration}\n\n{summary[:2000]}"
+    )
+    return IterationResult(
+        iteration=request.iteration,
+        agent=result,
+        commit=commit,
+        changed_files=changed,
+        duration_seconds=round(time.monotonic() - started, 6),
+    )

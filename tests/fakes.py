@@ -1,0 +1,142 @@
+"""In-memory fakes of the ports, for fast unit tests of the steps and the engine."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+
+from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
+from loopwright.models import (
+    AuthorizationRequest,
+    Checkpoint,
+    CommandResult,
+    IterationEvent,
+    IterationEventType,
+    LoopState,
+    PolicyDecision,
+)
+from loopwright.ports import CheckpointStore, LoopStore, PolicyEngine, Sandbox, Workspace
+
+
+class MemoryStore(LoopStore, CheckpointStore):
+    """LoopStore and CheckpointStore in dicts; checkpoints stored as JSON text like a real store."""
+
+    def __init__(self) -> None:
+        self.states: dict[str, str] = {}
+        self.events: list[IterationEvent] = []
+        self.stops: dict[str, str] = {}
+        self.checkpoint_rows: dict[str, list[tuple[str, str]]] = {}
+
+    def create_loop(self, state: LoopState) -> LoopState:
+        if state.loop_id in self.states:
+            raise LoopFrameworkError(f"loop {state.loop_id} exists")
+        stored = state.model_copy(update={"version": 1})
+        self.states[state.loop_id] = stored.model_dump_json()
+        return stored
+
+    def save_state(self, state: LoopState) -> LoopState:
+        current = self.get_state(state.loop_id)
+        if current.version != state.version:
+            raise LoopFrameworkError(f"version conflict: {current.version} != {state.version}")
+        stored = state.model_copy(update={"version": state.version + 1})
+        self.states[state.loop_id] = stored.model_dump_json()
+        return stored
+
+    def get_state(self, loop_id: str) -> LoopState:
+        if loop_id not in self.states:
+            raise LoopNotFoundError(loop_id)
+        return LoopState.model_validate_json(self.states[loop_id])
+
+    def list_loops(self, project: str | None = None, limit: int = 100) -> list[LoopState]:
+        states = [LoopState.model_validate_json(s) for s in self.states.values()]
+        return [s for s in states if project is None or s.project == project][:limit]
+
+    def append_events(self, events: Sequence[IterationEvent]) -> None:
+        self.events.extend(events)
+
+    def list_events(
+        self,
+        loop_id: str,
+        *,
+        types: Sequence[IterationEventType] | None = None,
+        limit: int | None = None,
+        newest_first: bool = False,
+    ) -> list[IterationEvent]:
+        found = [e for e in self.events if e.loop_id == loop_id and (types is None or e.type in types)]
+        if newest_first:
+            found.reverse()
+        return found[:limit] if limit else found
+
+    def request_stop(self, loop_id: str, reason: str) -> None:
+        self.stops[loop_id] = reason
+
+    def stop_requested(self, loop_id: str) -> str | None:
+        return self.stops.get(loop_id)
+
+    def clear_stop(self, loop_id: str) -> None:
+        self.stops.pop(loop_id, None)
+
+    def save(self, checkpoint: Checkpoint, retention: int) -> None:
+        rows = self.checkpoint_rows.setdefault(checkpoint.loop_id, [])
+        rows.insert(0, (checkpoint.checkpoint_id, checkpoint.model_dump_json()))
+        del rows[retention:]
+
+    def list_checkpoints(self, loop_id: str) -> list[Checkpoint | str]:
+        out: list[Checkpoint | str] = []
+        for checkpoint_id, payload in self.checkpoint_rows.get(loop_id, []):
+            try:
+                out.append(Checkpoint.model_validate_json(payload))
+            except ValueError:
+                out.append(checkpoint_id)
+        return out
+
+    def types(self, loop_id: str) -> list[IterationEventType]:
+        return [e.type for e in self.list_events(loop_id)]
+
+
+class ScriptedSandbox(Sandbox):
+    """Answers each command with ``responder(command, call_number)`` (exit code, stdout)."""
+
+    def __init__(self, responder: Callable[[Sequence[str], int], tuple[int, str]]) -> None:
+        self.responder = responder
+        self.calls: list[list[str]] = []
+
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+        max_output_bytes: int = 256 * 1024,
+    ) -> CommandResult:
+        self.calls.append(list(command))
+        code, out = self.responder(command, len(self.calls))
+        return CommandResult(command=list(command), exit_code=code, stdout=out)
+
+
+class FakeWorkspace(Workspace):
+    """A workspace whose commits are counters: commit N is 'c<N>'."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.commits = 0
+        self.resets: list[str] = []
+
+    def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
+        return self.root, f"loopwright/{loop_id}", "c0"
+
+    def commit(self, loop_id: str, message: str) -> tuple[str | None, list[str]]:
+        self.commits += 1
+        return f"c{self.commits}", ["file.py"]
+
+    def reset(self, loop_id: str, commit: str) -> None:
+        self.resets.append(commit)
+
+    def head(self, loop_id: str) -> str | None:
+        return f"c{self.commits}"
+
+
+class AllowAll(PolicyEngine):
+    def is_authorized(self, request: AuthorizationRequest) -> PolicyDecision:
+        return PolicyDecision(allowed=request.action.endswith('"ContinueIteration"'))
