@@ -1,5 +1,5 @@
 """``python -m loopwright``: the command line."""
 
-from loopwright.cli.app import main
+from loopwright.cli import main
 
 main()

@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from loopwright.exceptions import ConfigError
@@ -42,13 +41,16 @@ def read_config_file(path: Path) -> dict[str, Any]:
         if path.suffix == ".toml":
             data: Any = tomllib.loads(text)
         elif path.suffix in (".yaml", ".yml"):
-            data = yaml.safe_load(text)
+            import yaml  # only YAML configs pay for importing PyYAML (about 20 ms)
+
+            try:
+                data = yaml.safe_load(text)
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"config {path}: invalid YAML: {exc}") from exc
         else:
             raise ConfigError(f"config {path}: unknown file type {path.suffix!r}; use .toml, .yaml or .yml")
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"config {path}: invalid TOML: {exc}") from exc
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"config {path}: invalid YAML: {exc}") from exc
     if data is None:
         data = {}
     if not isinstance(data, dict):

@@ -226,7 +226,7 @@ def test_failing_tests_are_reported_not_touched(project: Path) -> None:
 
 
 def test_a_ruff_error_fails_the_agent(project: Path) -> None:
-    failures = {"failing_conditions": [], "failures": [], "conditions": []}
+    failures: dict[str, Any] = {"failing_conditions": [], "failures": [], "conditions": []}
 
     done, report = run_fixer(project, failures, "--target-version", "nope", "pkg")
 

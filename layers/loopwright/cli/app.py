@@ -136,7 +136,7 @@ class _Progress:
         if self.live is not None:
             self.live.refresh()
         elif event.type in self._LINE_EVENTS:
-            self.console.print(display.event_line(event), highlight=False)
+            self.console.print(display.event_line(event), highlight=False, soft_wrap=True)
 
     def render(self) -> Any:
         if self.state is None:

@@ -20,7 +20,6 @@ Example::
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -130,6 +129,8 @@ class LoopFramework:
 
     async def initialize(self) -> LoopState:
         """Async form of :meth:`initialize_sync` (runs it in a worker thread)."""
+        import asyncio  # only async callers pay for importing asyncio (about 25 ms)
+
         return await asyncio.to_thread(self.initialize_sync)
 
     def initialize_sync(self) -> LoopState:
