@@ -309,9 +309,10 @@ class LoopFramework:
         return agent
 
     def _save(self) -> None:
+        # One state object lives for the whole run (observers hold it): only its version moves.
         state = self.get_state()
         state.updated_at = utcnow()
-        self._state = self.store.save_state(state)
+        state.version = self.store.save_state(state).version
 
     def _set_phase(self, phase: LoopPhase) -> None:
         self.get_state().phase = phase
@@ -377,6 +378,7 @@ class LoopFramework:
                 checkpoint_id=checkpoint_id,
             )
         state = ckpt.to_loop_state()
+        state.config = stored.config  # limits a human changed after the checkpoint still apply
         state.version = stored.version
         state.sessions_used = stored.sessions_used
         state.errors_recovered = stored.errors_recovered

@@ -2,7 +2,8 @@
 
 The folder holds one Cedar schema (``*.cedarschema``, human-readable format) and any number of
 ``*.cedar`` policy files. Every policy carries an ``@id("...")`` annotation, unique across the
-folder; denials add ``@outcome("ITERATION_LIMIT" | ...)`` and any policy may add ``@message``.
+folder; denials add ``@outcome("ITERATION_LIMIT" | ...)``, warnings ``@warns(...)``, and any policy
+may add ``@message``.
 At load, each file is parsed and validated against the schema on its own (so an error names
 its file); the files are then parsed ONCE into a single :class:`cedarpy.PolicySet` reused for
 every decision.
@@ -12,9 +13,10 @@ Where the folder is found (:func:`default_policy_dir`): the ``policy_dir`` argum
 checkout (``layers/loopwright/`` sits two levels below it). A non-editable install ships no
 policies: set ``LOOPWRIGHT_POLICY_DIR`` or pass ``policy_dir``.
 
-Cost (measured on a 2-core CI-class VM with cedarpy 4.12.2): about 0.05-0.07 ms per decision
-after warm-up, because the policy set and schema are parsed once and the entity set of a loop
-is parsed once and cached (its limits do not change between iterations).
+Cost: the policy set and schema are parsed once (about 10 ms at load), and a loop's entity set
+once per set of limits (cached). Measured after warm-up on a 2-core VM with cedarpy 4.12.2:
+about 0.12 ms per decision, of which ``cedarpy.is_authorized`` itself takes about 0.085 ms
+(checking the request against the schema costs about 0.015 ms of that).
 """
 
 from __future__ import annotations
