@@ -172,15 +172,6 @@ def test_leftover_holding_stdout_does_not_hang(sandbox: SubprocessSandbox, tmp_p
     assert wait_gone(int((tmp_path / "pid").read_text()))
 
 
-def test_overhead_is_small(sandbox: SubprocessSandbox, tmp_path: Path) -> None:
-    durations = []
-    for _ in range(5):
-        start = time.perf_counter()
-        assert sandbox.run(["true"], cwd=tmp_path, timeout_seconds=5).exit_code == 0
-        durations.append(time.perf_counter() - start)
-    assert min(durations) < 0.05, durations
-
-
 def test_not_executable(sandbox: SubprocessSandbox, tmp_path: Path) -> None:
     script = tmp_path / "script.sh"
     script.write_text("#!/bin/sh\necho hi\n")
