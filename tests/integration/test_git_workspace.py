@@ -131,6 +131,21 @@ def test_commit_without_changes_returns_none(repo: Path) -> None:
     assert workspace.head("loop_1") == head != base
 
 
+def test_commits_made_by_the_agent_itself_are_reported(repo: Path) -> None:
+    # Given an agent that commits its own change in the loop's worktree
+    workspace = GitWorktreeWorkspace(repo)
+    path, _, base = workspace.prepare("loop_1")
+    (path / "app.py").write_text("VALUE = 2\n")
+    git(path, "commit", "-q", "-am", "agent: bump VALUE")
+    # When loopwright commits the iteration
+    head, changed = workspace.commit("loop_1", "loopwright: iteration 1")
+    # Then the agent's commit is the iteration's head, with the file it changed
+    assert head == git(path, "rev-parse", "HEAD") != base
+    assert changed == ["app.py"]
+    assert git(path, "log", "-1", "--format=%s") == "agent: bump VALUE"
+    assert workspace.commit("loop_1", "loopwright: iteration 2") == (None, [])
+
+
 def test_build_noise_is_not_committed(repo: Path) -> None:
     workspace = GitWorktreeWorkspace(repo)
     path, _, _ = workspace.prepare("loop_1")

@@ -90,6 +90,7 @@ class GitWorktreeWorkspace(Workspace):
         self._git_exe: str | None = None
         self._env = _git_env()
         self._prefix: str | None = None  # the workspace's path inside its repository
+        self._known_heads: dict[str, str] = {}  # loop id -> the head loopwright last saw
 
     # ----------------------------------------------------------------------------- port
     def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
@@ -121,25 +122,41 @@ class GitWorktreeWorkspace(Workspace):
                 base = self._merge_base(branch)
         workdir = path / self._prefix if self._prefix else path
         workdir.mkdir(parents=True, exist_ok=True)  # a sub-folder with no tracked file yet
+        head = self._branch_head(branch)
+        if head:
+            self._known_heads[loop_id] = head
         return workdir, branch, base
 
     def commit(self, loop_id: str, message: str) -> tuple[str | None, list[str]]:
         """Stage every change in the loop's worktree (build noise excluded) and commit it.
 
         Returns (new head commit, changed paths relative to the worktree), or (None, []) when
-        nothing changed; that case costs one ``git status`` call.
+        nothing changed; that case costs one ``git status`` call. An agent that committed by
+        itself leaves nothing to commit but moves the branch: then its head and the paths its
+        commits changed are returned.
         """
         path = self._worktree_path(loop_id)
-        status = self._git(["status", "--porcelain", "-z", "--untracked-files=normal"], cwd=path)
-        if not status:
-            return None, []
+        status = self._git(
+            ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"], cwd=path
+        )
+        records = [r for r in status.split("\0") if r]
+        head = next((r.split(" ", 2)[2] for r in records if r.startswith("# branch.oid ")), None)
+        if not any(not r.startswith("# ") for r in records):
+            known = self._known_heads.get(loop_id)
+            if head is None or known is None or head == known:
+                return None, []
+            names = self._git(["diff", "--name-only", "-z", known, head], cwd=path)
+            self._known_heads[loop_id] = head
+            return head, [name for name in names.split("\0") if name]
         self._git(["add", "-A"], cwd=path)
         names = self._git(["diff", "--cached", "--name-only", "-z"], cwd=path)
         changed = [name for name in names.split("\0") if name]
         if not changed:
             return None, []
         self._git([*_IDENTITY, "commit", "-q", "--no-verify", "-m", message], cwd=path)
-        return self._git(["rev-parse", "HEAD"], cwd=path).strip(), changed
+        new_head = self._git(["rev-parse", "HEAD"], cwd=path).strip()
+        self._known_heads[loop_id] = new_head
+        return new_head, changed
 
     def reset(self, loop_id: str, commit: str) -> None:
         """Move the loop's branch to ``commit`` and discard every change in its worktree:
@@ -149,6 +166,7 @@ class GitWorktreeWorkspace(Workspace):
         self._remove_stale_index_lock(path)
         self._git(["reset", "-q", "--hard", commit], cwd=path)
         self._git(["clean", "-q", "-f", "-d"], cwd=path)
+        self._known_heads[loop_id] = self._git(["rev-parse", "HEAD"], cwd=path).strip()
 
     def head(self, loop_id: str) -> str | None:
         """The commit the loop's branch points at, or None when the branch does not exist."""
