@@ -116,6 +116,7 @@ class LoopFramework:
         self._observer = observer
         self._state: LoopState | None = None
         self._active = False
+        self._checkpointed_iteration: int | None = None  # iteration of this run's last checkpoint
         self._lock = LoopLock(self.state_dir, self.loop_id)
 
     # ----------------------------------------------------------------------------- set-up
@@ -189,6 +190,7 @@ class LoopFramework:
         state = self.get_state()
         ckpt = checkpoint(state, self.checkpoints, state.head_commit)
         state.last_checkpoint_id = ckpt.checkpoint_id
+        self._checkpointed_iteration = ckpt.iteration
         self.emit_event(
             _EV.CHECKPOINT_SAVED,
             f"checkpoint {ckpt.checkpoint_id} at iteration {ckpt.iteration}",
@@ -390,6 +392,7 @@ class LoopFramework:
             self._workspace().prepare(self.loop_id)
             self._workspace().reset(self.loop_id, ckpt.commit)
         self._state = state
+        self._checkpointed_iteration = ckpt.iteration
         self.emit_event(
             _EV.CHECKPOINT_RECOVERED,
             f"restored checkpoint {ckpt.checkpoint_id} of iteration {ckpt.iteration}",
@@ -506,9 +509,7 @@ class LoopFramework:
 
     def _finish(self, decision: Decision) -> LoopResult:
         state = self.get_state()
-        if state.iteration > 0 and (
-            state.last_checkpoint_id is None or self._checkpointed_iteration() != state.iteration
-        ):
+        if state.iteration > 0 and self._checkpointed_iteration != state.iteration:
             self._set_phase(LoopPhase.CHECKPOINTING)
             self.save_checkpoint()
         state.is_active = False
@@ -531,13 +532,6 @@ class LoopFramework:
             tokens_used=state.tokens_used,
         )
         return LoopResult.from_state(state)
-
-    def _checkpointed_iteration(self) -> int | None:
-        entries = self.checkpoints.list_checkpoints(self.loop_id)
-        for entry in entries:
-            if isinstance(entry, Checkpoint):
-                return entry.iteration
-        return None
 
     def _interrupt(self, reason: str) -> None:
         state = self._state
