@@ -34,12 +34,13 @@ class MemoryStore(LoopStore, CheckpointStore):
         self.states[state.loop_id] = stored.model_dump_json()
         return stored
 
-    def save_state(self, state: LoopState) -> LoopState:
+    def save_state(self, state: LoopState, events: Sequence[IterationEvent] = ()) -> LoopState:
         current = self.get_state(state.loop_id)
         if current.version != state.version:
             raise LoopFrameworkError(f"version conflict: {current.version} != {state.version}")
         stored = state.model_copy(update={"version": state.version + 1})
         self.states[state.loop_id] = stored.model_dump_json()
+        self.events.extend(events)
         return stored
 
     def get_state(self, loop_id: str) -> LoopState:

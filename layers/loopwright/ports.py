@@ -41,8 +41,9 @@ class LoopStore(ABC):
         """Store a new loop; returns it with ``version`` 1. Fails if the id exists."""
 
     @abstractmethod
-    def save_state(self, state: LoopState) -> LoopState:
-        """Store ``state`` if the stored version equals ``state.version``; returns it with version + 1."""
+    def save_state(self, state: LoopState, events: Sequence[IterationEvent] = ()) -> LoopState:
+        """Store ``state`` if the stored version equals ``state.version``, with ``events``
+        atomically (all or nothing); returns the state with version + 1."""
 
     @abstractmethod
     def get_state(self, loop_id: str) -> LoopState:
@@ -123,6 +124,10 @@ class PolicyEngine(ABC):
     @abstractmethod
     def is_authorized(self, request: AuthorizationRequest) -> PolicyDecision:
         """Decide ``request``; ``policy_ids`` are the ``@id`` of the determining policies."""
+
+    def is_authorized_batch(self, requests: Sequence[AuthorizationRequest]) -> list[PolicyDecision]:
+        """Decide several requests, in order. Adapters may answer them in one call."""
+        return [self.is_authorized(request) for request in requests]
 
 
 class Agent(ABC):

@@ -11,7 +11,11 @@ from pathlib import Path
 
 import pytest
 
-from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.adapters.local.sqlite_store import (
+    WAL_AUTOCHECKPOINT_PAGES,
+    WAL_SIZE_LIMIT_BYTES,
+    SqliteStore,
+)
 from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
 from loopwright.models import (
     Checkpoint,
@@ -243,3 +247,11 @@ def test_use_after_close_is_a_domain_error(db_path: Path) -> None:
     store.close()
     with pytest.raises(LoopFrameworkError, match="local store"):
         store.get_state("loop_a")
+
+
+def test_wal_is_bounded_by_the_configured_limits(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "s.db")
+    with store._guard() as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_AUTOCHECKPOINT_PAGES
+        assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT_BYTES

@@ -117,6 +117,7 @@ class LoopFramework:
         self._state: LoopState | None = None
         self._active = False
         self._checkpointed_iteration: int | None = None  # iteration of this run's last checkpoint
+        self._pending_events: list[IterationEvent] = []  # recorded, not yet written to the store
         self._lock = LoopLock(self.state_dir, self.loop_id)
 
     # ----------------------------------------------------------------------------- set-up
@@ -215,7 +216,10 @@ class LoopFramework:
         """Record an event: stored, added to the current OpenTelemetry span, and observed.
 
         ``iteration`` defaults to the number of completed iterations; events about the iteration
-        about to run (started, policy warning or denial) pass its number.
+        about to run (started, policy warning or denial) pass its number. While the loop runs,
+        events are written in batches: before the agent starts and with each state write, so a
+        step's events land in one transaction (at most a step's events are lost with the process).
+        Outside :meth:`run` an event is written at once.
         """
         state = self.get_state()
         event = IterationEvent(
@@ -226,7 +230,9 @@ class LoopFramework:
             message=message,
             data={k: v for k, v in data.items() if v is not None},
         )
-        self.store.append_events([event])
+        self._pending_events.append(event)
+        if not self._active:
+            self._flush_events()
         attributes: dict[str, Any] = {
             "loopwright.loop_id": self.loop_id,
             "loopwright.iteration": event.iteration,
@@ -289,6 +295,7 @@ class LoopFramework:
             raise
         finally:
             self._active = False
+            self._flush_events()
             self._lock.release()
 
     # ----------------------------------------------------------------------------- internals
@@ -310,11 +317,22 @@ class LoopFramework:
         self._agent = agent
         return agent
 
+    def _flush_events(self) -> None:
+        if self._pending_events:
+            self.store.append_events(self._pending_events)
+            self._pending_events = []
+
     def _save(self) -> None:
         # One state object lives for the whole run (observers hold it): only its version moves.
+        # The step's pending events are written in the same transaction as the state.
         state = self.get_state()
         state.updated_at = utcnow()
-        state.version = self.store.save_state(state).version
+        events, self._pending_events = self._pending_events, []
+        try:
+            state.version = self.store.save_state(state, events).version
+        except LoopFrameworkError:
+            self._pending_events = events + self._pending_events
+            raise
 
     def _set_phase(self, phase: LoopPhase) -> None:
         self.get_state().phase = phase
@@ -452,6 +470,7 @@ class LoopFramework:
                 f"iteration {state.iteration + 1} started",
                 iteration=state.iteration + 1,
             )
+            self._save()  # an operator sees the iteration start while the agent works
             result = iterate(state, agent, self._workspace(), state_dir=self.state_dir)
             state.iteration = result.iteration
             state.tokens_used += result.agent.tokens_used

@@ -18,7 +18,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from loopwright.models import AuthorizationRequest, AuthorizationResult, LoopOutcome, LoopState
+from loopwright.models import (
+    AuthorizationRequest,
+    AuthorizationResult,
+    LoopOutcome,
+    LoopState,
+    PolicyDecision,
+)
 from loopwright.ports import PolicyEngine
 
 #: Cedar action asked before every iteration.
@@ -94,8 +100,10 @@ def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None =
     each warning policy that applies and a sentence for each. Does not raise for a denial.
     """
     request = build_authorization_request(state, CONTINUE_ITERATION, principal=principal)
+    warn_request = request.model_copy(update={"action": EVALUATE_WARNINGS})
     iteration = int(request.context["iteration"])
-    decision = policy.is_authorized(request)
+    # Both questions in one call; the warnings answer is only used when the iteration may run.
+    decision, warn_decision = policy.is_authorized_batch([request, warn_request])
     if decision.errors:
         return AuthorizationResult(
             allowed=False,
@@ -126,7 +134,7 @@ def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None =
             outcome=outcome,
             reason=reason,
         )
-    warnings, messages = _warnings(request.model_copy(update={"action": EVALUATE_WARNINGS}), policy)
+    warnings, messages = _warnings(warn_request, warn_decision)
     return AuthorizationResult(
         allowed=True, iteration=iteration, warnings=warnings, warning_messages=messages
     )
@@ -155,9 +163,8 @@ def _denial_sentence(policy_id: str, annotations: dict[str, str], request: Autho
     return f"{head}: {message}" if message else head
 
 
-def _warnings(request: AuthorizationRequest, policy: PolicyEngine) -> tuple[list[str], list[str]]:
-    """The warning policies that apply to ``request`` (an EvaluateWarnings request)."""
-    decision = policy.is_authorized(request)
+def _warnings(request: AuthorizationRequest, decision: PolicyDecision) -> tuple[list[str], list[str]]:
+    """The warning policies that apply, from the ``decision`` of an EvaluateWarnings request."""
     messages: list[str] = []
     if decision.errors:
         messages.append(f"warning policies could not be evaluated: {'; '.join(decision.errors)}")

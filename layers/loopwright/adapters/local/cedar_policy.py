@@ -140,26 +140,48 @@ class CedarPolicyEngine(PolicyEngine):
         evaluation errors are returned in ``errors`` (with positional policy ids replaced by
         ``@id``); the caller must treat a decision with errors as a denial.
         """
+        return self.is_authorized_batch([request])[0]
+
+    def is_authorized_batch(self, requests: Sequence[AuthorizationRequest]) -> list[PolicyDecision]:
+        """Decide ``requests`` in order, in one cedarpy call when they share their resource's
+        attributes (the authorize step's two questions do), else one call each."""
         try:
-            principal = parse_entity_uid(request.principal)
-            action = parse_entity_uid(request.action)
-            resource = parse_entity_uid(request.resource)
-            attrs = {k: v for k, v in request.resource_attributes.items() if v is not None}
-            delta = [{"uid": resource, "attrs": attrs, "parents": []}]
-            entities = self._entities(json.dumps(delta, sort_keys=True))
-            result = cedarpy.is_authorized(
-                {
-                    "principal": principal,
-                    "action": action,
-                    "resource": resource,
-                    "context": request.context,
-                },
-                self._policies,
-                entities,
-                schema=self._schema,
-            )
+            prepared = [self._prepare(request) for request in requests]
+            keys = {key for _, key in prepared}
+            if len(keys) == 1:
+                results = cedarpy.is_authorized_batch(
+                    [cedar_request for cedar_request, _ in prepared],
+                    self._policies,
+                    self._entities(keys.pop()),
+                    schema=self._schema,
+                )
+            else:
+                results = [
+                    cedarpy.is_authorized(
+                        cedar_request, self._policies, self._entities(key), schema=self._schema
+                    )
+                    for cedar_request, key in prepared
+                ]
         except (TypeError, ValueError) as exc:  # not JSON, not a uid, or not the schema's shape
-            return PolicyDecision(allowed=False, errors=[f"invalid authorization request: {exc}"])
+            if len(requests) > 1:
+                return [self.is_authorized(request) for request in requests]
+            return [PolicyDecision(allowed=False, errors=[f"invalid authorization request: {exc}"])]
+        return [self._decision(result) for result in results]
+
+    def _prepare(self, request: AuthorizationRequest) -> tuple[dict[str, Any], str]:
+        """The cedarpy request and the key of its entity set (the resource and its attributes)."""
+        resource = parse_entity_uid(request.resource)
+        attrs = {k: v for k, v in request.resource_attributes.items() if v is not None}
+        delta = [{"uid": resource, "attrs": attrs, "parents": []}]
+        cedar_request = {
+            "principal": parse_entity_uid(request.principal),
+            "action": parse_entity_uid(request.action),
+            "resource": resource,
+            "context": request.context,
+        }
+        return cedar_request, json.dumps(delta, sort_keys=True)
+
+    def _decision(self, result: Any) -> PolicyDecision:
         positions = sorted(result.diagnostics.reasons, key=_position)
         determining = [self._annotations[p] for p in positions]
         return PolicyDecision(
