@@ -4,9 +4,10 @@ It drives the core steps in the same order as the Step Functions state machine::
 
     authorize -> iterate -> checkpoint -> evaluate -> verify -> decide -> (authorize ...)
 
-and records every transition as an :class:`~loopwright.models.IterationEvent` in the store and
-as an OpenTelemetry span event. By default it uses the local adapters (SQLite store under
-``<workspace>/.loopwright``, subprocess sandbox, cedarpy, git worktree); any port can be passed in.
+and records every transition as an :class:`~loopwright.models.IterationEvent` in the store and,
+when the process uses OpenTelemetry (see :mod:`loopwright.engine.tracing`), as a span event.
+By default it uses the local adapters (SQLite store under ``<workspace>/.loopwright``,
+subprocess sandbox, cedarpy, git worktree); any port can be passed in.
 
 Example::
 
@@ -24,11 +25,10 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from opentelemetry import trace
-
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
 from loopwright.engine.lock import LoopLock
+from loopwright.engine.tracing import Tracing, tracing_enabled
 from loopwright.exceptions import (
     CheckpointRecoveryError,
     ConfigError,
@@ -63,7 +63,6 @@ from loopwright.steps.verify import verify
 #: Called after every recorded event with the event and the loop's current state.
 Observer = Callable[[IterationEvent, LoopState], None]
 
-_tracer = trace.get_tracer("loopwright")
 _EV = IterationEventType
 
 
@@ -118,6 +117,7 @@ class LoopFramework:
         self._active = False
         self._checkpointed_iteration: int | None = None  # iteration of this run's last checkpoint
         self._pending_events: list[IterationEvent] = []  # recorded, not yet written to the store
+        self._tracing = Tracing(enabled=False)
         self._lock = LoopLock(self.state_dir, self.loop_id)
 
     # ----------------------------------------------------------------------------- set-up
@@ -241,7 +241,7 @@ class LoopFramework:
         attributes.update(
             {f"loopwright.{k}": v for k, v in event.data.items() if isinstance(v, str | int | float | bool)}
         )
-        trace.get_current_span().add_event(event_type.value, attributes)
+        self._tracing.add_event(event_type.value, attributes)
         if self._observer is not None:
             self._observer(event, state)
         return event
@@ -284,9 +284,8 @@ class LoopFramework:
                     f"loop {self.loop_id!r} already ended with {state.outcome.value}; start a new loop"
                 )
             agent = self._resolve_agent(work_function)
-            with _tracer.start_as_current_span(
-                "loopwright.loop", attributes={"loopwright.loop_id": self.loop_id}
-            ):
+            self._tracing = Tracing(enabled=tracing_enabled())
+            with self._tracing.span("loopwright.loop", {"loopwright.loop_id": self.loop_id}):
                 resuming = resume_from is not None or state.phase is not LoopPhase.INITIALIZING
                 self._start_session(resuming, resume_from)
                 return self._drive(agent)
@@ -458,12 +457,9 @@ class LoopFramework:
             return decide(stop_reason=stop)
 
         self._set_phase(LoopPhase.ITERATING)
-        with _tracer.start_as_current_span(
+        with self._tracing.span(
             "loopwright.iteration",
-            attributes={
-                "loopwright.loop_id": self.loop_id,
-                "loopwright.iteration": state.iteration + 1,
-            },
+            {"loopwright.loop_id": self.loop_id, "loopwright.iteration": state.iteration + 1},
         ):
             self.emit_event(
                 _EV.ITERATION_STARTED,

@@ -107,6 +107,7 @@ class GitWorktreeWorkspace(Workspace):
         toplevel = self._ensure_repository()
         path, branch = self._worktree_path(loop_id), BRANCH_PREFIX + loop_id
         base: str | None
+        head: str | None = None  # known without asking git only for a branch created here
         if (path / ".git").exists():
             self._remove_stale_index_lock(path)
             base = self._merge_base(branch)
@@ -114,7 +115,7 @@ class GitWorktreeWorkspace(Workspace):
             path.parent.mkdir(parents=True, exist_ok=True)
             if self._branch_head(branch) is None:
                 base = self._git(["rev-parse", "--verify", "HEAD^{commit}"], cwd=self.workspace)
-                base = base.strip()
+                base = head = base.strip()
                 self._git(["worktree", "add", "-q", "-b", branch, str(path), base], cwd=toplevel)
             else:  # the branch outlived its worktree (removed or deleted by hand)
                 self._git(["worktree", "prune"], cwd=toplevel)
@@ -122,7 +123,7 @@ class GitWorktreeWorkspace(Workspace):
                 base = self._merge_base(branch)
         workdir = path / self._prefix if self._prefix else path
         workdir.mkdir(parents=True, exist_ok=True)  # a sub-folder with no tracked file yet
-        head = self._branch_head(branch)
+        head = head or self._branch_head(branch)
         if head:
             self._known_heads[loop_id] = head
         return workdir, branch, base
