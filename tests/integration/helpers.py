@@ -47,6 +47,11 @@ def cli(*args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
     )
 
 
+def cli_popen(*args: str, **kwargs: Any) -> subprocess.Popen[str]:
+    """Start ``python -m loopwright ARGS`` without waiting (to stop or kill it mid-run)."""
+    return subprocess.Popen([sys.executable, "-m", "loopwright", *args], text=True, **kwargs)
+
+
 def cli_json(*args: str) -> Any:
     """Run the CLI with ``--json`` and parse stdout."""
     done = cli(*args, "--json")

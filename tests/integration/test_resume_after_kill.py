@@ -6,7 +6,6 @@ import contextlib
 import json
 import os
 import signal
-import subprocess
 import sys
 import textwrap
 import time
@@ -16,7 +15,7 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.models import IterationEventType
-from tests.integration.helpers import cli, cli_json, git, make_repo
+from tests.integration.helpers import cli, cli_json, cli_popen, git, make_repo
 
 # Appends "<iteration>" to a log outside the worktree; sleeps in iteration 3 the first time.
 AGENT = textwrap.dedent(
@@ -58,20 +57,15 @@ def test_kill_9_mid_iteration_then_resume_repeats_no_completed_iteration(tmp_pat
             """
         )
     )
-    run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loopwright",
-            "run",
-            "-w",
-            str(workspace),
-            "-c",
-            str(config),
-            "--loop-id",
-            "kill-test",
-            "--quiet",
-        ],
+    run = cli_popen(
+        "run",
+        "-w",
+        str(workspace),
+        "-c",
+        str(config),
+        "--loop-id",
+        "kill-test",
+        "--quiet",
         start_new_session=True,
     )
     deadline = time.monotonic() + 60

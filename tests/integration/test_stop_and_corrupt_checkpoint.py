@@ -14,7 +14,7 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.models import IterationEventType
-from tests.integration.helpers import cli, cli_json, make_repo
+from tests.integration.helpers import cli, cli_json, cli_popen, make_repo
 
 # Each iteration writes work/<n>.txt; it takes 0.3 s so a stop lands mid-loop.
 AGENT = textwrap.dedent(
@@ -55,20 +55,15 @@ def _config(tmp_path: Path, files: int) -> Path:
 def test_stop_from_another_process_ends_the_loop_after_its_step_and_resume_finishes(tmp_path: Path) -> None:
     workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
     config = _config(tmp_path, files=6)
-    run = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "loopwright",
-            "run",
-            "-w",
-            str(workspace),
-            "-c",
-            str(config),
-            "--loop-id",
-            "stop-test",
-            "--json",
-        ],
+    run = cli_popen(
+        "run",
+        "-w",
+        str(workspace),
+        "-c",
+        str(config),
+        "--loop-id",
+        "stop-test",
+        "--json",
         stdout=subprocess.PIPE,
         text=True,
     )
