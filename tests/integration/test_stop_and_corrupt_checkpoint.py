@@ -65,7 +65,6 @@ def test_stop_from_another_process_ends_the_loop_after_its_step_and_resume_finis
         "stop-test",
         "--json",
         stdout=subprocess.PIPE,
-        text=True,
     )
     store_path = workspace / ".loopwright" / "loopwright.db"
     deadline = time.monotonic() + 60
