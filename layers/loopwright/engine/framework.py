@@ -25,6 +25,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from loopwright import workflow
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
 from loopwright.engine.lock import LoopLock
@@ -37,7 +38,6 @@ from loopwright.exceptions import (
     LoopNotFoundError,
 )
 from loopwright.models import (
-    AgentResult,
     Checkpoint,
     Decision,
     ExitConditionStatus,
@@ -53,12 +53,8 @@ from loopwright.models import (
     utcnow,
 )
 from loopwright.ports import Agent, CheckpointStore, LoopStore, PolicyEngine, Sandbox, Workspace
-from loopwright.steps.authorize import authorize
-from loopwright.steps.checkpoint import checkpoint, checkpoint_due, recover
+from loopwright.steps.checkpoint import recover
 from loopwright.steps.decide import decide
-from loopwright.steps.evaluate import evaluate
-from loopwright.steps.iterate import iterate
-from loopwright.steps.verify import verify
 
 #: Called after every recorded event with the event and the loop's current state.
 Observer = Callable[[IterationEvent, LoopState], None]
@@ -188,16 +184,9 @@ class LoopFramework:
     # ----------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Checkpoint:
         """Store a checkpoint of the current state at the worktree's head commit."""
-        state = self.get_state()
-        ckpt = checkpoint(state, self.checkpoints, state.head_commit)
-        state.last_checkpoint_id = ckpt.checkpoint_id
+        ckpt = workflow.checkpoint_if_due(self.get_state(), self.checkpoints, self.emit_event, force=True)
+        assert ckpt is not None
         self._checkpointed_iteration = ckpt.iteration
-        self.emit_event(
-            _EV.CHECKPOINT_SAVED,
-            f"checkpoint {ckpt.checkpoint_id} at iteration {ckpt.iteration}",
-            checkpoint_id=ckpt.checkpoint_id,
-            commit=ckpt.commit,
-        )
         return ckpt
 
     def load_checkpoint(self, checkpoint_id: str | None = None) -> Checkpoint:
@@ -333,9 +322,6 @@ class LoopFramework:
             self._pending_events = events + self._pending_events
             raise
 
-    def _set_phase(self, phase: LoopPhase) -> None:
-        self.get_state().phase = phase
-
     def _start_session(self, resuming: bool, resume_from: str | Checkpoint | None) -> None:
         state = self.get_state()
         self.store.clear_stop(self.loop_id)
@@ -426,7 +412,7 @@ class LoopFramework:
         while True:
             if state.evaluated_iteration < state.iteration:
                 # Resumed after the agent's work of this iteration was checkpointed.
-                decision = self._evaluate_and_decide(None)
+                decision = self._evaluate_and_decide()
             else:
                 decision = self._authorize_and_iterate(agent)
             state = self.get_state()
@@ -436,88 +422,33 @@ class LoopFramework:
 
     def _authorize_and_iterate(self, agent: Agent) -> Decision:
         state = self.get_state()
-        self._set_phase(LoopPhase.AUTHORIZING)
-        auth = authorize(state, self.policy)
+        auth = workflow.authorize_next(state, self.policy, self.emit_event)
         if not auth.allowed:
-            self.emit_event(
-                _EV.POLICY_DENIED,
-                auth.reason or "denied",
-                iteration=auth.iteration,
-                policy_ids=",".join(auth.denied_by),
-                outcome=auth.outcome.value if auth.outcome else None,
-            )
             return decide(authorization=auth)
-        new_warnings = [w for w in auth.warning_messages if w not in state.pending_warnings]
-        for policy_id, message in zip(auth.warnings, auth.warning_messages, strict=False):
-            if message in new_warnings:
-                self.emit_event(_EV.POLICY_WARNING, message, iteration=auth.iteration, policy_id=policy_id)
-        state.pending_warnings = list(auth.warning_messages)
         stop = self._stop_reason()
         if stop is not None:
             return decide(stop_reason=stop)
-
-        self._set_phase(LoopPhase.ITERATING)
+        number = state.iteration + 1
         with self._tracing.span(
-            "loopwright.iteration",
-            {"loopwright.loop_id": self.loop_id, "loopwright.iteration": state.iteration + 1},
+            "loopwright.iteration", {"loopwright.loop_id": self.loop_id, "loopwright.iteration": number}
         ):
-            self.emit_event(
-                _EV.ITERATION_STARTED,
-                f"iteration {state.iteration + 1} started",
-                iteration=state.iteration + 1,
-            )
+            workflow.begin_iteration(state, self.emit_event)
             self._save()  # an operator sees the iteration start while the agent works
-            result = iterate(state, agent, self._workspace(), state_dir=self.state_dir)
-            state.iteration = result.iteration
-            state.tokens_used += result.agent.tokens_used
-            if result.commit:
-                state.head_commit = result.commit
-            if result.agent.failed:
-                state.errors_recovered += 1
-            self.emit_event(
-                _EV.AGENT_FAILED if result.agent.failed else _EV.AGENT_COMPLETED,
-                result.agent.summary[:500],
-                tokens_used=result.agent.tokens_used,
-                commit=result.commit,
-                changed_files=len(result.changed_files),
-                duration_seconds=result.duration_seconds,
-            )
-            if checkpoint_due(state):
-                self._set_phase(LoopPhase.CHECKPOINTING)
-                self.save_checkpoint()
+            workflow.run_iteration(state, agent, self._workspace(), self.emit_event, state_dir=self.state_dir)
+            if workflow.checkpoint_if_due(state, self.checkpoints, self.emit_event):
+                self._checkpointed_iteration = state.iteration
             self._save()
-            return self._evaluate_and_decide(result.agent)
+            return self._evaluate_and_decide()
 
-    def _evaluate_and_decide(self, agent_result: AgentResult | None) -> Decision:
+    def _evaluate_and_decide(self) -> Decision:
         state = self.get_state()
         stop = self._stop_reason()
         if stop is not None:
             return decide(stop_reason=stop)
-        self._set_phase(LoopPhase.EVALUATING)
-        statuses = evaluate(state.config, self.sandbox, Path(state.worktree), state.iteration)
-        state.exit_conditions = statuses
-        state.evaluated_iteration = state.iteration
-        met = sum(1 for s in statuses if s.is_met)
-        self.emit_event(
-            _EV.EXIT_CONDITIONS_EVALUATED,
-            f"{met}/{len(statuses)} exit conditions met: "
-            + ", ".join(f"{s.name}={s.status.value}" for s in statuses),
-            statuses={s.name: s.status.value for s in statuses},
-            summaries={s.name: s.summary for s in statuses},
-        )
-        self._set_phase(LoopPhase.VERIFYING)
-        verification = verify(state.config, statuses)
-        self.emit_event(
-            _EV.VERIFICATION_PASSED if verification.passed else _EV.VERIFICATION_FAILED,
-            verification.message,
-        )
-        self._set_phase(LoopPhase.DECIDING)
-        decision = decide(verification=verification, stop_reason=self._stop_reason(), agent=agent_result)
-        self.emit_event(
-            _EV.ITERATION_COMPLETED,
-            f"iteration {state.iteration}: {decision.action.value}",
-            action=decision.action.value,
-            tokens_used=state.tokens_used,
+        workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
+        verification = workflow.verify_gate(state, self.emit_event)
+        decision = workflow.decide_next(
+            state, self.emit_event, verification=verification, stop_reason=self._stop_reason()
         )
         self._save()
         return decision
@@ -525,27 +456,9 @@ class LoopFramework:
     def _finish(self, decision: Decision) -> LoopResult:
         state = self.get_state()
         if state.iteration > 0 and self._checkpointed_iteration != state.iteration:
-            self._set_phase(LoopPhase.CHECKPOINTING)
             self.save_checkpoint()
-        state.is_active = False
-        if decision.action is NextAction.AWAIT_HUMAN:
-            state.phase = LoopPhase.AWAITING_RESPONSE
-            state.human_request = decision.reason
-            self._save()
-            self.emit_event(_EV.HUMAN_INPUT_REQUESTED, decision.reason)
-            return LoopResult.from_state(state)
-        state.phase = LoopPhase.COMPLETED
-        state.outcome = decision.outcome
-        state.outcome_reason = decision.reason
-        state.ended_at = utcnow()
+        workflow.finish(state, decision, self.emit_event)
         self._save()
-        self.emit_event(
-            _EV.LOOP_COMPLETED,
-            f"{decision.outcome.value if decision.outcome else 'ended'}: {decision.reason}",
-            outcome=decision.outcome.value if decision.outcome else None,
-            iterations=state.iteration,
-            tokens_used=state.tokens_used,
-        )
         return LoopResult.from_state(state)
 
     def _interrupt(self, reason: str) -> None:

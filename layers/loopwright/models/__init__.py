@@ -38,9 +38,16 @@ from loopwright.models.steps import (
     PolicyDecision,
     VerificationResult,
 )
+from loopwright.models.workflow import (
+    DEFAULT_ITERATIONS_PER_EXECUTION,
+    StartLoopRequest,
+    StepInput,
+    StepOutput,
+)
 
 __all__ = [
     "DEFAULT_CONDITION_TIMEOUT_SECONDS",
+    "DEFAULT_ITERATIONS_PER_EXECUTION",
     "DEFAULT_WARNING_THRESHOLD_PERCENT",
     "AgentConfig",
     "AgentKind",
@@ -67,6 +74,9 @@ __all__ = [
     "NextAction",
     "PolicyDecision",
     "PythonAgentConfig",
+    "StartLoopRequest",
+    "StepInput",
+    "StepOutput",
     "VerificationResult",
     "new_id",
     "utcnow",

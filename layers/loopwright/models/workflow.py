@@ -1,0 +1,60 @@
+"""What the Step Functions state machine passes between its states (issue 3).
+
+Every Lambda of the loop receives a :class:`StepInput` and returns a :class:`StepOutput`; the
+loop's state itself lives in the store (DynamoDB), so the execution's payload stays small and
+well under the Step Functions payload quota (256 KiB).
+
+State machine (``infrastructure/``)::
+
+    Authorize -> [allowed?] -> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide
+        ^            | no                                                      |
+        |            '-> Decide (the denial)                                   |
+        '---- CONTINUE (or, every ``iterations_per_execution``, a new execution) <-'
+    Decide: COMPLETE / STOP -> Succeed; AWAIT_HUMAN -> wait for a task token -> Authorize
+    Any task's error (after retries) -> RecordFailure -> Fail
+"""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopwright.models.enums import LoopOutcome, NextAction
+from loopwright.models.types import LoopId
+
+#: Iterations one execution runs before it hands over to a new execution of the same state
+#: machine. One iteration costs about 40 history events (7 tasks and 3 choices, about 4 events
+#: each); the quota is 25,000 events per execution (AWS Step Functions quotas), so 500 iterations
+#: (about 20,000 events) leave room for retries.
+DEFAULT_ITERATIONS_PER_EXECUTION = 500
+
+
+class StepInput(BaseModel):
+    """The payload every loop Lambda receives."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    loop_id: LoopId
+    iteration: int = Field(default=0, ge=0, description="iterations completed when the step started")
+    generation: int = Field(default=0, ge=0, description="execution number of this loop (continue-as-new)")
+    iterations_per_execution: int = Field(default=DEFAULT_ITERATIONS_PER_EXECUTION, ge=1)
+    task_token: str | None = Field(default=None, description="set by the await-human state")
+
+
+class StepOutput(StepInput):
+    """The payload every loop Lambda returns: the input plus what the Choice states branch on."""
+
+    allowed: bool = True
+    action: NextAction | None = None
+    outcome: LoopOutcome | None = None
+    reason: str = ""
+    handover: bool = Field(default=False, description="CONTINUE in a new execution (continue-as-new)")
+
+
+class StartLoopRequest(BaseModel):
+    """Body of ``POST /loops`` and the detail of the EventBridge events that start a loop."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loop_id: LoopId | None = None
+    config: dict[str, object] = Field(description="a LoopConfig as JSON")
+    repository: str | None = Field(default=None, description="where the workspace comes from")

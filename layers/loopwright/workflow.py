@@ -1,0 +1,197 @@
+"""One loop transition per function: the state changes and events of each step.
+
+The steps in :mod:`loopwright.steps` compute results; the functions here apply a step to a
+:class:`~loopwright.models.LoopState` and record its events, the same way for both engines: the
+in-process :class:`~loopwright.engine.LoopFramework` calls them in a loop, and each Lambda of the
+Step Functions state machine calls one of them between loading the state from the store and
+saving it back. They never write to a store themselves (the caller saves the state with the
+recorded events in one transaction), except the checkpoint, which goes to its own port.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Protocol
+
+from loopwright.models import (
+    AgentResult,
+    AuthorizationResult,
+    Checkpoint,
+    Decision,
+    ExitConditionStatus,
+    IterationEventType,
+    IterationResult,
+    LoopPhase,
+    LoopState,
+    NextAction,
+    VerificationResult,
+    utcnow,
+)
+from loopwright.ports import Agent, CheckpointStore, PolicyEngine, Sandbox, StopCheck, Workspace
+from loopwright.steps.authorize import authorize
+from loopwright.steps.checkpoint import checkpoint, checkpoint_due
+from loopwright.steps.decide import decide
+from loopwright.steps.evaluate import evaluate
+from loopwright.steps.iterate import iterate
+from loopwright.steps.verify import verify
+
+_EV = IterationEventType
+
+
+class Recorder(Protocol):
+    """Records one event of the loop (the engine's ``emit_event``, or a Lambda's collector)."""
+
+    def __call__(
+        self, event_type: IterationEventType, message: str = "", *, iteration: int | None = None, **data: Any
+    ) -> object: ...
+
+
+def authorize_next(state: LoopState, policy: PolicyEngine, record: Recorder) -> AuthorizationResult:
+    """Ask Cedar whether iteration ``state.iteration + 1`` may run; record a denial or new warnings.
+
+    New warnings (not raised before) become POLICY_WARNING events; the current ones are kept in
+    ``state.pending_warnings`` for the agent's prompt.
+    """
+    state.phase = LoopPhase.AUTHORIZING
+    auth = authorize(state, policy)
+    if not auth.allowed:
+        record(
+            _EV.POLICY_DENIED,
+            auth.reason or "denied",
+            iteration=auth.iteration,
+            policy_ids=",".join(auth.denied_by),
+            outcome=auth.outcome.value if auth.outcome else None,
+        )
+        return auth
+    for policy_id, message in zip(auth.warnings, auth.warning_messages, strict=False):
+        if message not in state.pending_warnings:
+            record(_EV.POLICY_WARNING, message, iteration=auth.iteration, policy_id=policy_id)
+    state.pending_warnings = list(auth.warning_messages)
+    return auth
+
+
+def begin_iteration(state: LoopState, record: Recorder) -> int:
+    """Mark iteration ``state.iteration + 1`` as started (save the state before the agent runs)."""
+    state.phase = LoopPhase.ITERATING
+    number = state.iteration + 1
+    record(_EV.ITERATION_STARTED, f"iteration {number} started", iteration=number)
+    return number
+
+
+def run_iteration(
+    state: LoopState,
+    agent: Agent,
+    workspace: Workspace,
+    record: Recorder,
+    *,
+    state_dir: Path,
+    should_stop: StopCheck | None = None,
+) -> IterationResult:
+    """Run the agent once and account for it: iteration count, tokens, head commit, failures.
+
+    An agent's question for a human is kept in ``state.human_request`` for the decide step.
+    """
+    result = iterate(state, agent, workspace, state_dir=state_dir, should_stop=should_stop)
+    state.iteration = result.iteration
+    state.tokens_used += result.agent.tokens_used
+    state.human_request = result.agent.needs_human
+    if result.commit:
+        state.head_commit = result.commit
+    if result.agent.failed:
+        state.errors_recovered += 1
+    record(
+        _EV.AGENT_FAILED if result.agent.failed else _EV.AGENT_COMPLETED,
+        result.agent.summary[:500],
+        tokens_used=result.agent.tokens_used,
+        commit=result.commit,
+        changed_files=len(result.changed_files),
+        duration_seconds=result.duration_seconds,
+    )
+    return result
+
+
+def checkpoint_if_due(
+    state: LoopState, checkpoints: CheckpointStore, record: Recorder, *, force: bool = False
+) -> Checkpoint | None:
+    """Store a checkpoint when ``checkpoint_interval`` says so (or ``force``); None otherwise."""
+    if not (force or checkpoint_due(state)):
+        return None
+    state.phase = LoopPhase.CHECKPOINTING
+    ckpt = checkpoint(state, checkpoints, state.head_commit)
+    state.last_checkpoint_id = ckpt.checkpoint_id
+    record(
+        _EV.CHECKPOINT_SAVED,
+        f"checkpoint {ckpt.checkpoint_id} at iteration {ckpt.iteration}",
+        checkpoint_id=ckpt.checkpoint_id,
+        commit=ckpt.commit,
+    )
+    return ckpt
+
+
+def evaluate_conditions(state: LoopState, sandbox: Sandbox, record: Recorder) -> list[ExitConditionStatus]:
+    """Evaluate every exit condition in the worktree; the statuses become the state's."""
+    state.phase = LoopPhase.EVALUATING
+    statuses = evaluate(state.config, sandbox, Path(state.worktree), state.iteration)
+    state.exit_conditions = statuses
+    state.evaluated_iteration = state.iteration
+    met = sum(1 for s in statuses if s.is_met)
+    record(
+        _EV.EXIT_CONDITIONS_EVALUATED,
+        f"{met}/{len(statuses)} exit conditions met: "
+        + ", ".join(f"{s.name}={s.status.value}" for s in statuses),
+        statuses={s.name: s.status.value for s in statuses},
+        summaries={s.name: s.summary for s in statuses},
+    )
+    return statuses
+
+
+def verify_gate(state: LoopState, record: Recorder) -> VerificationResult:
+    """gate:all over the state's latest statuses."""
+    state.phase = LoopPhase.VERIFYING
+    verification = verify(state.config, state.exit_conditions)
+    record(
+        _EV.VERIFICATION_PASSED if verification.passed else _EV.VERIFICATION_FAILED,
+        verification.message,
+    )
+    return verification
+
+
+def decide_next(
+    state: LoopState,
+    record: Recorder,
+    *,
+    verification: VerificationResult,
+    stop_reason: str | None,
+) -> Decision:
+    """Decide what follows the iteration and record it as ITERATION_COMPLETED."""
+    state.phase = LoopPhase.DECIDING
+    agent = AgentResult(needs_human=state.human_request) if state.human_request else None
+    decision = decide(verification=verification, stop_reason=stop_reason, agent=agent)
+    record(
+        _EV.ITERATION_COMPLETED,
+        f"iteration {state.iteration}: {decision.action.value}",
+        action=decision.action.value,
+        tokens_used=state.tokens_used,
+    )
+    return decision
+
+
+def finish(state: LoopState, decision: Decision, record: Recorder) -> None:
+    """End the loop with the decision's outcome, or pause it for a human (AWAITING_RESPONSE)."""
+    state.is_active = False
+    if decision.action is NextAction.AWAIT_HUMAN:
+        state.phase = LoopPhase.AWAITING_RESPONSE
+        state.human_request = decision.reason
+        record(_EV.HUMAN_INPUT_REQUESTED, decision.reason)
+        return
+    state.phase = LoopPhase.COMPLETED
+    state.outcome = decision.outcome
+    state.outcome_reason = decision.reason
+    state.ended_at = utcnow()
+    record(
+        _EV.LOOP_COMPLETED,
+        f"{decision.outcome.value if decision.outcome else 'ended'}: {decision.reason}",
+        outcome=decision.outcome.value if decision.outcome else None,
+        iterations=state.iteration,
+        tokens_used=state.tokens_used,
+    )
