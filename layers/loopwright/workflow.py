@@ -46,6 +46,30 @@ class Recorder(Protocol):
     ) -> object: ...
 
 
+def start_session(state: LoopState, record: Recorder, *, agent_name: str = "agent") -> None:
+    """Open a session of the loop: the first (LOOP_STARTED) or a resumed one (LOOP_RESUMED)."""
+    resumed = state.sessions_used > 0
+    state.sessions_used += 1
+    state.is_active = True
+    state.human_request = None
+    state.phase = LoopPhase.AUTHORIZING
+    if resumed:
+        record(
+            _EV.LOOP_RESUMED,
+            f"resumed at iteration {state.iteration} (session {state.sessions_used})",
+            agent=agent_name,
+        )
+    else:
+        record(
+            _EV.LOOP_STARTED,
+            f"goal: {state.config.goal[:200]}",
+            agent=agent_name,
+            branch=state.branch,
+            base_commit=state.base_commit,
+            max_iterations=state.config.max_iterations,
+        )
+
+
 def authorize_next(state: LoopState, policy: PolicyEngine, record: Recorder) -> AuthorizationResult:
     """Ask Cedar whether iteration ``state.iteration + 1`` may run; record a denial or new warnings.
 
@@ -110,15 +134,12 @@ def run_iteration(
     return result
 
 
-def checkpoint_if_due(
-    state: LoopState, checkpoints: CheckpointStore, record: Recorder, *, force: bool = False
-) -> Checkpoint | None:
-    """Store a checkpoint when ``checkpoint_interval`` says so (or ``force``); None otherwise."""
-    if not (force or checkpoint_due(state)):
-        return None
+def save_checkpoint(state: LoopState, checkpoints: CheckpointStore, record: Recorder) -> Checkpoint:
+    """Store a checkpoint of ``state`` at its head commit (pruned to ``checkpoint_retention``)."""
     state.phase = LoopPhase.CHECKPOINTING
     ckpt = checkpoint(state, checkpoints, state.head_commit)
     state.last_checkpoint_id = ckpt.checkpoint_id
+    state.checkpointed_iteration = ckpt.iteration
     record(
         _EV.CHECKPOINT_SAVED,
         f"checkpoint {ckpt.checkpoint_id} at iteration {ckpt.iteration}",
@@ -126,6 +147,19 @@ def checkpoint_if_due(
         commit=ckpt.commit,
     )
     return ckpt
+
+
+def checkpoint_if_due(
+    state: LoopState, checkpoints: CheckpointStore, record: Recorder, *, final: bool = False
+) -> Checkpoint | None:
+    """Checkpoint when ``checkpoint_interval`` says so, or, with ``final`` (the loop is ending),
+    when the current iteration has no checkpoint yet; None otherwise."""
+    if final:
+        if state.iteration == 0 or state.checkpointed_iteration == state.iteration:
+            return None
+    elif not checkpoint_due(state):
+        return None
+    return save_checkpoint(state, checkpoints, record)
 
 
 def evaluate_conditions(state: LoopState, sandbox: Sandbox, record: Recorder) -> list[ExitConditionStatus]:

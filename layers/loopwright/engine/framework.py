@@ -111,7 +111,6 @@ class LoopFramework:
         self._observer = observer
         self._state: LoopState | None = None
         self._active = False
-        self._checkpointed_iteration: int | None = None  # iteration of this run's last checkpoint
         self._pending_events: list[IterationEvent] = []  # recorded, not yet written to the store
         self._tracing = Tracing(enabled=False)
         self._lock = LoopLock(self.state_dir, self.loop_id)
@@ -184,10 +183,7 @@ class LoopFramework:
     # ----------------------------------------------------------------------------- checkpoints
     def save_checkpoint(self) -> Checkpoint:
         """Store a checkpoint of the current state at the worktree's head commit."""
-        ckpt = workflow.checkpoint_if_due(self.get_state(), self.checkpoints, self.emit_event, force=True)
-        assert ckpt is not None
-        self._checkpointed_iteration = ckpt.iteration
-        return ckpt
+        return workflow.save_checkpoint(self.get_state(), self.checkpoints, self.emit_event)
 
     def load_checkpoint(self, checkpoint_id: str | None = None) -> Checkpoint:
         """The newest valid checkpoint (or the one named). Raises CheckpointRecoveryError."""
@@ -328,26 +324,8 @@ class LoopFramework:
         if resuming:
             self._restore(resume_from)
             state = self.get_state()
-        state.sessions_used += 1
-        state.is_active = True
-        state.human_request = None
-        state.phase = LoopPhase.AUTHORIZING
+        workflow.start_session(state, self.emit_event, agent_name=self.agent_name)
         self._save()
-        if resuming:
-            self.emit_event(
-                _EV.LOOP_RESUMED,
-                f"resumed at iteration {state.iteration} (session {state.sessions_used})",
-                agent=self.agent_name,
-            )
-        else:
-            self.emit_event(
-                _EV.LOOP_STARTED,
-                f"goal: {state.config.goal[:200]}",
-                agent=self.agent_name,
-                branch=state.branch,
-                base_commit=state.base_commit,
-                max_iterations=state.config.max_iterations,
-            )
 
     def _restore(self, resume_from: str | Checkpoint | None) -> None:
         """Continue from a checkpoint: the newest valid one unless one is named.
@@ -395,7 +373,6 @@ class LoopFramework:
             self._workspace().prepare(self.loop_id)
             self._workspace().reset(self.loop_id, ckpt.commit)
         self._state = state
-        self._checkpointed_iteration = ckpt.iteration
         self.emit_event(
             _EV.CHECKPOINT_RECOVERED,
             f"restored checkpoint {ckpt.checkpoint_id} of iteration {ckpt.iteration}",
@@ -435,8 +412,7 @@ class LoopFramework:
             workflow.begin_iteration(state, self.emit_event)
             self._save()  # an operator sees the iteration start while the agent works
             workflow.run_iteration(state, agent, self._workspace(), self.emit_event, state_dir=self.state_dir)
-            if workflow.checkpoint_if_due(state, self.checkpoints, self.emit_event):
-                self._checkpointed_iteration = state.iteration
+            workflow.checkpoint_if_due(state, self.checkpoints, self.emit_event)
             self._save()
             return self._evaluate_and_decide()
 
@@ -455,8 +431,7 @@ class LoopFramework:
 
     def _finish(self, decision: Decision) -> LoopResult:
         state = self.get_state()
-        if state.iteration > 0 and self._checkpointed_iteration != state.iteration:
-            self.save_checkpoint()
+        workflow.checkpoint_if_due(state, self.checkpoints, self.emit_event, final=True)
         workflow.finish(state, decision, self.emit_event)
         self._save()
         return LoopResult.from_state(state)

@@ -90,6 +90,7 @@ class LoopState(BaseModel):
     sessions_used: int = Field(default=0, ge=0, description="engine runs: the first plus each resume")
     errors_recovered: int = Field(default=0, ge=0)
     last_checkpoint_id: str | None = None
+    checkpointed_iteration: int = Field(default=0, ge=0, description="iteration of the last checkpoint")
     workspace: str = Field(default="", description="absolute path of the user's workspace")
     worktree: str = Field(default="", description="absolute path the agent and checks run in")
     branch: str | None = None
@@ -167,6 +168,7 @@ class Checkpoint(BaseModel):
         checkpoint_id = new_id("ckpt")
         snapshot = LoopState.model_validate_json(state.model_dump_json())
         snapshot.last_checkpoint_id = checkpoint_id
+        snapshot.checkpointed_iteration = state.iteration
         ckpt = cls(
             checkpoint_id=checkpoint_id,
             loop_id=state.loop_id,
