@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -9,6 +10,10 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+# Lambda sets these before any import; Powertools reads them when its objects are built.
+os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "loopwright-test")
+os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "loopwright-test")
 
 _EXPORTER = InMemorySpanExporter()
 

@@ -1,0 +1,116 @@
+"""The Lambda handlers in functions/, called as Lambda calls them, with the local adapters.
+
+They are chained in the state machine's order against a real git workspace, a command agent and
+a real exit condition, and must reach the same outcome and events as the in-process engine.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+import textwrap
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any
+
+import pytest
+
+from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.cloud import runtime
+from loopwright.cloud.steps import CloudPorts, start_step
+from loopwright.engine import LoopFramework
+from loopwright.models import IterationEventType, LoopConfig, StepInput
+from tests.integration.helpers import make_repo
+
+ROOT = Path(__file__).resolve().parents[2]
+STATES = ("authorize", "iterate", "checkpoint", "evaluate", "verify", "decide")
+
+
+@dataclass
+class Context:
+    """The attributes of a Lambda context that Powertools reads."""
+
+    function_name: str = "test"
+    memory_limit_in_mb: int = 512
+    invoked_function_arn: str = "arn:aws:lambda:eu-west-1:123456789012:function:test"
+    aws_request_id: str = "req-1"
+
+
+def _handler(name: str) -> ModuleType:
+    spec = importlib.util.spec_from_file_location(f"handler_{name}", ROOT / "functions" / name / "handler.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture
+def lambda_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    monkeypatch.setenv("LOOPWRIGHT_ADAPTERS", "local")
+    monkeypatch.setenv("LOOPWRIGHT_STATE_DIR", str(workspace / ".loopwright"))
+    runtime.ports.cache_clear()
+    return workspace
+
+
+def _config(tmp_path: Path) -> LoopConfig:
+    agent = tmp_path / "agent.py"
+    agent.write_text(
+        textwrap.dedent(
+            """
+            import os, pathlib
+            n = int(os.environ["LOOPWRIGHT_ITERATION"])
+            pathlib.Path(f"{n}.txt").write_text("done")
+            """
+        )
+    )
+    check = "import pathlib,sys; sys.exit(0 if pathlib.Path('2.txt').exists() else 1)"
+    return LoopConfig.model_validate(
+        {
+            "goal": "write two files",
+            "max_iterations": 5,
+            "exit_conditions": [{"type": "CUSTOM", "name": "two", "command": ["python", "-c", check]}],
+            "agent": {"kind": "command", "command": [sys.executable, str(agent)]},
+        }
+    )
+
+
+def test_handlers_chained_like_the_state_machine_reach_the_engines_result(
+    tmp_path: Path, lambda_env: Path
+) -> None:
+    # Given a loop created as the start_loop Lambda creates it
+    framework = LoopFramework(_config(tmp_path), workspace=lambda_env, loop_id="lambda-loop")
+    framework.initialize_sync()
+    store = SqliteStore(lambda_env / ".loopwright" / "loopwright.db")
+    event: dict[str, Any] = json.loads(
+        start_step(StepInput(loop_id="lambda-loop"), CloudPorts(store=store)).model_dump_json()
+    )
+    handlers = {name: _handler(name).handler for name in STATES}
+    # When the handlers run in the state machine's order until Decide ends the loop
+    for _ in range(10):
+        event = handlers["authorize"](event, Context())
+        assert event["allowed"], event
+        for name in STATES[1:]:
+            event = handlers[name](event, Context())
+        if event["action"] != "CONTINUE":
+            break
+    # Then the loop met its condition in 2 iterations, on its own branch, as the engine would
+    assert (event["action"], event["outcome"], event["iteration"]) == ("COMPLETE", "CONDITIONS_MET", 2)
+    state = store.get_state("lambda-loop")
+    assert state.outcome is not None and state.outcome.value == "CONDITIONS_MET"
+    types = [e.type for e in store.list_events("lambda-loop")]
+    assert types.count(IterationEventType.ITERATION_COMPLETED) == 2
+    assert types[0] is IterationEventType.LOOP_STARTED and types[-1] is IterationEventType.LOOP_COMPLETED
+
+
+def test_a_handler_rejects_a_bad_event_naming_the_field(lambda_env: Path) -> None:
+    with pytest.raises(Exception, match="loop_id"):
+        _handler("authorize").handler({"iteration": 1}, Context())
+
+
+def test_missing_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOOPWRIGHT_ADAPTERS", raising=False)
+    with pytest.raises(Exception, match="LOOPWRIGHT_ADAPTERS"):
+        runtime.RuntimeSettings.from_environ({})
