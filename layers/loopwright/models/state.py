@@ -98,6 +98,9 @@ class LoopState(BaseModel):
     head_commit: str | None = None
     pending_warnings: list[str] = Field(default_factory=list, description="policy warnings for the agent")
     human_request: str | None = Field(default=None, description="what the agent asked a human")
+    task_token: str | None = Field(
+        default=None, description="Step Functions task token of a loop awaiting a human (AWS engine)"
+    )
     version: int = Field(default=0, ge=0)
 
     @property
