@@ -36,11 +36,16 @@ ACCESS_CODES = frozenset({"AccessDeniedException", "UnrecognizedClientException"
 
 
 def retry_config(max_attempts: int = DEFAULT_MAX_ATTEMPTS, **kwargs: Any) -> Config:
-    """A botocore :class:`Config` with standard-mode retries and ``max_attempts`` attempts
-    (1: no retry, for non-idempotent calls); ``kwargs`` go to :class:`Config` (timeouts...)."""
+    """A botocore :class:`Config` with standard-mode retries and ``max_attempts`` attempts in
+    total (1: no retry, for non-idempotent calls); ``kwargs`` go to :class:`Config` (timeouts).
+
+    It sets ``total_max_attempts``: botocore reads the ``max_attempts`` key of ``retries`` as the
+    number of *retries* (``{"max_attempts": 1}`` sends a request twice; measured with a
+    throttling endpoint, botocore 1.44).
+    """
     if max_attempts < 1:
         raise ValueError(f"max_attempts must be at least 1, got {max_attempts}")
-    return Config(retries={"mode": "standard", "max_attempts": max_attempts}, **kwargs)
+    return Config(retries={"mode": "standard", "total_max_attempts": max_attempts}, **kwargs)
 
 
 def error_code(exc: ClientError) -> str:

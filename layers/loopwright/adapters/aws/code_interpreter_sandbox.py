@@ -1,0 +1,272 @@
+"""AgentCore Code Interpreter sandbox: runs an exit condition's command in a Code Interpreter
+session (``executeCommand``), one session per loop.
+
+The command goes to the service as ONE string that the Code Interpreter runs through its shell.
+Each argv element is quoted with :func:`shlex.join`, so values from the loop's config stay
+literal arguments (``;``, ``|``, ``$(...)`` are not interpreted): the quoting is what keeps the
+port's "never through a shell" promise. The line is::
+
+    cd '<cwd>' && env 'K=V'... timeout -k <grace> <seconds> '<argv0>' '<argv1>'...
+
+``executeCommand`` takes no timeout of its own (the API bounds a call only by the session's
+timeout), so the time limit is GNU coreutils ``timeout`` inside the sandbox (assumed present in
+the Code Interpreter image: not verified here): SIGTERM at ``timeout_seconds``, SIGKILL
+:data:`KILL_GRACE_SECONDS` later; exit status 124 (or 137 after the SIGKILL) past the limit is
+reported as ``timed_out``. The client's read timeout is ``max_timeout_seconds`` plus
+:data:`READ_TIMEOUT_MARGIN_SECONDS`, above any command's limit; if it fires anyway, the result
+is ``timed_out`` with an ``error``.
+
+``executeCommand`` is not idempotent (a retry would run the command twice), so its client has
+botocore retries OFF (one attempt); starting and stopping the session use the SDK's client with
+standard retries. AWS errors (throttling, a missing session...) raise :class:`LoopFrameworkError`
+``from`` the botocore error: they are not the command's own failure.
+
+Output: stdout and stderr each keep their last ``max_output_bytes`` bytes, with the same marker
+as the local sandbox (``[... N bytes truncated, last M kept ...]``).
+"""
+
+from __future__ import annotations
+
+import shlex
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import boto3
+import botocore.session
+from bedrock_agentcore.tools.code_interpreter_client import CodeInterpreter
+from botocore.exceptions import ReadTimeoutError
+
+from loopwright.adapters.aws._errors import (
+    DEFAULT_MAX_ATTEMPTS,
+    THROTTLING_CODES,
+    aws_errors,
+    retry_config,
+)
+from loopwright.exceptions import LoopFrameworkError
+from loopwright.models import CommandResult, utcnow
+from loopwright.ports import Sandbox
+
+#: The AWS-managed Code Interpreter (the SDK's default identifier).
+DEFAULT_IDENTIFIER = "aws.codeinterpreter.v1"
+#: Session lifetime asked for when the sandbox starts one (the SDK's default, 15 minutes).
+DEFAULT_SESSION_TIMEOUT_SECONDS = 900
+#: Longest ``timeout_seconds`` a run may ask for; sets the read timeout of the command client.
+DEFAULT_MAX_TIMEOUT_SECONDS = 900.0
+#: Seconds added to ``max_timeout_seconds`` for the read timeout (the answer's own travel time).
+READ_TIMEOUT_MARGIN_SECONDS = 30.0
+#: Seconds between ``timeout``'s SIGTERM and its SIGKILL (as the local sandbox's grace).
+KILL_GRACE_SECONDS = 1
+#: Exit statuses of GNU ``timeout`` when it ended the command (TERM, then KILL).
+TIMEOUT_EXIT_CODES = frozenset({124, 137})
+
+
+class CodeInterpreterSandbox(Sandbox):
+    """:class:`Sandbox` over one Code Interpreter session.
+
+    Args:
+        region_name: the AWS region.
+        identifier: the Code Interpreter id.
+        session_id: an existing session of the loop to use (saved by the caller); None: start
+            one at the first run (:attr:`session_id` then tells its id).
+        interpreter: a ``CodeInterpreter`` (SDK) for starting and stopping the session; default
+            one whose clients retry in standard mode (``max_attempts``).
+        command_client: the boto3 ``bedrock-agentcore`` client for ``executeCommand``; default
+            one with retries off and a read timeout above ``max_timeout_seconds``.
+        session_timeout_seconds: lifetime of a session this sandbox starts.
+        max_timeout_seconds: the longest ``timeout_seconds`` a run may ask for.
+
+    Use :meth:`close` (or ``with``) to stop the session this sandbox started.
+    """
+
+    def __init__(
+        self,
+        region_name: str,
+        *,
+        identifier: str = DEFAULT_IDENTIFIER,
+        session_id: str | None = None,
+        interpreter: Any | None = None,
+        command_client: Any | None = None,
+        session_timeout_seconds: int = DEFAULT_SESSION_TIMEOUT_SECONDS,
+        max_timeout_seconds: float = DEFAULT_MAX_TIMEOUT_SECONDS,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.identifier = identifier
+        self.max_timeout_seconds = max_timeout_seconds
+        self._session_timeout = session_timeout_seconds
+        core = botocore.session.Session()
+        core.set_default_client_config(retry_config(max_attempts))
+        session = boto3.Session(botocore_session=core, region_name=region_name)
+        self._interpreter: Any = (
+            interpreter if interpreter is not None else CodeInterpreter(region_name, session=session)
+        )
+        self._commands: Any = (
+            command_client
+            if command_client is not None
+            else session.client(
+                "bedrock-agentcore",
+                config=retry_config(1, read_timeout=max_timeout_seconds + READ_TIMEOUT_MARGIN_SECONDS),
+            )
+        )
+        self._session_id = session_id
+        self._started = False
+
+    @property
+    def session_id(self) -> str | None:
+        """The session the commands run in (None until the first run starts one)."""
+        return self._session_id
+
+    def start(self) -> str:
+        """The session id, starting a session first if there is none."""
+        if self._session_id is None:
+            with aws_errors(f"starting a Code Interpreter session of {self.identifier!r}"):
+                self._session_id = str(
+                    self._interpreter.start(
+                        identifier=self.identifier, session_timeout_seconds=self._session_timeout
+                    )
+                )
+            self._started = True
+        return self._session_id
+
+    def close(self) -> None:
+        """Stop the session if this sandbox started it (idempotent)."""
+        if self._started:
+            with aws_errors(f"stopping Code Interpreter session {self._session_id!r}"):
+                self._interpreter.stop()
+            self._started = False
+            self._session_id = None
+
+    def __enter__(self) -> CodeInterpreterSandbox:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+        max_output_bytes: int = 256 * 1024,
+    ) -> CommandResult:
+        """Run ``command`` in ``cwd`` (a path inside the session) for at most
+        ``timeout_seconds``; see the module docstring for quoting, timeout and output bounds.
+
+        Returns ``error`` with ``exit_code=None`` for an empty command or a timeout above
+        ``max_timeout_seconds``; raises :class:`LoopFrameworkError` for AWS errors.
+        """
+        given = list(command)
+        started_at = utcnow()
+        start = time.monotonic()
+        if not given:
+            return CommandResult(command=given, exit_code=None, error="empty command", started_at=started_at)
+        if timeout_seconds > self.max_timeout_seconds:
+            return CommandResult(
+                command=given,
+                exit_code=None,
+                error=(
+                    f"timeout of {timeout_seconds} s is above this sandbox's maximum of "
+                    f"{self.max_timeout_seconds} s"
+                ),
+                started_at=started_at,
+            )
+        line = shell_line(given, cwd=cwd, timeout_seconds=timeout_seconds, env=env)
+        session_id = self.start()
+        try:
+            with aws_errors(f"running a command in Code Interpreter session {session_id!r}"):
+                response = self._commands.invoke_code_interpreter(
+                    codeInterpreterIdentifier=self.identifier,
+                    sessionId=session_id,
+                    name="executeCommand",
+                    arguments={"command": line},
+                )
+                stdout, stderr, exit_code = _read_stream(response.get("stream", ()))
+        except LoopFrameworkError as exc:
+            if not isinstance(exc.__cause__, ReadTimeoutError):
+                raise
+            return CommandResult(
+                command=given,
+                exit_code=None,
+                timed_out=True,
+                error=f"no answer from the Code Interpreter within its read timeout: {exc.__cause__}",
+                duration_seconds=time.monotonic() - start,
+                started_at=started_at,
+            )
+        duration = time.monotonic() - start
+        timed_out = exit_code in TIMEOUT_EXIT_CODES and duration >= timeout_seconds
+        out, out_cut = tail(stdout, max_output_bytes)
+        err, err_cut = tail(stderr, max_output_bytes)
+        return CommandResult(
+            command=given,
+            exit_code=None if timed_out else exit_code,
+            stdout=out,
+            stderr=err,
+            duration_seconds=duration,
+            timed_out=timed_out,
+            truncated=out_cut or err_cut,
+            error=None if exit_code is not None or timed_out else "the Code Interpreter gave no exit code",
+            started_at=started_at,
+        )
+
+
+def shell_line(
+    command: Sequence[str], *, cwd: Path, timeout_seconds: float, env: Mapping[str, str] | None = None
+) -> str:
+    """The one shell line sent to ``executeCommand`` (every argv element and value quoted)."""
+    argv = ["timeout", "-k", str(KILL_GRACE_SECONDS), f"{timeout_seconds:g}", *command]
+    if env:
+        argv = ["env", *(f"{name}={value}" for name, value in env.items()), *argv]
+    return f"cd {shlex.quote(str(cwd))} && {shlex.join(argv)}"
+
+
+def tail(text: str, limit: int) -> tuple[str, bool]:
+    """The last ``limit`` UTF-8 bytes of ``text`` (a cut character replaced) and whether it
+    was cut; a cut text starts with the local sandbox's marker."""
+    raw = text.encode()
+    dropped = len(raw) - limit
+    if dropped <= 0:
+        return text, False
+    body = raw[dropped:].decode("utf-8", errors="replace")
+    return f"[... {dropped} bytes truncated, last {limit} kept ...]\n{body}", True
+
+
+def _read_stream(stream: Iterable[Mapping[str, Any]]) -> tuple[str, str, int | None]:
+    """(stdout, stderr, exit code) from the InvokeCodeInterpreter event stream.
+
+    Each ``result`` event carries ``structuredContent`` (``stdout``, ``stderr``, ``exitCode``)
+    and ``content`` blocks; text blocks are the output when there is no structured content. An
+    exception event (``throttlingException``...) raises :class:`LoopFrameworkError`.
+    """
+    stdout: list[str] = []
+    stderr: list[str] = []
+    exit_code: int | None = None
+    for event in stream:
+        for name, body in event.items():
+            if name != "result":
+                message = body.get("message", "") if isinstance(body, Mapping) else body
+                code = name[:1].upper() + name[1:]
+                raise LoopFrameworkError(
+                    f"the Code Interpreter ended the command with {code}: {message}"
+                    + ("; AWS throttled the call, retry later" if code in THROTTLING_CODES else "")
+                )
+            structured = body.get("structuredContent") or {}
+            if structured:
+                stdout.append(str(structured.get("stdout") or ""))
+                stderr.append(str(structured.get("stderr") or ""))
+                if structured.get("exitCode") is not None:
+                    exit_code = int(structured["exitCode"])
+            else:
+                texts = [str(b.get("text", "")) for b in body.get("content", []) if b.get("type") == "text"]
+                (stderr if body.get("isError") else stdout).append("".join(texts))
+                if exit_code is None and body.get("isError"):
+                    exit_code = 1
+    return "".join(stdout), "".join(stderr), exit_code
