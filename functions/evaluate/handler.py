@@ -19,4 +19,4 @@ from loopwright.models import StepInput
 @event_parser(model=StepInput)
 def handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     """StepInput -> StepOutput (JSON), see loopwright.models.workflow."""
-    return run_step(evaluate_step, event)
+    return run_step(evaluate_step, event, needs_sandbox=True)

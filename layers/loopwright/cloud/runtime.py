@@ -36,6 +36,7 @@ class RuntimeSettings(BaseModel):
     memory_id: str | None = Field(default=None, alias="MEMORY_ID")
     code_interpreter_id: str | None = Field(default=None, alias="CODE_INTERPRETER_ID")
     policy_store_id: str | None = Field(default=None, alias="POLICY_STORE_ID")
+    region: str | None = Field(default=None, alias="AWS_REGION")
     policy_map: str | None = Field(
         default=None, alias="POLICY_MAP", description="JSON: store policy id -> annotations"
     )
@@ -77,12 +78,49 @@ def _local_ports(settings: RuntimeSettings) -> CloudPorts:
     )
 
 
+def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
+    from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
+    from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore
+    from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
+
+    store = DynamoDbStore(
+        settings.require("loops_table"), settings.require("events_table"), region_name=settings.region
+    )
+    return CloudPorts(
+        store=store,
+        checkpoints=MemoryCheckpointStore(settings.require("memory_id"), region_name=settings.region),
+        policy=VerifiedPermissionsPolicyEngine.from_json(
+            settings.require("policy_store_id"), settings.require("policy_map"), region_name=settings.region
+        ),
+        state_dir=settings.state_dir,
+    )
+
+
 @functools.cache
 def ports(settings: RuntimeSettings) -> CloudPorts:
-    """The ports for ``settings``, built once per container."""
+    """The ports for ``settings``, built once per container (clients are reused)."""
     if settings.adapters == "local":
         return _local_ports(settings)
-    raise ConfigError("LOOPWRIGHT_ADAPTERS=aws: the AWS adapters are wired in the next change")
+    return _aws_ports(settings)
+
+
+def with_loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+    """``base`` with the loop's own Code Interpreter session (AWS), started on first use and
+    kept on the loop (``sandbox_session_id``) so every iteration reuses it."""
+    if settings.adapters == "local":
+        return base
+    from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
+
+    state = base.store.get_state(loop_id)
+    sandbox = CodeInterpreterSandbox(
+        settings.require("region"),
+        identifier=settings.require("code_interpreter_id"),
+        session_id=state.sandbox_session_id,
+    )
+    if state.sandbox_session_id is None:
+        state.sandbox_session_id = sandbox.start()
+        base.store.save_state(state)
+    return CloudPorts(**{**base.__dict__, "sandbox": sandbox})
 
 
 def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
@@ -104,10 +142,14 @@ def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
 Step = Callable[[StepInput, CloudPorts], StepOutput]
 
 
-def run_step(step: Step, event: StepInput, *, needs_agent: bool = False) -> dict[str, Any]:
+def run_step(
+    step: Step, event: StepInput, *, needs_agent: bool = False, needs_sandbox: bool = False
+) -> dict[str, Any]:
     """Run ``step`` for ``event`` with this container's ports; the JSON of its output."""
     settings = RuntimeSettings.from_environ()
     step_ports = ports(settings)
+    if needs_sandbox:
+        step_ports = with_loop_sandbox(step_ports, event.loop_id, settings)
     if needs_agent:
         step_ports = with_loop_agent(step_ports, event.loop_id, settings)
     output = step(event, step_ports)

@@ -98,6 +98,9 @@ class LoopState(BaseModel):
     head_commit: str | None = None
     pending_warnings: list[str] = Field(default_factory=list, description="policy warnings for the agent")
     human_request: str | None = Field(default=None, description="what the agent asked a human")
+    sandbox_session_id: str | None = Field(
+        default=None, description="the loop's Code Interpreter session (AWS engine)"
+    )
     task_token: str | None = Field(
         default=None, description="Step Functions task token of a loop awaiting a human (AWS engine)"
     )

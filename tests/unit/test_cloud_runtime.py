@@ -1,0 +1,57 @@
+"""The handlers' runtime: settings from the environment and the ports they select."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
+from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore
+from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
+from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.cloud import runtime
+from loopwright.exceptions import ConfigError
+
+AWS_ENV = {
+    "LOOPWRIGHT_ADAPTERS": "aws",
+    "AWS_REGION": "eu-west-1",
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "LOOPS_TABLE_NAME": "loops",
+    "EVENTS_TABLE_NAME": "events",
+    "MEMORY_ID": "mem-1",
+    "POLICY_STORE_ID": "ps-1",
+    "POLICY_MAP": json.dumps({"p-1": {"id": "iteration-limit", "outcome": "ITERATION_LIMIT"}}),
+}
+
+
+def test_aws_settings_select_the_aws_adapters(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    built = runtime._aws_ports(runtime.RuntimeSettings.from_environ())
+    assert isinstance(built.store, DynamoDbStore)
+    assert isinstance(built.checkpoints, MemoryCheckpointStore)
+    assert isinstance(built.policy, VerifiedPermissionsPolicyEngine)
+
+
+def test_local_settings_select_the_local_adapters(tmp_path: object) -> None:
+    settings = runtime.RuntimeSettings.from_environ(
+        {"LOOPWRIGHT_ADAPTERS": "local", "LOOPWRIGHT_STATE_DIR": str(tmp_path)}
+    )
+    assert isinstance(runtime._local_ports(settings).store, SqliteStore)
+
+
+@pytest.mark.parametrize(
+    ("missing", "message"),
+    [("LOOPS_TABLE_NAME", "LOOPS_TABLE_NAME is required"), ("POLICY_MAP", "POLICY_MAP is required")],
+)
+def test_a_missing_variable_is_named(missing: str, message: str) -> None:
+    env = {k: v for k, v in AWS_ENV.items() if k != missing}
+    with pytest.raises(ConfigError, match=message):
+        runtime._aws_ports(runtime.RuntimeSettings.from_environ(env))
+
+
+def test_an_unknown_adapter_kind_is_named() -> None:
+    with pytest.raises(ConfigError, match="LOOPWRIGHT_ADAPTERS"):
+        runtime.RuntimeSettings.from_environ({"LOOPWRIGHT_ADAPTERS": "gcp"})
