@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
 import boto3
-from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_lambda_powertools.utilities.parser import parse
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loopwright.cloud.observability import logger, metrics, tracer
@@ -26,21 +30,35 @@ def _start_execution(name: str, payload: str) -> str:
     return str(started["executionArn"])
 
 
-@app.post("/loops")
-def post_loop(request: StartLoopRequest) -> Response[dict[str, Any]]:
-    """Start a loop: 202 with its id; 400 naming the field for a bad config; 409 if it exists."""
+def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
+    return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
+
+
+def _start(request: StartLoopRequest) -> Response[dict[str, Any]]:
     try:
         event = start_loop(request, ports(RuntimeSettings.from_environ()), _start_execution)
     except ConfigError as exc:
-        return Response(status_code=400, body={"message": str(exc)})
+        return _json(400, {"message": str(exc)})
     except LoopFrameworkError as exc:
-        return Response(status_code=409, body={"message": str(exc)})
-    return Response(status_code=202, body={"loop_id": event.loop_id})
+        return _json(409, {"message": str(exc)})
+    metrics.add_metric(name="LoopsStarted", unit=MetricUnit.Count, value=1)
+    return _json(202, {"loop_id": event.loop_id})
+
+
+@app.post("/loops")
+def post_loop(request: StartLoopRequest) -> Response[dict[str, Any]]:
+    """Start a loop: 202 with its id; 400 naming the field for a bad config; 409 if it exists."""
+    return _start(request)
 
 
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
-    """API Gateway proxy event -> proxy response."""
+    """API Gateway proxy event -> proxy response; an EventBridge event (a git push or CI rule,
+    a schedule) whose ``detail`` is a StartLoopRequest -> the same response as a dict."""
+    if "detail-type" in event:
+        request = StartLoopRequest.model_validate(parse(event=event, model=EventBridgeModel).detail)
+        response = _start(request)
+        return {"statusCode": response.status_code, "body": json.dumps(response.body)}
     return app.resolve(event, context)

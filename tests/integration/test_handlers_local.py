@@ -114,3 +114,59 @@ def test_missing_environment_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("LOOPWRIGHT_ADAPTERS", raising=False)
     with pytest.raises(Exception, match="LOOPWRIGHT_ADAPTERS"):
         runtime.RuntimeSettings.from_environ({})
+
+
+def _api_event(body: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resource": "/loops",
+        "path": "/loops",
+        "httpMethod": "POST",
+        "headers": {"Content-Type": "application/json"},
+        "multiValueHeaders": {},
+        "queryStringParameters": None,
+        "multiValueQueryStringParameters": None,
+        "pathParameters": None,
+        "stageVariables": None,
+        "requestContext": {
+            "resourcePath": "/loops",
+            "httpMethod": "POST",
+            "stage": "prod",
+            "requestId": "r",
+            "accountId": "123456789012",
+            "identity": {},
+        },
+        "body": json.dumps(body),
+        "isBase64Encoded": False,
+    }
+
+
+def test_start_loop_from_the_api_and_from_an_eventbridge_rule(
+    lambda_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = _handler("start_loop")
+    started: list[str] = []
+    monkeypatch.setattr(module, "_start_execution", lambda name, payload: started.append(name) or "arn")
+    config = {"goal": "g", "exit_conditions": [{"type": "LINTING_CLEAN"}]}
+    # From API Gateway
+    response = module.handler(_api_event({"loop_id": "from-api", "config": config}), Context())
+    assert response["statusCode"] == 202 and json.loads(response["body"]) == {"loop_id": "from-api"}
+    # From an EventBridge rule (a git push)
+    pushed = {
+        "version": "0",
+        "id": "1",
+        "detail-type": "push",
+        "source": "loopwright.git",
+        "account": "123456789012",
+        "time": "2026-11-23T00:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"loop_id": "from-push", "config": config},
+    }
+    pushed_response = module.handler(pushed, Context())
+    assert pushed_response["statusCode"] == 202
+    assert json.loads(pushed_response["body"]) == {"loop_id": "from-push"}
+    assert started == ["from-api-g0", "from-push-g0"]
+    # A bad config is refused with the field named, and nothing is started
+    bad = module.handler(_api_event({"loop_id": "bad", "config": {"goal": "g"}}), Context())
+    assert bad["statusCode"] == 400 and "exit_conditions" in bad["body"]
+    assert started == ["from-api-g0", "from-push-g0"]

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -55,3 +57,15 @@ def test_a_missing_variable_is_named(missing: str, message: str) -> None:
 def test_an_unknown_adapter_kind_is_named() -> None:
     with pytest.raises(ConfigError, match="LOOPWRIGHT_ADAPTERS"):
         runtime.RuntimeSettings.from_environ({"LOOPWRIGHT_ADAPTERS": "gcp"})
+
+
+def test_the_aws_handlers_import_chain_needs_no_cedarpy() -> None:
+    # The layer ships no cedarpy (Verified Permissions decides in AWS).
+    code = (
+        "import sys\n"
+        "import loopwright.adapters.aws.verified_permissions, loopwright.cloud.runtime\n"
+        "import loopwright.cloud.steps, loopwright.cloud.start\n"
+        "print('cedarpy' in sys.modules)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "False"

@@ -50,4 +50,6 @@ def test_await_human_keeps_the_task_token() -> None:
 
 
 def test_execution_names_fit_the_80_character_quota() -> None:
-    assert execution_name("x" * 128, 12) == ("x" * 128 + "-g12")[:80]
+    assert len(execution_name("x" * 72, 99_999)) <= 80
+    with pytest.raises(ValueError, match="loop_id"):
+        StartLoopRequest(loop_id="x" * 73, config=CONFIG)

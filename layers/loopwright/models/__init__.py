@@ -37,6 +37,7 @@ from loopwright.models.steps import (
     IterationResult,
     PolicyDecision,
     VerificationResult,
+    parse_entity_uid,
 )
 from loopwright.models.workflow import (
     DEFAULT_ITERATIONS_PER_EXECUTION,
@@ -79,5 +80,6 @@ __all__ = [
     "StepOutput",
     "VerificationResult",
     "new_id",
+    "parse_entity_uid",
     "utcnow",
 ]

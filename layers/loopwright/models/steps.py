@@ -2,12 +2,29 @@
 
 from __future__ import annotations
 
+import json
+import re
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopwright.models.enums import LoopOutcome, NextAction
+
+_UID = re.compile(r'^(?P<type>[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*)::"(?P<id>(?:[^"\\]|\\.)*)"$')
+
+
+def parse_entity_uid(uid: str) -> dict[str, str]:
+    """Split a Cedar entity uid ``Type::"id"`` into ``{"type": ..., "id": ...}``.
+
+    Raises :class:`ValueError` when ``uid`` is not of that form.
+    """
+    match = _UID.match(uid)
+    if match is None:
+        raise ValueError(f'{uid!r} is not a Cedar entity uid such as Loop::"loop_1"')
+    raw_id = match["id"]
+    entity_id = json.loads(f'"{raw_id}"') if "\\" in raw_id else raw_id
+    return {"type": match["type"], "id": entity_id}
 
 
 class AuthorizationRequest(BaseModel):

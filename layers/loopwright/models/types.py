@@ -30,8 +30,11 @@ Command = Annotated[
 
 LoopId = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"),
-    Field(description="loop id: letters, digits, '.', '_' or '-', at most 128 characters"),
+    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,71}$"),
+    Field(
+        description="loop id: letters, digits, '.', '_' or '-', at most 72 characters (so that "
+        "'<loop_id>-g<generation>' fits the 80-character Step Functions execution name quota)"
+    ),
 ]
 
 ProjectId = Annotated[

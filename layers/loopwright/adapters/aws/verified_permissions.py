@@ -1,7 +1,7 @@
 """Amazon Verified Permissions policy engine: the same Cedar questions, decided by a policy store.
 
 Requests are built from :class:`AuthorizationRequest` as the local engine builds them for
-cedarpy (:func:`~loopwright.adapters.local.cedar_policy.parse_entity_uid`): principal, action
+cedarpy (:func:`~loopwright.models.parse_entity_uid`): principal, action
 and resource uids ``Type::"id"``; the resource's attributes as one entity in
 ``entities.entityList`` (attributes whose value is None are left out: Cedar has no null); the
 context as ``contextMap``. Python values become AttributeValues: bool -> ``boolean``, int ->
@@ -37,9 +37,8 @@ import boto3
 from botocore.exceptions import ClientError
 
 from loopwright.adapters.aws._errors import DEFAULT_MAX_ATTEMPTS, aws_errors, error_code, retry_config
-from loopwright.adapters.local.cedar_policy import parse_entity_uid
 from loopwright.exceptions import ConfigError
-from loopwright.models import AuthorizationRequest, PolicyDecision
+from loopwright.models import AuthorizationRequest, PolicyDecision, parse_entity_uid
 from loopwright.ports import PolicyEngine
 
 #: Requests in one BatchIsAuthorized call (Verified Permissions quota).

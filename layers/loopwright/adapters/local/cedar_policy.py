@@ -32,7 +32,7 @@ from typing import Any
 import cedarpy
 
 from loopwright.exceptions import ConfigError
-from loopwright.models import AuthorizationRequest, PolicyDecision
+from loopwright.models import AuthorizationRequest, PolicyDecision, parse_entity_uid
 from loopwright.ports import PolicyEngine
 
 #: Environment variable naming the policy folder (overrides the source checkout's ``policies/``).
@@ -41,7 +41,6 @@ POLICY_DIR_ENV = "LOOPWRIGHT_POLICY_DIR"
 #: Entity uids per loop kept parsed; a loop reuses one entity set for all its decisions.
 DEFAULT_ENTITY_CACHE_SIZE = 256
 
-_UID = re.compile(r'^(?P<type>[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*)::"(?P<id>(?:[^"\\]|\\.)*)"$')
 _POSITIONAL_ID = re.compile(r"`(policy\d+)`")
 
 
@@ -65,19 +64,6 @@ def default_policy_dir() -> Path:
         f"no Cedar policy folder found: set {POLICY_DIR_ENV} to a folder holding "
         f"a .cedarschema and .cedar files (none at {checkout})"
     )
-
-
-def parse_entity_uid(uid: str) -> dict[str, str]:
-    """Split a Cedar entity uid ``Type::"id"`` into ``{"type": ..., "id": ...}``.
-
-    Raises :class:`ValueError` when ``uid`` is not of that form.
-    """
-    match = _UID.match(uid)
-    if match is None:
-        raise ValueError(f'{uid!r} is not a Cedar entity uid such as Loop::"loop_1"')
-    raw_id = match["id"]
-    entity_id = json.loads(f'"{raw_id}"') if "\\" in raw_id else raw_id
-    return {"type": match["type"], "id": entity_id}
 
 
 class CedarPolicyEngine(PolicyEngine):

@@ -1,0 +1,129 @@
+"""The loopwright stack: composes the constructs, one per concern, and acknowledges cdk-nag
+findings one resource at a time (:mod:`infrastructure.nag`).
+
+Context keys (``cdk.json`` or ``-c``): ``loopwright:removalPolicy`` (``destroy`` | ``retain``),
+``loopwright:memoryExpiryDays`` (7-365), ``loopwright:layer`` (``build`` | ``stub``; also the
+environment variable ``LOOPWRIGHT_CDK_LAYER``), ``loopwright:alarmEmail``.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+from aws_cdk import CfnOutput, RemovalPolicy, Stack
+from constructs import Construct
+
+from infrastructure import nag
+from infrastructure.agentcore import AgentCore
+from infrastructure.api import LoopApi
+from infrastructure.constants import (
+    CTX_ALARM_EMAIL,
+    CTX_LAYER,
+    CTX_MEMORY_EXPIRY_DAYS,
+    CTX_REMOVAL_POLICY,
+    DEFAULT_MEMORY_EXPIRY_DAYS,
+    ENV_LAYER,
+)
+from infrastructure.continuation import Continuation
+from infrastructure.functions import LoopFunctions
+from infrastructure.layer_build import build_layer, stub_layer
+from infrastructure.monitoring import Monitoring
+from infrastructure.policies import PolicyStore
+from infrastructure.state_machine import LoopStateMachine
+from infrastructure.storage import Storage
+
+_REMOVAL_POLICIES = {"destroy": RemovalPolicy.DESTROY, "retain": RemovalPolicy.RETAIN}
+
+
+class LoopwrightStack(Stack):
+    """Tables, policy store, AgentCore Memory and Code Interpreter, the functions and their
+    layer, the state machine, ``POST /loops``, continuation triggers, alarms and a dashboard.
+
+    ``layer_dir`` overrides the layer folder (default: from ``loopwright:layer``). Raises
+    ``ValueError`` for a bad context value and
+    :class:`~infrastructure.layer_build.LayerBuildError` when the layer cannot be built.
+    """
+
+    def __init__(
+        self, scope: Construct, construct_id: str, *, layer_dir: Path | None = None, **kwargs: Any
+    ) -> None:
+        super().__init__(scope, construct_id, **kwargs)
+        removal_policy = self._removal_policy()
+        self.storage = Storage(self, "Storage", removal_policy=removal_policy)
+        self.policy_store = PolicyStore(self, "Policies", removal_policy=removal_policy)
+        self.agentcore = AgentCore(
+            self, "AgentCore", memory_expiry_days=self._memory_expiry_days(), removal_policy=removal_policy
+        )
+        self.functions = LoopFunctions(
+            self,
+            "Functions",
+            layer_dir=layer_dir or self._layer_dir(),
+            storage=self.storage,
+            agentcore=self.agentcore,
+            policy_store=self.policy_store,
+            removal_policy=removal_policy,
+        )
+        functions = self.functions.functions
+        self.loop = LoopStateMachine(self, "Loop", functions=dict(functions), removal_policy=removal_policy)
+        start_loop = functions["start_loop"]
+        start_loop.add_environment("STATE_MACHINE_ARN", self.loop.state_machine.state_machine_arn)
+        self.loop.state_machine.grant_start_execution(start_loop)
+        self.api = LoopApi(self, "Api", start_loop=start_loop, removal_policy=removal_policy)
+        self.continuation = Continuation(
+            self,
+            "Continuation",
+            state_machine=self.loop.state_machine,
+            start_loop=start_loop,
+            removal_policy=removal_policy,
+        )
+        self.monitoring = Monitoring(
+            self,
+            "Monitoring",
+            state_machine=self.loop.state_machine,
+            functions=functions,
+            api=self.api.api,
+            alarm_email=self.node.try_get_context(CTX_ALARM_EMAIL),
+        )
+        self._build_outputs()
+        nag.acknowledge(self)
+
+    # ----------------------------------------------------------------------------- context
+    def _removal_policy(self) -> RemovalPolicy:
+        value = str(self.node.try_get_context(CTX_REMOVAL_POLICY) or "destroy").lower()
+        if value not in _REMOVAL_POLICIES:
+            raise ValueError(f"context {CTX_REMOVAL_POLICY}: {value!r} is not one of destroy, retain")
+        return _REMOVAL_POLICIES[value]
+
+    def _memory_expiry_days(self) -> int:
+        value = self.node.try_get_context(CTX_MEMORY_EXPIRY_DAYS) or DEFAULT_MEMORY_EXPIRY_DAYS
+        days = int(value)
+        if not 7 <= days <= 365:
+            raise ValueError(f"context {CTX_MEMORY_EXPIRY_DAYS}: {days} is not within 7..365 days")
+        return days
+
+    def _layer_dir(self) -> Path:
+        mode = str(self.node.try_get_context(CTX_LAYER) or os.environ.get(ENV_LAYER) or "build")
+        if mode == "stub":
+            return stub_layer()
+        if mode != "build":
+            raise ValueError(f"context {CTX_LAYER}: {mode!r} is not one of build, stub")
+        return build_layer()
+
+    def _build_outputs(self) -> None:
+        outputs = {
+            "ApiUrl": self.api.api.url_for_path("/loops"),
+            "StateMachineArn": self.loop.state_machine.state_machine_arn,
+            "LoopsTableName": self.storage.loops_table.table_name,
+            "EventsTableName": self.storage.events_table.table_name,
+            "PlansTableName": self.storage.plans_table.table_name,
+            "MemoryId": self.agentcore.memory.attr_memory_id,
+            "CodeInterpreterId": self.agentcore.code_interpreter.attr_code_interpreter_id,
+            "PolicyStoreId": self.policy_store.policy_store_id,
+            "AlertsTopicArn": self.monitoring.topic.topic_arn,
+            "ScheduleGroupName": self.continuation.schedule_group.schedule_group_name,
+            "SchedulerRoleArn": self.continuation.scheduler_role.role_arn,
+        }
+        for name, value in outputs.items():
+            CfnOutput(self, name, value=value)

@@ -1,0 +1,218 @@
+"""The loop's Standard state machine (shape and payloads: ``loopwright.models.workflow``)::
+
+    Authorize -> Allowed? -yes-> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide -> Action?
+                     '-no-> Decide                                                          |
+    Action? CONTINUE -> Handover? -no-> Authorize
+                                  -yes-> StartNextExecution (same machine, name
+                                         "<loop_id>-g<generation>", fire and forget) -> HandedOver
+            AWAIT_HUMAN -> AwaitHuman (task token, up to AWAIT_HUMAN_TIMEOUT) -> Authorize
+            otherwise (COMPLETE, STOP) -> Done
+    every task: Retry (2 s, backoff 2, full jitter, 3 attempts) and Catch -> RecordFailure -> Failed
+
+Every Lambda task passes the whole state as its payload and its result replaces the state
+(``payload_response_only``), except AwaitHuman (a callback: its input goes on unchanged) and the
+Catch, which keeps the error under ``$.error`` for RecordFailure.
+
+The decide step already returns ``generation + 1`` when it hands over, so the next execution's
+name is ``States.Format('{}-g{}', $.loop_id, $.generation)``, the name
+``loopwright.cloud.start.execution_name`` gives generation 0: a retried StartExecution with the
+same name and input is idempotent (Step Functions returns the running execution).
+
+The state machine starts executions of itself, so its name is fixed from the stack name
+(``<stack>-loop``): its ARN is then known without referring to the resource (no cycle) and the
+role's ``states:StartExecution`` names that one ARN.
+"""
+
+from __future__ import annotations
+
+from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_logs as logs
+from aws_cdk import aws_stepfunctions as sfn
+from aws_cdk import aws_stepfunctions_tasks as tasks
+from constructs import Construct
+
+from infrastructure.constants import (
+    AWAIT_HUMAN_TIMEOUT,
+    LAMBDA_SERVICE_ERRORS,
+    LOG_RETENTION,
+    RETRY_BACKOFF_RATE,
+    RETRY_INTERVAL,
+    RETRY_MAX_ATTEMPTS,
+    STATE_MACHINE_NAME_SUFFIX,
+)
+
+#: Retried besides the Lambda service errors: a handler's own failure (a throttled or conflicting
+#: store write) on the short, idempotent steps. Not on iterate and evaluate (15 min each, and a
+#: second agent run is not free); their failures go straight to RecordFailure.
+#: Not on await_human either: there a task failure is an operator's SendTaskFailure, an answer.
+RETRIED_TASK_FAILURES = ["States.TaskFailed"]
+_NOT_RETRIED_ON_TASK_FAILURE = frozenset({"iterate", "evaluate", "await_human"})
+#: Errors of the StartExecution service integration retried (throttling, service errors).
+START_EXECUTION_ERRORS = ["StepFunctions.AWSStepFunctionsException", "StepFunctions.SdkClientException"]
+#: The fields of StepInput carried to the next execution.
+_CARRIED = ("loop_id", "iteration", "generation", "iterations_per_execution")
+
+
+def _carried_payload() -> dict[str, object]:
+    """The StepInput fields of the state, as a task's payload (loop_id text, the rest numbers)."""
+    payload: dict[str, object] = {_CARRIED[0]: sfn.JsonPath.string_at(f"$.{_CARRIED[0]}")}
+    payload |= {name: sfn.JsonPath.number_at(f"$.{name}") for name in _CARRIED[1:]}
+    return payload
+
+
+def state_machine_name(stack_name: str) -> str:
+    """``<stack name>-loop``."""
+    return f"{stack_name}-{STATE_MACHINE_NAME_SUFFIX}"
+
+
+class LoopStateMachine(Construct):
+    """:attr:`state_machine` and its :attr:`log_group`."""
+
+    def __init__(
+        self,
+        scope: Construct,
+        construct_id: str,
+        *,
+        functions: dict[str, lambda_.IFunction],
+        removal_policy: RemovalPolicy,
+    ) -> None:
+        super().__init__(scope, construct_id)
+        self._functions = functions
+        self.name = state_machine_name(Stack.of(self).stack_name)
+        self.log_group = logs.LogGroup(
+            self,
+            "Logs",
+            log_group_name=f"/aws/vendedlogs/states/{self.name}",
+            retention=LOG_RETENTION,
+            removal_policy=removal_policy,
+        )
+        self.state_machine = sfn.StateMachine(
+            self,
+            "StateMachine",
+            state_machine_name=self.name,
+            state_machine_type=sfn.StateMachineType.STANDARD,
+            definition_body=sfn.DefinitionBody.from_chainable(self._build_definition()),
+            logs=sfn.LogOptions(
+                destination=self.log_group, level=sfn.LogLevel.ALL, include_execution_data=True
+            ),
+            tracing_enabled=True,
+            comment="loopwright: one loop, iteration after iteration (see loopwright.models.workflow)",
+        )
+
+    # ----------------------------------------------------------------------------- states
+    @staticmethod
+    def _retry(task: sfn.TaskStateBase, name: str) -> None:
+        if name == "start_next_execution":
+            errors = START_EXECUTION_ERRORS
+        elif name in _NOT_RETRIED_ON_TASK_FAILURE:
+            errors = LAMBDA_SERVICE_ERRORS
+        else:
+            errors = LAMBDA_SERVICE_ERRORS + RETRIED_TASK_FAILURES
+        task.add_retry(
+            errors=errors,
+            interval=RETRY_INTERVAL,
+            backoff_rate=RETRY_BACKOFF_RATE,
+            max_attempts=RETRY_MAX_ATTEMPTS,
+            jitter_strategy=sfn.JitterType.FULL,
+        )
+
+    def _step(self, state_name: str, name: str, on_error: sfn.IChainable) -> tasks.LambdaInvoke:
+        task = tasks.LambdaInvoke(
+            self,
+            state_name,
+            lambda_function=self._functions[name],
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+        )
+        self._retry(task, name)
+        task.add_catch(on_error, errors=["States.ALL"], result_path="$.error")
+        return task
+
+    def _build_failure(self) -> sfn.IChainable:
+        failed = sfn.Fail(self, "Failed", error="LoopFailed", cause="a step failed after its retries")
+        unrecorded = sfn.Fail(
+            self, "FailureNotRecorded", error="LoopFailedUnrecorded", cause="RecordFailure failed too"
+        )
+        record = tasks.LambdaInvoke(
+            self,
+            "RecordFailure",
+            lambda_function=self._functions["record_failure"],
+            payload_response_only=True,
+            retry_on_service_exceptions=False,
+        )
+        self._retry(record, "record_failure")
+        record.add_catch(unrecorded, errors=["States.ALL"], result_path="$.recordError")
+        return record.next(failed)
+
+    def _build_await_human(self, on_error: sfn.IChainable) -> tasks.LambdaInvoke:
+        payload = _carried_payload()
+        task = tasks.LambdaInvoke(
+            self,
+            "AwaitHuman",
+            lambda_function=self._functions["await_human"],
+            integration_pattern=sfn.IntegrationPattern.WAIT_FOR_TASK_TOKEN,
+            payload=sfn.TaskInput.from_object({**payload, "task_token": sfn.JsonPath.task_token}),
+            result_path=sfn.JsonPath.DISCARD,
+            task_timeout=sfn.Timeout.duration(AWAIT_HUMAN_TIMEOUT),
+            retry_on_service_exceptions=False,
+        )
+        self._retry(task, "await_human")
+        task.add_catch(on_error, errors=["States.ALL"], result_path="$.error")
+        return task
+
+    def _build_handover(self, on_error: sfn.IChainable) -> sfn.IChainable:
+        stack = Stack.of(self)
+        itself = sfn.StateMachine.from_state_machine_name(self, "Itself", self.name)
+        payload = _carried_payload()
+        start = tasks.StepFunctionsStartExecution(
+            self,
+            "StartNextExecution",
+            state_machine=itself,
+            name=sfn.JsonPath.format(
+                "{}-g{}", sfn.JsonPath.string_at("$.loop_id"), sfn.JsonPath.string_at("$.generation")
+            ),
+            input=sfn.TaskInput.from_object(payload),
+            associate_with_parent=True,
+            integration_pattern=sfn.IntegrationPattern.REQUEST_RESPONSE,
+            result_path=sfn.JsonPath.DISCARD,
+            comment=f"continue-as-new in {stack.stack_name}'s {self.name}",
+        )
+        self._retry(start, "start_next_execution")
+        start.add_catch(on_error, errors=["States.ALL"], result_path="$.error")
+        return start.next(sfn.Succeed(self, "HandedOver", comment="the next execution continues the loop"))
+
+    def _build_definition(self) -> sfn.IChainable:
+        failure = self._build_failure()
+        authorize = self._step("Authorize", "authorize", failure)
+        iterate = self._step("Iterate", "iterate", failure)
+        checkpoint = self._step("Checkpoint", "checkpoint", failure)
+        evaluate = self._step("Evaluate", "evaluate", failure)
+        verify = self._step("Verify", "verify", failure)
+        decide = self._step("Decide", "decide", failure)
+        done = sfn.Succeed(self, "Done", comment="COMPLETE or STOP: the loop's outcome is stored")
+
+        handover = (
+            sfn.Choice(self, "Handover?")
+            .when(sfn.Condition.boolean_equals("$.handover", True), self._build_handover(failure))
+            .otherwise(authorize)
+        )
+        action = (
+            sfn.Choice(self, "Action?")
+            .when(sfn.Condition.string_equals("$.action", "CONTINUE"), handover)
+            .when(
+                sfn.Condition.string_equals("$.action", "AWAIT_HUMAN"),
+                self._build_await_human(failure).next(authorize),
+            )
+            .otherwise(done)
+        )
+        decide.next(action)
+        allowed = (
+            sfn.Choice(self, "Allowed?")
+            .when(
+                sfn.Condition.boolean_equals("$.allowed", True),
+                iterate.next(checkpoint).next(evaluate).next(verify).next(decide),
+            )
+            .otherwise(decide)
+        )
+        return authorize.next(allowed)
