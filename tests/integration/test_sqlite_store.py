@@ -1,4 +1,7 @@
-"""SqliteStore: loops, events, stop requests and checkpoints in one SQLite file."""
+"""SqliteStore's own behaviour: the file, WAL, processes, threads and checkpoints.
+
+The LoopStore behaviours it shares with DynamoDbStore are in test_aws_adapters_contract.py.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +19,7 @@ from loopwright.adapters.local.sqlite_store import (
     WAL_SIZE_LIMIT_BYTES,
     SqliteStore,
 )
-from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
+from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
     Checkpoint,
     ExitConditionConfig,
@@ -24,7 +27,6 @@ from loopwright.models import (
     IterationEvent,
     IterationEventType,
     LoopConfig,
-    LoopOutcome,
     LoopPhase,
     LoopState,
 )
@@ -60,86 +62,6 @@ def test_creates_parent_folders_and_uses_wal(db_path: Path, store: SqliteStore) 
     assert db_path.is_file()
     with sqlite3.connect(db_path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-
-
-def test_create_get_and_duplicate(store: SqliteStore) -> None:
-    created = store.create_loop(make_state())
-    assert created.version == 1
-    got = store.get_state("loop_a")
-    assert got == created
-    with pytest.raises(LoopFrameworkError, match="already exists") as info:
-        store.create_loop(make_state())
-    assert not isinstance(info.value, LoopNotFoundError)
-    assert store.get_state("loop_a").version == 1
-
-
-def test_unknown_loop_is_not_found(store: SqliteStore) -> None:
-    with pytest.raises(LoopNotFoundError, match=r"loop_x.*loopwright status"):
-        store.get_state("loop_x")
-    with pytest.raises(LoopNotFoundError):
-        store.save_state(make_state("loop_x"))
-
-
-def test_save_state_is_a_conditional_write(store: SqliteStore) -> None:
-    first = store.create_loop(make_state())
-    first.iteration = 3
-    first.phase = LoopPhase.COMPLETED
-    first.outcome = LoopOutcome.CONDITIONS_MET
-    second = store.save_state(first)
-    assert second.version == 2
-    assert first.version == 1  # the argument is not mutated
-    stored = store.get_state("loop_a")
-    assert (stored.version, stored.iteration, stored.outcome) == (2, 3, LoopOutcome.CONDITIONS_MET)
-
-    with pytest.raises(LoopFrameworkError, match=r"another writer.*expected.*1.*found 2"):
-        store.save_state(first)  # stale: version 1 was already replaced
-    assert store.get_state("loop_a").version == 2
-    assert store.save_state(second).version == 3
-
-
-def test_list_loops_newest_first_by_project_and_limit(store: SqliteStore) -> None:
-    for loop_id, project in [("l1", "p"), ("l2", "q"), ("l3", "p"), ("l4", "p")]:
-        store.create_loop(make_state(loop_id, project))
-    store.save_state(store.get_state("l1"))  # an update does not change the order
-    assert [s.loop_id for s in store.list_loops()] == ["l4", "l3", "l2", "l1"]
-    assert [s.loop_id for s in store.list_loops(project="p")] == ["l4", "l3", "l1"]
-    assert [s.loop_id for s in store.list_loops(project="p", limit=2)] == ["l4", "l3"]
-    assert store.list_loops(project="none") == []
-
-
-def test_events_order_filter_limit_and_newest_first(store: SqliteStore) -> None:
-    types = [EV.LOOP_STARTED, EV.ITERATION_STARTED, EV.AGENT_COMPLETED, EV.ITERATION_COMPLETED]
-    store.append_events([event("loop_a", 1, t) for t in types])
-    store.append_events([event("loop_b", 1, EV.LOOP_STARTED)])
-    store.append_events([event("loop_a", 2, EV.ITERATION_STARTED)])
-    store.append_events([])
-
-    all_a = store.list_events("loop_a")
-    assert [e.type for e in all_a] == [*types, EV.ITERATION_STARTED]
-    assert all(e.loop_id == "loop_a" for e in all_a)
-    assert store.list_events("loop_a", newest_first=True) == list(reversed(all_a))
-    started = store.list_events("loop_a", types=[EV.ITERATION_STARTED, EV.LOOP_STARTED])
-    assert [(e.type, e.iteration) for e in started] == [
-        (EV.LOOP_STARTED, 1),
-        (EV.ITERATION_STARTED, 1),
-        (EV.ITERATION_STARTED, 2),
-    ]
-    newest = store.list_events("loop_a", types=[EV.ITERATION_STARTED], limit=1, newest_first=True)
-    assert [e.iteration for e in newest] == [2]
-    assert store.list_events("loop_a", limit=2) == all_a[:2]
-    assert store.list_events("loop_a", types=[]) == []
-    assert store.list_events("nope") == []
-
-
-def test_stop_requests(store: SqliteStore) -> None:
-    assert store.stop_requested("loop_a") is None
-    store.request_stop("loop_a", "first")
-    store.request_stop("loop_a", "changed my mind")
-    assert store.stop_requested("loop_a") == "changed my mind"
-    assert store.stop_requested("loop_b") is None
-    store.clear_stop("loop_a")
-    store.clear_stop("loop_a")
-    assert store.stop_requested("loop_a") is None
 
 
 def test_checkpoint_retention_keeps_newest_n_per_loop(store: SqliteStore) -> None:
