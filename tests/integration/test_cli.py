@@ -150,3 +150,26 @@ def test_shell_metacharacters_in_a_config_value_are_not_executed(tmp_path: Path,
     # echo printed the metacharacters as literal text; no shell ran them
     assert "$(touch" in result["exit_conditions"][0]["stdout"]
     assert not marker.exists()
+
+
+@pytest.mark.slow
+def test_run_with_the_stepfunctions_engine_executes_the_synthesized_state_machine(workspace: Path) -> None:
+    done = cli(
+        "run",
+        "-w",
+        str(workspace),
+        "--engine",
+        "stepfunctions",
+        "--goal",
+        "write a file",
+        "--condition",
+        "CUSTOM=test -f done.txt",
+        "--agent-command",
+        "touch done.txt",
+        "--json",
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["outcome"], result["iterations"]) == ("CONDITIONS_MET", 1)
+    assert git(workspace, "branch", "--show-current") == "main"

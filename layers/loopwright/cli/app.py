@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import sys
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
@@ -31,6 +32,7 @@ from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundE
 from loopwright.models import (
     IterationEvent,
     IterationEventType,
+    LoopConfig,
     LoopOutcome,
     LoopPhase,
     LoopResult,
@@ -179,6 +181,41 @@ def _execute(
     raise typer.Exit(_exit_code(result))
 
 
+class Engine(StrEnum):
+    """Which engine drives the loop."""
+
+    LOCAL = "local"
+    STEPFUNCTIONS = "stepfunctions"
+
+
+def _run_stepfunctions(config: LoopConfig, root: Path, loop_id: str | None, *, as_json: bool) -> NoReturn:
+    try:
+        # Imported only for this engine: moto, boto3 and the CDK app take seconds to load.
+        from loopwright.engine.stepfunctions import execute_loop
+    except ImportError as exc:
+        _fail(f"--engine stepfunctions needs the dev extra (pip install -e '.[dev]'): {exc}", EXIT_BAD_INPUT)
+    console = Console()
+    try:
+        done = execute_loop(config, root, loop_id)
+    except LoopFrameworkError as exc:
+        _fail(str(exc))
+    for execution in done.executions:
+        if not as_json:
+            console.print(
+                f"execution {execution.name}: {execution.status}, {execution.events} history events, "
+                f"{execution.seconds:.1f} s",
+                highlight=False,
+            )
+    state_dir = state_dir_for(root)
+    result_json = done.result.model_dump_json(indent=2)
+    (state_dir / RESULT_FILE_NAME).write_text(result_json + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(result_json)
+    else:
+        console.print(display.result_panel(done.result, open_store(state_dir).get_state(done.result.loop_id)))
+    raise typer.Exit(_exit_code(done.result))
+
+
 @app.command()
 def run(
     workspace: WorkspaceOpt = Path("."),
@@ -210,6 +247,13 @@ def run(
         bool | None,
         typer.Option("--git-isolation/--no-git-isolation", help="Work in a git worktree."),
     ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: the in-process engine. stepfunctions: the synthesized CDK state machine "
+            "executed locally against moto, with the real Lambda handler code (needs the dev extra)."
+        ),
+    ] = Engine.LOCAL,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -242,6 +286,8 @@ def run(
             EXIT_BAD_INPUT,
         )
     sandbox = SubprocessSandbox()
+    if engine is Engine.STEPFUNCTIONS:
+        _run_stepfunctions(loop_config, root, loop_id, as_json=as_json)
     try:
         agent = build_agent(loop_config, sandbox)  # a bad module:function fails here, before any write
     except ConfigError as exc:
