@@ -79,6 +79,7 @@ def _local_ports(settings: RuntimeSettings) -> CloudPorts:
 
 
 def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
+    # The AWS adapters, imported here: the local execution of the state machine never needs them.
     from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
     from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore
     from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
@@ -109,7 +110,7 @@ def with_loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings)
     kept on the loop (``sandbox_session_id``) so every iteration reuses it."""
     if settings.adapters == "local":
         return base
-    from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
+    from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox  # AWS only
 
     state = base.store.get_state(loop_id)
     sandbox = CodeInterpreterSandbox(
@@ -127,7 +128,7 @@ def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
     """``base`` plus the loop's own agent and workspace (they depend on the loop's config)."""
     if settings.adapters != "local":
         raise ConfigError("agents in AWS (AgentCore Runtime, Code Interpreter) are not wired yet")
-    from loopwright.engine.local import build_agent, build_workspace
+    from loopwright.engine.local import build_agent, build_workspace  # local only (git, agents)
 
     state = base.store.get_state(loop_id)
     sandbox = base.sandbox
