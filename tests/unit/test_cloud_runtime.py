@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -69,3 +70,12 @@ def test_the_aws_handlers_import_chain_needs_no_cedarpy() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "False"
+
+
+def test_metrics_have_a_namespace_even_when_imported_before_the_environment_is_set() -> None:
+    # A local state-machine run imports the handlers' runtime before it sets POWERTOOLS_*;
+    # without a namespace, Powertools' automatic flush at 100 metrics fails the loop.
+    env = {k: v for k, v in os.environ.items() if k != "POWERTOOLS_METRICS_NAMESPACE"}
+    code = "from loopwright.cloud.observability import metrics; print(metrics.namespace)"
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    assert done.stdout.strip() == "loopwright"
