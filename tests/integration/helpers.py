@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -57,3 +58,25 @@ def cli_json(*args: str) -> Any:
     done = cli(*args, "--json")
     assert done.stdout, done.stderr
     return json.loads(done.stdout)
+
+
+def files_loop_config(path: Path, *, files: int, agent_argv: list[str], max_iterations: int) -> Path:
+    """Write a loop config whose CUSTOM condition holds once ``work/<files>.txt`` exists and whose
+    agent is the command ``agent_argv``; returns ``path``."""
+    check = f"import pathlib,sys; sys.exit(0 if pathlib.Path('work/{files}.txt').exists() else 1)"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            goal = "write {files} files"
+            max_iterations = {max_iterations}
+            [[exit_conditions]]
+            type = "CUSTOM"
+            name = "files"
+            command = ["python", "-c", {json.dumps(check)}]
+            [agent]
+            kind = "command"
+            command = {json.dumps(agent_argv)}
+            """
+        )
+    )
+    return path

@@ -15,7 +15,7 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.models import IterationEventType
-from tests.integration.helpers import cli, cli_json, cli_popen, git, make_repo
+from tests.integration.helpers import cli, cli_json, cli_popen, files_loop_config, git, make_repo
 
 # Appends "<iteration>" to a log outside the worktree; sleeps in iteration 3 the first time.
 AGENT = textwrap.dedent(
@@ -40,22 +40,11 @@ def test_kill_9_mid_iteration_then_resume_repeats_no_completed_iteration(tmp_pat
     workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
     agent, log, marker = tmp_path / "agent.py", tmp_path / "agent.log", tmp_path / "sleeping"
     agent.write_text(AGENT)
-    config = tmp_path / "loop.toml"
-    check = "import pathlib,sys; sys.exit(0 if pathlib.Path('work/5.txt').exists() else 1)"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            goal = "write five files"
-            max_iterations = 10
-            [[exit_conditions]]
-            type = "CUSTOM"
-            name = "five-files"
-            command = ["python", "-c", {json.dumps(check)}]
-            [agent]
-            kind = "command"
-            command = {json.dumps([sys.executable, str(agent), str(log), str(marker)])}
-            """
-        )
+    config = files_loop_config(
+        tmp_path / "loop.toml",
+        files=5,
+        agent_argv=[sys.executable, str(agent), str(log), str(marker)],
+        max_iterations=10,
     )
     run = cli_popen(
         "run",

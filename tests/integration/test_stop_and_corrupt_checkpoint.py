@@ -14,7 +14,7 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.models import IterationEventType
-from tests.integration.helpers import cli, cli_json, cli_popen, make_repo
+from tests.integration.helpers import cli, cli_json, cli_popen, files_loop_config, make_repo
 
 # Each iteration writes work/<n>.txt; it takes 0.3 s so a stop lands mid-loop.
 AGENT = textwrap.dedent(
@@ -31,24 +31,9 @@ AGENT = textwrap.dedent(
 def _config(tmp_path: Path, files: int) -> Path:
     agent = tmp_path / "agent.py"
     agent.write_text(AGENT)
-    check = f"import pathlib,sys; sys.exit(0 if pathlib.Path('work/{files}.txt').exists() else 1)"
-    config = tmp_path / "loop.toml"
-    config.write_text(
-        textwrap.dedent(
-            f"""
-            goal = "write {files} files"
-            max_iterations = 50
-            [[exit_conditions]]
-            type = "CUSTOM"
-            name = "files"
-            command = ["python", "-c", {json.dumps(check)}]
-            [agent]
-            kind = "command"
-            command = {json.dumps([sys.executable, str(agent)])}
-            """
-        )
+    return files_loop_config(
+        tmp_path / "loop.toml", files=files, agent_argv=[sys.executable, str(agent)], max_iterations=50
     )
-    return config
 
 
 @pytest.mark.slow
