@@ -10,6 +10,7 @@ from loopwright.models import (
     AuthorizationRequest,
     Checkpoint,
     CommandResult,
+    ControlRequest,
     IterationEvent,
     IterationEventType,
     LoopState,
@@ -24,7 +25,7 @@ class MemoryStore(LoopStore, CheckpointStore):
     def __init__(self) -> None:
         self.states: dict[str, str] = {}
         self.events: list[IterationEvent] = []
-        self.stops: dict[str, str] = {}
+        self.controls: dict[str, ControlRequest] = {}
         self.checkpoint_rows: dict[str, list[tuple[str, str]]] = {}
 
     def create_loop(self, state: LoopState) -> LoopState:
@@ -68,14 +69,16 @@ class MemoryStore(LoopStore, CheckpointStore):
             found.reverse()
         return found[:limit] if limit else found
 
-    def request_stop(self, loop_id: str, reason: str) -> None:
-        self.stops[loop_id] = reason
+    def add_control(self, request: ControlRequest) -> None:
+        self.get_state(request.loop_id)
+        self.controls[request.control_id] = request
 
-    def stop_requested(self, loop_id: str) -> str | None:
-        return self.stops.get(loop_id)
+    def pending_controls(self, loop_id: str) -> list[ControlRequest]:
+        return [c for c in self.controls.values() if c.loop_id == loop_id]
 
-    def clear_stop(self, loop_id: str) -> None:
-        self.stops.pop(loop_id, None)
+    def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
+        for control_id in control_ids:
+            self.controls.pop(control_id, None)
 
     def save(self, checkpoint: Checkpoint, retention: int) -> None:
         rows = self.checkpoint_rows.setdefault(checkpoint.loop_id, [])

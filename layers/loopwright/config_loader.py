@@ -17,7 +17,14 @@ from typing import Any
 from pydantic import BaseModel, ValidationError
 
 from loopwright.exceptions import ConfigError
-from loopwright.models import CommandAgentConfig, ExitConditionConfig, LoopConfig, PythonAgentConfig
+from loopwright.models import (
+    CommandAgentConfig,
+    ExitConditionConfig,
+    LoopConfig,
+    PythonAgentConfig,
+    RepositoryConfig,
+    RuntimeAgentConfig,
+)
 
 CONFIG_FILE_NAMES = ("loopwright.toml", "loopwright.yaml", "loopwright.yml")
 
@@ -65,7 +72,9 @@ def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
     elif loc[0] == "exit_conditions":
         models = [ExitConditionConfig]
     elif loc[0] == "agent":
-        models = [CommandAgentConfig, PythonAgentConfig]
+        models = [CommandAgentConfig, PythonAgentConfig, RuntimeAgentConfig]
+    elif loc[0] == "repository":
+        models = [RepositoryConfig]
     else:
         return []
     return sorted({name for model in models for name in model.model_fields})
@@ -77,7 +86,7 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     first = errors[0]
     loc = tuple(first["loc"])
     # A discriminated union adds its tag ('command'/'python') to the location: drop it.
-    if len(loc) >= 2 and loc[0] == "agent" and loc[1] in ("command", "python"):
+    if len(loc) >= 2 and loc[0] == "agent" and loc[1] in ("command", "python", "agentcore_runtime"):
         loc = (loc[0], *loc[2:])
     field = ".".join(str(p) for p in loc) or "(top level)"
     message = first["msg"]

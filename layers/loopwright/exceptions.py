@@ -52,3 +52,20 @@ class WorkspaceError(LoopFrameworkError):
 
 class AgentError(LoopFrameworkError):
     """The agent could not be started or failed in a way that ends the iteration."""
+
+
+class ControlDeniedError(LoopFrameworkError):
+    """Cedar refused a human control (``policies/controls.cedar``); nothing was written.
+
+    Attributes:
+        policy_ids: the ``@id`` of each policy that determined the denial (empty: no permit).
+    """
+
+    def __init__(self, message: str, *, policy_ids: list[str]) -> None:
+        super().__init__(message)
+        self.policy_ids = policy_ids
+
+
+class ControlConflictError(LoopFrameworkError):
+    """A control does not apply to the loop as it is now (approve a loop that is not awaiting a
+    response, resume a finished loop, lower a limit below what is used...); nothing was written."""

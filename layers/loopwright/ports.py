@@ -18,11 +18,17 @@ from loopwright.models import (
     AuthorizationRequest,
     Checkpoint,
     CommandResult,
+    ControlAction,
+    ControlRequest,
     IterationEvent,
     IterationEventType,
     LoopState,
     PolicyDecision,
 )
+
+#: The principal of controls given through the library API or the local CLI (the local user owns
+#: the state folder, so these are not authorized by Cedar).
+LOCAL_PRINCIPAL = 'User::"local"'
 
 #: A callable an agent may poll to end its work early (True: a human asked the loop to stop).
 StopCheck = Callable[[], bool]
@@ -69,16 +75,40 @@ class LoopStore(ABC):
         """Events of ``loop_id`` in order of recording (or newest first), optionally of some types."""
 
     @abstractmethod
-    def request_stop(self, loop_id: str, reason: str) -> None:
-        """Ask the running loop to stop after its current step."""
+    def add_control(self, request: ControlRequest) -> None:
+        """Queue a human control for the running loop (applied at its next step boundary, see
+        :func:`loopwright.workflow.apply_controls`); replaces a pending one with the same
+        ``control_id``. :class:`~loopwright.exceptions.LoopNotFoundError` for an unknown loop."""
 
     @abstractmethod
+    def pending_controls(self, loop_id: str) -> list[ControlRequest]:
+        """The queued controls of ``loop_id``, oldest first (none, also for an unknown loop)."""
+
+    @abstractmethod
+    def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
+        """Forget the given queued controls (unknown ids are ignored)."""
+
+    # Conveniences over the three methods above.
+    def request_stop(self, loop_id: str, reason: str, *, principal: str = LOCAL_PRINCIPAL) -> None:
+        """Ask the running loop to stop after its current step (a STOP control, not authorized:
+        callers that need Cedar use :class:`loopwright.controls.ControlService`)."""
+        self.add_control(
+            ControlRequest(loop_id=loop_id, action=ControlAction.STOP, principal=principal, reason=reason)
+        )
+
     def stop_requested(self, loop_id: str) -> str | None:
-        """The reason of a pending stop request, or None."""
+        """The reason of the first pending STOP control, or None."""
+        for control in self.pending_controls(loop_id):
+            if control.action is ControlAction.STOP:
+                return control.reason or f"by {control.principal}"
+        return None
 
-    @abstractmethod
     def clear_stop(self, loop_id: str) -> None:
-        """Forget a stop request (when the loop is resumed)."""
+        """Forget pending STOP and PAUSE controls (when the loop is resumed)."""
+        halts = {ControlAction.STOP, ControlAction.PAUSE}
+        ids = [c.control_id for c in self.pending_controls(loop_id) if c.action in halts]
+        if ids:
+            self.clear_controls(loop_id, ids)
 
 
 class CheckpointStore(ABC):

@@ -10,13 +10,16 @@ recorded events in one transaction), except the checkpoint, which goes to its ow
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from loopwright.models import (
     AgentResult,
     AuthorizationResult,
     Checkpoint,
+    ControlAction,
+    ControlRequest,
     Decision,
     ExitConditionStatus,
     IterationEventType,
@@ -46,12 +49,49 @@ class Recorder(Protocol):
     ) -> object: ...
 
 
+class Halt(NamedTuple):
+    """What queued controls ask of the loop at a step boundary (see :func:`apply_controls`)."""
+
+    stop_reason: str | None
+    pause_reason: str | None
+    applied: list[str]  # control ids applied now (RAISE_LIMIT); the caller clears them once saved
+
+
+def apply_controls(state: LoopState, controls: Sequence[ControlRequest], record: Recorder) -> Halt:
+    """Apply a running loop's queued controls (:class:`loopwright.controls.ControlService` queued
+    them after Cedar allowed them): RAISE_LIMIT changes ``state.config`` now (CONTROL_APPLIED);
+    the first STOP or PAUSE is returned for the decide step and stays queued until the next
+    session starts (``LoopStore.clear_stop``), so a crash before the loop ends keeps it."""
+    stop = pause = None
+    applied: list[str] = []
+    for control in controls:
+        if control.action is ControlAction.RAISE_LIMIT and control.limits is not None:
+            changes = control.limits.model_dump(exclude_none=True)
+            state.config = state.config.model_copy(update=changes)
+            record(
+                _EV.CONTROL_APPLIED,
+                f"limits changed by {control.principal}: "
+                + ", ".join(f"{name}={value}" for name, value in changes.items()),
+                control=control.action.value,
+                principal=control.principal,
+                **changes,
+            )
+            applied.append(control.control_id)
+        elif control.action is ControlAction.STOP and stop is None:
+            stop = control.reason or f"by {control.principal}"
+        elif control.action is ControlAction.PAUSE and pause is None:
+            pause = control.reason or f"by {control.principal}"
+    return Halt(stop, pause, applied)
+
+
 def start_session(state: LoopState, record: Recorder, *, agent_name: str = "agent") -> None:
     """Open a session of the loop: the first (LOOP_STARTED) or a resumed one (LOOP_RESUMED)."""
     resumed = state.sessions_used > 0
     state.sessions_used += 1
     state.is_active = True
     state.human_request = None
+    state.resume_at = None
+    state.outcome_reason = None
     state.phase = LoopPhase.AUTHORIZING
     if resumed:
         record(
@@ -119,6 +159,8 @@ def run_iteration(
     state.iteration = result.iteration
     state.tokens_used += result.agent.tokens_used
     state.human_request = result.agent.needs_human
+    state.human_response = None  # handed to the agent with this iteration's request
+    state.resume_at = result.agent.usage_limit_resets_at
     if result.commit:
         state.head_commit = result.commit
     if result.agent.failed:
@@ -196,11 +238,18 @@ def decide_next(
     *,
     verification: VerificationResult,
     stop_reason: str | None,
+    pause_reason: str | None = None,
 ) -> Decision:
     """Decide what follows the iteration and record it as ITERATION_COMPLETED."""
     state.phase = LoopPhase.DECIDING
     agent = AgentResult(needs_human=state.human_request) if state.human_request else None
-    decision = decide(verification=verification, stop_reason=stop_reason, agent=agent)
+    decision = decide(
+        verification=verification,
+        stop_reason=stop_reason,
+        pause_reason=pause_reason,
+        agent=agent,
+        usage_limit_resets_at=state.resume_at,
+    )
     record(
         _EV.ITERATION_COMPLETED,
         f"iteration {state.iteration}: {decision.action.value}",
@@ -211,8 +260,19 @@ def decide_next(
 
 
 def finish(state: LoopState, decision: Decision, record: Recorder) -> None:
-    """End the loop with the decision's outcome, or pause it for a human (AWAITING_RESPONSE)."""
+    """End the loop with the decision's outcome, or pause it: for a human (AWAITING_RESPONSE), or
+    by a human or until a usage limit resets (PAUSED, ``resume_at``)."""
     state.is_active = False
+    if decision.action is NextAction.PAUSE:
+        state.phase = LoopPhase.PAUSED
+        state.resume_at = decision.resume_at
+        state.outcome_reason = decision.reason
+        record(
+            _EV.LOOP_PAUSED,
+            decision.reason,
+            resume_at=decision.resume_at.isoformat() if decision.resume_at else None,
+        )
+        return
     if decision.action is NextAction.AWAIT_HUMAN:
         state.phase = LoopPhase.AWAITING_RESPONSE
         state.human_request = decision.reason

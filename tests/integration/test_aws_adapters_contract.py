@@ -11,7 +11,7 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
-from loopwright.models import LoopOutcome, LoopPhase
+from loopwright.models import ControlAction, ControlRequest, LimitChange, LoopOutcome, LoopPhase
 from loopwright.ports import LoopStore
 from tests.integration.aws_moto import fake_credentials, moto_dynamodb_store
 from tests.integration.test_sqlite_store import EV, event, make_state
@@ -108,7 +108,34 @@ def test_stop_requests(store: LoopStore) -> None:
     assert store.stop_requested("loop_a") is None
     store.request_stop("loop_a", "first")
     store.request_stop("loop_a", "changed my mind")
-    assert store.stop_requested("loop_a") == "changed my mind"
+    assert store.stop_requested("loop_a") == "first"  # the first stop stands
     store.clear_stop("loop_a")
     store.clear_stop("loop_a")
     assert store.stop_requested("loop_a") is None
+
+
+def test_controls_are_queued_in_order_and_cleared_by_id(store: LoopStore) -> None:
+    state = store.create_loop(make_state())
+    assert store.pending_controls("loop_a") == []
+    limit = ControlRequest(
+        loop_id="loop_a",
+        action=ControlAction.RAISE_LIMIT,
+        principal='User::"alice"',
+        groups=['Group::"default-operators"'],
+        limits=LimitChange(max_iterations=40),
+    )
+    pause = ControlRequest(
+        loop_id="loop_a", action=ControlAction.PAUSE, principal='User::"bob"', reason="lunch"
+    )
+    store.add_control(limit)
+    store.add_control(pause)
+    store.add_control(limit)  # the same control again replaces it
+    store.save_state(state, [event("loop_a", 1, EV.LOOP_STARTED)])  # a state save keeps them
+    assert store.pending_controls("loop_a") == [limit, pause]
+    assert store.get_state("loop_a").version == 2
+    store.clear_controls("loop_a", [limit.control_id, "ctl_unknown"])
+    assert store.pending_controls("loop_a") == [pause]
+    store.clear_stop("loop_a")  # STOP and PAUSE controls
+    assert store.pending_controls("loop_a") == []
+    with pytest.raises(LoopNotFoundError):
+        store.add_control(pause.model_copy(update={"loop_id": "loop_x"}))

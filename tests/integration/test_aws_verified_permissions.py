@@ -98,25 +98,20 @@ def test_deny_maps_the_store_policy_to_its_id_and_outcome(
     assert decision.annotations["iteration-limit"]["outcome"] == "ITERATION_LIMIT"
 
 
-def test_the_authorize_step_batches_both_questions_and_reports_the_limit(
+def test_the_authorize_step_asks_both_questions_one_by_one_and_reports_the_limit(
     stubbed: tuple[VerifiedPermissionsPolicyEngine, Stubber],
 ) -> None:
     # Given a loop whose next iteration is past its limit
     engine, stubber = stubbed
     state = make_state()
     state.iteration = state.config.max_iterations
-    stubber.add_response(
-        "batch_is_authorized",
-        {
-            "results": [
-                {"request": {}, **answer("DENY", "SPEXAMPLEforbid0002")},
-                {"request": {}, **answer("DENY")},
-            ]
-        },
-    )
+    stubber.add_response("is_authorized", answer("DENY", "SPEXAMPLEforbid0002"))
+    stubber.add_response("is_authorized", answer("DENY"))
     # When the core's authorize step asks Verified Permissions
     result = authorize(state, engine)
-    # Then one call answered both questions and the denial names the policy and its outcome
+    # Then two single calls (30x cheaper than a batch each) answered, and the denial names the
+    # policy and its outcome
+    stubber.assert_no_pending_responses()
     assert not result.allowed
     assert result.denied_by == ["iteration-limit"]
     assert result.outcome is LoopOutcome.ITERATION_LIMIT
@@ -144,10 +139,8 @@ def test_evaluation_and_validation_errors_are_returned_so_the_core_fails_closed(
     assert not decisions[0].allowed and "not a uid" in decisions[0].errors[0]
 
     state = make_state()
-    stubber.add_response(
-        "batch_is_authorized",
-        {"results": [{"request": {}, **answer("DENY", errors=("boom",))}] * 2},
-    )
+    stubber.add_response("is_authorized", answer("DENY", errors=("boom",)))
+    stubber.add_response("is_authorized", answer("DENY", errors=("boom",)))
     result = authorize(state, engine)
     assert not result.allowed and result.outcome is LoopOutcome.POLICY_DENIED
     assert "fail closed" in (result.reason or "")
@@ -190,14 +183,16 @@ def test_throttling_raises_a_domain_error(stubbed: tuple[VerifiedPermissionsPoli
     assert info.value.__cause__ is not None
 
 
-def test_more_than_30_requests_are_split_into_batches(
+def test_full_batches_of_30_go_in_one_call_the_rest_one_by_one(
     stubbed: tuple[VerifiedPermissionsPolicyEngine, Stubber],
 ) -> None:
     engine, stubber = stubbed
     stubber.add_response("batch_is_authorized", {"results": [{"request": {}, **answer("ALLOW")}] * 30})
-    stubber.add_response("batch_is_authorized", {"results": [{"request": {}, **answer("DENY")}] * 5})
+    for _ in range(5):
+        stubber.add_response("is_authorized", answer("DENY"))
     decisions = engine.is_authorized_batch([REQUEST] * 35)
     assert [d.allowed for d in decisions] == [True] * 30 + [False] * 5
+    stubber.assert_no_pending_responses()
 
 
 def test_the_mapping_must_have_the_documented_shape() -> None:

@@ -14,11 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from loopwright.adapters.local.sqlite_store import (
-    WAL_AUTOCHECKPOINT_PAGES,
-    WAL_SIZE_LIMIT_BYTES,
-    SqliteStore,
-)
+from loopwright.adapters.local.sqlite_file import WAL_AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES
+from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
     Checkpoint,

@@ -177,6 +177,7 @@ def test_request_shape() -> None:
     assert request.resource == 'Loop::"loop-test"'
     assert request.resource_attributes == {
         "project": "default",
+        "operators": {"__entity": {"type": "Group", "id": "default-operators"}},
         "max_iterations": 10,
         "warning_threshold_percent": 80,
         "token_budget": 100,

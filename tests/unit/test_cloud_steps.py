@@ -65,9 +65,11 @@ class Scenario:
         return ScriptedSandbox(lambda command, call: (0 if self.runs >= self.passes_at else 1, ""))
 
 
-def run_state_machine(ports: CloudPorts, loop_id: str, per_execution: int = 500) -> list[StepOutput]:
+def run_state_machine(
+    ports: CloudPorts, loop_id: str, per_execution: int = 500, first: StepInput | None = None
+) -> list[StepOutput]:
     """Chain the steps exactly like infrastructure/state_machine.py; returns each Decide output."""
-    event = StepInput(loop_id=loop_id, iterations_per_execution=per_execution)
+    event = first or StepInput(loop_id=loop_id, iterations_per_execution=per_execution)
     event = start_step(event, ports)
     decisions: list[StepOutput] = []
     for _ in range(100):
@@ -138,6 +140,24 @@ def test_decide_hands_over_to_a_new_execution_every_k_iterations(tmp_path: Path)
     decisions = run_state_machine(_cloud_ports(tmp_path, Scenario(99), store), "long", per_execution=3)
     handovers = [(d.iteration, d.generation) for d in decisions if d.handover]
     assert handovers == [(3, 1), (6, 2)]
+    assert store.get_state("long").generation == 2
+
+
+def test_a_resumed_execution_hands_over_k_iterations_after_its_own_start(tmp_path: Path) -> None:
+    # Given a loop resumed at iteration 4 in a new execution of generation 5
+    store = MemoryStore()
+    _create(store, _config(max_iterations=9), "resumed", tmp_path)
+    state = store.get_state("resumed")
+    store.save_state(state.model_copy(update={"iteration": 4, "evaluated_iteration": 4, "sessions_used": 1}))
+    first = StepInput(
+        loop_id="resumed", iteration=4, generation=5, first_iteration=4, iterations_per_execution=3
+    )
+    # When it runs to its limit
+    decisions = run_state_machine(_cloud_ports(tmp_path, Scenario(99), store), "resumed", first=first)
+    # Then it hands over 3 iterations after its own start, not after generation x K
+    handovers = [(d.iteration, d.generation, d.first_iteration) for d in decisions if d.handover]
+    assert handovers == [(7, 6, 7)]
+    assert decisions[-1].outcome is LoopOutcome.ITERATION_LIMIT
     assert decisions[-1].outcome is LoopOutcome.ITERATION_LIMIT
 
 

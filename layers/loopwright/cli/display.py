@@ -14,6 +14,7 @@ from loopwright.models import (
     IterationEvent,
     IterationEventType,
     LoopOutcome,
+    LoopPhase,
     LoopResult,
     LoopState,
 )
@@ -102,10 +103,18 @@ def result_panel(result: LoopResult, state: LoopState) -> Panel:
     """The final summary of a run."""
     if result.outcome is LoopOutcome.CONDITIONS_MET:
         style, headline = "green", "CONDITIONS_MET: every required exit condition holds"
+    elif result.outcome is None and state.phase is LoopPhase.PAUSED:
+        until = f" until {state.resume_at.isoformat()}" if state.resume_at else ""
+        style, headline = (
+            "yellow",
+            f"PAUSED{until}: {result.handoff_reason or 'paused'}; continue with "
+            f"`loopwright resume {result.loop_id}`",
+        )
     elif result.outcome is None:
         style, headline = (
             "yellow",
-            f"AWAITING_RESPONSE: {state.human_request or 'waiting for a human'}",
+            f"AWAITING_RESPONSE: {state.human_request or 'waiting for a human'}; answer with "
+            f"`loopwright approve {result.loop_id} --response ...`",
         )
     else:
         style, headline = "red", f"{result.outcome.value}: {result.handoff_reason or ''}"

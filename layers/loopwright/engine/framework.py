@@ -27,6 +27,7 @@ from typing import Any
 
 from loopwright import workflow
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
+from loopwright.controls import RESUMABLE_OUTCOMES
 from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
 from loopwright.engine.lock import LoopLock
 from loopwright.engine.tracing import Tracing, tracing_enabled
@@ -39,12 +40,13 @@ from loopwright.exceptions import (
 )
 from loopwright.models import (
     Checkpoint,
+    ControlAction,
+    ControlRequest,
     Decision,
     ExitConditionStatus,
     IterationEvent,
     IterationEventType,
     LoopConfig,
-    LoopOutcome,
     LoopPhase,
     LoopResult,
     LoopState,
@@ -52,7 +54,15 @@ from loopwright.models import (
     new_id,
     utcnow,
 )
-from loopwright.ports import Agent, CheckpointStore, LoopStore, PolicyEngine, Sandbox, Workspace
+from loopwright.ports import (
+    LOCAL_PRINCIPAL,
+    Agent,
+    CheckpointStore,
+    LoopStore,
+    PolicyEngine,
+    Sandbox,
+    Workspace,
+)
 from loopwright.steps.checkpoint import recover
 from loopwright.steps.decide import decide
 
@@ -236,6 +246,14 @@ class LoopFramework:
         """Ask the loop to stop after its current step (works from any process via the store)."""
         self.store.request_stop(self.loop_id, reason)
 
+    def request_pause(self, reason: str = "requested") -> None:
+        """Ask the loop to pause after its current step (phase PAUSED; ``run()`` again resumes it)."""
+        self.store.add_control(
+            ControlRequest(
+                loop_id=self.loop_id, action=ControlAction.PAUSE, principal=LOCAL_PRINCIPAL, reason=reason
+            )
+        )
+
     def run(
         self,
         work_function: WorkFunction | None = None,
@@ -259,9 +277,11 @@ class LoopFramework:
         self._lock.acquire()
         self._active = True
         try:
+            self._state = None  # read it again: a human may have changed it since the last run
             state = self.initialize_sync()
-            if state.outcome is LoopOutcome.STOPPED:
-                # A human's stop is not final: the loop continues from its last checkpoint.
+            if state.outcome in RESUMABLE_OUTCOMES:
+                # A human's stop, a limit (raised since) or a failure is not final: the loop
+                # continues from its last checkpoint (Cedar decides again whether it may).
                 state.outcome, state.outcome_reason, state.ended_at = None, None, None
                 state.phase = LoopPhase.INTERRUPTED
             if state.outcome is not None:
@@ -330,12 +350,12 @@ class LoopFramework:
     def _restore(self, resume_from: str | Checkpoint | None) -> None:
         """Continue from a checkpoint: the newest valid one unless one is named.
 
-        A loop paused for a human (AWAITING_RESPONSE) ended its last session cleanly and goes on
+        A loop paused (AWAITING_RESPONSE, PAUSED) ended its last session cleanly and goes on
         from its stored state. Any other resumed loop may have died mid-step, so its state and
         worktree are restored from the checkpoint; corrupt checkpoints are reported and skipped.
         """
         stored = self.get_state()
-        if stored.phase is LoopPhase.AWAITING_RESPONSE and resume_from is None:
+        if stored.phase in (LoopPhase.AWAITING_RESPONSE, LoopPhase.PAUSED) and resume_from is None:
             return
         if isinstance(resume_from, Checkpoint):
             if not resume_from.is_valid():
@@ -381,8 +401,15 @@ class LoopFramework:
             skipped_corrupt=len(corrupt),
         )
 
-    def _stop_reason(self) -> str | None:
-        return self.store.stop_requested(self.loop_id)
+    def _halt(self) -> workflow.Halt:
+        """Apply the loop's queued controls; the stop or pause they ask for, if any."""
+        halt = workflow.apply_controls(
+            self.get_state(), self.store.pending_controls(self.loop_id), self.emit_event
+        )
+        if halt.applied:
+            self._save()
+            self.store.clear_controls(self.loop_id, halt.applied)
+        return halt
 
     def _drive(self, agent: Agent) -> LoopResult:
         state = self.get_state()
@@ -399,12 +426,12 @@ class LoopFramework:
 
     def _authorize_and_iterate(self, agent: Agent) -> Decision:
         state = self.get_state()
+        halt = self._halt()  # a raised limit counts for this authorization
         auth = workflow.authorize_next(state, self.policy, self.emit_event)
         if not auth.allowed:
             return decide(authorization=auth)
-        stop = self._stop_reason()
-        if stop is not None:
-            return decide(stop_reason=stop)
+        if halt.stop_reason is not None or halt.pause_reason is not None:
+            return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
         number = state.iteration + 1
         with self._tracing.span(
             "loopwright.iteration", {"loopwright.loop_id": self.loop_id, "loopwright.iteration": number}
@@ -418,13 +445,18 @@ class LoopFramework:
 
     def _evaluate_and_decide(self) -> Decision:
         state = self.get_state()
-        stop = self._stop_reason()
-        if stop is not None:
-            return decide(stop_reason=stop)
+        halt = self._halt()
+        if halt.stop_reason is not None or halt.pause_reason is not None:
+            return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
         workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
         verification = workflow.verify_gate(state, self.emit_event)
+        halt = self._halt()
         decision = workflow.decide_next(
-            state, self.emit_event, verification=verification, stop_reason=self._stop_reason()
+            state,
+            self.emit_event,
+            verification=verification,
+            stop_reason=halt.stop_reason,
+            pause_reason=halt.pause_reason,
         )
         self._save()
         return decision

@@ -11,6 +11,7 @@ from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace, NoIsol
 from loopwright.adapters.local.python_agent import PythonAgent, load_function
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.exceptions import ConfigError
 from loopwright.models import AgentKind, LoopConfig
 from loopwright.ports import Agent, Sandbox, Workspace
 
@@ -35,6 +36,11 @@ def build_agent(config: LoopConfig, sandbox: Sandbox) -> Agent | None:
         return None
     if config.agent.kind is AgentKind.COMMAND:
         return CommandAgent(config.agent, sandbox)
+    if config.agent.kind is AgentKind.AGENTCORE_RUNTIME:
+        raise ConfigError(
+            "agent.kind: 'agentcore_runtime' runs only on AWS (LOOPWRIGHT_ADAPTERS=aws); "
+            "locally use kind 'command' or 'python'"
+        )
     return PythonAgent(load_function(config.agent.function))
 
 

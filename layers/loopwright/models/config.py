@@ -7,9 +7,11 @@ rejected (``extra="forbid"``) so a typo is an error naming the field, never a si
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Literal
+from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loopwright.models.enums import AgentKind, ExitConditionType
 from loopwright.models.types import Command, ProjectId, Seconds
@@ -18,6 +20,21 @@ from loopwright.models.types import Command, ProjectId, Seconds
 DEFAULT_CONDITION_TIMEOUT_SECONDS = 30.0
 #: Share of any limit at which a warning is raised, as a percentage (seed 000, SC-008: 80%).
 DEFAULT_WARNING_THRESHOLD_PERCENT = 80
+#: Longest an agent may work in one iteration on AWS, seconds: the iterate Lambda's 900 s (Lambda's
+#: 15-minute maximum timeout, AWS Lambda quotas) minus 60 s for the workspace's commit and push and
+#: the state write.
+MAX_AWS_AGENT_TIMEOUT_SECONDS = 840.0
+#: An AgentCore Runtime ARN (the ``AgentRuntimeArn`` pattern of the ``bedrock-agentcore-control``
+#: service model, botocore 1.44).
+AGENT_RUNTIME_ARN_PATTERN = (
+    r"arn:aws(-[^:]+)?:bedrock-agentcore:[a-z0-9-]+:[0-9]{12}:"
+    r"runtime/[a-zA-Z][a-zA-Z0-9_]{0,47}-[a-zA-Z0-9]{10}"
+)
+_ARN_EXAMPLE = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/my_agent-a1b2c3d4e5"
+#: A git URL: ``https://``, ``ssh://``, ``git://``, ``file://`` or scp-like ``user@host:path``.
+_GIT_URL = re.compile(r"(?:(?:https?|ssh|git|file)://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)\S+")
+#: A branch, tag or commit name that git cannot mistake for an option (no leading '-').
+_GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,254}")
 
 
 class _Strict(BaseModel):
@@ -80,7 +97,89 @@ class PythonAgentConfig(_Strict):
     function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function")
 
 
-AgentConfig = Annotated[CommandAgentConfig | PythonAgentConfig, Field(discriminator="kind")]
+class RuntimeAgentConfig(_Strict):
+    """An agent hosted in Amazon Bedrock AgentCore Runtime, invoked once per iteration (AWS only).
+
+    Each iteration sends the :class:`~loopwright.models.AgentRequest` as JSON to
+    ``InvokeAgentRuntime`` in the loop's own runtime session, and reads an
+    :class:`~loopwright.models.AgentResult`-shaped JSON answer; the protocol is described in
+    :mod:`loopwright.adapters.aws.runtime_agent`. ``qualifier`` is the runtime's endpoint name (or
+    version); ``timeout_seconds`` bounds one invocation, at most
+    :data:`MAX_AWS_AGENT_TIMEOUT_SECONDS`.
+    """
+
+    kind: Literal[AgentKind.AGENTCORE_RUNTIME] = AgentKind.AGENTCORE_RUNTIME
+    agent_runtime_arn: str = Field(description=f"the AgentCore Runtime's ARN, for example {_ARN_EXAMPLE}")
+    qualifier: str = Field(
+        default="DEFAULT",
+        pattern=r"^(?:[a-zA-Z][a-zA-Z0-9_]{0,47}|[0-9]{1,10})$",
+        description="endpoint name or version of the runtime",
+    )
+    timeout_seconds: float = Field(
+        default=MAX_AWS_AGENT_TIMEOUT_SECONDS,
+        gt=0,
+        le=MAX_AWS_AGENT_TIMEOUT_SECONDS,
+        description="seconds one invocation may take (the iterate Lambda runs at most 15 minutes)",
+    )
+
+    @field_validator("agent_runtime_arn")
+    @classmethod
+    def _runtime_arn(cls, value: str) -> str:
+        if re.fullmatch(AGENT_RUNTIME_ARN_PATTERN, value) is None:
+            raise ValueError(f"must be an AgentCore Runtime ARN such as {_ARN_EXAMPLE}")
+        return value
+
+
+AgentConfig = Annotated[
+    CommandAgentConfig | PythonAgentConfig | RuntimeAgentConfig, Field(discriminator="kind")
+]
+
+
+class RepositoryConfig(_Strict):
+    """The git repository a loop works on when it runs in AWS (``LOOPWRIGHT_ADAPTERS=aws``).
+
+    The loop's Code Interpreter session clones ``url`` and starts the branch
+    ``loopwright/<loop_id>`` from ``ref`` (a branch, tag or commit of the remote; default its
+    default branch). With ``push``, that branch is pushed to ``url`` after every iteration's
+    commit, so the work outlives the session (a Code Interpreter session lasts at most 8 hours);
+    an agent in AgentCore Runtime needs it, since it works on its own clone. Locally the
+    workspace folder is the repository and this is not used.
+
+    ``url`` must not hold credentials (they would be stored with the loop's config and shown in
+    its status): give the session access another way.
+    """
+
+    url: str = Field(
+        max_length=2048, description="git URL: https://, ssh://, git://, file:// or user@host:path"
+    )
+    ref: str | None = Field(default=None, description="branch, tag or commit to start from")
+    push: bool = Field(default=False, description="push the loop's branch to url after every commit")
+
+    @field_validator("url")
+    @classmethod
+    def _git_url(cls, value: str) -> str:
+        if _GIT_URL.fullmatch(value) is None:
+            raise ValueError(
+                "must be a git URL such as https://github.com/owner/repo.git or git@github.com:owner/repo.git"
+            )
+        if "://" in value:
+            parts = urlsplit(value)
+            if parts.password is not None or (parts.username is not None and parts.scheme.startswith("http")):
+                raise ValueError(
+                    "must not contain credentials (they would be stored with the loop's config); "
+                    "remove the 'user:token@' part"
+                )
+        return value
+
+    @field_validator("ref")
+    @classmethod
+    def _git_ref(cls, value: str | None) -> str | None:
+        if value is not None and (_GIT_REF.fullmatch(value) is None or ".." in value):
+            raise ValueError(
+                "must be a branch, tag or commit name (letters, digits, '.', '_', '/', '+', '-'; "
+                "not starting with '-', no '..')"
+            )
+        return value
 
 
 class LoopConfig(_Strict):
@@ -118,6 +217,10 @@ class LoopConfig(_Strict):
         ge=1,
         le=10_000,
         description="failures of the last evaluation handed to the agent",
+    )
+    repository: RepositoryConfig | None = Field(
+        default=None,
+        description="the git repository the loop clones and works on in AWS; not used locally",
     )
 
     @model_validator(mode="after")

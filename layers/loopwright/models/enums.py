@@ -36,6 +36,7 @@ class LoopPhase(StrEnum):
     VERIFYING = "VERIFYING"
     DECIDING = "DECIDING"
     AWAITING_RESPONSE = "AWAITING_RESPONSE"  # waiting for a human (seed 003 badge)
+    PAUSED = "PAUSED"  # paused by a human, or until a usage limit resets (resume_at); resumable
     INTERRUPTED = "INTERRUPTED"  # the process died or was stopped mid-run; resumable
     COMPLETED = "COMPLETED"  # ended with an outcome
 
@@ -71,6 +72,8 @@ class IterationEventType(StrEnum):
     VERIFICATION_FAILED = "VERIFICATION_FAILED"
     ITERATION_COMPLETED = "ITERATION_COMPLETED"
     HUMAN_INPUT_REQUESTED = "HUMAN_INPUT_REQUESTED"
+    CONTROL_APPLIED = "CONTROL_APPLIED"  # a human's control took effect (limit raised, approved...)
+    LOOP_PAUSED = "LOOP_PAUSED"  # paused by a human, or until a usage limit resets
     STOP_REQUESTED = "STOP_REQUESTED"
     LOOP_COMPLETED = "LOOP_COMPLETED"
     ERROR = "ERROR"
@@ -83,6 +86,20 @@ class NextAction(StrEnum):
     COMPLETE = "COMPLETE"
     STOP = "STOP"
     AWAIT_HUMAN = "AWAIT_HUMAN"
+    PAUSE = "PAUSE"  # end this run without an outcome; resumed by a human or at LoopState.resume_at
+
+
+class ControlAction(StrEnum):
+    """What a human (or a schedule) asks of a loop from outside (issue 4; seed 000 US5).
+
+    Each maps to a Cedar action in ``policies/``: see :data:`CONTROL_CEDAR_ACTIONS`.
+    """
+
+    PAUSE = "PAUSE"  # stop after the current step without an outcome; resumable
+    RESUME = "RESUME"  # continue a PAUSED, INTERRUPTED or STOPPED loop
+    STOP = "STOP"  # stop after the current step with outcome STOPPED
+    APPROVE = "APPROVE"  # answer an agent's question (AWAITING_RESPONSE) and continue
+    RAISE_LIMIT = "RAISE_LIMIT"  # change max_iterations / token_budget / max_duration_seconds
 
 
 class AgentKind(StrEnum):
@@ -90,3 +107,4 @@ class AgentKind(StrEnum):
 
     COMMAND = "command"  # any command line, run in the worktree each iteration
     PYTHON = "python"  # a Python callable named ``module:function`` (seed work_function)
+    AGENTCORE_RUNTIME = "agentcore_runtime"  # an agent in Amazon Bedrock AgentCore Runtime (AWS only)

@@ -104,6 +104,15 @@ class LoopState(BaseModel):
     task_token: str | None = Field(
         default=None, description="Step Functions task token of a loop awaiting a human (AWS engine)"
     )
+    human_response: str | None = Field(
+        default=None, description="a human's answer (APPROVE), handed to the agent's next iteration"
+    )
+    generation: int = Field(
+        default=0, ge=0, description="the newest Step Functions execution generation of the loop (AWS engine)"
+    )
+    resume_at: datetime | None = Field(
+        default=None, description="when a PAUSED loop continues by itself (a usage limit's reset), UTC"
+    )
     version: int = Field(default=0, ge=0)
 
     @property

@@ -43,6 +43,9 @@ class AuthorizationRequest(BaseModel):
     resource: str
     resource_attributes: dict[str, Any] = Field(default_factory=dict)
     context: dict[str, Any] = Field(default_factory=dict)
+    principal_parents: list[str] = Field(
+        default_factory=list, description='uids of the groups the principal is in, e.g. Group::"x"'
+    )
 
 
 class PolicyDecision(BaseModel):
@@ -94,6 +97,7 @@ class AgentRequest(BaseModel):
         description="the failing conditions' structured results (name, type, status, summary, details)",
     )
     warnings: list[str] = Field(default_factory=list)
+    human_response: str | None = Field(default=None, description="a human's answer to the agent's question")
 
 
 class AgentResult(BaseModel):
@@ -106,6 +110,11 @@ class AgentResult(BaseModel):
     exit_code: int | None = None
     failed: bool = False
     needs_human: str | None = Field(default=None, description="a question for a human; pauses the loop")
+    usage_limit_resets_at: datetime | None = Field(
+        default=None,
+        description="when the agent's model provider lifts the usage limit it hit (UTC); the loop "
+        "pauses until then instead of failing (seed 002: scheduled continuation)",
+    )
     output: str = ""
 
 
@@ -155,3 +164,4 @@ class Decision(BaseModel):
     action: NextAction
     outcome: LoopOutcome | None = None
     reason: str = ""
+    resume_at: datetime | None = Field(default=None, description="PAUSE: when the loop continues by itself")

@@ -16,6 +16,8 @@ State machine (``infrastructure/``)::
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopwright.models.enums import LoopOutcome, NextAction
@@ -37,6 +39,12 @@ class StepInput(BaseModel):
     iteration: int = Field(default=0, ge=0, description="iterations completed when the step started")
     generation: int = Field(default=0, ge=0, description="execution number of this loop (continue-as-new)")
     iterations_per_execution: int = Field(default=DEFAULT_ITERATIONS_PER_EXECUTION, ge=1)
+    first_iteration: int = Field(
+        default=0,
+        ge=0,
+        description="iterations completed when this execution started: it hands over after "
+        "iterations_per_execution more (a resumed loop starts a new execution mid-way)",
+    )
     task_token: str | None = Field(default=None, description="set by the await-human state")
 
 
@@ -48,6 +56,7 @@ class StepOutput(StepInput):
     outcome: LoopOutcome | None = None
     reason: str = ""
     handover: bool = Field(default=False, description="CONTINUE in a new execution (continue-as-new)")
+    resume_at: datetime | None = Field(default=None, description="PAUSE: when the loop continues by itself")
 
 
 class StartLoopRequest(BaseModel):

@@ -24,6 +24,8 @@ from loopwright.models import (
     LoopOutcome,
     LoopState,
     PolicyDecision,
+    operators_group,
+    parse_entity_uid,
 )
 from loopwright.ports import PolicyEngine
 
@@ -52,13 +54,15 @@ def loop_resource(loop_id: str) -> str:
 
 
 def loop_attributes(state: LoopState) -> dict[str, Any]:
-    """The ``Loop`` entity's attributes: ``project`` and the limits of ``state.config``.
+    """The ``Loop`` entity's attributes: ``project``, the limits of ``state.config`` and
+    ``operators``, the project's operators group (an entity reference, ``{"__entity": ...}``).
 
     ``token_budget`` (tokens) and ``max_duration_seconds`` (seconds) are left out when unset.
     """
     config = state.config
     attributes: dict[str, Any] = {
         "project": state.project,
+        "operators": {"__entity": parse_entity_uid(operators_group(state.project))},
         "max_iterations": config.max_iterations,
         "warning_threshold_percent": config.warning_threshold_percent,
     }

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from loopwright.models import (
     AgentResult,
     AuthorizationResult,
@@ -17,15 +19,20 @@ def decide(
     authorization: AuthorizationResult | None = None,
     verification: VerificationResult | None = None,
     stop_reason: str | None = None,
+    pause_reason: str | None = None,
     agent: AgentResult | None = None,
+    usage_limit_resets_at: datetime | None = None,
 ) -> Decision:
     """Choose the next action, first match wins.
 
     1. a Cedar denial stops the loop with the policy's outcome;
     2. gate:all passed completes it with CONDITIONS_MET (even if a stop was asked meanwhile);
     3. a human's stop request stops it with STOPPED;
-    4. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
-    5. otherwise the loop continues.
+    4. a human's pause request pauses it (PAUSE, phase PAUSED, resumed by a human);
+    5. an agent that hit its model provider's usage limit pauses it until the limit resets
+       (PAUSE with ``resume_at``; seed 002, scheduled continuation);
+    6. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
+    7. otherwise the loop continues.
     """
     if authorization is not None and not authorization.allowed:
         return Decision(
@@ -41,6 +48,15 @@ def decide(
         )
     if stop_reason is not None:
         return Decision(action=NextAction.STOP, outcome=LoopOutcome.STOPPED, reason=f"stopped: {stop_reason}")
+    if pause_reason is not None:
+        return Decision(action=NextAction.PAUSE, reason=f"paused: {pause_reason}")
+    resets_at = usage_limit_resets_at or (agent.usage_limit_resets_at if agent is not None else None)
+    if resets_at is not None:
+        return Decision(
+            action=NextAction.PAUSE,
+            reason=f"usage limit reached; continues at {resets_at.isoformat()}",
+            resume_at=resets_at,
+        )
     if agent is not None and agent.needs_human:
         return Decision(action=NextAction.AWAIT_HUMAN, reason=f"agent asks: {agent.needs_human}")
     return Decision(action=NextAction.CONTINUE, reason=verification.message if verification else "")

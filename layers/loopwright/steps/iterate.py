@@ -46,6 +46,7 @@ def build_agent_request(state: LoopState, state_dir: Path) -> AgentRequest:
         failing_conditions=[c.name for c in failing],
         conditions=[c.model_dump(mode="json", include=AGENT_CONDITION_FIELDS) for c in failing],
         warnings=list(state.pending_warnings),
+        human_response=state.human_response,
     )
 
 

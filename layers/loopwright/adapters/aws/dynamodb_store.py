@@ -8,8 +8,8 @@ One item per loop with the attributes:
 - ``loop_id`` (S), ``project`` (S), ``phase`` (S), ``outcome`` (S, absent while running),
   ``created_at`` (S, ISO 8601 UTC, written once), ``updated_at`` (S, ISO 8601 UTC),
   ``version`` (N, optimistic-concurrency counter), ``event_count`` (N, events recorded so
-  far: the last event's ``seq``), ``gsi_all`` (S, always ``"loops"``), ``stop_requested``
-  (S, the reason of a pending stop request, absent otherwise) and ``stop_requested_at`` (S).
+  far: the last event's ``seq``), ``gsi_all`` (S, always ``"loops"``) and ``controls`` (M,
+  control id -> the queued :class:`ControlRequest` JSON; absent when none was ever queued).
 - ``state`` : the :class:`LoopState` JSON, as S when it is at most
   :data:`STATE_INLINE_LIMIT_BYTES` (300 KiB) of UTF-8, otherwise zlib-compressed as B
   (DynamoDB's item limit is 400 KB; exit-condition outputs of up to 256 KiB each can exceed
@@ -71,7 +71,7 @@ from loopwright.adapters.aws._errors import (
     retry_config,
 )
 from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
-from loopwright.models import IterationEvent, IterationEventType, LoopState, utcnow
+from loopwright.models import ControlRequest, IterationEvent, IterationEventType, LoopState, utcnow
 from loopwright.ports import LoopStore
 
 # ----------------------------------------------------------------------------- key schema
@@ -117,8 +117,7 @@ _T = TypeVar("_T")
 _STATE = "state"
 _VERSION = "version"
 _EVENT_COUNT = "event_count"
-_STOP = "stop_requested"
-_STOP_AT = "stop_requested_at"
+_CONTROLS = "controls"
 
 
 def create_table_requests(loops_table: str, events_table: str) -> list[dict[str, Any]]:
@@ -406,47 +405,89 @@ class DynamoDbStore(LoopStore):
         return [_decode_event(item) for item in items]
 
     # ----------------------------------------------------------------------------- stop requests
-    def request_stop(self, loop_id: str, reason: str) -> None:
-        """Record a stop request on the loop item (replacing a pending one; ``version`` is not
-        changed). Raises :class:`LoopNotFoundError` for an unknown loop."""
-        update = _Update()
-        update.set(_STOP, {"S": reason})
-        update.set(_STOP_AT, {"S": utcnow().isoformat()})
-        update.require("attribute_exists(#id)", {"#id": LOOPS_PARTITION_KEY}, {})
-        with aws_errors(self._action("requesting a stop of", loop_id)):
-            try:
-                self._client.update_item(**update.request(self.loops_table, loop_id))
-            except ClientError as exc:
-                if error_code(exc) == "ConditionalCheckFailedException":
-                    raise self._not_found(loop_id) from exc
-                raise
+    def add_control(self, request: ControlRequest) -> None:
+        """Queue ``request`` in the loop item's ``controls`` map (``version`` is not changed).
 
-    def stop_requested(self, loop_id: str) -> str | None:
-        """The reason of the pending stop request of ``loop_id`` (strongly consistent read), or
-        None (also for an unknown loop)."""
-        with aws_errors(self._action("reading the stop request of", loop_id)):
+        Two UpdateItems at most: set the map entry when the map exists, else create the map
+        (conditions keep a concurrent writer's entry). Raises :class:`LoopNotFoundError` for an
+        unknown loop."""
+        names = {"#c": _CONTROLS, "#cid": request.control_id, "#id": LOOPS_PARTITION_KEY}
+        body = {"S": request.model_dump_json()}
+        key = {LOOPS_PARTITION_KEY: {"S": request.loop_id}}
+        with aws_errors(self._action("queueing a control of", request.loop_id)):
+            for _ in range(2):
+                try:
+                    self._client.update_item(
+                        TableName=self.loops_table,
+                        Key=key,
+                        UpdateExpression="SET #c.#cid = :body",
+                        ConditionExpression="attribute_exists(#c)",
+                        ExpressionAttributeNames={"#c": _CONTROLS, "#cid": request.control_id},
+                        ExpressionAttributeValues={":body": body},
+                    )
+                    return
+                except ClientError as exc:
+                    if error_code(exc) != "ConditionalCheckFailedException":
+                        raise
+                try:
+                    self._client.update_item(
+                        TableName=self.loops_table,
+                        Key=key,
+                        UpdateExpression="SET #c = :map",
+                        ConditionExpression="attribute_exists(#id) AND attribute_not_exists(#c)",
+                        ExpressionAttributeNames={"#c": _CONTROLS, "#id": names["#id"]},
+                        ExpressionAttributeValues={":map": {"M": {request.control_id: body}}},
+                    )
+                    return
+                except ClientError as exc:
+                    if error_code(exc) != "ConditionalCheckFailedException":
+                        raise
+                    if not self._exists(request.loop_id):
+                        raise self._not_found(request.loop_id) from exc
+        raise LoopFrameworkError(f"could not queue control {request.control_id} of loop {request.loop_id!r}")
+
+    def pending_controls(self, loop_id: str) -> list[ControlRequest]:
+        """The queued controls of ``loop_id`` (strongly consistent read), oldest first."""
+        with aws_errors(self._action("reading the controls of", loop_id)):
             response = self._client.get_item(
                 TableName=self.loops_table,
                 Key={LOOPS_PARTITION_KEY: {"S": loop_id}},
                 ConsistentRead=True,
-                ProjectionExpression="#stop",
-                ExpressionAttributeNames={"#stop": _STOP},
+                ProjectionExpression="#c",
+                ExpressionAttributeNames={"#c": _CONTROLS},
             )
-        value = response.get("Item", {}).get(_STOP)
-        return None if value is None else str(value["S"])
+        entries = response.get("Item", {}).get(_CONTROLS, {}).get("M", {})
+        controls = [ControlRequest.model_validate_json(value["S"]) for value in entries.values()]
+        return sorted(controls, key=lambda c: (c.requested_at, c.control_id))
 
-    def clear_stop(self, loop_id: str) -> None:
-        """Forget the stop request of ``loop_id`` (none pending, or no such loop, is fine)."""
-        update = _Update()
-        update.remove(_STOP)
-        update.remove(_STOP_AT)
-        update.require("attribute_exists(#id)", {"#id": LOOPS_PARTITION_KEY}, {})
-        with aws_errors(self._action("clearing the stop request of", loop_id)):
+    def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
+        """Remove the given entries of the loop item's ``controls`` map (unknown ones are fine)."""
+        if not control_ids:
+            return
+        names = {"#c": _CONTROLS} | {f"#k{i}": control_id for i, control_id in enumerate(control_ids)}
+        removes = ", ".join(f"#c.#k{i}" for i in range(len(control_ids)))
+        with aws_errors(self._action("clearing controls of", loop_id)):
             try:
-                self._client.update_item(**update.request(self.loops_table, loop_id))
+                self._client.update_item(
+                    TableName=self.loops_table,
+                    Key={LOOPS_PARTITION_KEY: {"S": loop_id}},
+                    UpdateExpression=f"REMOVE {removes}",
+                    ConditionExpression="attribute_exists(#c)",
+                    ExpressionAttributeNames=names,
+                )
             except ClientError as exc:
                 if error_code(exc) != "ConditionalCheckFailedException":
                     raise
+
+    def _exists(self, loop_id: str) -> bool:
+        response = self._client.get_item(
+            TableName=self.loops_table,
+            Key={LOOPS_PARTITION_KEY: {"S": loop_id}},
+            ConsistentRead=True,
+            ProjectionExpression="#id",
+            ExpressionAttributeNames={"#id": LOOPS_PARTITION_KEY},
+        )
+        return "Item" in response
 
     # ----------------------------------------------------------------------------- internals
     def _action(self, verb: str, loop_id: str) -> str:

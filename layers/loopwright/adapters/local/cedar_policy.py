@@ -158,7 +158,10 @@ class CedarPolicyEngine(PolicyEngine):
         """The cedarpy request and the key of its entity set (the resource and its attributes)."""
         resource = parse_entity_uid(request.resource)
         attrs = {k: v for k, v in request.resource_attributes.items() if v is not None}
-        delta = [{"uid": resource, "attrs": attrs, "parents": []}]
+        delta: list[dict[str, Any]] = [{"uid": resource, "attrs": attrs, "parents": []}]
+        if request.principal_parents:
+            parents = [parse_entity_uid(parent) for parent in request.principal_parents]
+            delta.append({"uid": parse_entity_uid(request.principal), "attrs": {}, "parents": parents})
         cedar_request = {
             "principal": parse_entity_uid(request.principal),
             "action": parse_entity_uid(request.action),

@@ -8,7 +8,10 @@ Files (in ``<state_dir>/loops/<loop_id>/``, outside the worktree, so they are ne
   * ``failures.json``: ``{"failing_conditions": [name], "failures": [line],
     "conditions": [ExitConditionStatus without stdout/stderr], "warnings": [text]}``.
   * ``report.json``: the agent may write ``{"tokens_used": int, "summary": str,
-    "needs_human": str | null}`` here; ``tokens_used`` is accounted against the token budget.
+    "needs_human": str | null, "usage_limit_resets_at": ISO 8601 | null}`` here; ``tokens_used``
+    is accounted against the token budget, ``needs_human`` asks a human (the loop waits for
+    ``loopwright approve``), ``usage_limit_resets_at`` says the model provider's usage limit was
+    hit (the loop pauses until then instead of failing).
 
 Environment variables: ``LOOPWRIGHT_LOOP_ID``, ``LOOPWRIGHT_ITERATION``,
 ``LOOPWRIGHT_MAX_ITERATIONS``, ``LOOPWRIGHT_GOAL``, ``LOOPWRIGHT_WORKSPACE`` (the worktree),
@@ -23,6 +26,7 @@ A non-zero exit code marks the iteration's agent as failed; the loop goes on.
 from __future__ import annotations
 
 import json
+from datetime import datetime
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -39,6 +43,7 @@ class AgentReport(BaseModel):
     tokens_used: int = Field(default=0, ge=0)
     summary: str = ""
     needs_human: str | None = None
+    usage_limit_resets_at: datetime | None = None
 
 
 def render_prompt(request: AgentRequest) -> str:
@@ -56,6 +61,8 @@ def render_prompt(request: AgentRequest) -> str:
         f"- elapsed {request.elapsed_seconds:.0f} s"
         + (f" of {request.max_duration_seconds} s" if request.max_duration_seconds else ""),
     ]
+    if request.human_response:
+        lines += ["", "## Answer from a human (to your last question)", request.human_response]
     if request.warnings:
         lines += ["", "## Policy warnings", *[f"- {w}" for w in request.warnings]]
     lines += ["", "## Failing exit conditions (last evaluation)"]
@@ -167,5 +174,6 @@ class CommandAgent(Agent):
             exit_code=outcome.exit_code,
             failed=failed,
             needs_human=report.needs_human if report else None,
+            usage_limit_resets_at=report.usage_limit_resets_at if report else None,
             output=output[-4000:],
         )

@@ -1,4 +1,4 @@
-"""Local durable store: loops, events, stop requests and checkpoints in one SQLite file.
+"""Local durable store: loops, events, queued controls and checkpoints in one SQLite file.
 
 The file (default ``<workspace>/.loopwright/loopwright.db``) is opened in WAL mode with
 ``synchronous=NORMAL``: a committed transaction survives a crash of the process (including
@@ -7,42 +7,41 @@ The file (default ``<workspace>/.loopwright/loopwright.db``) is opened in WAL mo
 readers, so a CLI process (``loopwright status``, ``loopwright stop``) can use the file while
 the engine runs; a writer waits up to ``busy_timeout_seconds`` for another writer.
 
-The write-ahead log is checkpointed into the database every :data:`WAL_AUTOCHECKPOINT_PAGES`
-pages and truncated back to :data:`WAL_SIZE_LIMIT_BYTES` after a checkpoint, so the ``-wal``
-file stays at about 2 MiB however long a loop runs (SQLite's defaults let it reach 4 MiB and
-never shrink it, more than the database of a 1,000-iteration loop). Rows are numbered by plain
-``INTEGER PRIMARY KEY``, without ``AUTOINCREMENT``: a new row still gets a number above every
-existing row, so ``seq`` order is insertion order (only the number of a deleted newest row could
-be reused, which nothing relies on), and each insert writes one page less (``sqlite_sequence``).
-Measured with ``bench/bench_loop.py`` (1,000 iterations, ext4): the page saved is worth about
-0.2 ms per iteration and the twice as frequent checkpoints cost about as much, so the time per
-iteration is unchanged; a 256-page WAL (1 MiB) would cost about 0.5 ms per iteration more.
-"""
+The connection, its pragmas and transactions come from
+:class:`~loopwright.adapters.local.sqlite_file.SqliteFile`: the write-ahead log is checkpointed
+into the database every ``WAL_AUTOCHECKPOINT_PAGES`` pages and truncated back to
+``WAL_SIZE_LIMIT_BYTES`` after a checkpoint, so the ``-wal`` file stays at about 2 MiB however
+long a loop runs (SQLite's defaults let it reach 4 MiB and never shrink it, more than the database
+of a 1,000-iteration loop). Rows are numbered by plain ``INTEGER PRIMARY KEY``, without
+``AUTOINCREMENT``: a new row still gets a number above every existing row, so ``seq`` order is
+insertion order (only the number of a deleted newest row could be reused, which nothing relies
+on), and each insert writes one page less (``sqlite_sequence``). Measured with
+``bench/bench_loop.py`` (1,000 iterations, ext4): the page saved is worth about 0.2 ms per
+iteration and the twice as frequent checkpoints cost about as much, so the time per iteration is
+unchanged; a 256-page WAL (1 MiB) would cost about 0.5 ms per iteration more."""
 
 from __future__ import annotations
 
 import sqlite3
-import threading
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from pathlib import Path
-from types import TracebackType
 
 from pydantic import ValidationError
 
+from loopwright.adapters.local.sqlite_file import DEFAULT_BUSY_TIMEOUT_SECONDS, SqliteFile
 from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
-from loopwright.models import Checkpoint, IterationEvent, IterationEventType, LoopState, utcnow
+from loopwright.models import (
+    Checkpoint,
+    ControlRequest,
+    IterationEvent,
+    IterationEventType,
+    LoopState,
+    utcnow,
+)
 from loopwright.ports import CheckpointStore, LoopStore
 
-#: Seconds a connection waits for another process's write lock before failing.
-DEFAULT_BUSY_TIMEOUT_SECONDS = 10.0
 #: Schema version stored in ``PRAGMA user_version``; raise it with a migration.
 SCHEMA_VERSION = 1
-#: WAL pages after which a commit checkpoints the log into the database (SQLite's default: 1000).
-WAL_AUTOCHECKPOINT_PAGES = 512
-#: Bytes the ``-wal`` file is truncated to when it is reset after a checkpoint (default: no
-#: limit): the autocheckpoint size at 4 KiB pages, so only a transaction's overshoot is trimmed.
-WAL_SIZE_LIMIT_BYTES = 2 * 1024 * 1024
 
 # ``seq`` is the rowid (no AUTOINCREMENT, see the module docstring); stores created before that
 # change declare AUTOINCREMENT, which the queries below do not depend on.
@@ -78,15 +77,17 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     payload       TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS checkpoints_by_loop ON checkpoints (loop_id, seq);
-CREATE TABLE IF NOT EXISTS stop_requests (
-    loop_id      TEXT PRIMARY KEY,
-    reason       TEXT NOT NULL,
-    requested_at TEXT NOT NULL
+CREATE TABLE IF NOT EXISTS controls (
+    seq          INTEGER PRIMARY KEY,
+    control_id   TEXT NOT NULL UNIQUE,
+    loop_id      TEXT NOT NULL,
+    payload      TEXT NOT NULL
 );
+CREATE INDEX IF NOT EXISTS controls_by_loop ON controls (loop_id, seq);
 """
 
 
-class SqliteStore(LoopStore, CheckpointStore):
+class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
     """:class:`LoopStore` and :class:`CheckpointStore` in one SQLite file.
 
     Args:
@@ -101,24 +102,7 @@ class SqliteStore(LoopStore, CheckpointStore):
     def __init__(
         self, path: str | Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
     ) -> None:
-        self.path = Path(path)
-        self._lock = threading.Lock()
-        try:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            # isolation_level=None: no implicit transactions, each method runs its own.
-            self._conn = sqlite3.connect(
-                self.path,
-                timeout=busy_timeout_seconds,
-                isolation_level=None,
-                check_same_thread=False,  # shared between threads under self._lock
-            )
-        except (OSError, sqlite3.Error) as exc:
-            raise LoopFrameworkError(f"cannot open the local store {self.path}: {exc}") from exc
-        with self._guard():
-            self._conn.execute("PRAGMA journal_mode=WAL")
-            self._conn.execute("PRAGMA synchronous=NORMAL")
-            self._conn.execute(f"PRAGMA wal_autocheckpoint={WAL_AUTOCHECKPOINT_PAGES}")
-            self._conn.execute(f"PRAGMA journal_size_limit={WAL_SIZE_LIMIT_BYTES}")
+        super().__init__(path, label="local store", busy_timeout_seconds=busy_timeout_seconds)
         with self._write() as conn:
             stored_version = conn.execute("PRAGMA user_version").fetchone()[0]
             if stored_version > SCHEMA_VERSION:
@@ -131,45 +115,6 @@ class SqliteStore(LoopStore, CheckpointStore):
                     if statement.strip():
                         conn.execute(statement)
                 conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
-
-    # ----------------------------------------------------------------------------- lifecycle
-    def close(self) -> None:
-        """Close the connection (idempotent)."""
-        with self._lock:
-            self._conn.close()
-
-    def __enter__(self) -> SqliteStore:
-        return self
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
-        self.close()
-
-    @contextmanager
-    def _guard(self) -> Iterator[sqlite3.Connection]:
-        """The connection under the lock; SQLite errors become LoopFrameworkError."""
-        with self._lock:
-            try:
-                yield self._conn
-            except sqlite3.Error as exc:
-                raise LoopFrameworkError(f"local store {self.path}: {exc}") from exc
-
-    @contextmanager
-    def _write(self) -> Iterator[sqlite3.Connection]:
-        """One write transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rolled back on error)."""
-        with self._guard() as conn:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                yield conn
-                conn.execute("COMMIT")
-            except BaseException:
-                if conn.in_transaction:
-                    conn.execute("ROLLBACK")
-                raise
 
     # ----------------------------------------------------------------------------- loops
     def create_loop(self, state: LoopState) -> LoopState:
@@ -292,25 +237,37 @@ class SqliteStore(LoopStore, CheckpointStore):
             rows = conn.execute(sql, params).fetchall()
         return [IterationEvent.model_validate_json(row[0]) for row in rows]
 
-    # ----------------------------------------------------------------------------- stop requests
-    def request_stop(self, loop_id: str, reason: str) -> None:
-        """Record a stop request for ``loop_id`` (replacing a pending one)."""
+    # ----------------------------------------------------------------------------- controls
+    def add_control(self, request: ControlRequest) -> None:
+        """Queue ``request`` for its loop (replacing one with the same ``control_id``).
+
+        Raises :class:`LoopNotFoundError` for an unknown loop."""
         with self._write() as conn:
+            if conn.execute("SELECT 1 FROM loops WHERE loop_id=?", (request.loop_id,)).fetchone() is None:
+                raise _not_found(request.loop_id)
             conn.execute(
-                "INSERT OR REPLACE INTO stop_requests (loop_id, reason, requested_at) VALUES (?, ?, ?)",
-                (loop_id, reason, utcnow().isoformat()),
+                "INSERT INTO controls (control_id, loop_id, payload) VALUES (?, ?, ?) "
+                "ON CONFLICT (control_id) DO UPDATE SET payload = excluded.payload",
+                (request.control_id, request.loop_id, request.model_dump_json()),
             )
 
-    def stop_requested(self, loop_id: str) -> str | None:
-        """The reason of the pending stop request of ``loop_id``, or None."""
+    def pending_controls(self, loop_id: str) -> list[ControlRequest]:
+        """The queued controls of ``loop_id``, oldest first."""
         with self._guard() as conn:
-            row = conn.execute("SELECT reason FROM stop_requests WHERE loop_id=?", (loop_id,)).fetchone()
-        return None if row is None else str(row[0])
+            rows = conn.execute(
+                "SELECT payload FROM controls WHERE loop_id=? ORDER BY seq", (loop_id,)
+            ).fetchall()
+        return [ControlRequest.model_validate_json(row[0]) for row in rows]
 
-    def clear_stop(self, loop_id: str) -> None:
-        """Forget the stop request of ``loop_id`` (none pending is fine)."""
+    def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
+        """Forget the given queued controls of ``loop_id``."""
+        if not control_ids:
+            return
         with self._write() as conn:
-            conn.execute("DELETE FROM stop_requests WHERE loop_id=?", (loop_id,))
+            conn.executemany(
+                "DELETE FROM controls WHERE loop_id=? AND control_id=?",
+                [(loop_id, control_id) for control_id in control_ids],
+            )
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, checkpoint: Checkpoint, retention: int) -> None:

@@ -1,0 +1,99 @@
+"""Human controls of a loop (issue 4; seed 000 US5 "human oversight"): pause, resume, stop,
+approve a gate, raise a limit.
+
+A :class:`ControlRequest` names who asks (a Cedar principal and the groups it belongs to), what
+(:class:`~loopwright.models.enums.ControlAction`) and for which loop. It is authorized by Cedar
+(``policies/controls.cedar``) before anything is written; :mod:`loopwright.controls` applies it.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated
+
+from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+
+from loopwright.models.enums import ControlAction, LoopPhase
+from loopwright.models.state import new_id, utcnow
+from loopwright.models.types import LoopId
+
+#: A Cedar entity uid, ``Type::"id"`` (for example ``User::"alice"``).
+EntityUid = Annotated[
+    str,
+    StringConstraints(pattern=r'^[A-Za-z_][A-Za-z0-9_]*::"[^"\\]{1,256}"$'),
+    Field(description='Cedar entity uid, Type::"id"'),
+]
+
+#: The Cedar action each control is authorized as (``policies/loopwright.cedarschema``).
+CONTROL_CEDAR_ACTIONS: dict[ControlAction, str] = {
+    ControlAction.PAUSE: "PauseLoop",
+    ControlAction.RESUME: "ResumeLoop",
+    ControlAction.STOP: "StopLoop",
+    ControlAction.APPROVE: "ApproveGate",
+    ControlAction.RAISE_LIMIT: "RaiseLimit",
+}
+
+
+def operators_group(project: str) -> str:
+    """The Cedar uid of a project's operators group: ``Group::"<project>-operators"``.
+
+    Its members may control the project's loops (``policies/controls.cedar``). In AWS it is the
+    Cognito group of the same name; locally, see ``loopwright dashboard --help``.
+    """
+    return f'Group::"{project}-operators"'
+
+
+class LimitChange(BaseModel):
+    """New limits for a loop (RAISE_LIMIT). Each field, when given, replaces the LoopConfig value;
+    at least one must be given. Units: iterations, tokens, wall-clock seconds."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_iterations: int | None = Field(default=None, ge=1, le=100_000)
+    token_budget: int | None = Field(default=None, ge=1)
+    max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
+
+    @model_validator(mode="after")
+    def _one_given(self) -> LimitChange:
+        if self.max_iterations is None and self.token_budget is None and self.max_duration_seconds is None:
+            raise ValueError("give at least one of max_iterations, token_budget, max_duration_seconds")
+        return self
+
+
+class ControlRequest(BaseModel):
+    """One control asked of a loop.
+
+    ``limits`` is required for RAISE_LIMIT and refused otherwise; ``response`` is the human's
+    answer for APPROVE (optional).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    control_id: str = Field(default_factory=lambda: new_id("ctl"))
+    loop_id: LoopId
+    action: ControlAction
+    principal: EntityUid = Field(description='who asks, e.g. User::"alice"')
+    groups: list[EntityUid] = Field(default_factory=list, description="Cedar groups the principal is in")
+    reason: str = Field(default="", max_length=2_000)
+    limits: LimitChange | None = None
+    response: str | None = Field(default=None, max_length=20_000, description="APPROVE: the answer")
+    requested_at: datetime = Field(default_factory=utcnow)
+
+    @model_validator(mode="after")
+    def _limits_match_action(self) -> ControlRequest:
+        if self.action is ControlAction.RAISE_LIMIT and self.limits is None:
+            raise ValueError("limits: required for RAISE_LIMIT")
+        if self.action is not ControlAction.RAISE_LIMIT and self.limits is not None:
+            raise ValueError(f"limits: only RAISE_LIMIT takes limits, not {self.action.value}")
+        return self
+
+
+class ControlResult(BaseModel):
+    """What became of an accepted control: ``applied`` now (the loop was idle) or ``queued`` for
+    the running loop's next step boundary; the loop's phase after it."""
+
+    control: ControlRequest
+    status: Annotated[str, StringConstraints(pattern="^(applied|queued)$")]
+    message: str
+    phase: LoopPhase
+    policy_ids: list[str] = Field(default_factory=list, description="@id of the allowing Cedar policies")
