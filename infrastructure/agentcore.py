@@ -3,8 +3,11 @@
 - Memory (``AWS::BedrockAgentCore::Memory``): short-term events only (no strategies); each
   checkpoint is one blob event (:mod:`loopwright.adapters.aws.memory_checkpoints`), expiring after
   ``loopwright:memoryExpiryDays`` days. Encrypted with the service's key.
-- Code Interpreter (``AWS::BedrockAgentCore::CodeInterpreterCustom``), network mode SANDBOX: no
-  network access from the exit-condition commands.
+- Code Interpreter (``AWS::BedrockAgentCore::CodeInterpreterCustom``): each loop's session clones
+  the loop's repository, runs its command agent and its exit conditions. Network mode
+  ``loopwright:codeInterpreterNetwork``: PUBLIC (default; the session must reach the git remote)
+  or SANDBOX (no network but Amazon S3: only for loops whose checks need nothing from outside
+  and whose workspace is not cloned, i.e. not the AWS workspace of today).
 
 The statements a function needs on them come from :meth:`AgentCore.memory_statement` and
 :meth:`AgentCore.code_interpreter_statement`, each scoped to the one resource's ARN.
@@ -18,6 +21,9 @@ from aws_cdk import RemovalPolicy, Stack
 from aws_cdk import aws_bedrockagentcore as agentcore
 from aws_cdk import aws_iam as iam
 from constructs import Construct
+
+#: Code Interpreter network modes offered (VPC needs subnets: not offered yet).
+NETWORK_MODES = ("PUBLIC", "SANDBOX")
 
 #: Data-plane actions of the checkpoint store (CreateEvent, ListEvents, GetEvent, DeleteEvent;
 #: ListSessions lists the loops with checkpoints).
@@ -53,11 +59,17 @@ class AgentCore(Construct):
         *,
         memory_expiry_days: int,
         removal_policy: RemovalPolicy,
+        network_mode: str = "PUBLIC",
     ) -> None:
         super().__init__(scope, construct_id)
+        if network_mode not in NETWORK_MODES:
+            raise ValueError(
+                f"context loopwright:codeInterpreterNetwork: {network_mode!r} is not one of "
+                + ", ".join(NETWORK_MODES)
+            )
         stack_name = Stack.of(self).stack_name
         self.memory = self._build_memory(stack_name, memory_expiry_days)
-        self.code_interpreter = self._build_code_interpreter(stack_name)
+        self.code_interpreter = self._build_code_interpreter(stack_name, network_mode)
         self.memory.apply_removal_policy(removal_policy)
 
     def _build_memory(self, stack_name: str, expiry_days: int) -> agentcore.CfnMemory:
@@ -69,14 +81,16 @@ class AgentCore(Construct):
             event_expiry_duration=expiry_days,
         )
 
-    def _build_code_interpreter(self, stack_name: str) -> agentcore.CfnCodeInterpreterCustom:
+    def _build_code_interpreter(
+        self, stack_name: str, network_mode: str
+    ) -> agentcore.CfnCodeInterpreterCustom:
         return agentcore.CfnCodeInterpreterCustom(
             self,
             "ConditionSandbox",
             name=resource_name(stack_name, "conditions"),
-            description="loopwright exit conditions (tests, lint, build, scans), no network",
+            description="loopwright workspaces: the loop's clone, command agent and exit conditions",
             network_configuration=agentcore.CfnCodeInterpreterCustom.CodeInterpreterNetworkConfigurationProperty(
-                network_mode="SANDBOX"
+                network_mode=network_mode
             ),
         )
 

@@ -23,6 +23,12 @@ standard retries. AWS errors (throttling, a missing session...) raise :class:`Lo
 
 Output: stdout and stderr each keep their last ``max_output_bytes`` bytes, with the same marker
 as the local sandbox (``[... N bytes truncated, last M kept ...]``).
+
+Files: :meth:`CodeInterpreterSandbox.write_files` writes text files with the ``writeFiles`` tool,
+whose paths are relative to the session's working directory (the API takes no absolute path);
+:meth:`CodeInterpreterSandbox.working_directory` tells that directory (``pwd``, asked once per
+session). That ``writeFiles`` and ``executeCommand`` start from the same directory is assumed
+here, not verified against the service.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from __future__ import annotations
 import shlex
 import time
 from collections.abc import Iterable, Mapping, Sequence
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
 
@@ -53,6 +59,9 @@ from loopwright.ports import Sandbox
 DEFAULT_IDENTIFIER = "aws.codeinterpreter.v1"
 #: Session lifetime asked for when the sandbox starts one (the SDK's default, 15 minutes).
 DEFAULT_SESSION_TIMEOUT_SECONDS = 900
+#: The longest session lifetime the Code Interpreter allows: 8 hours (AgentCore developer guide,
+#: "Session management": default 900 s, configurable up to 8 hours).
+MAX_SESSION_TIMEOUT_SECONDS = 28_800
 #: Longest ``timeout_seconds`` a run may ask for; sets the read timeout of the command client.
 DEFAULT_MAX_TIMEOUT_SECONDS = 900.0
 #: Seconds added to ``max_timeout_seconds`` for the read timeout (the answer's own travel time).
@@ -112,6 +121,7 @@ class CodeInterpreterSandbox(Sandbox):
         )
         self._session_id = session_id
         self._started = False
+        self._working_directory: tuple[str, PurePosixPath] | None = None  # (session id, pwd)
 
     @property
     def session_id(self) -> str | None:
@@ -137,6 +147,51 @@ class CodeInterpreterSandbox(Sandbox):
                 self._interpreter.stop()
             self._started = False
             self._session_id = None
+
+    def working_directory(self) -> PurePosixPath:
+        """The session's working directory, where :meth:`write_files` paths start (an absolute
+        path, from ``pwd``; asked once per session). Raises :class:`LoopFrameworkError`."""
+        session_id = self.start()
+        if self._working_directory is None or self._working_directory[0] != session_id:
+            done = self.run(["pwd"], cwd=Path("."), timeout_seconds=60)
+            lines = done.stdout.strip().splitlines()
+            if done.exit_code != 0 or not lines or not lines[-1].startswith("/"):
+                detail = (done.error or done.stderr or done.stdout)[-500:]
+                raise LoopFrameworkError(
+                    f"cannot tell the working directory of Code Interpreter session {session_id!r}: "
+                    f"`pwd` gave exit code {done.exit_code}: {detail}"
+                )
+            self._working_directory = (session_id, PurePosixPath(lines[-1]))
+        return self._working_directory[1]
+
+    def write_files(self, files: Mapping[str, str]) -> None:
+        """Write text files into the session with the ``writeFiles`` tool: path (relative to
+        :meth:`working_directory`; folders are created) -> UTF-8 content.
+
+        Raises :class:`LoopFrameworkError` for an absolute path, an AWS error, or when the tool
+        reports an error.
+        """
+        absolute = [path for path in files if path.startswith("/")]
+        if absolute:
+            raise LoopFrameworkError(
+                f"writeFiles takes paths relative to the session's folder, got {absolute}"
+            )
+        if not files:
+            return
+        session_id = self.start()
+        with aws_errors(f"writing {len(files)} file(s) in Code Interpreter session {session_id!r}"):
+            response = self._commands.invoke_code_interpreter(
+                codeInterpreterIdentifier=self.identifier,
+                sessionId=session_id,
+                name="writeFiles",
+                arguments={"content": [{"path": path, "text": text} for path, text in files.items()]},
+            )
+            _, stderr, exit_code = _read_stream(response.get("stream", ()))
+        if exit_code not in (None, 0):
+            raise LoopFrameworkError(
+                f"the Code Interpreter could not write {sorted(files)} in session {session_id!r}: "
+                f"{stderr.strip()[-500:]}"
+            )
 
     def __enter__(self) -> CodeInterpreterSandbox:
         return self

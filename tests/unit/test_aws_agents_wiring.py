@@ -1,0 +1,185 @@
+"""cloud.runtime.with_loop_agent on AWS: which agent and workspace a loop gets, the ConfigError when
+its agent cannot run there, and an iterate step through the wiring in a (locally played) session."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from loopwright.adapters.aws import code_interpreter_sandbox
+from loopwright.adapters.aws.code_interpreter_sandbox import (
+    MAX_SESSION_TIMEOUT_SECONDS,
+    CodeInterpreterSandbox,
+)
+from loopwright.adapters.aws.interpreter_agent import CodeInterpreterCommandAgent
+from loopwright.adapters.aws.runtime_agent import AgentCoreRuntimeAgent
+from loopwright.adapters.aws.session_workspace import SessionWorkspace
+from loopwright.cloud import runtime
+from loopwright.cloud.steps import CloudPorts, iterate_step
+from loopwright.exceptions import ConfigError
+from loopwright.models import LoopConfig, LoopState, StepInput
+from tests.fakes import MemoryStore
+from tests.unit.aws_session_fake import LocalSession, git, make_remote
+
+ARN = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/fixer_agent-a1B2c3D4e5"
+AWS = runtime.RuntimeSettings.from_environ(
+    {"LOOPWRIGHT_ADAPTERS": "aws", "AWS_REGION": "us-east-1", "CODE_INTERPRETER_ID": "ci-1"}
+)
+LOCAL = runtime.RuntimeSettings.from_environ({"LOOPWRIGHT_ADAPTERS": "local"})
+
+
+def config(agent: dict[str, Any] | None, repository: dict[str, Any] | None = None) -> LoopConfig:
+    data: dict[str, Any] = {"goal": "write done.txt", "exit_conditions": [{"type": "LINTING_CLEAN"}]}
+    if agent is not None:
+        data["agent"] = agent
+    if repository is not None:
+        data["repository"] = repository
+    return LoopConfig.model_validate(data)
+
+
+@pytest.mark.parametrize(
+    ("agent", "repository", "adapters", "message"),
+    [
+        (
+            {"kind": "python", "function": "m:f"},
+            {"url": "https://h/r.git"},
+            "aws",
+            "agent.kind: 'python' agents run only locally",
+        ),
+        (
+            {"kind": "agentcore_runtime", "agent_runtime_arn": ARN},
+            None,
+            "local",
+            "agent.kind: 'agentcore_runtime' runs only with LOOPWRIGHT_ADAPTERS=aws",
+        ),
+        (
+            {"kind": "command", "command": ["a"]},
+            {"url": "https://h/r.git"},
+            "aws",
+            "agent.timeout_seconds: 1800 s is above the 840 s",
+        ),
+        (
+            {"kind": "command", "command": ["a"], "timeout_seconds": 60},
+            None,
+            "aws",
+            "repository: required with LOOPWRIGHT_ADAPTERS=aws",
+        ),
+        (
+            {"kind": "agentcore_runtime", "agent_runtime_arn": ARN},
+            {"url": "https://h/r.git"},
+            "aws",
+            "repository.push: must be true",
+        ),
+        (None, None, "aws", "agent: a loop run by the state machine needs an agent"),
+    ],
+)
+def test_an_agent_that_cannot_run_on_the_adapters_is_a_config_error(
+    agent: dict[str, Any] | None, repository: dict[str, Any] | None, adapters: str, message: str
+) -> None:
+    with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        runtime.check_agent_for_adapters(config(agent, repository), adapters)
+
+
+def test_the_repository_may_come_from_the_start_request() -> None:
+    command = {"kind": "command", "command": ["a"], "timeout_seconds": 60}
+    runtime.check_agent_for_adapters(config(command), "aws", repository="https://github.com/o/r.git")
+    assert runtime.loop_repository(config(command), "git@github.com:o/r.git").url == "git@github.com:o/r.git"
+    with pytest.raises(
+        ConfigError, match=r"repository: Value error, must be a git URL .*\(got '/srv/repo'\)"
+    ):
+        runtime.loop_repository(config(command), "/srv/repo")
+
+
+def test_with_loop_agent_refuses_before_building_anything() -> None:
+    store = MemoryStore()
+    store.create_loop(LoopState(loop_id="l1", config=config({"kind": "python", "function": "m:f"})))
+    with pytest.raises(ConfigError, match="'python' agents run only locally"):
+        runtime.with_loop_agent(CloudPorts(store=store), "l1", AWS)
+    runtime_loop = config({"kind": "agentcore_runtime", "agent_runtime_arn": ARN})
+    store.create_loop(LoopState(loop_id="l2", config=runtime_loop))
+    with pytest.raises(ConfigError, match="runs only with LOOPWRIGHT_ADAPTERS=aws"):
+        runtime.with_loop_agent(CloudPorts(store=store), "l2", LOCAL)
+
+
+@pytest.fixture
+def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalSession:
+    """Every CodeInterpreterSandbox the runtime builds talks to one locally played session."""
+    played = LocalSession(tmp_path / "session")
+
+    class Played(CodeInterpreterSandbox):
+        def __init__(self, region_name: str, **kwargs: Any) -> None:
+            super().__init__(region_name, interpreter=_Interpreter(), command_client=played, **kwargs)
+
+    monkeypatch.setattr(code_interpreter_sandbox, "CodeInterpreterSandbox", Played)
+    return played
+
+
+class _Interpreter:
+    def start(self, identifier: str, session_timeout_seconds: int) -> str:
+        assert session_timeout_seconds == MAX_SESSION_TIMEOUT_SECONDS  # the clone lives 8 hours at most
+        return "sess-1"
+
+
+def test_a_command_agent_iterates_in_the_session_and_its_commit_is_pushed(
+    tmp_path: Path, session: LocalSession
+) -> None:
+    remote = make_remote(tmp_path, {"README.md": "hi\n"})
+    agent = {
+        "kind": "command",
+        "command": [
+            sys.executable,
+            "-c",
+            "import pathlib,sys; pathlib.Path('done.txt').write_text(sys.argv[1])",
+            "{loop_id}",
+        ],
+        "timeout_seconds": 60,
+    }
+    store = MemoryStore()
+    store.create_loop(
+        LoopState(loop_id="l1", config=config(agent, {"url": f"file://{remote}", "push": True}))
+    )
+    ports = runtime.with_loop_agent(CloudPorts(store=store), "l1", AWS)
+    assert isinstance(ports.agent, CodeInterpreterCommandAgent)
+    assert isinstance(ports.workspace, SessionWorkspace) and not ports.workspace.fetch_agent_commits
+    state = store.get_state("l1")
+    clone = tmp_path / "session" / ".loopwright" / "worktrees" / "l1"
+    assert (state.worktree, state.branch, state.sandbox_session_id) == (str(clone), "loopwright/l1", "sess-1")
+    assert state.base_commit == git("rev-parse", "main", cwd=remote).strip()
+    # The iterate step runs the agent in the clone and commits; the commit reaches the remote
+    iterate_step(StepInput(loop_id="l1"), ports)
+    after = store.get_state("l1")
+    assert (clone / "done.txt").read_text() == "l1"
+    assert after.iteration == 1 and after.head_commit == git("rev-parse", "loopwright/l1", cwd=remote).strip()
+    # The next Lambda reuses the session and the clone: nothing is cloned again
+    runtime.with_loop_agent(CloudPorts(store=store), "l1", AWS)
+    assert sum(" clone -q " in line for line in session.commands()) == 1
+    assert {c["sessionId"] for c in session.calls} == {"sess-1"}
+
+
+def test_an_agentcore_runtime_agent_gets_the_loops_branch_and_a_fetching_workspace(
+    tmp_path: Path, session: LocalSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "testing")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "testing")
+    remote = make_remote(tmp_path, {"README.md": "hi\n"})
+    store = MemoryStore()
+    loop = config(
+        {"kind": "agentcore_runtime", "agent_runtime_arn": ARN}, {"url": f"file://{remote}", "push": True}
+    )
+    store.create_loop(LoopState(loop_id="l1", config=loop))
+    ports = runtime.with_loop_agent(CloudPorts(store=store), "l1", AWS)
+    assert isinstance(ports.agent, AgentCoreRuntimeAgent)
+    assert isinstance(ports.workspace, SessionWorkspace) and ports.workspace.fetch_agent_commits
+    seed = git("rev-parse", "main", cwd=remote).strip()
+    repository = ports.agent.repository
+    assert repository is not None
+    assert (repository.branch, repository.base_commit, repository.head_commit) == (
+        "loopwright/l1",
+        seed,
+        seed,
+    )
+    # The branch is on the remote before the agent runs, so the agent can check it out
+    assert git("rev-parse", "loopwright/l1", cwd=remote).strip() == seed
