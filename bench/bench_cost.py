@@ -1,6 +1,8 @@
-"""AWS cost per 1,000 iterations of loopwright's orchestration, from ONE local run of the
+"""AWS cost per 1,000 iterations of loopwright's orchestration, from local runs of the
 SYNTHESIZED state machine (:mod:`loopwright.engine.stepfunctions`: moto's ASL interpreter, the
-real handlers, the local adapters).
+real handlers, the local adapters): one run per state machine variant (``steps``: one Lambda
+per step; ``compact``: one Lambda per iteration, ``infrastructure/compact_state_machine.py``) and
+per ``checkpoint_interval``, each priced and marked PASS or MISS against the target.
 
 The loop: a no-op command agent (``python -c pass``) and one CUSTOM condition that never holds
 (``python -c "import sys; sys.exit(1)"``), so it runs until the Cedar ``iteration-limit`` policy
@@ -20,23 +22,32 @@ start and end, are included and amortized over N):
   (projection ALL: 1 WRU per KB); reads (``get_state``, ``stop_requested``, the event-counter
   read before a transaction) are strongly consistent GetItems, 1 RRU per started 4 KB. Item
   sizes: attribute names plus values, from the LoopState and IterationEvent JSON;
+- DynamoDB request units of the steps' Powertools Idempotency records (the run keeps them in
+  :class:`~loopwright.engine.stepfunctions.MemoryPersistenceLayer`, whose calls are
+  ``DynamoDBPersistenceLayer``'s): a PutItem when a step starts and an UpdateItem with its
+  output when it ends (1 WRU per started KB each), a DeleteItem when it fails, a GetItem on a
+  conflict;
 - AgentCore Memory events: ``CheckpointStore.save`` calls (one CreateEvent each; the pruning
-  DeleteEvents and the ListEvents are not counted);
-- Verified Permissions: ``is_authorized_batch`` / ``is_authorized`` calls (API calls: a
-  BatchIsAuthorized call is billed as ONE authorization request, see the price's source) and
-  the decisions they carry.
+  DeleteEvents and the ListEvents are not counted: short-term memory bills new events);
+- Verified Permissions: the API calls the AWS adapter
+  (:class:`~loopwright.adapters.aws.verified_permissions.VerifiedPermissionsPolicyEngine`) makes
+  for the decisions the handlers asked for, found by running that adapter on a recording client:
+  ``IsAuthorized`` (single, $0.000005 each) and ``BatchIsAuthorized`` (one billed request
+  whatever its size, $0.00015 each).
 
 Prices: AWS list prices, us-east-1, first tier, without free tiers; each constant names its
 page and the date it was read. Local handler durations are this machine's, not a Lambda's
 (a 512 MB function has a fraction of a vCPU), and exclude cold starts.
 
-Run: ``.venv/bin/python bench/bench_cost.py [--iterations 20] [--per-execution 8]``.
+Run: ``.venv/bin/python bench/bench_cost.py [--iterations 20] [--per-execution 8]
+[--state-machine steps,compact] [--checkpoint-interval 1,10] [--json]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import io
 import json
 import math
@@ -52,14 +63,17 @@ from pathlib import Path
 from typing import Any
 from unittest import mock
 
+from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.cloud import runtime
 from loopwright.cloud.observability import metrics
 from loopwright.cloud.start import execution_name
 from loopwright.cloud.steps import CloudPorts
 from loopwright.engine.stepfunctions import (
+    STATE_MACHINES,
     Handler,
     LocalStepFunctions,
+    MemoryPersistenceLayer,
     create_loop,
     load_handler,
     synthesize_template,
@@ -68,6 +82,7 @@ from loopwright.models import (
     AuthorizationRequest,
     Checkpoint,
     CommandResult,
+    ControlRequest,
     IterationEvent,
     IterationEventType,
     LoopConfig,
@@ -129,18 +144,28 @@ DYNAMODB_RRU = Price(
     "https://aws.amazon.com/dynamodb/pricing/on-demand/ (rate as quoted by "
     "https://airbyte.com/data-engineering-resources/dynamodb-pricing)",
 )
-#: Short-term memory: $0.25 per 1,000 new events (CreateEvent).
+#: Short-term memory: $0.25 per 1,000 new events (CreateEvent); reads are not billed. The AWS
+#: page renders its tables client-side; the rate as AWS's own agent toolkit quotes that page.
 AGENTCORE_MEMORY_EVENT = Price(
     0.25 / 1000,
     "new event",
-    "https://aws.amazon.com/bedrock/agentcore/pricing/ (rate as quoted by a cost guide citing it: "
-    "http://brick-house.org/960d063e-4af9-4fcf-ad6c-5d7790c91c52?page=8)",
+    "https://aws.amazon.com/bedrock/agentcore/pricing/ (rate as quoted by AWS's agent toolkit: "
+    "https://raw.githubusercontent.com/aws/agent-toolkit-for-aws/main/plugins/aws-agents/skills/"
+    "agents-optimize/references/cost.md, 'Memory events ... $0.25 per 1,000 new events')",
 )
-#: First 40 million a month: $0.00015 per authorization request; "A single API call to
-#: BatchIsAuthorized is considered a single authorization request, irrespective of the numbers
-#: of authorizations requested".
-VERIFIED_PERMISSIONS_REQUEST = Price(
-    0.00015, "authorization request", "https://aws.amazon.com/verified-permissions/pricing/"
+#: "Single authorization requests ... each call to IsAuthorized or IsAuthorizedWithToken API is
+#: metered as one request": $0.000005 per API request (since the 2024 price change).
+VERIFIED_PERMISSIONS_SINGLE = Price(
+    0.000005,
+    "IsAuthorized request",
+    "https://aws.amazon.com/verified-permissions/pricing/ (Single authorization requests)",
+)
+#: "each call to BatchIsAuthorized or BatchIsAuthorizedWithToken API is metered as one request,
+#: irrespective of the number of authorizations": first 40 million a month $0.00015 per request.
+VERIFIED_PERMISSIONS_BATCH = Price(
+    0.00015,
+    "BatchIsAuthorized request",
+    "https://aws.amazon.com/verified-permissions/pricing/ (Batch authorization requests)",
 )
 
 # DynamoDB sizing rules (https://aws.amazon.com/dynamodb/pricing/on-demand/): a standard write of
@@ -207,6 +232,10 @@ class Tally:
     memory_events: int = 0
     authorization_calls: int = 0
     authorization_decisions: int = 0
+    avp_single_requests: int = 0
+    avp_batch_requests: int = 0
+    idempotency_wru: int = 0
+    idempotency_rru: int = 0
     sandbox_seconds: float = 0.0
     lambda_calls: Counter[str] = field(default_factory=Counter)
     lambda_seconds: dict[str, float] = field(default_factory=dict)
@@ -275,15 +304,15 @@ class CountingStore(LoopStore):
     ) -> list[IterationEvent]:
         return self._inner.list_events(loop_id, types=types, limit=limit, newest_first=newest_first)
 
-    def request_stop(self, loop_id: str, reason: str) -> None:
-        self._inner.request_stop(loop_id, reason)
+    def add_control(self, request: ControlRequest) -> None:
+        self._inner.add_control(request)
 
-    def stop_requested(self, loop_id: str) -> str | None:
-        self._read()
-        return self._inner.stop_requested(loop_id)
+    def pending_controls(self, loop_id: str) -> list[ControlRequest]:
+        self._read()  # one GetItem of the loop item's controls map
+        return self._inner.pending_controls(loop_id)
 
-    def clear_stop(self, loop_id: str) -> None:
-        self._inner.clear_stop(loop_id)
+    def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
+        self._inner.clear_controls(loop_id, control_ids)
 
 
 class CountingCheckpoints(CheckpointStore):
@@ -301,21 +330,43 @@ class CountingCheckpoints(CheckpointStore):
         return self._inner.list_checkpoints(loop_id)
 
 
+class RecordingVerifiedPermissions:
+    """A ``verifiedpermissions`` client answering ALLOW to everything and counting the calls
+    (the decisions themselves come from cedarpy; this only shows which API calls the AWS
+    adapter would make)."""
+
+    def __init__(self, tally: Tally) -> None:
+        self._tally = tally
+
+    def is_authorized(self, **request: Any) -> dict[str, Any]:
+        self._tally.avp_single_requests += 1
+        return {"decision": "ALLOW", "determiningPolicies": [], "errors": []}
+
+    def batch_is_authorized(self, **request: Any) -> dict[str, Any]:
+        self._tally.avp_batch_requests += 1
+        allowed = {"decision": "ALLOW", "determiningPolicies": [], "errors": []}
+        return {"results": [{"request": item, **allowed} for item in request["requests"]]}
+
+
 class CountingPolicy(PolicyEngine):
-    """A :class:`PolicyEngine` counting API calls and the decisions they carry."""
+    """A :class:`PolicyEngine` counting its calls (``authorization_calls``) and the decisions
+    they carry, and the Verified Permissions API calls the AWS adapter would make for them."""
 
     def __init__(self, inner: PolicyEngine, tally: Tally) -> None:
         self._inner = inner
         self._tally = tally
+        self._aws = VerifiedPermissionsPolicyEngine("bench", {}, client=RecordingVerifiedPermissions(tally))
 
     def is_authorized(self, request: AuthorizationRequest) -> PolicyDecision:
         self._tally.authorization_calls += 1
         self._tally.authorization_decisions += 1
+        self._aws.is_authorized(request)
         return self._inner.is_authorized(request)
 
     def is_authorized_batch(self, requests: Sequence[AuthorizationRequest]) -> list[PolicyDecision]:
         self._tally.authorization_calls += 1
         self._tally.authorization_decisions += len(requests)
+        self._aws.is_authorized_batch(requests)
         return self._inner.is_authorized_batch(requests)
 
 
@@ -347,17 +398,56 @@ class TimedSandbox(Sandbox):
 def _counting_ports(tally: Tally, original: Callable[[Any], CloudPorts]) -> Callable[[Any], CloudPorts]:
     def build(settings: Any) -> CloudPorts:
         ports = original(settings)
-        return CloudPorts(
+        return dataclasses.replace(
+            ports,
             store=CountingStore(ports.store, tally),
             checkpoints=CountingCheckpoints(ports.checkpoints, tally) if ports.checkpoints else None,
             policy=CountingPolicy(ports.policy, tally) if ports.policy else None,
             sandbox=TimedSandbox(ports.sandbox, tally) if ports.sandbox else None,
-            agent=ports.agent,
-            workspace=ports.workspace,
-            state_dir=ports.state_dir,
         )
 
     return build
+
+
+def idempotency_item_bytes(record: Any) -> int:
+    """Estimated bytes of an idempotency item as ``DynamoDBPersistenceLayer`` writes it: ``id``,
+    ``expiration``, ``status``, ``in_progress_expiration``, ``validation`` and ``data``
+    (attribute names plus values)."""
+    attributes = {
+        "id": str(record.idempotency_key),
+        "expiration": str(record.expiry_timestamp or 0),
+        "status": str(record.status),
+        "in_progress_expiration": str(record.in_progress_expiry_timestamp or 0),
+        "validation": str(record.payload_hash or ""),
+        "data": str(record.response_data or ""),
+    }
+    return _attributes_bytes(attributes)
+
+
+@contextlib.contextmanager
+def _counting_idempotency(tally: Tally) -> Iterator[None]:
+    """Count the DynamoDB requests the idempotency records would cost (see the module docstring)."""
+    layer = MemoryPersistenceLayer
+
+    def writes(method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(self: Any, data_record: Any) -> Any:
+            tally.idempotency_wru += units(idempotency_item_bytes(data_record), WRITE_UNIT_BYTES)
+            return method(self, data_record)
+
+        return counted
+
+    def reads(method: Callable[..., Any]) -> Callable[..., Any]:
+        def counted(self: Any, idempotency_key: str) -> Any:
+            tally.idempotency_rru += 1
+            return method(self, idempotency_key)
+
+        return counted
+
+    with contextlib.ExitStack() as stack:
+        for name in ("_put_record", "_update_record", "_delete_record"):
+            stack.enter_context(mock.patch.object(layer, name, writes(getattr(layer, name))))
+        stack.enter_context(mock.patch.object(layer, "_get_record", reads(layer._get_record)))
+        yield
 
 
 def _timed(name: str, handler: Handler, tally: Tally) -> Handler:
@@ -405,12 +495,14 @@ def _git_repo(root: Path) -> Path:
 _NEVER = "import sys; sys.exit(1)"
 
 
-def bench_config(iterations: int) -> LoopConfig:
-    """A loop of ``iterations`` iterations: no-op agent, a CUSTOM check that never passes."""
+def bench_config(iterations: int, checkpoint_interval: int = 1) -> LoopConfig:
+    """A loop of ``iterations`` iterations: no-op agent, a CUSTOM check that never passes, a
+    checkpoint every ``checkpoint_interval`` iterations."""
     return LoopConfig.model_validate(
         {
             "goal": "cost benchmark: no-op agent",
             "max_iterations": iterations,
+            "checkpoint_interval": checkpoint_interval,
             "exit_conditions": [
                 {
                     "type": "CUSTOM",
@@ -433,7 +525,7 @@ def _counting(tally: Tally) -> Iterator[None]:
     ports = mock.patch.object(runtime, "_local_ports", _counting_ports(tally, runtime._local_ports))
     # The flushed metrics are printed as EMF JSON lines (CloudWatch reads them in AWS): dropped.
     quiet = contextlib.redirect_stdout(io.StringIO())
-    with namespace, ports, quiet, warnings.catch_warnings():
+    with namespace, ports, quiet, _counting_idempotency(tally), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="aws_lambda_powertools")
         runtime.ports.cache_clear()
         try:
@@ -449,17 +541,22 @@ def measure(
     workdir: Path | None = None,
     template: Mapping[str, Any] | None = None,
     timeout_seconds: float = 600.0,
+    state_machine: str = "steps",
+    checkpoint_interval: int = 1,
 ) -> dict[str, Any]:
-    """Run the loop once through the state machine; the counts, totals and per iteration.
+    """Run the loop once through the ``state_machine`` variant (``steps`` or ``compact``) with a
+    checkpoint every ``checkpoint_interval`` iterations; the counts, totals and per iteration.
 
-    Returns ``{"iterations", "executions", "outcome", "seconds", "memory_mb", "totals",
-    "per_iteration", "item_bytes"}``: ``totals``/``per_iteration`` have the keys
-    ``state_transitions``, ``lambda_invocations``, ``lambda_gb_seconds``, ``lambda_seconds``,
-    ``dynamodb_wru``, ``dynamodb_gsi_wru``, ``dynamodb_rru``, ``memory_events``,
-    ``authorization_calls``, ``authorization_decisions``. Raises :class:`RuntimeError` when
-    the loop does not end at its iteration limit.
+    Returns ``{"state_machine", "checkpoint_interval", "iterations", "executions", "outcome",
+    "seconds", "memory_mb", "totals", "per_iteration", "item_bytes"}``: ``totals`` /
+    ``per_iteration`` have the keys ``state_transitions``, ``lambda_invocations``,
+    ``lambda_gb_seconds``, ``lambda_seconds``, ``dynamodb_wru``, ``dynamodb_gsi_wru``,
+    ``dynamodb_rru``, ``idempotency_wru``, ``idempotency_rru``, ``memory_events``,
+    ``authorization_calls``, ``authorization_decisions``, ``avp_single_requests``,
+    ``avp_batch_requests``. Raises :class:`RuntimeError` when the loop does not end at its
+    iteration limit.
     """
-    template = template or synthesize_template()
+    template = template or synthesize_template(state_machine=state_machine)
     memory = function_memory_mb(template)
     tally = Tally()
     with contextlib.ExitStack() as stack:
@@ -469,9 +566,9 @@ def measure(
         started = time.monotonic()
         stack.enter_context(_counting(tally))
         local = stack.enter_context(
-            LocalStepFunctions(template, workspace / ".loopwright", handlers=handlers)
+            LocalStepFunctions(template, workspace / ".loopwright", handlers=handlers, idempotency="memory")
         )
-        loop_id = create_loop(bench_config(iterations), workspace)
+        loop_id = create_loop(bench_config(iterations, checkpoint_interval), workspace)
         step_input = StepInput(loop_id=loop_id)
         step_input.iterations_per_execution = iterations_per_execution
         name = execution_name(loop_id, 0)
@@ -507,10 +604,16 @@ def measure(
         "memory_events": tally.memory_events,
         "authorization_calls": tally.authorization_calls,
         "authorization_decisions": tally.authorization_decisions,
+        "avp_single_requests": tally.avp_single_requests,
+        "avp_batch_requests": tally.avp_batch_requests,
+        "idempotency_wru": tally.idempotency_wru,
+        "idempotency_rru": tally.idempotency_rru,
         "events_written": tally.events_written,
         "transactions": tally.transactions,
     }
     return {
+        "state_machine": state_machine,
+        "checkpoint_interval": checkpoint_interval,
         "iterations": iterations,
         "executions": names,
         "outcome": state.outcome.value,
@@ -536,8 +639,11 @@ ROWS: tuple[tuple[str, str, Price | None], ...] = (
     ("DynamoDB writes (WRU, tables)", "dynamodb_wru", DYNAMODB_WRU),
     ("DynamoDB writes (WRU, GSI by_type)", "dynamodb_gsi_wru", DYNAMODB_WRU),
     ("DynamoDB reads (RRU)", "dynamodb_rru", DYNAMODB_RRU),
+    ("DynamoDB writes (WRU, idempotency)", "idempotency_wru", DYNAMODB_WRU),
+    ("DynamoDB reads (RRU, idempotency)", "idempotency_rru", DYNAMODB_RRU),
     ("AgentCore Memory events", "memory_events", AGENTCORE_MEMORY_EVENT),
-    ("Verified Permissions requests", "authorization_calls", VERIFIED_PERMISSIONS_REQUEST),
+    ("Verified Permissions IsAuthorized", "avp_single_requests", VERIFIED_PERMISSIONS_SINGLE),
+    ("Verified Permissions BatchIsAuthorized", "avp_batch_requests", VERIFIED_PERMISSIONS_BATCH),
 )
 
 
@@ -547,7 +653,7 @@ def price_table(per_iteration: Mapping[str, float]) -> dict[str, Any]:
     ``passed`` (total below :data:`TARGET_USD_PER_1000`)."""
     rows: list[dict[str, Any]] = []
     for label, key, price in ROWS:
-        count = per_iteration[key]
+        count = per_iteration.get(key, 0.0)
         rows.append(
             {
                 "item": label,
@@ -561,12 +667,16 @@ def price_table(per_iteration: Mapping[str, float]) -> dict[str, Any]:
     return {"rows": rows, "total": total, "passed": total < TARGET_USD_PER_1000}
 
 
-def render(figures: Mapping[str, Any], table: Mapping[str, Any]) -> str:
-    """The report: the run, the table, the total and the target line, then the sources."""
+def render(figures: Mapping[str, Any], table: Mapping[str, Any], *, sources: bool = True) -> str:
+    """The report of one run: the run, the table, the total and the target line, then (with
+    ``sources``) the prices' sources."""
     per = figures["per_iteration"]
+    variant = figures.get("state_machine", "steps")
+    interval = figures.get("checkpoint_interval", 1)
     lines = [
-        f"loop: {figures['iterations']} iterations, outcome {figures['outcome']}, executions "
-        f"{', '.join(figures['executions'])} ({figures['seconds']:.1f} s locally)",
+        f"== state machine '{variant}', checkpoint_interval {interval}: {figures['iterations']} iterations, "
+        f"outcome {figures['outcome']}, executions {', '.join(figures['executions'])} "
+        f"({figures['seconds']:.1f} s locally)",
         f"Lambda calls: {json.dumps(figures['lambda_calls'], sort_keys=True)}; memory MB "
         f"{json.dumps(figures['memory_mb'], sort_keys=True)}",
         f"per iteration: {per['events_written']:.2f} events in {per['transactions']:.2f} "
@@ -576,20 +686,41 @@ def render(figures: Mapping[str, Any], table: Mapping[str, Any]) -> str:
         f"item bytes: loop item max {figures['item_bytes']['loop_item_max']}, event item max "
         f"{figures['item_bytes']['event_item_max']}, mean {figures['item_bytes']['event_item_mean']:.0f}",
         "",
-        f"{'item':<36} {'count/iteration':>16} {'unit price (USD)':>22} {'$ / 1,000 it.':>14}",
+        f"{'item':<40} {'count/iteration':>16} {'unit price (USD)':>22} {'$ / 1,000 it.':>14}",
     ]
     for row in table["rows"]:
         unit = f"{row['unit_usd']:.10f}".rstrip("0") if row["unit_usd"] is not None else "price not found"
         cost = f"{row['usd_per_1000']:.5f}" if row["usd_per_1000"] is not None else "excluded"
-        lines.append(f"{row['item']:<36} {row['per_iteration']:>16.3f} {unit:>22} {cost:>14}")
+        lines.append(f"{row['item']:<40} {row['per_iteration']:>16.3f} {unit:>22} {cost:>14}")
     missing = [r["item"] for r in table["rows"] if r["unit_usd"] is None]
-    lines.append(f"{'TOTAL':<36} {'':>16} {'':>22} {table['total']:>14.5f}")
+    lines.append(f"{'TOTAL':<40} {'':>16} {'':>22} {table['total']:>14.5f}")
     if missing:
         lines.append(f"excluded from the total (price not found): {', '.join(missing)}")
-    verdict = "PASS" if table["passed"] else "MISS"
-    lines += [
-        f"target: below ${TARGET_USD_PER_1000:.2f} per 1,000 iterations, excluding model tokens and "
-        f"checks: {verdict} (${table['total']:.4f})",
+    lines.append(f"target: below ${TARGET_USD_PER_1000:.2f} per 1,000 iterations: {verdict(table)}")
+    if sources:
+        lines += ["", *notes()]
+    return "\n".join(lines)
+
+
+def single_requests(per_iteration: Mapping[str, float]) -> dict[str, float]:
+    """``per_iteration`` as if the Verified Permissions adapter asked each decision with its own
+    ``IsAuthorized`` call instead of ``BatchIsAuthorized`` (cheaper since the 2024 price change:
+    up to 30 single requests cost no more than one batch, whose quota is 30 requests)."""
+    return {
+        **per_iteration,
+        "avp_single_requests": per_iteration["authorization_decisions"],
+        "avp_batch_requests": 0.0,
+    }
+
+
+def verdict(table: Mapping[str, Any]) -> str:
+    """``PASS ($x.xxxx)`` or ``MISS ($x.xxxx)``."""
+    return f"{'PASS' if table['passed'] else 'MISS'} (${table['total']:.4f})"
+
+
+def notes() -> list[str]:
+    """What is excluded, and the prices with their sources."""
+    lines = [
         "excluded: the agent's and the checks' own compute (sandbox time subtracted from handler "
         "time), model tokens, Lambda cold starts, free tiers, storage, logs/X-Ray, data transfer.",
         "handler durations are this machine's, not a Lambda's (512 MB is a fraction of a vCPU).",
@@ -599,30 +730,78 @@ def render(figures: Mapping[str, Any], table: Mapping[str, Any]) -> str:
     for label, _, price in ROWS:
         if price is not None:
             lines.append(f"  {label}: ${price.usd:.10f}".rstrip("0") + f" per {price.unit}: {price.source}")
-    return "\n".join(lines)
+    return lines
+
+
+def _csv(kind: Callable[[str], Any]) -> Callable[[str], list[Any]]:
+    def parse(text: str) -> list[Any]:
+        return [kind(item.strip()) for item in text.split(",") if item.strip()]
+
+    return parse
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    """``--iterations`` (default 20), ``--per-execution`` (default 8), ``--json``."""
+    """``--iterations`` (default 20), ``--per-execution`` (default 8), ``--state-machine``
+    (comma-separated, default ``steps,compact``), ``--checkpoint-interval`` (comma-separated,
+    default ``1,10``), ``--json``. Exits 2 naming the option for a bad value."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
     parser.add_argument("--iterations", type=int, default=20)
     parser.add_argument("--per-execution", type=int, default=8, help="iterations per execution")
+    parser.add_argument(
+        "--state-machine",
+        type=_csv(str),
+        default=list(STATE_MACHINES),
+        help=f"variants to run, comma-separated: {', '.join(STATE_MACHINES)}",
+    )
+    parser.add_argument(
+        "--checkpoint-interval",
+        type=_csv(int),
+        default=[1, 10],
+        help="checkpoint_interval values to run, comma-separated (each variant runs with each)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    unknown = [v for v in args.state_machine if v not in STATE_MACHINES]
+    if unknown or not args.state_machine:
+        parser.error(f"--state-machine: {unknown or 'none'} not among {', '.join(STATE_MACHINES)}")
+    if not args.checkpoint_interval or any(n < 1 for n in args.checkpoint_interval):
+        parser.error("--checkpoint-interval: give whole numbers of iterations, 1 or more")
+    return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run, print the report; exit code 0 (PASS or MISS), 1 when the loop misbehaves."""
+    """Run every variant with every checkpoint interval, print each report and a summary with
+    PASS or MISS for each; exit code 0 (PASS or MISS), 1 when a loop misbehaves."""
     args = parse_args(argv)
-    try:
-        figures = measure(args.iterations, args.per_execution)
-    except RuntimeError as exc:
-        print(f"bench_cost: {exc}", file=sys.stderr)
-        return 1
-    table = price_table(figures["per_iteration"])
-    print(render(figures, table))
+    results: list[dict[str, Any]] = []
+    for variant in args.state_machine:
+        for interval in args.checkpoint_interval:
+            try:
+                figures = measure(
+                    args.iterations, args.per_execution, state_machine=variant, checkpoint_interval=interval
+                )
+            except RuntimeError as exc:
+                print(f"bench_cost: {variant}, checkpoint_interval {interval}: {exc}", file=sys.stderr)
+                return 1
+            table = price_table(figures["per_iteration"])
+            print(render(figures, table, sources=False) + "\n")
+            results.append({"figures": figures, "table": table})
+    print(f"summary: $ per 1,000 iterations (target below ${TARGET_USD_PER_1000:.2f})")
+    for result in results:
+        figures, table = result["figures"], result["table"]
+        per = figures["per_iteration"]
+        line = (
+            f"  {figures['state_machine']:<8} checkpoint_interval {figures['checkpoint_interval']:<3} "
+            f"{per['state_transitions']:5.2f} transitions, {per['memory_events']:4.2f} Memory events, "
+            f"{per['avp_single_requests'] + per['avp_batch_requests']:4.2f} Verified Permissions calls "
+            f"an iteration: {verdict(table)}"
+        )
+        if per["avp_batch_requests"]:
+            line += f"; with one IsAuthorized per decision: {verdict(price_table(single_requests(per)))}"
+        print(line)
+    print("\n" + "\n".join(notes()))
     if args.json:
-        print(json.dumps({"figures": figures, "table": table}, indent=2, default=str))
+        print(json.dumps(results, indent=2, default=str))
     return 0
 
 

@@ -39,6 +39,8 @@ CTX_LAYER = "loopwright:layer"
 ENV_LAYER = "LOOPWRIGHT_CDK_LAYER"
 #: Optional e-mail address subscribed to the alerts topic.
 CTX_ALARM_EMAIL = "loopwright:alarmEmail"
+#: Context key: the Code Interpreter's network mode, PUBLIC (default) or SANDBOX.
+CTX_CODE_INTERPRETER_NETWORK = "loopwright:codeInterpreterNetwork"
 
 #: AgentCore Memory event expiry, days (the API allows 7 to 365).
 DEFAULT_MEMORY_EXPIRY_DAYS = 30
@@ -64,6 +66,8 @@ FUNCTIONS: dict[str, tuple[Duration, int]] = {
     "record_failure": (Duration.seconds(30), 512),
     "start_loop": (Duration.seconds(30), 512),
     "await_human": (Duration.seconds(30), 512),
+    "run_iteration": (Duration.minutes(15), 1024),
+    "schedule_resume": (Duration.seconds(30), 512),
 }
 
 # ----------------------------------------------------------------------------- Step Functions
@@ -87,6 +91,14 @@ STATE_MACHINE_NAME_SUFFIX = "loop"
 # ----------------------------------------------------------------------------- API Gateway
 API_THROTTLING_RATE_LIMIT = 10  # requests per second
 API_THROTTLING_BURST_LIMIT = 20  # requests
+#: Every other method's limit (the dashboard's reads): an open loop page polls each of its
+#: endpoints every 2 s (0.5 requests per second per method), so 20 per second serves about 40
+#: open pages; the burst absorbs a page load (about 6 requests at once) of several operators.
+DASHBOARD_THROTTLING_RATE_LIMIT = 20  # requests per second, per method
+DASHBOARD_THROTTLING_BURST_LIMIT = 40  # requests
+#: Each control and plan POST: a human's click; a script repeating one is slowed down.
+CONTROL_THROTTLING_RATE_LIMIT = 2  # requests per second, per method
+CONTROL_THROTTLING_BURST_LIMIT = 5  # requests
 
 # ----------------------------------------------------------------------------- EventBridge
 GIT_EVENT_SOURCE = "loopwright.git"

@@ -1,11 +1,17 @@
 """What starts and continues loops without a caller of the API.
 
 - An EventBridge Scheduler schedule group (:attr:`Continuation.schedule_group`) and a role
-  (:attr:`Continuation.scheduler_role`) that Scheduler assumes to start executions of the loop's
-  state machine: a scheduled continuation is a schedule in that group whose target is the state
-  machine (``states:StartExecution``) with a ``StepInput`` as input. Schedules are created at run
-  time (one per loop that asks to resume later), so the stack holds no schedule; the caller
-  creating them needs ``scheduler:CreateSchedule`` on the group and ``iam:PassRole`` on the role.
+  (:attr:`Continuation.scheduler_role`) that Scheduler assumes to invoke the ``start_loop``
+  function (``lambda:InvokeFunction`` on it, ``sqs:SendMessage`` on :attr:`resume_dead_letters`).
+  A scheduled continuation is a schedule in that group whose target is ``start_loop`` with a
+  ``{"scheduled_resume": ...}`` input (:mod:`loopwright.cloud.schedule`): ``start_loop`` records
+  the resumed session before it starts the next execution, and does nothing when a human resumed
+  or stopped the loop meanwhile; a schedule targeting the state machine could do neither.
+  Schedules are created at run time (one per pause until a usage limit resets) by the
+  ``schedule_resume`` function, so the stack holds no schedule; that function's role gets
+  ``scheduler:CreateSchedule`` on the group's schedules and ``iam:PassRole`` on the scheduler role
+  only (for ``scheduler.amazonaws.com``), and its environment names the group, role, target and
+  dead-letter queue. Undeliverable resumes go to :attr:`resume_dead_letters` (encrypted).
 - An EventBridge rule on the default bus, source ``loopwright.git``, detail-type ``push``: a git
   host (or a CodeCommit/CodePipeline forwarder) puts a ``StartLoopRequest`` as the event's detail,
   and the ``start_loop`` function starts the loop (up to 2 retries within 1 hour; undelivered
@@ -14,38 +20,46 @@
 
 from __future__ import annotations
 
-from aws_cdk import Duration, RemovalPolicy, Stack
+from aws_cdk import ArnFormat, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
-from aws_cdk import aws_stepfunctions as sfn
 from constructs import Construct
 
 from infrastructure.constants import GIT_EVENT_DETAIL_TYPE, GIT_EVENT_SOURCE
+from infrastructure.functions import function_arn
 
 
 class Continuation(Construct):
-    """:attr:`schedule_group`, :attr:`scheduler_role`, :attr:`git_push_rule`, :attr:`dead_letters`."""
+    """:attr:`schedule_group`, :attr:`scheduler_role`, :attr:`resume_dead_letters`,
+    :attr:`git_push_rule`, :attr:`dead_letters`; ``schedule_resume`` gets its scheduler permissions
+    and environment (module docstring).
+
+    Resumes go through ``start_loop`` (it records LOOP_RESUMED and starts the execution);
+    ``schedule_resume`` is the function that creates one-time schedules.
+    """
 
     def __init__(
         self,
         scope: Construct,
         construct_id: str,
         *,
-        state_machine: sfn.IStateMachine,
         start_loop: lambda_.IFunction,
+        schedule_resume: lambda_.Function,
         removal_policy: RemovalPolicy,
     ) -> None:
         super().__init__(scope, construct_id)
         self.schedule_group = scheduler.ScheduleGroup(self, "Schedules", removal_policy=removal_policy)
-        self.scheduler_role = self._build_scheduler_role(state_machine)
-        self.dead_letters = self._build_dead_letters()
+        self.resume_dead_letters = self._queue("ResumeDeadLetters")
+        self.scheduler_role = self._build_scheduler_role(start_loop)
+        self._allow_scheduling(schedule_resume)
+        self.dead_letters = self._queue("GitPushDeadLetters")
         self.git_push_rule = self._build_git_push_rule(start_loop)
 
-    def _build_scheduler_role(self, state_machine: sfn.IStateMachine) -> iam.Role:
+    def _build_scheduler_role(self, start_loop: lambda_.IFunction) -> iam.Role:
         account = Stack.of(self).account
         role = iam.Role(
             self,
@@ -53,15 +67,46 @@ class Continuation(Construct):
             assumed_by=iam.ServicePrincipal(
                 "scheduler.amazonaws.com", conditions={"StringEquals": {"aws:SourceAccount": account}}
             ),
-            description="EventBridge Scheduler: start the next execution of a loop",
+            description="EventBridge Scheduler: invoke start_loop to resume a paused loop",
         )
-        state_machine.grant_start_execution(role)
+        # The function itself, not '<arn>:*' (grant_invoke's versions and aliases): none are used.
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=["lambda:InvokeFunction"], resources=[start_loop.function_arn])
+        )
+        self.resume_dead_letters.grant_send_messages(role)
         return role
 
-    def _build_dead_letters(self) -> sqs.Queue:
+    def _allow_scheduling(self, function: lambda_.Function) -> None:
+        """``function`` may create schedules in the group that Scheduler runs as the scheduler role."""
+        schedules = Stack.of(self).format_arn(
+            service="scheduler",
+            resource="schedule",
+            resource_name=f"{self.schedule_group.schedule_group_name}/*",
+            arn_format=ArnFormat.SLASH_RESOURCE_NAME,
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(actions=["scheduler:CreateSchedule"], resources=[schedules])
+        )
+        function.add_to_role_policy(
+            iam.PolicyStatement(
+                actions=["iam:PassRole"],
+                resources=[self.scheduler_role.role_arn],
+                conditions={"StringEquals": {"iam:PassedToService": "scheduler.amazonaws.com"}},
+            )
+        )
+        environment = {
+            "SCHEDULE_GROUP_NAME": self.schedule_group.schedule_group_name,
+            "SCHEDULER_ROLE_ARN": self.scheduler_role.role_arn,
+            "RESUME_FUNCTION_ARN": function_arn(self, "start_loop"),  # by name: no cycle
+            "RESUME_DEAD_LETTER_ARN": self.resume_dead_letters.queue_arn,
+        }
+        for name, value in environment.items():
+            function.add_environment(name, value)
+
+    def _queue(self, construct_id: str) -> sqs.Queue:
         return sqs.Queue(
             self,
-            "GitPushDeadLetters",
+            construct_id,
             encryption=sqs.QueueEncryption.SQS_MANAGED,
             enforce_ssl=True,
             retention_period=Duration.days(14),

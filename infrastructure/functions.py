@@ -1,24 +1,30 @@
 """The loop's Lambda functions and the core layer they share.
 
-One function per state of the state machine plus ``start_loop`` (``POST /loops``) and
-``await_human`` (the task-token state), each ``functions/<name>/handler.handler`` on Python 3.12,
-ARM_64, X-Ray tracing active, its own log group (retention :data:`LOG_RETENTION`) and its own
-role holding only what it uses (:data:`NEEDS`): table grants, the AgentCore Memory or Code
-Interpreter statement, ``IsAuthorized`` on the policy store (authorize only).
+One function per state of the state machine plus ``start_loop`` (``POST /loops``, and the target
+of the resume schedules), ``await_human`` (the task-token state) and ``schedule_resume`` (a one-time
+schedule at a usage limit's reset; its scheduler permissions and environment are added by
+:class:`infrastructure.continuation.Continuation`, which owns the schedule group), each
+``functions/<name>/handler.handler`` on Python 3.12, ARM_64, X-Ray tracing active, its own log
+group (retention :data:`LOG_RETENTION`) and its own role holding only what it uses (:data:`NEEDS`):
+table grants, the AgentCore Memory or Code Interpreter statement, ``IsAuthorized`` on the policy
+store (authorize only), item access to the idempotency table.
 
 Environment (read by :class:`loopwright.cloud.runtime.RuntimeSettings`): ``LOOPWRIGHT_ADAPTERS``
 (``aws``), ``POWERTOOLS_SERVICE_NAME``, ``POWERTOOLS_METRICS_NAMESPACE``, ``LOOPS_TABLE_NAME``,
 ``EVENTS_TABLE_NAME``, ``PLANS_TABLE_NAME``, ``MEMORY_ID``, ``CODE_INTERPRETER_ID``,
-``POLICY_STORE_ID``, ``LOOPWRIGHT_POLICIES_DIR`` (the layer's copy of ``policies/``) and, for
-authorize only, ``POLICY_MAP`` (JSON, see :mod:`infrastructure.policies`); ``start_loop`` gets
+``POLICY_STORE_ID``, ``LOOPWRIGHT_POLICIES_DIR`` (the layer's copy of ``policies/``),
+``IDEMPOTENCY_TABLE_NAME`` for the steps with Powertools Idempotency and, for authorize only,
+``POLICY_MAP`` (JSON, see :mod:`infrastructure.policies`); ``start_loop`` gets
 ``STATE_MACHINE_ARN`` from the stack once the state machine exists.
 """
 
 from __future__ import annotations
 
+import hashlib
+import re
 from pathlib import Path
 
-from aws_cdk import RemovalPolicy
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
@@ -36,23 +42,88 @@ from infrastructure.constants import (
 )
 from infrastructure.policies import PolicyStore
 from infrastructure.storage import Storage
+from loopwright.models.config import AGENT_RUNTIME_ARN_PATTERN
 
 #: What each function may touch: ``tables`` (loops and events, read/write), ``memory``
 #: (checkpoints: checkpoint, and authorize/evaluate/decide for the final one when a loop ends),
-#: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize).
+#: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize), ``idempotency`` (its records:
+#: every task whose handler is ``@idempotent_step``; not await_human, whose retry must store the
+#: new task token), ``schedule`` (create a schedule in the group, pass the scheduler role),
+#: ``agent_runtime`` (iterate: invoke a loop's AgentCore Runtime agent, see :data:`CTX_AGENT_RUNTIME_ARNS`).
 NEEDS: dict[str, frozenset[str]] = {
-    "authorize": frozenset({"tables", "memory", "policy"}),
-    "iterate": frozenset({"tables", "code_interpreter"}),
-    "checkpoint": frozenset({"tables", "memory"}),
-    "evaluate": frozenset({"tables", "memory", "code_interpreter"}),
-    "verify": frozenset({"tables"}),
-    "decide": frozenset({"tables", "memory"}),
-    "record_failure": frozenset({"tables"}),
+    "authorize": frozenset({"tables", "memory", "policy", "idempotency"}),
+    "iterate": frozenset({"tables", "code_interpreter", "idempotency", "agent_runtime"}),
+    "checkpoint": frozenset({"tables", "memory", "idempotency"}),
+    "evaluate": frozenset({"tables", "memory", "code_interpreter", "idempotency"}),
+    "verify": frozenset({"tables", "idempotency"}),
+    "decide": frozenset({"tables", "memory", "idempotency"}),
+    "record_failure": frozenset({"tables", "idempotency"}),
     "start_loop": frozenset({"tables"}),
     "await_human": frozenset({"tables"}),
+    "run_iteration": frozenset(
+        {"tables", "memory", "policy", "code_interpreter", "idempotency", "agent_runtime"}
+    ),
+    "schedule_resume": frozenset({"schedule", "idempotency"}),
 }
+#: What Powertools Idempotency does with a record (``DynamoDBPersistenceLayer``): no Query, no Scan.
+IDEMPOTENCY_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
+#: Context key: the AgentCore Runtime ARNs the iterate function may invoke (``agent_runtime``: a
+#: loop's ``agentcore_runtime`` agent), a list or one comma-separated string. Unset: every runtime
+#: of the stack's account and region (a loop's config names its runtime only at run time).
+CTX_AGENT_RUNTIME_ARNS = "loopwright:agentRuntimeArns"
+
+
+def agent_runtime_arns(value: object) -> list[str]:
+    """The ARNs of :data:`CTX_AGENT_RUNTIME_ARNS` (``value``: None, a list, or a string with
+    commas). Raises ValueError naming the context key for a value that is not a runtime ARN."""
+    items = value if isinstance(value, list) else str(value or "").split(",")
+    arns = [str(item).strip() for item in items if str(item).strip()]
+    for arn in arns:
+        if re.fullmatch(AGENT_RUNTIME_ARN_PATTERN, arn) is None:
+            raise ValueError(
+                f"context {CTX_AGENT_RUNTIME_ARNS}: {arn!r} is not an AgentCore Runtime ARN "
+                "(arn:aws:bedrock-agentcore:<region>:<account>:runtime/<name>-<10 characters>)"
+            )
+    return arns
+
+
 #: Where the layer's copy of ``policies/`` is in Lambda (layers unpack under /opt).
 LAYER_POLICIES_DIR = "/opt/python/policies"
+
+
+#: Functions whose physical name is derived from the stack's (:func:`function_name`). start_loop:
+#: a resume schedule targets it, and the schedule_resume function, which the state machine invokes,
+#: must name it in its environment; start_loop itself names the state machine, so a reference to
+#: its resource would close a cycle (start_loop -> state machine -> schedule_resume -> start_loop).
+NAMED_FUNCTIONS = frozenset({"start_loop"})
+#: Lambda's limit on a function name (characters).
+FUNCTION_NAME_MAX_CHARS = 64
+
+
+def function_name(stack_name: str, name: str) -> str:
+    """``<stack name>-<name with dashes>``, shortened with a hash of the stack name to at most
+    :data:`FUNCTION_NAME_MAX_CHARS` characters (unique per stack name, as a stack's own name is in
+    its account and region)."""
+    suffix = name.replace("_", "-")
+    full = f"{stack_name}-{suffix}"
+    if len(full) <= FUNCTION_NAME_MAX_CHARS:
+        return full
+    digest = hashlib.sha256(stack_name.encode()).hexdigest()[:8]
+    return f"{stack_name[: FUNCTION_NAME_MAX_CHARS - len(suffix) - len(digest) - 2]}-{digest}-{suffix}"
+
+
+def function_arn(scope: Construct, name: str) -> str:
+    """The ARN of :data:`NAMED_FUNCTIONS` member ``name`` in ``scope``'s stack, built from its
+    name (no reference to the function resource)."""
+    if name not in NAMED_FUNCTIONS:
+        raise ValueError(f"{name} has no derived name: only {sorted(NAMED_FUNCTIONS)}")
+    stack = Stack.of(scope)
+    return stack.format_arn(
+        service="lambda",
+        resource="function",
+        resource_name=function_name(stack.stack_name, name),
+        arn_format=ArnFormat.COLON_RESOURCE_NAME,
+    )
 
 
 def camel(name: str) -> str:
@@ -81,6 +152,8 @@ class LoopFunctions(Construct):
         self._policy_store = policy_store
         self._removal_policy = removal_policy
         self._functions_dir = functions_dir
+        #: The runtimes iterate may invoke (empty: every runtime of the account and region).
+        self.agent_runtime_arns = agent_runtime_arns(self.node.try_get_context(CTX_AGENT_RUNTIME_ARNS))
         self.layer = self._build_layer(layer_dir)
         self.functions = {name: self._build_function(name) for name in FUNCTIONS}
 
@@ -109,6 +182,8 @@ class LoopFunctions(Construct):
         }
         if "policy" in NEEDS[name]:
             environment["POLICY_MAP"] = self._policy_store.policy_map_json()
+        if "idempotency" in NEEDS[name]:
+            environment["IDEMPOTENCY_TABLE_NAME"] = self._storage.idempotency_table.table_name
         return environment
 
     def _build_role(self, name: str, log_group: logs.LogGroup) -> iam.Role:
@@ -123,10 +198,14 @@ class LoopFunctions(Construct):
         if "tables" in needs:
             self._storage.loops_table.grant_read_write_data(role)
             self._storage.events_table.grant_read_write_data(role)
+        if "idempotency" in needs:
+            self._storage.idempotency_table.grant(role, *IDEMPOTENCY_ACTIONS)
         if "memory" in needs:
             role.add_to_principal_policy(self._agentcore.memory_statement())
         if "code_interpreter" in needs:
             role.add_to_principal_policy(self._agentcore.code_interpreter_statement())
+        if "agent_runtime" in needs:
+            role.add_to_principal_policy(self._agent_runtime_statement())
         if "policy" in needs:
             role.add_to_principal_policy(
                 iam.PolicyStatement(
@@ -136,6 +215,17 @@ class LoopFunctions(Construct):
             )
         return role
 
+    def _agent_runtime_statement(self) -> iam.PolicyStatement:
+        """``InvokeAgentRuntime`` on :attr:`agent_runtime_arns` and their endpoints (the loop's
+        ``qualifier``), or on ``runtime/*`` of this account and region when none is given."""
+        if self.agent_runtime_arns:
+            resources = [r for arn in self.agent_runtime_arns for r in (arn, f"{arn}/runtime-endpoint/*")]
+        else:
+            resources = [
+                Stack.of(self).format_arn(service="bedrock-agentcore", resource="runtime", resource_name="*")
+            ]
+        return iam.PolicyStatement(actions=["bedrock-agentcore:InvokeAgentRuntime"], resources=resources)
+
     def _build_function(self, name: str) -> lambda_.Function:
         timeout, memory_mib = FUNCTIONS[name]
         log_group = logs.LogGroup(
@@ -144,6 +234,7 @@ class LoopFunctions(Construct):
         return lambda_.Function(
             self,
             f"{camel(name)}Function",
+            function_name=function_name(Stack.of(self).stack_name, name) if name in NAMED_FUNCTIONS else None,
             description=f"loopwright {name} (functions/{name}/handler.py)",
             code=lambda_.Code.from_asset(str(self._functions_dir / name)),
             handler="handler.handler",

@@ -2,12 +2,16 @@
 
     Authorize -> Allowed? -yes-> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide -> Action?
                      '-no-> Decide                                                          |
-    Action? CONTINUE -> Handover? -no-> Authorize
-                                  -yes-> StartNextExecution (same machine, name
-                                         "<loop_id>-g<generation>", fire and forget) -> HandedOver
+    Action? CONTINUE with handover -> StartNextExecution (same machine, name
+                                      "<loop_id>-g<generation>", fire and forget) -> HandedOver
+            CONTINUE -> Authorize
             AWAIT_HUMAN -> AwaitHuman (task token, up to AWAIT_HUMAN_TIMEOUT) -> Authorize
+            PAUSE -> ResumeAt? -a time-> ScheduleResume (a one-time schedule that resumes the
+                                         loop through start_loop, loopwright.cloud.schedule) -> Paused
+                               -none (a human's pause)-> Paused
             otherwise (COMPLETE, STOP) -> Done
-    every task: Retry (2 s, backoff 2, full jitter, 3 attempts) and Catch -> RecordFailure -> Failed
+    every task: Retry (2 s, backoff 2, full jitter, 3 attempts) and Catch -> RecordFailure -> Failed;
+    the idempotent steps first retry IdempotencyAlreadyInProgressError (see IN_PROGRESS_RETRY_*)
 
 Every Lambda task passes the whole state as its payload and its result replaces the state
 (``payload_response_only``), except AwaitHuman (a callback: its input goes on unchanged) and the
@@ -25,7 +29,7 @@ role's ``states:StartExecution`` names that one ARN.
 
 from __future__ import annotations
 
-from aws_cdk import RemovalPolicy, Stack
+from aws_cdk import Duration, RemovalPolicy, Stack
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from aws_cdk import aws_stepfunctions as sfn
@@ -41,6 +45,8 @@ from infrastructure.constants import (
     RETRY_MAX_ATTEMPTS,
     STATE_MACHINE_NAME_SUFFIX,
 )
+from infrastructure.functions import NEEDS
+from loopwright.cloud.idempotency import IN_PROGRESS_ERROR
 
 #: Retried besides the Lambda service errors: a handler's own failure (a throttled or conflicting
 #: store write) on the short, idempotent steps. Not on iterate and evaluate (15 min each, and a
@@ -50,8 +56,18 @@ RETRIED_TASK_FAILURES = ["States.TaskFailed"]
 _NOT_RETRIED_ON_TASK_FAILURE = frozenset({"iterate", "evaluate", "await_human"})
 #: Errors of the StartExecution service integration retried (throttling, service errors).
 START_EXECUTION_ERRORS = ["StepFunctions.AWSStepFunctionsException", "StepFunctions.SdkClientException"]
+#: The tasks whose handlers are ``@idempotent_step`` (loopwright.cloud.idempotency).
+IDEMPOTENT_TASKS = frozenset(name for name, needs in NEEDS.items() if "idempotency" in needs)
+#: Retry of a task whose key another invocation holds in progress (a retry Step Functions started
+#: while the first attempt still runs): wait until that attempt has ended. 30, 60, 120, 240, 480 s
+#: add up to 930 s, longer than any function's timeout (at most Lambda's 900 s), after which its
+#: in-progress record has expired; no jitter, so the waits always add up to that.
+IN_PROGRESS_ERRORS = [IN_PROGRESS_ERROR]
+IN_PROGRESS_RETRY_INTERVAL = Duration.seconds(30)
+IN_PROGRESS_RETRY_BACKOFF_RATE = 2.0
+IN_PROGRESS_RETRY_MAX_ATTEMPTS = 5
 #: The fields of StepInput carried to the next execution.
-_CARRIED = ("loop_id", "iteration", "generation", "iterations_per_execution")
+_CARRIED = ("loop_id", "iteration", "generation", "iterations_per_execution", "first_iteration")
 
 
 def _carried_payload() -> dict[str, object]:
@@ -103,6 +119,14 @@ class LoopStateMachine(Construct):
     # ----------------------------------------------------------------------------- states
     @staticmethod
     def _retry(task: sfn.TaskStateBase, name: str) -> None:
+        if name in IDEMPOTENT_TASKS:  # first: States.TaskFailed below would match it too
+            task.add_retry(
+                errors=IN_PROGRESS_ERRORS,
+                interval=IN_PROGRESS_RETRY_INTERVAL,
+                backoff_rate=IN_PROGRESS_RETRY_BACKOFF_RATE,
+                max_attempts=IN_PROGRESS_RETRY_MAX_ATTEMPTS,
+                jitter_strategy=sfn.JitterType.NONE,
+            )
         if name == "start_next_execution":
             errors = START_EXECUTION_ERRORS
         elif name in _NOT_RETRIED_ON_TASK_FAILURE:
@@ -182,31 +206,14 @@ class LoopStateMachine(Construct):
         start.add_catch(on_error, errors=["States.ALL"], result_path="$.error")
         return start.next(sfn.Succeed(self, "HandedOver", comment="the next execution continues the loop"))
 
-    def _build_definition(self) -> sfn.IChainable:
-        failure = self._build_failure()
+    def _build_iteration(self, failure: sfn.IChainable) -> tuple[sfn.State, sfn.INextable]:
+        """One iteration's states: (the first, the one whose output ``Action?`` branches on)."""
         authorize = self._step("Authorize", "authorize", failure)
         iterate = self._step("Iterate", "iterate", failure)
         checkpoint = self._step("Checkpoint", "checkpoint", failure)
         evaluate = self._step("Evaluate", "evaluate", failure)
         verify = self._step("Verify", "verify", failure)
         decide = self._step("Decide", "decide", failure)
-        done = sfn.Succeed(self, "Done", comment="COMPLETE or STOP: the loop's outcome is stored")
-
-        handover = (
-            sfn.Choice(self, "Handover?")
-            .when(sfn.Condition.boolean_equals("$.handover", True), self._build_handover(failure))
-            .otherwise(authorize)
-        )
-        action = (
-            sfn.Choice(self, "Action?")
-            .when(sfn.Condition.string_equals("$.action", "CONTINUE"), handover)
-            .when(
-                sfn.Condition.string_equals("$.action", "AWAIT_HUMAN"),
-                self._build_await_human(failure).next(authorize),
-            )
-            .otherwise(done)
-        )
-        decide.next(action)
         allowed = (
             sfn.Choice(self, "Allowed?")
             .when(
@@ -215,4 +222,41 @@ class LoopStateMachine(Construct):
             )
             .otherwise(decide)
         )
-        return authorize.next(allowed)
+        authorize.next(allowed)
+        return authorize, decide
+
+    def _build_definition(self) -> sfn.IChainable:
+        failure = self._build_failure()
+        first, last = self._build_iteration(failure)  # Authorize ... Decide
+        done = sfn.Succeed(self, "Done", comment="COMPLETE or STOP: the loop's outcome is stored")
+        paused = sfn.Succeed(self, "Paused", comment="PAUSE: the loop is PAUSED, resumed later")
+        resume_at = (
+            sfn.Choice(self, "ResumeAt?")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.resume_at"), sfn.Condition.is_string("$.resume_at")
+                ),
+                self._step("ScheduleResume", "schedule_resume", failure).next(paused),
+            )
+            .otherwise(paused)
+        )
+
+        action = (
+            sfn.Choice(self, "Action?")
+            .when(  # continue-as-new, folded into this Choice: one state transition fewer an iteration
+                sfn.Condition.and_(
+                    sfn.Condition.string_equals("$.action", "CONTINUE"),
+                    sfn.Condition.boolean_equals("$.handover", True),
+                ),
+                self._build_handover(failure),
+            )
+            .when(sfn.Condition.string_equals("$.action", "CONTINUE"), first)
+            .when(
+                sfn.Condition.string_equals("$.action", "AWAIT_HUMAN"),
+                self._build_await_human(failure).next(first),
+            )
+            .when(sfn.Condition.string_equals("$.action", "PAUSE"), resume_at)
+            .otherwise(done)
+        )
+        last.next(action)
+        return first

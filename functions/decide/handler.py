@@ -7,6 +7,7 @@ from typing import Any
 from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
+from loopwright.cloud.idempotency import idempotent_step
 from loopwright.cloud.observability import logger, metrics, tracer
 from loopwright.cloud.runtime import run_step
 from loopwright.cloud.steps import decide_step
@@ -16,6 +17,7 @@ from loopwright.models import StepInput
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
+@idempotent_step("decide")
 @event_parser(model=StepInput)
 def handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     """StepInput -> StepOutput (JSON), see loopwright.models.workflow."""

@@ -9,6 +9,7 @@ from aws_lambda_powertools.utilities.parser import event_parser
 from aws_lambda_powertools.utilities.typing import LambdaContext
 from pydantic import Field
 
+from loopwright.cloud.idempotency import idempotent_step
 from loopwright.cloud.observability import logger, metrics, tracer
 from loopwright.cloud.runtime import RuntimeSettings, ports
 from loopwright.cloud.steps import record_failure_step
@@ -24,6 +25,7 @@ class FailureInput(StepInput):
 @logger.inject_lambda_context(log_event=False)
 @metrics.log_metrics
 @tracer.capture_lambda_handler
+@idempotent_step("record_failure")
 @event_parser(model=FailureInput)
 def handler(event: FailureInput, context: LambdaContext) -> dict[str, Any]:
     """FailureInput -> StepOutput (JSON) with outcome FAILED."""

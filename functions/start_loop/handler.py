@@ -1,4 +1,5 @@
-"""Lambda behind ``POST /loops``: validate, store the loop, start its state machine execution."""
+"""Lambda behind ``POST /loops``: validate, store the loop, start its state machine execution.
+Also the target of the one-time schedules that resume a loop paused until a usage limit resets."""
 
 from __future__ import annotations
 
@@ -15,8 +16,14 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loopwright.cloud.observability import logger, metrics, tracer
 from loopwright.cloud.runtime import RuntimeSettings, ports
+from loopwright.cloud.schedule import (
+    ResumeNotStartedError,
+    ScheduledResumeEvent,
+    resume_scheduled,
+    resume_summary,
+)
 from loopwright.cloud.start import start_loop
-from loopwright.exceptions import ConfigError, LoopFrameworkError
+from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
 from loopwright.models import StartLoopRequest
 
 app = APIGatewayRestResolver(enable_validation=True)
@@ -45,6 +52,25 @@ def _start(request: StartLoopRequest) -> Response[dict[str, Any]]:
     return _json(202, {"loop_id": event.loop_id})
 
 
+def _resume(event: dict[str, Any]) -> dict[str, Any]:
+    """A resume schedule fired: resume the loop if it is still paused by that pause. A failed
+    start raises (the loop is PAUSED again), so Lambda's asynchronous retries try again."""
+    request = parse(event=event, model=ScheduledResumeEvent).scheduled_resume
+    try:
+        resumed = resume_scheduled(request, ports(RuntimeSettings.from_environ()), _start_execution)
+    except ResumeNotStartedError:
+        raise
+    except LoopNotFoundError as exc:
+        return {"statusCode": 404, "body": json.dumps({"message": str(exc)})}
+    except LoopFrameworkError as exc:  # a concurrent write won (another delivery resumed it)
+        return {"statusCode": 409, "body": json.dumps({"message": str(exc)})}
+    summary = resume_summary(resumed, request)
+    logger.info("scheduled resume", extra=summary)
+    if resumed is not None:
+        metrics.add_metric(name="LoopsResumed", unit=MetricUnit.Count, value=1)
+    return {"statusCode": 202 if resumed is not None else 200, "body": json.dumps(summary)}
+
+
 @app.post("/loops")
 def post_loop(request: StartLoopRequest) -> Response[dict[str, Any]]:
     """Start a loop: 202 with its id; 400 naming the field for a bad config; 409 if it exists."""
@@ -56,7 +82,10 @@ def post_loop(request: StartLoopRequest) -> Response[dict[str, Any]]:
 @tracer.capture_lambda_handler
 def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
     """API Gateway proxy event -> proxy response; an EventBridge event (a git push or CI rule,
-    a schedule) whose ``detail`` is a StartLoopRequest -> the same response as a dict."""
+    a schedule) whose ``detail`` is a StartLoopRequest -> the same response as a dict; a resume
+    schedule's ``{"scheduled_resume": ...}`` (loopwright.cloud.schedule) -> 202 resumed, 200 not."""
+    if "scheduled_resume" in event:
+        return _resume(event)
     if "detail-type" in event:
         request = StartLoopRequest.model_validate(parse(event=event, model=EventBridgeModel).detail)
         response = _start(request)

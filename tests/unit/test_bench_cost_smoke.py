@@ -68,7 +68,7 @@ def test_request_units_follow_dynamodbs_size_rules() -> None:
 
 
 def test_a_missing_price_is_excluded_from_the_total(monkeypatch: pytest.MonkeyPatch) -> None:
-    per = dict.fromkeys(KEYS, 1.0)
+    per = dict.fromkeys({key for _, key, _ in bench.ROWS} | set(KEYS), 1.0)
     rows = tuple((label, key, None if key == "memory_events" else price) for label, key, price in bench.ROWS)
     monkeypatch.setattr(bench, "ROWS", rows)
     table = bench.price_table(per)

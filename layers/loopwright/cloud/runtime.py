@@ -18,10 +18,17 @@ from typing import Any, Literal
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from loopwright.cloud.observability import metrics
+from loopwright.cloud.observability import metrics, tracer
 from loopwright.cloud.steps import CloudPorts
 from loopwright.exceptions import ConfigError
-from loopwright.models import StepInput, StepOutput
+from loopwright.models import (
+    MAX_AWS_AGENT_TIMEOUT_SECONDS,
+    AgentKind,
+    LoopConfig,
+    RepositoryConfig,
+    StepInput,
+    StepOutput,
+)
 
 
 class RuntimeSettings(BaseModel):
@@ -39,6 +46,12 @@ class RuntimeSettings(BaseModel):
     region: str | None = Field(default=None, alias="AWS_REGION")
     policy_map: str | None = Field(
         default=None, alias="POLICY_MAP", description="JSON: store policy id -> annotations"
+    )
+    idempotency_table: str | None = Field(
+        default=None,
+        alias="IDEMPOTENCY_TABLE_NAME",
+        description="DynamoDB table of the steps' idempotency records (loopwright.cloud.idempotency); "
+        "unset: idempotency off with LOOPWRIGHT_ADAPTERS=local, an error with aws",
     )
 
     @classmethod
@@ -107,16 +120,21 @@ def ports(settings: RuntimeSettings) -> CloudPorts:
 
 def with_loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
     """``base`` with the loop's own Code Interpreter session (AWS), started on first use and
-    kept on the loop (``sandbox_session_id``) so every iteration reuses it."""
+    kept on the loop (``sandbox_session_id``) so every iteration reuses it. The session is asked
+    for the Code Interpreter's longest lifetime (8 hours): the loop's clone lives in it."""
     if settings.adapters == "local":
         return base
-    from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox  # AWS only
+    from loopwright.adapters.aws.code_interpreter_sandbox import (  # AWS only
+        MAX_SESSION_TIMEOUT_SECONDS,
+        CodeInterpreterSandbox,
+    )
 
     state = base.store.get_state(loop_id)
     sandbox = CodeInterpreterSandbox(
         settings.require("region"),
         identifier=settings.require("code_interpreter_id"),
         session_id=state.sandbox_session_id,
+        session_timeout_seconds=MAX_SESSION_TIMEOUT_SECONDS,
     )
     if state.sandbox_session_id is None:
         state.sandbox_session_id = sandbox.start()
@@ -124,13 +142,80 @@ def with_loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings)
     return CloudPorts(**{**base.__dict__, "sandbox": sandbox})
 
 
+def check_agent_for_adapters(config: LoopConfig, adapters: str, *, repository: str | None = None) -> None:
+    """Raise :class:`ConfigError`, naming the field and the fix, when ``config``'s agent cannot run
+    with ``adapters`` (``local`` or ``aws``); ``repository`` is the URL a loop was started with
+    (:class:`~loopwright.models.StartLoopRequest`), used when the config has none.
+
+    On AWS the agent works in the loop's Code Interpreter session or in AgentCore Runtime, on a
+    clone of the loop's repository, for at most
+    :data:`~loopwright.models.MAX_AWS_AGENT_TIMEOUT_SECONDS` per iteration; a ``python`` agent
+    (a function of this process) cannot reach that clone.
+    """
+    agent = config.agent
+    if agent is None:
+        raise ConfigError("agent: a loop run by the state machine needs an agent in its config")
+    if adapters != "aws":
+        if agent.kind is AgentKind.AGENTCORE_RUNTIME:
+            raise ConfigError(
+                "agent.kind: 'agentcore_runtime' runs only with LOOPWRIGHT_ADAPTERS=aws (the agent is "
+                "in AWS); locally use kind 'command' or 'python'"
+            )
+        return
+    if agent.kind is AgentKind.PYTHON:
+        raise ConfigError(
+            "agent.kind: 'python' agents run only locally (the function would not see the loop's "
+            "clone, which is in its Code Interpreter session); on AWS use kind 'command' or "
+            "'agentcore_runtime'"
+        )
+    if agent.kind is AgentKind.COMMAND and agent.timeout_seconds > MAX_AWS_AGENT_TIMEOUT_SECONDS:
+        raise ConfigError(
+            f"agent.timeout_seconds: {agent.timeout_seconds:g} s is above the "
+            f"{MAX_AWS_AGENT_TIMEOUT_SECONDS:g} s an agent may work per iteration on AWS (the "
+            f"iterate Lambda runs at most 15 minutes); set agent.timeout_seconds to at most "
+            f"{MAX_AWS_AGENT_TIMEOUT_SECONDS:g}"
+        )
+    found = loop_repository(config, repository)
+    if agent.kind is AgentKind.AGENTCORE_RUNTIME and not found.push:
+        raise ConfigError(
+            "repository.push: must be true with an 'agentcore_runtime' agent: it works on its own "
+            "clone and hands its commits to the loop through the remote branch loopwright/<loop_id>"
+        )
+
+
+def loop_repository(config: LoopConfig, repository: str | None = None) -> RepositoryConfig:
+    """``config.repository``, else ``repository`` (the URL the loop was started with) with the
+    defaults. Raises :class:`ConfigError` when there is none or the URL is not a git URL."""
+    if config.repository is not None:
+        return config.repository
+    if repository:
+        try:
+            return RepositoryConfig(url=repository)
+        except ValidationError as exc:
+            raise ConfigError(
+                f"repository: {exc.errors(include_url=False)[0]['msg']} (got {repository!r})"
+            ) from exc
+    raise ConfigError(
+        "repository: required with LOOPWRIGHT_ADAPTERS=aws (the loop's Code Interpreter session "
+        'clones it); add for example [repository] url = "https://github.com/owner/repo.git", push = true'
+    )
+
+
 def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
-    """``base`` plus the loop's own agent and workspace (they depend on the loop's config)."""
-    if settings.adapters != "local":
-        raise ConfigError("agents in AWS (AgentCore Runtime, Code Interpreter) are not wired yet")
+    """``base`` plus the loop's own agent and workspace (they depend on the loop's config).
+
+    Local adapters: the local agents and git worktree. AWS: the loop's clone in its Code
+    Interpreter session (:class:`~loopwright.adapters.aws.session_workspace.SessionWorkspace`,
+    prepared here, its folder and branch saved on the loop the first time) and a ``command``
+    agent run in that session or an ``agentcore_runtime`` agent. Raises :class:`ConfigError`
+    when the loop's agent cannot run with these adapters (:func:`check_agent_for_adapters`).
+    """
+    state = base.store.get_state(loop_id)
+    check_agent_for_adapters(state.config, settings.adapters, repository=state.workspace)
+    if settings.adapters == "aws":
+        return _aws_agent_ports(base, loop_id, settings)
     from loopwright.engine.local import build_agent, build_workspace  # local only (git, agents)
 
-    state = base.store.get_state(loop_id)
     sandbox = base.sandbox
     assert sandbox is not None
     agent = build_agent(state.config, sandbox)
@@ -138,6 +223,48 @@ def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
         raise ConfigError(f"loop {loop_id!r} has no agent in its config")
     workspace = build_workspace(state.config, Path(state.workspace), settings.state_dir)
     return CloudPorts(**{**base.__dict__, "agent": agent, "workspace": workspace})
+
+
+def _aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+    # The AWS agents, imported here: the local execution of the state machine never needs them.
+    from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
+    from loopwright.adapters.aws.interpreter_agent import CodeInterpreterCommandAgent
+    from loopwright.adapters.aws.runtime_agent import AgentCoreRuntimeAgent, AgentRepository
+    from loopwright.adapters.aws.session_workspace import SESSION_WORKTREES_FOLDER, SessionWorkspace
+    from loopwright.models import CommandAgentConfig, RuntimeAgentConfig
+    from loopwright.ports import Agent
+
+    sandboxed = with_loop_sandbox(base, loop_id, settings)
+    sandbox = sandboxed.sandbox
+    assert isinstance(sandbox, CodeInterpreterSandbox)
+    state = base.store.get_state(loop_id)  # again: starting the session saved it
+    config = state.config.agent
+    repository = loop_repository(state.config, state.workspace)
+    remote = isinstance(config, RuntimeAgentConfig)
+    root = sandbox.working_directory() / SESSION_WORKTREES_FOLDER
+    workspace = SessionWorkspace(sandbox, repository, root=root, fetch_agent_commits=remote)
+    path, branch, base_commit = workspace.prepare(loop_id)
+    if (state.worktree, state.branch) != (str(path), branch) or (state.base_commit is None and base_commit):
+        state.worktree, state.branch = str(path), branch
+        state.base_commit = state.base_commit or base_commit
+        base.store.save_state(state)
+    agent: Agent
+    if isinstance(config, RuntimeAgentConfig):
+        agent = AgentCoreRuntimeAgent(
+            config,
+            region_name=settings.require("region"),
+            repository=AgentRepository(
+                url=repository.url,
+                ref=repository.ref,
+                branch=branch,
+                base_commit=state.base_commit,
+                head_commit=workspace.known_head(loop_id),
+            ),
+        )
+    else:
+        assert isinstance(config, CommandAgentConfig)  # check_agent_for_adapters refused the others
+        agent = CodeInterpreterCommandAgent(config, sandbox)
+    return CloudPorts(**{**sandboxed.__dict__, "agent": agent, "workspace": workspace})
 
 
 Step = Callable[[StepInput, CloudPorts], StepOutput]
@@ -148,6 +275,7 @@ def run_step(
 ) -> dict[str, Any]:
     """Run ``step`` for ``event`` with this container's ports; the JSON of its output."""
     settings = RuntimeSettings.from_environ()
+    tracer.put_annotation(key="loop_id", value=event.loop_id)  # the dashboard's X-Ray filter
     step_ports = ports(settings)
     if needs_sandbox:
         step_ports = with_loop_sandbox(step_ports, event.loop_id, settings)

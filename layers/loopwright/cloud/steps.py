@@ -73,20 +73,54 @@ class _Step:
         self.event = event
         self.ports = ports
         self.state = ports.store.get_state(event.loop_id)
+        self.state.generation = max(self.state.generation, event.generation)  # for a resume's next one
         self.record = EventCollector(self.state)
+        self._applied: list[str] = []
+
+    def halt(self) -> workflow.Halt:
+        """Apply the loop's queued controls (cleared once the state is saved); the stop or pause
+        they ask for, if any."""
+        halt = workflow.apply_controls(
+            self.state, self.ports.store.pending_controls(self.event.loop_id), self.record
+        )
+        self._applied += halt.applied
+        return halt
 
     def save(self, **fields: Any) -> StepOutput:
         self.state = self.ports.store.save_state(self.state, self.record.events)
         self.record.events = []
+        if self._applied:
+            self.ports.store.clear_controls(self.event.loop_id, self._applied)
+            self._applied = []
         carried = {name: getattr(self.event, name) for name in StepInput.model_fields}
         return StepOutput.model_validate({**carried, "iteration": self.state.iteration, **fields})
+
+    def output(self, **fields: Any) -> StepOutput:
+        """The step's output without writing (the loop ended or paused in an earlier step)."""
+        carried = {name: getattr(self.event, name) for name in StepInput.model_fields}
+        return StepOutput.model_validate({**carried, "iteration": self.state.iteration, **fields})
+
+    def paused(self) -> StepOutput | None:
+        """The PAUSE output when an earlier step of this iteration paused the loop, else None."""
+        if self.state.phase is not LoopPhase.PAUSED:
+            return None
+        return self.output(
+            allowed=False,
+            action=NextAction.PAUSE,
+            reason=self.state.outcome_reason or "",
+            resume_at=self.state.resume_at,
+        )
 
     def end(self, decision: Decision) -> StepOutput:
         if decision.action is not NextAction.AWAIT_HUMAN and self.ports.checkpoints is not None:
             workflow.checkpoint_if_due(self.state, self.ports.checkpoints, self.record, final=True)
         workflow.finish(self.state, decision, self.record)
         return self.save(
-            allowed=False, action=decision.action, outcome=decision.outcome, reason=decision.reason
+            allowed=False,
+            action=decision.action,
+            outcome=decision.outcome,
+            reason=decision.reason,
+            resume_at=decision.resume_at,
         )
 
 
@@ -99,6 +133,8 @@ def _require(value: Any, name: str) -> Any:
 def start_step(event: StepInput, ports: CloudPorts, *, agent_name: str = "agent") -> StepOutput:
     """Open a session of a stored loop (its first, or a resumed one): LOOP_STARTED/LOOP_RESUMED."""
     step = _Step(event, ports)
+    if step.state.sessions_used > 0:  # a resumed loop: a stop or pause asked before is done with
+        ports.store.clear_stop(event.loop_id)
     workflow.start_session(step.state, step.record, agent_name=agent_name)
     return step.save()
 
@@ -109,12 +145,12 @@ def authorize_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     if step.state.outcome is not None:  # ended meanwhile (a retried execution): nothing to do
         return step.save(allowed=False, action=NextAction.STOP, outcome=step.state.outcome)
     step.state.is_active = True
+    halt = step.halt()  # a raised limit counts for this authorization
     auth = workflow.authorize_next(step.state, _require(ports.policy, "policy"), step.record)
     if not auth.allowed:
         return step.end(decide(authorization=auth))
-    stop = ports.store.stop_requested(event.loop_id)
-    if stop is not None:
-        return step.end(decide(stop_reason=stop))
+    if halt.stop_reason is not None or halt.pause_reason is not None:
+        return step.end(decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason))
     workflow.begin_iteration(step.state, step.record)
     return step.save(allowed=True)
 
@@ -142,9 +178,9 @@ def checkpoint_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     """Evaluate every exit condition (unless a human asked the loop to stop)."""
     step = _Step(event, ports)
-    stop = ports.store.stop_requested(event.loop_id)
-    if stop is not None:
-        return step.end(decide(stop_reason=stop))
+    halt = step.halt()
+    if halt.stop_reason is not None or halt.pause_reason is not None:
+        return step.end(decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason))
     workflow.evaluate_conditions(step.state, _require(ports.sandbox, "sandbox"), step.record)
     return step.save()
 
@@ -152,33 +188,41 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 def verify_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     """gate:all over the latest evaluation."""
     step = _Step(event, ports)
+    if step.state.outcome is not None or step.state.phase is LoopPhase.PAUSED:  # ended by evaluate
+        return step.output(allowed=False)
     verification = workflow.verify_gate(step.state, step.record)
     return step.save(allowed=verification.passed, reason=verification.message)
 
 
 def decide_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     """What follows: CONTINUE (in this execution or, every ``iterations_per_execution``, in a new
-    one), or the end (COMPLETE, STOP) or a pause for a human (AWAIT_HUMAN)."""
+    one), or the end (COMPLETE, STOP), a pause for a human (AWAIT_HUMAN), or a pause by a human or
+    until a usage limit resets (PAUSE, with ``resume_at``)."""
     step = _Step(event, ports)
     if step.state.outcome is not None:  # ended by an earlier step of this iteration
         return step.save(
             action=NextAction.STOP, outcome=step.state.outcome, reason=step.state.outcome_reason or ""
         )
+    paused = step.paused()
+    if paused is not None:
+        return paused
     verification = verify(step.state.config, step.state.exit_conditions)  # recorded by verify_step
+    halt = step.halt()
     decision = workflow.decide_next(
         step.state,
         step.record,
         verification=verification,
-        stop_reason=ports.store.stop_requested(event.loop_id),
+        stop_reason=halt.stop_reason,
+        pause_reason=halt.pause_reason,
     )
     if decision.action is not NextAction.CONTINUE:
         return step.end(decision)
-    first_of_generation = event.generation * event.iterations_per_execution
-    handover = step.state.iteration - first_of_generation >= event.iterations_per_execution
+    handover = step.state.iteration - event.first_iteration >= event.iterations_per_execution
     return step.save(
         action=NextAction.CONTINUE,
         handover=handover,
         generation=event.generation + 1 if handover else event.generation,
+        first_iteration=step.state.iteration if handover else event.first_iteration,
     )
 
 
@@ -186,6 +230,10 @@ def record_failure_step(event: StepInput, error: dict[str, Any], ports: CloudPor
     """A step failed after its retries: end the loop FAILED; its last checkpoint stays intact,
     so ``resume`` continues from it."""
     step = _Step(event, ports)
+    if step.state.outcome is not None:  # ended meanwhile (a human stopped a loop awaiting an answer)
+        return step.save(
+            action=NextAction.STOP, outcome=step.state.outcome, reason=step.state.outcome_reason or ""
+        )
     reason = f"{error.get('Error', 'error')}: {str(error.get('Cause', ''))[:1000]}"
     step.record(IterationEventType.ERROR, reason)
     step.state.phase = LoopPhase.INTERRUPTED

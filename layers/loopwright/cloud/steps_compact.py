@@ -1,0 +1,65 @@
+"""The compact state machine's one step: a whole iteration in one Lambda invocation.
+
+The ``compact`` variant of the state machine (``infrastructure/compact_state_machine.py``, CDK
+context ``loopwright:stateMachine=compact``) runs one task per iteration instead of six:
+:func:`run_iteration_step` calls the same step functions as the ``steps`` variant's Lambdas
+(:mod:`loopwright.cloud.steps`), in the order the ``steps`` definition chains them::
+
+    authorize -> (allowed) iterate -> checkpoint -> evaluate -> verify -> decide
+              -> (denied)  decide
+
+Each step still loads the loop's state, applies its transition and saves the state with its
+events in one write, so a loop records the same events in the same order with either variant,
+and the task's result is the decide step's :class:`~loopwright.models.StepOutput`, which the
+``Action?`` Choice branches on as in the ``steps`` variant.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from loopwright.cloud.steps import (
+    CloudPorts,
+    authorize_step,
+    checkpoint_step,
+    decide_step,
+    evaluate_step,
+    iterate_step,
+    verify_step,
+)
+from loopwright.models import StepInput, StepOutput
+
+#: The steps an allowed iteration runs between authorize and decide, in order.
+ITERATION_STEPS: tuple[Callable[[StepInput, CloudPorts], StepOutput], ...] = (
+    iterate_step,
+    checkpoint_step,
+    evaluate_step,
+    verify_step,
+)
+
+
+def next_input(output: StepOutput) -> StepInput:
+    """The input of the step after the one that returned ``output``: what Step Functions hands on
+    when a task's result replaces the state (``StepInput`` ignores the Choice fields)."""
+    return StepInput.model_validate(output.model_dump())
+
+
+def run_iteration_step(
+    event: StepInput,
+    ports: CloudPorts,
+    *,
+    work_ports: Callable[[CloudPorts], CloudPorts] | None = None,
+) -> StepOutput:
+    """One iteration: authorize, then iterate, checkpoint, evaluate and verify when Cedar allowed
+    it, then decide; the decide step's output.
+
+    ``ports`` serve authorize and decide; ``work_ports(ports)`` (default: ``ports`` as they are)
+    adds the loop's agent, workspace and sandbox for the four work steps, and is called only when
+    the iteration runs. Raises what the steps raise (the task's Catch records it).
+    """
+    output = authorize_step(event, ports)
+    if output.allowed:
+        worker = work_ports(ports) if work_ports is not None else ports
+        for step in ITERATION_STEPS:
+            output = step(next_input(output), worker)
+    return decide_step(next_input(output), ports)
