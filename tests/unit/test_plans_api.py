@@ -1,0 +1,188 @@
+"""The plan API router in a Powertools resolver, over the SQLite plan store and a fake executor."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aws_lambda_powertools.event_handler import APIGatewayRestResolver
+
+from loopwright.adapters.local.sqlite_plan_store import SqlitePlanStore
+from loopwright.engine.plan_dispatch import PlanDispatcher
+from loopwright.exceptions import LoopNotFoundError
+from loopwright.models import LoopConfig, LoopOutcome, LoopState
+from loopwright.models.plans import InspectionPacket, Plan
+from loopwright.planapi.router import PlanApiDeps, build_plan_router
+from loopwright.plans import service
+from loopwright.plans.decompose import ConditionPlanner
+from loopwright.plans.inspect import build_packet
+from loopwright.plans.ports import PlanExecutor, PlanWorkspace
+from tests.fakes import ScriptedSandbox
+from tests.unit.plans_fakes import FakeRunner
+
+TASKS = [
+    {"task_id": "a", "description": "a"},
+    {"task_id": "b", "description": "b", "depends_on": ["a"]},
+]
+DRAFT = {
+    "defaults": {"exit_conditions": [{"type": "CUSTOM", "name": "ok", "command": "check"}]},
+    "tasks": TASKS,
+}
+
+
+class _Folder(PlanWorkspace):
+    def __init__(self, root: Path) -> None:
+        self.root = root
+
+    def integrate(self, run_id: str, heads: Sequence[str], *, isolated: bool = True) -> Path:
+        return self.root
+
+    def changed_files(self, base: str | None, head: str | None) -> list[str]:
+        return ["x.py"]
+
+
+class FakeExecutor(PlanExecutor):
+    def __init__(self, store: SqlitePlanStore, root: Path) -> None:
+        self.store, self.root = store, root
+        self.concurrency: list[int] = []
+
+    def inspect_loop(self, project: str, loop_id: str) -> InspectionPacket:
+        if loop_id != "loop_1":
+            raise LoopNotFoundError(f"no loop {loop_id!r} in project {project!r}")
+        state = LoopState(
+            loop_id=loop_id,
+            project=project,
+            config=LoopConfig.model_validate(
+                {"goal": "g", "project": project, "exit_conditions": [{"type": "CUSTOM", "command": "true"}]}
+            ),
+            outcome=LoopOutcome.CONDITIONS_MET,
+        )
+        return self.store.save_packet(project, build_packet(state, [], []))
+
+    def dispatch(self, project: str, plan_id: str, *, concurrency: int) -> Plan:
+        self.concurrency.append(concurrency)
+        return PlanDispatcher(self.store, FakeRunner({}), concurrency=concurrency).dispatch(project, plan_id)
+
+    def verify(self, project: str, plan_id: str) -> Plan:
+        sandbox = ScriptedSandbox(lambda _c, _n: (0, "fine\n"))
+        return service.verify_plan(self.store, project, plan_id, sandbox, _Folder(self.root))
+
+
+class Api:
+    def __init__(self, tmp_path: Path) -> None:
+        self.store = SqlitePlanStore(tmp_path / "db")
+        self.executor = FakeExecutor(self.store, tmp_path)
+        self.app = APIGatewayRestResolver()
+        self.app.include_router(build_plan_router(PlanApiDeps(self.store, ConditionPlanner(), self.executor)))
+
+    def __call__(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        query: dict[str, str] | None = None,
+        raw: str | None = None,
+    ) -> tuple[int, Any]:
+        event = {
+            "httpMethod": method,
+            "path": path,
+            "resource": path,
+            "body": raw if raw is not None else (None if body is None else json.dumps(body)),
+            "queryStringParameters": query,
+            "headers": {"Content-Type": "application/json"},
+            "requestContext": {"stage": "test", "requestId": "r1"},
+            "isBase64Encoded": False,
+        }
+        response = self.app.resolve(event, None)
+        return response["statusCode"], json.loads(response["body"])
+
+
+@pytest.fixture
+def api(tmp_path: Path) -> Iterator[Api]:
+    made = Api(tmp_path)
+    yield made
+    made.store.close()
+
+
+def test_create_dispatch_verify_get_through_the_api(api: Api) -> None:
+    status, plan = api("POST", "/api/projects/shop/plan", {"plan": DRAFT})
+    assert (status, plan["status"], plan["project"]) == (201, "DRAFT", "shop")
+    plan_id = plan["plan_id"]
+    assert api("GET", "/api/projects/shop/plans")[1]["plans"][0]["plan_id"] == plan_id
+
+    status, dispatched = api(
+        "POST", f"/api/plans/{plan_id}/dispatch", {"parallel": False}, {"project": "shop"}
+    )
+    assert status == 202
+    assert dispatched["runs"] == [
+        {"task_id": "a", "loop_id": f"{plan_id}.a"},
+        {"task_id": "b", "loop_id": f"{plan_id}.b"},
+    ]
+    assert api.executor.concurrency == [1]  # parallel=false: one task at a time
+
+    status, verified = api("POST", f"/api/plans/{plan_id}/verify", {}, {"project": "shop"})
+    assert (status, verified["status"], verified["verify_run_id"]) == (200, "VERIFIED", f"verify_{plan_id}")
+    assert [c["name"] for c in verified["gate_result"]["checks"]] == ["gate:tasks", "gate:ok"]
+
+    status, got = api("GET", f"/api/plans/{plan_id}", query={"project": "shop"})
+    assert (status, [t["status"] for t in got["tasks"]]) == (200, ["COMPLETED", "COMPLETED"])
+    status, trail = api("GET", f"/api/plans/{plan_id}/events", query={"project": "shop"})
+    assert status == 200 and trail["events"][-1]["type"] == "plan_verified"
+
+    status, error = api("POST", f"/api/plans/{plan_id}/dispatch", {}, {"project": "shop"})
+    assert (status, error["error"]["code"]) == (409, "CONFLICT")
+
+
+def test_a_bad_plan_is_400_naming_the_field_and_nothing_is_stored(api: Api) -> None:
+    cyclic = {**DRAFT, "tasks": [{"task_id": "a", "description": "a", "depends_on": ["a"]}]}
+    status, body = api("POST", "/api/projects/shop/plan", {"plan": cyclic})
+    assert status == 400
+    assert body["error"]["field"] == "plan.tasks.0.depends_on"
+    assert "cycle" in body["error"]["message"]
+    for bad, field in (
+        ({"plan": {"tasks": []}}, "plan.tasks"),
+        ({"plan": {"tasks": [{"description": "x", "oops": 1}]}}, "plan.tasks.0.oops"),
+        ({}, "(body)"),
+        ({"packetId": "pkt_1", "loopId": "loop_1"}, "(body)"),
+        ({"plan_id": "x"}, "planId"),
+    ):
+        status, body = api("POST", "/api/projects/shop/plan", bad)
+        assert (status, body["error"]["field"]) == (400, field), bad
+    status, body = api("POST", "/api/projects/shop/plan", raw="{nope")
+    assert (status, body["error"]["field"]) == (400, "(body)")
+    status, body = api("POST", "/api/projects/bad%20project/plan", {"plan": DRAFT})
+    assert (status, body["error"]["field"]) == (400, "projectId")
+    assert api.store.list_plans("shop") == []
+
+
+def test_plans_from_packets_and_loops_use_the_planner(api: Api) -> None:
+    status, plan = api("POST", "/api/projects/shop/plan", {"loopId": "loop_1"})
+    # the loop met its conditions: the planner cannot decompose it -> a FAILED plan is recorded
+    assert (status, plan["status"]) == (201, "FAILED")
+    assert plan["gate_result"]["checks"][0]["name"] == "plan_generation"
+    assert api("POST", "/api/projects/shop/plan", {"loopId": "loop_9"})[0] == 404
+    packet_id = plan["packet_id"]
+    assert api("POST", "/api/projects/shop/plan", {"packetId": packet_id})[0] == 201
+    assert (
+        api("POST", "/api/projects/other/plan", {"packetId": packet_id})[0] == 404
+    )  # packets are per project
+
+
+def test_another_projects_plan_is_not_found_and_the_project_is_required(api: Api) -> None:
+    plan_id = api("POST", "/api/projects/a/plan", {"plan": DRAFT})[1]["plan_id"]
+    for method, path in (
+        ("GET", f"/api/plans/{plan_id}"),
+        ("GET", f"/api/plans/{plan_id}/events"),
+        ("POST", f"/api/plans/{plan_id}/dispatch"),
+        ("POST", f"/api/plans/{plan_id}/verify"),
+    ):
+        status, body = api(method, path, {} if method == "POST" else None, {"project": "b"})
+        assert (status, body["error"]["code"]) == (404, "NOT_FOUND"), path
+        status, body = api(method, path, {} if method == "POST" else None)
+        assert (status, body["error"]["field"]) == (400, "project"), path
+    assert api("GET", "/api/plans/no.such", query={"project": "a"})[0] == 404
+    assert api("GET", "/api/projects/b/plans")[1] == {"plans": []}
+    assert api("GET", f"/api/plans/{plan_id}", query={"project": "a"})[1]["status"] == "DRAFT"
