@@ -1,13 +1,28 @@
-"""REST API: ``POST /loops`` starts a loop (the ``start_loop`` function).
+"""REST API: ``POST /loops`` starts a loop (the ``start_loop`` function); the dashboard's routes are
+added on the same API by :class:`infrastructure.dashboard.Dashboard`.
 
-IAM authorization (SigV4; no anonymous caller), the body validated by API Gateway against the
-JSON schema of :class:`loopwright.models.StartLoopRequest` before the function runs, access logs
-as JSON to their own log group, X-Ray tracing, stage throttling (:data:`API_THROTTLING_RATE_LIMIT`
-requests per second, bursts of :data:`API_THROTTLING_BURST_LIMIT`).
+``POST /loops`` has IAM authorization (SigV4; no anonymous caller) and its body validated by API
+Gateway against the JSON schema of :class:`loopwright.models.StartLoopRequest` before the
+function runs. The stage ``v1`` has:
+
+- access logs as JSON (:data:`ACCESS_LOG_FIELDS`: caller, Cognito user ``sub``, route, status,
+  latencies, X-Ray trace id) in their own log group;
+- X-Ray tracing;
+- throttling per method (token bucket, API Gateway): :data:`DASHBOARD_THROTTLING_RATE_LIMIT`
+  requests per second (bursts of :data:`DASHBOARD_THROTTLING_BURST_LIMIT`) by default, which the
+  dashboard's reads use; ``POST /loops`` :data:`API_THROTTLING_RATE_LIMIT` /
+  :data:`API_THROTTLING_BURST_LIMIT`; each control and plan POST
+  :data:`CONTROL_THROTTLING_RATE_LIMIT` / :data:`CONTROL_THROTTLING_BURST_LIMIT`;
+- gateway responses (:data:`GATEWAY_RESPONSES`) in the dashboard's error shape,
+  ``{"message", "error": {"code", "message"}}``, so a refusal by API Gateway itself (no token,
+  bad body, throttled) reads like the functions' own.
 """
 
 from __future__ import annotations
 
+import copy
+import json
+from collections.abc import Sequence
 from typing import Any
 
 from aws_cdk import RemovalPolicy
@@ -15,25 +30,142 @@ from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_logs as logs
 from constructs import Construct
+from pydantic import BaseModel
 
-from infrastructure.constants import API_THROTTLING_BURST_LIMIT, API_THROTTLING_RATE_LIMIT, LOG_RETENTION
+from infrastructure.constants import (
+    API_THROTTLING_BURST_LIMIT,
+    API_THROTTLING_RATE_LIMIT,
+    CONTROL_THROTTLING_BURST_LIMIT,
+    CONTROL_THROTTLING_RATE_LIMIT,
+    DASHBOARD_THROTTLING_BURST_LIMIT,
+    DASHBOARD_THROTTLING_RATE_LIMIT,
+    LOG_RETENTION,
+)
 from loopwright.models import StartLoopRequest
 
 #: API Gateway models are JSON Schema draft 4.
 DRAFT_4 = "http://json-schema.org/draft-04/schema#"
+#: The stage every URL of the API is under.
+STAGE_NAME = "v1"
+#: Access log record: field -> API Gateway context variable (strings quoted, numbers not).
+ACCESS_LOG_FIELDS: dict[str, str] = {
+    "requestId": '"$context.requestId"',
+    "requestTime": '"$context.requestTime"',
+    "ip": '"$context.identity.sourceIp"',
+    "caller": '"$context.identity.caller"',
+    "user": '"$context.identity.user"',
+    "cognitoSub": '"$context.authorizer.claims.sub"',
+    "httpMethod": '"$context.httpMethod"',
+    "resourcePath": '"$context.resourcePath"',
+    "protocol": '"$context.protocol"',
+    "status": '"$context.status"',
+    "responseLength": '"$context.responseLength"',
+    "responseLatency": '"$context.responseLatency"',
+    "integrationLatency": '"$context.integrationLatency"',
+    "error": "$context.error.messageString",
+    "xrayTraceId": '"$context.xrayTraceId"',
+}
+#: API Gateway's own refusals: response type -> (status code, error code, message; None keeps
+#: API Gateway's message).
+GATEWAY_RESPONSES: dict[str, tuple[str, str, str | None]] = {
+    "UNAUTHORIZED": (
+        "401",
+        "unauthenticated",
+        "not signed in: send a Cognito ID token in the Authorization header (the dashboard's /signin "
+        "page gets one); it may have expired",
+    ),
+    "MISSING_AUTHENTICATION_TOKEN": (
+        "403",
+        "forbidden",
+        "no such route, or a route that needs a signed request; see /swagger for the routes",
+    ),
+    "ACCESS_DENIED": ("403", "forbidden", None),
+    "BAD_REQUEST_BODY": ("400", "bad_request", None),
+    "BAD_REQUEST_PARAMETERS": ("400", "bad_request", None),
+    "THROTTLED": ("429", "throttled", "too many requests: slow down and retry"),
+    "DEFAULT_4XX": ("", "bad_request", None),
+    "DEFAULT_5XX": ("", "internal", None),
+}
 
 
-def request_schema() -> dict[str, Any]:
-    """StartLoopRequest's JSON schema for an API Gateway model (draft 4; pydantic's schema of
-    this model uses only draft-4 keywords: type, properties, anyOf, pattern, required)."""
-    schema = StartLoopRequest.model_json_schema()
-    if "$defs" in schema:  # a $ref would need rewriting to the model's URL: refuse, loudly
-        raise ValueError("StartLoopRequest's schema has $defs: inline them for API Gateway")
+def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            target = copy.deepcopy(defs[ref.removeprefix("#/$defs/")])
+            merged = {**target, **{k: v for k, v in node.items() if k != "$ref"}}
+            return _inline_refs(merged, defs)
+        return {k: _inline_refs(v, defs) for k, v in node.items()}
+    if isinstance(node, list):
+        return [_inline_refs(item, defs) for item in node]
+    return node
+
+
+def _draft_4(node: Any) -> Any:
+    """Draft 6+ keywords pydantic may emit, in their draft-4 form: a number ``exclusiveMinimum``
+    (``exclusiveMaximum``) becomes ``minimum`` plus ``exclusiveMinimum: true``; ``const`` becomes a
+    one-value ``enum``. A ``default`` of null is left out (CloudFormation drops nulls)."""
+    if isinstance(node, list):
+        return [_draft_4(item) for item in node]
+    if not isinstance(node, dict):
+        return node
+    out = {k: _draft_4(v) for k, v in node.items() if not (k == "default" and v is None)}
+    for bound, limit in (("exclusiveMinimum", "minimum"), ("exclusiveMaximum", "maximum")):
+        value = out.get(bound)
+        if isinstance(value, int | float) and not isinstance(value, bool):
+            out[limit], out[bound] = value, True
+    if "const" in out:
+        out["enum"] = [out.pop("const")]
+    return out
+
+
+def gateway_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """``model``'s JSON schema for an API Gateway model (draft 4, no ``$ref``): the schema of its
+    aliases (the names clients send), ``$defs`` inlined, draft-6 keywords rewritten. A model that
+    also takes its field names (``populate_by_name``) gets them as properties too, and a required
+    field is then required under neither name (the function checks it)."""
+    schema = model.model_json_schema(by_alias=True, mode="validation")
+    defs = schema.pop("$defs", {})
+    schema = _draft_4(_inline_refs(schema, defs))
+    if model.model_config.get("populate_by_name"):
+        properties: dict[str, Any] = schema.setdefault("properties", {})
+        renamed = {
+            name: field.alias
+            for name, field in model.model_fields.items()
+            if field.alias and field.alias != name
+        }
+        for name, alias in renamed.items():
+            if alias in properties:
+                properties[name] = properties[alias]
+        required = [r for r in schema.get("required", []) if r not in renamed.values()]
+        if required:
+            schema["required"] = required
+        else:
+            schema.pop("required", None)
     return {"$schema": DRAFT_4, **schema}
 
 
+def request_schema() -> dict[str, Any]:
+    """StartLoopRequest's JSON schema for an API Gateway model (draft 4)."""
+    return gateway_schema(StartLoopRequest)
+
+
+def access_log_format() -> str:
+    """The access log record (one JSON object per request; :data:`ACCESS_LOG_FIELDS`)."""
+    return "{" + ",".join(f'"{name}":{value}' for name, value in ACCESS_LOG_FIELDS.items()) + "}"
+
+
+def gateway_response_template(code: str, message: str | None) -> str:
+    """The body of a gateway response: ``message`` (API Gateway's own when None) twice, at the top
+    (what IAM callers of ``POST /loops`` read) and in ``error`` (what the dashboard reads)."""
+    text = "$context.error.messageString" if message is None else json.dumps(message)
+    return f'{{"message":{text},"error":{{"code":{json.dumps(code)},"message":{text}}}}}'
+
+
 class LoopApi(Construct):
-    """:attr:`api` with ``POST /loops``."""
+    """:attr:`api` with ``POST /loops`` (:attr:`post_loops`); ``throttled_posts`` are the
+    ``<resource path>/POST`` keys of the dashboard's POST methods (throttled per method, see the
+    module docstring)."""
 
     def __init__(
         self,
@@ -42,40 +174,58 @@ class LoopApi(Construct):
         *,
         start_loop: lambda_.IFunction,
         removal_policy: RemovalPolicy,
+        throttled_posts: Sequence[str] = (),
     ) -> None:
         super().__init__(scope, construct_id)
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=LOG_RETENTION, removal_policy=removal_policy
         )
-        self.api = self._build_api()
+        self.api = self._build_api(throttled_posts)
+        self._build_gateway_responses()
+        #: Checks required parameters and bodies (models); the dashboard's methods use it too.
+        self.validator = self.api.add_request_validator(
+            "Validator", validate_request_body=True, validate_request_parameters=True
+        )
         self.post_loops = self._build_post_loops(start_loop)
 
-    def _build_api(self) -> apigw.RestApi:
+    def _build_api(self, throttled_posts: Sequence[str]) -> apigw.RestApi:
+        method_options = {
+            "/loops/POST": apigw.MethodDeploymentOptions(
+                throttling_rate_limit=API_THROTTLING_RATE_LIMIT,
+                throttling_burst_limit=API_THROTTLING_BURST_LIMIT,
+            )
+        }
+        for key in throttled_posts:
+            method_options[key] = apigw.MethodDeploymentOptions(
+                throttling_rate_limit=CONTROL_THROTTLING_RATE_LIMIT,
+                throttling_burst_limit=CONTROL_THROTTLING_BURST_LIMIT,
+            )
         return apigw.RestApi(
             self,
             "Api",
-            description="loopwright: start governed autonomous loops",
+            description="loopwright: start governed autonomous loops; the dashboard",
             endpoint_types=[apigw.EndpointType.REGIONAL],
             cloud_watch_role=False,
             deploy_options=apigw.StageOptions(
-                stage_name="v1",
+                stage_name=STAGE_NAME,
                 tracing_enabled=True,
-                throttling_rate_limit=API_THROTTLING_RATE_LIMIT,
-                throttling_burst_limit=API_THROTTLING_BURST_LIMIT,
+                throttling_rate_limit=DASHBOARD_THROTTLING_RATE_LIMIT,
+                throttling_burst_limit=DASHBOARD_THROTTLING_BURST_LIMIT,
+                method_options=method_options,
                 access_log_destination=apigw.LogGroupLogDestination(self.access_logs),
-                access_log_format=apigw.AccessLogFormat.json_with_standard_fields(
-                    caller=True,
-                    http_method=True,
-                    ip=True,
-                    protocol=True,
-                    request_time=True,
-                    resource_path=True,
-                    response_length=True,
-                    status=True,
-                    user=True,
-                ),
+                access_log_format=apigw.AccessLogFormat.custom(access_log_format()),
             ),
         )
+
+    def _build_gateway_responses(self) -> None:
+        for name, (status, code, message) in GATEWAY_RESPONSES.items():
+            self.api.add_gateway_response(
+                f"{name.title().replace('_', '')}Response",
+                type=getattr(apigw.ResponseType, name.replace("4XX", "4_XX").replace("5XX", "5_XX")),
+                status_code=status or None,
+                response_headers={"Cache-Control": "'no-store'"},
+                templates={"application/json": gateway_response_template(code, message)},
+            )
 
     def _build_post_loops(self, start_loop: lambda_.IFunction) -> apigw.Method:
         model = self.api.add_model(
@@ -88,14 +238,11 @@ class LoopApi(Construct):
         cfn_model = model.node.default_child
         assert isinstance(cfn_model, apigw.CfnModel)
         cfn_model.schema = request_schema()
-        validator = self.api.add_request_validator(
-            "Validator", validate_request_body=True, validate_request_parameters=True
-        )
         loops = self.api.root.add_resource("loops")
         return loops.add_method(
             "POST",
             apigw.LambdaIntegration(start_loop),
             authorization_type=apigw.AuthorizationType.IAM,
             request_models={"application/json": model},
-            request_validator=validator,
+            request_validator=self.validator,
         )

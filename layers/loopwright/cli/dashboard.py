@@ -1,0 +1,102 @@
+"""``loopwright dashboard``: the dashboard's API and web page on localhost, over the local store.
+
+Registered in :mod:`loopwright.cli.app` with ``app.command()(dashboard)``.
+"""
+
+from __future__ import annotations
+
+import signal
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from rich.console import Console
+
+from loopwright.engine.local import state_dir_for
+from loopwright.exceptions import LoopFrameworkError
+
+EXIT_ERROR, EXIT_BAD_INPUT = 1, 2
+
+
+def _fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]loopwright: error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def dashboard(
+    workspace: Annotated[
+        Path,
+        typer.Option("--workspace", "-w", help="The repository whose loops to show.", file_okay=False),
+    ] = Path("."),
+    state_dir: Annotated[
+        Path | None,
+        typer.Option(help="Folder of the local store (default: <workspace>/.loopwright).", file_okay=False),
+    ] = None,
+    host: Annotated[str, typer.Option(help="Interface to listen on (loopback by default).")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port (0: any free port).", min=0, max=65535)] = 8765,
+    user: Annotated[
+        str | None, typer.Option(help='Who you are to Cedar, User::"NAME" (default: the OS user).')
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log every request.")] = False,
+) -> None:
+    r"""Serve the dashboard (loops, progress, events, checkpoints, controls) on localhost.
+
+    Controls are authorized by Cedar (policies/controls.cedar): operators of a project are listed
+    in <state-dir>/operators.toml as `\[projects.NAME] operators = ["alice"]`; without that file
+    you operate every project. The X-Loopwright-User header acts as another user (local only).
+    Loops resumed from the page run in this process; closing it pauses them.
+    """
+    # Imported here: `loopwright --help` and the other commands never load the web stack.
+    from loopwright.cli.dashboard_local import local_dashboard
+    from loopwright.dashboard.api import build_app
+    from loopwright.dashboard.identity import IMPERSONATION_HEADER, OPERATORS_FILE_NAME, default_user
+    from loopwright.dashboard.server import DashboardServer
+
+    if not workspace.is_dir():
+        _fail(f"--workspace: {workspace} is not a folder", EXIT_BAD_INPUT)
+    folder = (state_dir or state_dir_for(workspace.resolve())).resolve()
+    console = Console(stderr=True, soft_wrap=True, highlight=False)
+
+    def log(line: str) -> None:
+        console.print(f"[dim]{datetime.now():%H:%M:%S}[/] {line}", markup=True)
+
+    try:
+        local = local_dashboard(folder, user=user or default_user(), log=log, workspace=workspace.resolve())
+    except LoopFrameworkError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    try:
+        server = DashboardServer(
+            build_app(local.deps, routers=local.routers), host, port, log=log if verbose else None
+        )
+    except OSError as exc:
+        local.close()
+        _fail(f"--host/--port: cannot listen on {host}:{port}: {exc.strerror or exc}", EXIT_BAD_INPUT)
+    operators = local.identity.operators_path
+    rule = (
+        f"operators per project from {operators}"
+        if operators.is_file()
+        else f"no {OPERATORS_FILE_NAME}: {local.identity.user} operates every project"
+    )
+    console.print(f"loopwright dashboard on [bold]{server.url}[/]", markup=True)
+    console.print(f"  store   {folder}")
+    console.print(f'  user    User::"{local.identity.user}" ({rule})')
+    console.print(f"  others  send header {IMPERSONATION_HEADER}: NAME to act as another user")
+    console.print("  loops resumed from the page run in this process; Ctrl-C pauses them and quits")
+    _interrupt_on_sigterm()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        console.print("closing: pausing the loops this dashboard runs")
+    finally:
+        server.server_close()
+        local.close()
+
+
+def _interrupt_on_sigterm() -> None:
+    """Make SIGTERM (``kill``, a test harness, systemd) close the dashboard like Ctrl-C."""
+
+    def interrupt(signum: int, frame: object) -> None:
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, interrupt)

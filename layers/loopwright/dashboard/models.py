@@ -1,0 +1,218 @@
+"""Request bodies and responses of the dashboard API (seed 001 T102 ``LoopProgress``).
+
+Units everywhere: iterations (count), tokens, seconds; times are ISO 8601 UTC. Every error is
+``{"error": {"code", "message", "field"?, "policy_ids"?}}`` (:class:`ErrorResponse`).
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from loopwright.dashboard.ports import LoopSummary, MetricsResult, Page
+from loopwright.models import (
+    ExitConditionStatusValue,
+    ExitConditionType,
+    IterationEvent,
+    LoopOutcome,
+    LoopPhase,
+)
+
+ErrorCode = Literal[
+    "bad_request",
+    "unauthenticated",
+    "forbidden",
+    "not_found",
+    "conflict",
+    "unsupported_media_type",
+    "internal",
+    "unavailable",
+]
+
+
+class ErrorDetail(BaseModel):
+    """What went wrong: ``field`` names the input at fault (query parameter, body field or
+    header); ``policy_ids`` the Cedar policies that decided a 403 (empty: no policy permits)."""
+
+    code: ErrorCode
+    message: str
+    field: str | None = None
+    policy_ids: list[str] | None = None
+
+
+class ErrorResponse(BaseModel):
+    """The body of every 4xx and 5xx answer."""
+
+    error: ErrorDetail
+
+
+class LoopPage(Page[LoopSummary]):
+    """A page of loops, most recently created first."""
+
+
+class EventPage(Page[IterationEvent]):
+    """A page of a loop's events, newest first."""
+
+
+class ConditionProgress(BaseModel):
+    """The latest result of one exit condition (outputs left out: see the events and checkpoints)."""
+
+    name: str
+    type: ExitConditionType
+    required: bool
+    status: ExitConditionStatusValue
+    iteration: int = Field(description="the iteration it was evaluated at (0: not yet)")
+    summary: str = ""
+    failures: int = Field(default=0, description="failure lines of the last evaluation")
+    duration_seconds: float = 0.0
+    evaluated_at: datetime | None = None
+
+
+class LoopProgress(BaseModel):
+    """One loop's progress (seed 001 T102 LoopProgress, T098 get_loop_progress).
+
+    ``eta_seconds`` estimates when the loop reaches a limit at its current pace: the mean
+    duration of its recent iterations (ITERATION_STARTED to ITERATION_COMPLETED events, the
+    last :data:`~loopwright.dashboard.progress.ETA_WINDOW` iterations) times the iterations
+    left to ``max_iterations``, less the time the current iteration has run, capped by the
+    wall-clock time left to ``max_duration_seconds``. It is an upper bound: the loop ends
+    earlier when its exit conditions hold. None while no iteration has completed, or when the
+    loop is not running (finished, paused, awaiting a response, interrupted).
+    """
+
+    loop_id: str
+    project: str
+    goal: str
+    phase: LoopPhase
+    shown_phase: str = Field(description="the phase, or INTERRUPTED when no process runs an active loop")
+    running: bool | None = Field(description="a process runs the loop; None when it cannot be told (AWS)")
+    finished: bool = Field(description="the loop ended with an outcome (phase COMPLETED)")
+    outcome: LoopOutcome | None = None
+    outcome_reason: str | None = None
+    iteration: int
+    max_iterations: int
+    tokens_used: int
+    token_budget: int | None = None
+    elapsed_seconds: float
+    max_duration_seconds: int | None = None
+    percent_iterations: float = Field(description="iteration / max_iterations x 100")
+    percent_tokens: float | None = None
+    percent_time: float | None = None
+    conditions: list[ConditionProgress]
+    conditions_met: int = Field(description="required conditions that hold")
+    conditions_required: int
+    mean_iteration_seconds: float | None = None
+    eta_seconds: float | None = None
+    eta_at: datetime | None = None
+    eta_basis: str | None = Field(default=None, description="how eta_seconds was estimated, in words")
+    awaiting_response: str | None = Field(
+        default=None, description="the agent's question (AWAITING_RESPONSE)"
+    )
+    resume_at: datetime | None = Field(default=None, description="when a PAUSED loop continues by itself")
+    stop_requested: str | None = Field(default=None, description="reason of a pending stop request")
+    warnings: list[str] = Field(default_factory=list, description="policy warnings in force (SC-008)")
+    started_at: datetime
+    updated_at: datetime
+    ended_at: datetime | None = None
+    branch: str | None = None
+    head_commit: str | None = None
+    last_checkpoint_id: str | None = None
+    sessions_used: int = 0
+    version: int = 0
+
+
+class CheckpointSummary(BaseModel):
+    """One stored checkpoint; ``valid`` is False when its SHA-256 checksum does not hold."""
+
+    checkpoint_id: str
+    iteration: int
+    created_at: datetime
+    commit: str | None = None
+    valid: bool
+    phase: LoopPhase
+    tokens_used: int
+    conditions_met: int
+
+
+class CheckpointList(BaseModel):
+    """A loop's checkpoints, newest first (seed 001 T100); ``unreadable`` are ids whose stored
+    payload cannot even be parsed."""
+
+    loop_id: str
+    checkpoints: list[CheckpointSummary]
+    unreadable: list[str] = Field(default_factory=list)
+
+
+class ConditionEvaluation(BaseModel):
+    """One evaluation of the exit conditions (an EXIT_CONDITIONS_EVALUATED event)."""
+
+    iteration: int
+    evaluated_at: datetime
+    statuses: dict[str, ExitConditionStatusValue]
+    summaries: dict[str, str] = Field(default_factory=dict)
+    met: int = Field(description="conditions MET in this evaluation")
+
+
+class ConditionHistory(BaseModel):
+    """Exit-condition history (seed 001 T101), newest evaluation first; ``totals`` counts, per
+    condition, the evaluations of this page by status."""
+
+    loop_id: str
+    conditions: list[str] = Field(description="condition names, in the config's order")
+    evaluations: list[ConditionEvaluation]
+    totals: dict[str, dict[str, int]]
+    next_cursor: str | None = None
+
+
+class LoopMetrics(BaseModel):
+    """A loop's figures per iteration (from its events, ``loop.source = "store"``) and the
+    service's CloudWatch metrics over the loop's lifetime (``service``)."""
+
+    loop_id: str
+    loop: MetricsResult
+    service: MetricsResult
+
+
+class IdentityInfo(BaseModel):
+    """Who the API takes the caller for."""
+
+    principal: str = Field(description='Cedar principal, e.g. User::"alice"')
+    groups: list[str] = Field(description='Cedar groups, e.g. Group::"demo-operators"')
+    operates_all_projects: bool = Field(
+        description="local only: no operators file, so this user operates every project"
+    )
+    source: Literal["cognito", "local"]
+    impersonation_header: str | None = Field(
+        default=None, description="local only: the request header that acts as another user"
+    )
+
+
+class ControlBody(BaseModel):
+    """Body of pause, resume and stop (may be empty)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    reason: str = Field(default="", max_length=2_000, description="recorded with the control")
+
+
+class ApproveBody(ControlBody):
+    """Body of approve: the answer to the agent's question."""
+
+    response: str | None = Field(default=None, max_length=20_000, description="the answer the agent gets")
+
+
+class LimitsBody(ControlBody):
+    """Body of limits: each given limit replaces the loop's; at least one. Units: iterations,
+    tokens, wall-clock seconds."""
+
+    max_iterations: int | None = Field(default=None, ge=1, le=100_000)
+    token_budget: int | None = Field(default=None, ge=1)
+    max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
+
+    @model_validator(mode="after")
+    def _one_given(self) -> LimitsBody:
+        if self.max_iterations is None and self.token_budget is None and self.max_duration_seconds is None:
+            raise ValueError("give at least one of max_iterations, token_budget, max_duration_seconds")
+        return self
