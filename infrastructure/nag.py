@@ -53,6 +53,7 @@ def acknowledge(stack: LoopwrightStack) -> None:
                 f"{name} queries the GSIs of its own table (grant_read_write_data adds them as "
                 "'<table arn>/index/*'); no other table's indexes",
             )
+    _acknowledge_agent_runtime(stack)
     machine = stack.loop.state_machine
     _ack(
         machine.role,
@@ -73,8 +74,9 @@ def acknowledge(stack: LoopwrightStack) -> None:
     _ack(
         api.deployment_stage,
         "AwsSolutions-APIG3",
-        "no WAF yet: IAM (SigV4) authorization, stage throttling and request validation on the one "
-        "method; attach a web ACL when the API is exposed to untrusted networks",
+        "no WAF yet: every route with data needs IAM (SigV4, POST /loops) or a Cognito ID token (the "
+        "dashboard), each method is throttled and validated; attach a web ACL (rate-based rules, "
+        "IP sets) when the API is exposed to untrusted networks",
     )
     _ack(
         api.deployment_stage,
@@ -93,3 +95,137 @@ def acknowledge(stack: LoopwrightStack) -> None:
         "AwsSolutions-SQS3",
         "this queue is itself the dead-letter queue of the git-push rule's target",
     )
+    _ack(
+        stack.continuation.resume_dead_letters,
+        "AwsSolutions-SQS3",
+        "this queue is itself the dead-letter queue of the one-time resume schedules' target",
+    )
+    _acknowledge_schedules(stack)
+    _acknowledge_plans(stack)
+    _acknowledge_dashboard(stack)
+
+
+def _acknowledge_schedules(stack: LoopwrightStack) -> None:
+    group = stack.resolve(stack.continuation.schedule_group.schedule_group_name)  # a generated name
+    role = stack.functions.functions["schedule_resume"].role
+    assert role is not None
+    _ack(
+        role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:"
+        f"schedule/{group}/*]",
+        "schedule_resume creates one schedule per pause, named at run time from the loop and its "
+        "reset time: CreateSchedule only, on schedules of the stack's own group only",
+    )
+
+
+def _acknowledge_agent_runtime(stack: LoopwrightStack) -> None:
+    """The ``InvokeAgentRuntime`` wildcards of the roles that run agents (iterate, run_iteration;
+    see ``infrastructure.functions``)."""
+    from infrastructure.functions import NEEDS
+
+    arns = stack.functions.agent_runtime_arns
+    for name, function in stack.functions.functions.items():
+        if "agent_runtime" not in NEEDS[name]:
+            continue
+        role = function.role
+        assert role is not None
+        for arn in arns:
+            _ack(
+                role,
+                f"AwsSolutions-IAM5[Resource::{arn}/runtime-endpoint/*]",
+                f"{name} invokes the AgentCore Runtime {arn} through the endpoint (qualifier) a loop's "
+                "config names at run time; endpoints of this one runtime only",
+            )
+        if not arns:
+            _ack(
+                role,
+                "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:bedrock-agentcore:<AWS::Region>:"
+                "<AWS::AccountId>:runtime/*]",
+                f"{name} invokes the AgentCore Runtime a loop's config names at run time "
+                "(agent.agent_runtime_arn), so any runtime of this account and region; list the allowed "
+                "runtimes in the context key loopwright:agentRuntimeArns to narrow it",
+            )
+
+
+def _acknowledge_plans(stack: LoopwrightStack) -> None:
+    """The plan dispatch's functions and state machine (``infrastructure.plans``)."""
+    plans = stack.plans
+    for function in plans.functions.values():
+        _ack(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.12 on purpose: the plan functions share the core layer, whose wheels are built "
+            "for cp312 (infrastructure.constants.LAYER_PYTHON_VERSION); move both together",
+        )
+        role = function.role
+        assert role is not None
+        _ack(role, "AwsSolutions-IAM5[Resource::*]", XRAY_REASON)
+    _ack(
+        plans.state_machine.role,
+        "AwsSolutions-IAM5[Resource::*]",
+        XRAY_REASON + "; CloudWatch Logs vended-log delivery actions (logs:CreateLogDelivery, "
+        "PutResourcePolicy...) also take '*' only",
+    )
+    for name, function in plans.functions.items():
+        default = function.node.default_child
+        assert isinstance(default, CfnResource)
+        _ack(
+            plans.state_machine.role,
+            f"AwsSolutions-IAM5[Resource::<{stack.get_logical_id(default)}.Arn>:*]",
+            f"PlanDispatch invokes the {name} function's versions and aliases ('<arn>:*', added by "
+            "LambdaInvoke); this one function only",
+        )
+
+
+def _acknowledge_dashboard(stack: LoopwrightStack) -> None:
+    """The dashboard's functions, roles and public routes (``infrastructure.dashboard``)."""
+    dashboard = stack.dashboard
+    indexed = {
+        "read": (stack.storage.loops_table, stack.storage.events_table, stack.storage.plans_table),
+        "plans": (stack.storage.plans_table,),
+    }
+    for mode, function in dashboard.functions.items():
+        _ack(
+            function,
+            "AwsSolutions-L1",
+            "Python 3.12 on purpose: the dashboard functions share the core layer, whose wheels are "
+            "built for cp312 (infrastructure.constants.LAYER_PYTHON_VERSION); move both together",
+        )
+        role = function.role
+        assert role is not None
+        reason = XRAY_REASON
+        if mode == "read":
+            reason += (
+                "; xray:GetTraceSummaries and cloudwatch:GetMetricData (a loop's traces and the "
+                "service's metrics on the dashboard) support no resource-level permissions either"
+            )
+        _ack(role, "AwsSolutions-IAM5[Resource::*]", reason)
+        for table in indexed.get(mode, ()):
+            _ack(
+                role,
+                f"AwsSolutions-IAM5[Resource::{_arn_ref(table)}/index/*]",
+                f"the dashboard's {mode} function queries this table's GSIs (Query only on them: "
+                "loops by project, events by type, plans by creation time); no other table's indexes",
+            )
+    machine = stack.loop.state_machine
+    default = machine.node.default_child
+    assert isinstance(default, CfnResource)
+    controls_role = dashboard.functions["controls"].role
+    assert controls_role is not None
+    _ack(
+        controls_role,
+        "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:states:<AWS::Region>:<AWS::AccountId>:"
+        f"execution:<{stack.get_logical_id(default)}.Name>:*]",
+        "approve checks whether a loop's current execution (named <loop_id>-g<generation> at run "
+        "time) still runs: DescribeExecution only, on executions of the loop state machine only",
+    )
+    for route in dashboard.public_routes():
+        method = dashboard.methods[(route.method, route.path)]
+        why = (
+            f"{route.method} {route.path} is public on purpose: it serves only code shipped in the layer "
+            "(the page, its script, the sign-in page or the API's description), no loop data, and a "
+            "browser opens it by navigation, which cannot send the Cognito ID token; every route with "
+            "data has the Cognito authorizer"
+        )
+        _ack(method, "AwsSolutions-APIG4", why)
+        _ack(method, "AwsSolutions-COG4", why)

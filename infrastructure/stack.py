@@ -2,8 +2,10 @@
 findings one resource at a time (:mod:`infrastructure.nag`).
 
 Context keys (``cdk.json`` or ``-c``): ``loopwright:removalPolicy`` (``destroy`` | ``retain``),
-``loopwright:memoryExpiryDays`` (7-365), ``loopwright:layer`` (``build`` | ``stub``; also the
-environment variable ``LOOPWRIGHT_CDK_LAYER``), ``loopwright:alarmEmail``.
+``loopwright:memoryExpiryDays`` (7-365), ``loopwright:codeInterpreterNetwork`` (``PUBLIC`` |
+``SANDBOX``), ``loopwright:layer`` (``build`` | ``stub``; also the
+environment variable ``LOOPWRIGHT_CDK_LAYER``), ``loopwright:alarmEmail``, ``loopwright:stateMachine``
+(``steps`` | ``compact``, :mod:`infrastructure.compact_state_machine`).
 """
 
 from __future__ import annotations
@@ -18,8 +20,15 @@ from constructs import Construct
 from infrastructure import nag
 from infrastructure.agentcore import AgentCore
 from infrastructure.api import LoopApi
+from infrastructure.compact_state_machine import (
+    COMPACT,
+    CTX_STATE_MACHINE,
+    CompactLoopStateMachine,
+    state_machine_variant,
+)
 from infrastructure.constants import (
     CTX_ALARM_EMAIL,
+    CTX_CODE_INTERPRETER_NETWORK,
     CTX_LAYER,
     CTX_MEMORY_EXPIRY_DAYS,
     CTX_REMOVAL_POLICY,
@@ -27,9 +36,11 @@ from infrastructure.constants import (
     ENV_LAYER,
 )
 from infrastructure.continuation import Continuation
+from infrastructure.dashboard import CONTROL_ROUTE_KEYS, Dashboard
 from infrastructure.functions import LoopFunctions
 from infrastructure.layer_build import build_layer, stub_layer
 from infrastructure.monitoring import Monitoring
+from infrastructure.plans import PlanDispatch
 from infrastructure.policies import PolicyStore
 from infrastructure.state_machine import LoopStateMachine
 from infrastructure.storage import Storage
@@ -54,7 +65,11 @@ class LoopwrightStack(Stack):
         self.storage = Storage(self, "Storage", removal_policy=removal_policy)
         self.policy_store = PolicyStore(self, "Policies", removal_policy=removal_policy)
         self.agentcore = AgentCore(
-            self, "AgentCore", memory_expiry_days=self._memory_expiry_days(), removal_policy=removal_policy
+            self,
+            "AgentCore",
+            memory_expiry_days=self._memory_expiry_days(),
+            removal_policy=removal_policy,
+            network_mode=str(self.node.try_get_context(CTX_CODE_INTERPRETER_NETWORK) or "PUBLIC").upper(),
         )
         self.functions = LoopFunctions(
             self,
@@ -66,16 +81,45 @@ class LoopwrightStack(Stack):
             removal_policy=removal_policy,
         )
         functions = self.functions.functions
-        self.loop = LoopStateMachine(self, "Loop", functions=dict(functions), removal_policy=removal_policy)
+        variant = state_machine_variant(self.node.try_get_context(CTX_STATE_MACHINE))  # steps | compact
+        machine = CompactLoopStateMachine if variant == COMPACT else LoopStateMachine
+        self.loop = machine(self, "Loop", functions=dict(functions), removal_policy=removal_policy)
         start_loop = functions["start_loop"]
         start_loop.add_environment("STATE_MACHINE_ARN", self.loop.state_machine.state_machine_arn)
         self.loop.state_machine.grant_start_execution(start_loop)
-        self.api = LoopApi(self, "Api", start_loop=start_loop, removal_policy=removal_policy)
+        self.plans = PlanDispatch(
+            self,
+            "Plans",
+            layer=self.functions.layer,
+            storage=self.storage,
+            agentcore=self.agentcore,
+            loop_state_machine=self.loop.state_machine,
+            removal_policy=removal_policy,
+        )
+        self.api = LoopApi(
+            self,
+            "Api",
+            start_loop=start_loop,
+            removal_policy=removal_policy,
+            throttled_posts=CONTROL_ROUTE_KEYS,
+        )
+        self.dashboard = Dashboard(
+            self,
+            "Dashboard",
+            api=self.api,
+            layer=self.functions.layer,
+            storage=self.storage,
+            agentcore=self.agentcore,
+            policy_store=self.policy_store,
+            loop_state_machine=self.loop.state_machine,
+            plan_state_machine=self.plans.state_machine,
+            removal_policy=removal_policy,
+        )
         self.continuation = Continuation(
             self,
             "Continuation",
-            state_machine=self.loop.state_machine,
             start_loop=start_loop,
+            schedule_resume=functions["schedule_resume"],
             removal_policy=removal_policy,
         )
         self.monitoring = Monitoring(
@@ -114,10 +158,15 @@ class LoopwrightStack(Stack):
     def _build_outputs(self) -> None:
         outputs = {
             "ApiUrl": self.api.api.url_for_path("/loops"),
+            "DashboardUrl": self.api.api.url_for_path("/"),
+            "DashboardSignInUrl": self.dashboard.signin_url,
+            "UserPoolId": self.dashboard.user_pool.user_pool_id,
+            "UserPoolClientId": self.dashboard.client.user_pool_client_id,
             "StateMachineArn": self.loop.state_machine.state_machine_arn,
             "LoopsTableName": self.storage.loops_table.table_name,
             "EventsTableName": self.storage.events_table.table_name,
             "PlansTableName": self.storage.plans_table.table_name,
+            "PlanDispatchStateMachineArn": self.plans.state_machine.state_machine_arn,
             "MemoryId": self.agentcore.memory.attr_memory_id,
             "CodeInterpreterId": self.agentcore.code_interpreter.attr_code_interpreter_id,
             "PolicyStoreId": self.policy_store.policy_store_id,

@@ -20,6 +20,7 @@ from infrastructure import constants
 from infrastructure.api import request_schema
 from infrastructure.functions import NEEDS
 from infrastructure.layer_build import LayerBuildError, build_layer, pip_command
+from infrastructure.plans import PLAN_FUNCTIONS
 from infrastructure.policies import SCHEMA_JSON_PATH, SCHEMA_SHA256_PATH, load_policies, split_policies
 from loopwright.adapters.aws import dynamodb_store as keys
 from tests.infrastructure.conftest import Synthesized
@@ -40,7 +41,11 @@ def _flatten(value: Any) -> str:
 
 
 def _definition(synthesized: Synthesized) -> dict[str, Any]:
-    (machine,) = synthesized.resources("AWS::StepFunctions::StateMachine").values()
+    (machine,) = [
+        m
+        for m in synthesized.resources("AWS::StepFunctions::StateMachine").values()
+        if m["Properties"].get("StateMachineName") == f"{constants.STACK_NAME}-loop"
+    ]
     definition: dict[str, Any] = json.loads(_flatten(machine["Properties"]["DefinitionString"]))
     return definition
 
@@ -97,8 +102,8 @@ def test_acknowledgements_are_written_to_the_template_with_reasons(synthesized: 
     assert acknowledged, "write_suppressions_to_cloud_formation puts them in Metadata"
     assert all(len(rule["reason"]) > 20 for rule in acknowledged)
     assert {rule["id"].split("[")[0] for rule in acknowledged} <= {
-        "AwsSolutions-L1", "AwsSolutions-IAM5", "AwsSolutions-APIG3", "AwsSolutions-APIG6",
-        "AwsSolutions-COG4", "AwsSolutions-SQS3",
+        "AwsSolutions-L1", "AwsSolutions-IAM5", "AwsSolutions-APIG3", "AwsSolutions-APIG4",
+        "AwsSolutions-APIG6", "AwsSolutions-COG4", "AwsSolutions-SQS3",
     }  # fmt: skip
 
 
@@ -121,7 +126,7 @@ def test_cfn_lint_finds_no_error(synthesized: Synthesized) -> None:
 # ----------------------------------------------------------------------------- DynamoDB
 def test_tables_are_on_demand_with_pitr_and_encryption(synthesized: Synthesized) -> None:
     tables = synthesized.resources("AWS::DynamoDB::Table")
-    assert len(tables) == 3
+    assert len(tables) == 4  # loops, events, plans, idempotency
     for table in tables.values():
         props = table["Properties"]
         assert props["BillingMode"] == "PAY_PER_REQUEST"
@@ -178,15 +183,6 @@ def test_events_and_plans_table_keys(synthesized: Synthesized) -> None:
             ],
         },
     )
-    synthesized.template.has_resource_properties(
-        "AWS::DynamoDB::Table",
-        {
-            "KeySchema": [
-                {"AttributeName": "project_id", "KeyType": "HASH"},
-                {"AttributeName": "plan_id", "KeyType": "RANGE"},
-            ]
-        },
-    )
 
 
 # ----------------------------------------------------------------------------- Lambda
@@ -209,19 +205,22 @@ def test_function_properties(synthesized: Synthesized, name: str) -> None:
     ):  # fmt: skip
         assert variable in env, variable
     assert env["LOOPWRIGHT_ADAPTERS"] == "aws"
-    assert ("POLICY_MAP" in env) == (name == "authorize")
+    assert ("POLICY_MAP" in env) == (name in {"authorize", "run_iteration"})
     assert ("STATE_MACHINE_ARN" in env) == (name == "start_loop")
 
 
 def test_iterate_and_evaluate_may_run_15_minutes_the_others_at_most_one() -> None:
     long = {n for n, (timeout, _) in constants.FUNCTIONS.items() if timeout.to_seconds() > 60}
-    assert long == {"iterate", "evaluate"}
+    assert long == {"iterate", "evaluate", "run_iteration"}
     assert all(constants.FUNCTIONS[n][0].to_seconds() == 900 for n in long)
 
 
 def test_log_groups_have_retention(synthesized: Synthesized) -> None:
     groups = synthesized.resources("AWS::Logs::LogGroup")
-    assert len(groups) == len(constants.FUNCTIONS) + 2  # + state machine, API access logs
+    # + the loop state machine, API access logs; the plan functions and PlanDispatch; the dashboard's
+    dashboard = len(synthesized.stack.dashboard.functions)
+    expected = len(constants.FUNCTIONS) + 2 + len(PLAN_FUNCTIONS) + 1 + dashboard
+    assert len(groups) == expected
     assert all(g["Properties"]["RetentionInDays"] == 30 for g in groups.values())
 
 
@@ -269,17 +268,17 @@ def test_every_task_retries_with_full_jitter_and_is_caught(synthesized: Synthesi
     task_states = {name: s for name, s in states.items() if s["Type"] == "Task"}
     assert set(task_states) == {
         "Authorize", "Iterate", "Checkpoint", "Evaluate", "Verify", "Decide", "AwaitHuman",
-        "StartNextExecution", "RecordFailure",
+        "StartNextExecution", "RecordFailure", "ScheduleResume",
     }  # fmt: skip
     for name, state in task_states.items():
-        (retry,) = state["Retry"]
+        retry = state["Retry"][-1]  # idempotent steps retry an in-progress key first
         assert retry["JitterStrategy"] == "FULL", name
         assert (retry["IntervalSeconds"], retry["BackoffRate"], retry["MaxAttempts"]) == (2, 2, 3)
         (catch,) = state["Catch"]
         assert catch["ErrorEquals"] == ["States.ALL"]
         assert catch["Next"] == ("FailureNotRecorded" if name == "RecordFailure" else "RecordFailure")
-    assert "States.TaskFailed" not in task_states["Iterate"]["Retry"][0]["ErrorEquals"]
-    assert "States.TaskFailed" in task_states["Decide"]["Retry"][0]["ErrorEquals"]
+    assert "States.TaskFailed" not in task_states["Iterate"]["Retry"][-1]["ErrorEquals"]
+    assert "States.TaskFailed" in task_states["Decide"]["Retry"][-1]["ErrorEquals"]
 
 
 def test_definition_follows_the_workflow_shape(synthesized: Synthesized) -> None:
@@ -292,11 +291,14 @@ def test_definition_follows_the_workflow_shape(synthesized: Synthesized) -> None
     sequence = ["Iterate", "Checkpoint", "Evaluate", "Verify", "Decide", "Action?"]
     for current, following in itertools.pairwise(sequence):
         assert states[current]["Next"] == following
-    action = {c["StringEquals"]: c["Next"] for c in states["Action?"]["Choices"]}
-    assert action == {"CONTINUE": "Handover?", "AWAIT_HUMAN": "AwaitHuman"}
+    handover, *choices = states["Action?"]["Choices"]  # CONTINUE with handover: a new execution
+    assert handover["Next"] == "StartNextExecution"
+    assert {"Variable": "$.action", "StringEquals": "CONTINUE"} in handover["And"]
+    assert {"Variable": "$.handover", "BooleanEquals": True} in handover["And"]
+    action = {c["StringEquals"]: c["Next"] for c in choices}
+    assert action == {"CONTINUE": "Authorize", "AWAIT_HUMAN": "AwaitHuman", "PAUSE": "ResumeAt?"}
     assert states["Action?"]["Default"] == "Done"
-    assert states["Handover?"]["Choices"][0]["Next"] == "StartNextExecution"
-    assert states["Handover?"]["Default"] == "Authorize"
+    assert "Handover?" not in states  # folded into Action?: one transition less per iteration
     assert states["AwaitHuman"]["Next"] == "Authorize"
     assert states["AwaitHuman"]["Resource"].endswith(":states:::lambda:invoke.waitForTaskToken")
     assert states["AwaitHuman"]["Parameters"]["Payload"]["task_token.$"] == "$$.Task.Token"
@@ -320,7 +322,8 @@ def test_post_loops_requires_iam_and_validates_the_body(synthesized: Synthesized
         },
     )
     methods = synthesized.resources("AWS::ApiGateway::Method")
-    assert all(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in methods.values())
+    # POST /loops only; the dashboard's methods (Cognito): tests/infrastructure/test_dashboard_stack.py
+    assert sum(m["Properties"]["AuthorizationType"] == "AWS_IAM" for m in methods.values()) == 1
     synthesized.template.has_resource_properties(
         "AWS::ApiGateway::Model", {"ContentType": "application/json", "Schema": request_schema()}
     )
@@ -332,14 +335,18 @@ def test_post_loops_requires_iam_and_validates_the_body(synthesized: Synthesized
         {
             "TracingEnabled": True,
             "AccessLogSetting": Match.object_like({"DestinationArn": Match.any_value()}),
-            "MethodSettings": [
-                Match.object_like(
-                    {
-                        "ThrottlingRateLimit": constants.API_THROTTLING_RATE_LIMIT,
-                        "ThrottlingBurstLimit": constants.API_THROTTLING_BURST_LIMIT,
-                    }
-                )
-            ],
+            "MethodSettings": Match.array_with(
+                [
+                    Match.object_like(
+                        {
+                            "HttpMethod": "POST",
+                            "ResourcePath": "/~1loops",
+                            "ThrottlingRateLimit": constants.API_THROTTLING_RATE_LIMIT,
+                            "ThrottlingBurstLimit": constants.API_THROTTLING_BURST_LIMIT,
+                        }
+                    )
+                ]
+            ),
         },
     )
 
@@ -412,7 +419,7 @@ def test_memory_and_code_interpreter(synthesized: Synthesized) -> None:
     )
     synthesized.template.has_resource_properties(
         "AWS::BedrockAgentCore::CodeInterpreterCustom",
-        {"NetworkConfiguration": {"NetworkMode": "SANDBOX"}},
+        {"NetworkConfiguration": {"NetworkMode": "PUBLIC"}},
     )
 
 

@@ -1,12 +1,15 @@
 """The ``loopwright`` command line (Typer + Rich).
 
-Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``. Every command takes
+Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
+``dashboard`` and ``plan ...``.
+Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
 and ``--json`` for machine-readable output.
 
-Exit codes: 0 the loop met its conditions (or the command succeeded); 1 an error; 2 bad input
-(nothing was written); 3 a policy stopped the loop (iteration, token or time limit); 4 a human
-stopped it; 5 it waits for a human (AWAITING_RESPONSE).
+Exit codes: 0 the loop met its conditions (or the command succeeded); 1 an error; 2 bad input, or
+a control that does not apply to the loop now (nothing was written); 3 a policy stopped the loop
+(iteration, token or time limit) or refused a control; 4 a human stopped it; 5 it waits for a
+human (AWAITING_RESPONSE); 6 it is paused (PAUSED: by a human, or until a usage limit resets).
 """
 
 from __future__ import annotations
@@ -18,25 +21,40 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
+from pydantic import ValidationError
 from rich.console import Console
 from rich.live import Live
 
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.cli import display
+from loopwright.cli.dashboard import dashboard
+from loopwright.cli.plan import plan_app
 from loopwright.config_loader import load_config
+from loopwright.controls import Resumer
 from loopwright.engine.framework import LoopFramework
 from loopwright.engine.local import DB_FILE_NAME, build_agent, open_store, state_dir_for
+from loopwright.engine.local_controls import local_control_service, local_user
 from loopwright.engine.lock import LoopLock
-from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
+from loopwright.exceptions import (
+    ConfigError,
+    ControlConflictError,
+    ControlDeniedError,
+    LoopFrameworkError,
+    LoopNotFoundError,
+)
 from loopwright.models import (
+    ControlAction,
+    ControlRequest,
     IterationEvent,
     IterationEventType,
+    LimitChange,
     LoopConfig,
     LoopOutcome,
     LoopPhase,
     LoopResult,
     LoopState,
+    operators_group,
 )
 
 app = typer.Typer(
@@ -47,7 +65,18 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_POLICY, EXIT_STOPPED, EXIT_AWAITING = 0, 1, 2, 3, 4, 5
+app.add_typer(plan_app, name="plan")
+app.command()(dashboard)
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_POLICY, EXIT_STOPPED, EXIT_AWAITING, EXIT_PAUSED = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+)
 RESULT_FILE_NAME = "last-result.json"
 
 WorkspaceOpt = Annotated[
@@ -66,7 +95,7 @@ def _exit_code(result: LoopResult) -> int:
     if result.outcome is LoopOutcome.CONDITIONS_MET:
         return EXIT_OK
     if result.outcome is None:
-        return EXIT_AWAITING
+        return EXIT_PAUSED if result.phase is LoopPhase.PAUSED else EXIT_AWAITING
     if result.outcome is LoopOutcome.STOPPED:
         return EXIT_STOPPED
     if result.outcome is LoopOutcome.FAILED:
@@ -181,6 +210,13 @@ def _execute(
     raise typer.Exit(_exit_code(result))
 
 
+class StateMachineVariant(StrEnum):
+    """The synthesized state machine's variant (CDK context ``loopwright:stateMachine``)."""
+
+    STEPS = "steps"
+    COMPACT = "compact"
+
+
 class Engine(StrEnum):
     """Which engine drives the loop."""
 
@@ -188,7 +224,9 @@ class Engine(StrEnum):
     STEPFUNCTIONS = "stepfunctions"
 
 
-def _run_stepfunctions(config: LoopConfig, root: Path, loop_id: str | None, *, as_json: bool) -> NoReturn:
+def _run_stepfunctions(
+    config: LoopConfig, root: Path, loop_id: str | None, *, as_json: bool, state_machine: str | None = None
+) -> NoReturn:
     try:
         # Imported only for this engine: moto, boto3 and the CDK app take seconds to load.
         from loopwright.engine.stepfunctions import execute_loop
@@ -196,7 +234,7 @@ def _run_stepfunctions(config: LoopConfig, root: Path, loop_id: str | None, *, a
         _fail(f"--engine stepfunctions needs the dev extra (pip install -e '.[dev]'): {exc}", EXIT_BAD_INPUT)
     console = Console()
     try:
-        done = execute_loop(config, root, loop_id)
+        done = execute_loop(config, root, loop_id, state_machine=state_machine)
     except LoopFrameworkError as exc:
         _fail(str(exc))
     for execution in done.executions:
@@ -254,6 +292,13 @@ def run(
             "executed locally against moto, with the real Lambda handler code (needs the dev extra)."
         ),
     ] = Engine.LOCAL,
+    state_machine: Annotated[
+        StateMachineVariant | None,
+        typer.Option(
+            help="With --engine stepfunctions: steps (one Lambda per step) or compact (one per "
+            "iteration); default: LOOPWRIGHT_STATE_MACHINE, else steps."
+        ),
+    ] = None,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
 ) -> None:
@@ -287,7 +332,15 @@ def run(
         )
     sandbox = SubprocessSandbox()
     if engine is Engine.STEPFUNCTIONS:
-        _run_stepfunctions(loop_config, root, loop_id, as_json=as_json)
+        _run_stepfunctions(
+            loop_config,
+            root,
+            loop_id,
+            as_json=as_json,
+            state_machine=state_machine.value if state_machine else None,
+        )
+    elif state_machine is not None:
+        _fail("--state-machine: only with --engine stepfunctions", EXIT_BAD_INPUT)
     try:
         agent = build_agent(loop_config, sandbox)  # a bad module:function fails here, before any write
     except ConfigError as exc:
@@ -334,24 +387,111 @@ def stop(
     workspace: WorkspaceOpt = Path("."),
     reason: Annotated[str, typer.Option(help="Recorded with the stop.")] = "stopped from the CLI",
 ) -> None:
-    """Stop a running loop after its current step (it can be resumed later)."""
+    """Stop a loop: a running one after its current step, an idle one at once (resumable later)."""
+    _control(workspace, loop_id, ControlAction.STOP, reason=reason)
+
+
+@app.command()
+def pause(
+    loop_id: Annotated[str, typer.Argument(help="The loop to pause.")],
+    workspace: WorkspaceOpt = Path("."),
+    reason: Annotated[str, typer.Option(help="Recorded with the pause.")] = "paused from the CLI",
+) -> None:
+    """Pause a running loop after its current step (phase PAUSED; `loopwright resume` continues it)."""
+    _control(workspace, loop_id, ControlAction.PAUSE, reason=reason)
+
+
+@app.command()
+def approve(
+    loop_id: Annotated[str, typer.Argument(help="The loop waiting for an answer (AWAITING_RESPONSE).")],
+    workspace: WorkspaceOpt = Path("."),
+    response: Annotated[
+        str | None, typer.Option(help="Your answer to the agent's question (default: 'approved').")
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Answer the agent's question and continue the loop in this terminal."""
+    root = _workspace_path(workspace)
+
+    def run_here(state: LoopState, request: ControlRequest) -> None:
+        progress = _Progress(Console(), quiet or as_json)
+        framework = LoopFramework.open(state.loop_id, workspace=root, observer=progress)
+        _execute(framework, as_json=as_json, progress=progress)
+
+    _control(root, loop_id, ControlAction.APPROVE, response=response, resumer=run_here)
+
+
+@app.command()
+def limits(
+    loop_id: Annotated[str, typer.Argument(help="The loop whose limits change.")],
+    workspace: WorkspaceOpt = Path("."),
+    max_iterations: Annotated[int | None, typer.Option(help="New iteration limit.")] = None,
+    token_budget: Annotated[int | None, typer.Option(help="New token budget (tokens).")] = None,
+    max_duration: Annotated[
+        int | None, typer.Option("--max-duration", help="New wall-clock limit (seconds from the start).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Recorded with the change.")] = "",
+) -> None:
+    """Raise (or change) a loop's limits; a running loop applies them before its next iteration."""
+    try:
+        change = LimitChange(
+            max_iterations=max_iterations, token_budget=token_budget, max_duration_seconds=max_duration
+        )
+    except ValidationError as exc:
+        _fail(_first_error(exc, {"max_duration_seconds": "--max-duration"}), EXIT_BAD_INPUT)
+    _control(workspace, loop_id, ControlAction.RAISE_LIMIT, reason=reason, limits=change)
+
+
+def _first_error(exc: ValidationError, flags: dict[str, str]) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    flag = flags.get(field, "--" + field.replace("_", "-")) if field else "limits"
+    return f"{flag}: {error['msg']}"
+
+
+def _control(
+    workspace: Path,
+    loop_id: str,
+    action: ControlAction,
+    *,
+    resumer: Resumer | None = None,
+    **fields: Any,
+) -> None:
+    """Submit one control as the local user; print what became of it. Exit 2 when it does not
+    apply or the loop is unknown, 3 when Cedar refuses it; nothing is written then."""
     root = _workspace_path(workspace)
     store = _existing_store(root, loop_id)
     assert store is not None
+    service = local_control_service(state_dir_for(root), store, resumer=resumer)
     try:
         state = store.get_state(loop_id)
+        request = ControlRequest(
+            loop_id=loop_id,
+            action=action,
+            principal=local_user(),
+            groups=[operators_group(state.project)],
+            **fields,
+        )
+        result = service.submit(request)
     except LoopNotFoundError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
-    if state.outcome is not None:
-        _fail(f"loop {loop_id} already ended with {state.outcome.value}", EXIT_BAD_INPUT)
-    store.request_stop(loop_id, reason)
-    running = LoopLock(state_dir_for(root), loop_id).holder()
-    where = f"process {running} will stop it after its current step" if running else "no process runs it now"
-    typer.echo(f"stop requested for {loop_id}: {where}")
+    except ControlDeniedError as exc:
+        _fail(str(exc), EXIT_POLICY)
+    except ControlConflictError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    running = LoopLock(state_dir_for(root), loop_id).holder() if result.status == "queued" else None
+    where = f" (process {running} runs it)" if running else ""
+    typer.echo(f"{action.value.lower()} {result.status} for {loop_id}: {result.message}{where}")
 
 
 def _shown_phase(state: LoopState, root: Path) -> str:
-    if state.phase in (LoopPhase.COMPLETED, LoopPhase.AWAITING_RESPONSE, LoopPhase.INTERRUPTED):
+    if state.phase in (
+        LoopPhase.COMPLETED,
+        LoopPhase.AWAITING_RESPONSE,
+        LoopPhase.INTERRUPTED,
+        LoopPhase.PAUSED,
+    ):
         return state.phase.value
     if LoopLock(state_dir_for(root), state.loop_id).holder() is None:
         return f"{LoopPhase.INTERRUPTED.value} (was {state.phase.value}; no process runs it)"
