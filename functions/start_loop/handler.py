@@ -15,7 +15,7 @@ from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from aws_lambda_powertools.utilities.typing import LambdaContext
 
 from loopwright.cloud.observability import logger, metrics, tracer
-from loopwright.cloud.runtime import RuntimeSettings, ports
+from loopwright.cloud.runtime import RuntimeSettings, check_agent_for_adapters, ports
 from loopwright.cloud.schedule import (
     ResumeNotStartedError,
     ScheduledResumeEvent,
@@ -43,7 +43,15 @@ def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
 
 def _start(request: StartLoopRequest) -> Response[dict[str, Any]]:
     try:
-        event = start_loop(request, ports(RuntimeSettings.from_environ()), _start_execution)
+        settings = RuntimeSettings.from_environ()
+        event = start_loop(
+            request,
+            ports(settings),
+            _start_execution,
+            check_agent=lambda config: check_agent_for_adapters(
+                config, settings.adapters, repository=request.repository
+            ),
+        )
     except ConfigError as exc:
         return _json(400, {"message": str(exc)})
     except LoopFrameworkError as exc:

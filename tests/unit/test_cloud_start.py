@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
+
 import pytest
 
+from loopwright.cloud.runtime import check_agent_for_adapters
 from loopwright.cloud.start import await_human, execution_name, start_loop
 from loopwright.cloud.steps import CloudPorts
 from loopwright.exceptions import ConfigError, LoopFrameworkError
-from loopwright.models import IterationEventType, LoopPhase, StartLoopRequest, StepInput
+from loopwright.models import AgentResult, IterationEventType, LoopPhase, StartLoopRequest, StepInput
 from tests.fakes import MemoryStore
 
 CONFIG = {"goal": "g", "exit_conditions": [{"type": "LINTING_CLEAN"}]}
@@ -31,6 +34,24 @@ def test_bad_config_names_the_field_and_stores_nothing() -> None:
     with pytest.raises(ConfigError, match="config: exit_conditions: required field is missing"):
         start_loop(StartLoopRequest(config={"goal": "g"}), CloudPorts(store=store), lambda n, p: "arn")
     assert store.states == {}
+
+
+def test_an_agent_the_adapters_cannot_run_is_refused_before_anything_is_stored() -> None:
+    store, started = MemoryStore(), []
+    config = {**CONFIG, "agent": {"kind": "python", "function": "pkg.mod:work"}}
+    with pytest.raises(ConfigError, match=r"agent\.kind"):
+        start_loop(
+            StartLoopRequest(config=config, repository="https://example.com/r.git"),
+            CloudPorts(store=store),
+            lambda name, payload: started.append((name, payload)) or "arn",
+            check_agent=lambda c: check_agent_for_adapters(c, "aws", repository="https://example.com/r.git"),
+        )
+    assert store.states == {} and started == []
+
+
+def test_an_agent_s_reset_time_without_a_zone_is_utc() -> None:
+    result = AgentResult(usage_limit_resets_at=datetime(2030, 1, 1, 12))
+    assert result.usage_limit_resets_at == datetime(2030, 1, 1, 12, tzinfo=UTC)
 
 
 def test_a_second_start_with_the_same_id_is_refused() -> None:

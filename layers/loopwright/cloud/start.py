@@ -33,8 +33,18 @@ def execution_name(loop_id: str, generation: int) -> str:
     return f"{loop_id}-g{generation}"[:80]
 
 
-def start_loop(request: StartLoopRequest, ports: CloudPorts, start_execution: ExecutionStarter) -> StepInput:
+def start_loop(
+    request: StartLoopRequest,
+    ports: CloudPorts,
+    start_execution: ExecutionStarter,
+    *,
+    check_agent: Callable[[LoopConfig], None] | None = None,
+) -> StepInput:
     """Create the loop and start its first execution; returns the execution's input.
+
+    ``check_agent`` refuses an agent the adapters cannot run (the handler passes
+    :func:`loopwright.cloud.runtime.check_agent_for_adapters` for its adapters), so a python agent
+    sent to AWS is a 400 here, not a failed iteration later.
 
     Raises :class:`ConfigError` (one line, naming the field) for an invalid config; nothing is
     stored then.
@@ -43,6 +53,8 @@ def start_loop(request: StartLoopRequest, ports: CloudPorts, start_execution: Ex
         config = LoopConfig.model_validate(request.config)
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, "config")) from exc
+    if check_agent is not None:
+        check_agent(config)
     loop_id = request.loop_id or new_id("loop")
     state = LoopState(
         loop_id=loop_id, project=config.project, config=config, workspace=request.repository or ""

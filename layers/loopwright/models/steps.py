@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loopwright.models.enums import LoopOutcome, NextAction
 
@@ -115,6 +115,13 @@ class AgentResult(BaseModel):
         description="when the agent's model provider lifts the usage limit it hit (UTC); the loop "
         "pauses until then instead of failing (seed 002: scheduled continuation)",
     )
+
+    @field_validator("usage_limit_resets_at")
+    @classmethod
+    def _utc(cls, value: datetime | None) -> datetime | None:
+        """A time without a zone is read as UTC (agents often print ``2026-11-23T18:00:00``)."""
+        return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
+
     output: str = ""
 
 
