@@ -146,7 +146,16 @@ def test_start_loop_from_the_api_and_from_an_eventbridge_rule(
     module = _handler("start_loop")
     started: list[str] = []
     monkeypatch.setattr(module, "_start_execution", lambda name, payload: started.append(name) or "arn")
-    config = {"goal": "g", "exit_conditions": [{"type": "LINTING_CLEAN"}]}
+    config = {
+        "goal": "g",
+        "exit_conditions": [{"type": "LINTING_CLEAN"}],
+        "agent": {"kind": "command", "command": ["true"]},
+    }
+    # A loop the state machine cannot run (no agent) is refused, nothing stored
+    refused = module.handler(
+        _api_event({"loop_id": "no-agent", "config": {**config, "agent": None}}), Context()
+    )
+    assert refused["statusCode"] == 400 and "agent" in json.loads(refused["body"])["message"]
     # From API Gateway
     response = module.handler(_api_event({"loop_id": "from-api", "config": config}), Context())
     assert response["statusCode"] == 202 and json.loads(response["body"]) == {"loop_id": "from-api"}

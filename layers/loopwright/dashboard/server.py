@@ -29,6 +29,9 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 
 #: Largest request body accepted, bytes (API Gateway's own payload quota is 10 MB).
 MAX_BODY_BYTES = 1024 * 1024
+#: A refused body up to this size is read and dropped before the 413, so the client, still
+#: sending it, reads the answer instead of a connection reset; a larger one just closes.
+DRAIN_LIMIT_BYTES = 16 * MAX_BODY_BYTES
 #: Stage name of the events the local server builds.
 LOCAL_STAGE = "local"
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
@@ -173,6 +176,11 @@ class _Handler(BaseHTTPRequestHandler):
             self._refuse(400, "bad_request", "header Content-Length: not a number")
             return
         if length > MAX_BODY_BYTES:
+            if length <= DRAIN_LIMIT_BYTES:
+                remaining = length
+                while remaining > 0 and (chunk := self.rfile.read(min(remaining, 64 * 1024))):
+                    remaining -= len(chunk)
+            self.close_connection = True
             self._refuse(413, "bad_request", f"body: at most {MAX_BODY_BYTES} bytes")
             return
         body = self.rfile.read(length) if length > 0 else b""
