@@ -4,8 +4,6 @@ infrastructure/compact_state_machine.py), executed locally by moto with the real
 
 from __future__ import annotations
 
-import sys
-import textwrap
 from pathlib import Path
 from typing import Any
 
@@ -13,50 +11,15 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.engine.stepfunctions import execute_loop, load_handler, synthesize_template
-from loopwright.models import IterationEventType, LoopConfig, LoopOutcome
+from loopwright.models import LoopOutcome
 from loopwright.steps.checkpoint import recover
-from tests.integration.helpers import make_repo
+from tests.integration.test_stepfunctions_local import _config, _event_types, _workspace
 
 
 @pytest.fixture(scope="module")
 def templates() -> dict[str, dict[str, Any]]:
     """Both variants' templates (a synth each, about 15 s; cached under build/)."""
     return {variant: synthesize_template(state_machine=variant) for variant in ("steps", "compact")}
-
-
-def _workspace(root: Path) -> Path:
-    return make_repo(root, {"README.md": "x\n"})
-
-
-def _config(tmp_path: Path, *, max_iterations: int = 5, done_after: int | None = 2) -> LoopConfig:
-    """A command agent writing ``<iteration>.txt``; the CUSTOM condition holds once
-    ``<done_after>.txt`` exists (never when ``done_after`` is None)."""
-    agent = tmp_path / "agent.py"
-    agent.write_text(
-        textwrap.dedent(
-            """
-            import os, pathlib
-            pathlib.Path(f"{os.environ['LOOPWRIGHT_ITERATION']}.txt").write_text("done")
-            """
-        )
-    )
-    check = (
-        f"import pathlib,sys; sys.exit(0 if pathlib.Path('{done_after}.txt').exists() else 1)"
-        if done_after is not None
-        else "import sys; sys.exit(1)"
-    )
-    return LoopConfig.model_validate(
-        {
-            "goal": "write files",
-            "max_iterations": max_iterations,
-            "exit_conditions": [{"type": "CUSTOM", "name": "done", "command": [sys.executable, "-c", check]}],
-            "agent": {"kind": "command", "command": [sys.executable, str(agent)]},
-        }
-    )
-
-
-def _event_types(workspace: Path, loop_id: str) -> list[IterationEventType]:
-    return [e.type for e in SqliteStore(workspace / ".loopwright" / "loopwright.db").list_events(loop_id)]
 
 
 @pytest.mark.slow

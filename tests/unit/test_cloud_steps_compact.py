@@ -7,8 +7,6 @@ from pathlib import Path
 
 import pytest
 
-from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
-from loopwright.adapters.local.python_agent import PythonAgent
 from loopwright.cloud.steps import (
     CloudPorts,
     authorize_step,
@@ -21,58 +19,13 @@ from loopwright.cloud.steps import (
 )
 from loopwright.cloud.steps_compact import ITERATION_STEPS, next_input, run_iteration_step
 from loopwright.models import (
-    AgentRequest,
-    AgentResult,
-    LoopConfig,
     LoopOutcome,
-    LoopState,
     NextAction,
     StepInput,
     StepOutput,
 )
-from tests.fakes import FakeWorkspace, MemoryStore, ScriptedSandbox
-
-
-def _config(**kwargs: object) -> LoopConfig:
-    base: dict[str, object] = {
-        "goal": "make the check pass",
-        "exit_conditions": [{"type": "CUSTOM", "name": "a", "command": "check-a", "parser": "exit_code"}],
-        "max_iterations": 5,
-        "git_isolation": False,
-    }
-    base.update(kwargs)
-    return LoopConfig.model_validate(base)
-
-
-class Scenario:
-    """The check passes once the agent has run ``passes_at`` times."""
-
-    def __init__(self, passes_at: int) -> None:
-        self.runs = 0
-        self.passes_at = passes_at
-
-    def work(self, request: AgentRequest) -> AgentResult:
-        self.runs = request.iteration
-        return AgentResult(tokens_used=10)
-
-    def sandbox(self) -> ScriptedSandbox:
-        return ScriptedSandbox(lambda command, call: (0 if self.runs >= self.passes_at else 1, ""))
-
-
-def _ports(tmp_path: Path, scenario: Scenario, store: MemoryStore) -> CloudPorts:
-    return CloudPorts(
-        store=store,
-        checkpoints=store,
-        policy=CedarPolicyEngine(),
-        sandbox=scenario.sandbox(),
-        agent=PythonAgent(scenario.work),
-        workspace=FakeWorkspace(tmp_path),
-        state_dir=tmp_path / "state",
-    )
-
-
-def _create(store: MemoryStore, config: LoopConfig, loop_id: str, tmp_path: Path) -> None:
-    store.create_loop(LoopState(loop_id=loop_id, config=config, worktree=str(tmp_path)))
+from tests.fakes import MemoryStore
+from tests.unit.test_cloud_steps import Scenario, _cloud_ports, _config, _create
 
 
 def _steps_iteration(event: StepInput, ports: CloudPorts) -> StepOutput:
@@ -108,8 +61,8 @@ def test_one_call_per_iteration_records_what_the_six_steps_record(
     _create(steps_store, _config(), "same", tmp_path)
     _create(compact_store, _config(), "same", tmp_path)
     # When the steps run one task each, and the compact step one call per iteration
-    by_steps = _run(_ports(tmp_path, Scenario(passes_at), steps_store), "same", compact=False)
-    by_compact = _run(_ports(tmp_path, Scenario(passes_at), compact_store), "same", compact=True)
+    by_steps = _run(_cloud_ports(tmp_path, Scenario(passes_at), steps_store), "same", compact=False)
+    by_compact = _run(_cloud_ports(tmp_path, Scenario(passes_at), compact_store), "same", compact=True)
     # Then both end the same way, with the same outputs and the same event types in the same order
     assert by_compact[-1].outcome is by_steps[-1].outcome is outcome
     assert [o.model_dump(exclude={"reason"}) for o in by_compact] == [
@@ -122,7 +75,7 @@ def test_one_call_per_iteration_records_what_the_six_steps_record(
 def test_the_compact_step_hands_over_every_k_iterations(tmp_path: Path) -> None:
     store = MemoryStore()
     _create(store, _config(max_iterations=7), "long", tmp_path)
-    outputs = _run(_ports(tmp_path, Scenario(99), store), "long", compact=True, per_execution=3)
+    outputs = _run(_cloud_ports(tmp_path, Scenario(99), store), "long", compact=True, per_execution=3)
     assert [(o.iteration, o.generation) for o in outputs if o.handover] == [(3, 1), (6, 2)]
     assert outputs[-1].outcome is LoopOutcome.ITERATION_LIMIT
 
@@ -131,7 +84,7 @@ def test_work_ports_are_built_only_for_an_iteration_that_runs(tmp_path: Path) ->
     # Given a loop at its iteration limit, and work ports that count their builds
     store = MemoryStore()
     _create(store, _config(max_iterations=1), "limit", tmp_path)
-    ports = _ports(tmp_path, Scenario(99), store)
+    ports = _cloud_ports(tmp_path, Scenario(99), store)
     built: list[int] = []
 
     def work_ports(base: CloudPorts) -> CloudPorts:
@@ -151,7 +104,7 @@ def test_a_stop_request_ends_the_loop_before_the_agent_runs(tmp_path: Path) -> N
     store = MemoryStore()
     _create(store, _config(), "stop", tmp_path)
     store.request_stop("stop", "operator")
-    outputs = _run(_ports(tmp_path, Scenario(99), store), "stop", compact=True)
+    outputs = _run(_cloud_ports(tmp_path, Scenario(99), store), "stop", compact=True)
     assert outputs[-1].outcome is LoopOutcome.STOPPED
     assert store.get_state("stop").iteration == 0
 

@@ -18,16 +18,14 @@ Nothing of either definition is changed; only moto's gaps are worked around (in
 from __future__ import annotations
 
 import contextlib
-import copy
 import json
 import os
-import threading
 import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
-from typing import Any, cast
+from typing import Any
 from unittest import mock
 
 import boto3
@@ -43,8 +41,8 @@ from loopwright.engine.stepfunctions import (
     STACK_NAME,
     ExecutionSummary,
     Handler,
+    InMemoryIdempotency,
     LocalStepFunctions,
-    MemoryPersistenceLayer,
     resolve_intrinsics,
     synthesize_template,
 )
@@ -55,39 +53,6 @@ from loopwright.models.plans import DEFAULT_PLAN_CONCURRENCY, Plan
 _MARKER = "(functions/"
 #: Name given to PlanDispatch in moto (CloudFormation would generate one).
 DISPATCH_NAME = f"{STACK_NAME}-plan-dispatch"
-
-
-class ContainerIdempotency:
-    """``loopwright.cloud.idempotency.idempotency_store`` for concurrent loops in one process.
-
-    In Lambda a container runs one invocation at a time, and concurrent invocations run in
-    separate containers, each with its own Powertools persistence layer and config (which
-    Powertools configures per call: its key prefix, the Lambda context). Here the task loops'
-    steps run concurrently in moto's threads, so each thread gets its own layer and config, as a
-    container would, over one shared record dict (one table). With a single shared layer, a
-    Verify and a Decide of two loops running at once mixed their key prefixes.
-    """
-
-    def __init__(self, store_for: Any) -> None:
-        self._store_for = store_for
-        self._records: dict[str, Any] = {}
-        self._local = threading.local()
-
-    def __call__(self, settings: Any) -> Any:
-        stores: dict[Any, Any] = self._local.__dict__.setdefault("stores", {})
-        if settings not in stores:
-            store = self._store_for(settings)
-            if store is None:
-                return None
-            layer = MemoryPersistenceLayer()
-            layer.records = self._records
-            stores[settings] = idempotency.IdempotencyStore(
-                persistence=cast("Any", layer), config=copy.copy(store.config)
-            )
-        return stores[settings]
-
-    def cache_clear(self) -> None:
-        self._store_for.cache_clear()
 
 
 @dataclass
@@ -141,7 +106,7 @@ class LocalPlanStepFunctions:
         try:
             self._stack.enter_context(self.local)
             self._stack.enter_context(
-                mock.patch.object(idempotency, "idempotency_store", ContainerIdempotency(real_store))
+                mock.patch.object(idempotency, "idempotency_store", InMemoryIdempotency(real_store))
             )
             self._start()
         except BaseException:

@@ -348,7 +348,9 @@ class LocalStepFunctions:
             )
         if self._idempotency == "memory":
             self._stack.enter_context(
-                mock.patch.object(idempotency, "idempotency_store", _InMemory(idempotency.idempotency_store))
+                mock.patch.object(
+                    idempotency, "idempotency_store", InMemoryIdempotency(idempotency.idempotency_store)
+                )
             )
         runtime.ports.cache_clear()
         self._stack.callback(runtime.ports.cache_clear)
@@ -621,7 +623,7 @@ class MemoryPersistenceLayer(BasePersistenceLayer):
         self.records.pop(data_record.idempotency_key, None)
 
 
-class _InMemory:
+class InMemoryIdempotency:
     """``loopwright.cloud.idempotency.idempotency_store`` with its config and
     :class:`MemoryPersistenceLayer` instead of the DynamoDB layer: one record dict for the whole
     run (as one table is), a layer and a config of its own for each thread (as each Lambda
