@@ -14,7 +14,7 @@ from urllib.parse import urlsplit
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from loopwright.models.enums import AgentKind, ExitConditionType
-from loopwright.models.types import Command, ProjectId, Seconds
+from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
 
 #: Default per-tool timeout for exit-condition evaluation, seconds (seed 000, SC-002).
 DEFAULT_CONDITION_TIMEOUT_SECONDS = 30.0
@@ -197,15 +197,23 @@ class LoopConfig(_Strict):
         default=None,
         description="the agent; may be omitted when a work_function is passed to run()",
     )
-    max_iterations: int = Field(default=20, ge=1, le=100_000)
-    token_budget: int | None = Field(default=None, ge=1, description="tokens; None for no budget")
-    max_duration_seconds: int | None = Field(
-        default=None, ge=1, le=30 * 86_400, description="wall-clock seconds; None for no limit"
+    max_iterations: int = Field(default=20, ge=1, le=100_000, strict=True)
+    token_budget: int | None = Field(
+        default=None, ge=1, le=MAX_TOKENS, strict=True, description="tokens; None for no budget"
     )
-    warning_threshold_percent: int = Field(default=DEFAULT_WARNING_THRESHOLD_PERCENT, ge=1, le=100)
-    checkpoint_interval: int = Field(default=1, ge=1, le=10_000, description="iterations")
+    max_duration_seconds: int | None = Field(
+        default=None, ge=1, le=30 * 86_400, strict=True, description="wall-clock seconds; None for no limit"
+    )
+    warning_threshold_percent: int = Field(
+        default=DEFAULT_WARNING_THRESHOLD_PERCENT, ge=1, le=100, strict=True
+    )
+    checkpoint_interval: int = Field(default=1, ge=1, le=10_000, strict=True, description="iterations")
     checkpoint_retention: int = Field(
-        default=5, ge=1, le=10_000, description="checkpoints kept per loop; older ones are deleted"
+        default=5,
+        ge=1,
+        le=10_000,
+        strict=True,
+        description="checkpoints kept per loop; older ones are deleted",
     )
     parallel_conditions: bool = Field(default=True, description="evaluate exit conditions concurrently")
     git_isolation: bool = Field(
@@ -216,6 +224,7 @@ class LoopConfig(_Strict):
         default=50,
         ge=1,
         le=10_000,
+        strict=True,
         description="failures of the last evaluation handed to the agent",
     )
     repository: RepositoryConfig | None = Field(

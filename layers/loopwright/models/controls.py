@@ -15,7 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_vali
 
 from loopwright.models.enums import ControlAction, LoopPhase
 from loopwright.models.state import new_id, utcnow
-from loopwright.models.types import LoopId
+from loopwright.models.types import MAX_TOKENS, LoopId
 
 #: A Cedar entity uid, ``Type::"id"`` (for example ``User::"alice"``).
 EntityUid = Annotated[
@@ -49,9 +49,9 @@ class LimitChange(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
-    max_iterations: int | None = Field(default=None, ge=1, le=100_000)
-    token_budget: int | None = Field(default=None, ge=1)
-    max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
+    max_iterations: int | None = Field(default=None, ge=1, le=100_000, strict=True)
+    token_budget: int | None = Field(default=None, ge=1, le=MAX_TOKENS, strict=True)
+    max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400, strict=True)
 
     @model_validator(mode="after")
     def _one_given(self) -> LimitChange:

@@ -75,6 +75,10 @@ class IterationEventType(StrEnum):
     CONTROL_APPLIED = "CONTROL_APPLIED"  # a human's control took effect (limit raised, approved...)
     LOOP_PAUSED = "LOOP_PAUSED"  # paused by a human, or until a usage limit resets
     STOP_REQUESTED = "STOP_REQUESTED"
+    PROCESSES_ENDED = "PROCESSES_ENDED"  # processes a previous run left behind were ended on resume
+    WORK_SALVAGED = "WORK_SALVAGED"  # an interrupted iteration's uncommitted changes, kept on a ref
+    COMMITS_SET_ASIDE = "COMMITS_SET_ASIDE"  # resume moved the branch back past commits (kept on a ref)
+    POLICY_SET_CHANGED = "POLICY_SET_CHANGED"  # an operator accepted a changed Cedar policy set
     LOOP_COMPLETED = "LOOP_COMPLETED"
     ERROR = "ERROR"
 

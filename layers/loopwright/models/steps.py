@@ -10,6 +10,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from loopwright.models.enums import LoopOutcome, NextAction
+from loopwright.models.types import TokenCount
 
 _UID = re.compile(r'^(?P<type>[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*)::"(?P<id>(?:[^"\\]|\\.)*)"$')
 
@@ -105,7 +106,7 @@ class AgentResult(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    tokens_used: int = Field(default=0, ge=0)
+    tokens_used: TokenCount = 0
     summary: str = ""
     exit_code: int | None = None
     failed: bool = False

@@ -44,3 +44,13 @@ ProjectId = Annotated[
 ]
 
 Seconds = Annotated[float, Field(gt=0, le=86_400, description="seconds, at most one day")]
+
+#: Largest token count or budget accepted: 2**53 - 1, the largest integer a JSON reader keeps exact
+#: (JavaScript's ``Number.MAX_SAFE_INTEGER``; the dashboard reads these), well inside Cedar's
+#: 64-bit ``Long``, so a budget accepted here can always be compared by the policies.
+MAX_TOKENS = 2**53 - 1
+
+TokenCount = Annotated[
+    int,
+    Field(ge=0, le=MAX_TOKENS, strict=True, description="tokens (a JSON integer, not a string)"),
+]

@@ -29,9 +29,10 @@ import json
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, ValidationError
 
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig
+from loopwright.models.types import TokenCount
 from loopwright.ports import Agent, Sandbox, StopCheck
 
 
@@ -40,7 +41,7 @@ class AgentReport(BaseModel):
 
     model_config = ConfigDict(extra="ignore")
 
-    tokens_used: int = Field(default=0, ge=0)
+    tokens_used: TokenCount = 0
     summary: str = ""
     needs_human: str | None = None
     usage_limit_resets_at: datetime | None = None

@@ -1,0 +1,60 @@
+"""What every ``loopwright`` command shares: exit codes, options, errors, the workspace's store."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, NoReturn
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.engine.local import DB_FILE_NAME, open_store, state_dir_for
+
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_POLICY, EXIT_STOPPED, EXIT_AWAITING, EXIT_PAUSED = (
+    0,
+    1,
+    2,
+    3,
+    4,
+    5,
+    6,
+)
+RESULT_FILE_NAME = "last-result.json"
+
+WorkspaceOpt = Annotated[
+    Path,
+    typer.Option("--workspace", "-w", help="The repository the loop works on.", file_okay=False),
+]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of tables.")]
+
+
+def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
+    Console(stderr=True, soft_wrap=True).print(f"[bold red]loopwright: error:[/] {message}", highlight=False)
+    raise typer.Exit(code)
+
+
+def existing_store(root: Path, loop_id: str | None) -> SqliteStore | None:
+    """The workspace's store, or None (after saying so) when it has none; never creates one."""
+    if (state_dir_for(root) / DB_FILE_NAME).is_file():
+        return open_store(state_dir_for(root))
+    if loop_id is not None:
+        fail(
+            f"no loop {loop_id!r}: {root} has no loopwright state (run `loopwright run` first)",
+            EXIT_BAD_INPUT,
+        )
+    return None
+
+
+def workspace_path(workspace: Path) -> Path:
+    if not workspace.is_dir():
+        fail(f"--workspace: {workspace} is not a folder", EXIT_BAD_INPUT)
+    return workspace.resolve()
+
+
+def first_error(exc: ValidationError, flags: dict[str, str]) -> str:
+    error = exc.errors()[0]
+    field = ".".join(str(part) for part in error["loc"])
+    flag = flags.get(field, "--" + field.replace("_", "-")) if field else "limits"
+    return f"{flag}: {error['msg']}"

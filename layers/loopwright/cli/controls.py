@@ -1,0 +1,126 @@
+"""The control commands: ``stop``, ``pause``, ``approve`` and ``limits`` (issue 4).
+
+Each is a :class:`~loopwright.models.ControlRequest` authorized by Cedar before anything is
+written (:mod:`loopwright.controls`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+
+from loopwright.cli.common import (
+    EXIT_BAD_INPUT,
+    EXIT_POLICY,
+    JsonOpt,
+    WorkspaceOpt,
+    existing_store,
+    fail,
+    first_error,
+    workspace_path,
+)
+from loopwright.cli.run import Progress, execute
+from loopwright.controls import Resumer
+from loopwright.engine.framework import LoopFramework
+from loopwright.engine.local import state_dir_for
+from loopwright.engine.local_controls import local_control_service, local_user
+from loopwright.engine.lock import LoopLock
+from loopwright.exceptions import ControlConflictError, ControlDeniedError, LoopNotFoundError
+from loopwright.models import ControlAction, ControlRequest, LimitChange, LoopState, operators_group
+
+
+def stop(
+    loop_id: Annotated[str, typer.Argument(help="The loop to stop.")],
+    workspace: WorkspaceOpt = Path("."),
+    reason: Annotated[str, typer.Option(help="Recorded with the stop.")] = "stopped from the CLI",
+) -> None:
+    """Stop a loop: a running one after its current step, an idle one at once (resumable later)."""
+    _control(workspace, loop_id, ControlAction.STOP, reason=reason)
+
+
+def pause(
+    loop_id: Annotated[str, typer.Argument(help="The loop to pause.")],
+    workspace: WorkspaceOpt = Path("."),
+    reason: Annotated[str, typer.Option(help="Recorded with the pause.")] = "paused from the CLI",
+) -> None:
+    """Pause a running loop after its current step (phase PAUSED; `loopwright resume` continues it)."""
+    _control(workspace, loop_id, ControlAction.PAUSE, reason=reason)
+
+
+def approve(
+    loop_id: Annotated[str, typer.Argument(help="The loop waiting for an answer (AWAITING_RESPONSE).")],
+    workspace: WorkspaceOpt = Path("."),
+    response: Annotated[
+        str | None, typer.Option(help="Your answer to the agent's question (default: 'approved').")
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Answer the agent's question and continue the loop in this terminal."""
+    root = workspace_path(workspace)
+
+    def run_here(state: LoopState, request: ControlRequest) -> None:
+        progress = Progress(Console(), quiet or as_json)
+        framework = LoopFramework.open(state.loop_id, workspace=root, observer=progress)
+        execute(framework, as_json=as_json, progress=progress)
+
+    _control(root, loop_id, ControlAction.APPROVE, response=response, resumer=run_here)
+
+
+def limits(
+    loop_id: Annotated[str, typer.Argument(help="The loop whose limits change.")],
+    workspace: WorkspaceOpt = Path("."),
+    max_iterations: Annotated[int | None, typer.Option(help="New iteration limit.")] = None,
+    token_budget: Annotated[int | None, typer.Option(help="New token budget (tokens).")] = None,
+    max_duration: Annotated[
+        int | None, typer.Option("--max-duration", help="New wall-clock limit (seconds from the start).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Recorded with the change.")] = "",
+) -> None:
+    """Raise (or change) a loop's limits; a running loop applies them before its next iteration."""
+    try:
+        change = LimitChange(
+            max_iterations=max_iterations, token_budget=token_budget, max_duration_seconds=max_duration
+        )
+    except ValidationError as exc:
+        fail(first_error(exc, {"max_duration_seconds": "--max-duration"}), EXIT_BAD_INPUT)
+    _control(workspace, loop_id, ControlAction.RAISE_LIMIT, reason=reason, limits=change)
+
+
+def _control(
+    workspace: Path,
+    loop_id: str,
+    action: ControlAction,
+    *,
+    resumer: Resumer | None = None,
+    **fields: Any,
+) -> None:
+    """Submit one control as the local user; print what became of it. Exit 2 when it does not
+    apply or the loop is unknown, 3 when Cedar refuses it; nothing is written then."""
+    root = workspace_path(workspace)
+    store = existing_store(root, loop_id)
+    assert store is not None
+    service = local_control_service(state_dir_for(root), store, resumer=resumer)
+    try:
+        state = store.get_state(loop_id)
+        request = ControlRequest(
+            loop_id=loop_id,
+            action=action,
+            principal=local_user(),
+            groups=[operators_group(state.project)],
+            **fields,
+        )
+        result = service.submit(request)
+    except LoopNotFoundError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except ControlDeniedError as exc:
+        fail(str(exc), EXIT_POLICY)
+    except ControlConflictError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    running = LoopLock(state_dir_for(root), loop_id).holder() if result.status == "queued" else None
+    where = f" (process {running} runs it)" if running else ""
+    typer.echo(f"{action.value.lower()} {result.status} for {loop_id}: {result.message}{where}")

@@ -1,0 +1,125 @@
+"""``loopwright status`` and ``loopwright events``: read a workspace's loops and their events."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+
+from loopwright.cli import display
+from loopwright.cli.common import (
+    EXIT_BAD_INPUT,
+    JsonOpt,
+    WorkspaceOpt,
+    existing_store,
+    fail,
+    workspace_path,
+)
+from loopwright.engine.local import state_dir_for
+from loopwright.engine.lock import LoopLock
+from loopwright.exceptions import LoopNotFoundError
+from loopwright.models import IterationEventType, LoopPhase, LoopState
+
+
+def shown_phase(state: LoopState, root: Path) -> str:
+    if state.phase in (
+        LoopPhase.COMPLETED,
+        LoopPhase.AWAITING_RESPONSE,
+        LoopPhase.INTERRUPTED,
+        LoopPhase.PAUSED,
+    ):
+        return state.phase.value
+    if LoopLock(state_dir_for(root), state.loop_id).holder() is None:
+        return f"{LoopPhase.INTERRUPTED.value} (was {state.phase.value}; no process runs it)"
+    return state.phase.value
+
+
+def status(
+    loop_id: Annotated[str | None, typer.Argument(help="A loop id; all loops when omitted.")] = None,
+    workspace: WorkspaceOpt = Path("."),
+    project: Annotated[str | None, typer.Option(help="Only loops of this project.")] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """Show one loop's progress, or list the loops of the workspace."""
+    root = workspace_path(workspace)
+    store = existing_store(root, loop_id)
+    console = Console()
+    if store is None:
+        typer.echo("[]") if as_json else console.print(f"no loops in {root}")
+        return
+    if loop_id is None:
+        states = store.list_loops(project=project)
+        if as_json:
+            typer.echo(json.dumps([status_json(s, root) for s in states], indent=2))
+        elif not states:
+            console.print(f"no loops in {root}")
+        else:
+            console.print(display.loops_table([(s, shown_phase(s, root)) for s in states]))
+        return
+    try:
+        state = store.get_state(loop_id)
+    except LoopNotFoundError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    if as_json:
+        typer.echo(json.dumps(status_json(state, root), indent=2))
+        return
+    console.print(f"[bold]{state.loop_id}[/] · {shown_phase(state, root)}", highlight=False)
+    console.print(display.limits_line(state), highlight=False)
+    if state.outcome:
+        console.print(f"outcome {state.outcome.value}: {state.outcome_reason}", highlight=False)
+    if state.human_request:
+        console.print(f"[yellow]awaiting response:[/] {state.human_request}", highlight=False)
+    console.print(display.conditions_table(state))
+
+
+def status_json(state: LoopState, root: Path) -> dict[str, Any]:
+    data = state.model_dump(mode="json", exclude={"config"})
+    for condition in data["exit_conditions"]:
+        condition.pop("stdout", None)
+        condition.pop("stderr", None)
+    data["shown_phase"] = shown_phase(state, root)
+    data["max_iterations"] = state.config.max_iterations
+    return data
+
+
+def events(
+    loop_id: Annotated[str, typer.Argument(help="The loop.")],
+    workspace: WorkspaceOpt = Path("."),
+    event_type: Annotated[
+        list[str] | None, typer.Option("--type", help="Only events of this type (repeatable).")
+    ] = None,
+    limit: Annotated[int | None, typer.Option(help="At most this many (the newest).", min=1)] = None,
+    as_json: JsonOpt = False,
+) -> None:
+    """List a loop's recorded events, oldest first."""
+    root = workspace_path(workspace)
+    types = None
+    if event_type:
+        allowed = {t.value for t in IterationEventType}
+        unknown = [t for t in event_type if t.upper() not in allowed]
+        if unknown:
+            fail(
+                f"--type: unknown event type {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}",
+                EXIT_BAD_INPUT,
+            )
+        types = [IterationEventType(t.upper()) for t in event_type]
+    store = existing_store(root, loop_id)
+    assert store is not None
+    try:
+        store.get_state(loop_id)
+    except LoopNotFoundError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    found = store.list_events(loop_id, types=types, limit=limit, newest_first=limit is not None)
+    if limit is not None:
+        found.reverse()
+    if as_json:
+        typer.echo(json.dumps([e.model_dump(mode="json") for e in found], indent=2))
+        return
+    console = Console()
+    for event in found:
+        line = display.event_line(event)
+        line.append(f"  {event.timestamp:%H:%M:%S}", style="dim")
+        console.print(line, highlight=False)

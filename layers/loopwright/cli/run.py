@@ -1,0 +1,315 @@
+"""``loopwright run`` and ``loopwright resume``: drive a loop in this process, with a live display.
+
+``run --engine stepfunctions`` drives the synthesized state machine on moto instead.
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.live import Live
+
+from loopwright.adapters.local.sandbox import SubprocessSandbox
+from loopwright.cli import display
+from loopwright.cli.common import (
+    EXIT_AWAITING,
+    EXIT_BAD_INPUT,
+    EXIT_ERROR,
+    EXIT_OK,
+    EXIT_PAUSED,
+    EXIT_POLICY,
+    EXIT_STOPPED,
+    RESULT_FILE_NAME,
+    JsonOpt,
+    WorkspaceOpt,
+    existing_store,
+    fail,
+    workspace_path,
+)
+from loopwright.config_loader import load_config
+from loopwright.engine.framework import LoopFramework
+from loopwright.engine.local import build_agent, open_store, state_dir_for
+from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
+from loopwright.models import (
+    IterationEvent,
+    IterationEventType,
+    LoopConfig,
+    LoopOutcome,
+    LoopPhase,
+    LoopResult,
+    LoopState,
+)
+
+
+def _exit_code(result: LoopResult) -> int:
+    if result.outcome is LoopOutcome.CONDITIONS_MET:
+        return EXIT_OK
+    if result.outcome is None:
+        return EXIT_PAUSED if result.phase is LoopPhase.PAUSED else EXIT_AWAITING
+    if result.outcome is LoopOutcome.STOPPED:
+        return EXIT_STOPPED
+    if result.outcome is LoopOutcome.FAILED:
+        return EXIT_ERROR
+    return EXIT_POLICY
+
+
+def _condition_overrides(values: list[str]) -> list[dict[str, Any]]:
+    conditions = []
+    for value in values:
+        kind, sep, command = value.partition("=")
+        entry: dict[str, Any] = {"type": kind.strip().upper()}
+        if sep:
+            entry["command"] = command
+        conditions.append(entry)
+    return conditions
+
+
+class Progress:
+    """Feeds the live panel (terminal) or prints one line per notable event (pipes, CI)."""
+
+    _LINE_EVENTS = frozenset(
+        {
+            IterationEventType.LOOP_STARTED,
+            IterationEventType.LOOP_RESUMED,
+            IterationEventType.POLICY_WARNING,
+            IterationEventType.POLICY_DENIED,
+            IterationEventType.AGENT_COMPLETED,
+            IterationEventType.AGENT_FAILED,
+            IterationEventType.CHECKPOINT_CORRUPT,
+            IterationEventType.CHECKPOINT_RECOVERED,
+            IterationEventType.EXIT_CONDITIONS_EVALUATED,
+            IterationEventType.LOOP_COMPLETED,
+            IterationEventType.HUMAN_INPUT_REQUESTED,
+        }
+    )
+
+    def __init__(self, console: Console, quiet: bool) -> None:
+        self.console = console
+        self.quiet = quiet
+        self.events: list[IterationEvent] = []
+        self.state: LoopState | None = None
+        self.live: Live | None = None
+
+    def __call__(self, event: IterationEvent, state: LoopState) -> None:
+        self.state = state
+        self.events.append(event)
+        del self.events[:-20]
+        if self.quiet:
+            return
+        if self.live is not None:
+            self.live.refresh()
+        elif event.type in self._LINE_EVENTS:
+            self.console.print(display.event_line(event), highlight=False, soft_wrap=True)
+
+    def render(self) -> Any:
+        if self.state is None:
+            return ""
+        return display.progress_panel(self.state, self.events)
+
+
+def execute(
+    framework: LoopFramework,
+    *,
+    as_json: bool,
+    resume_from: str | None = None,
+    progress: Progress,
+) -> None:
+    console = progress.console
+    try:
+        if console.is_terminal and not as_json:
+            with Live(get_renderable=progress.render, console=console, refresh_per_second=4) as live:
+                progress.live = live
+                result = framework.run(resume_from=resume_from)
+            progress.live = None
+        else:
+            result = framework.run(resume_from=resume_from)
+    except KeyboardInterrupt:
+        fail(
+            f"interrupted; resume with `loopwright resume {framework.loop_id} -w {framework.workspace}`",
+            130,
+        )
+    except ConfigError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    except LoopFrameworkError as exc:
+        fail(str(exc))
+    state = framework.get_state()
+    result_json = result.model_dump_json(indent=2)
+    (framework.state_dir / RESULT_FILE_NAME).write_text(result_json + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(result_json)
+    else:
+        console.print(display.result_panel(result, state))
+    raise typer.Exit(_exit_code(result))
+
+
+class StateMachineVariant(StrEnum):
+    """The synthesized state machine's variant (CDK context ``loopwright:stateMachine``)."""
+
+    STEPS = "steps"
+    COMPACT = "compact"
+
+
+class Engine(StrEnum):
+    """Which engine drives the loop."""
+
+    LOCAL = "local"
+    STEPFUNCTIONS = "stepfunctions"
+
+
+def _run_stepfunctions(
+    config: LoopConfig, root: Path, loop_id: str | None, *, as_json: bool, state_machine: str | None = None
+) -> NoReturn:
+    try:
+        # Imported only for this engine: moto, boto3 and the CDK app take seconds to load.
+        from loopwright.engine.stepfunctions import execute_loop
+    except ImportError as exc:
+        fail(f"--engine stepfunctions needs the dev extra (pip install -e '.[dev]'): {exc}", EXIT_BAD_INPUT)
+    console = Console()
+    try:
+        done = execute_loop(config, root, loop_id, state_machine=state_machine)
+    except LoopFrameworkError as exc:
+        fail(str(exc))
+    for execution in done.executions:
+        if not as_json:
+            console.print(
+                f"execution {execution.name}: {execution.status}, {execution.events} history events, "
+                f"{execution.seconds:.1f} s",
+                highlight=False,
+            )
+    state_dir = state_dir_for(root)
+    result_json = done.result.model_dump_json(indent=2)
+    (state_dir / RESULT_FILE_NAME).write_text(result_json + "\n", encoding="utf-8")
+    if as_json:
+        typer.echo(result_json)
+    else:
+        console.print(display.result_panel(done.result, open_store(state_dir).get_state(done.result.loop_id)))
+    raise typer.Exit(_exit_code(done.result))
+
+
+def run(
+    workspace: WorkspaceOpt = Path("."),
+    config: Annotated[
+        Path | None,
+        typer.Option(
+            "--config",
+            "-c",
+            help="TOML or YAML config (default: loopwright.toml/.yaml in the workspace).",
+        ),
+    ] = None,
+    loop_id: Annotated[str | None, typer.Option(help="Id for the new loop (default: generated).")] = None,
+    goal: Annotated[str | None, typer.Option(help="What the agent must achieve.")] = None,
+    condition: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Exit condition TYPE or TYPE=COMMAND (repeatable; replaces the config's list). "
+            "Types: ALL_TESTS_PASS, LINTING_CLEAN, BUILD_SUCCEEDS, SECURITY_SCAN_CLEAN, CUSTOM."
+        ),
+    ] = None,
+    agent_command: Annotated[str | None, typer.Option(help="Run this command line as the agent.")] = None,
+    agent_function: Annotated[str | None, typer.Option(help="Use module:function as the agent.")] = None,
+    max_iterations: Annotated[int | None, typer.Option(help="Iteration limit (Cedar).")] = None,
+    token_budget: Annotated[int | None, typer.Option(help="Token budget (Cedar).")] = None,
+    max_duration: Annotated[int | None, typer.Option(help="Wall-clock limit, seconds (Cedar).")] = None,
+    checkpoint_interval: Annotated[int | None, typer.Option(help="Checkpoint every N iterations.")] = None,
+    checkpoint_retention: Annotated[int | None, typer.Option(help="Checkpoints kept per loop.")] = None,
+    git_isolation: Annotated[
+        bool | None,
+        typer.Option("--git-isolation/--no-git-isolation", help="Work in a git worktree."),
+    ] = None,
+    engine: Annotated[
+        Engine,
+        typer.Option(
+            help="local: the in-process engine. stepfunctions: the synthesized CDK state machine "
+            "executed locally against moto, with the real Lambda handler code (needs the dev extra)."
+        ),
+    ] = Engine.LOCAL,
+    state_machine: Annotated[
+        StateMachineVariant | None,
+        typer.Option(
+            help="With --engine stepfunctions: steps (one Lambda per step) or compact (one per "
+            "iteration); default: LOOPWRIGHT_STATE_MACHINE, else steps."
+        ),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+) -> None:
+    """Start a loop: the agent iterates until the exit conditions hold or a policy stops it."""
+    root = workspace_path(workspace)
+    overrides: dict[str, Any] = {
+        "goal": goal,
+        "max_iterations": max_iterations,
+        "token_budget": token_budget,
+        "max_duration_seconds": max_duration,
+        "checkpoint_interval": checkpoint_interval,
+        "checkpoint_retention": checkpoint_retention,
+        "git_isolation": git_isolation,
+    }
+    if condition:
+        overrides["exit_conditions"] = _condition_overrides(condition)
+    if agent_command and agent_function:
+        fail("--agent-command and --agent-function exclude each other; give one", EXIT_BAD_INPUT)
+    if agent_command:
+        overrides["agent"] = {"kind": "command", "command": agent_command}
+    elif agent_function:
+        overrides["agent"] = {"kind": "python", "function": agent_function}
+    try:
+        loop_config, _ = load_config(root, config, overrides)
+    except ConfigError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    if loop_config.agent is None:
+        fail(
+            "no agent: set [agent] in the config, or pass --agent-command or --agent-function",
+            EXIT_BAD_INPUT,
+        )
+    sandbox = SubprocessSandbox()
+    if engine is Engine.STEPFUNCTIONS:
+        _run_stepfunctions(
+            loop_config,
+            root,
+            loop_id,
+            as_json=as_json,
+            state_machine=state_machine.value if state_machine else None,
+        )
+    elif state_machine is not None:
+        fail("--state-machine: only with --engine stepfunctions", EXIT_BAD_INPUT)
+    try:
+        agent = build_agent(loop_config, sandbox)  # a bad module:function fails here, before any write
+    except ConfigError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    console = Console()
+    progress = Progress(console, quiet or as_json)
+    framework = LoopFramework(
+        loop_config,
+        workspace=root,
+        loop_id=loop_id,
+        observer=progress,
+        agent=agent,
+        sandbox=sandbox,
+    )
+    execute(framework, as_json=as_json, progress=progress)
+
+
+def resume(
+    loop_id: Annotated[str, typer.Argument(help="The loop to continue.")],
+    workspace: WorkspaceOpt = Path("."),
+    checkpoint: Annotated[
+        str | None,
+        typer.Option(help="Checkpoint id to resume from (default: the newest valid one)."),
+    ] = None,
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Continue a loop that was interrupted, killed, stopped by a human or paused for one."""
+    root = workspace_path(workspace)
+    existing_store(root, loop_id)
+    console = Console()
+    progress = Progress(console, quiet or as_json)
+    try:
+        framework = LoopFramework.open(loop_id, workspace=root, observer=progress)
+    except LoopNotFoundError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    execute(framework, as_json=as_json, resume_from=checkpoint or "latest", progress=progress)
