@@ -50,6 +50,12 @@ class WorkspaceError(LoopFrameworkError):
     """The workspace (a git repository and the loop's worktree) could not be prepared or used."""
 
 
+class WorkspaceIntegrityError(WorkspaceError):
+    """The loop's worktree is not what loopwright left (its ``.git`` file removed or changed, its
+    ``HEAD`` moved off the loop's branch): nothing was committed, and the loop pauses for a
+    human instead of writing anywhere else."""
+
+
 class AgentError(LoopFrameworkError):
     """The agent could not be started or failed in a way that ends the iteration."""
 

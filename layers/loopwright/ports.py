@@ -11,6 +11,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
+from typing import Protocol, runtime_checkable
 
 from loopwright.models import (
     AgentRequest,
@@ -25,6 +26,7 @@ from loopwright.models import (
     LoopState,
     PolicyDecision,
 )
+from loopwright.models.workspace import SavedWork
 
 #: The principal of controls given through the library API or the local CLI (the local user owns
 #: the state folder, so these are not authorized by Cedar).
@@ -128,6 +130,22 @@ class CheckpointStore(ABC):
         returned as its checkpoint id (a string) so the caller can report it."""
 
 
+@runtime_checkable
+class AtomicCheckpointStore(Protocol):
+    """A :class:`LoopStore` that is also the loop's :class:`CheckpointStore` and can write a
+    state, its events and a checkpoint in one transaction (the local SQLite store)."""
+
+    def save_state_with_checkpoint(
+        self,
+        state: LoopState,
+        events: Sequence[IterationEvent],
+        checkpoint: Checkpoint,
+        retention: int,
+    ) -> LoopState:
+        """Store all three or none; returns the state with its new version."""
+        ...
+
+
 class Sandbox(ABC):
     """Runs one command, never through a shell, with a timeout that kills its whole process tree."""
 
@@ -195,3 +213,15 @@ class Workspace(ABC):
     @abstractmethod
     def head(self, loop_id: str) -> str | None:
         """The commit the loop's branch points at."""
+
+    def salvage(self, loop_id: str, label: str) -> SavedWork | None:
+        """Keep the worktree's uncommitted changes (an interrupted iteration's partial work) on
+        ``refs/loopwright/<loop_id>/salvage/<label>``, without changing the worktree or branch;
+        None when there is nothing to keep. Workspaces without history keep nothing."""
+        return None
+
+    def set_aside(self, loop_id: str, commit: str, label: str) -> SavedWork | None:
+        """Before the loop's branch moves back to ``commit``: keep the commits after it reachable
+        on ``refs/loopwright/<loop_id>/set-aside/<label>``; None when the branch is at ``commit``.
+        Workspaces without history keep nothing."""
+        return None

@@ -90,6 +90,7 @@ def start_session(state: LoopState, record: Recorder, *, agent_name: str = "agen
     state.sessions_used += 1
     state.is_active = True
     state.human_request = None
+    state.workspace_problem = None
     state.resume_at = None
     state.outcome_reason = None
     state.phase = LoopPhase.AUTHORIZING
@@ -153,7 +154,9 @@ def run_iteration(
 ) -> IterationResult:
     """Run the agent once and account for it: iteration count, tokens, head commit, failures.
 
-    An agent's question for a human is kept in ``state.human_request`` for the decide step.
+    An agent's question for a human is kept in ``state.human_request`` for the decide step; a
+    worktree that could not be committed (tampered with) in ``state.workspace_problem``, which
+    pauses the loop (an ERROR event says why).
     """
     result = iterate(state, agent, workspace, state_dir=state_dir, should_stop=should_stop)
     state.iteration = result.iteration
@@ -173,6 +176,9 @@ def run_iteration(
         changed_files=len(result.changed_files),
         duration_seconds=result.duration_seconds,
     )
+    state.workspace_problem = result.workspace_problem
+    if result.workspace_problem:
+        record(_EV.ERROR, result.workspace_problem[:2000], iteration=result.iteration)
     return result
 
 
@@ -246,7 +252,7 @@ def decide_next(
     decision = decide(
         verification=verification,
         stop_reason=stop_reason,
-        pause_reason=pause_reason,
+        pause_reason=pause_reason or state.workspace_problem,
         agent=agent,
         usage_limit_resets_at=state.resume_at,
     )

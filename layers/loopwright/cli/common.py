@@ -11,6 +11,7 @@ from rich.console import Console
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.engine.local import DB_FILE_NAME, open_store, state_dir_for
+from loopwright.models.types import loop_id_problem
 
 EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_POLICY, EXIT_STOPPED, EXIT_AWAITING, EXIT_PAUSED = (
     0,
@@ -36,7 +37,10 @@ def fail(message: str, code: int = EXIT_ERROR) -> NoReturn:
 
 
 def existing_store(root: Path, loop_id: str | None) -> SqliteStore | None:
-    """The workspace's store, or None (after saying so) when it has none; never creates one."""
+    """The workspace's store, or None (after saying so) when it has none; never creates one.
+    A ``loop_id`` that is not a loop id exits 2 first."""
+    if loop_id is not None:
+        check_loop_id(loop_id)
     if (state_dir_for(root) / DB_FILE_NAME).is_file():
         return open_store(state_dir_for(root))
     if loop_id is not None:
@@ -58,3 +62,11 @@ def first_error(exc: ValidationError, flags: dict[str, str]) -> str:
     field = ".".join(str(part) for part in error["loc"])
     flag = flags.get(field, "--" + field.replace("_", "-")) if field else "limits"
     return f"{flag}: {error['msg']}"
+
+
+def check_loop_id(loop_id: str, field: str = "LOOP_ID") -> str:
+    """``loop_id`` when it is a loop id; else exit 2 naming ``field`` (nothing is opened)."""
+    problem = loop_id_problem(loop_id, field)
+    if problem is not None:
+        fail(problem, EXIT_BAD_INPUT)
+    return loop_id

@@ -5,6 +5,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -26,13 +29,14 @@ from loopwright.cli.common import (
     RESULT_FILE_NAME,
     JsonOpt,
     WorkspaceOpt,
+    check_loop_id,
     existing_store,
     fail,
     workspace_path,
 )
 from loopwright.config_loader import load_config
 from loopwright.engine.framework import LoopFramework
-from loopwright.engine.local import build_agent, open_store, state_dir_for
+from loopwright.engine.local import DB_FILE_NAME, build_agent, open_store, state_dir_for
 from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
 from loopwright.models import (
     IterationEvent,
@@ -111,6 +115,27 @@ class Progress:
         return display.progress_panel(self.state, self.events)
 
 
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal, a supervisor stopping the job) end the run
+    like Ctrl-C: the engine ends the agent's processes, keeps its partial work on a salvage ref
+    and records the loop as INTERRUPTED, so ``loopwright resume`` continues it. Further signals
+    are ignored while that clean-up runs; the previous handlers come back afterwards."""
+    signals = (signal.SIGTERM, signal.SIGHUP)
+
+    def interrupt(signum: int, frame: object) -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
 def execute(
     framework: LoopFramework,
     *,
@@ -120,13 +145,14 @@ def execute(
 ) -> None:
     console = progress.console
     try:
-        if console.is_terminal and not as_json:
-            with Live(get_renderable=progress.render, console=console, refresh_per_second=4) as live:
-                progress.live = live
+        with interrupt_on_signals():
+            if console.is_terminal and not as_json:
+                with Live(get_renderable=progress.render, console=console, refresh_per_second=4) as live:
+                    progress.live = live
+                    result = framework.run(resume_from=resume_from)
+                progress.live = None
+            else:
                 result = framework.run(resume_from=resume_from)
-            progress.live = None
-        else:
-            result = framework.run(resume_from=resume_from)
     except KeyboardInterrupt:
         fail(
             f"interrupted; resume with `loopwright resume {framework.loop_id} -w {framework.workspace}`",
@@ -239,6 +265,8 @@ def run(
 ) -> None:
     """Start a loop: the agent iterates until the exit conditions hold or a policy stops it."""
     root = workspace_path(workspace)
+    if loop_id is not None:
+        _refuse_existing(root, check_loop_id(loop_id, "--loop-id"))
     overrides: dict[str, Any] = {
         "goal": goal,
         "max_iterations": max_iterations,
@@ -291,6 +319,24 @@ def run(
         sandbox=sandbox,
     )
     execute(framework, as_json=as_json, progress=progress)
+
+
+def _refuse_existing(root: Path, loop_id: str) -> None:
+    """Exit 2 when the workspace already has a loop ``loop_id``: ``run`` starts new loops only
+    (it would otherwise continue the old one and ignore the new config)."""
+    if not (state_dir_for(root) / DB_FILE_NAME).is_file():
+        return
+    with open_store(state_dir_for(root)) as store:
+        try:
+            state = store.get_state(loop_id)
+        except LoopNotFoundError:
+            return
+    shown = state.outcome.value if state.outcome else state.phase.value
+    fail(
+        f"--loop-id: loop {loop_id!r} already exists ({shown}); continue it with "
+        f"`loopwright resume {loop_id}`, or choose another --loop-id",
+        EXIT_BAD_INPUT,
+    )
 
 
 def resume(

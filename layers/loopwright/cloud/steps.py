@@ -179,8 +179,9 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     """Evaluate every exit condition (unless a human asked the loop to stop)."""
     step = _Step(event, ports)
     halt = step.halt()
-    if halt.stop_reason is not None or halt.pause_reason is not None:
-        return step.end(decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason))
+    pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
+    if halt.stop_reason is not None or pause_reason is not None:
+        return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
     workflow.evaluate_conditions(step.state, _require(ports.sandbox, "sandbox"), step.record)
     return step.save()
 

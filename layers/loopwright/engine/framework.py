@@ -21,6 +21,7 @@ Example::
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -29,10 +30,11 @@ from loopwright import workflow
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.controls import RESUMABLE_OUTCOMES
 from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
-from loopwright.engine.lock import LoopLock
+from loopwright.engine.lock import LoopLock, workspace_lock
+from loopwright.engine.restore import keep_work, restore_loop
+from loopwright.engine.step_writer import DeferredCheckpoints
 from loopwright.engine.tracing import Tracing, tracing_enabled
 from loopwright.exceptions import (
-    CheckpointRecoveryError,
     ConfigError,
     LoopAlreadyRunningError,
     LoopFrameworkError,
@@ -54,9 +56,11 @@ from loopwright.models import (
     new_id,
     utcnow,
 )
+from loopwright.models.types import loop_id_problem
 from loopwright.ports import (
     LOCAL_PRINCIPAL,
     Agent,
+    AtomicCheckpointStore,
     CheckpointStore,
     LoopStore,
     PolicyEngine,
@@ -85,7 +89,8 @@ class LoopFramework:
         state_dir: where local state lives; ``<workspace>/.loopwright`` by default.
         observer: called after every event (the CLI's live display uses it).
 
-    Raises :class:`ConfigError` when neither a config nor a stored loop is available.
+    Raises :class:`ConfigError` for a ``loop_id`` that is not a loop id (nothing is opened or
+    created then), and when neither a config nor a stored loop is available.
     """
 
     def __init__(
@@ -104,6 +109,8 @@ class LoopFramework:
         state_dir: Path | None = None,
         observer: Observer | None = None,
     ) -> None:
+        if loop_id is not None and (problem := loop_id_problem(loop_id)) is not None:
+            raise ConfigError(problem)  # before anything is opened or created
         self.workspace = Path(workspace).resolve()
         self.state_dir = (state_dir or state_dir_for(self.workspace)).resolve()
         self.loop_id = loop_id or new_id("loop")
@@ -122,6 +129,9 @@ class LoopFramework:
         self._state: LoopState | None = None
         self._active = False
         self._pending_events: list[IterationEvent] = []  # recorded, not yet written to the store
+        # A step's checkpoint waits for the step's state write when the store takes both at once.
+        atomic = self.checkpoints is self.store and isinstance(self.store, AtomicCheckpointStore)
+        self._deferred = DeferredCheckpoints(self.checkpoints) if atomic else None
         self._tracing = Tracing(enabled=False)
         self._lock = LoopLock(self.state_dir, self.loop_id)
 
@@ -156,11 +166,21 @@ class LoopFramework:
             pass
         if self._config is None:
             raise ConfigError(f"loop {self.loop_id!r} does not exist and no config was given")
+        with workspace_lock(self.state_dir):  # first runs in a folder must not race (git init...)
+            return self._create_loop(self._config)
+
+    def _create_loop(self, config: LoopConfig) -> LoopState:
+        try:  # another process may have created it while this one waited for the lock
+            self._state = self.store.get_state(self.loop_id)
+            self._config = self._state.config
+            return self._state
+        except LoopNotFoundError:
+            pass
         worktree, branch, base = self._workspace().prepare(self.loop_id)
         state = LoopState(
             loop_id=self.loop_id,
-            project=self._config.project,
-            config=self._config,
+            project=config.project,
+            config=config,
             workspace=str(self.workspace),
             worktree=str(worktree),
             branch=branch,
@@ -168,7 +188,7 @@ class LoopFramework:
             head_commit=base,
             exit_conditions=[
                 ExitConditionStatus(name=c.key, type=c.type, required=c.required)
-                for c in self._config.exit_conditions
+                for c in config.exit_conditions
             ],
         )
         self._state = self.store.create_loop(state)
@@ -332,11 +352,24 @@ class LoopFramework:
         state = self.get_state()
         state.updated_at = utcnow()
         events, self._pending_events = self._pending_events, []
+        pending = self._deferred.take() if self._deferred is not None else None
         try:
-            state.version = self.store.save_state(state, events).version
+            if pending is not None:
+                assert isinstance(self.store, AtomicCheckpointStore)
+                state.version = self.store.save_state_with_checkpoint(state, events, *pending).version
+            else:
+                state.version = self.store.save_state(state, events).version
         except LoopFrameworkError:
             self._pending_events = events + self._pending_events
+            if self._deferred is not None:
+                self._deferred.put_back(pending)
             raise
+
+    @property
+    def _step_checkpoints(self) -> CheckpointStore:
+        """Where the steps of a run save checkpoints: held for the step's state write when the
+        store writes both in one transaction (see :mod:`loopwright.engine.step_writer`)."""
+        return self._deferred if self._deferred is not None else self.checkpoints
 
     def _start_session(self, resuming: bool, resume_from: str | Checkpoint | None) -> None:
         state = self.get_state()
@@ -348,58 +381,24 @@ class LoopFramework:
         self._save()
 
     def _restore(self, resume_from: str | Checkpoint | None) -> None:
-        """Continue from a checkpoint: the newest valid one unless one is named.
-
-        A loop paused (AWAITING_RESPONSE, PAUSED) ended its last session cleanly and goes on
-        from its stored state. Any other resumed loop may have died mid-step, so its state and
-        worktree are restored from the checkpoint; corrupt checkpoints are reported and skipped.
-        """
-        stored = self.get_state()
-        if stored.phase in (LoopPhase.AWAITING_RESPONSE, LoopPhase.PAUSED) and resume_from is None:
-            return
-        if isinstance(resume_from, Checkpoint):
-            if not resume_from.is_valid():
-                raise CheckpointRecoveryError(f"checkpoint {resume_from.checkpoint_id} is corrupt")
-            ckpt, corrupt = resume_from, []
-        else:
-            wanted = None if resume_from in (None, "latest") else resume_from
-            try:
-                recovery = recover(self.loop_id, self.checkpoints, wanted)
-            except CheckpointRecoveryError:
-                if wanted is None and stored.iteration == 0:
-                    # Died during iteration 1, before any checkpoint: start over from the base.
-                    if stored.base_commit:
-                        self._workspace().reset(self.loop_id, stored.base_commit)
-                    return
-                raise
-            ckpt, corrupt = recovery.checkpoint, recovery.corrupt
-        for checkpoint_id in corrupt:
-            self.emit_event(
-                _EV.CHECKPOINT_CORRUPT,
-                f"checkpoint {checkpoint_id} is corrupt (checksum mismatch); using "
-                f"{ckpt.checkpoint_id} of iteration {ckpt.iteration}",
-                checkpoint_id=checkpoint_id,
-            )
-        state = ckpt.to_loop_state()
-        state.config = stored.config  # limits a human changed after the checkpoint still apply
-        state.version = stored.version
-        state.sessions_used = stored.sessions_used
-        state.errors_recovered = stored.errors_recovered
-        if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
-            # The stored state evaluated the same agent work after the checkpoint was taken.
-            state.exit_conditions = stored.exit_conditions
-            state.evaluated_iteration = stored.evaluated_iteration
-        if ckpt.commit:
-            self._workspace().prepare(self.loop_id)
-            self._workspace().reset(self.loop_id, ckpt.commit)
-        self._state = state
-        self.emit_event(
-            _EV.CHECKPOINT_RECOVERED,
-            f"restored checkpoint {ckpt.checkpoint_id} of iteration {ckpt.iteration}",
-            checkpoint_id=ckpt.checkpoint_id,
-            commit=ckpt.commit,
-            skipped_corrupt=len(corrupt),
+        """Continue from a checkpoint (see :func:`loopwright.engine.restore.restore_loop`)."""
+        restored = restore_loop(
+            self.get_state(),
+            checkpoints=self.checkpoints,
+            workspace=self._workspace,
+            record=self.emit_event,
+            resume_from=resume_from,
         )
+        if restored is not None:
+            self._state = restored.state
+            self.emit_event(
+                _EV.CHECKPOINT_RECOVERED,
+                f"restored checkpoint {restored.checkpoint.checkpoint_id} of iteration "
+                f"{restored.checkpoint.iteration}",
+                checkpoint_id=restored.checkpoint.checkpoint_id,
+                commit=restored.checkpoint.commit,
+                skipped_corrupt=restored.skipped_corrupt,
+            )
 
     def _halt(self) -> workflow.Halt:
         """Apply the loop's queued controls; the stop or pause they ask for, if any."""
@@ -439,7 +438,10 @@ class LoopFramework:
             workflow.begin_iteration(state, self.emit_event)
             self._save()  # an operator sees the iteration start while the agent works
             workflow.run_iteration(state, agent, self._workspace(), self.emit_event, state_dir=self.state_dir)
-            workflow.checkpoint_if_due(state, self.checkpoints, self.emit_event)
+            if state.workspace_problem:  # nothing was committed: a human looks before anything else
+                self._save()
+                return decide(pause_reason=state.workspace_problem)
+            workflow.checkpoint_if_due(state, self._step_checkpoints, self.emit_event)
             self._save()
             return self._evaluate_and_decide()
 
@@ -463,7 +465,7 @@ class LoopFramework:
 
     def _finish(self, decision: Decision) -> LoopResult:
         state = self.get_state()
-        workflow.checkpoint_if_due(state, self.checkpoints, self.emit_event, final=True)
+        workflow.checkpoint_if_due(state, self._step_checkpoints, self.emit_event, final=True)
         workflow.finish(state, decision, self.emit_event)
         self._save()
         return LoopResult.from_state(state)
@@ -472,6 +474,11 @@ class LoopFramework:
         state = self._state
         if state is None:
             return
+        if state.phase is LoopPhase.ITERATING and self._workspace_adapter is not None:
+            # The agent's processes are gone (the sandbox ends them as the interrupt unwinds):
+            # keep what it had written so far on a salvage ref now.
+            with contextlib.suppress(LoopFrameworkError):
+                keep_work(state, self._workspace_adapter, self.emit_event, None)
         state.phase = LoopPhase.INTERRUPTED
         state.is_active = False
         state.outcome_reason = reason

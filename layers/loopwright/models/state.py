@@ -98,6 +98,16 @@ class LoopState(BaseModel):
     head_commit: str | None = None
     pending_warnings: list[str] = Field(default_factory=list, description="policy warnings for the agent")
     human_request: str | None = Field(default=None, description="what the agent asked a human")
+    policy_digest: str | None = Field(
+        default=None,
+        description="SHA-256 of the Cedar policy set the loop started under (local engine); a "
+        "resume under another one needs an operator's consent",
+    )
+    workspace_problem: str | None = Field(
+        default=None,
+        description="the last iteration's work could not be committed (its worktree was tampered "
+        "with): the loop pauses with this reason; cleared when a session starts",
+    )
     sandbox_session_id: str | None = Field(
         default=None, description="the loop's Code Interpreter session (AWS engine)"
     )

@@ -136,6 +136,11 @@ class IterationResult(BaseModel):
     commit: str | None = None
     changed_files: list[str] = Field(default_factory=list)
     duration_seconds: float = 0.0
+    workspace_problem: str | None = Field(
+        default=None,
+        description="why the agent's work could not be committed (the worktree is not what "
+        "loopwright left); the loop pauses for a human",
+    )
 
 
 class CommandResult(BaseModel):

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import re
 import shlex
 from typing import Annotated
 
-from pydantic import BeforeValidator, Field, StringConstraints
+from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
 
 
 def _split_command(value: object) -> object:
@@ -28,9 +29,22 @@ Command = Annotated[
     Field(min_length=1, description="argv list (or one string split with shlex); never run by a shell"),
 ]
 
+#: What a loop id may be: it names a git branch, a worktree folder, lock and agent files, and the
+#: Step Functions executions of the loop, so it is checked before any of them is touched.
+LOOP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,71}$"
+_LOOP_ID_RE = re.compile(LOOP_ID_PATTERN)
+
+
+def _git_safe_loop_id(value: str) -> str:
+    if not is_loop_id(value):
+        raise ValueError("not a loop id: no '..', and not ending in '.' or '.lock' (it names a git branch)")
+    return value
+
+
 LoopId = Annotated[
     str,
-    StringConstraints(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,71}$"),
+    StringConstraints(pattern=LOOP_ID_PATTERN),
+    AfterValidator(_git_safe_loop_id),
     Field(
         description="loop id: letters, digits, '.', '_' or '-', at most 72 characters (so that "
         "'<loop_id>-g<generation>' fits the 80-character Step Functions execution name quota)"
@@ -54,3 +68,26 @@ TokenCount = Annotated[
     int,
     Field(ge=0, le=MAX_TOKENS, strict=True, description="tokens (a JSON integer, not a string)"),
 ]
+
+
+def is_loop_id(value: object) -> bool:
+    """True when ``value`` is a valid loop id: :data:`LOOP_ID_PATTERN`, and a valid git branch name
+    after ``loopwright/`` (no ``..``, not ending in ``.`` or ``.lock``)."""
+    return (
+        isinstance(value, str)
+        and _LOOP_ID_RE.match(value) is not None
+        and ".." not in value
+        and not value.endswith((".", ".lock"))
+    )
+
+
+def loop_id_problem(value: object, field: str = "loop_id") -> str | None:
+    """None when ``value`` is a valid loop id, else a one-line message naming ``field`` and what a
+    loop id may be (for the caller's error at the edge)."""
+    if is_loop_id(value):
+        return None
+    shown = repr(value)[:80]
+    return (
+        f"{field}: {shown} is not a loop id: use letters, digits, '.', '_' or '-' (no '..', not "
+        "ending in '.' or '.lock'), starting with a letter or digit, at most 72 characters"
+    )

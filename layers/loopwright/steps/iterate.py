@@ -5,7 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
-from loopwright.exceptions import AgentError
+from loopwright.exceptions import AgentError, WorkspaceIntegrityError
 from loopwright.models import AgentRequest, AgentResult, IterationResult, LoopState
 from loopwright.ports import Agent, StopCheck, Workspace
 from loopwright.steps.evaluate import failures_for_agent
@@ -62,7 +62,10 @@ def iterate(
 
     An agent that cannot start (:class:`AgentError`) yields a failed :class:`AgentResult`
     rather than an exception: the iteration is recorded and the loop's policies decide what
-    follows. Errors of the workspace (:class:`~loopwright.exceptions.WorkspaceError`) propagate.
+    follows. A worktree that is not what loopwright left
+    (:class:`~loopwright.exceptions.WorkspaceIntegrityError`: nothing was committed) yields
+    ``workspace_problem``; other errors of the workspace
+    (:class:`~loopwright.exceptions.WorkspaceError`) propagate.
     """
     request = build_agent_request(state, state_dir)
     started = time.monotonic()
@@ -71,13 +74,18 @@ def iterate(
     except AgentError as exc:
         result = AgentResult(failed=True, summary=f"agent error: {exc}")
     summary = result.summary.strip() or ("agent failed" if result.failed else "agent finished")
-    commit, changed = workspace.commit(
-        state.loop_id, f"loopwright: iteration {request.iteration}\n\n{summary[:2000]}"
-    )
+    problem = None
+    try:
+        commit, changed = workspace.commit(
+            state.loop_id, f"loopwright: iteration {request.iteration}\n\n{summary[:2000]}"
+        )
+    except WorkspaceIntegrityError as exc:
+        commit, changed, problem = None, [], str(exc)
     return IterationResult(
         iteration=request.iteration,
         agent=result,
         commit=commit,
         changed_files=changed,
         duration_seconds=round(time.monotonic() - started, 6),
+        workspace_problem=problem,
     )

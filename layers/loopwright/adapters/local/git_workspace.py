@@ -3,71 +3,53 @@
 :class:`GitWorktreeWorkspace` gives each loop its own worktree,
 ``<state_dir>/worktrees/<loop_id>``, on its own branch ``loopwright/<loop_id>``, started from the
 user's ``HEAD``. The loop commits there after every iteration; the user's checkout, index and
-current branch are never touched, with two exceptions made once:
+current branch are never touched, with two exceptions made once (see
+:mod:`loopwright.adapters.local.git_repository`): a folder without a repository or commit is
+given one, and ``.loopwright/`` is added to ``info/exclude``.
 
-* a workspace that is not a git repository (or one without any commit) is given one: ``git
-  init`` if needed (its ``info/exclude`` then also lists the build noise below), then a commit
-  of its current files, "loopwright: initial snapshot";
-* ``.loopwright/`` is appended to ``.git/info/exclude`` so ``git status`` stays clean.
+Containment: every git command on a loop's worktree names the worktree's own git directory and
+work tree (``--git-dir``, ``--work-tree``; :mod:`loopwright.adapters.local.git_cli`), so git can
+never fall back to the user's repository; and a commit is made only when the worktree's ``.git``
+file still points at that git directory and its ``HEAD`` is the loop's branch. Otherwise
+:class:`~loopwright.exceptions.WorkspaceIntegrityError` says what the agent changed, nothing is
+committed, and the engine pauses the loop; :meth:`GitWorktreeWorkspace.prepare` (run on resume)
+restores the ``.git`` file and puts ``HEAD`` back on the branch, keeping the worktree's files.
 
-Git is run as a subprocess with argv lists (never a shell), without the user's identity
-(``user.name=loopwright``), without hooks or signing, and with an excludes file that keeps
-build noise (``__pycache__/``, ``*.pyc``, tool caches, ``*.egg-info/``) out of the commits.
-The user's global excludes file is appended to it, since ``-c core.excludesFile`` replaces it.
+Nothing is lost on a reset: :meth:`~GitWorktreeWorkspace.salvage` keeps uncommitted changes on
+``refs/loopwright/<loop_id>/salvage/<label>`` and :meth:`~GitWorktreeWorkspace.set_aside` keeps
+the commits a resume moves past on ``refs/loopwright/<loop_id>/set-aside/<label>``.
 """
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess  # nosec B404 - argv lists only, shell=False
+import tempfile
 from pathlib import Path
 
-from loopwright.exceptions import WorkspaceError
+from loopwright.adapters.local.git_cli import GIT_TIMEOUT_SECONDS, IDENTITY, GitCli, clean_text
+from loopwright.adapters.local.git_repository import (
+    INITIAL_COMMIT_MESSAGE,
+    NOISE_PATTERNS,
+    Repository,
+    ensure_repository,
+)
+from loopwright.exceptions import WorkspaceError, WorkspaceIntegrityError
+from loopwright.models.types import loop_id_problem
+from loopwright.models.workspace import SavedWork, salvage_ref, set_aside_ref
 from loopwright.ports import Workspace
+
+__all__ = [
+    "BRANCH_PREFIX",
+    "GIT_TIMEOUT_SECONDS",
+    "INITIAL_COMMIT_MESSAGE",
+    "NOISE_PATTERNS",
+    "GitWorktreeWorkspace",
+    "NoIsolationWorkspace",
+]
 
 #: Branch prefix of the loops' branches: ``loopwright/<loop_id>``.
 BRANCH_PREFIX = "loopwright/"
-#: Message of the commit made when the workspace had none.
-INITIAL_COMMIT_MESSAGE = "loopwright: initial snapshot"
-#: Patterns never committed by a loop (build and tool caches).
-NOISE_PATTERNS = (
-    "__pycache__/",
-    "*.pyc",
-    ".pytest_cache/",
-    ".ruff_cache/",
-    ".mypy_cache/",
-    "*.egg-info/",
-)
-#: Seconds any one git command may take (``git add -A`` of a large tree included).
-GIT_TIMEOUT_SECONDS = 600.0
-#: Identity of the loop's commits, independent of the user's git configuration.
-_IDENTITY = ("-c", "user.name=loopwright", "-c", "user.email=loopwright@localhost")
-#: Environment variables that would redirect git to another repository, index or identity.
-_GIT_ENV_DROPPED = frozenset(
-    {
-        "GIT_DIR",
-        "GIT_WORK_TREE",
-        "GIT_INDEX_FILE",
-        "GIT_OBJECT_DIRECTORY",
-        "GIT_ALTERNATE_OBJECT_DIRECTORIES",
-        "GIT_COMMON_DIR",
-        "GIT_NAMESPACE",
-        "GIT_PREFIX",
-        "GIT_AUTHOR_NAME",
-        "GIT_AUTHOR_EMAIL",
-        "GIT_AUTHOR_DATE",
-        "GIT_COMMITTER_NAME",
-        "GIT_COMMITTER_EMAIL",
-        "GIT_COMMITTER_DATE",
-    }
-)
-
-
-def _git_env() -> dict[str, str]:
-    env = {k: v for k, v in os.environ.items() if k not in _GIT_ENV_DROPPED}
-    env.update(LC_ALL="C", LANGUAGE="C", GIT_TERMINAL_PROMPT="0")  # parseable messages, no prompt
-    return env
+#: Commits listed in a set-aside event (the ref keeps all of them).
+MAX_LISTED_COMMITS = 50
 
 
 class GitWorktreeWorkspace(Workspace):
@@ -80,48 +62,55 @@ class GitWorktreeWorkspace(Workspace):
             ``<state_dir>/worktrees/``, the excludes file is ``<state_dir>/git-excludes``.
 
     Every method raises :class:`~loopwright.exceptions.WorkspaceError` naming the git command
-    and its stderr when git fails, or when git is not installed.
+    and its stderr when git fails, or when git is not installed; :meth:`commit` raises
+    :class:`~loopwright.exceptions.WorkspaceIntegrityError` (see the module docstring).
     """
 
     def __init__(self, workspace: Path, state_dir: Path | None = None) -> None:
         self.workspace = Path(workspace).resolve()
         self.state_dir = Path(state_dir).resolve() if state_dir else self.workspace / ".loopwright"
-        self.excludes_file = self.state_dir / "git-excludes"
-        self._git_exe: str | None = None
-        self._env = _git_env()
-        self._prefix: str | None = None  # the workspace's path inside its repository
+        self.git = GitCli(self.state_dir)
+        self.excludes_file = self.git.excludes_file
+        self._repository: Repository | None = None
+        self._admin_dirs: dict[str, Path] = {}  # loop id -> the worktree's git directory
         self._known_heads: dict[str, str] = {}  # loop id -> the head loopwright last saw
 
     # ----------------------------------------------------------------------------- port
     def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
-        """Create the loop's worktree from the user's ``HEAD``, or reopen it if it exists.
+        """Create the loop's worktree from the user's ``HEAD``, or reopen (and repair) it.
 
         Returns (folder the loop works in, branch, base commit). The folder is the worktree, or
         the same sub-folder of it when the workspace is a sub-folder of its repository. The base
         commit is ``HEAD`` for a new worktree and, for a reopened one, the merge base of ``HEAD``
-        and the loop's branch.
+        and the loop's branch. Reopening restores a removed or altered ``.git`` file and puts
+        ``HEAD`` back on the loop's branch (the worktree's files are kept).
 
         Uncommitted changes in the user's checkout are *not* in the worktree: it starts from the
         last commit (commit or stash them first to give them to the loop).
         """
-        toplevel = self._ensure_repository()
+        repository = self._ensure_repository()
         path, branch = self._worktree_path(loop_id), BRANCH_PREFIX + loop_id
         base: str | None
         head: str | None = None  # known without asking git only for a branch created here
-        if (path / ".git").exists():
-            self._remove_stale_index_lock(path)
+        admin = self._find_admin_dir(loop_id)
+        if admin is not None and path.is_dir():
+            self._repair(loop_id, admin)
+            self._remove_stale_index_lock(admin)
             base = self._merge_base(branch)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             if self._branch_head(branch) is None:
-                base = self._git(["rev-parse", "--verify", "HEAD^{commit}"], cwd=self.workspace)
+                base = self.git.output(["rev-parse", "--verify", "HEAD^{commit}"], cwd=self.workspace)
                 base = head = base.strip()
-                self._git(["worktree", "add", "-q", "-b", branch, str(path), base], cwd=toplevel)
+                self.git.output(
+                    ["worktree", "add", "-q", "-b", branch, str(path), base], cwd=repository.toplevel
+                )
             else:  # the branch outlived its worktree (removed or deleted by hand)
-                self._git(["worktree", "prune"], cwd=toplevel)
-                self._git(["worktree", "add", "-q", str(path), branch], cwd=toplevel)
+                self.git.output(["worktree", "prune"], cwd=repository.toplevel)
+                self.git.output(["worktree", "add", "-q", str(path), branch], cwd=repository.toplevel)
                 base = self._merge_base(branch)
-        workdir = path / self._prefix if self._prefix else path
+            self._admin_dirs.pop(loop_id, None)
+        workdir = path / repository.prefix if repository.prefix else path
         workdir.mkdir(parents=True, exist_ok=True)  # a sub-folder with no tracked file yet
         head = head or self._branch_head(branch)
         if head:
@@ -134,11 +123,14 @@ class GitWorktreeWorkspace(Workspace):
         Returns (new head commit, changed paths relative to the worktree), or (None, []) when
         nothing changed; that case costs one ``git status`` call. An agent that committed by
         itself leaves nothing to commit but moves the branch: then its head and the paths its
-        commits changed are returned.
+        commits changed are returned. Control characters (a NUL...) are dropped from ``message``.
+
+        Raises :class:`WorkspaceIntegrityError` before anything is staged when the worktree's
+        ``.git`` file or ``HEAD`` is not what loopwright left.
         """
-        path = self._worktree_path(loop_id)
-        status = self._git(
-            ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"], cwd=path
+        self._check_integrity(loop_id)
+        status = self._in_worktree(
+            loop_id, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"]
         )
         records = [r for r in status.split("\0") if r]
         head = next((r.split(" ", 2)[2] for r in records if r.startswith("# branch.oid ")), None)
@@ -146,212 +138,238 @@ class GitWorktreeWorkspace(Workspace):
             known = self._known_heads.get(loop_id)
             if head is None or known is None or head == known:
                 return None, []
-            names = self._git(["diff", "--name-only", "-z", known, head], cwd=path)
+            names = self._in_worktree(loop_id, ["diff", "--no-ext-diff", "--name-only", "-z", known, head])
             self._known_heads[loop_id] = head
             return head, [name for name in names.split("\0") if name]
-        self._git(["add", "-A"], cwd=path)
-        names = self._git(["diff", "--cached", "--name-only", "-z"], cwd=path)
+        self._in_worktree(loop_id, ["add", "-A"])
+        names = self._in_worktree(loop_id, ["diff", "--no-ext-diff", "--cached", "--name-only", "-z"])
         changed = [name for name in names.split("\0") if name]
         if not changed:
             return None, []
-        self._git([*_IDENTITY, "commit", "-q", "--no-verify", "-m", message], cwd=path)
-        new_head = self._git(["rev-parse", "HEAD"], cwd=path).strip()
+        text = clean_text(message).strip() or "loopwright: iteration"
+        self._in_worktree(loop_id, [*IDENTITY, "commit", "-q", "--no-verify", "-m", text])
+        new_head = self._in_worktree(loop_id, ["rev-parse", "HEAD"]).strip()
         self._known_heads[loop_id] = new_head
         return new_head, changed
 
     def reset(self, loop_id: str, commit: str) -> None:
         """Move the loop's branch to ``commit`` and discard every change in its worktree:
         ``git reset --hard`` then ``git clean -fd``. Ignored files (caches, virtualenvs) are
-        kept. A lock left by a killed git process in the worktree is removed first."""
-        path = self._worktree_path(loop_id)
-        self._remove_stale_index_lock(path)
-        self._git(["reset", "-q", "--hard", commit], cwd=path)
-        self._git(["clean", "-q", "-f", "-d"], cwd=path)
-        self._known_heads[loop_id] = self._git(["rev-parse", "HEAD"], cwd=path).strip()
+        kept. ``HEAD`` is put back on the loop's branch and a lock left by a killed git process
+        is removed first. Keep what matters with :meth:`salvage` and :meth:`set_aside` before."""
+        admin = self._admin_dir(loop_id)
+        self._repair(loop_id, admin)
+        self._remove_stale_index_lock(admin)
+        self._in_worktree(loop_id, ["reset", "-q", "--hard", commit])
+        self._in_worktree(loop_id, ["clean", "-q", "-f", "-d"])
+        self._known_heads[loop_id] = self._in_worktree(loop_id, ["rev-parse", "HEAD"]).strip()
 
     def head(self, loop_id: str) -> str | None:
         """The commit the loop's branch points at, or None when the branch does not exist."""
         return self._branch_head(BRANCH_PREFIX + loop_id)
+
+    def salvage(self, loop_id: str, label: str) -> SavedWork | None:
+        """Commit the worktree's uncommitted changes (untracked files included, ignored ones not)
+        through a private index, onto ``refs/loopwright/<loop_id>/salvage/<label>`` (``-2``,
+        ``-3``... when taken), without touching the worktree, its index or the branch. None when
+        there are no changes, or the same changes were already salvaged."""
+        admin = self._find_admin_dir(loop_id)
+        path = self._worktree_path(loop_id)
+        if admin is None or not path.is_dir():
+            return None
+        parent = self._branch_head(BRANCH_PREFIX + loop_id)
+        if parent is None:
+            return None
+        with tempfile.TemporaryDirectory(prefix="loopwright-salvage-") as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            for args in (["read-tree", parent], ["add", "-A"]):
+                self.git.run(args, cwd=path, env=env, git_dir=admin, work_tree=path)
+            tree = self.git.run(["write-tree"], cwd=path, env=env, git_dir=admin, work_tree=path)[1].strip()
+        if tree == self._in_worktree(loop_id, ["rev-parse", f"{parent}^{{tree}}"]).strip():
+            return None
+        if self._existing_ref_with_tree(salvage_ref(loop_id, ""), tree):
+            return None
+        message = f"loopwright: uncommitted work of {loop_id} kept before a reset ({label})"
+        commit = self._in_worktree(loop_id, ["commit-tree", tree, "-p", parent, "-m", message]).strip()
+        ref = self._free_ref(salvage_ref(loop_id, label))
+        self._in_worktree(loop_id, ["update-ref", ref, commit])
+        names = self._in_worktree(loop_id, ["diff", "--no-ext-diff", "--name-only", "-z", parent, commit])
+        return SavedWork(ref=ref, commit=commit, files=[n for n in names.split("\0") if n])
+
+    def set_aside(self, loop_id: str, commit: str, label: str) -> SavedWork | None:
+        """Point ``refs/loopwright/<loop_id>/set-aside/<label>`` at the branch's head when the
+        branch has commits that ``commit`` does not contain (they stay reachable after a reset
+        to ``commit``); the commits are listed newest first (at most :data:`MAX_LISTED_COMMITS`).
+        None when there are none."""
+        head = self._branch_head(BRANCH_PREFIX + loop_id)
+        if head is None or head == commit:
+            return None
+        listed = self.git.output(
+            ["log", "--format=%H %s", f"--max-count={MAX_LISTED_COMMITS}", f"{commit}..{head}"],
+            cwd=self.workspace,
+        )
+        commits = [line for line in listed.splitlines() if line.strip()]
+        if not commits:
+            return None  # the branch is behind or at ``commit``: nothing would be lost
+        ref = self._free_ref(set_aside_ref(loop_id, label))
+        self.git.output(["update-ref", ref, head], cwd=self.workspace)
+        return SavedWork(ref=ref, commit=head, commits=commits)
 
     # ----------------------------------------------------------------------------- extra
     def remove(self, loop_id: str) -> None:
         """Delete the loop's worktree (with any uncommitted change); its branch is kept."""
         path = self._worktree_path(loop_id)
         if (path / ".git").exists():
-            self._git(["worktree", "remove", "--force", str(path)], cwd=self.workspace)
+            self.git.output(["worktree", "remove", "--force", str(path)], cwd=self.workspace)
         else:
-            self._git(["worktree", "prune"], cwd=self.workspace)
+            self.git.output(["worktree", "prune"], cwd=self.workspace)
+        self._admin_dirs.pop(loop_id, None)
 
     def worktree_path(self, loop_id: str) -> Path:
         """``<state_dir>/worktrees/<loop_id>``, the root of the loop's worktree."""
         return self._worktree_path(loop_id)
 
     # ----------------------------------------------------------------------------- internals
+    def _ensure_repository(self) -> Repository:
+        self._repository = ensure_repository(self.git, self.workspace, self.state_dir)
+        return self._repository
+
+    def _common_dir(self) -> Path:
+        if self._repository is None:
+            out = self.git.output(["rev-parse", "--git-common-dir"], cwd=self.workspace).strip()
+            return (self.workspace / out).resolve()
+        return self._repository.common_dir
+
     def _worktree_path(self, loop_id: str) -> Path:
-        if not loop_id or "/" in loop_id or loop_id in (".", ".."):
-            raise WorkspaceError(f"invalid loop id {loop_id!r} for a worktree folder")
+        problem = loop_id_problem(loop_id)
+        if problem is not None:
+            raise WorkspaceError(f"invalid loop id for a worktree folder: {problem}")
         return self.state_dir / "worktrees" / loop_id
 
-    def _git(self, args: list[str], *, cwd: Path) -> str:
-        """Run ``git <args>`` in ``cwd``; its stdout. Raises WorkspaceError when it fails."""
-        return self._run(args, cwd=cwd)[1]
+    def _find_admin_dir(self, loop_id: str) -> Path | None:
+        """The git directory of the loop's worktree (``<common>/worktrees/<name>``), found by its
+        ``gitdir`` file, which names the worktree's ``.git`` path; None when git has none."""
+        if loop_id in self._admin_dirs:
+            return self._admin_dirs[loop_id]
+        target = (self._worktree_path(loop_id) / ".git").resolve()
+        folder = self._common_dir() / "worktrees"
+        for candidate in sorted(folder.glob("*/gitdir")) if folder.is_dir() else []:
+            named = candidate.read_text(errors="replace").strip()
+            if named and Path(named).resolve() == target:
+                self._admin_dirs[loop_id] = candidate.parent
+                return candidate.parent
+        return None
 
-    def _run(
-        self, args: list[str], *, cwd: Path, check: bool = True, overrides: bool = True
-    ) -> tuple[int, str, str]:
-        """Run ``git <args>`` in ``cwd``: (exit code, stdout, stderr). ``overrides`` adds the
-        excludes file, an empty hooks path and no signing. Raises WorkspaceError when git
-        cannot run, and when it fails if ``check``."""
-        argv = [self._git_executable()]
-        if overrides:
-            argv += ["-c", f"core.excludesFile={self.excludes_file}"]
-            argv += ["-c", f"core.hooksPath={self.state_dir / 'no-git-hooks'}"]  # no hooks run
-            argv += ["-c", "commit.gpgSign=false"]
-        argv += args
-        try:
-            done = subprocess.run(  # nosec B603 - argv list, shell=False
-                argv,
-                cwd=cwd,
-                env=self._env,
-                capture_output=True,
-                encoding="utf-8",
-                errors="surrogateescape",
-                timeout=GIT_TIMEOUT_SECONDS,
-                check=False,
-            )
-        except subprocess.TimeoutExpired as exc:
+    def _admin_dir(self, loop_id: str) -> Path:
+        admin = self._find_admin_dir(loop_id)
+        if admin is None:
             raise WorkspaceError(
-                f"`git {' '.join(args)}` in {cwd} took more than {GIT_TIMEOUT_SECONDS:.0f} s"
-            ) from exc
-        except OSError as exc:  # cwd missing, or git vanished
-            raise WorkspaceError(f"cannot run `git {' '.join(args)}` in {cwd}: {exc}") from exc
-        if check and done.returncode != 0:
-            raise WorkspaceError(
-                f"`git {' '.join(args)}` failed in {cwd} (exit {done.returncode}): "
-                f"{done.stderr.strip() or done.stdout.strip()}"
+                f"the worktree of loop {loop_id!r} ({self._worktree_path(loop_id)}) is not registered "
+                "with git any more; resume the loop to recreate it from its branch"
             )
-        return done.returncode, done.stdout, done.stderr
+        return admin
 
-    def _git_executable(self) -> str:
-        if self._git_exe is None:
-            found = shutil.which("git")
-            if found is None:
-                raise WorkspaceError(
-                    "git was not found on PATH: install git, or set git_isolation = false to "
-                    "let the agent work in the workspace itself (no branch, no commits)"
-                )
-            self._git_exe = found
-        return self._git_exe
+    def _in_worktree(self, loop_id: str, args: list[str]) -> str:
+        """``git <args>`` on the loop's worktree, its git directory and work tree named."""
+        path = self._worktree_path(loop_id)
+        return self.git.output(args, cwd=path, git_dir=self._admin_dir(loop_id), work_tree=path)
 
-    def _ensure_repository(self) -> Path:
-        """Make the workspace a repository with a commit if needed, write the excludes file and
-        exclude the state folder; returns the repository's top level."""
-        code, out, err = self._run(
-            ["rev-parse", "--show-toplevel", "--git-common-dir", "--show-prefix"],
-            cwd=self.workspace,
-            check=False,
-        )
-        if code != 0:
-            if "not a git repository" not in err:
-                raise WorkspaceError(f"`git rev-parse` failed in {self.workspace}: {err.strip()}")
-            self._git(["init", "-q"], cwd=self.workspace)
-            # Our own repository: keep build noise out of the user's `git status` too.
-            exclude = self.workspace / ".git" / "info" / "exclude"
-            exclude.parent.mkdir(parents=True, exist_ok=True)
-            with exclude.open("a") as handle:
-                handle.write("# build noise (added by loopwright)\n" + "\n".join(NOISE_PATTERNS) + "\n")
-            return self._ensure_repository()
-        toplevel_text, common_text, prefix = [*out.split("\n"), "", "", ""][:3]
-        toplevel = Path(toplevel_text)
-        common_dir = (self.workspace / common_text).resolve()
-        self._prefix = prefix
-        self._write_excludes_file()
-        self._exclude_state_dir(toplevel, common_dir)
-        code, _, _ = self._run(
-            ["rev-parse", "--verify", "-q", "HEAD^{commit}"], cwd=self.workspace, check=False
-        )
-        if code != 0:  # no commit yet: snapshot the current files
-            self._git(["add", "-A"], cwd=toplevel)
-            self._git(
-                [
-                    *_IDENTITY,
-                    "commit",
-                    "-q",
-                    "--no-verify",
-                    "--allow-empty",
-                    "-m",
-                    INITIAL_COMMIT_MESSAGE,
-                ],
-                cwd=toplevel,
+    def _check_integrity(self, loop_id: str) -> None:
+        """Raise WorkspaceIntegrityError unless the ``.git`` file points at the worktree's git
+        directory and ``HEAD`` is the loop's branch."""
+        admin = self._admin_dir(loop_id)
+        path = self._worktree_path(loop_id)
+        dot_git = path / ".git"
+        pointer = dot_git.read_text(errors="replace").strip() if dot_git.is_file() else None
+        if pointer is None or _gitdir_of(path, pointer) != admin.resolve():
+            change = "removed" if not dot_git.exists() else "changed"
+            raise WorkspaceIntegrityError(
+                f"the agent {change} {dot_git}: git commands run there would reach the repository "
+                f"above it (your checkout); nothing was committed. Check {self.workspace} for "
+                f"changes the agent may have made there; `loopwright resume {loop_id}` restores "
+                "the file and continues"
             )
-        return toplevel
+        expected = f"refs/heads/{BRANCH_PREFIX}{loop_id}"
+        found = _head_ref(admin)
+        if found != expected:
+            raise WorkspaceIntegrityError(
+                f"HEAD of the loop's worktree is {found}, not {expected}: the agent changed "
+                f"branches; nothing was committed. `loopwright resume {loop_id}` puts HEAD back on "
+                "the loop's branch (the worktree's files are kept)"
+            )
 
-    def _write_excludes_file(self) -> None:
-        """Write the excludes file: the noise patterns, then the user's global excludes."""
-        lines = ["# written by loopwright: never committed by a loop", *NOISE_PATTERNS]
-        code, out, _ = self._run(
-            ["config", "--path", "--get", "core.excludesFile"],
-            cwd=self.workspace,
-            check=False,
-            overrides=False,  # the user's own setting, not ours
-        )
-        user_file = Path(out.strip()) if code == 0 and out.strip() else _default_global_excludes()
-        if user_file is not None and user_file != self.excludes_file and user_file.is_file():
-            lines += ["", f"# from {user_file}", user_file.read_text(errors="replace")]
-        text = "\n".join(lines) + "\n"
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        if not self.excludes_file.is_file() or self.excludes_file.read_text() != text:
-            self.excludes_file.write_text(text)
-
-    def _exclude_state_dir(self, toplevel: Path, common_dir: Path) -> None:
-        """Append the state folder to ``info/exclude`` once (nothing if it is outside the repo)."""
-        if self.state_dir.name == ".loopwright":
-            pattern = ".loopwright/"
-        elif self.state_dir.is_relative_to(toplevel):
-            pattern = f"/{self.state_dir.relative_to(toplevel).as_posix()}/"
-        else:
-            return
-        exclude = common_dir / "info" / "exclude"
-        current = exclude.read_text(errors="replace") if exclude.is_file() else ""
-        if pattern in (line.strip() for line in current.splitlines()):
-            return
-        exclude.parent.mkdir(parents=True, exist_ok=True)
-        separator = "" if not current or current.endswith("\n") else "\n"
-        with exclude.open("a") as handle:
-            handle.write(f"{separator}# loopwright's state (database, worktrees)\n{pattern}\n")
+    def _repair(self, loop_id: str, admin: Path) -> None:
+        """Restore the worktree's ``.git`` file and put ``HEAD`` back on the loop's branch."""
+        path = self._worktree_path(loop_id)
+        dot_git = path / ".git"
+        if dot_git.is_symlink() or dot_git.is_dir():
+            raise WorkspaceError(f"{dot_git} is not git's worktree file; remove it and resume again")
+        pointer = dot_git.read_text(errors="replace").strip() if dot_git.is_file() else None
+        if pointer is None or _gitdir_of(path, pointer) != admin.resolve():
+            dot_git.write_text(f"gitdir: {admin}\n", encoding="utf-8")
+        expected = f"refs/heads/{BRANCH_PREFIX}{loop_id}"
+        if _head_ref(admin) != expected:
+            self.git.output(["symbolic-ref", "HEAD", expected], cwd=path, git_dir=admin, work_tree=path)
 
     def _merge_base(self, branch: str) -> str | None:
         """The merge base of the user's HEAD and ``branch`` (None for unrelated histories)."""
-        code, out, _ = self._run(["merge-base", "HEAD", branch], cwd=self.workspace, check=False)
+        code, out, _ = self.git.run(["merge-base", "HEAD", branch], cwd=self.workspace, check=False)
         return out.strip() if code == 0 and out.strip() else None
 
     def _branch_head(self, branch: str) -> str | None:
-        code, out, _ = self._run(
+        code, out, _ = self.git.run(
             ["rev-parse", "--verify", "-q", f"refs/heads/{branch}^{{commit}}"],
             cwd=self.workspace,
             check=False,
         )
         return out.strip() if code == 0 and out.strip() else None
 
-    def _remove_stale_index_lock(self, path: Path) -> None:
+    def _ref_target(self, ref: str) -> str | None:
+        code, out, _ = self.git.run(["rev-parse", "--verify", "-q", ref], cwd=self.workspace, check=False)
+        return out.strip() if code == 0 and out.strip() else None
+
+    def _free_ref(self, ref: str) -> str:
+        """``ref``, or ``ref-2``, ``ref-3``... the first that does not exist yet."""
+        candidate, number = ref, 1
+        while self._ref_target(candidate) is not None:
+            number += 1
+            candidate = f"{ref}-{number}"
+        return candidate
+
+    def _existing_ref_with_tree(self, prefix: str, tree: str) -> bool:
+        listed = self.git.output(
+            ["for-each-ref", "--format=%(objectname)", prefix.rstrip("/")], cwd=self.workspace
+        )
+        for commit in listed.split():
+            if self.git.output(["rev-parse", f"{commit}^{{tree}}"], cwd=self.workspace).strip() == tree:
+                return True
+        return False
+
+    @staticmethod
+    def _remove_stale_index_lock(admin: Path) -> None:
         """Remove ``index.lock`` of the worktree, left when a git process was killed.
 
         Safe because one engine process at most holds a loop (its loop lock) and this runs
         before the agent starts.
         """
-        dot_git = path / ".git"
-        if not dot_git.is_file():
-            return
-        text = dot_git.read_text(errors="replace").strip()
-        if text.startswith("gitdir:"):
-            lock = (path / text.removeprefix("gitdir:").strip()) / "index.lock"
-            lock.unlink(missing_ok=True)
+        (admin / "index.lock").unlink(missing_ok=True)
 
 
-def _default_global_excludes() -> Path | None:
-    """Git's default global excludes file, ``$XDG_CONFIG_HOME/git/ignore``."""
-    base = os.environ.get("XDG_CONFIG_HOME") or (str(Path.home() / ".config") if "HOME" in os.environ else "")
-    return Path(base) / "git" / "ignore" if base else None
+def _head_ref(admin: Path) -> str:
+    """What the worktree's ``HEAD`` file names: ``refs/heads/<branch>``, or "a detached HEAD"
+    (git keeps a worktree's ``HEAD`` as this plain file in its git directory)."""
+    try:
+        text = (admin / "HEAD").read_text(errors="replace").strip()
+    except OSError:
+        return "a missing HEAD"
+    return text.removeprefix("ref:").strip() if text.startswith("ref:") else "a detached HEAD"
+
+
+def _gitdir_of(worktree: Path, pointer: str) -> Path | None:
+    """The folder a ``.git`` file's ``gitdir: <path>`` line names (relative to the worktree)."""
+    if not pointer.startswith("gitdir:"):
+        return None
+    return (worktree / pointer.removeprefix("gitdir:").strip()).resolve()
 
 
 class NoIsolationWorkspace(Workspace):

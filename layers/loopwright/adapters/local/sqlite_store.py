@@ -22,11 +22,13 @@ unchanged; a 256-page WAL (1 MiB) would cost about 0.5 ms per iteration more."""
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TypeVar
 
-from pydantic import ValidationError
+from pydantic import BaseModel, ValidationError
 
 from loopwright.adapters.local.sqlite_file import DEFAULT_BUSY_TIMEOUT_SECONDS, SqliteFile
 from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
@@ -40,8 +42,13 @@ from loopwright.models import (
 )
 from loopwright.ports import CheckpointStore, LoopStore
 
-#: Schema version stored in ``PRAGMA user_version``; raise it with a migration.
-SCHEMA_VERSION = 1
+_RowT = TypeVar("_RowT", bound=BaseModel)
+
+#: Schema version stored in ``PRAGMA user_version``; raise it with a migration. Version 2 adds
+#: the ``quarantine`` table (every statement below is idempotent, so a migration reruns them).
+SCHEMA_VERSION = 2
+
+logger = logging.getLogger(__name__)
 
 # ``seq`` is the rowid (no AUTOINCREMENT, see the module docstring); stores created before that
 # change declare AUTOINCREMENT, which the queries below do not depend on.
@@ -84,6 +91,14 @@ CREATE TABLE IF NOT EXISTS controls (
     payload      TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS controls_by_loop ON controls (loop_id, seq);
+CREATE TABLE IF NOT EXISTS quarantine (
+    seq            INTEGER PRIMARY KEY,
+    source         TEXT NOT NULL,
+    loop_id        TEXT NOT NULL,
+    payload        TEXT NOT NULL,
+    error          TEXT NOT NULL,
+    quarantined_at TEXT NOT NULL
+);
 """
 
 
@@ -155,8 +170,31 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
         Raises :class:`LoopNotFoundError` for an unknown loop, :class:`LoopFrameworkError` when
         another writer changed the loop since ``state`` was read (version mismatch).
         """
+        return self._save_state(state, events)
+
+    def save_state_with_checkpoint(
+        self,
+        state: LoopState,
+        events: Sequence[IterationEvent],
+        checkpoint: Checkpoint,
+        retention: int,
+    ) -> LoopState:
+        """:meth:`save_state` and :meth:`save` in ONE transaction: a crash never leaves a
+        checkpoint without the state and events it belongs to (or the reverse)."""
+        if retention < 1:
+            raise LoopFrameworkError(f"checkpoint retention must be at least 1, got {retention}")
+        return self._save_state(state, events, (checkpoint, retention))
+
+    def _save_state(
+        self,
+        state: LoopState,
+        events: Sequence[IterationEvent],
+        checkpoint: tuple[Checkpoint, int] | None = None,
+    ) -> LoopState:
         stored = state.model_copy(update={"version": state.version + 1})
         with self._write() as conn:
+            if checkpoint is not None:
+                _insert_checkpoint(conn, *checkpoint)
             cursor = conn.execute(
                 "UPDATE loops SET project=?, phase=?, outcome=?, updated_at=?, version=?, state=?"
                 " WHERE loop_id=? AND version=?",
@@ -202,7 +240,13 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
                     "SELECT loop_id, state FROM loops WHERE project=? ORDER BY rowid DESC LIMIT ?",
                     (project, limit),
                 ).fetchall()
-        return [_parse_state(loop_id, payload) for loop_id, payload in rows]
+        states: list[LoopState] = []
+        for loop_id, payload in rows:
+            try:
+                states.append(_parse_state(loop_id, payload))
+            except LoopFrameworkError as exc:
+                logger.warning("%s; it is left out of the list", exc)
+        return states
 
     # ----------------------------------------------------------------------------- events
     def append_events(self, events: Sequence[IterationEvent]) -> None:
@@ -234,8 +278,8 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
             sql += " LIMIT ?"
             params.append(limit)
         with self._guard() as conn:
-            rows = conn.execute(sql, params).fetchall()
-        return [IterationEvent.model_validate_json(row[0]) for row in rows]
+            rows = conn.execute(sql.replace("SELECT event", "SELECT seq, event"), params).fetchall()
+        return self._parse_rows("events", loop_id, rows, IterationEvent)
 
     # ----------------------------------------------------------------------------- controls
     def add_control(self, request: ControlRequest) -> None:
@@ -255,9 +299,9 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
         """The queued controls of ``loop_id``, oldest first."""
         with self._guard() as conn:
             rows = conn.execute(
-                "SELECT payload FROM controls WHERE loop_id=? ORDER BY seq", (loop_id,)
+                "SELECT seq, payload FROM controls WHERE loop_id=? ORDER BY seq", (loop_id,)
             ).fetchall()
-        return [ControlRequest.model_validate_json(row[0]) for row in rows]
+        return self._parse_rows("controls", loop_id, rows, ControlRequest)
 
     def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
         """Forget the given queued controls of ``loop_id``."""
@@ -268,6 +312,54 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
                 "DELETE FROM controls WHERE loop_id=? AND control_id=?",
                 [(loop_id, control_id) for control_id in control_ids],
             )
+
+    # ----------------------------------------------------------------------------- quarantine
+    def _parse_rows(
+        self, table: str, loop_id: str, rows: Sequence[tuple[int, str]], model: type[_RowT]
+    ) -> list[_RowT]:
+        """Parse each row's JSON as ``model``; rows that do not parse (garbled by a crash, a
+        disk fault or a hand edit) are moved to the ``quarantine`` table with a warning, so one
+        bad row never makes a loop unreadable or unresumable."""
+        parsed: list[_RowT] = []
+        bad: list[tuple[int, str, str]] = []
+        for seq, payload in rows:
+            try:
+                parsed.append(model.model_validate_json(payload))
+            except (ValidationError, ValueError) as exc:
+                bad.append((seq, payload, str(exc).splitlines()[0][:500]))
+        if bad:
+            self._quarantine(table, loop_id, bad)
+        return parsed
+
+    def _quarantine(self, table: str, loop_id: str, bad: Sequence[tuple[int, str, str]]) -> None:
+        now = utcnow().isoformat()
+        with self._write() as conn:
+            conn.executemany(
+                "INSERT INTO quarantine (source, loop_id, payload, error, quarantined_at)"
+                " VALUES (?, ?, ?, ?, ?)",
+                [(table, loop_id, payload, error, now) for _, payload, error in bad],
+            )
+            conn.executemany(f"DELETE FROM {table} WHERE seq=?", [(seq,) for seq, _, _ in bad])  # nosec B608
+        logger.warning(
+            "loopwright: %d unreadable %s row(s) of loop %r moved to the quarantine table of %s (%s)",
+            len(bad),
+            table,
+            loop_id,
+            self.path,
+            bad[0][2],
+        )
+
+    def quarantined(self, loop_id: str | None = None) -> list[dict[str, str]]:
+        """Rows moved aside because they could not be read: ``source`` table, ``loop_id``,
+        ``payload``, ``error``, ``quarantined_at`` (oldest first)."""
+        sql = "SELECT source, loop_id, payload, error, quarantined_at FROM quarantine"
+        params: tuple[str, ...] = ()
+        if loop_id is not None:
+            sql, params = sql + " WHERE loop_id=?", (loop_id,)
+        with self._guard() as conn:
+            rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
+        keys = ("source", "loop_id", "payload", "error", "quarantined_at")
+        return [dict(zip(keys, row, strict=True)) for row in rows]
 
     # ----------------------------------------------------------------------------- checkpoints
     def save(self, checkpoint: Checkpoint, retention: int) -> None:
@@ -280,25 +372,7 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
             raise LoopFrameworkError(f"checkpoint retention must be at least 1, got {retention}")
         try:
             with self._write() as conn:
-                conn.execute(
-                    "INSERT INTO checkpoints (loop_id, checkpoint_id, iteration, created_at,"
-                    " checksum, payload) VALUES (?, ?, ?, ?, ?, ?)",
-                    (
-                        checkpoint.loop_id,
-                        checkpoint.checkpoint_id,
-                        checkpoint.iteration,
-                        checkpoint.created_at.isoformat(),
-                        checkpoint.checksum,
-                        checkpoint.model_dump_json(),
-                    ),
-                )
-                # Everything at or below the (retention+1)-th newest seq goes; NULL (fewer
-                # rows than that) deletes nothing.
-                conn.execute(
-                    "DELETE FROM checkpoints WHERE loop_id=? AND seq <= (SELECT seq FROM"
-                    " checkpoints WHERE loop_id=? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
-                    (checkpoint.loop_id, checkpoint.loop_id, retention),
-                )
+                _insert_checkpoint(conn, checkpoint, retention)
         except LoopFrameworkError as exc:
             if isinstance(exc.__cause__, sqlite3.IntegrityError):
                 raise LoopFrameworkError(
@@ -321,6 +395,30 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
             except ValidationError:
                 found.append(str(checkpoint_id))
         return found
+
+
+def _insert_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint, retention: int) -> None:
+    """Insert ``checkpoint`` and prune its loop's to the newest ``retention``, inside the caller's
+    transaction."""
+    conn.execute(
+        "INSERT INTO checkpoints (loop_id, checkpoint_id, iteration, created_at,"
+        " checksum, payload) VALUES (?, ?, ?, ?, ?, ?)",
+        (
+            checkpoint.loop_id,
+            checkpoint.checkpoint_id,
+            checkpoint.iteration,
+            checkpoint.created_at.isoformat(),
+            checkpoint.checksum,
+            checkpoint.model_dump_json(),
+        ),
+    )
+    # Everything at or below the (retention+1)-th newest seq goes; NULL (fewer rows than that)
+    # deletes nothing.
+    conn.execute(
+        "DELETE FROM checkpoints WHERE loop_id=? AND seq <= (SELECT seq FROM"
+        " checkpoints WHERE loop_id=? ORDER BY seq DESC LIMIT 1 OFFSET ?)",
+        (checkpoint.loop_id, checkpoint.loop_id, retention),
+    )
 
 
 def _not_found(loop_id: str) -> LoopNotFoundError:

@@ -1,0 +1,131 @@
+"""Resuming a loop in the in-process engine: which state it continues from, and what of the
+worktree is kept before it is reset (issue 11: nothing lost, nothing run twice).
+
+A loop paused cleanly (AWAITING_RESPONSE, PAUSED) continues from its stored state; its worktree is
+reopened, which repairs what an agent changed in the worktree's git set-up. Any other resumed
+loop may have died mid-step: its state and worktree are restored from its newest valid checkpoint
+(corrupt ones are reported and skipped). Before the worktree is reset, its uncommitted changes
+(the partial work of the interrupted iteration) and the branch's commits after the checkpoint are
+kept on refs and recorded (WORK_SALVAGED, COMMITS_SET_ASIDE), so a reset never loses work.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import NamedTuple
+
+from loopwright.exceptions import CheckpointRecoveryError
+from loopwright.models import Checkpoint, IterationEventType, LoopPhase, LoopState
+from loopwright.ports import CheckpointStore, Workspace
+from loopwright.steps.checkpoint import recover
+from loopwright.workflow import Recorder
+
+_EV = IterationEventType
+
+
+class Restored(NamedTuple):
+    """The state a resumed loop continues from, the checkpoint it came from, and how many newer
+    corrupt checkpoints were skipped."""
+
+    state: LoopState
+    checkpoint: Checkpoint
+    skipped_corrupt: int
+
+
+def restore_loop(
+    stored: LoopState,
+    *,
+    checkpoints: CheckpointStore,
+    workspace: Callable[[], Workspace],
+    record: Recorder,
+    resume_from: str | Checkpoint | None,
+) -> Restored | None:
+    """Prepare the worktree of a resumed loop and say what state it continues from.
+
+    Args:
+        stored: the loop's stored state.
+        checkpoints: where its checkpoints are.
+        workspace: gives the loop's workspace (built only when needed).
+        record: records CHECKPOINT_CORRUPT, WORK_SALVAGED and COMMITS_SET_ASIDE.
+        resume_from: a checkpoint, its id, ``"latest"`` or None (newest valid one; a paused
+            loop then continues from its stored state).
+
+    Returns None when the loop continues from ``stored``, else the restored state.
+    Raises :class:`CheckpointRecoveryError` when no valid checkpoint exists (or the one named is
+    corrupt or unknown), except for a loop that died in iteration 1 before any checkpoint: that
+    one starts over from its base commit.
+    """
+    if stored.phase in (LoopPhase.AWAITING_RESPONSE, LoopPhase.PAUSED) and resume_from is None:
+        workspace().prepare(stored.loop_id)
+        return None
+    if isinstance(resume_from, Checkpoint):
+        if not resume_from.is_valid():
+            raise CheckpointRecoveryError(f"checkpoint {resume_from.checkpoint_id} is corrupt")
+        ckpt, corrupt = resume_from, []
+    else:
+        wanted = None if resume_from in (None, "latest") else resume_from
+        try:
+            recovery = recover(stored.loop_id, checkpoints, wanted)
+        except CheckpointRecoveryError:
+            if wanted is None and stored.iteration == 0:
+                # Died during iteration 1, before any checkpoint: start over from the base.
+                if stored.base_commit:
+                    workspace().prepare(stored.loop_id)
+                    keep_work(stored, workspace(), record, stored.base_commit)
+                    workspace().reset(stored.loop_id, stored.base_commit)
+                return None
+            raise
+        ckpt, corrupt = recovery.checkpoint, recovery.corrupt
+    for checkpoint_id in corrupt:
+        record(
+            _EV.CHECKPOINT_CORRUPT,
+            f"checkpoint {checkpoint_id} is corrupt (checksum mismatch); using "
+            f"{ckpt.checkpoint_id} of iteration {ckpt.iteration}",
+            checkpoint_id=checkpoint_id,
+        )
+    state = ckpt.to_loop_state()
+    state.config = stored.config  # limits a human changed after the checkpoint still apply
+    state.version = stored.version
+    state.sessions_used = stored.sessions_used
+    state.errors_recovered = stored.errors_recovered
+    state.policy_digest = stored.policy_digest  # the policy set the loop runs under (checked)
+    if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
+        # The stored state evaluated the same agent work after the checkpoint was taken.
+        state.exit_conditions = stored.exit_conditions
+        state.evaluated_iteration = stored.evaluated_iteration
+    if ckpt.commit:
+        workspace().prepare(stored.loop_id)
+        keep_work(stored, workspace(), record, ckpt.commit)
+        workspace().reset(stored.loop_id, ckpt.commit)
+    return Restored(state, ckpt, len(corrupt))
+
+
+def keep_work(state: LoopState, workspace: Workspace, record: Recorder, target: str | None) -> None:
+    """Before the worktree of ``state``'s loop is reset to ``target``: keep its uncommitted
+    changes (the partial work of iteration ``state.iteration + 1``, interrupted) and the branch's
+    commits after ``target`` on refs, and record where (WORK_SALVAGED, COMMITS_SET_ASIDE).
+    ``target`` None keeps only the uncommitted changes."""
+    interrupted = state.iteration + 1
+    saved = workspace.salvage(state.loop_id, str(interrupted))
+    if saved is not None:
+        record(
+            _EV.WORK_SALVAGED,
+            f"uncommitted changes of interrupted iteration {interrupted} ({len(saved.files)} "
+            f"file(s)) kept on {saved.ref}",
+            iteration=interrupted,
+            ref=saved.ref,
+            commit=saved.commit,
+            files=saved.files[:100],
+        )
+    if target is None:
+        return
+    aside = workspace.set_aside(state.loop_id, target, f"session-{state.sessions_used + 1}")
+    if aside is not None:
+        record(
+            _EV.COMMITS_SET_ASIDE,
+            f"{len(aside.commits)} commit(s) after {target[:12]} are not in the state being "
+            f"restored; the branch moves back and they stay reachable on {aside.ref}",
+            ref=aside.ref,
+            commit=aside.commit,
+            commits=aside.commits,
+        )
