@@ -1,0 +1,460 @@
+"""Issue 11, crash safety: nothing lost, nothing run twice, nothing written outside the loop.
+
+Each test is one finding of the issue, driven as a user or an unlucky crash would: the CLI in a
+subprocess or the library over the real SQLite store and a real git repository.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from loopwright.adapters.local import sqlite_store
+from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.engine import LoopFramework
+from loopwright.exceptions import ConfigError, LoopFrameworkError
+from loopwright.models import (
+    AgentRequest,
+    AgentResult,
+    ControlAction,
+    ControlRequest,
+    IterationEventType,
+    LoopConfig,
+    LoopOutcome,
+    LoopPhase,
+)
+from tests.integration.helpers import cli, cli_json, cli_popen, files_loop_config, git, make_repo
+
+EV = IterationEventType
+
+
+def _files_config(files: int, max_iterations: int = 10, **extra: object) -> LoopConfig:
+    check = f"import pathlib,sys; sys.exit(0 if pathlib.Path('work/{files}.txt').exists() else 1)"
+    return LoopConfig.model_validate(
+        {
+            "goal": f"write {files} files",
+            "max_iterations": max_iterations,
+            "exit_conditions": [{"type": "CUSTOM", "name": "files", "command": ["python", "-c", check]}],
+            **extra,
+        }
+    )
+
+
+def _write_file(request: AgentRequest) -> AgentResult:
+    work = Path(request.worktree) / "work"
+    work.mkdir(exist_ok=True)
+    (work / f"{request.iteration}.txt").write_text(f"iteration {request.iteration}\n")
+    return AgentResult(summary=f"wrote {request.iteration}")
+
+
+def _store(workspace: Path) -> SqliteStore:
+    return SqliteStore(workspace / ".loopwright" / "loopwright.db")
+
+
+# ------------------------------------------------------------------------------- loop ids
+def test_a_loop_id_naming_a_path_is_refused_before_any_file_is_opened(tmp_path: Path) -> None:
+    # Given a repository with a lock file two folders above .loopwright/locks/
+    workspace = make_repo(tmp_path / "ws", {"poetry.lock": "keep me\n"})
+
+    # When a loop id that is a relative path is given to run, status and stop
+    done = cli(
+        "run",
+        "-w",
+        str(workspace),
+        "--loop-id",
+        "../../poetry",
+        "--goal",
+        "g",
+        "--condition",
+        "CUSTOM=true",
+        "--agent-command",
+        "true",
+    )
+    status = cli("status", "../../poetry", "-w", str(workspace))
+
+    # Then each is one line naming the option, exit 2, and nothing was created or truncated
+    assert done.returncode == 2, done.stderr
+    assert "--loop-id" in done.stderr and "is not a loop id" in done.stderr
+    assert "Traceback" not in done.stderr + status.stderr
+    assert status.returncode == 2 and "is not a loop id" in status.stderr
+    assert (workspace / "poetry.lock").read_text() == "keep me\n"
+    assert not (workspace / ".loopwright").exists()
+    assert git(workspace, "branch", "--format=%(refname:short)") == "main"
+
+
+@pytest.mark.parametrize("loop_id", ["../x", "a/b", "..", "x.lock", "a..b", "-x", ""])
+def test_the_library_refuses_a_loop_id_that_is_not_one(tmp_path: Path, loop_id: str) -> None:
+    with pytest.raises(ConfigError, match="is not a loop id"):
+        LoopFramework(_files_config(1), workspace=tmp_path, loop_id=loop_id)
+    assert not (tmp_path / ".loopwright").exists()
+
+
+def test_run_with_the_id_of_an_existing_loop_is_refused_with_a_pointer_to_resume(tmp_path: Path) -> None:
+    # Given a loop that ended at its iteration limit
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    first = cli(
+        "run",
+        "-w",
+        str(workspace),
+        "--loop-id",
+        "mine",
+        "--goal",
+        "g",
+        "--condition",
+        "CUSTOM=false",
+        "--agent-command",
+        "true",
+        "--max-iterations",
+        "1",
+        "--quiet",
+    )
+    assert first.returncode == 3, first.stderr
+
+    # When run is asked for the same id with another config
+    again = cli(
+        "run",
+        "-w",
+        str(workspace),
+        "--loop-id",
+        "mine",
+        "--goal",
+        "other goal",
+        "--condition",
+        "CUSTOM=true",
+        "--agent-command",
+        "true",
+        "--quiet",
+    )
+
+    # Then it is refused, the old loop is untouched, and the message says how to continue it
+    assert again.returncode == 2
+    assert "already exists" in again.stderr and "loopwright resume mine" in again.stderr
+    state = _store(workspace).get_state("mine")
+    assert (state.config.goal, state.outcome, state.sessions_used) == ("g", LoopOutcome.ITERATION_LIMIT, 1)
+
+
+@pytest.mark.slow
+def test_first_runs_at_once_in_a_plain_folder_make_one_snapshot(tmp_path: Path) -> None:
+    # Given a folder that is not a git repository
+    folder = tmp_path / "plain"
+    folder.mkdir()
+    (folder / "app.py").write_text("X = 1\n")
+
+    # When six loops are started in it at the same moment
+    runs = [
+        cli_popen(
+            "run",
+            "-w",
+            str(folder),
+            "--loop-id",
+            f"first-{n}",
+            "--goal",
+            "g",
+            "--condition",
+            "CUSTOM=true",
+            "--agent-command",
+            "true",
+            "--quiet",
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        for n in range(6)
+    ]
+    outputs = [run.communicate(timeout=120) for run in runs]
+
+    # Then every loop completes, and the folder got exactly one snapshot commit
+    assert [run.returncode for run in runs] == [0] * 6, [err for _, err in outputs]
+    subjects = git(folder, "log", "--format=%s", "HEAD").splitlines()
+    assert subjects == ["loopwright: initial snapshot"]
+    branches = git(folder, "branch", "--format=%(refname:short)").splitlines()
+    assert sorted(b for b in branches if b.startswith("loopwright/")) == [
+        f"loopwright/first-{n}" for n in range(6)
+    ]
+
+
+# ------------------------------------------------------------------------------- git containment
+AGENT_DELETING_DOT_GIT = textwrap.dedent(
+    """
+    import os, pathlib
+    n = int(os.environ["LOOPWRIGHT_ITERATION"])
+    pathlib.Path("work").mkdir(exist_ok=True)
+    pathlib.Path(f"work/{n}.txt").write_text(f"iteration {n}\\n")
+    if n == 2 and pathlib.Path(".git").exists():
+        pathlib.Path(".git").unlink()
+    """
+)
+
+
+def test_an_agent_deleting_its_worktree_git_file_pauses_the_loop_and_never_commits_in_the_users_checkout(
+    tmp_path: Path,
+) -> None:
+    # Given a user's repository with an uncommitted README edit and an untracked note
+    workspace = make_repo(tmp_path / "ws", {"README.md": "original\n"})
+    (workspace / "README.md").write_text("my uncommitted edit\n")
+    (workspace / "notes.txt").write_text("my untracked notes\n")
+    user_head = git(workspace, "rev-parse", "HEAD")
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT_DELETING_DOT_GIT)
+    config = files_loop_config(
+        tmp_path / "loop.toml", files=3, agent_argv=[sys.executable, str(agent)], max_iterations=6
+    )
+
+    # When the agent deletes the worktree's .git file in iteration 2
+    done = cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "dotgit", "--json")
+
+    # Then the loop pauses (exit 6) saying why, and the user's checkout is exactly as it was
+    assert done.returncode == 6, done.stderr
+    result = json.loads(done.stdout)
+    assert result["phase"] == "PAUSED" and ".git" in result["handoff_reason"]
+    assert git(workspace, "rev-parse", "HEAD") == user_head
+    assert git(workspace, "log", "--format=%s", "main").splitlines() == ["initial"]
+    assert (workspace / "README.md").read_text() == "my uncommitted edit\n"
+    status = git(workspace, "status", "--porcelain")
+    assert "M README.md" in status and "?? notes.txt" in status  # still uncommitted
+    assert (
+        git(workspace, "log", "--format=%s", "loopwright/dotgit").splitlines()[0] == "loopwright: iteration 1"
+    )
+
+    # And resume restores the worktree's .git file and the loop completes on its own branch
+    resumed = cli("resume", "dotgit", "-w", str(workspace), "--json")
+    assert resumed.returncode == 0, resumed.stderr
+    assert json.loads(resumed.stdout)["outcome"] == "CONDITIONS_MET"
+    tree = git(workspace, "ls-tree", "-r", "--name-only", "loopwright/dotgit").splitlines()
+    assert {"work/1.txt", "work/3.txt"} <= set(tree)
+    # iteration 2's uncommitted work was kept on a salvage ref before the worktree was reset
+    salvaged = _store(workspace).list_events("dotgit", types=[EV.WORK_SALVAGED])
+    assert len(salvaged) == 1
+    assert git(workspace, "show", f"{salvaged[0].data['ref']}:work/2.txt") == "iteration 2"
+    assert git(workspace, "rev-parse", "HEAD") == user_head
+    assert (workspace / "README.md").read_text() == "my uncommitted edit\n"
+
+
+def test_an_agent_switching_branches_pauses_the_loop_without_committing(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+
+    def switch(request: AgentRequest) -> AgentResult:
+        _write_file(request)
+        if request.iteration == 1:
+            git(Path(request.worktree), "checkout", "-q", "-b", "elsewhere")
+        return AgentResult(summary="switched")
+
+    loop = LoopFramework(_files_config(2), workspace=workspace, loop_id="switch")
+    result = loop.run(work_function=switch)
+
+    assert result.phase is LoopPhase.PAUSED and result.outcome is None
+    assert "refs/heads/elsewhere" in (result.handoff_reason or "")
+    assert git(workspace, "rev-parse", "loopwright/switch") == git(workspace, "rev-parse", "main")
+    assert git(workspace, "log", "--format=%s", "elsewhere").splitlines() == ["initial"]
+    errors = _store(workspace).list_events("switch", types=[EV.ERROR])
+    assert errors and "changed branches" in errors[0].message
+
+    # Resuming puts HEAD back on the loop's branch and keeps the worktree's files
+    resumed = LoopFramework.open("switch", workspace=workspace).run(work_function=_write_file)
+    assert resumed.outcome is LoopOutcome.CONDITIONS_MET
+    assert "work/1.txt" in git(workspace, "ls-tree", "-r", "--name-only", "loopwright/switch")
+
+
+def test_a_nul_byte_in_the_agents_summary_does_not_wedge_the_loop(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+
+    def nul(request: AgentRequest) -> AgentResult:
+        _write_file(request)
+        return AgentResult(summary="fixed\x00it\x1b[31m", tokens_used=1)
+
+    result = LoopFramework(_files_config(2), workspace=workspace, loop_id="nul").run(work_function=nul)
+
+    assert result.outcome is LoopOutcome.CONDITIONS_MET
+    message = git(workspace, "log", "-1", "--format=%B", "loopwright/nul")
+    assert message.startswith("loopwright: iteration 2") and "fixedit[31m" in message
+
+
+# ------------------------------------------------------------------------------- atomic steps
+def test_a_crash_while_the_iteration_is_written_never_leaves_a_checkpoint_without_its_events(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a store whose process "dies" while writing iteration 2's AGENT_COMPLETED event
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    real_insert = sqlite_store._insert_events
+
+    def dying_insert(conn: sqlite3.Connection, events: object) -> None:
+        batch = list(events)  # type: ignore[call-overload]
+        if any(e.type is EV.AGENT_COMPLETED and e.iteration == 2 for e in batch):
+            raise KeyboardInterrupt  # the process is killed inside the transaction
+        real_insert(conn, batch)
+
+    monkeypatch.setattr(sqlite_store, "_insert_events", dying_insert)
+    loop = LoopFramework(_files_config(5), workspace=workspace, loop_id="atomic")
+    with pytest.raises(KeyboardInterrupt):
+        loop.run(work_function=_write_file)
+    monkeypatch.setattr(sqlite_store, "_insert_events", real_insert)
+
+    # Then every stored checkpoint has its iteration's agent event, and resume redoes iteration 2
+    store = _store(workspace)
+    checkpointed = {c.iteration for c in store.list_checkpoints("atomic") if not isinstance(c, str)}
+    agent_events = {e.iteration for e in store.list_events("atomic", types=[EV.AGENT_COMPLETED])}
+    assert checkpointed == {1} and agent_events == {1}
+    result = LoopFramework.open("atomic", workspace=workspace).run(work_function=_write_file)
+    assert (result.outcome, result.iterations) == (LoopOutcome.CONDITIONS_MET, 5)
+    completed = [e.iteration for e in store.list_events("atomic", types=[EV.AGENT_COMPLETED])]
+    assert completed == [1, 2, 3, 4, 5]
+
+
+def test_the_sqlite_store_writes_state_events_and_checkpoint_together_or_not_at_all(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    LoopFramework(_files_config(1), workspace=workspace, loop_id="tx").run(work_function=_write_file)
+    store = _store(workspace)
+    state = store.get_state("tx")
+    before = store.list_checkpoints("tx")
+    from loopwright.models import Checkpoint, IterationEvent
+
+    stale = state.model_copy(update={"version": state.version - 1})  # another writer won
+    event = IterationEvent(loop_id="tx", iteration=1, type=EV.ERROR, phase=state.phase, message="x")
+    with pytest.raises(LoopFrameworkError, match="changed by another writer"):
+        store.save_state_with_checkpoint(stale, [event], Checkpoint.from_loop_state(stale, None), 5)
+
+    assert len(store.list_checkpoints("tx")) == len(before)
+    assert not store.list_events("tx", types=[EV.ERROR])
+
+
+# ------------------------------------------------------------------------------- garbled rows
+def test_garbled_event_and_control_rows_are_quarantined_with_a_warning(tmp_path: Path) -> None:
+    # Given a loop that ended at its limit, with one garbled event row and one garbled control row
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    LoopFramework(_files_config(9, max_iterations=2), workspace=workspace, loop_id="garbled").run(
+        work_function=_write_file
+    )
+    store = _store(workspace)
+    store.add_control(
+        ControlRequest(loop_id="garbled", action=ControlAction.PAUSE, principal='User::"u"', reason="x")
+    )
+    with sqlite3.connect(workspace / ".loopwright" / "loopwright.db") as conn:
+        conn.execute("UPDATE events SET event='{\"half\": ' WHERE seq=(SELECT MIN(seq) FROM events)")
+        conn.execute("UPDATE controls SET payload='not json'")
+    store.close()
+
+    # When the events are listed and the loop is resumed
+    events = cli("events", "garbled", "-w", str(workspace))
+    raised = cli("limits", "garbled", "-w", str(workspace), "--max-iterations", "3")
+    resumed = LoopFramework.open("garbled", workspace=workspace).run(work_function=_write_file)
+
+    # Then both work, say what was set aside, and the rows are kept in the quarantine table
+    assert events.returncode == 0, events.stderr
+    assert "moved to the quarantine table" in events.stderr and "Traceback" not in events.stderr
+    assert raised.returncode == 0, raised.stderr
+    assert (resumed.outcome, resumed.iterations) == (LoopOutcome.ITERATION_LIMIT, 3)
+    sources = sorted(row["source"] for row in SqliteStore(store.path).quarantined("garbled"))
+    assert sources == ["controls", "events"]
+
+
+# ------------------------------------------------------------------------------- partial work
+def test_an_interrupted_iteration_keeps_its_partial_work_on_a_salvage_ref(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+
+    def interrupted(request: AgentRequest) -> AgentResult:
+        _write_file(request)
+        if request.iteration == 2:
+            (Path(request.worktree) / "half-done.py").write_text("def f():\n    pass\n")
+            raise KeyboardInterrupt  # Ctrl-C, or SIGTERM through the CLI, while the agent works
+        return AgentResult(summary="ok")
+
+    with pytest.raises(KeyboardInterrupt):
+        LoopFramework(_files_config(3), workspace=workspace, loop_id="salv").run(work_function=interrupted)
+
+    ref = "refs/loopwright/salv/salvage/2"
+    assert set(git(workspace, "ls-tree", "-r", "--name-only", ref).splitlines()) >= {
+        "half-done.py",
+        "work/2.txt",
+    }
+    salvaged = _store(workspace).list_events("salv", types=[EV.WORK_SALVAGED])
+    assert len(salvaged) == 1 and salvaged[0].data["ref"] == ref and salvaged[0].iteration == 2
+
+    # Resume resets the worktree to iteration 1's checkpoint; the salvage ref survives it
+    result = LoopFramework.open("salv", workspace=workspace).run(work_function=_write_file)
+    assert result.outcome is LoopOutcome.CONDITIONS_MET
+    assert "half-done.py" not in git(workspace, "ls-tree", "-r", "--name-only", "loopwright/salv")
+    assert git(workspace, "rev-parse", "--verify", ref)
+    assert len(_store(workspace).list_events("salv", types=[EV.WORK_SALVAGED])) == 1  # not twice
+
+
+def test_resume_reports_and_keeps_the_commits_it_moves_past(tmp_path: Path) -> None:
+    # Given a loop of 3 iterations whose newest two checkpoints were lost (a garbled WAL, say)
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    LoopFramework(_files_config(9, max_iterations=3), workspace=workspace, loop_id="lost").run(
+        work_function=_write_file
+    )
+    head = git(workspace, "rev-parse", "loopwright/lost")
+    with sqlite3.connect(workspace / ".loopwright" / "loopwright.db") as conn:
+        conn.execute("DELETE FROM checkpoints WHERE loop_id='lost' AND iteration > 1")
+    assert cli("limits", "lost", "-w", str(workspace), "--max-iterations", "4").returncode == 0
+
+    # When it is resumed from the checkpoint of iteration 1
+    resumed = LoopFramework.open("lost", workspace=workspace).run(work_function=_write_file)
+
+    # Then the two commits after it are reported and stay reachable on a ref
+    assert (resumed.outcome, resumed.iterations) == (LoopOutcome.ITERATION_LIMIT, 4)
+    aside = _store(workspace).list_events("lost", types=[EV.COMMITS_SET_ASIDE])
+    assert len(aside) == 1 and aside[0].data["commit"] == head
+    assert [c.split(" ", 1)[1] for c in aside[0].data["commits"]] == [
+        "loopwright: iteration 3",
+        "loopwright: iteration 2",
+    ]
+    assert git(workspace, "rev-parse", aside[0].data["ref"]) == head
+
+
+@pytest.mark.slow
+def test_sigterm_ends_the_agent_records_the_loop_interrupted_and_salvages_its_work(tmp_path: Path) -> None:
+    # Given a loop whose agent writes a file, then works for a long time in iteration 1
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    agent, marker = tmp_path / "agent.py", tmp_path / "agent.pid"
+    agent.write_text(
+        textwrap.dedent(
+            f"""
+            import os, pathlib, time
+            pathlib.Path("partial.txt").write_text("half\\n")
+            pathlib.Path({str(marker)!r}).write_text(str(os.getpid()))
+            time.sleep(120)
+            """
+        )
+    )
+    config = files_loop_config(
+        tmp_path / "loop.toml", files=1, agent_argv=[sys.executable, str(agent)], max_iterations=3
+    )
+    run = cli_popen(
+        "run",
+        "-w",
+        str(workspace),
+        "-c",
+        str(config),
+        "--loop-id",
+        "term",
+        "--quiet",
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while not marker.exists() or not marker.read_text():
+        assert time.monotonic() < deadline and run.poll() is None, "the agent never started"
+        time.sleep(0.05)
+    agent_pid = int(marker.read_text())
+
+    # When loopwright gets SIGTERM
+    os.kill(run.pid, signal.SIGTERM)
+    _, err = run.communicate(timeout=30)
+
+    # Then it exits 130 saying how to resume, the agent is gone, and its work is on a salvage ref
+    assert run.returncode == 130, err
+    assert "loopwright resume term" in err
+    with pytest.raises(ProcessLookupError):
+        os.kill(agent_pid, 0)
+    status = cli_json("status", "term", "-w", str(workspace))
+    assert status["phase"] == "INTERRUPTED"
+    assert git(workspace, "show", "refs/loopwright/term/salvage/1:partial.txt") == "half"
