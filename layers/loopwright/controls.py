@@ -141,6 +141,14 @@ class ControlService:
             control=request, status=status, message=message, phase=phase, policy_ids=decision.policy_ids
         )
 
+    def authorize(self, request: ControlRequest) -> PolicyDecision:
+        """Only ask Cedar whether ``request`` is allowed (nothing is applied): for callers that
+        act themselves once allowed, such as ``loopwright resume`` in the caller's terminal.
+
+        Raises :class:`~loopwright.exceptions.LoopNotFoundError` and :class:`ControlDeniedError`.
+        """
+        return self._authorize(request, self.store.get_state(request.loop_id))
+
     # ----------------------------------------------------------------------------- Cedar
     def _authorize(self, request: ControlRequest, state: LoopState) -> PolicyDecision:
         decision = self.policy.is_authorized(authorization_request(request, state))

@@ -56,6 +56,11 @@ class WorkspaceIntegrityError(WorkspaceError):
     human instead of writing anywhere else."""
 
 
+class PolicySetChangedError(LoopFrameworkError):
+    """The Cedar policy files differ from those the loop started under; the loop runs again only
+    when an operator accepts the change (``loopwright resume --accept-policy-change``)."""
+
+
 class AgentError(LoopFrameworkError):
     """The agent could not be started or failed in a way that ends the iteration."""
 

@@ -177,6 +177,12 @@ class PolicyEngine(ABC):
         """Decide several requests, in order. Adapters may answer them in one call."""
         return [self.is_authorized(request) for request in requests]
 
+    def policy_files(self) -> dict[str, str] | None:
+        """The policy set this engine decides with, as file name -> SHA-256 (hex) of its
+        content, so a loop can record what it runs under; None when the engine cannot tell (a
+        remote policy store such as Verified Permissions, versioned by its deployment)."""
+        return None
+
 
 class Agent(ABC):
     """The agent that works on the worktree, one call per iteration."""

@@ -108,6 +108,7 @@ def start_session(state: LoopState, record: Recorder, *, agent_name: str = "agen
             branch=state.branch,
             base_commit=state.base_commit,
             max_iterations=state.config.max_iterations,
+            policy_files=state.policy_files,
         )
 
 

@@ -458,3 +458,85 @@ def test_sigterm_ends_the_agent_records_the_loop_interrupted_and_salvages_its_wo
     status = cli_json("status", "term", "-w", str(workspace))
     assert status["phase"] == "INTERRUPTED"
     assert git(workspace, "show", "refs/loopwright/term/salvage/1:partial.txt") == "half"
+
+
+# ------------------------------------------------------------------------------- the rules hold
+AGENT_RAISING_ITS_LIMIT = textwrap.dedent(
+    """
+    import os, pathlib, subprocess, sys
+    loop, workspace, log = os.environ["LOOPWRIGHT_LOOP_ID"], sys.argv[1], pathlib.Path(sys.argv[2])
+    done = subprocess.run(
+        [sys.executable, "-m", "loopwright", "limits", loop, "-w", workspace,
+         "--max-iterations", "6", "--token-budget", "1000000"],
+        capture_output=True, text=True,
+    )
+    with log.open("a") as f:
+        f.write(f"{done.returncode} {done.stderr.strip()}\\n")
+    """
+)
+
+
+def test_an_agent_cannot_raise_its_own_limits_through_the_cli(tmp_path: Path) -> None:
+    # Given a loop limited to 2 iterations whose agent tries to raise the limit to 6 each time
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    agent, log = tmp_path / "agent.py", tmp_path / "agent.log"
+    agent.write_text(AGENT_RAISING_ITS_LIMIT)
+    config = files_loop_config(
+        tmp_path / "loop.toml",
+        files=99,
+        agent_argv=[sys.executable, str(agent), str(workspace), str(log)],
+        max_iterations=2,
+    )
+
+    # When the loop runs
+    done = cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "greedy", "--json")
+
+    # Then Cedar refused each attempt as the agent's (exit 3, the forbid policy named), and the
+    # loop stopped at the limit its human set
+    assert done.returncode == 3, done.stderr
+    assert json.loads(done.stdout)["iterations"] == 2
+    attempts = log.read_text().splitlines()
+    assert len(attempts) == 2
+    assert all(a.startswith("3 ") and "agent-cannot-raise-limit" in a for a in attempts), attempts
+    assert 'Agent::"greedy"' in attempts[0]
+    state = _store(workspace).get_state("greedy")
+    assert (state.config.max_iterations, state.config.token_budget) == (2, None)
+    assert not _store(workspace).list_events("greedy", types=[EV.CONTROL_APPLIED])
+
+
+def test_a_resume_under_changed_policies_needs_an_operator_to_accept_them(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a loop that ended at its iteration limit under a copy of the shipped policies
+    import shutil
+
+    from loopwright.adapters.local.cedar_policy import default_policy_dir
+
+    policies = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), policies)
+    monkeypatch.setenv("LOOPWRIGHT_POLICY_DIR", str(policies))
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    config = files_loop_config(tmp_path / "loop.toml", files=99, agent_argv=["true"], max_iterations=2)
+    assert (
+        cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "rules", "--quiet").returncode == 3
+    )
+    recorded = _store(workspace).get_state("rules").policy_files
+    assert recorded is not None and "iteration_limit.cedar" in recorded
+
+    # When the iteration limit policy is relaxed on disk (as an agent running as the user could)
+    limit = policies / "iteration_limit.cedar"
+    relaxed = "context.iteration > resource.max_iterations + 1"  # one more iteration than the human set
+    limit.write_text(limit.read_text().replace("context.iteration > resource.max_iterations", relaxed))
+    refused = cli("resume", "rules", "-w", str(workspace))
+    accepted = cli("resume", "rules", "-w", str(workspace), "--accept-policy-change", "--quiet")
+
+    # Then a plain resume is refused naming the file and the way to accept it, and nothing ran
+    assert refused.returncode == 2, refused.stderr
+    assert "iteration_limit.cedar" in refused.stderr and "--accept-policy-change" in refused.stderr
+    # And an operator's acceptance is recorded with who accepted what, and the new rules apply
+    assert accepted.returncode == 3, accepted.stderr
+    assert _store(workspace).get_state("rules").iteration == 3
+    changes = _store(workspace).list_events("rules", types=[EV.POLICY_SET_CHANGED])
+    assert len(changes) == 1 and changes[0].data["changed"] == ["iteration_limit.cedar"]
+    assert changes[0].data["principal"].startswith('User::"')
+    assert _store(workspace).get_state("rules").policy_files != recorded

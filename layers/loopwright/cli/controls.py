@@ -27,10 +27,10 @@ from loopwright.cli.run import Progress, execute
 from loopwright.controls import Resumer
 from loopwright.engine.framework import LoopFramework
 from loopwright.engine.local import state_dir_for
-from loopwright.engine.local_controls import local_control_service, local_user
+from loopwright.engine.local_controls import local_caller, local_control_service
 from loopwright.engine.lock import LoopLock
 from loopwright.exceptions import ControlConflictError, ControlDeniedError, LoopNotFoundError
-from loopwright.models import ControlAction, ControlRequest, LimitChange, LoopState, operators_group
+from loopwright.models import ControlAction, ControlRequest, LimitChange, LoopState
 
 
 def stop(
@@ -99,19 +99,21 @@ def _control(
     resumer: Resumer | None = None,
     **fields: Any,
 ) -> None:
-    """Submit one control as the local user; print what became of it. Exit 2 when it does not
+    """Submit one control as the caller (the local user, or the agent of the loop whose process
+    runs this command: see :func:`local_caller`); print what became of it. Exit 2 when it does not
     apply or the loop is unknown, 3 when Cedar refuses it; nothing is written then."""
     root = workspace_path(workspace)
     store = existing_store(root, loop_id)
     assert store is not None
     service = local_control_service(state_dir_for(root), store, resumer=resumer)
+    caller = local_caller(state_dir_for(root))
     try:
         state = store.get_state(loop_id)
         request = ControlRequest(
             loop_id=loop_id,
             action=action,
-            principal=local_user(),
-            groups=[operators_group(state.project)],
+            principal=caller.principal,
+            groups=caller.groups(state.project),
             **fields,
         )
         result = service.submit(request)

@@ -37,8 +37,17 @@ from loopwright.cli.common import (
 from loopwright.config_loader import load_config
 from loopwright.engine.framework import LoopFramework
 from loopwright.engine.local import DB_FILE_NAME, build_agent, open_store, state_dir_for
-from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
+from loopwright.engine.local_controls import local_caller, local_control_service
+from loopwright.exceptions import (
+    ConfigError,
+    ControlDeniedError,
+    LoopFrameworkError,
+    LoopNotFoundError,
+    PolicySetChangedError,
+)
 from loopwright.models import (
+    ControlAction,
+    ControlRequest,
     IterationEvent,
     IterationEventType,
     LoopConfig,
@@ -142,6 +151,7 @@ def execute(
     as_json: bool,
     resume_from: str | None = None,
     progress: Progress,
+    accept_policy_change: str | None = None,
 ) -> None:
     console = progress.console
     try:
@@ -149,16 +159,16 @@ def execute(
             if console.is_terminal and not as_json:
                 with Live(get_renderable=progress.render, console=console, refresh_per_second=4) as live:
                     progress.live = live
-                    result = framework.run(resume_from=resume_from)
+                    result = framework.run(resume_from=resume_from, accept_policy_change=accept_policy_change)
                 progress.live = None
             else:
-                result = framework.run(resume_from=resume_from)
+                result = framework.run(resume_from=resume_from, accept_policy_change=accept_policy_change)
     except KeyboardInterrupt:
         fail(
             f"interrupted; resume with `loopwright resume {framework.loop_id} -w {framework.workspace}`",
             130,
         )
-    except ConfigError as exc:
+    except (ConfigError, PolicySetChangedError) as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     except LoopFrameworkError as exc:
         fail(str(exc))
@@ -346,16 +356,49 @@ def resume(
         str | None,
         typer.Option(help="Checkpoint id to resume from (default: the newest valid one)."),
     ] = None,
+    accept_policy_change: Annotated[
+        bool,
+        typer.Option(
+            "--accept-policy-change",
+            help="The Cedar policy files changed since the loop last ran: continue under the new "
+            "ones (recorded as POLICY_SET_CHANGED with your name).",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Continue a loop that was interrupted, killed, stopped by a human or paused for one."""
+    """Continue a loop that was interrupted, killed, stopped by a human or paused for one.
+
+    Authorized by Cedar as ResumeLoop (policies/controls.cedar) for the caller: you, or the agent
+    of a loop when run from inside one (refused).
+    """
     root = workspace_path(workspace)
-    existing_store(root, loop_id)
-    console = Console()
-    progress = Progress(console, quiet or as_json)
+    store = existing_store(root, loop_id)
+    assert store is not None
+    caller = local_caller(state_dir_for(root))
     try:
-        framework = LoopFramework.open(loop_id, workspace=root, observer=progress)
+        state = store.get_state(loop_id)
+        local_control_service(state_dir_for(root), store).authorize(
+            ControlRequest(
+                loop_id=loop_id,
+                action=ControlAction.RESUME,
+                principal=caller.principal,
+                groups=caller.groups(state.project),
+            )
+        )
     except LoopNotFoundError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
-    execute(framework, as_json=as_json, resume_from=checkpoint or "latest", progress=progress)
+    except ControlDeniedError as exc:
+        fail(str(exc), EXIT_POLICY)
+    finally:
+        store.close()
+    console = Console()
+    progress = Progress(console, quiet or as_json)
+    framework = LoopFramework.open(loop_id, workspace=root, observer=progress)
+    execute(
+        framework,
+        as_json=as_json,
+        resume_from=checkpoint or "latest",
+        progress=progress,
+        accept_policy_change=caller.principal if accept_policy_change else None,
+    )

@@ -31,6 +31,7 @@ from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.controls import RESUMABLE_OUTCOMES
 from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
 from loopwright.engine.lock import LoopLock, workspace_lock
+from loopwright.engine.policy_set import check_policy_location, check_policy_set
 from loopwright.engine.restore import keep_work, restore_loop
 from loopwright.engine.step_writer import DeferredCheckpoints
 from loopwright.engine.tracing import Tracing, tracing_enabled
@@ -279,6 +280,7 @@ class LoopFramework:
         work_function: WorkFunction | None = None,
         *,
         resume_from: str | Checkpoint | None = None,
+        accept_policy_change: str | None = None,
     ) -> LoopResult:
         """Run the loop until it completes, a policy stops it, a human stops it, or it pauses.
 
@@ -287,13 +289,19 @@ class LoopFramework:
             resume_from: a checkpoint (or its id, or ``"latest"``) to continue from. A loop that
                 was interrupted (killed, Ctrl-C) or stopped by a human resumes from its newest
                 valid checkpoint anyway.
+            accept_policy_change: the Cedar principal of an operator who accepts that the policy
+                files changed since the loop last ran (the caller authorizes them); without it
+                such a resume is refused (see :mod:`loopwright.engine.policy_set`).
 
         Returns the :class:`LoopResult`; ``outcome`` is None when the loop paused for a human.
         Raises :class:`LoopAlreadyRunningError` on re-entry or when another process runs it,
-        :class:`ConfigError` without an agent, :class:`LoopFrameworkError` for a loop that ended.
+        :class:`ConfigError` without an agent or with policies inside the state folder,
+        :class:`PolicySetChangedError` when the policies changed and nobody accepted it,
+        :class:`LoopFrameworkError` for a loop that ended.
         """
         if self._active:
             raise LoopAlreadyRunningError(f"loop {self.loop_id!r} is already running in this process")
+        check_policy_location(self.policy, self.state_dir)
         self._lock.acquire()
         self._active = True
         try:
@@ -312,6 +320,7 @@ class LoopFramework:
             self._tracing = Tracing(enabled=tracing_enabled())
             with self._tracing.span("loopwright.loop", {"loopwright.loop_id": self.loop_id}):
                 resuming = resume_from is not None or state.phase is not LoopPhase.INITIALIZING
+                check_policy_set(state, self.policy, self.emit_event, accepted_by=accept_policy_change)
                 self._start_session(resuming, resume_from)
                 return self._drive(agent)
         except KeyboardInterrupt:

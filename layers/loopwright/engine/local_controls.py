@@ -9,13 +9,45 @@ lock), not by the stored ``is_active``.
 from __future__ import annotations
 
 import getpass
+import os
+from dataclasses import dataclass
 from pathlib import Path
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.controls import ControlService, Resumer
 from loopwright.engine.lock import LoopLock
-from loopwright.models import LoopState
+from loopwright.models import LoopState, operators_group
+from loopwright.models.types import is_loop_id
 from loopwright.ports import LoopStore, PolicyEngine
+from loopwright.steps.authorize import loop_principal
+
+#: The environment variable that carries a loop's id into every process the loop starts (the agent
+#: and its exit conditions): whoever carries it acts as that loop's agent, never as a human.
+LOOP_ID_ENV = "LOOPWRIGHT_LOOP_ID"
+
+
+@dataclass(frozen=True)
+class LocalCaller:
+    """Who a local command acts as: the OS user (an operator of every project in this workspace,
+    since they own its state folder), or, inside a loop's processes, that loop's agent
+    (``agent_of``), which Cedar never lets raise its limits, approve its gate or control loops."""
+
+    principal: str
+    agent_of: str | None = None
+
+    def groups(self, project: str) -> list[str]:
+        """The Cedar groups of the caller for a loop of ``project``."""
+        return [] if self.agent_of is not None else [operators_group(project)]
+
+
+def local_caller(state_dir: Path) -> LocalCaller:
+    """The caller of a CLI command on ``state_dir``: ``Agent::"<loop>"`` when this process carries
+    a loop's id in :data:`LOOP_ID_ENV`, else the local user."""
+    loop_id = os.environ.get(LOOP_ID_ENV, "").strip()
+    if loop_id:
+        shown = loop_id if is_loop_id(loop_id) else "unknown-loop"  # never a crafted Cedar uid
+        return LocalCaller(loop_principal(shown), agent_of=shown)
+    return LocalCaller(local_user())
 
 
 def local_user() -> str:

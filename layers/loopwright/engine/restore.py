@@ -88,7 +88,7 @@ def restore_loop(
     state.version = stored.version
     state.sessions_used = stored.sessions_used
     state.errors_recovered = stored.errors_recovered
-    state.policy_digest = stored.policy_digest  # the policy set the loop runs under (checked)
+    state.policy_files = stored.policy_files  # the policy set the loop runs under (checked)
     if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
         # The stored state evaluated the same agent work after the checkpoint was taken.
         state.exit_conditions = stored.exit_conditions

@@ -98,10 +98,10 @@ class LoopState(BaseModel):
     head_commit: str | None = None
     pending_warnings: list[str] = Field(default_factory=list, description="policy warnings for the agent")
     human_request: str | None = Field(default=None, description="what the agent asked a human")
-    policy_digest: str | None = Field(
+    policy_files: dict[str, str] | None = Field(
         default=None,
-        description="SHA-256 of the Cedar policy set the loop started under (local engine); a "
-        "resume under another one needs an operator's consent",
+        description="the Cedar policy set the loop runs under, file name -> SHA-256 (local "
+        "engine); a resume under another set needs an operator's consent (POLICY_SET_CHANGED)",
     )
     workspace_problem: str | None = Field(
         default=None,

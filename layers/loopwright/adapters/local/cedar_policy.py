@@ -22,6 +22,7 @@ about 0.12 ms per decision, of which ``cedarpy.is_authorized`` itself takes abou
 from __future__ import annotations
 
 import functools
+import hashlib
 import json
 import os
 import re
@@ -92,6 +93,7 @@ class CedarPolicyEngine(PolicyEngine):
         self._dir = Path(policy_dir) if policy_dir is not None else default_policy_dir()
         if not self._dir.is_dir():
             raise ConfigError(f"Cedar policy folder {self._dir} does not exist")
+        self._file_digests: dict[str, str] = {}
         self._schema = self._load_schema()
         texts = self._load_policy_files()
         combined = "\n".join(texts)
@@ -104,6 +106,11 @@ class CedarPolicyEngine(PolicyEngine):
     def policy_dir(self) -> Path:
         """The folder the policies were loaded from."""
         return self._dir
+
+    def policy_files(self) -> dict[str, str]:
+        """Every file loaded (the schema and each ``.cedar`` file) -> SHA-256 of the bytes read:
+        what a loop records at its start and compares on resume (issue 11)."""
+        return dict(sorted(self._file_digests.items()))
 
     @property
     def policy_ids(self) -> list[str]:
@@ -190,7 +197,7 @@ class CedarPolicyEngine(PolicyEngine):
                 f"Cedar policy folder {self._dir} needs exactly one .cedarschema file (found: {found})"
             )
         try:
-            return cedarpy.Schema.from_str(_read(schemas[0]))
+            return cedarpy.Schema.from_str(self._read(schemas[0]))
         except ValueError as exc:
             raise ConfigError(f"{schemas[0]}: invalid Cedar schema: {exc}") from exc
 
@@ -201,7 +208,7 @@ class CedarPolicyEngine(PolicyEngine):
         texts: list[str] = []
         seen: dict[str, Path] = {}
         for path in files:
-            text = _read(path)
+            text = self._read(path)
             try:
                 cedarpy.PolicySet.from_str(text)
                 parsed = json.loads(cedarpy.policies_to_json_str(text))
@@ -237,6 +244,12 @@ class CedarPolicyEngine(PolicyEngine):
             return cedarpy.Entities.from_json_str(json.dumps(list(entities)), self._schema)
         except ValueError as exc:
             raise ConfigError(f"entities do not conform to the Cedar schema: {exc}") from exc
+
+    def _read(self, path: Path) -> str:
+        """The UTF-8 text of ``path``, its digest recorded; ConfigError naming it if unreadable."""
+        text = _read(path)
+        self._file_digests[path.name] = hashlib.sha256(text.encode("utf-8")).hexdigest()
+        return text
 
     # -- per request ---------------------------------------------------------------------------
 
