@@ -118,6 +118,9 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
         self, path: str | Path, *, busy_timeout_seconds: float = DEFAULT_BUSY_TIMEOUT_SECONDS
     ) -> None:
         super().__init__(path, label="local store", busy_timeout_seconds=busy_timeout_seconds)
+        # Controls read per loop, keyed by (data_version, own control writes) at the read.
+        self._controls_cache: dict[str, tuple[tuple[int, int], list[ControlRequest]]] = {}
+        self._local_writes = 0
         with self._write() as conn:
             stored_version = conn.execute("PRAGMA user_version").fetchone()[0]
             if stored_version > SCHEMA_VERSION:
@@ -286,6 +289,7 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
         """Queue ``request`` for its loop (replacing one with the same ``control_id``).
 
         Raises :class:`LoopNotFoundError` for an unknown loop."""
+        self._local_writes += 1
         with self._write() as conn:
             if conn.execute("SELECT 1 FROM loops WHERE loop_id=?", (request.loop_id,)).fetchone() is None:
                 raise _not_found(request.loop_id)
@@ -296,17 +300,32 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
             )
 
     def pending_controls(self, loop_id: str) -> list[ControlRequest]:
-        """The queued controls of ``loop_id``, oldest first."""
+        """The queued controls of ``loop_id``, oldest first.
+
+        A running engine asks before every step; the table is read again only when the file
+        changed since the last read (``PRAGMA data_version`` moves when another connection
+        commits; this object's own writes are counted apart), so an idle poll costs one pragma.
+        """
         with self._guard() as conn:
+            version = (conn.execute("PRAGMA data_version").fetchone()[0], self._local_writes)
+            cached = self._controls_cache.get(loop_id)
+            if cached is not None and cached[0] == version:
+                return list(cached[1])
             rows = conn.execute(
                 "SELECT seq, payload FROM controls WHERE loop_id=? ORDER BY seq", (loop_id,)
             ).fetchall()
-        return self._parse_rows("controls", loop_id, rows, ControlRequest)
+        controls = self._parse_rows("controls", loop_id, rows, ControlRequest)
+        with self._guard() as conn:
+            version_now = (conn.execute("PRAGMA data_version").fetchone()[0], self._local_writes)
+        if version_now == version:
+            self._controls_cache[loop_id] = (version, controls)
+        return list(controls)
 
     def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
         """Forget the given queued controls of ``loop_id``."""
         if not control_ids:
             return
+        self._local_writes += 1
         with self._write() as conn:
             conn.executemany(
                 "DELETE FROM controls WHERE loop_id=? AND control_id=?",
@@ -332,6 +351,7 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
         return parsed
 
     def _quarantine(self, table: str, loop_id: str, bad: Sequence[tuple[int, str, str]]) -> None:
+        self._local_writes += 1
         now = utcnow().isoformat()
         with self._write() as conn:
             conn.executemany(
