@@ -185,7 +185,15 @@ class PolicyEngine(ABC):
 
 
 class Agent(ABC):
-    """The agent that works on the worktree, one call per iteration."""
+    """The agent that works on the worktree, one call per iteration.
+
+    ``in_process``: True for an agent that runs as a function in loopwright's own process (it may
+    take microseconds); the engine then writes an iteration's start only if the agent works for a
+    while. An agent in another process (a CLI, a remote runtime) has its start written before it
+    begins.
+    """
+
+    in_process: bool = False
 
     @abstractmethod
     def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:

@@ -33,7 +33,7 @@ from loopwright.engine.local import build_agent, build_workspace, local_ports, s
 from loopwright.engine.lock import LoopLock, workspace_lock
 from loopwright.engine.policy_set import check_policy_location, check_policy_set
 from loopwright.engine.restore import keep_work, restore_loop
-from loopwright.engine.step_writer import DeferredCheckpoints
+from loopwright.engine.step_writer import DeferredCheckpoints, StartWriter
 from loopwright.engine.tracing import Tracing, tracing_enabled
 from loopwright.exceptions import (
     ConfigError,
@@ -133,6 +133,7 @@ class LoopFramework:
         # A step's checkpoint waits for the step's state write when the store takes both at once.
         atomic = self.checkpoints is self.store and isinstance(self.store, AtomicCheckpointStore)
         self._deferred = DeferredCheckpoints(self.checkpoints) if atomic else None
+        self._start_writer = StartWriter(self.store)
         self._tracing = Tracing(enabled=False)
         self._lock = LoopLock(self.state_dir, self.loop_id)
 
@@ -328,7 +329,13 @@ class LoopFramework:
             raise
         finally:
             self._active = False
-            self._flush_events()
+            self._start_writer.close()
+            if self._pending_events and self._state is not None:
+                # Ended by an error: write what was recorded, with the state it belongs to.
+                try:
+                    self._save()
+                except LoopFrameworkError:
+                    self._flush_events()
             self._lock.release()
 
     # ----------------------------------------------------------------------------- internals
@@ -445,14 +452,35 @@ class LoopFramework:
             "loopwright.iteration", {"loopwright.loop_id": self.loop_id, "loopwright.iteration": number}
         ):
             workflow.begin_iteration(state, self.emit_event)
-            self._save()  # an operator sees the iteration start while the agent works
-            workflow.run_iteration(state, agent, self._workspace(), self.emit_event, state_dir=self.state_dir)
+            # An operator sees the iteration start while the agent works. An in-process agent may
+            # take microseconds: its start is written only if it works for a while, else with
+            # the rest of the iteration (see loopwright.engine.step_writer).
+            if agent.in_process:
+                self._start_writer.arm(
+                    state.model_copy(update={"updated_at": utcnow()}), self._pending_events
+                )
+            else:
+                self._save()
+            try:
+                workflow.run_iteration(
+                    state, agent, self._workspace(), self.emit_event, state_dir=self.state_dir
+                )
+            finally:
+                self._settle()
             if state.workspace_problem:  # nothing was committed: a human looks before anything else
                 self._save()
                 return decide(pause_reason=state.workspace_problem)
             workflow.checkpoint_if_due(state, self._step_checkpoints, self.emit_event)
             self._save()
             return self._evaluate_and_decide()
+
+    def _settle(self) -> None:
+        """Account for a start write the writer made: the stored version moved, and the events it
+        wrote (the oldest pending ones) are no longer pending."""
+        written = self._start_writer.settle()
+        if written is not None:
+            self.get_state().version, count = written
+            del self._pending_events[:count]
 
     def _evaluate_and_decide(self) -> Decision:
         state = self.get_state()
@@ -462,15 +490,15 @@ class LoopFramework:
         workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
         verification = workflow.verify_gate(state, self.emit_event)
         halt = self._halt()
-        decision = workflow.decide_next(
+        # Not written here: a CONTINUE is written with the next iteration (its start), any other
+        # decision by _finish, both in the same transaction as what follows.
+        return workflow.decide_next(
             state,
             self.emit_event,
             verification=verification,
             stop_reason=halt.stop_reason,
             pause_reason=halt.pause_reason,
         )
-        self._save()
-        return decision
 
     def _finish(self, decision: Decision) -> LoopResult:
         state = self.get_state()

@@ -5,12 +5,25 @@ the step takes is held by :class:`DeferredCheckpoints` until that same write whe
 take both at once (:class:`~loopwright.ports.AtomicCheckpointStore`, the SQLite store): a crash
 can then never leave a checkpoint without the state and the events of its iteration, or the
 reverse (issue 11). Other stores get the checkpoint first, then the state.
+
+An iteration whose agent is fast is written once: the decide step's result waits for the next
+iteration's write, and the start of the iteration is written with its end
+(:class:`DelayedStartWrite`). Crash safety does not depend on those two writes: a resumed loop
+continues from its newest checkpoint, re-evaluating an iteration whose evaluation was not stored.
 """
 
 from __future__ import annotations
 
-from loopwright.models import Checkpoint
-from loopwright.ports import CheckpointStore
+import logging
+import threading
+import time
+from collections.abc import Sequence
+
+from loopwright.exceptions import LoopFrameworkError
+from loopwright.models import Checkpoint, IterationEvent, LoopState
+from loopwright.ports import CheckpointStore, LoopStore
+
+logger = logging.getLogger(__name__)
 
 
 class DeferredCheckpoints(CheckpointStore):
@@ -40,3 +53,70 @@ class DeferredCheckpoints(CheckpointStore):
         """Hold ``pending`` again (its write failed)."""
         if pending is not None and self._pending is None:
             self._pending = pending
+
+
+#: Seconds an agent works before the start of its iteration is written on its own (at most about
+#: twice this: the writer looks every this many seconds). A faster agent's start is written with the
+#: rest of its iteration, in one transaction.
+START_WRITE_DELAY_SECONDS = 0.05
+
+
+class StartWriter:
+    """Writes the start of an iteration (the state as the agent got it, and the events recorded
+    since the last write) from a background thread once the agent has worked for ``delay``
+    seconds, so an operator sees a slow agent's iteration begin, while a fast agent's iteration
+    costs one transaction instead of two.
+
+    One thread per run, started at the first :meth:`arm` and ended by :meth:`close`; it looks
+    every ``delay`` seconds, so the engine thread never waits for it (a thread per iteration, or
+    a wake-up per arm, would make the engine wait for the interpreter lock). ``snapshot`` is a
+    shallow copy of the state taken before the agent starts: nothing changes the state while the
+    agent works, and the engine replaces (never mutates) its fields afterwards, so the writer
+    never reads what the engine writes. :meth:`settle` (engine thread) disarms it, waiting for a
+    write in progress, and says whether the write happened.
+    """
+
+    def __init__(self, store: LoopStore, *, delay: float = START_WRITE_DELAY_SECONDS) -> None:
+        self._store = store
+        self._delay = delay
+        self._lock = threading.Lock()
+        self._closed = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._armed: tuple[LoopState, list[IterationEvent], float] | None = None
+        self._written: tuple[int, int] | None = None
+
+    def arm(self, snapshot: LoopState, events: Sequence[IterationEvent]) -> None:
+        """Write ``snapshot`` and ``events`` unless :meth:`settle` comes within the delay."""
+        with self._lock:
+            self._armed = (snapshot, list(events), time.monotonic() + self._delay)
+            self._written = None
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._run, name="loopwright-start-writer", daemon=True)
+            self._thread.start()
+
+    def settle(self) -> tuple[int, int] | None:
+        """Disarm; ``(new stored version, events written)`` when the start was written, else
+        None (the engine's next write then carries it)."""
+        with self._lock:
+            self._armed = None
+            written, self._written = self._written, None
+            return written
+
+    def close(self) -> None:
+        """End the thread (idempotent)."""
+        self._closed.set()
+        if self._thread is not None:
+            self._thread.join(timeout=5)
+            self._thread = None
+
+    def _run(self) -> None:
+        while not self._closed.wait(self._delay):
+            with self._lock:
+                if self._armed is None or time.monotonic() < self._armed[2]:
+                    continue
+                snapshot, events, _ = self._armed
+                self._armed = None
+                try:
+                    self._written = (self._store.save_state(snapshot, events).version, len(events))
+                except LoopFrameworkError as exc:  # the engine's next write carries the same data
+                    logger.warning("loopwright: the start of an iteration could not be written: %s", exc)

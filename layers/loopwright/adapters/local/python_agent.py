@@ -58,7 +58,9 @@ def coerce_result(value: Any) -> AgentResult:
 
 
 class PythonAgent(Agent):
-    """Calls a work function once per iteration."""
+    """Calls a work function once per iteration, in loopwright's process."""
+
+    in_process = True
 
     def __init__(self, function: WorkFunction) -> None:
         self._function = function
