@@ -174,3 +174,72 @@ def test_wal_is_bounded_by_the_configured_limits(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
         assert conn.execute("PRAGMA wal_autocheckpoint").fetchone()[0] == WAL_AUTOCHECKPOINT_PAGES
         assert conn.execute("PRAGMA journal_size_limit").fetchone()[0] == WAL_SIZE_LIMIT_BYTES
+
+
+V1_SCHEMA = """
+CREATE TABLE loops (loop_id TEXT PRIMARY KEY, project TEXT NOT NULL, phase TEXT NOT NULL, outcome TEXT,
+    created_at TEXT NOT NULL, updated_at TEXT NOT NULL, version INTEGER NOT NULL, state TEXT NOT NULL);
+CREATE INDEX loops_by_project ON loops (project);
+CREATE TABLE events (seq INTEGER PRIMARY KEY AUTOINCREMENT, loop_id TEXT NOT NULL, iteration INTEGER NOT NULL,
+    type TEXT NOT NULL, timestamp TEXT NOT NULL, event TEXT NOT NULL);
+CREATE INDEX events_by_loop ON events (loop_id, seq);
+CREATE INDEX events_by_loop_type ON events (loop_id, type);
+CREATE TABLE checkpoints (seq INTEGER PRIMARY KEY AUTOINCREMENT, loop_id TEXT NOT NULL,
+    checkpoint_id TEXT NOT NULL UNIQUE, iteration INTEGER NOT NULL, created_at TEXT NOT NULL,
+    checksum TEXT NOT NULL, payload TEXT NOT NULL);
+CREATE INDEX checkpoints_by_loop ON checkpoints (loop_id, seq);
+CREATE TABLE controls (seq INTEGER PRIMARY KEY, control_id TEXT NOT NULL UNIQUE, loop_id TEXT NOT NULL,
+    payload TEXT NOT NULL);
+CREATE INDEX controls_by_loop ON controls (loop_id, seq);
+PRAGMA user_version=1;
+"""
+
+
+def test_a_version_1_store_is_migrated_and_keeps_its_checkpoints_in_order(tmp_path: Path) -> None:
+    # Given a store written by the previous schema, with three checkpoints of one loop
+    path = tmp_path / "old.db"
+    state = make_state()
+    old = [Checkpoint.from_loop_state(state.model_copy(update={"iteration": n}), f"c{n}") for n in (1, 2, 3)]
+    with sqlite3.connect(path) as conn:
+        conn.executescript(V1_SCHEMA)
+        conn.execute(
+            "INSERT INTO loops VALUES (?, 'default', 'COMPLETED', NULL, 't', 't', 1, ?)",
+            (state.loop_id, state.model_dump_json()),
+        )
+        for ckpt in old:
+            conn.execute(
+                "INSERT INTO checkpoints (loop_id, checkpoint_id, iteration, created_at, checksum, payload)"
+                " VALUES (?, ?, ?, 't', ?, ?)",
+                (ckpt.loop_id, ckpt.checkpoint_id, ckpt.iteration, ckpt.checksum, ckpt.model_dump_json()),
+            )
+
+    # When the current store opens it and saves two more with a retention of 3
+    store = SqliteStore(path)
+    newer = [Checkpoint.from_loop_state(state.model_copy(update={"iteration": n}), f"c{n}") for n in (4, 5)]
+    for ckpt in newer:
+        store.save(ckpt, retention=3)
+
+    # Then the newest three are kept, newest first, and the obsolete index is gone
+    assert [c.iteration for c in store.list_checkpoints(state.loop_id) if isinstance(c, Checkpoint)] == [
+        5,
+        4,
+        3,
+    ]
+    with sqlite3.connect(path) as conn:
+        indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+    assert "events_by_loop_type" not in indexes and "checkpoints_by_loop_ordinal" in indexes
+    with pytest.raises(LoopFrameworkError, match="already stored"):
+        store.save(newer[-1], retention=3)
+
+
+def test_checkpoints_are_a_ring_overwritten_in_place_and_a_lower_retention_prunes(store: SqliteStore) -> None:
+    state = make_state()
+    store.create_loop(state)
+    for n in range(1, 8):
+        store.save(Checkpoint.from_loop_state(state.model_copy(update={"iteration": n}), None), retention=4)
+    with sqlite3.connect(store.path) as conn:
+        rows = conn.execute("SELECT COUNT(*), MAX(seq) FROM checkpoints").fetchone()
+    assert rows == (4, 4)  # four rows ever written: each newer checkpoint took the oldest one's row
+    store.save(Checkpoint.from_loop_state(state.model_copy(update={"iteration": 8}), None), retention=2)
+    assert [c.iteration for c in store.list_checkpoints("loop_a") if isinstance(c, Checkpoint)] == [8, 7]

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import secrets
 from datetime import UTC, datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from loopwright.models.config import LoopConfig
 from loopwright.models.enums import (
@@ -172,6 +173,18 @@ class Checkpoint(BaseModel):
     commit: str | None = Field(default=None, description="git commit of the worktree at the checkpoint")
     state: LoopState
     checksum: str = ""
+    _payload: str | None = PrivateAttr(default=None)
+
+    def __eq__(self, other: object) -> bool:
+        """Equal content (the cached :meth:`payload_json` does not count)."""
+        return isinstance(other, Checkpoint) and self.__dict__ == other.__dict__
+
+    __hash__ = None  # type: ignore[assignment]  # mutable, like every pydantic model
+
+    def payload_json(self) -> str:
+        """The checkpoint as stored (its JSON, checksum included); made once when the checkpoint
+        was taken (:meth:`from_loop_state`), else now."""
+        return self._payload if self._payload is not None else self.model_dump_json()
 
     def compute_checksum(self) -> str:
         """SHA-256 hex digest of the JSON of every field but ``checksum``.
@@ -187,21 +200,29 @@ class Checkpoint(BaseModel):
         """A checkpoint of ``state`` at ``commit``, with its checksum set.
 
         The snapshot's ``last_checkpoint_id`` is the new checkpoint's own id, so a state restored
-        from it names the checkpoint it came from. The snapshot is a copy made through JSON
-        (pydantic-core), several times cheaper than ``copy.deepcopy``.
+        from it names the checkpoint it came from. The checkpoint is serialized once, here: its
+        JSON gives the checksum and is what a store writes (:meth:`payload_json`), so a later
+        change to ``state`` cannot reach the stored checkpoint. The ``state`` attribute itself is
+        a shallow copy (the engine replaces a state's fields, never mutates them in place);
+        :meth:`to_loop_state` returns a deep copy.
         """
         checkpoint_id = new_id("ckpt")
-        snapshot = LoopState.model_validate_json(state.model_dump_json())
-        snapshot.last_checkpoint_id = checkpoint_id
-        snapshot.checkpointed_iteration = state.iteration
-        ckpt = cls(
+        snapshot = state.model_copy(
+            update={"last_checkpoint_id": checkpoint_id, "checkpointed_iteration": state.iteration}
+        )
+        ckpt = cls.model_construct(
             checkpoint_id=checkpoint_id,
             loop_id=state.loop_id,
             iteration=state.iteration,
+            created_at=utcnow(),
             commit=commit,
             state=snapshot,
+            checksum="",
         )
-        ckpt.checksum = ckpt.compute_checksum()
+        body = ckpt.model_dump_json(exclude={"checksum"})
+        ckpt.checksum = hashlib.sha256(body.encode()).hexdigest()
+        # pydantic writes the fields in declaration order, ``checksum`` last.
+        ckpt._payload = f'{body[:-1]},"checksum":{json.dumps(ckpt.checksum)}}}'
         return ckpt
 
     def is_valid(self) -> bool:
