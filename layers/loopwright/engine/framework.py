@@ -132,6 +132,7 @@ class LoopFramework:
         self._pending_events: list[IterationEvent] = []  # recorded, not yet written to the store
         # A step's checkpoint waits for the step's state write when the store takes both at once.
         atomic = self.checkpoints is self.store and isinstance(self.store, AtomicCheckpointStore)
+        self._atomic_store: AtomicCheckpointStore | None = self.store if atomic else None  # type: ignore[assignment]
         self._deferred = DeferredCheckpoints(self.checkpoints) if atomic else None
         self._start_writer = StartWriter(self.store)
         self._tracing = Tracing(enabled=False)
@@ -250,15 +251,20 @@ class LoopFramework:
         self._pending_events.append(event)
         if not self._active:
             self._flush_events()
-        attributes: dict[str, Any] = {
-            "loopwright.loop_id": self.loop_id,
-            "loopwright.iteration": event.iteration,
-            "loopwright.message": message,
-        }
-        attributes.update(
-            {f"loopwright.{k}": v for k, v in event.data.items() if isinstance(v, str | int | float | bool)}
-        )
-        self._tracing.add_event(event_type.value, attributes)
+        if self._tracing.enabled:
+            attributes: dict[str, Any] = {
+                "loopwright.loop_id": self.loop_id,
+                "loopwright.iteration": event.iteration,
+                "loopwright.message": message,
+            }
+            attributes.update(
+                {
+                    f"loopwright.{k}": v
+                    for k, v in event.data.items()
+                    if isinstance(v, str | int | float | bool)
+                }
+            )
+            self._tracing.add_event(event_type.value, attributes)
         if self._observer is not None:
             self._observer(event, state)
         return event
@@ -370,9 +376,8 @@ class LoopFramework:
         events, self._pending_events = self._pending_events, []
         pending = self._deferred.take() if self._deferred is not None else None
         try:
-            if pending is not None:
-                assert isinstance(self.store, AtomicCheckpointStore)
-                state.version = self.store.save_state_with_checkpoint(state, events, *pending).version
+            if pending is not None and self._atomic_store is not None:
+                state.version = self._atomic_store.save_state_with_checkpoint(state, events, *pending).version
             else:
                 state.version = self.store.save_state(state, events).version
         except LoopFrameworkError:

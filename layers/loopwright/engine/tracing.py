@@ -45,6 +45,11 @@ class Tracing:
         with self._trace.get_tracer(TRACER_NAME).start_as_current_span(name, attributes=dict(attributes)):
             yield
 
+    @property
+    def enabled(self) -> bool:
+        """True when spans and events are recorded."""
+        return self._trace is not None
+
     def add_event(self, name: str, attributes: Mapping[str, Any]) -> None:
         """Add an event to the current span."""
         if self._trace is not None:

@@ -210,14 +210,12 @@ class Checkpoint(BaseModel):
         snapshot = state.model_copy(
             update={"last_checkpoint_id": checkpoint_id, "checkpointed_iteration": state.iteration}
         )
-        ckpt = cls.model_construct(
+        ckpt = cls(
             checkpoint_id=checkpoint_id,
             loop_id=state.loop_id,
             iteration=state.iteration,
-            created_at=utcnow(),
             commit=commit,
             state=snapshot,
-            checksum="",
         )
         body = ckpt.model_dump_json(exclude={"checksum"})
         ckpt.checksum = hashlib.sha256(body.encode()).hexdigest()

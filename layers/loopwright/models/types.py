@@ -6,7 +6,7 @@ import re
 import shlex
 from typing import Annotated
 
-from pydantic import AfterValidator, BeforeValidator, Field, StringConstraints
+from pydantic import BeforeValidator, Field, StringConstraints
 
 
 def _split_command(value: object) -> object:
@@ -35,16 +35,13 @@ LOOP_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,71}$"
 _LOOP_ID_RE = re.compile(LOOP_ID_PATTERN)
 
 
-def _git_safe_loop_id(value: str) -> str:
-    if not is_loop_id(value):
-        raise ValueError("not a loop id: no '..', and not ending in '.' or '.lock' (it names a git branch)")
-    return value
-
-
+#: A loop id in a model. The pattern is checked by pydantic-core (every model holding a loop id is
+#: parsed several times an iteration); the git rules of :func:`is_loop_id` (no ``..``, no ``.lock``
+#: end) are checked where an id enters: the CLI, :class:`~loopwright.engine.LoopFramework`, the
+#: lock file and the worktree folder.
 LoopId = Annotated[
     str,
     StringConstraints(pattern=LOOP_ID_PATTERN),
-    AfterValidator(_git_safe_loop_id),
     Field(
         description="loop id: letters, digits, '.', '_' or '-', at most 72 characters (so that "
         "'<loop_id>-g<generation>' fits the 80-character Step Functions execution name quota)"
