@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -183,8 +184,20 @@ class Checkpoint(BaseModel):
 
     def payload_json(self) -> str:
         """The checkpoint as stored (its JSON, checksum included); made once when the checkpoint
-        was taken (:meth:`from_loop_state`), else now."""
+        was taken (:meth:`from_loop_state`) and forgotten as soon as a field changes or the
+        checkpoint is copied, else made now."""
         return self._payload if self._payload is not None else self.model_dump_json()
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        if name in type(self).model_fields:
+            super().__setattr__("_payload", None)
+        super().__setattr__(name, value)
+
+    def model_copy(self, *, update: Mapping[str, Any] | None = None, deep: bool = False) -> Checkpoint:
+        """A copy (see pydantic's ``model_copy``), without the serialized form of the original."""
+        copy = super().model_copy(update=update, deep=deep)
+        copy._payload = None
+        return copy
 
     def compute_checksum(self) -> str:
         """SHA-256 hex digest of the JSON of every field but ``checksum``.
