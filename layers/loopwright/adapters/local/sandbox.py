@@ -15,7 +15,9 @@ No orphans, and its limits: everything a command starts dies with the run that s
 including when loopwright is killed with ``SIGKILL``; a process that kills its own supervisor
 with ``SIGKILL`` (it runs as the same user) escapes that, and is ended when the sandbox sees
 its supervisor die (its process group and the processes carrying its marker) or, at the
-latest, by :meth:`ProcessLedger.end_leftovers` when the loop starts or resumes.
+latest, by :meth:`ProcessLedger.end_leftovers` when the loop starts or resumes. Under
+bubblewrap the command cannot see its supervisor (own PID namespace) and ``bwrap
+--die-with-parent`` ends the namespace if the supervisor goes.
 
 The supervisor must outlive nothing but the thread that started it: ``PR_SET_PDEATHSIG`` fires
 when that *thread* ends, and :meth:`SubprocessSandbox.run` returns only once the supervisor has
@@ -29,7 +31,8 @@ next to loopwright are found for ``command[0]`` only; never ``loopwright`` itsel
 
 Bound to a loop (``attach``), every command is recorded in the loop's
 :class:`~loopwright.adapters.local.processes.ProcessLedger` while it runs and carries the
-loop's marker.
+loop's marker; with a :class:`~loopwright.adapters.local.isolation.BubblewrapIsolation` it runs
+under ``bwrap``.
 
 stdout and stderr are read in two threads, each keeping only the last ``max_output_bytes``
 (the end of a tool's output holds its summary), so a chatty command cannot exhaust memory and
@@ -60,6 +63,7 @@ from loopwright.adapters.local.environment import (
     build_environment,
     resolve_program,
 )
+from loopwright.adapters.local.isolation import BubblewrapIsolation
 from loopwright.adapters.local.processes import (
     MARKER_ENV,
     UNBOUND,
@@ -199,6 +203,7 @@ class SubprocessSandbox(Sandbox):
     Args:
         kill_grace_seconds: seconds between SIGTERM and SIGKILL when processes are ended.
         ledger: bind the sandbox to a loop at once (same as :meth:`attach`).
+        isolation: run every command under bubblewrap (same as :meth:`attach`).
     """
 
     def __init__(
@@ -206,22 +211,30 @@ class SubprocessSandbox(Sandbox):
         kill_grace_seconds: float = KILL_GRACE_SECONDS,
         *,
         ledger: ProcessLedger | None = None,
+        isolation: BubblewrapIsolation | None = None,
     ) -> None:
         self._grace = kill_grace_seconds
         self._ledger = ledger
+        self._isolation = isolation
 
-    def attach(self, ledger: ProcessLedger) -> None:
+    def attach(self, ledger: ProcessLedger, *, isolation: BubblewrapIsolation | None = None) -> None:
         """Bind this sandbox to one loop: from now on every command it runs is recorded in
-        ``ledger`` while it runs and carries the loop's marker (``LOOPWRIGHT_PROCESS_MARKER``).
-        The engine calls it once per run, before the first command; a sandbox serves one loop
-        at a time (attach again to rebind)."""
+        ``ledger`` while it runs and carries the loop's marker (``LOOPWRIGHT_PROCESS_MARKER``),
+        and, with ``isolation``, runs under bubblewrap. The engine calls it once per run, before
+        the first command; a sandbox serves one loop at a time (attach again to rebind)."""
         self._ledger = ledger
+        self._isolation = isolation
         ledger.ensure_folder()
 
     @property
     def ledger(self) -> ProcessLedger | None:
         """The ledger this sandbox is bound to, if any."""
         return self._ledger
+
+    @property
+    def isolation(self) -> BubblewrapIsolation | None:
+        """The bubblewrap isolation in force, if any."""
+        return self._isolation
 
     def run(
         self,
@@ -268,6 +281,9 @@ class SubprocessSandbox(Sandbox):
         except ProgramNotFoundError as exc:
             return failed(str(exc))
         argv = [argv0, *given[1:]]
+        if self._isolation is not None:
+            argv = self._isolation.wrap(program, argv, cwd=Path(cwd), env=environment)
+            program = argv[0]
         status_read, status_write = os.pipe()
         try:
             process = subprocess.Popen(  # nosec B603 - argv list, never a shell
