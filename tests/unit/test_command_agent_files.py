@@ -1,16 +1,18 @@
 """The command agent's files are written and read without following what the agent planted
-(issue 11, finding 3)."""
+(issue 11, finding 3), and its timeout summary says what really happened to its processes."""
 
 from __future__ import annotations
 
 import json
 import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import pytest
 
-from loopwright.adapters.local.command_agent import read_report, write_agent_files
-from loopwright.models import AgentRequest
+from loopwright.adapters.local.command_agent import CommandAgent, read_report, write_agent_files
+from loopwright.models import AgentRequest, CommandAgentConfig, CommandResult
+from loopwright.ports import Sandbox
 
 
 def request(state_dir: Path, worktree: Path) -> AgentRequest:
@@ -119,3 +121,41 @@ def test_a_report_that_is_a_link_fifo_or_huge_is_refused_unread(folders: tuple[P
     parsed, error = read_report(report)
     assert error is None and parsed is not None and parsed.tokens_used == 7
     assert read_report(loop_dir / "absent.json") == (None, None)
+
+
+class _TimingOut(Sandbox):
+    """A sandbox whose command always times out, leaving ``left`` running."""
+
+    def __init__(self, left: list[str]) -> None:
+        self.left = left
+
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+        max_output_bytes: int = 256 * 1024,
+    ) -> CommandResult:
+        return CommandResult(command=list(command), exit_code=None, timed_out=True, left_running=self.left)
+
+
+@pytest.mark.parametrize(
+    ("left", "summary"),
+    [
+        ([], "agent timed out after 5 s; its process tree was killed"),
+        (
+            ["pid 42: sudo sleep 100"],
+            "agent timed out after 5 s; 1 of its processes could not be ended: pid 42: sudo sleep 100",
+        ),
+    ],
+    ids=["all-ended", "one-left"],
+)
+def test_the_timeout_summary_says_what_could_not_be_ended(
+    tmp_path: Path, left: list[str], summary: str
+) -> None:
+    agent = CommandAgent(CommandAgentConfig(command=["agent"], timeout_seconds=5), _TimingOut(left))
+    result = agent.run(request(tmp_path / ".loopwright", tmp_path))
+    assert result.failed
+    assert result.summary == summary

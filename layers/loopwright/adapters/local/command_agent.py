@@ -145,6 +145,16 @@ def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
         return None, f"invalid agent report {path.name}: {where}: {first['msg']}"
 
 
+def _timeout_summary(timeout_seconds: float, left_running: list[str]) -> str:
+    """What an agent's timeout did to its processes, as they are now."""
+    if not left_running:
+        return f"agent timed out after {timeout_seconds:g} s; its process tree was killed"
+    return (
+        f"agent timed out after {timeout_seconds:g} s; {len(left_running)} of its processes "
+        f"could not be ended: {'; '.join(left_running[:5])}"
+    )
+
+
 class CommandAgent(Agent):
     """Runs :class:`CommandAgentConfig` ``command`` in the worktree through a :class:`Sandbox`."""
 
@@ -186,7 +196,7 @@ class CommandAgent(Agent):
         if outcome.error:
             summary = outcome.error
         elif outcome.timed_out:
-            summary = f"agent timed out after {self._config.timeout_seconds:g} s; its process tree was killed"
+            summary = _timeout_summary(self._config.timeout_seconds, outcome.left_running)
         elif report_error:
             summary = report_error
         elif report and report.summary:
@@ -196,6 +206,8 @@ class CommandAgent(Agent):
         failed = bool(outcome.error or outcome.timed_out or report_error or outcome.exit_code != 0)
         if failed and outcome.exit_code not in (None, 0):
             summary = f"agent exited with code {outcome.exit_code}: {summary}"
+        if outcome.left_running and not outcome.timed_out:
+            summary += f" ({len(outcome.left_running)} of its processes could not be ended)"
         return AgentResult(
             tokens_used=report.tokens_used if report else 0,
             summary=summary,
