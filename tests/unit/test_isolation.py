@@ -6,6 +6,7 @@ bwrap is simulated with ``PATH``.
 
 from __future__ import annotations
 
+import shutil
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,7 +15,7 @@ import pytest
 from pydantic import ValidationError
 
 from loopwright.adapters.local import isolation
-from loopwright.adapters.local.isolation import BubblewrapIsolation, check_isolation
+from loopwright.adapters.local.isolation import BubblewrapIsolation, check_isolation, isolation_for
 from loopwright.exceptions import ConfigError
 from loopwright.models import LoopConfig
 
@@ -32,6 +33,28 @@ def test_isolation_is_off_by_default_and_the_network_switch_needs_it() -> None:
         config(isolation_network=False)
     with pytest.raises(ValidationError, match="isolation"):
         config(isolation="docker")
+    with pytest.raises(ValidationError, match="a python agent runs inside loopwright's process"):
+        config(isolation="bubblewrap", agent={"kind": "python", "function": "m:f"})
+    assert config(isolation="bubblewrap", agent={"kind": "command", "command": "a"}).agent is not None
+
+
+def test_isolation_for_builds_the_sandboxs_isolation_only_when_asked(tmp_path: Path) -> None:
+    worktree = tmp_path / ".loopwright" / "worktrees" / "loop-a"
+
+    def build(cfg: LoopConfig) -> BubblewrapIsolation | None:
+        return isolation_for(
+            cfg, workspace=tmp_path, state_dir=tmp_path / ".loopwright", loop_id="loop-a", worktree=worktree
+        )
+
+    assert build(config()) is None
+    if shutil.which("bwrap") is None:
+        pytest.skip("bwrap is not installed: the bubblewrap case is covered by the fail-fast tests")
+    try:
+        boxed = build(config(isolation="bubblewrap", isolation_network=False))
+    except ConfigError as exc:
+        pytest.skip(f"bwrap cannot run here: {exc}")
+    assert boxed is not None
+    assert (boxed.loop_id, boxed.network, boxed.worktree) == ("loop-a", False, worktree.resolve())
 
 
 @pytest.fixture

@@ -243,11 +243,16 @@ class LoopConfig(_Strict):
     )
 
     @model_validator(mode="after")
-    def _network_needs_isolation(self) -> LoopConfig:
+    def _isolation_applies(self) -> LoopConfig:
         if not self.isolation_network and self.isolation == "none":
             raise ValueError(
                 'isolation_network: false needs isolation = "bubblewrap" (only a sandbox can run '
                 "without network); set both, or remove isolation_network"
+            )
+        if self.isolation == "bubblewrap" and self.agent is not None and self.agent.kind is AgentKind.PYTHON:
+            raise ValueError(
+                "isolation: a python agent runs inside loopwright's process and cannot be isolated; "
+                "give the agent as a command (agent.kind = 'command') or set isolation = \"none\""
             )
         return self
 

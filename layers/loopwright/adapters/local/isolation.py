@@ -122,6 +122,23 @@ def check_isolation(config: LoopConfig) -> None:
         check_bubblewrap(network=config.isolation_network)
 
 
+def isolation_for(
+    config: LoopConfig, *, workspace: Path, state_dir: Path, loop_id: str, worktree: Path
+) -> BubblewrapIsolation | None:
+    """The isolation ``config`` asks for, for the loop ``loop_id`` (None for ``"none"``), to
+    pass to :meth:`SubprocessSandbox.attach`. Raises :class:`ConfigError` as
+    :func:`check_isolation` does."""
+    if config.isolation != BUBBLEWRAP:
+        return None
+    return BubblewrapIsolation(
+        workspace=workspace,
+        state_dir=state_dir,
+        loop_id=loop_id,
+        worktree=worktree,
+        network=config.isolation_network,
+    )
+
+
 class BubblewrapIsolation:
     """Runs a loop's commands under ``bwrap`` (see the module docstring for what it mounts).
 
