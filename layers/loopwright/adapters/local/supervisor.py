@@ -38,6 +38,7 @@ imports that cost start-up time (``typing``, ``signal``, ``contextlib``, ``json`
 from __future__ import annotations
 
 import ctypes
+import errno
 import os
 import sys
 import time
@@ -229,8 +230,11 @@ class _Supervisor:
 
 
 def _prctl(option: int, value: int) -> None:
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
+    """Call ``prctl(option, value)``. Raises OSError when it fails, or ENOSYS off Linux."""
+    prctl = getattr(ctypes.CDLL(None, use_errno=True), "prctl", None)
+    if prctl is None:
+        raise OSError(errno.ENOSYS, "the supervisor needs Linux (prctl)")
+    if prctl(option, ctypes.c_ulong(value), 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), f"prctl({option}) failed")
 
 
@@ -248,13 +252,13 @@ def main(argv: list[str]) -> int:
             file=sys.stderr,
         )
         return 2
-    signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
     supervisor = _Supervisor(status_fd, grace, drain, kill_wait)
     try:
+        signal.pthread_sigmask(signal.SIG_BLOCK, _WAITED)
         _prctl(PR_SET_CHILD_SUBREAPER, 1)
         _prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
     except OSError as exc:
-        supervisor.report(f"failed {exc.errno} cannot supervise: {exc.strerror}")
+        supervisor.report(f"failed {exc.errno or 0} cannot supervise the command: {exc.strerror or exc}")
         return 0
     if os.getppid() != parent:  # loopwright died before the prctl: start nothing
         supervisor.report("stopped 0")
