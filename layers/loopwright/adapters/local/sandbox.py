@@ -9,7 +9,7 @@ are reparented to the supervisor, not to init). Processes left when the command 
 :data:`DRAIN_SECONDS` to end on their own; then everything gets ``SIGTERM``, and ``SIGKILL``
 after ``kill_grace_seconds``. What could not be ended (a process that became another user)
 is reported in :attr:`CommandResult.left_running`; nothing is reported as ended that was not.
-The supervisor adds about 20 ms of start-up per command (``bench/bench_supervisor.py``).
+The supervisor adds about 25 ms of start-up per command (``bench/bench_supervisor.py``).
 
 No orphans, and its limits: everything a command starts dies with the run that started it,
 including when loopwright is killed with ``SIGKILL``; a process that kills its own supervisor
