@@ -170,7 +170,7 @@ class ProcessLedger:
         try:
             with open_folder(self.folder, trusted=self.state_dir, create=False) as fd:
                 remove_at(fd, f"{token}.json")
-        except FileNotFoundError:
+        except OSError:  # no ledger folder (or a link planted in its place): nothing recorded
             pass
 
     def records(self) -> list[ProcessRecord]:
@@ -187,7 +187,7 @@ class ProcessLedger:
                         )
                     except (OSError, ValidationError):
                         continue
-        except (FileNotFoundError, NotADirectoryError):
+        except OSError:  # no ledger folder (or a link planted in its place): nothing recorded
             return []
         return found
 
