@@ -28,6 +28,7 @@ from loopwright.adapters.local.processes import (
     owning_loop,
 )
 from loopwright.adapters.local.sandbox import SubprocessSandbox
+from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import utcnow
 from tests.integration.helpers import cli_popen, files_loop_config, make_repo
 from tests.integration.test_sandbox import is_alive, wait_gone
@@ -316,3 +317,23 @@ def test_the_supervisor_reports_what_it_could_not_end(
     assert lines[2].startswith(f"left {leftover} ")
     assert "time.sleep(60)" in lines[2]
     assert lines[-1] == "done"
+
+
+def test_a_sandbox_serves_one_loop_at_a_time(tmp_path: Path) -> None:
+    state_dir = tmp_path / ".loopwright"
+    sandbox = SubprocessSandbox()
+    sandbox.attach(ProcessLedger(state_dir, "loop-a"))
+    sandbox.attach(ProcessLedger(state_dir, "loop-a"))  # the same loop again (a resume): fine
+    # Another loop while attached: refused, never silently rebound under a running loop
+    with pytest.raises(LoopFrameworkError, match="already serves loop 'loop-a'"):
+        sandbox.attach(ProcessLedger(state_dir, "loop-b"))
+    assert sandbox.ledger is not None and sandbox.ledger.loop_id == "loop-a"
+    sandbox.detach()
+    sandbox.attach(ProcessLedger(state_dir, "loop-b"))
+    assert sandbox.ledger is not None and sandbox.ledger.loop_id == "loop-b"
+    marker = sandbox.run(
+        ["python", "-c", "import os; print(os.environ['LOOPWRIGHT_PROCESS_MARKER'])"],
+        cwd=tmp_path,
+        timeout_seconds=20,
+    )
+    assert ProcessLedger(state_dir, "loop-b").owns_marker(marker.stdout.strip())

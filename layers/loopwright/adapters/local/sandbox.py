@@ -73,6 +73,7 @@ from loopwright.adapters.local.processes import (
     new_record,
     parse_marker,
 )
+from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import CommandResult, utcnow
 from loopwright.ports import Sandbox
 
@@ -214,17 +215,37 @@ class SubprocessSandbox(Sandbox):
         isolation: BubblewrapIsolation | None = None,
     ) -> None:
         self._grace = kill_grace_seconds
+        self._binding = threading.Lock()
         self._ledger = ledger
         self._isolation = isolation
 
     def attach(self, ledger: ProcessLedger, *, isolation: BubblewrapIsolation | None = None) -> None:
         """Bind this sandbox to one loop: from now on every command it runs is recorded in
         ``ledger`` while it runs and carries the loop's marker (``LOOPWRIGHT_PROCESS_MARKER``),
-        and, with ``isolation``, runs under bubblewrap. The engine calls it once per run, before
-        the first command; a sandbox serves one loop at a time (attach again to rebind)."""
-        self._ledger = ledger
-        self._isolation = isolation
-        ledger.ensure_folder()
+        and, with ``isolation``, runs under bubblewrap (``None``: not, even if it did before).
+
+        The engine calls it when a run starts, before the first command, and :meth:`detach`
+        when it ends. A sandbox serves one loop at a time: attaching it to another loop while
+        it is attached raises :class:`~loopwright.exceptions.LoopFrameworkError` (loops that run
+        concurrently need a sandbox each; sharing one would run a loop's commands with another
+        loop's ledger and isolation). Attaching again to the same loop replaces the isolation.
+        """
+        with self._binding:
+            bound = self._ledger
+            if bound is not None and (bound.state_dir, bound.loop_id) != (ledger.state_dir, ledger.loop_id):
+                raise LoopFrameworkError(
+                    f"this sandbox already serves loop {bound.loop_id!r}; give loop {ledger.loop_id!r} "
+                    "its own SubprocessSandbox (or detach() this one when its loop's run ends)"
+                )
+            ledger.ensure_folder()
+            self._ledger = ledger
+            self._isolation = isolation
+
+    def detach(self) -> None:
+        """Unbind the sandbox from its loop (commands are no longer recorded nor isolated)."""
+        with self._binding:
+            self._ledger = None
+            self._isolation = None
 
     @property
     def ledger(self) -> ProcessLedger | None:
@@ -272,7 +293,8 @@ class SubprocessSandbox(Sandbox):
             return failed(f"working directory does not exist: {cwd}")
         environment = build_environment(env)
         token = secrets.token_hex(8)
-        ledger = self._ledger
+        with self._binding:
+            ledger, isolation = self._ledger, self._isolation
         environment[MARKER_ENV] = (
             ledger.marker(token) if ledger is not None else make_marker(UNBOUND, UNBOUND, token)
         )
@@ -281,8 +303,8 @@ class SubprocessSandbox(Sandbox):
         except ProgramNotFoundError as exc:
             return failed(str(exc))
         argv = [argv0, *given[1:]]
-        if self._isolation is not None:
-            argv = self._isolation.wrap(program, argv, cwd=Path(cwd), env=environment)
+        if isolation is not None:
+            argv = isolation.wrap(program, argv, cwd=Path(cwd), env=environment)
             program = argv[0]
         status_read, status_write = os.pipe()
         try:
@@ -324,7 +346,7 @@ class SubprocessSandbox(Sandbox):
         timed_out = False
         left: list[str] = []
         try:
-            timed_out = self._supervise(process, status, given, token, start + timeout_seconds)
+            timed_out = self._supervise(process, status, ledger, given, token, start + timeout_seconds)
             left = list(status.left)
             if status.failed is None and not status.done:
                 # The supervisor itself was killed: end what can still be found of the command.
@@ -333,8 +355,8 @@ class SubprocessSandbox(Sandbox):
             if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing
                 self._stop_supervisor(process, status)
             os.close(status_read)
-            if self._ledger is not None and status.done and not status.left and not left:
-                self._ledger.remove(token)
+            if ledger is not None and status.done and not status.left and not left:
+                ledger.remove(token)
         error = None
         if status.failed is not None:
             error = _start_error(given[0], status.failed, status.failed_message)
@@ -371,6 +393,7 @@ class SubprocessSandbox(Sandbox):
         self,
         process: subprocess.Popen[bytes],
         status: _Status,
+        ledger: ProcessLedger | None,
         given: list[str],
         token: str,
         deadline: float,
@@ -378,7 +401,7 @@ class SubprocessSandbox(Sandbox):
         """Record the command once started, wait for its supervisor (stopping it at
         ``deadline``, a ``time.monotonic()`` value) and read its report; True on timeout."""
         status.read(max(0.0, deadline - time.monotonic()), until_started=True)
-        if status.started is not None and self._ledger is not None:
+        if status.started is not None and ledger is not None:
             record = new_record(
                 token=token,
                 supervisor_pid=process.pid,
@@ -387,7 +410,7 @@ class SubprocessSandbox(Sandbox):
                 command=" ".join(given)[:200],
             )
             if record is not None:
-                self._ledger.add(record)
+                ledger.add(record)
         # The status pipe reaches end-of-file when the supervisor exits: waiting on it wakes at
         # once, where Popen.wait(timeout) polls with sleeps of up to 50 ms.
         status.read(max(0.0, deadline - time.monotonic()))
