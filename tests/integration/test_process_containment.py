@@ -328,6 +328,9 @@ def test_a_sandbox_serves_one_loop_at_a_time(tmp_path: Path) -> None:
     with pytest.raises(LoopFrameworkError, match="already serves loop 'loop-a'"):
         sandbox.attach(ProcessLedger(state_dir, "loop-b"))
     assert sandbox.ledger is not None and sandbox.ledger.loop_id == "loop-a"
+    other = sandbox.fresh()  # what concurrently running loops use instead
+    other.attach(ProcessLedger(state_dir, "loop-b"))
+    assert other.ledger is not None and other.ledger.loop_id == "loop-b"
     sandbox.detach()
     sandbox.attach(ProcessLedger(state_dir, "loop-b"))
     assert sandbox.ledger is not None and sandbox.ledger.loop_id == "loop-b"

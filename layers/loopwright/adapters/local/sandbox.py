@@ -241,6 +241,11 @@ class SubprocessSandbox(Sandbox):
             self._ledger = ledger
             self._isolation = isolation
 
+    def fresh(self) -> SubprocessSandbox:
+        """A new sandbox with this one's settings, bound to no loop (one per concurrently
+        running loop: the plan dispatcher runs several)."""
+        return SubprocessSandbox(self._grace)
+
     def detach(self) -> None:
         """Unbind the sandbox from its loop (commands are no longer recorded nor isolated)."""
         with self._binding:
