@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -76,17 +77,73 @@ def test_runs_a_command_and_reports_output(sandbox: SubprocessSandbox, tmp_path:
     assert result.command[0] == "python"
 
 
-def test_environment(sandbox: SubprocessSandbox, tmp_path: Path) -> None:
-    code = (
-        "import os, sys; print(sys.executable); print(os.environ['PYTHONDONTWRITEBYTECODE']);"
-        "print(os.environ['LW_TEST']); print(os.environ['PATH'].split(os.pathsep)[0])"
+def test_environment(sandbox: SubprocessSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given loopwright's venv activated and a policy folder configured in loopwright's environment
+    own_bin = str(Path(sys.executable).parent)
+    monkeypatch.setenv("PATH", os.pathsep.join([own_bin, "/usr/bin", "/bin"]))
+    monkeypatch.setenv("VIRTUAL_ENV", sys.prefix)
+    monkeypatch.setenv("LOOPWRIGHT_POLICY_DIR", str(tmp_path))
+    code = "import json, os, sys; print(json.dumps({'executable': sys.executable, 'env': dict(os.environ)}))"
+
+    # When a command runs, even one asking for the policy folder itself
+    result = sandbox.run(
+        ["python3", "-c", code],
+        cwd=tmp_path,
+        timeout_seconds=10,
+        env={"LW_TEST": "x y", "LOOPWRIGHT_POLICY_DIR": str(tmp_path)},
     )
-    result = sandbox.run(["python3", "-c", code], cwd=tmp_path, timeout_seconds=10, env={"LW_TEST": "x y"})
-    executable, dont_write, value, first_path = result.stdout.splitlines()
-    assert executable == sys.executable
-    assert dont_write == "1"
-    assert value == "x y"
-    assert first_path == str(Path(sys.executable).parent)
+
+    # Then it runs with loopwright's interpreter, but nothing leads it back to loopwright
+    seen = json.loads(result.stdout)
+    env = seen["env"]
+    assert seen["executable"] == sys.executable
+    assert env["PYTHONDONTWRITEBYTECODE"] == "1"
+    assert env["LW_TEST"] == "x y"
+    assert env["PATH"].split(os.pathsep) == ["/usr/bin", "/bin"]  # nothing prepended, own bin removed
+    assert "LOOPWRIGHT_POLICY_DIR" not in env
+    assert "VIRTUAL_ENV" not in env
+    assert env["LOOPWRIGHT_PROCESS_MARKER"].startswith("-:-:")  # unbound: no loop
+
+
+def test_another_virtual_env_is_kept(
+    sandbox: SubprocessSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("VIRTUAL_ENV", str(tmp_path / "project-venv"))
+    code = "import os; print(os.environ.get('VIRTUAL_ENV'))"
+    result = sandbox.run(["python", "-c", code], cwd=tmp_path, timeout_seconds=10)
+    assert result.stdout.strip() == str(tmp_path / "project-venv")
+
+
+def test_tools_next_to_loopwright_but_never_loopwright(
+    sandbox: SubprocessSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a PATH without loopwright's venv, where pytest and loopwright are installed
+    bin_dir = Path(sys.executable).parent
+    assert (bin_dir / "pytest").is_file()
+    assert (bin_dir / "loopwright").is_file()
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+
+    # When a condition's tool is named without a path, it runs from loopwright's venv ...
+    tool = sandbox.run(
+        ["pytest", "--version"],
+        cwd=tmp_path,
+        timeout_seconds=30,
+    )
+    assert tool.exit_code == 0, tool.stderr
+    assert tool.stdout.startswith("pytest ")
+    # ... with PATH left clean for the tool itself
+    path = sandbox.run(
+        ["sh", "-c", 'echo "$PATH"; command -v loopwright || echo none'], cwd=tmp_path, timeout_seconds=10
+    )
+    assert path.stdout.split() == ["/usr/bin:/bin", "none"]
+
+    # Then loopwright itself is never found there: the agent cannot run it as the user
+    refused = sandbox.run(
+        ["loopwright", "limits", "x", "--max-iterations", "999"], cwd=tmp_path, timeout_seconds=10
+    )
+    assert refused.exit_code is None
+    assert refused.error is not None
+    assert refused.error.startswith("command not found: loopwright")
 
 
 def test_missing_executable_and_directory(sandbox: SubprocessSandbox, tmp_path: Path) -> None:
@@ -181,3 +238,57 @@ def test_not_executable(sandbox: SubprocessSandbox, tmp_path: Path) -> None:
     assert result.error.startswith("permission denied")
     script.chmod(0o755)
     assert sandbox.run(["./script.sh"], cwd=tmp_path, timeout_seconds=5).stdout == "hi\n"
+
+
+# Starts a grandchild in its own session (escaping the process group) that writes a heartbeat file
+# every 50 ms; records its pid in ./escapee; then sleeps argv[1] seconds.
+ESCAPING_SCRIPT = """
+import subprocess, sys, time
+beat = "import pathlib, time\\nwhile True:\\n    pathlib.Path('heartbeat').write_text('x'); time.sleep(0.05)"
+child = subprocess.Popen([sys.executable, "-c", beat], start_new_session=True)
+open("escapee", "w").write(str(child.pid))
+print("started", flush=True)
+time.sleep(float(sys.argv[1]))
+"""
+
+
+@pytest.mark.parametrize(("sleep", "timeout"), [(0.1, 20), (60, 1.5)], ids=["exits", "times-out"])
+def test_a_setsid_escapee_is_ended_too(tmp_path: Path, sleep: float, timeout: float) -> None:
+    # Given a command whose grandchild left its process group (setsid) and keeps running
+    script = tmp_path / "escape.py"
+    script.write_text(ESCAPING_SCRIPT)
+
+    # When the command exits (or times out)
+    result = SubprocessSandbox(kill_grace_seconds=0.3).run(
+        ["python", str(script), str(sleep)], cwd=tmp_path, timeout_seconds=timeout
+    )
+
+    # Then the escapee is gone too, and the result says nothing was left running
+    assert "started" in result.stdout
+    assert result.timed_out is (sleep > timeout)
+    assert result.left_running == []
+    assert wait_gone(int((tmp_path / "escapee").read_text()), seconds=1.0)
+
+
+def test_a_command_that_kills_its_supervisor_leaves_nothing(tmp_path: Path) -> None:
+    # Given a command that starts a setsid grandchild, then kills its own supervisor with SIGKILL
+    script = tmp_path / "escape.py"
+    script.write_text(
+        ESCAPING_SCRIPT.replace(
+            "time.sleep(float", "import os, signal; os.kill(os.getppid(), signal.SIGKILL); time.sleep(float"
+        )
+    )
+
+    # When it runs
+    result = SubprocessSandbox(kill_grace_seconds=0.3).run(
+        ["python", str(script), "60"], cwd=tmp_path, timeout_seconds=20
+    )
+
+    # Then the sandbox notices, ends the command and its escapee (by its group and marker), and
+    # does not pretend to know the command's exit status
+    assert result.exit_code is None
+    assert result.error is not None
+    assert "supervisor" in result.error
+    assert "killed" in result.error
+    assert result.duration_seconds < 10
+    assert wait_gone(int((tmp_path / "escapee").read_text()), seconds=1.0)

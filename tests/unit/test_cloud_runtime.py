@@ -61,15 +61,16 @@ def test_an_unknown_adapter_kind_is_named() -> None:
 
 
 def test_the_aws_handlers_import_chain_needs_no_cedarpy() -> None:
-    # The layer ships no cedarpy (Verified Permissions decides in AWS).
+    # The layer ships no cedarpy (Verified Permissions decides in AWS) and no psutil (only the
+    # local sandbox's process ledger uses it).
     code = (
         "import sys\n"
         "import loopwright.adapters.aws.verified_permissions, loopwright.cloud.runtime\n"
-        "import loopwright.cloud.steps, loopwright.cloud.start\n"
-        "print('cedarpy' in sys.modules)\n"
+        "import loopwright.cloud.steps, loopwright.cloud.start, loopwright.adapters.aws.runtime_agent\n"
+        "print('cedarpy' in sys.modules, 'loopwright.adapters.local.processes' in sys.modules)\n"
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "False"
+    assert done.stdout.strip() == "False False"
 
 
 def test_metrics_have_a_namespace_even_when_imported_before_the_environment_is_set() -> None:

@@ -231,6 +231,30 @@ class LoopConfig(_Strict):
         default=None,
         description="the git repository the loop clones and works on in AWS; not used locally",
     )
+    isolation: Literal["none", "bubblewrap"] = Field(
+        default="none",
+        description="run the agent and the exit-condition commands under bubblewrap (bwrap): "
+        "read-only filesystem, loopwright's state hidden, only the worktree and the loop's files "
+        "writable, private /tmp and HOME; see loopwright.adapters.local.isolation",
+    )
+    isolation_network: bool = Field(
+        default=True,
+        description="with isolation 'bubblewrap': false runs the commands without network",
+    )
+
+    @model_validator(mode="after")
+    def _isolation_applies(self) -> LoopConfig:
+        if not self.isolation_network and self.isolation == "none":
+            raise ValueError(
+                'isolation_network: false needs isolation = "bubblewrap" (only a sandbox can run '
+                "without network); set both, or remove isolation_network"
+            )
+        if self.isolation == "bubblewrap" and self.agent is not None and self.agent.kind is AgentKind.PYTHON:
+            raise ValueError(
+                "isolation: a python agent runs inside loopwright's process and cannot be isolated; "
+                "give the agent as a command (agent.kind = 'command') or set isolation = \"none\""
+            )
+        return self
 
     @model_validator(mode="after")
     def _unique_condition_names(self) -> LoopConfig:

@@ -157,6 +157,10 @@ class CommandResult(BaseModel):
     truncated: bool = False
     error: str | None = Field(default=None, description="why the command could not start")
     started_at: datetime | None = None
+    left_running: list[str] = Field(
+        default_factory=list,
+        description="processes of the command that could not be ended ('pid N: command line')",
+    )
 
 
 class VerificationResult(BaseModel):

@@ -11,7 +11,8 @@ Files (in ``<state_dir>/loops/<loop_id>/``, outside the worktree, so they are ne
     "needs_human": str | null, "usage_limit_resets_at": ISO 8601 | null}`` here; ``tokens_used``
     is accounted against the token budget, ``needs_human`` asks a human (the loop waits for
     ``loopwright approve``), ``usage_limit_resets_at`` says the model provider's usage limit was
-    hit (the loop pauses until then instead of failing).
+    hit (the loop pauses until then instead of failing). It must be a regular file of at most
+    1 MiB (a symbolic link there is refused, never followed).
 
 Environment variables: ``LOOPWRIGHT_LOOP_ID``, ``LOOPWRIGHT_ITERATION``,
 ``LOOPWRIGHT_MAX_ITERATIONS``, ``LOOPWRIGHT_GOAL``, ``LOOPWRIGHT_WORKSPACE`` (the worktree),
@@ -31,9 +32,23 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from loopwright.adapters.local.safe_files import (
+    UnsafeFileError,
+    open_folder,
+    read_file_at,
+    remove_at,
+    write_file_at,
+)
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig
 from loopwright.models.types import TokenCount
 from loopwright.ports import Agent, Sandbox, StopCheck
+
+#: Names of the agent's files in ``<state_dir>/loops/<loop_id>/``.
+PROMPT_FILE = "prompt.md"
+FAILURES_FILE = "failures.json"
+REPORT_FILE = "report.json"
+#: Largest report.json read, bytes.
+MAX_REPORT_BYTES = 1024 * 1024
 
 
 class AgentReport(BaseModel):
@@ -80,42 +95,64 @@ def render_prompt(request: AgentRequest) -> str:
 def write_agent_files(request: AgentRequest) -> dict[str, Path]:
     """Write prompt.md and failures.json for ``request``; remove a stale report.json.
 
+    The folder is writable by the agent, so nothing it planted there is followed: each file is
+    written as a new file renamed over the name (a symbolic link in its place is replaced, never
+    written through), and the folder itself is opened without following a link
+    (:mod:`loopwright.adapters.local.safe_files`).
+
     Returns the paths by key: ``prompt_file``, ``failures_file``, ``report_file``.
     """
-    folder = Path(request.state_dir) / "loops" / request.loop_id
-    folder.mkdir(parents=True, exist_ok=True)
+    loops = Path(request.state_dir) / "loops"
+    folder = loops / request.loop_id
     paths = {
-        "prompt_file": folder / "prompt.md",
-        "failures_file": folder / "failures.json",
-        "report_file": folder / "report.json",
+        "prompt_file": folder / PROMPT_FILE,
+        "failures_file": folder / FAILURES_FILE,
+        "report_file": folder / REPORT_FILE,
     }
-    paths["prompt_file"].write_text(render_prompt(request), encoding="utf-8")
-    paths["failures_file"].write_text(
-        json.dumps(
-            {
-                "failing_conditions": request.failing_conditions,
-                "failures": request.failures,
-                "conditions": request.conditions,
-                "warnings": request.warnings,
-            },
-            indent=2,
-        ),
-        encoding="utf-8",
-    )
-    paths["report_file"].unlink(missing_ok=True)
+    failures = {
+        "failing_conditions": request.failing_conditions,
+        "failures": request.failures,
+        "conditions": request.conditions,
+        "warnings": request.warnings,
+    }
+    with open_folder(folder, trusted=loops) as fd:
+        write_file_at(fd, PROMPT_FILE, render_prompt(request).encode("utf-8"))
+        write_file_at(fd, FAILURES_FILE, json.dumps(failures, indent=2).encode("utf-8"))
+        remove_at(fd, REPORT_FILE)
     return paths
 
 
 def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
-    """Parse the agent's report file: (report, None), (None, None) if absent, (None, error)."""
-    if not path.exists():
-        return None, None
+    """Parse the agent's report file: (report, None), (None, None) if absent, (None, error).
+
+    Only a regular file of at most :data:`MAX_REPORT_BYTES` is read: a symbolic link, FIFO or
+    device planted in its place is an invalid report, never followed or opened for reading.
+    """
     try:
-        return AgentReport.model_validate_json(path.read_bytes()), None
+        with open_folder(path.parent, trusted=path.parent.parent, create=False) as fd:
+            data = read_file_at(fd, path.name, MAX_REPORT_BYTES)
+    except FileNotFoundError:
+        return None, None
+    except UnsafeFileError as exc:
+        return None, f"invalid agent report {path.name}: {exc}"
+    except OSError as exc:
+        return None, f"invalid agent report {path.name}: cannot read it ({exc.strerror or exc})"
+    try:
+        return AgentReport.model_validate_json(data), None
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "report"
         return None, f"invalid agent report {path.name}: {where}: {first['msg']}"
+
+
+def _timeout_summary(timeout_seconds: float, left_running: list[str]) -> str:
+    """What an agent's timeout did to its processes, as they are now."""
+    if not left_running:
+        return f"agent timed out after {timeout_seconds:g} s; its process tree was killed"
+    return (
+        f"agent timed out after {timeout_seconds:g} s; {len(left_running)} of its processes "
+        f"could not be ended: {'; '.join(left_running[:5])}"
+    )
 
 
 class CommandAgent(Agent):
@@ -159,7 +196,7 @@ class CommandAgent(Agent):
         if outcome.error:
             summary = outcome.error
         elif outcome.timed_out:
-            summary = f"agent timed out after {self._config.timeout_seconds:g} s; its process tree was killed"
+            summary = _timeout_summary(self._config.timeout_seconds, outcome.left_running)
         elif report_error:
             summary = report_error
         elif report and report.summary:
@@ -169,6 +206,8 @@ class CommandAgent(Agent):
         failed = bool(outcome.error or outcome.timed_out or report_error or outcome.exit_code != 0)
         if failed and outcome.exit_code not in (None, 0):
             summary = f"agent exited with code {outcome.exit_code}: {summary}"
+        if outcome.left_running and not outcome.timed_out:
+            summary += f" ({len(outcome.left_running)} of its processes could not be ended)"
         return AgentResult(
             tokens_used=report.tokens_used if report else 0,
             summary=summary,

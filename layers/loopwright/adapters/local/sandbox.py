@@ -1,41 +1,101 @@
-"""Local sandbox: runs one command as a subprocess, never through a shell.
+"""Local sandbox: runs one command as a subprocess, never through a shell, leaving nothing behind.
 
-The child gets its own session (so its own process group); on timeout the whole group
-(the command, its children and grandchildren) is sent SIGTERM, then SIGKILL after
-:data:`KILL_GRACE_SECONDS`. Processes the command leaves behind in its group when it exits
-are sent SIGTERM and SIGKILL (after up to :data:`DRAIN_SECONDS` for its output to end).
-A process that left the group (``setsid``, daemons) is out of reach; if it keeps a pipe open,
-the output is returned without waiting for it, with a note at the end of stderr.
+Every command runs under a supervisor (:mod:`loopwright.adapters.local.supervisor`), started with
+``<sys.executable> -I -S`` in its own session. The supervisor is a child
+subreaper that starts the command in a new session and, when the command exits, times out,
+or loopwright dies (``PR_SET_PDEATHSIG``, so also on ``kill -9``), ends the command's whole
+process tree: its process group, ``setsid`` escapees and double-forked daemons alike (they
+are reparented to the supervisor, not to init). Processes left when the command exits get
+:data:`DRAIN_SECONDS` to end on their own; then everything gets ``SIGTERM``, and ``SIGKILL``
+after ``kill_grace_seconds``. What could not be ended (a process that became another user)
+is reported in :attr:`CommandResult.left_running`; nothing is reported as ended that was not.
+The supervisor adds about 25 ms of start-up per command (``bench/bench_supervisor.py``).
+
+No orphans, and its limits: everything a command starts dies with the run that started it,
+including when loopwright is killed with ``SIGKILL``; a process that kills its own supervisor
+with ``SIGKILL`` (it runs as the same user) escapes that, and is ended when the sandbox sees
+its supervisor die (its process group and the processes carrying its marker) or, at the
+latest, by :meth:`ProcessLedger.end_leftovers` when the loop starts or resumes. Under
+bubblewrap the command cannot see its supervisor (own PID namespace) and ``bwrap
+--die-with-parent`` ends the namespace if the supervisor goes.
+
+The supervisor must outlive nothing but the thread that started it: ``PR_SET_PDEATHSIG`` fires
+when that *thread* ends, and :meth:`SubprocessSandbox.run` returns only once the supervisor has
+exited. No subreaper runs in loopwright's own process (it would have to reap with
+``waitpid(-1)``, stealing the exit status of other threads' children: conditions run
+concurrently, and the dashboard runs several loops in one process).
+
+Environment and program lookup: see :mod:`loopwright.adapters.local.environment` (nothing is
+prepended to ``PATH``; no ``LOOPWRIGHT_POLICY_DIR``; ``python`` is ``sys.executable``; tools
+next to loopwright are found for ``command[0]`` only; never ``loopwright`` itself).
+
+Bound to a loop (``attach``), every command is recorded in the loop's
+:class:`~loopwright.adapters.local.processes.ProcessLedger` while it runs and carries the
+loop's marker; with a :class:`~loopwright.adapters.local.isolation.BubblewrapIsolation` it runs
+under ``bwrap``.
 
 stdout and stderr are read in two threads, each keeping only the last ``max_output_bytes``
 (the end of a tool's output holds its summary), so a chatty command cannot exhaust memory and
-a grandchild holding a pipe open cannot hang the caller.
+a process holding a pipe open cannot hang the caller.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import secrets
+import select
 import signal
 import subprocess  # nosec B404 - argv lists only, shell=False
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
+from loopwright.adapters.local import supervisor
+from loopwright.adapters.local.environment import (
+    PYTHON_ALIASES,
+    ProgramNotFoundError,
+    build_environment,
+    resolve_program,
+)
+from loopwright.adapters.local.isolation import BubblewrapIsolation
+from loopwright.adapters.local.processes import (
+    MARKER_ENV,
+    UNBOUND,
+    ProcessLedger,
+    end_processes,
+    make_marker,
+    new_record,
+    parse_marker,
+)
+from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import CommandResult, utcnow
 from loopwright.ports import Sandbox
 
-#: Seconds between SIGTERM and SIGKILL when a process group is ended.
+__all__ = ["DRAIN_SECONDS", "KILL_GRACE_SECONDS", "PYTHON_ALIASES", "SubprocessSandbox", "build_environment"]
+
+#: Seconds between SIGTERM and SIGKILL when a command's processes are ended.
 KILL_GRACE_SECONDS = 1.0
-#: Seconds the readers get to reach end-of-file once the command has exited.
+#: Seconds the processes a command leaves behind get to end on their own once it has exited,
+#: and the output readers get to reach end-of-file once the supervisor has exited.
 DRAIN_SECONDS = 0.5
+#: Seconds the supervisor keeps sending SIGKILL before it reports what it could not end.
+KILL_WAIT_SECONDS = 2.0
+#: Seconds loopwright waits for a supervisor beyond its own deadlines before it kills it.
+SUPERVISOR_MARGIN_SECONDS = 3.0
 #: Bytes read from a pipe at a time.
 _CHUNK_BYTES = 64 * 1024
-#: ``command[0]`` values replaced by the running interpreter (``sys.executable``).
-PYTHON_ALIASES = frozenset({"python", "python3"})
+#: ``python -c`` code that imports the supervisor from its folder (so its byte code is cached) and
+#: runs it; the folder goes last on ``sys.path``, after the standard library.
+_SUPERVISOR_LAUNCH = (
+    f"import sys; sys.path.append({str(Path(supervisor.__file__).parent)!r}); "
+    "import supervisor; sys.exit(supervisor.main(sys.argv[1:]))"
+)
 _INCOMPLETE_MARKER = "[loopwright: output incomplete: a process outside the group kept a pipe open]"
 
 
@@ -69,18 +129,6 @@ class _TailReader(threading.Thread):
         return body
 
 
-def _signal_group(pgid: int, sig: int) -> bool:
-    """Send ``sig`` to process group ``pgid`` (0: only test that it exists); False when the
-    group no longer exists (or its members may no longer be signalled)."""
-    try:
-        os.killpg(pgid, sig)
-    except ProcessLookupError:
-        return False
-    except PermissionError:  # a member changed user; nothing more we may do
-        return False
-    return True
-
-
 def _join(readers: Sequence[threading.Thread], seconds: float) -> bool:
     """Wait up to ``seconds`` in total for ``readers``; True when all have finished."""
     deadline = time.monotonic() + seconds
@@ -89,31 +137,130 @@ def _join(readers: Sequence[threading.Thread], seconds: float) -> bool:
     return not any(reader.is_alive() for reader in readers)
 
 
-def build_environment(env: Mapping[str, str] | None) -> dict[str, str]:
-    """The child's environment: ``os.environ`` overlaid with ``env``, plus
-    ``PYTHONDONTWRITEBYTECODE=1`` and the directory of ``sys.executable`` first on ``PATH``
-    (so tools installed next to loopwright, such as pytest, ruff and bandit, are found)."""
-    merged = dict(os.environ)
-    if env:
-        merged.update(env)
-    merged["PYTHONDONTWRITEBYTECODE"] = "1"
-    bin_dir = str(Path(sys.executable).parent)
-    path = merged.get("PATH", "")
-    merged["PATH"] = bin_dir + (os.pathsep + path if path else "")
-    return merged
+@dataclass
+class _Status:
+    """What the supervisor reported on its status pipe (see its module docstring)."""
+
+    fd: int
+    pending: bytes = b""
+    started: tuple[int, int] | None = None  # (pid, start ticks)
+    failed: int | None = None  # errno of the failed start
+    failed_message: str = ""
+    exit_code: int | None = None
+    stopped: bool = False
+    left: list[str] = field(default_factory=list)
+    done: bool = False
+    eof: bool = False
+
+    @property
+    def first_line_read(self) -> bool:
+        """True once the supervisor said whether the command started."""
+        return self.started is not None or self.failed is not None or self.stopped
+
+    def read(self, seconds: float, *, until_started: bool = False) -> None:
+        """Read lines for up to ``seconds`` (to end-of-file, or to the first line)."""
+        deadline = time.monotonic() + seconds
+        poller = select.poll()  # not select(): it fails on descriptors above 1023
+        poller.register(self.fd, select.POLLIN)
+        while not self.eof and not (until_started and self.first_line_read):
+            remaining = deadline - time.monotonic()
+            if remaining <= 0 or not poller.poll(remaining * 1000):
+                return
+            chunk = os.read(self.fd, 4096)
+            if not chunk:
+                self.eof = True
+            self.pending += chunk
+            *lines, self.pending = self.pending.split(b"\n")
+            for line in lines:
+                self._parse(line.decode("utf-8", "replace"))
+
+    def _parse(self, line: str) -> None:
+        kind, _, rest = line.partition(" ")
+        if kind == "started":
+            pid, _, ticks = rest.partition(" ")
+            self.started = (int(pid), int(ticks or 0))
+        elif kind == "failed":
+            number, _, self.failed_message = rest.partition(" ")
+            self.failed = int(number) if number.isdigit() else 0
+        elif kind == "exited":
+            self.exit_code = int(rest)
+        elif kind == "stopped":
+            self.stopped = True
+        elif kind == "left":
+            pid, _, command = rest.partition(" ")
+            self.left.append(f"pid {pid}: {command}")
+        elif kind == "done":
+            self.done = True
 
 
 class SubprocessSandbox(Sandbox):
-    """Runs commands with :func:`subprocess.Popen` (``shell=False``, own session).
+    """Runs commands under a supervisor (``shell=False``, own session, no orphans).
 
     ``command[0]`` equal to ``python`` or ``python3`` is replaced by ``sys.executable``, so
     ``python -m pytest`` runs with loopwright's interpreter and its installed tools; the
     :class:`CommandResult` keeps the command as given. The environment is built by
-    :func:`build_environment`. stdin is ``/dev/null``.
+    :func:`~loopwright.adapters.local.environment.build_environment`. stdin is ``/dev/null``.
+
+    Args:
+        kill_grace_seconds: seconds between SIGTERM and SIGKILL when processes are ended.
+        ledger: bind the sandbox to a loop at once (same as :meth:`attach`).
+        isolation: run every command under bubblewrap (same as :meth:`attach`).
     """
 
-    def __init__(self, kill_grace_seconds: float = KILL_GRACE_SECONDS) -> None:
+    def __init__(
+        self,
+        kill_grace_seconds: float = KILL_GRACE_SECONDS,
+        *,
+        ledger: ProcessLedger | None = None,
+        isolation: BubblewrapIsolation | None = None,
+    ) -> None:
         self._grace = kill_grace_seconds
+        self._binding = threading.Lock()
+        self._ledger = ledger
+        self._isolation = isolation
+
+    def attach(self, ledger: ProcessLedger, *, isolation: BubblewrapIsolation | None = None) -> None:
+        """Bind this sandbox to one loop: from now on every command it runs is recorded in
+        ``ledger`` while it runs and carries the loop's marker (``LOOPWRIGHT_PROCESS_MARKER``),
+        and, with ``isolation``, runs under bubblewrap (``None``: not, even if it did before).
+
+        The engine calls it when a run starts, before the first command, and :meth:`detach`
+        when it ends. A sandbox serves one loop at a time: attaching it to another loop while
+        it is attached raises :class:`~loopwright.exceptions.LoopFrameworkError` (loops that run
+        concurrently need a sandbox each; sharing one would run a loop's commands with another
+        loop's ledger and isolation). Attaching again to the same loop replaces the isolation.
+        """
+        with self._binding:
+            bound = self._ledger
+            if bound is not None and (bound.state_dir, bound.loop_id) != (ledger.state_dir, ledger.loop_id):
+                raise LoopFrameworkError(
+                    f"this sandbox already serves loop {bound.loop_id!r}; give loop {ledger.loop_id!r} "
+                    "its own SubprocessSandbox (or detach() this one when its loop's run ends)"
+                )
+            ledger.ensure_folder()
+            self._ledger = ledger
+            self._isolation = isolation
+
+    def fresh(self) -> SubprocessSandbox:
+        """A new sandbox with this one's settings, bound to no loop (one per concurrently
+        running loop: the plan dispatcher runs several)."""
+        return SubprocessSandbox(self._grace)
+
+    def detach(self) -> None:
+        """Unbind the sandbox from its loop (commands are no longer recorded nor isolated)."""
+        with self._binding:
+            self._ledger = None
+            self._isolation = None
+
+    @property
+    def ledger(self) -> ProcessLedger | None:
+        """The ledger this sandbox is bound to, if any."""
+        return self._ledger
+
+    @property
+    def isolation(self) -> BubblewrapIsolation | None:
+        """The bubblewrap isolation in force, if any."""
+        return self._isolation
 
     def run(
         self,
@@ -128,8 +275,9 @@ class SubprocessSandbox(Sandbox):
 
         Returns ``exit_code`` (negative: killed by that signal), ``timed_out=True`` with
         ``exit_code=None`` on timeout, and ``error`` with ``exit_code=None`` when the command
-        could not start (empty command, missing executable or ``cwd``, no permission).
-        stdout/stderr each keep their last ``max_output_bytes`` bytes (``truncated`` tells).
+        could not start (empty command, missing executable or ``cwd``, no permission) or its
+        supervisor was killed. stdout/stderr each keep their last ``max_output_bytes`` bytes
+        (``truncated`` tells). ``left_running`` lists the processes that could not be ended.
         """
         given = list(command)
         started_at = utcnow()
@@ -148,11 +296,39 @@ class SubprocessSandbox(Sandbox):
             return failed("empty command")
         if not Path(cwd).is_dir():
             return failed(f"working directory does not exist: {cwd}")
-        argv = [sys.executable if given[0] in PYTHON_ALIASES else given[0], *given[1:]]
         environment = build_environment(env)
+        token = secrets.token_hex(8)
+        with self._binding:
+            ledger, isolation = self._ledger, self._isolation
+        environment[MARKER_ENV] = (
+            ledger.marker(token) if ledger is not None else make_marker(UNBOUND, UNBOUND, token)
+        )
+        try:
+            program, argv0 = resolve_program(given[0], cwd=Path(cwd), path=environment.get("PATH"))
+        except ProgramNotFoundError as exc:
+            return failed(str(exc))
+        argv = [argv0, *given[1:]]
+        if isolation is not None:
+            argv = isolation.wrap(program, argv, cwd=Path(cwd), env=environment)
+            program = argv[0]
+        status_read, status_write = os.pipe()
         try:
             process = subprocess.Popen(  # nosec B603 - argv list, never a shell
-                argv,
+                [
+                    sys.executable,
+                    "-I",
+                    "-S",
+                    "-c",
+                    _SUPERVISOR_LAUNCH,
+                    str(status_write),
+                    str(os.getpid()),
+                    f"{self._grace:g}",
+                    f"{DRAIN_SECONDS:g}",
+                    f"{KILL_WAIT_SECONDS:g}",
+                    program,
+                    "--",
+                    *argv,
+                ],
                 cwd=cwd,
                 env=environment,
                 stdin=subprocess.DEVNULL,
@@ -160,35 +336,45 @@ class SubprocessSandbox(Sandbox):
                 stderr=subprocess.PIPE,
                 shell=False,
                 start_new_session=True,
+                pass_fds=(status_write,),
             )
-        except FileNotFoundError:
-            return failed(f"command not found: {argv[0]} (not on PATH; install it or give its full path)")
-        except PermissionError as exc:
-            return failed(f"permission denied: {exc.filename or argv[0]} (not executable?)")
         except OSError as exc:
-            return failed(f"cannot start {argv[0]}: {exc.strerror or exc}")
-
+            os.close(status_read)
+            return failed(f"cannot start the command's supervisor ({sys.executable}): {exc.strerror or exc}")
+        finally:
+            os.close(status_write)
+        status = _Status(status_read)
         pipes = (cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr))
         readers = [_TailReader(pipe, max_output_bytes) for pipe in pipes]
         for reader in readers:
             reader.start()
-        pgid = process.pid  # start_new_session: the child leads its own process group
         timed_out = False
+        left: list[str] = []
         try:
-            try:
-                process.wait(timeout=timeout_seconds)
-            except subprocess.TimeoutExpired:
-                timed_out = True
-                self._end_group(pgid, process)
-            # The command has exited; what it left in its group (or holding its pipes) goes too.
-            drained = _join(readers, DRAIN_SECONDS)
-            if not drained or _signal_group(pgid, 0):
-                self._end_group(pgid, process)
-            complete = drained or _join(readers, self._grace)
+            timed_out = self._supervise(process, status, ledger, given, token, start + timeout_seconds)
+            left = list(status.left)
+            if status.failed is None and not status.done:
+                # The supervisor itself was killed: end what can still be found of the command.
+                left += self._sweep(token, status.started)
         finally:
             if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing
-                _signal_group(pgid, signal.SIGKILL)
-                process.wait()
+                self._stop_supervisor(process, status)
+            os.close(status_read)
+            if ledger is not None and status.done and not status.left and not left:
+                ledger.remove(token)
+        error = None
+        if status.failed is not None:
+            error = _start_error(given[0], status.failed, status.failed_message)
+        elif timed_out:
+            pass
+        elif status.started is None:
+            error = f"cannot start {given[0]}: its supervisor exited with status {process.returncode}"
+        elif not status.done:
+            error = (
+                f"the command's supervisor (pid {process.pid}) was killed (exit status "
+                f"{process.returncode}), so the command's exit status is unknown"
+            )
+        complete = _join(readers, DRAIN_SECONDS) or _join(readers, self._grace)
         if complete:
             for pipe in pipes:
                 pipe.close()
@@ -197,19 +383,105 @@ class SubprocessSandbox(Sandbox):
             stderr += f"\n{_INCOMPLETE_MARKER}"
         return CommandResult(
             command=given,
-            exit_code=None if timed_out else process.returncode,
+            exit_code=None if timed_out or error else status.exit_code,
             stdout=stdout,
             stderr=stderr,
             duration_seconds=time.monotonic() - start,
             timed_out=timed_out,
             truncated=any(reader.dropped for reader in readers),
+            error=error,
             started_at=started_at,
+            left_running=left,
         )
 
-    def _end_group(self, pgid: int, process: subprocess.Popen[bytes]) -> None:
-        """SIGTERM the group, wait up to the grace period for the leader, then SIGKILL it."""
-        if _signal_group(pgid, signal.SIGTERM):
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(timeout=self._grace)
-            _signal_group(pgid, signal.SIGKILL)
+    def _supervise(
+        self,
+        process: subprocess.Popen[bytes],
+        status: _Status,
+        ledger: ProcessLedger | None,
+        given: list[str],
+        token: str,
+        deadline: float,
+    ) -> bool:
+        """Record the command once started, wait for its supervisor (stopping it at
+        ``deadline``, a ``time.monotonic()`` value) and read its report; True on timeout."""
+        status.read(max(0.0, deadline - time.monotonic()), until_started=True)
+        if status.started is not None and ledger is not None:
+            record = new_record(
+                token=token,
+                supervisor_pid=process.pid,
+                pid=status.started[0],
+                start=status.started[1],
+                command=" ".join(given)[:200],
+            )
+            if record is not None:
+                ledger.add(record)
+        # The status pipe reaches end-of-file when the supervisor exits: waiting on it wakes at
+        # once, where Popen.wait(timeout) polls with sleeps of up to 50 ms.
+        status.read(max(0.0, deadline - time.monotonic()))
+        # Past the deadline: a timeout, unless the command exited and its leftovers are being ended.
+        timed_out = not status.eof and status.exit_code is None
+        if not status.eof:
+            self._stop_supervisor(process, status)
         process.wait()
+        return timed_out
+
+    def _stop_supervisor(self, process: subprocess.Popen[bytes], status: _Status | None = None) -> None:
+        """Ask the supervisor to end the command (SIGTERM) and read its report; kill it if it
+        does not exit in time."""
+        with contextlib.suppress(ProcessLookupError):
+            process.send_signal(signal.SIGTERM)
+        patience = self._grace + KILL_WAIT_SECONDS + SUPERVISOR_MARGIN_SECONDS
+        if status is not None:
+            status.read(patience)
+            patience = 0.1 if status.eof else 0.0
+        try:
+            process.wait(timeout=patience)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def _sweep(self, token: str, started: tuple[int, int] | None) -> list[str]:
+        """End what is left of a command whose supervisor died: its process group and every
+        process carrying its marker, with their descendants. Returns what could not be ended."""
+        targets: dict[int, int] = {}
+        stats = supervisor.all_stats()
+        if started is not None:
+            pid, ticks = started
+            leader = next((s for s in stats if s.pid == pid), None)
+            if leader is None or leader.start_ticks == ticks:
+                targets.update(
+                    {s.pid: s.start_ticks for s in stats if s.pgrp == pid and s.start_ticks >= ticks}
+                )
+        for stat in stats:
+            parsed = parse_marker(_marker_of(stat.pid))
+            if parsed is not None and parsed[2] == token:
+                targets[stat.pid] = stat.start_ticks
+        for pid in list(targets):
+            targets.update({s.pid: s.start_ticks for s in supervisor.descendants(pid, stats)})
+        targets.pop(os.getpid(), None)
+        _, left = end_processes(targets, grace_seconds=self._grace)
+        return [f"pid {p.pid}: {p.command}" for p in left]
+
+
+def _marker_of(pid: int) -> str | None:
+    """The marker in the environment ``pid`` started with, if readable."""
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as handle:
+            raw = handle.read()
+    except OSError:
+        return None
+    prefix = MARKER_ENV.encode() + b"="
+    for entry in raw.split(b"\0"):
+        if entry.startswith(prefix):
+            return entry[len(prefix) :].decode("utf-8", "replace")
+    return None
+
+
+def _start_error(name: str, number: int, message: str) -> str:
+    """The ``error`` of a command the supervisor could not start (``errno`` ``number``)."""
+    if number == errno.ENOENT:
+        return f"command not found: {name} (no such file)"
+    if number == errno.EACCES:
+        return f"permission denied: {name} (not executable?)"
+    return f"cannot start {name}: {message or os.strerror(number)}"
