@@ -16,6 +16,7 @@ import typer
 from rich.console import Console
 from rich.live import Live
 
+from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli import display
 from loopwright.cli.common import (
@@ -316,6 +317,7 @@ def run(
         fail("--state-machine: only with --engine stepfunctions", EXIT_BAD_INPUT)
     try:
         agent = build_agent(loop_config, sandbox)  # a bad module:function fails here, before any write
+        check_isolation(loop_config)  # bubblewrap asked for but missing: refused before any write
     except ConfigError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     console = Console()

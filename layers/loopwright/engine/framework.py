@@ -27,8 +27,10 @@ from pathlib import Path
 from typing import Any
 
 from loopwright import workflow
+from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.controls import RESUMABLE_OUTCOMES
+from loopwright.engine.containment import contain, release
 from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
 from loopwright.engine.lock import LoopLock, workspace_lock
 from loopwright.engine.policy_set import check_policy_location, check_policy_set
@@ -313,6 +315,8 @@ class LoopFramework:
         self._active = True
         try:
             self._state = None  # read it again: a human may have changed it since the last run
+            if self._config is not None:
+                check_isolation(self._config)  # bubblewrap asked for but missing: before any write
             state = self.initialize_sync()
             if state.outcome in RESUMABLE_OUTCOMES:
                 # A human's stop, a limit (raised since) or a failure is not final: the loop
@@ -324,6 +328,14 @@ class LoopFramework:
                     f"loop {self.loop_id!r} already ended with {state.outcome.value}; start a new loop"
                 )
             agent = self._resolve_agent(work_function)
+            contain(
+                state,
+                agent=agent,
+                sandbox=self.sandbox,
+                workspace=self.workspace,
+                state_dir=self.state_dir,
+                record=self.emit_event,
+            )
             self._tracing = Tracing(enabled=tracing_enabled())
             with self._tracing.span("loopwright.loop", {"loopwright.loop_id": self.loop_id}):
                 resuming = resume_from is not None or state.phase is not LoopPhase.INITIALIZING
@@ -336,6 +348,7 @@ class LoopFramework:
         finally:
             self._active = False
             self._start_writer.close()
+            release(self.sandbox)
             if self._pending_events and self._state is not None:
                 # Ended by an error: write what was recorded, with the state it belongs to.
                 try:

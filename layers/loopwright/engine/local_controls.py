@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.adapters.local.processes import owning_loop
 from loopwright.controls import ControlService, Resumer
 from loopwright.engine.lock import LoopLock
 from loopwright.models import LoopState, operators_group
@@ -42,8 +43,11 @@ class LocalCaller:
 
 def local_caller(state_dir: Path) -> LocalCaller:
     """The caller of a CLI command on ``state_dir``: ``Agent::"<loop>"`` when this process carries
-    a loop's id in :data:`LOOP_ID_ENV`, else the local user."""
-    loop_id = os.environ.get(LOOP_ID_ENV, "").strip()
+    a loop's id in :data:`LOOP_ID_ENV` (any loop's: it acts for an agent), or when it or one of
+    its ancestors is a process a loop of ``state_dir`` started
+    (:func:`~loopwright.adapters.local.processes.owning_loop`: its marker, its ledger, its process
+    group); else the local user."""
+    loop_id = os.environ.get(LOOP_ID_ENV, "").strip() or owning_loop(state_dir) or ""
     if loop_id:
         shown = loop_id if is_loop_id(loop_id) else "unknown-loop"  # never a crafted Cedar uid
         return LocalCaller(loop_principal(shown), agent_of=shown)

@@ -105,7 +105,8 @@ class LocalTaskRunner(TaskRunner):
                 agent_name=f"plan {request.plan_id} task {request.task_id}",
                 store=self.store,
                 checkpoints=self.store,
-                sandbox=self.sandbox,
+                # Loops run concurrently: each needs its own sandbox to bind (attach) to it.
+                sandbox=self.sandbox.fresh() if isinstance(self.sandbox, SubprocessSandbox) else self.sandbox,
                 policy=CedarPolicyEngine(),
                 workspace_adapter=adapter,
                 state_dir=self.state_dir,

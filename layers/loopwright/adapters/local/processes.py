@@ -34,6 +34,7 @@ import contextlib
 import hashlib
 import os
 import signal
+import time
 from datetime import datetime
 from pathlib import Path
 
@@ -267,14 +268,32 @@ def end_processes(
     for process in processes:
         _signal(process, signal.SIGTERM)
         _signal(process, signal.SIGCONT)
-    _, alive = psutil.wait_procs(processes, timeout=grace_seconds)
+    alive = _wait_gone(processes, grace_seconds)
     for process in alive:
         _signal(process, signal.SIGKILL)
-    _, alive = psutil.wait_procs(alive, timeout=KILL_WAIT_SECONDS if alive else 0)
+    alive = _wait_gone(alive, KILL_WAIT_SECONDS if alive else 0)
     alive_pids = {process.pid for process in alive}
     ended = [EndedProcess(pid=p.pid, command=commands[p.pid]) for p in processes if p.pid not in alive_pids]
     left = [EndedProcess(pid=p.pid, command=commands[p.pid]) for p in alive]
     return ended, left
+
+
+def _wait_gone(processes: list[psutil.Process], seconds: float) -> list[psutil.Process]:
+    """Wait up to ``seconds`` for ``processes`` to end; those still alive. A zombie has ended:
+    a leftover's parent (init, a subreaper, or whoever started it) reaps it when it will."""
+    deadline = time.monotonic() + seconds
+    alive = [p for p in processes if _running(p)]
+    while alive and time.monotonic() < deadline:
+        time.sleep(0.02)
+        alive = [p for p in alive if _running(p)]
+    return alive
+
+
+def _running(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
 
 
 def _signal(process: psutil.Process, sig: int) -> None:

@@ -1,0 +1,78 @@
+"""What the in-process engine does so that everything a loop starts stays the loop's, and dies
+with the run that started it (issue 11; the mechanism is in :mod:`loopwright.adapters.local.processes`
+and :mod:`loopwright.adapters.local.sandbox`).
+
+When a run takes a loop (after its lock, before the worktree is touched), :func:`contain` ends
+whatever a previous run of the loop left alive (an agent that outlived a ``kill -9`` of
+loopwright, its helpers) and records it as PROCESSES_ENDED, then binds the sandbox to the loop:
+every command it runs is recorded in the loop's process ledger, carries the loop's marker, and
+runs under a supervisor that ends its whole process tree when the command ends or loopwright
+dies; with ``isolation = "bubblewrap"``, inside bubblewrap.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from loopwright.adapters.local.isolation import isolation_for
+from loopwright.adapters.local.processes import ProcessLedger
+from loopwright.adapters.local.sandbox import SubprocessSandbox
+from loopwright.exceptions import ConfigError
+from loopwright.models import IterationEventType, LoopState
+from loopwright.ports import Agent, Sandbox
+from loopwright.workflow import Recorder
+
+#: Processes listed in a PROCESSES_ENDED event (all are ended).
+MAX_LISTED_PROCESSES = 20
+
+
+def contain(
+    state: LoopState,
+    *,
+    agent: Agent,
+    sandbox: Sandbox,
+    workspace: Path,
+    state_dir: Path,
+    record: Recorder,
+) -> None:
+    """End a previous run's leftovers and bind ``sandbox`` to the loop of ``state`` (see the
+    module docstring). Call it holding the loop's lock: without it, the leftovers could be the
+    processes of a run another process is making now.
+
+    Raises :class:`ConfigError` when the loop asks for isolation that cannot be given: a python
+    agent (it runs inside loopwright's process) or a sandbox other than the local one.
+    """
+    isolated = state.config.isolation != "none"
+    if isolated and agent.in_process:
+        raise ConfigError(
+            "isolation: a python agent runs inside loopwright's process and cannot be isolated; "
+            'give the agent as a command or set isolation = "none"'
+        )
+    if not isinstance(sandbox, SubprocessSandbox):
+        if isolated:
+            raise ConfigError("isolation: only the local subprocess sandbox can isolate commands")
+        return
+    ledger = ProcessLedger(state_dir, state.loop_id)
+    ended = ledger.end_leftovers()
+    if ended:
+        shown = "; ".join(f"{p.pid} {p.command}" for p in ended[:MAX_LISTED_PROCESSES])
+        record(
+            IterationEventType.PROCESSES_ENDED,
+            f"{len(ended)} process(es) of a previous run were still alive and were ended: {shown}",
+            pids=[p.pid for p in ended],
+            commands=[p.command for p in ended[:MAX_LISTED_PROCESSES]],
+        )
+    isolation = isolation_for(
+        state.config,
+        workspace=workspace,
+        state_dir=state_dir,
+        loop_id=state.loop_id,
+        worktree=Path(state.worktree),
+    )
+    sandbox.attach(ledger, isolation=isolation)
+
+
+def release(sandbox: Sandbox) -> None:
+    """Unbind the sandbox from the loop at the end of a run."""
+    if isinstance(sandbox, SubprocessSandbox):
+        sandbox.detach()
