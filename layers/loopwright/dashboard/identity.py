@@ -63,6 +63,14 @@ class Identity:
     source: str = "local"
     impersonation_header: str | None = None
 
+    def groups_for(self, project: str) -> list[str]:
+        """The groups to give Cedar for a request about ``project``: :attr:`groups`, plus the
+        project's operators group when :attr:`operates_all_projects`."""
+        groups = list(self.groups)
+        if self.operates_all_projects and operators_group(project) not in groups:
+            groups.append(operators_group(project))
+        return groups
+
 
 class IdentityResolver(Protocol):
     """Gives the identity of an API Gateway proxy event (a dict); raises :class:`IdentityError`."""
