@@ -31,7 +31,8 @@ what its routes use (:data:`READ_ACTIONS`, :data:`CONTROL_ACTIONS`, :data:`PLAN_
   (:mod:`loopwright.cloud.resume`).
 - ``plans`` (POST create, dispatch, verify a plan): the plans table (read, write), item and event
   reads of the loops (inspecting an ended loop), ``StartExecution`` on the PlanDispatch state
-  machine, and Code Interpreter sessions (verify runs gate:all in one).
+  machine, Code Interpreter sessions (verify runs gate:all in one) and ``IsAuthorized`` on the
+  policy store (each plan change is a Cedar question: ``policies/plans.cedar``).
 """
 
 from __future__ import annotations
@@ -116,7 +117,10 @@ CONTROL_FUNCTION_ACTIONS = frozenset(
     }
 )
 PLAN_FUNCTION_ACTIONS = frozenset(
-    READ_ACTIONS + WRITE_ACTIONS + ("states:StartExecution",) + CODE_INTERPRETER_SESSION_ACTIONS
+    READ_ACTIONS
+    + WRITE_ACTIONS
+    + ("states:StartExecution", "verifiedpermissions:IsAuthorized")
+    + CODE_INTERPRETER_SESSION_ACTIONS
 )
 #: X-Ray's own writes, added to every traced function by Tracing.ACTIVE.
 XRAY_WRITE_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
@@ -366,10 +370,11 @@ class Dashboard(Construct):
         if mode == READ:
             environment["COGNITO_DOMAIN_URL"] = self.domain.base_url()
             environment["COGNITO_CLIENT_ID"] = self.client.user_pool_client_id
-        if mode == CONTROLS:
-            environment["LOOPWRIGHT_POLICIES_DIR"] = LAYER_POLICIES_DIR
+        if mode in (CONTROLS, PLANS):  # Cedar in Verified Permissions: controls and plan changes
             environment["POLICY_STORE_ID"] = self._policy_store.policy_store_id
             environment["POLICY_MAP"] = self._policy_store.policy_map_json()
+        if mode == CONTROLS:
+            environment["LOOPWRIGHT_POLICIES_DIR"] = LAYER_POLICIES_DIR
             environment["LOOP_STATE_MACHINE_ARN"] = self._loop_state_machine.state_machine_arn
         if mode == PLANS:
             environment["PLAN_STATE_MACHINE_ARN"] = self._plan_state_machine.state_machine_arn
@@ -430,6 +435,9 @@ class Dashboard(Construct):
             iam.PolicyStatement(
                 actions=list(CODE_INTERPRETER_SESSION_ACTIONS),
                 resources=[self._agentcore.code_interpreter.attr_code_interpreter_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["verifiedpermissions:IsAuthorized"], resources=[self._policy_store.policy_store_arn]
             ),
         ]
 

@@ -267,6 +267,13 @@ def test_a_body_that_is_not_json_is_refused_and_writes_nothing(dash: Dashboard) 
     assert dash.snapshot("b2") == before
 
 
+def test_an_undeclared_method_is_405_naming_the_allowed_ones(dash: Dashboard) -> None:
+    status, body, headers = dash.call("DELETE", "/api/loops/b2")
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+    assert headers["Allow"] == "GET, HEAD"
+    assert dash.call("GET", "/api/nothing/here")[0] == 404
+
+
 def test_a_control_of_an_unknown_loop_is_404(dash: Dashboard) -> None:
     status, body, _ = dash.call("POST", "/api/loops/ghost/stop")
     assert status == 404 and body["error"]["field"] == "loop_id"

@@ -99,9 +99,14 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         responses=_CONTROL_DOC,
     )
     def post_limits(loop_id: str, body: LimitsBody) -> Response[ControlResult]:
-        limits = LimitChange(
-            max_iterations=body.max_iterations,
-            token_budget=body.token_budget,
-            max_duration_seconds=body.max_duration_seconds,
-        )
+        try:
+            limits = LimitChange(
+                max_iterations=body.max_iterations,
+                token_budget=body.token_budget,
+                max_duration_seconds=body.max_duration_seconds,
+            )
+        except ValidationError as exc:  # the body's bounds are LimitChange's: a safety net
+            first = exc.errors()[0]
+            name = ".".join(str(p) for p in first["loc"]) or "body"
+            raise ApiError(400, "bad_request", f"body field {name}: {first['msg']}", field=name) from exc
         return submit(loop_id, ControlAction.RAISE_LIMIT, body, limits=limits)

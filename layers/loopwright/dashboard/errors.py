@@ -6,7 +6,8 @@
 :func:`register_errors` maps exceptions to answers: 400 :class:`RequestValidationError` (the
 parameter or body field named), :class:`ApiError` (its own status), 401/400
 :class:`IdentityError`, 400 a bad cursor or a body that is not UTF-8, 415 a body that is not
-JSON, 404 :class:`LoopNotFoundError` or no route, 403 :class:`ControlDeniedError` (with the
+JSON, 404 :class:`LoopNotFoundError` or no route (405 with ``Allow`` when the path exists with
+other methods), 403 :class:`ControlDeniedError` (with the
 deciding ``policy_ids``), 409 :class:`ControlConflictError`, 500 any other error (logged with
 its trace; the caller gets JSON without it).
 """
@@ -76,6 +77,12 @@ def error_doc(*codes: int) -> dict[int, Any]:
         }
         for code in codes
     }
+
+
+def answer_doc(model: type[Any], description: str, status: int = 200) -> dict[int, Any]:
+    """The OpenAPI ``responses`` entry of a success: ``status`` with a JSON ``model``. (A route
+    given ``responses`` documents only those: Powertools drops the return type's 200 then.)"""
+    return {status: {"description": description, "content": {JSON: {"model": model}}}}
 
 
 def field_of(loc: Sequence[Any]) -> tuple[str, str]:
@@ -163,6 +170,12 @@ def register_errors(app: APIGatewayRestResolver, logger: Logger) -> None:
 
     def no_route(exc: NotFoundError) -> Response[dict[str, Any]]:
         event = app.current_event
+        allowed = allowed_methods(app, event.path)
+        if allowed:  # the path exists with other methods
+            message = f"{event.http_method} {event.path}: not served; use {', '.join(allowed)}"
+            response = error_response(405, ErrorDetail(code="method_not_allowed", message=message))
+            response.headers["Allow"] = ", ".join(allowed)
+            return response
         message = f"no route {event.http_method} {event.path}; see /swagger for the routes"
         return error_response(404, ErrorDetail(code="not_found", message=message))
 
@@ -182,6 +195,13 @@ def register_errors(app: APIGatewayRestResolver, logger: Logger) -> None:
     ]
     for exc_class, handler in handlers:
         app.exception_handler(exc_class)(handler)
+
+
+def allowed_methods(app: APIGatewayRestResolver, path: str) -> list[str]:
+    """The methods ``app`` serves at ``path`` (HEAD with GET), sorted; empty for an unknown path."""
+    routes = app._static_routes + app._dynamic_routes  # Powertools keeps them private
+    methods = {route.method for route in routes if route.rule.match(path)}
+    return sorted(methods | ({"HEAD"} if "GET" in methods else set()))
 
 
 def proxy_error(

@@ -11,7 +11,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver
 from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from loopwright.dashboard.deps import DashboardDeps
-from loopwright.dashboard.errors import ApiError, error_doc
+from loopwright.dashboard.errors import ApiError, answer_doc, error_doc
 from loopwright.dashboard.models import (
     CheckpointList,
     ConditionHistory,
@@ -62,7 +62,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         summary="List loops",
         description="Loops, most recently created first, filtered by project and by status (a phase "
         "such as AWAITING_RESPONSE, or an outcome such as STOPPED); paginate with next_cursor.",
-        responses=error_doc(400, 500),
+        responses=answer_doc(LoopPage, "a page of loops") | error_doc(400, 500),
     )
     def list_loops(
         project: Annotated[str | None, Query(max_length=128, description="project id")] = None,
@@ -96,7 +96,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         summary="A loop's progress",
         description="Iteration and limit, phase, tokens and time used, each exit condition's latest "
         "status, the ETA (see LoopProgress), a pending question and stop request.",
-        responses=error_doc(404, 500),
+        responses=answer_doc(LoopProgress, "the loop's progress") | error_doc(404, 500),
     )
     def get_progress(loop_id: str) -> LoopProgress:
         return progress(loop_id)
@@ -104,7 +104,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
     @app.get(
         "/progress/<session_id>",
         summary="A loop's progress (seed 001 T105 alias of /api/loops/{loop_id})",
-        responses=error_doc(404, 500),
+        responses=answer_doc(LoopProgress, "the loop's progress") | error_doc(404, 500),
     )
     def get_progress_alias(session_id: str) -> LoopProgress:
         return progress(session_id)
@@ -120,7 +120,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         "/api/loops/<loop_id>/events",
         summary="A loop's events",
         description="Recorded events, newest first; `type` (repeatable) keeps only those types.",
-        responses=error_doc(400, 404, 500),
+        responses=answer_doc(EventPage, "a page of events") | error_doc(400, 404, 500),
     )
     def get_events(
         loop_id: str,
@@ -137,7 +137,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
     @app.get(
         "/events/<session_id>",
         summary="A loop's events (seed 001 T106 alias of /api/loops/{loop_id}/events)",
-        responses=error_doc(400, 404, 500),
+        responses=answer_doc(EventPage, "a page of events") | error_doc(400, 404, 500),
     )
     def get_events_alias(
         session_id: str,
@@ -159,7 +159,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         "/api/loops/<loop_id>/checkpoints",
         summary="A loop's checkpoints",
         description="Stored checkpoints, newest first, each with its checksum verified.",
-        responses=error_doc(404, 500),
+        responses=answer_doc(CheckpointList, "the checkpoints") | error_doc(404, 500),
     )
     def get_checkpoints(loop_id: str) -> CheckpointList:
         return checkpoints(loop_id)
@@ -167,7 +167,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
     @app.get(
         "/checkpoints/<session_id>",
         summary="A loop's checkpoints (seed 001 T107 alias of /api/loops/{loop_id}/checkpoints)",
-        responses=error_doc(404, 500),
+        responses=answer_doc(CheckpointList, "the checkpoints") | error_doc(404, 500),
     )
     def get_checkpoints_alias(session_id: str) -> CheckpointList:
         return checkpoints(session_id)
@@ -176,7 +176,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         "/api/loops/<loop_id>/conditions",
         summary="A loop's exit-condition history",
         description="Each evaluation of the exit conditions (EXIT_CONDITIONS_EVALUATED), newest first.",
-        responses=error_doc(400, 404, 500),
+        responses=answer_doc(ConditionHistory, "the evaluations") | error_doc(400, 404, 500),
     )
     def get_conditions(
         loop_id: str,
@@ -198,7 +198,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         summary="A loop's traces",
         description="X-Ray trace summaries annotated with the loop's id, over its lifetime; "
         'locally: none, with source "unavailable locally".',
-        responses=error_doc(400, 404, 500),
+        responses=answer_doc(TracesResult, "the traces") | error_doc(400, 404, 500),
     )
     def get_traces(
         loop_id: str, limit: Annotated[int, Query(ge=1, le=100, description="traces")] = 20
@@ -212,7 +212,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         summary="A loop's metrics",
         description="Per-iteration figures from the loop's events (seconds, tokens, conditions met) "
         "and the service's CloudWatch metrics over the loop's lifetime.",
-        responses=error_doc(404, 500),
+        responses=answer_doc(LoopMetrics, "the metrics") | error_doc(404, 500),
     )
     def get_metrics(loop_id: str) -> LoopMetrics:
         state = state_of(loop_id)
@@ -230,7 +230,11 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         service = deps.metrics.metrics(start=start, end=end, period_seconds=period)
         return LoopMetrics(loop_id=loop_id, loop=loop_series(state, found), service=service)
 
-    @app.get("/api/identity", summary="Who the API takes the caller for", responses=error_doc(400, 401))
+    @app.get(
+        "/api/identity",
+        summary="Who the API takes the caller for",
+        responses=answer_doc(IdentityInfo, "the caller") | error_doc(400, 401),
+    )
     def get_identity() -> IdentityInfo:
         identity = deps.identity(app.current_event.raw_event)
         return IdentityInfo(
