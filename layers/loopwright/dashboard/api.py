@@ -18,14 +18,18 @@ Routes (every JSON answer; errors are :class:`~loopwright.dashboard.models.Error
 - ``GET /api/openapi.json`` and ``GET /swagger``: the OpenAPI document and Swagger UI.
 - ``GET /`` and ``GET /static/{name}``: the web page (package data in ``dashboard/static``).
 
-Status codes: 400 bad input (``field`` names it), 401 no identity, 403 Cedar denied (the
-deciding ``policy_ids``), 404 unknown loop or route, 409 the control does not apply now, 415 a
-body that is not ``application/json``, 500 the store failed. A rejected control writes
-nothing: identity, body and Cedar are all checked before :class:`ControlSubmitter` writes.
+Status codes (lower-case ``code`` of :data:`~loopwright.dashboard.models.ErrorCode`): 400 bad
+input (``field`` names it; also a JSON body nested deeper than 64 levels), 401 no identity, 403
+Cedar denied (the deciding ``policy_ids``), 404 unknown loop or route, 405 a method the path does
+not serve (``Allow`` lists those it does), 409 the control does not apply now, 415 a body that
+is not ``application/json``, 500 the store failed. A rejected control writes nothing: identity,
+body and Cedar are all checked before :class:`ControlSubmitter` writes. Every answer carries the
+security headers of :mod:`loopwright.dashboard.security`.
 """
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -40,6 +44,7 @@ from loopwright.dashboard.deps import ControlSubmitter, DashboardDeps
 from loopwright.dashboard.errors import JSON, ApiError, proxy_error, register_errors
 from loopwright.dashboard.page import API_TITLE, API_VERSION, PAGE_HEADERS, openapi_document, register_page
 from loopwright.dashboard.reads import register_reads
+from loopwright.dashboard.security import MAX_JSON_DEPTH, json_too_deep, with_security_headers
 
 __all__ = [
     "API_TITLE",
@@ -55,16 +60,36 @@ __all__ = [
 
 
 class DashboardResolver(APIGatewayRestResolver):
-    """The resolver, refusing a request body that is not JSON with 415 before Powertools parses
-    it (Powertools would fail on, for example, ``multipart/form-data`` without a boundary)."""
+    """The resolver, refusing before Powertools parses the body: a body that is not JSON (415;
+    Powertools would fail on, for example, ``multipart/form-data`` without a boundary) and a JSON
+    body nested deeper than :data:`~loopwright.dashboard.security.MAX_JSON_DEPTH` (400; parsers
+    recurse). Every answer gets the security headers (:func:`with_security_headers`)."""
 
     def resolve(self, event: Mapping[str, Any], context: LambdaContext) -> dict[str, Any]:
-        headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
-        media_type = headers.get("content-type", "").split(";")[0].strip().lower()
-        if event.get("body") and media_type and not (media_type == JSON or media_type.endswith("+json")):
-            message = f"header Content-Type: {media_type[:80]!r}; send the body as application/json"
-            return proxy_error(415, "unsupported_media_type", message, field="Content-Type")
-        return super().resolve(event, context)
+        refused = _refusal(event)
+        response = refused if refused is not None else super().resolve(event, context)
+        return with_security_headers(response)
+
+
+def _refusal(event: Mapping[str, Any]) -> dict[str, Any] | None:
+    body = event.get("body")
+    if not body:
+        return None
+    headers = {str(k).lower(): str(v) for k, v in (event.get("headers") or {}).items()}
+    media_type = headers.get("content-type", "").split(";")[0].strip().lower()
+    if media_type and not (media_type == JSON or media_type.endswith("+json")):
+        message = f"header Content-Type: {media_type[:80]!r}; send the body as application/json"
+        return proxy_error(415, "unsupported_media_type", message, field="Content-Type")
+    text = str(body)
+    if event.get("isBase64Encoded"):
+        try:
+            text = base64.b64decode(text).decode("utf-8")
+        except ValueError:  # binascii.Error and UnicodeDecodeError: Powertools answers 400
+            return None
+    if json_too_deep(text):
+        message = f"body: JSON nested more than {MAX_JSON_DEPTH} levels deep; send a flatter body"
+        return proxy_error(400, "bad_request", message, field="body")
+    return None
 
 
 def build_app(deps: DashboardDeps, *, routers: Sequence[Router] = ()) -> APIGatewayRestResolver:

@@ -4,7 +4,8 @@
   with :data:`PAGE_HEADERS` (no inline script or style, nothing from other origins).
 - ``GET /api/openapi.json``: the OpenAPI document (:func:`openapi_document`).
 - ``GET /swagger``: Swagger UI with the document (``?format=json``: the document with its
-  ``servers`` entry).
+  ``servers`` entry). Its script and style are inlined (Powertools ships them: no CDN); its
+  Content-Security-Policy allows exactly those by their SHA-256 (no ``'unsafe-inline'``).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from aws_lambda_powertools.event_handler.openapi.swagger_ui.html import generate_swagger_html
 
 from loopwright.dashboard.errors import JSON, NO_STORE, ApiError
+from loopwright.dashboard.security import inline_csp
 
 #: Title and version of the OpenAPI document.
 API_TITLE = "loopwright dashboard API"
@@ -108,7 +110,9 @@ def register_page(app: APIGatewayRestResolver) -> None:
         query = app.current_event.query_string_parameters or {}
         if query.get("format") == "json":
             return Response(200, JSON, body=text)
-        return Response(200, "text/html; charset=utf-8", body=_swagger_html(text))
+        html = _swagger_html(text)
+        headers = {"Content-Security-Policy": inline_csp(html), "Cache-Control": "no-store"}
+        return Response(200, "text/html; charset=utf-8", body=html, headers=headers)
 
     @app.get("/", include_in_schema=False)
     def get_index() -> Response[Any]:
