@@ -338,5 +338,8 @@ def test_the_cli_refuses_a_bad_token_file(workspace: Path, tmp_path: Path) -> No
     app.command()(dashboard)
     result = CliRunner().invoke(app, ["-w", str(workspace), "--host", "0.0.0.0", "--token-file", str(short)])
     assert result.exit_code == 2 and "at least 16" in result.output
+    short.write_text("a-long-enough-token;but-with-a-semicolon\n")
+    result = CliRunner().invoke(app, ["-w", str(workspace), "--host", "0.0.0.0", "--token-file", str(short)])
+    assert result.exit_code == 2 and "letters, digits" in result.output
     missing = CliRunner().invoke(app, ["-w", str(workspace), "--token-file", str(tmp_path / "none")])
     assert missing.exit_code == 2 and "cannot read" in missing.output

@@ -223,3 +223,20 @@ def test_two_hundred_concurrent_requests_get_no_reset(workspace: Path) -> None:
         result = bench.fire(served.server.server_address[1], bench.mixed_requests(["l1", "l2"], 200), 200)
     assert result.resets == 0 and result.errors == [], result.errors[:3]
     assert result.statuses == {200: 200}  # progress, list, and limits applied to idle loops
+
+
+def test_the_request_log_never_shows_the_token(workspace: Path) -> None:
+    from loopwright.cli.dashboard_local import local_dashboard
+    from loopwright.dashboard.api import build_app
+
+    lines: list[str] = []
+    local = local_dashboard(workspace / ".loopwright", user="alice", allow_impersonation=False)
+    server = DashboardServer(build_app(local.deps), "0.0.0.0", 0, token=TOKEN, log=lines.append)
+    try:
+        with server.running():
+            connection = http.client.HTTPConnection("127.0.0.1", server.server_address[1], timeout=10)
+            connection.request("GET", f"/?token={TOKEN}")
+            assert connection.getresponse().status == 303
+    finally:
+        local.close()
+    assert lines and all(TOKEN not in line for line in lines), lines

@@ -36,6 +36,7 @@ import asyncio
 import base64
 import contextlib
 import ipaddress
+import re
 import secrets
 import socket
 import threading
@@ -83,6 +84,8 @@ MIN_TOKEN_CHARS = 16
 LOCAL_STAGE = "local"
 
 _LOOPBACK_NAMES = frozenset({"localhost", "localhost.localdomain"})
+#: What a supplied token may hold: it travels in a header, a cookie and a query string.
+_TOKEN = re.compile(rf"^[A-Za-z0-9._~+/=-]{{{MIN_TOKEN_CHARS},512}}$")
 #: Powertools keeps the current event on its BaseRouter class: one resolution at a time, process-wide.
 _RESOLVE_LOCK = threading.Lock()
 
@@ -153,12 +156,13 @@ def new_token() -> str:
 
 def check_token(token: str, source: str) -> str:
     """``token`` stripped; :class:`ConfigError` naming ``source`` when it is shorter than
-    :data:`MIN_TOKEN_CHARS` or holds whitespace or characters a header cannot carry."""
+    :data:`MIN_TOKEN_CHARS` or holds a character other than letters, digits and ``-._~+/=``
+    (it travels in a header, a cookie and a URL)."""
     token = token.strip()
-    if len(token) < MIN_TOKEN_CHARS or not token.isascii() or not token.isprintable() or " " in token:
+    if not _TOKEN.match(token):
         raise ConfigError(
-            f"{source}: the access token must be at least {MIN_TOKEN_CHARS} printable ASCII "
-            "characters without spaces (for example the output of `openssl rand -hex 32`)"
+            f"{source}: the access token must be at least {MIN_TOKEN_CHARS} characters of letters, "
+            "digits and '-._~+/=' (for example the output of `openssl rand -hex 32`)"
         )
     return token
 
@@ -237,7 +241,8 @@ class DashboardAsgi:
         await _send(send, response)
         if self.log is not None:
             elapsed = (time.perf_counter() - started) * 1000
-            self.log(f"{_client(scope)} {method} {target[:200]} {status} {elapsed:.1f} ms")
+            shown = scope["path"] if "token=" in target else target  # never log the token
+            self.log(f"{_client(scope)} {method} {shown[:200]} {status} {elapsed:.1f} ms")
 
     def _resolve(self, event: dict[str, Any]) -> dict[str, Any]:
         with _RESOLVE_LOCK:
