@@ -20,7 +20,8 @@ from infrastructure.api import (
     gateway_response_template,
     gateway_schema,
 )
-from infrastructure.dashboard import (
+from infrastructure.dashboard import dashboard_projects, domain_prefix
+from infrastructure.dashboard_routes import (
     CONTROL_FUNCTION_ACTIONS,
     DASHBOARD_ROUTES,
     LOG_ACTIONS,
@@ -28,8 +29,6 @@ from infrastructure.dashboard import (
     READ_FUNCTION_ACTIONS,
     XRAY_WRITE_ACTIONS,
     DashboardRoute,
-    dashboard_projects,
-    domain_prefix,
 )
 from loopwright.cloud.signin import SignInSettings, build_signin_router
 from loopwright.dashboard.api import DashboardDeps, build_app
