@@ -12,9 +12,9 @@ in the local store, target p95 < 50 ms.
 2. The app ``loopwright dashboard`` serves (:func:`loopwright.cli.dashboard_local.local_dashboard`:
    SQLite queries, liveness from lock files, Cedar, the plan routes), measured two ways:
    ``app.resolve`` on API Gateway proxy events (what the Lambda and the local server run per
-   request), and over real HTTP to :class:`~loopwright.dashboard.server.DashboardServer` on
-   127.0.0.1, on one keep-alive connection (as a browser polls) and with a new connection per
-   request.
+   request), and over real HTTP to :class:`~loopwright.dashboard.server.DashboardServer` (uvicorn)
+   on 127.0.0.1, on one keep-alive connection (as a browser polls) and with a new connection per
+   request. Many clients at once: ``bench/bench_dashboard_concurrency.py``.
 3. ``--requests`` requests per endpoint (default 200; loop ids drawn at random, seeded), after 10
    warm-up requests; p50 and p95 in milliseconds (``statistics.quantiles``, inclusive method),
    PASS/MISS against p95 < :data:`TARGET_P95_MS` for every row; the verdict of the issue's target
@@ -38,7 +38,6 @@ import sqlite3
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
@@ -375,15 +374,8 @@ def measure(call: Callable[[str], int], paths: Sequence[str]) -> dict[str, Any]:
 @contextmanager
 def serving(app: APIGatewayRestResolver) -> Iterator[int]:
     """The local dashboard server on a free port of 127.0.0.1 (its port), stopped on exit."""
-    server = DashboardServer(app, "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, name="bench-dashboard", daemon=True)
-    thread.start()
-    try:
+    with DashboardServer(app, "127.0.0.1", 0).running() as server:
         yield int(server.server_address[1])
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join(timeout=5)
 
 
 # --------------------------------------------------------------------------------- the run

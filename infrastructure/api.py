@@ -123,7 +123,8 @@ def gateway_schema(model: type[BaseModel]) -> dict[str, Any]:
     """``model``'s JSON schema for an API Gateway model (draft 4, no ``$ref``): the schema of its
     aliases (the names clients send), ``$defs`` inlined, draft-6 keywords rewritten. A model that
     also takes its field names (``populate_by_name``) gets them as properties too, and a required
-    field is then required under neither name (the function checks it)."""
+    field is then required under neither name, nor is a rule requiring one of several fields
+    (``oneOf``/``anyOf`` of ``required``): the function checks them."""
     schema = model.model_json_schema(by_alias=True, mode="validation")
     defs = schema.pop("$defs", {})
     schema = _draft_4(_inline_refs(schema, defs))
@@ -142,6 +143,9 @@ def gateway_schema(model: type[BaseModel]) -> dict[str, Any]:
             schema["required"] = required
         else:
             schema.pop("required", None)
+        for combinator in ("oneOf", "anyOf"):  # "one of these fields" rules name the aliases only
+            if all(set(part) == {"required"} for part in schema.get(combinator, [{}])):
+                schema.pop(combinator, None)
     return {"$schema": DRAFT_4, **schema}
 
 

@@ -20,7 +20,8 @@ against the JSON schema of its pydantic model (:func:`infrastructure.api.gateway
 
 **Functions** (``functions/dashboard``, one code, ``LOOPWRIGHT_DASHBOARD_MODE``; see
 :mod:`loopwright.cloud.dashboard_runtime`), each with its own log group and a role holding only
-what its routes use (:data:`READ_ACTIONS`, :data:`CONTROL_ACTIONS`, :data:`PLAN_ACTIONS`):
+what its routes use (the actions of :mod:`infrastructure.dashboard_routes`, where the route
+table :data:`~infrastructure.dashboard_routes.DASHBOARD_ROUTES` lives too):
 
 - ``read`` (every GET): ``GetItem``/``Query``/``BatchGetItem`` on the loops, events and plans
   tables and their indexes, ``ListEvents`` on the checkpoint Memory, ``xray:GetTraceSummaries``
@@ -31,13 +32,13 @@ what its routes use (:data:`READ_ACTIONS`, :data:`CONTROL_ACTIONS`, :data:`PLAN_
   (:mod:`loopwright.cloud.resume`).
 - ``plans`` (POST create, dispatch, verify a plan): the plans table (read, write), item and event
   reads of the loops (inspecting an ended loop), ``StartExecution`` on the PlanDispatch state
-  machine, and Code Interpreter sessions (verify runs gate:all in one).
+  machine, Code Interpreter sessions (verify runs gate:all in one) and ``IsAuthorized`` on the
+  policy store (each plan change is a Cedar question: ``policies/plans.cedar``).
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from aws_cdk import ArnFormat, Aws, Duration, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
@@ -59,11 +60,24 @@ from infrastructure.constants import (
     METRICS_NAMESPACE,
     SERVICE_NAME,
 )
+from infrastructure.dashboard_routes import (
+    CODE_INTERPRETER_SESSION_ACTIONS,
+    CONTROLS,
+    DASHBOARD_ROUTES,
+    FUNCTION_MODES,
+    LOOP_EXECUTION_ACTIONS,
+    LOOP_STATE_MACHINE_ACTIONS,
+    MEMORY_READ_ACTIONS,
+    OBSERVABILITY_ACTIONS,
+    PLANS,
+    READ,
+    READ_ACTIONS,
+    WRITE_ACTIONS,
+    DashboardRoute,
+)
 from infrastructure.functions import LAYER_POLICIES_DIR
 from infrastructure.policies import PolicyStore
 from infrastructure.storage import Storage
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody
-from loopwright.planapi.router import CreatePlanRequest, DispatchRequest, VerifyRequest
 
 #: Context key: the Cognito domain prefix (``[a-z0-9-]``, no ``aws``, ``amazon`` or ``cognito``;
 #: unique in the region). Default: ``<stack name, lower case>-<account id>``.
@@ -86,111 +100,8 @@ DASHBOARD_MEMORY_MIB = 512
 #: The function folder the three functions share.
 DASHBOARD_CODE_DIR = FUNCTIONS_DIR / "dashboard"
 
-#: What the read function may do with the loops, events and plans tables (and their indexes).
-READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem")
-#: Item writes of the DynamoDB stores (TransactWriteItems is authorized per item action).
-WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
-#: The checkpoint Memory: listing a loop's checkpoints.
-MEMORY_READ_ACTIONS = ("bedrock-agentcore:ListEvents",)
-#: X-Ray and CloudWatch reads (no resource-level permissions: Resource "*").
-OBSERVABILITY_ACTIONS = ("xray:GetTraceSummaries", "cloudwatch:GetMetricData")
-#: The loop state machine: approve (SendTaskSuccess), resume (StartExecution).
-LOOP_STATE_MACHINE_ACTIONS = ("states:SendTaskSuccess", "states:StartExecution")
-#: The loop state machine's executions: is the parked one still running (approve).
-LOOP_EXECUTION_ACTIONS = ("states:DescribeExecution",)
-#: Code Interpreter sessions of plan verification.
-CODE_INTERPRETER_SESSION_ACTIONS = (
-    "bedrock-agentcore:StartCodeInterpreterSession",
-    "bedrock-agentcore:InvokeCodeInterpreter",
-    "bedrock-agentcore:StopCodeInterpreterSession",
-)
-#: Each function's actions, all resources together (tests compare roles with these).
-READ_FUNCTION_ACTIONS = frozenset(READ_ACTIONS + MEMORY_READ_ACTIONS + OBSERVABILITY_ACTIONS)
-CONTROL_FUNCTION_ACTIONS = frozenset(
-    {
-        "dynamodb:GetItem",
-        *WRITE_ACTIONS,
-        "verifiedpermissions:IsAuthorized",
-        *LOOP_STATE_MACHINE_ACTIONS,
-        *LOOP_EXECUTION_ACTIONS,
-    }
-)
-PLAN_FUNCTION_ACTIONS = frozenset(
-    READ_ACTIONS + WRITE_ACTIONS + ("states:StartExecution",) + CODE_INTERPRETER_SESSION_ACTIONS
-)
-#: X-Ray's own writes, added to every traced function by Tracing.ACTIVE.
-XRAY_WRITE_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})
-#: Log writes (each function's own log group).
-LOG_ACTIONS = frozenset({"logs:CreateLogStream", "logs:PutLogEvents"})
-
-READ, CONTROLS, PLANS = "read", "controls", "plans"
-FUNCTION_MODES = (READ, CONTROLS, PLANS)
-
 _DOMAIN_PREFIX = re.compile(r"^[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?$")
 _FORBIDDEN_IN_PREFIX = ("aws", "amazon", "cognito")
-
-
-@dataclass(frozen=True)
-class DashboardRoute:
-    """One dashboard method: ``method`` on resource ``path`` (API Gateway's ``{name}`` variables),
-    served by the ``function`` of that mode; ``public`` ones have no authorizer (see the module
-    docstring); ``query`` are optional query parameters, ``required_query`` required ones (the
-    validator refuses a request without them); ``body`` the model a POST body is validated
-    against."""
-
-    method: str
-    path: str
-    function: str
-    public: bool = False
-    query: tuple[str, ...] = ()
-    required_query: tuple[str, ...] = ()
-    body: type[BaseModel] | None = None
-
-
-def _get(
-    path: str, *, public: bool = False, query: tuple[str, ...] = (), required: tuple[str, ...] = ()
-) -> DashboardRoute:
-    return DashboardRoute("GET", path, READ, public=public, query=query, required_query=required)
-
-
-#: Every route of the dashboard app (``loopwright.dashboard.api.build_app``), the sign-in page
-#: and the plan router; a test checks the list against the app's routes.
-DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
-    _get("/", public=True),
-    _get("/static/{name}", public=True),
-    _get("/signin", public=True, query=("code", "state", "error", "error_description", "signout")),
-    _get("/signin.js", public=True),
-    _get("/swagger", public=True, query=("format",)),
-    _get("/api/openapi.json", public=True),
-    _get("/api/identity"),
-    _get("/api/loops", query=("project", "status", "limit", "cursor")),
-    _get("/api/loops/{loop_id}"),
-    _get("/api/loops/{loop_id}/events", query=("type", "limit", "cursor")),
-    _get("/api/loops/{loop_id}/checkpoints"),
-    _get("/api/loops/{loop_id}/conditions", query=("limit", "cursor")),
-    _get("/api/loops/{loop_id}/traces", query=("limit",)),
-    _get("/api/loops/{loop_id}/metrics"),
-    _get("/progress/{session_id}"),
-    _get("/events/{session_id}", query=("limit", "cursor")),
-    _get("/checkpoints/{session_id}"),
-    DashboardRoute("POST", "/api/loops/{loop_id}/pause", CONTROLS, body=ControlBody),
-    DashboardRoute("POST", "/api/loops/{loop_id}/resume", CONTROLS, body=ControlBody),
-    DashboardRoute("POST", "/api/loops/{loop_id}/stop", CONTROLS, body=ControlBody),
-    DashboardRoute("POST", "/api/loops/{loop_id}/approve", CONTROLS, body=ApproveBody),
-    DashboardRoute("POST", "/api/loops/{loop_id}/limits", CONTROLS, body=LimitsBody),
-    _get("/api/projects/{project_id}/plans", query=("limit",)),
-    _get("/api/plans/{plan_id}", required=("project",)),
-    _get("/api/plans/{plan_id}/events", required=("project",)),
-    DashboardRoute("POST", "/api/projects/{project_id}/plan", PLANS, body=CreatePlanRequest),
-    DashboardRoute(
-        "POST", "/api/plans/{plan_id}/dispatch", PLANS, required_query=("project",), body=DispatchRequest
-    ),
-    DashboardRoute(
-        "POST", "/api/plans/{plan_id}/verify", PLANS, required_query=("project",), body=VerifyRequest
-    ),
-)
-#: The POST routes, throttled per method by :class:`infrastructure.api.LoopApi`.
-CONTROL_ROUTE_KEYS = tuple(f"{r.path}/{r.method}" for r in DASHBOARD_ROUTES if r.method == "POST")
 
 
 def dashboard_projects(value: object) -> list[str]:
@@ -366,10 +277,11 @@ class Dashboard(Construct):
         if mode == READ:
             environment["COGNITO_DOMAIN_URL"] = self.domain.base_url()
             environment["COGNITO_CLIENT_ID"] = self.client.user_pool_client_id
-        if mode == CONTROLS:
-            environment["LOOPWRIGHT_POLICIES_DIR"] = LAYER_POLICIES_DIR
+        if mode in (CONTROLS, PLANS):  # Cedar in Verified Permissions: controls and plan changes
             environment["POLICY_STORE_ID"] = self._policy_store.policy_store_id
             environment["POLICY_MAP"] = self._policy_store.policy_map_json()
+        if mode == CONTROLS:
+            environment["LOOPWRIGHT_POLICIES_DIR"] = LAYER_POLICIES_DIR
             environment["LOOP_STATE_MACHINE_ARN"] = self._loop_state_machine.state_machine_arn
         if mode == PLANS:
             environment["PLAN_STATE_MACHINE_ARN"] = self._plan_state_machine.state_machine_arn
@@ -430,6 +342,9 @@ class Dashboard(Construct):
             iam.PolicyStatement(
                 actions=list(CODE_INTERPRETER_SESSION_ACTIONS),
                 resources=[self._agentcore.code_interpreter.attr_code_interpreter_arn],
+            ),
+            iam.PolicyStatement(
+                actions=["verifiedpermissions:IsAuthorized"], resources=[self._policy_store.policy_store_arn]
             ),
         ]
 

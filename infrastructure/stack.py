@@ -36,7 +36,8 @@ from infrastructure.constants import (
     ENV_LAYER,
 )
 from infrastructure.continuation import Continuation
-from infrastructure.dashboard import CONTROL_ROUTE_KEYS, Dashboard
+from infrastructure.dashboard import Dashboard
+from infrastructure.dashboard_routes import CONTROL_ROUTE_KEYS
 from infrastructure.functions import LoopFunctions
 from infrastructure.layer_build import build_layer, stub_layer
 from infrastructure.monitoring import Monitoring

@@ -20,7 +20,8 @@ from infrastructure.api import (
     gateway_response_template,
     gateway_schema,
 )
-from infrastructure.dashboard import (
+from infrastructure.dashboard import dashboard_projects, domain_prefix
+from infrastructure.dashboard_routes import (
     CONTROL_FUNCTION_ACTIONS,
     DASHBOARD_ROUTES,
     LOG_ACTIONS,
@@ -28,8 +29,6 @@ from infrastructure.dashboard import (
     READ_FUNCTION_ACTIONS,
     XRAY_WRITE_ACTIONS,
     DashboardRoute,
-    dashboard_projects,
-    domain_prefix,
 )
 from loopwright.cloud.signin import SignInSettings, build_signin_router
 from loopwright.dashboard.api import DashboardDeps, build_app
@@ -126,7 +125,11 @@ def _app_routes() -> set[tuple[str, str]]:
     signin = SignInSettings(
         COGNITO_DOMAIN_URL="https://x.auth.eu-west-1.amazoncognito.com", COGNITO_CLIENT_ID="abc"
     )
-    plans = build_plan_router(PlanApiDeps(store=store, planner=store, executor=store))
+    plans = build_plan_router(
+        PlanApiDeps(
+            store=store, planner=store, executor=store, authorizer=store, identity=CognitoIdentityResolver()
+        )
+    )
     app: APIGatewayRestResolver = build_app(deps, routers=[build_signin_router(signin), plans])
     return {(r.method, r.path) for r in app._static_routes + app._dynamic_routes}
 
@@ -358,6 +361,21 @@ def test_the_controls_role_acts_on_the_loop_state_machine_only(synthesized: Synt
             assert "Policies" in json.dumps(statement["Resource"])
 
 
+def test_the_plans_role_asks_the_policy_store_only(synthesized: Synthesized) -> None:
+    # Each plan change is a Cedar question (policies/plans.cedar) to this stack's policy store
+    _, statements = _role_actions(synthesized, "plans")
+    asking = [s for s in statements if "verifiedpermissions:IsAuthorized" in json.dumps(s["Action"])]
+    assert len(asking) == 1 and "Policies" in json.dumps(asking[0]["Resource"])
+    # And the store holds plans.cedar's policies, whose store ids the function maps to their @id
+    policies = synthesized.stack.policy_store.policies
+    assert {"operators-change-plans", "agent-cannot-change-plans"} <= set(policies)
+    function = synthesized.stack.dashboard.functions["plans"]
+    env = synthesized.raw["Resources"][_logical_id_of(synthesized, function)]["Properties"]["Environment"]
+    policy_map = json.dumps(env["Variables"]["POLICY_MAP"])
+    for policy_id in ("operators-change-plans", "agent-cannot-change-plans"):
+        assert synthesized.stack.get_logical_id(policies[policy_id]) in policy_map and policy_id in policy_map
+
+
 def test_function_modes_and_environment(synthesized: Synthesized) -> None:
     for mode, function in synthesized.stack.dashboard.functions.items():
         props = synthesized.raw["Resources"][_logical_id_of(synthesized, function)]["Properties"]
@@ -365,7 +383,7 @@ def test_function_modes_and_environment(synthesized: Synthesized) -> None:
         assert env["LOOPWRIGHT_DASHBOARD_MODE"] == mode and env["LOOPWRIGHT_ADAPTERS"] == "aws"
         assert props["Handler"] == "handler.handler" and props["Timeout"] == 29
         assert props["TracingConfig"] == {"Mode": "Active"}
-        assert ("POLICY_MAP" in env) == (mode == "controls")
+        assert ("POLICY_MAP" in env) == ("POLICY_STORE_ID" in env) == (mode in ("controls", "plans"))
         assert ("LOOP_STATE_MACHINE_ARN" in env) == (mode == "controls")
         assert ("COGNITO_CLIENT_ID" in env) == (mode == "read")
         assert ("PLAN_STATE_MACHINE_ARN" in env) == (mode == "plans")

@@ -114,6 +114,7 @@ class Dashboard:
     store: SqliteStore
     queries: SqliteQueries
     app: APIGatewayRestResolver
+    identity: LocalIdentityResolver
     running: set[str] = field(default_factory=set)
     resumed: list[tuple[str, ControlRequest]] = field(default_factory=list)
 
@@ -159,6 +160,7 @@ def open_dashboard(state_dir: Path, *, user: str = "alice", operators: str | Non
     def resumer(state: LoopState, request: ControlRequest) -> None:
         resumed.append((state.loop_id, request))
 
+    identity = LocalIdentityResolver(user=user, operators_path=state_dir / OPERATORS_FILE_NAME)
     deps = DashboardDeps(
         store=store,
         queries=queries,
@@ -166,8 +168,15 @@ def open_dashboard(state_dir: Path, *, user: str = "alice", operators: str | Non
         controls=ControlService(
             store, CedarPolicyEngine(), resumer, is_running=lambda state: state.loop_id in running
         ),
-        identity=LocalIdentityResolver(user=user, operators_path=state_dir / OPERATORS_FILE_NAME),
+        identity=identity,
         liveness=lambda loop_id: loop_id in running,
         clock=lambda: T0 + timedelta(seconds=30),
     )
-    return Dashboard(store=store, queries=queries, app=build_app(deps), running=running, resumed=resumed)
+    return Dashboard(
+        store=store,
+        queries=queries,
+        app=build_app(deps),
+        identity=identity,
+        running=running,
+        resumed=resumed,
+    )

@@ -267,6 +267,27 @@ def test_a_body_that_is_not_json_is_refused_and_writes_nothing(dash: Dashboard) 
     assert dash.snapshot("b2") == before
 
 
+def test_a_deeply_nested_body_is_400_in_the_lambda_too(dash: Dashboard) -> None:
+    # Issue 11: 100,000 nested arrays reached the JSON parser: RecursionError, a 500
+    before = dash.snapshot("b2")
+    deep = "[" * 100_000 + "]" * 100_000
+    status, body, headers = dash.call("POST", "/api/loops/b2/limits", raw=deep)
+    assert (status, body["error"]["code"], body["error"]["field"]) == (400, "bad_request", "body")
+    assert "64 levels" in body["error"]["message"] and headers["X-Content-Type-Options"] == "nosniff"
+    nested_64 = {"reason": "x", "max_iterations": 5}
+    assert dash.call("POST", "/api/loops/b2/limits", raw=json.dumps(nested_64))[0] == 200
+    brackets_in_a_string = {"reason": "[" * 1000, "max_iterations": 6}  # text, not nesting
+    assert dash.call("POST", "/api/loops/b2/limits", raw=json.dumps(brackets_in_a_string))[0] == 200
+    assert dash.snapshot("b2")[0] == before[0] + 2  # only the two valid requests wrote
+
+
+def test_an_undeclared_method_is_405_naming_the_allowed_ones(dash: Dashboard) -> None:
+    status, body, headers = dash.call("DELETE", "/api/loops/b2")
+    assert (status, body["error"]["code"]) == (405, "method_not_allowed")
+    assert headers["Allow"] == "GET, HEAD"
+    assert dash.call("GET", "/api/nothing/here")[0] == 404
+
+
 def test_a_control_of_an_unknown_loop_is_404(dash: Dashboard) -> None:
     status, body, _ = dash.call("POST", "/api/loops/ghost/stop")
     assert status == 404 and body["error"]["field"] == "loop_id"

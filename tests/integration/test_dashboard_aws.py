@@ -192,3 +192,94 @@ def test_the_lambda_reports_a_missing_setting(monkeypatch: pytest.MonkeyPatch) -
     response = module.handler(http_to_event("GET", "/api/loops", [], b""), Context())
     assert response["statusCode"] == 500
     assert "LOOPWRIGHT_ADAPTERS" in json.loads(response["body"])["error"]["message"]
+
+
+# ----------------------------------------------------------------------------- plans (Cedar)
+PLAN_STORE_POLICIES = {"SPplans0001": {"id": "operators-change-plans", "message": "operators may"}}
+PLAN_DRAFT = {
+    "defaults": {"exit_conditions": [{"type": "CUSTOM", "name": "ok", "command": "true"}]},
+    "tasks": [{"task_id": "a", "description": "a"}],
+}
+
+
+def _plan_question(user: str, groups: list[str]) -> dict[str, Any]:
+    """The IsAuthorized request the plans function sends for ``user`` creating a plan in demo."""
+    entities: list[dict[str, Any]] = [
+        {
+            "identifier": {"entityType": "Project", "entityId": "demo"},
+            "attributes": {
+                "operators": {"entityIdentifier": {"entityType": "Group", "entityId": "demo-operators"}}
+            },
+            "parents": [],
+        }
+    ]
+    if groups:
+        entities.append(
+            {
+                "identifier": {"entityType": "User", "entityId": user},
+                "attributes": {},
+                "parents": [{"entityType": "Group", "entityId": g} for g in groups],
+            }
+        )
+    return {
+        "policyStoreId": "ps-1",
+        "principal": {"entityType": "User", "entityId": user},
+        "action": {"actionType": "Action", "actionId": "CreatePlan"},
+        "resource": {"entityType": "Project", "entityId": "demo"},
+        "context": {"contextMap": {}},
+        "entities": {"entityList": entities},
+    }
+
+
+def test_the_plans_lambda_asks_verified_permissions_before_writing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
+    from loopwright.cloud import dashboard_runtime
+    from tests.integration.plans_aws_helpers import PLANS_TABLE, MotoPlanStore
+
+    # Given the plans function over moto DynamoDB and a stubbed Verified Permissions client
+    fake_credentials(monkeypatch)
+    client = boto3.client("verifiedpermissions", region_name=REGION)
+    engine = VerifiedPermissionsPolicyEngine("ps-1", PLAN_STORE_POLICIES, client=client)
+    monkeypatch.setattr(dashboard_runtime, "_policy_engine", lambda settings: engine)
+    plans = MotoPlanStore()
+    try:
+        for name, value in {
+            "LOOPWRIGHT_ADAPTERS": "aws",
+            "LOOPWRIGHT_DASHBOARD_MODE": "plans",
+            "LOOPS_TABLE_NAME": LOOPS_TABLE,
+            "EVENTS_TABLE_NAME": EVENTS_TABLE,
+            "PLANS_TABLE_NAME": PLANS_TABLE,
+            "PLAN_STATE_MACHINE_ARN": f"arn:aws:states:{REGION}:123456789012:stateMachine:plans",
+            "AWS_REGION": REGION,
+        }.items():
+            monkeypatch.setenv(name, value)
+        module = _handler()
+        with Stubber(client) as stub:
+            # When mallory (no group) posts a plan, Then Cedar denies it and nothing is stored
+            stub.add_response(
+                "is_authorized",
+                {"decision": "DENY", "determiningPolicies": [], "errors": []},
+                _plan_question("mallory", []),
+            )
+            status, body = _call(
+                module,
+                "POST",
+                "/api/projects/demo/plan",
+                {"cognito:username": "mallory"},
+                {"plan": PLAN_DRAFT},
+            )
+            assert (status, body["error"]["code"], body["error"]["policy_ids"]) == (403, "forbidden", [])
+            assert plans.list_plans("demo") == []
+            # When an operator posts it, Then the permitting policy is the plans one and it is stored
+            stub.add_response(
+                "is_authorized",
+                {"decision": "ALLOW", "determiningPolicies": [{"policyId": "SPplans0001"}], "errors": []},
+                _plan_question("bob", ["demo-operators"]),
+            )
+            claims = {"cognito:username": "bob", "cognito:groups": "demo-operators"}
+            status, body = _call(module, "POST", "/api/projects/demo/plan", claims, {"plan": PLAN_DRAFT})
+            assert (status, body["status"]) == (201, "DRAFT"), body
+            stub.assert_no_pending_responses()
+        assert [p.plan_id for p in plans.list_plans("demo")] == [body["plan_id"]]
+    finally:
+        plans.close()

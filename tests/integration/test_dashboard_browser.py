@@ -440,3 +440,16 @@ def test_a_plan_created_through_the_api_appears_with_its_tasks(dashboard: Dashbo
     page.locator('[data-testid="plan-task"][data-task-id="b"]').get_by_test_id("task-loop-link").click()
     expect(page).to_have_url(re.compile(rf"#/loops/{plan_id}\.b$"))
     expect(page.get_by_test_id("outcome")).to_contain_text("CONDITIONS_MET", timeout=WAIT_MS)
+
+
+def test_swagger_ui_renders_under_its_content_security_policy(dashboard: Dashboard, page: Page) -> None:
+    # Issue 11: /swagger had no policy. Its inline script and style are now allowed by hash only;
+    # the page fixture fails on any console error, which is how Chromium reports a violation.
+    from playwright.sync_api import expect
+
+    response = page.goto(dashboard.url + "swagger")
+    assert response is not None and "'unsafe-inline'" not in response.headers["content-security-policy"]
+    paths = page.locator(".opblock-summary-path")
+    expect(paths.first).to_be_visible(timeout=WAIT_MS)
+    for path in ("/api/projects/{project_id}/plan", "/api/loops/{loop_id}/limits"):
+        expect(page.locator(f'.opblock-summary-path[data-path="{path}"]')).to_have_count(1)

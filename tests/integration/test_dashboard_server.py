@@ -10,12 +10,12 @@ import signal
 import subprocess
 import sys
 import textwrap
-import threading
 import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
+from email.message import Message
 from pathlib import Path
 from typing import Any
 
@@ -73,19 +73,20 @@ def loop_config(tmp_path: Path, agent_source: str, max_iterations: int) -> Path:
 
 def request(
     url: str, method: str = "GET", body: Any = None, headers: dict[str, str] | None = None
-) -> tuple[int, Any, dict[str, str]]:
-    """(status, JSON body or text, headers) of one HTTP request; HTTP errors are returned too."""
+) -> tuple[int, Any, Message]:
+    """(status, JSON body or text, headers: case-insensitive) of one HTTP request; HTTP errors
+    are returned too."""
     data = None if body is None else json.dumps(body).encode()
     req = urllib.request.Request(url, data=data, method=method, headers=headers or {})
     if data is not None:
         req.add_header("Content-Type", "application/json")
     try:
         with urllib.request.urlopen(req, timeout=10) as response:
-            status, raw, out = response.status, response.read(), dict(response.headers)
+            status, raw, out = response.status, response.read(), response.headers
     except urllib.error.HTTPError as exc:
-        status, raw, out = exc.code, exc.read(), dict(exc.headers)
+        status, raw, out = exc.code, exc.read(), exc.headers
     text = raw.decode()
-    return status, json.loads(text) if "json" in out.get("Content-Type", "") else text, out
+    return status, json.loads(text) if "json" in (out.get("Content-Type") or "") else text, out
 
 
 def wait_for(check: Callable[[], bool], seconds: float = 60.0) -> None:
@@ -100,26 +101,26 @@ class Served:
     def __init__(self, local: LocalDashboard, server: DashboardServer) -> None:
         self.local = local
         self.server = server
-        self.url = server.url
+        self.url = f"http://127.0.0.1:{server.server_address[1]}/"
 
-    def get(self, path: str, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
+    def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Message]:
         return request(self.url + path.lstrip("/"), **kwargs)
 
-    def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any, dict[str, str]]:
+    def post(self, path: str, body: Any = None, **kwargs: Any) -> tuple[int, Any, Message]:
         return request(self.url + path.lstrip("/"), "POST", body if body is not None else {}, **kwargs)
 
 
 @contextmanager
-def serve(state_dir: Path, user: str = "alice") -> Iterator[Served]:
-    local = local_dashboard(state_dir, user=user)
-    server = DashboardServer(build_app(local.deps), "127.0.0.1", 0)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+def serve(
+    state_dir: Path, user: str = "alice", *, host: str = "127.0.0.1", token: str | None = None
+) -> Iterator[Served]:
+    """``loopwright dashboard``'s app (the plan routes too) on a free port of ``host``."""
+    local = local_dashboard(state_dir, user=user, allow_impersonation=host == "127.0.0.1")
+    server = DashboardServer(build_app(local.deps, routers=local.routers), host, 0, token=token)
     try:
-        yield Served(local, server)
+        with server.running():
+            yield Served(local, server)
     finally:
-        server.shutdown()
-        server.server_close()
         local.close()
 
 
@@ -249,3 +250,96 @@ def test_the_cli_refuses_a_port_in_use(workspace: Path) -> None:
         app.command()(dashboard)
         result = CliRunner().invoke(app, ["-w", str(workspace), "--port", str(port)])
         assert result.exit_code == 2 and "--host/--port: cannot listen" in result.output
+
+
+PROOF_PLAN: dict[str, Any] = {
+    "goal": "prove who may run commands",
+    "defaults": {
+        "max_iterations": 1,
+        "git_isolation": False,
+        "exit_conditions": [{"type": "CUSTOM", "name": "ok", "command": ["python", "-c", "pass"]}],
+        "agent": {"kind": "command", "command": ["touch", "PROOF"]},
+    },
+    "tasks": [{"task_id": "t1", "description": "touch PROOF"}],
+}
+
+
+@pytest.mark.slow
+def test_a_non_operator_can_neither_plan_nor_dispatch_commands(workspace: Path) -> None:
+    # Issue 11: as mallory (not an operator), a plan whose agent runs `touch PROOF` was stored
+    # (201) and dispatched (202), running the command.
+    mallory = {"X-Loopwright-User": "mallory"}
+    with serve(workspace / ".loopwright") as served:  # alice operates every project (no file)
+        status, body, _ = served.post("/api/projects/default/plan", {"plan": PROOF_PLAN}, headers=mallory)
+        assert (status, body["error"]["code"], body["error"]["policy_ids"]) == (403, "forbidden", [])
+        assert 'Group::"default-operators"' in body["error"]["message"]
+        assert served.local.plans.store.list_plans("default") == []
+
+        status, plan, _ = served.post("/api/projects/default/plan", {"plan": PROOF_PLAN})
+        assert status == 201, plan
+        target = f"/api/plans/{plan['plan_id']}/dispatch?project=default"
+        status, body, _ = served.post(target, {}, headers=mallory)
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+        verify = f"/api/plans/{plan['plan_id']}/verify?project=default"
+        assert served.post(verify, {}, headers=mallory)[0] == 403
+        time.sleep(0.5)  # a dispatch would have started the task's loop by now
+        assert served.local.store.list_loops() == []
+        assert not list(workspace.rglob("PROOF"))
+        assert served.get(f"/api/plans/{plan['plan_id']}?project=default")[1]["status"] == "DRAFT"
+
+        # And the operator may: the same request runs the command (the test can fail)
+        status, body, _ = served.post(target, {})
+        assert status == 202, body
+        wait_for(lambda: bool(list(workspace.rglob("PROOF"))))
+        served.local.plans.join(timeout=30)
+
+
+@pytest.mark.slow
+def test_the_cli_on_a_non_loopback_address_prints_a_token_url_once(workspace: Path) -> None:
+    # Issue 11: `--host 0.0.0.0` was accepted with no authentication and no warning
+    program = (
+        "import typer, sys; from loopwright.cli.dashboard import dashboard; "
+        "app = typer.Typer(); app.command()(dashboard); app()"
+    )
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    env.pop("LOOPWRIGHT_DASHBOARD_TOKEN", None)
+    process = subprocess.Popen(
+        [sys.executable, "-c", program, "-w", str(workspace), "--host", "0.0.0.0", "--port", "0"],
+        stderr=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert process.stderr is not None
+        banner = ""
+        while "loops resumed" not in banner:
+            line = process.stderr.readline()
+            assert line, f"the dashboard exited: {banner}"
+            banner += line
+        found = re.search(r"http://\S+:(\d+)/\?token=([A-Za-z0-9_-]{43})", banner)
+        assert found is not None, banner
+        port, token = found[1], found[2]
+        assert "every request needs the token" in banner and "X-Loopwright-User is refused" in banner
+        base = f"http://127.0.0.1:{port}/"
+        assert request(base + "api/loops")[0] == 401
+        assert request(base + "api/loops", headers={"Authorization": f"Bearer {token}"})[0] == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, err = process.communicate(timeout=20)
+    assert process.returncode == 0, err
+    assert banner.count(token) == 1 and token not in err  # printed once
+
+
+def test_the_cli_refuses_a_bad_token_file(workspace: Path, tmp_path: Path) -> None:
+    short = tmp_path / "token"
+    short.write_text("abc\n")
+    app = typer.Typer()
+    app.command()(dashboard)
+    result = CliRunner().invoke(app, ["-w", str(workspace), "--host", "0.0.0.0", "--token-file", str(short)])
+    assert result.exit_code == 2 and "at least 16" in result.output
+    short.write_text("a-long-enough-token;but-with-a-semicolon\n")
+    result = CliRunner().invoke(app, ["-w", str(workspace), "--host", "0.0.0.0", "--token-file", str(short)])
+    assert result.exit_code == 2 and "letters, digits" in result.output
+    missing = CliRunner().invoke(app, ["-w", str(workspace), "--token-file", str(tmp_path / "none")])
+    assert missing.exit_code == 2 and "cannot read" in missing.output

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 import subprocess
 import sys
 import textwrap
@@ -150,3 +151,42 @@ def test_a_failed_loop_is_inspected_planned_dispatched_and_verified(workspace: P
     verified = plan_json("verify", plan["plan_id"], "-w", ws, "--project", "shop")
     assert verified["status"] == "VERIFIED"
     assert [c["name"] for c in verified["gate_result"]["checks"]] == ["gate:tasks", "gate:alpha", "gate:beta"]
+
+
+FORBID_PLANS = """
+@id("no-plans-on-fridays")
+@message("nobody changes plans today")
+forbid (
+  principal,
+  action in [Action::"CreatePlan", Action::"DispatchPlan", Action::"VerifyPlan"],
+  resource
+);
+"""
+
+
+@pytest.mark.slow
+def test_plan_changes_are_authorized_by_cedar_as_the_local_user(
+    workspace: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a plan created under the shipped policies (the local user operates its project)
+    ws = str(workspace)
+    plan_id = plan_json("create", "-w", ws, "--file", str(EXAMPLE))["plan_id"]
+    # And a policy folder that forbids plan changes
+    policies = tmp_path / "policies"
+    shutil.copytree(Path(__file__).resolve().parents[2] / "policies", policies)
+    (policies / "friday.cedar").write_text(FORBID_PLANS)
+    monkeypatch.setenv("LOOPWRIGHT_POLICY_DIR", str(policies))
+    # When the local user creates, dispatches or verifies, Then Cedar refuses (exit 3) naming the
+    # policy, and nothing is written
+    for args in (
+        ("create", "-w", ws, "--file", str(EXAMPLE)),
+        ("dispatch", plan_id, "-w", ws),
+        ("verify", plan_id, "-w", ws),
+    ):
+        done = plan_cli(*args)
+        assert done.returncode == 3, done.stdout + done.stderr
+        assert "may not" in done.stderr and "no-plans-on-fridays" in done.stderr, done.stderr
+    monkeypatch.delenv("LOOPWRIGHT_POLICY_DIR")
+    shown = plan_json("show", plan_id, "-w", ws, "--events")
+    assert shown["status"] == "DRAFT" and [e["type"] for e in shown["events"]] == ["plan_created"]
+    assert [p["plan_id"] for p in plan_json("list", "-w", ws)] == [plan_id]

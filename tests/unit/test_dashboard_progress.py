@@ -286,7 +286,10 @@ def test_local_identity_without_an_operators_file(tmp_path: Path) -> None:
     no_header = LocalIdentityResolver(
         user="alice", operators_path=tmp_path / "o.toml", allow_impersonation=False
     )
-    assert no_header({"headers": {"X-Loopwright-User": "mallory"}}).principal == 'User::"alice"'
+    assert no_header({"headers": {}}).principal == 'User::"alice"'
+    with pytest.raises(IdentityError) as refused:  # off loopback the header is refused, not ignored
+        no_header({"headers": {"X-Loopwright-User": "mallory"}})
+    assert refused.value.status == 400 and refused.value.field == "X-Loopwright-User"
 
 
 def test_local_identity_with_an_operators_file(tmp_path: Path) -> None:

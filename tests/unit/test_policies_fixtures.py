@@ -20,6 +20,7 @@ from loopwright.models import LoopOutcome
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 FIXTURE_DIR = POLICY_DIR / "tests"
+SCHEMA_JSON = POLICY_DIR.parent / "infrastructure" / "cedar" / "loopwright.cedarschema.json"
 POLICY_FILES = sorted(POLICY_DIR.glob("*.cedar"))
 FIXTURE_FILES = sorted(FIXTURE_DIR.glob("ALLOW/*.json")) + sorted(FIXTURE_DIR.glob("DENY/*.json"))
 
@@ -58,6 +59,7 @@ def test_policy_folder_has_the_expected_files() -> None:
         "time_limit.cedar",
         "warnings.cedar",
         "controls.cedar",
+        "plans.cedar",
     }
     assert len(FIXTURE_FILES) >= 10
 
@@ -116,6 +118,31 @@ def test_fixture_gets_its_folders_decision(
     assert result.decision == expected, fixture["description"]
     determining = sorted(result.diagnostics.id_annotations_by_reason.values())
     assert determining == sorted(fixture["determining_policies"]), fixture["description"]
+
+
+def test_every_action_has_allow_and_deny_fixtures_per_principal_kind(schema: cedarpy.Schema) -> None:
+    # The actions a person takes (controls, plans) need an ALLOW by a User (an operator), a DENY
+    # by a User (not an operator) and a DENY by an Agent; the loop's own actions an ALLOW and a
+    # DENY by its Agent. The actions come from the JSON form of the schema (same actions).
+    actions = json.loads(SCHEMA_JSON.read_text(encoding="utf-8"))[""]["actions"]
+    covered = {
+        (_fixture(path)["action"], path.parent.name, _fixture(path)["principal"].split("::")[0])
+        for path in FIXTURE_FILES
+    }
+    missing = []
+    for action, spec in sorted(actions.items()):
+        kinds = (
+            {("ALLOW", "User"), ("DENY", "User"), ("DENY", "Agent")}
+            if "User" in spec["appliesTo"]["principalTypes"]
+            else {("ALLOW", "Agent"), ("DENY", "Agent")}
+        )
+        uid = f'Action::"{action}"'
+        missing += [
+            f"{folder} {principal} {action}"
+            for folder, principal in sorted(kinds)
+            if (uid, folder, principal) not in covered
+        ]
+    assert missing == [], "add request fixtures to policies/tests for these"
 
 
 def test_every_policy_determines_some_fixture() -> None:

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
+from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.adapters.local.sqlite_queries import SqliteQueries
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.dashboard.api import DashboardDeps
@@ -29,6 +30,7 @@ from loopwright.engine.plan_dispatch import LocalPlans
 from loopwright.exceptions import ControlConflictError, LoopFrameworkError
 from loopwright.models import ControlAction, ControlRequest, LoopState
 from loopwright.planapi.router import PlanApiDeps, build_plan_router
+from loopwright.plans.authorize import PlanAuthorizer
 from loopwright.plans.decompose import ConditionPlanner
 
 #: Seconds :meth:`BackgroundResumer.shutdown` waits for the loops it runs to pause.
@@ -133,9 +135,15 @@ def local_dashboard(
     user: str,
     log: Callable[[str], None] = lambda _: None,
     workspace: Path | None = None,
+    allow_impersonation: bool = True,
 ) -> LocalDashboard:
     """The local dashboard over ``state_dir`` (its store is created when missing), with the plan
     routes over the plans of ``workspace`` (default: the folder holding ``state_dir``).
+
+    Controls and plan changes (create, dispatch, verify) are authorized by Cedar over one
+    cedarpy engine (``policies/``); the caller is ``user``, or the user named by the
+    ``X-Loopwright-User`` header when ``allow_impersonation`` (a loopback-only server: the CLI
+    turns it off on any other address).
 
     Raises :class:`~loopwright.exceptions.ConfigError` for a bad ``user`` name or Cedar policy
     folder, :class:`LoopFrameworkError` when the store cannot be opened.
@@ -143,17 +151,28 @@ def local_dashboard(
     store = SqliteStore(state_dir / DB_FILE_NAME)
     queries = SqliteQueries(state_dir / DB_FILE_NAME)
     resumer = BackgroundResumer(state_dir, log=log)
-    identity = LocalIdentityResolver(user=user, operators_path=state_dir / OPERATORS_FILE_NAME)
+    identity = LocalIdentityResolver(
+        user=user, operators_path=state_dir / OPERATORS_FILE_NAME, allow_impersonation=allow_impersonation
+    )
+    policy = CedarPolicyEngine()
     deps = DashboardDeps(
         store=store,
         queries=queries,
         checkpoints=store,
-        controls=local_control_service(state_dir, store, resumer=resumer),
+        controls=local_control_service(state_dir, store, resumer=resumer, policy=policy),
         identity=identity,
         liveness=lambda loop_id: LoopLock(state_dir, loop_id).holder() is not None,
     )
     plans = LocalPlans(workspace or state_dir.parent, state_dir=state_dir, background=True)
-    router = build_plan_router(PlanApiDeps(store=plans.store, planner=ConditionPlanner(), executor=plans))
+    router = build_plan_router(
+        PlanApiDeps(
+            store=plans.store,
+            planner=ConditionPlanner(),
+            executor=plans,
+            authorizer=PlanAuthorizer(policy),
+            identity=identity,
+        )
+    )
     return LocalDashboard(
         deps=deps,
         store=store,

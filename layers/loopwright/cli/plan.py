@@ -5,8 +5,14 @@ command takes ``--workspace`` and ``--project``: plans live per project in the w
 store; ``--project`` defaults to the ``project`` of the workspace's ``loopwright.toml``/``.yaml``,
 else ``default`` (``create --from-loop`` defaults to the inspected loop's project).
 
+``create``, ``dispatch`` and ``verify`` change the project's plans: each is first authorized by
+Cedar (:class:`~loopwright.plans.authorize.PlanAuthorizer`, ``policies/plans.cedar``) as the local
+user, ``User::"<OS user>"`` in the project's operators group, as the control commands act; the
+shipped policies allow it, a policy added to the folder may forbid it.
+
 Exit codes: 0 success (create: a DRAFT plan; dispatch: every task COMPLETED; verify: VERIFIED);
-1 an error, or the plan FAILED / some task did not complete; 2 bad input (nothing was written).
+1 an error, or the plan FAILED / some task did not complete; 2 bad input (nothing was written);
+3 Cedar refused the change (nothing was written).
 """
 
 from __future__ import annotations
@@ -22,12 +28,15 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
+from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.adapters.local.file_planner import read_plan_file
 from loopwright.cli.display import format_duration
 from loopwright.config_loader import find_config, read_config_file
 from loopwright.engine.local import DB_FILE_NAME, state_dir_for
+from loopwright.engine.local_controls import local_user
 from loopwright.engine.plan_dispatch import LocalPlans
 from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
+from loopwright.models import operators_group
 from loopwright.models.plans import (
     DEFAULT_PLAN_CONCURRENCY,
     MAX_PLAN_CONCURRENCY,
@@ -39,9 +48,10 @@ from loopwright.models.plans import (
     TaskState,
 )
 from loopwright.models.types import ProjectId
+from loopwright.plans.authorize import PlanAction, PlanAuthorizer
 from loopwright.plans.dag import wave_of
 from loopwright.plans.decompose import ConditionPlanner
-from loopwright.plans.errors import PlanConflictError, PlanNotFoundError
+from loopwright.plans.errors import PlanConflictError, PlanDeniedError, PlanNotFoundError
 from loopwright.plans.service import create_plan, generate_plan
 from loopwright.plans.validation import validate_draft
 
@@ -53,7 +63,7 @@ plan_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 
-EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT = 0, 1, 2
+EXIT_OK, EXIT_ERROR, EXIT_BAD_INPUT, EXIT_POLICY = 0, 1, 2, 3
 
 WorkspaceOpt = Annotated[
     Path, typer.Option("--workspace", "-w", help="The repository the plan works on.", file_okay=False)
@@ -123,6 +133,18 @@ def _project(root: Path, given: str | None) -> str:
         return _PROJECT.validate_python(given)
     except ValidationError:
         _fail(f"--project: {given!r} is not a project id (letters, digits, '.', '_', '-')", EXIT_BAD_INPUT)
+
+
+def _authorize(action: PlanAction, project: str) -> None:
+    """Ask Cedar whether the local user may ``action`` the plans of ``project`` (exit 3 if not)."""
+    try:
+        PlanAuthorizer(CedarPolicyEngine()).authorize(
+            action, project, principal=local_user(), groups=[operators_group(project)]
+        )
+    except PlanDeniedError as exc:
+        _fail(str(exc), EXIT_POLICY)
+    except ConfigError as exc:
+        _fail(f"Cedar policies: {exc}")
 
 
 def _open(root: Path, *, observer: Any = None) -> LocalPlans:
@@ -241,6 +263,7 @@ def create(
         except ConfigError as exc:
             where = "" if str(exc).startswith(str(file)) else f"{file}: "
             _fail(f"plan file {where}{exc}", EXIT_BAD_INPUT)
+        _authorize(PlanAction.CREATE, chosen)
         with LocalPlans(root) as plans:
             plan = create_plan(plans.store, chosen, draft)
     else:
@@ -250,7 +273,9 @@ def create(
         with LocalPlans(root) as plans:
             try:
                 loop_project = plans.loops.get_state(from_loop).project
-                packet = plans.inspect_loop(_project(root, project or loop_project), from_loop)
+                chosen = _project(root, project or loop_project)
+                _authorize(PlanAction.CREATE, chosen)
+                packet = plans.inspect_loop(chosen, from_loop)
             except (LoopNotFoundError, ConfigError) as exc:
                 _fail(f"--from-loop: {exc}", EXIT_BAD_INPUT)
             plan = generate_plan(plans.store, ConditionPlanner(), packet)
@@ -289,6 +314,7 @@ def dispatch(
         if not (quiet or as_json):
             console.print(event_line(event), highlight=False, soft_wrap=True)
 
+    _authorize(PlanAction.DISPATCH, chosen)
     with _open(root, observer=show) as plans:
         try:
             plan = plans.dispatch(chosen, plan_id, concurrency=concurrency)
@@ -319,6 +345,7 @@ def verify(
     """Run gate:all on the merged result of a dispatched plan: VERIFIED or FAILED (no retry)."""
     root = _root(workspace)
     chosen = _project(root, project)
+    _authorize(PlanAction.VERIFY, chosen)
     with _open(root) as plans:
         try:
             plan = plans.verify(chosen, plan_id)

@@ -14,12 +14,15 @@ Three functions run the dashboard (``infrastructure/dashboard.py``), told apart 
 - ``plans``: the plans' POST routes (create, dispatch, verify; seed 003) over the DynamoDB plan
   store, :class:`~loopwright.adapters.aws.step_functions_plans.StepFunctionsPlanExecutor` (the
   PlanDispatch state machine; gate:all in a Code Interpreter session) and the
-  :class:`~loopwright.plans.decompose.ConditionPlanner` (no model). A plan change needs the
-  caller in the project's operators group (``Group::"<project>-operators"``), else 403.
+  :class:`~loopwright.plans.decompose.ConditionPlanner` (no model). Each plan change is
+  authorized by Cedar in Verified Permissions (``POLICY_STORE_ID``, ``POLICY_MAP``) through
+  :class:`~loopwright.plans.authorize.PlanAuthorizer`: the shipped ``policies/plans.cedar``
+  allows members of the project's operators group (``Group::"<project>-operators"``, the Cognito
+  group), never an agent; else 403 with the deciding policies.
 - ``all`` (default, for local runs and tests): every route.
 
 A request of another mode's method is answered 405, and a POST route of the other POST mode 404,
-before routing (:func:`refusal`).
+before routing (:func:`refusal`); the decision about a plan change is Cedar's, in the router.
 
 Ports come from :class:`~loopwright.cloud.runtime.RuntimeSettings`: ``LOOPWRIGHT_ADAPTERS=aws``
 gives DynamoDB (store and queries), AgentCore Memory (checkpoints), Verified Permissions (Cedar),
@@ -50,7 +53,7 @@ from loopwright.cloud.runtime import RuntimeSettings, check_agent_for_adapters, 
 from loopwright.cloud.signin import SignInSettings, build_signin_router
 from loopwright.controls import ControlService
 from loopwright.dashboard.api import ControlSubmitter, DashboardDeps, build_app
-from loopwright.dashboard.identity import CognitoIdentityResolver, IdentityError
+from loopwright.dashboard.identity import CognitoIdentityResolver
 from loopwright.dashboard.ports import (
     LoopQueries,
     LoopStatus,
@@ -63,17 +66,18 @@ from loopwright.dashboard.ports import (
 )
 from loopwright.exceptions import ConfigError, LoopFrameworkError
 from loopwright.models import (
+    AuthorizationRequest,
     Checkpoint,
     ControlRequest,
     ControlResult,
     IterationEvent,
     IterationEventType,
     LoopConfig,
-    operators_group,
+    PolicyDecision,
 )
 from loopwright.models.plans import InspectionPacket, Plan
 from loopwright.plans.ports import PlanExecutor, PlanStore
-from loopwright.ports import CheckpointStore, LoopStore
+from loopwright.ports import CheckpointStore, LoopStore, PolicyEngine
 
 Mode = Literal["read", "controls", "plans", "all"]
 #: Methods each mode serves (HEAD and OPTIONS never reach the functions: API Gateway has no such
@@ -89,11 +93,6 @@ MODE_POST_PATHS: dict[str, re.Pattern[str]] = {
     "controls": re.compile(r"^/api/loops/[^/]+/[a-z]+$"),
     "plans": re.compile(r"^/api/(projects/[^/]+/plan|plans/[^/]+/(dispatch|verify))$"),
 }
-#: Plan routes that change a project's plans: (path pattern, where the project is).
-_PLAN_CHANGES = (
-    (re.compile(r"^/api/projects/(?P<project>[^/]+)/plan$"), "path"),
-    (re.compile(r"^/api/plans/[^/]+/(dispatch|verify)$"), "query"),
-)
 _JSON = {"Content-Type": "application/json", "Cache-Control": "no-store"}
 
 
@@ -160,8 +159,14 @@ class _NoControls:
         raise LoopFrameworkError("controls are served by the dashboard's controls function")
 
 
-class _NoPlanChanges(PlanExecutor):
-    """The plan executor of the ``read`` function: none (POST is answered 405 before routing)."""
+class _NoPlanChanges(PlanExecutor, PolicyEngine):
+    """The plan executor and policy engine of the ``read`` function: none (POST is answered 405
+    before routing; were one to arrive, Cedar would deny it)."""
+
+    def is_authorized(self, request: AuthorizationRequest) -> PolicyDecision:
+        return PolicyDecision(
+            allowed=False, errors=["plan changes are served by the dashboard's plans function"]
+        )
 
     def _refuse(self) -> LoopFrameworkError:
         return LoopFrameworkError("plan changes are served by the dashboard's plans function")
@@ -248,13 +253,33 @@ def _plan_routers(settings: RuntimeSettings, dashboard: DashboardSettings) -> li
         return []
     from loopwright.adapters.aws.dynamodb_plan_store import DynamoDbPlanStore  # AWS only
     from loopwright.planapi.router import PlanApiDeps, build_plan_router
+    from loopwright.plans.authorize import PlanAuthorizer
     from loopwright.plans.decompose import ConditionPlanner
 
     store = DynamoDbPlanStore(dashboard.plans_table, region_name=settings.region)
     executor: PlanExecutor = _NoPlanChanges()
+    policy: PolicyEngine = _NoPlanChanges()
     if dashboard.mode != "read":
         executor = _plan_executor(store, settings, dashboard)
-    return [build_plan_router(PlanApiDeps(store=store, planner=ConditionPlanner(), executor=executor))]
+        policy = _policy_engine(settings)
+    deps = PlanApiDeps(
+        store=store,
+        planner=ConditionPlanner(),
+        executor=executor,
+        authorizer=PlanAuthorizer(policy),
+        identity=CognitoIdentityResolver(),
+    )
+    return [build_plan_router(deps)]
+
+
+def _policy_engine(settings: RuntimeSettings) -> PolicyEngine:
+    """Verified Permissions (``POLICY_STORE_ID``, ``POLICY_MAP``) for the plan changes; without
+    the Memory and loop tables the full :func:`ports` would ask for."""
+    from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine  # AWS only
+
+    return VerifiedPermissionsPolicyEngine.from_json(
+        settings.require("policy_store_id"), settings.require("policy_map"), region_name=settings.region
+    )
 
 
 def _plan_executor(store: PlanStore, settings: RuntimeSettings, dashboard: DashboardSettings) -> PlanExecutor:
@@ -339,8 +364,8 @@ def error_answer(
 
 def refusal(event: Mapping[str, Any], mode: str) -> dict[str, Any] | None:
     """The answer to a request this function does not serve: 405 for a method of another mode
-    (with ``Allow``), 404 for a POST route of the other POST mode, 401/403 for a plan change by a
-    caller outside the project's operators group; None when the request goes on to the resolver."""
+    (with ``Allow``), 404 for a POST route of the other POST mode; None when the request goes on
+    to the resolver (which authorizes controls and plan changes with Cedar)."""
     method = str(event.get("httpMethod") or "").upper()
     allowed = MODE_METHODS.get(mode, MODE_METHODS["all"])
     if method not in allowed:
@@ -356,32 +381,4 @@ def refusal(event: Mapping[str, Any], mode: str) -> dict[str, Any] | None:
         return error_answer(
             404, "not_found", f"POST {path[:200]} is not served by the dashboard's {mode} function"
         )
-    if method == "POST":
-        return _plan_change_refusal(event)
-    return None
-
-
-def _plan_change_refusal(event: Mapping[str, Any]) -> dict[str, Any] | None:
-    path = str(event.get("path") or "")
-    for pattern, where in _PLAN_CHANGES:
-        found = pattern.match(path)
-        if found is None:
-            continue
-        query = event.get("queryStringParameters") or {}
-        project = found.group("project") if where == "path" else str(query.get("project") or "")
-        if not project:
-            return None  # the plan router answers 400 naming the missing ?project=
-        try:
-            identity = CognitoIdentityResolver()(event)
-        except IdentityError as exc:
-            code = "unauthenticated" if exc.status == 401 else "bad_request"
-            return error_answer(exc.status, code, str(exc), field=exc.field)
-        group = operators_group(project)
-        if group not in identity.groups:
-            return error_answer(
-                403,
-                "forbidden",
-                f"{identity.principal} may not change the plans of project {project[:128]!r}: only "
-                f"members of {group} may",
-            )
     return None

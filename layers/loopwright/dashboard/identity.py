@@ -6,7 +6,9 @@
   Request headers are never read.
 - Local (:class:`LocalIdentityResolver`): the dashboard's user (``loopwright dashboard --user``,
   default the OS user); a request may act as another user with the ``X-Loopwright-User`` header
-  (only the local server installs this resolver: that is how a refused control is shown). Groups
+  (only the local server installs this resolver: that is how a refused control is shown), and
+  only when the server is bound to a loopback address: on any other address the header is
+  refused (400), since the access token says nothing about who holds it. Groups
   come from the operators file ``<state_dir>/operators.toml``::
 
       [projects.demo]
@@ -62,6 +64,14 @@ class Identity:
     operates_all_projects: bool = False
     source: str = "local"
     impersonation_header: str | None = None
+
+    def groups_for(self, project: str) -> list[str]:
+        """The groups to give Cedar for a request about ``project``: :attr:`groups`, plus the
+        project's operators group when :attr:`operates_all_projects`."""
+        groups = list(self.groups)
+        if self.operates_all_projects and operators_group(project) not in groups:
+            groups.append(operators_group(project))
+        return groups
 
 
 class IdentityResolver(Protocol):
@@ -174,7 +184,8 @@ class LocalIdentityResolver:
     Args:
         user: the dashboard's user.
         operators_path: the operators file; re-read when its modification time changes.
-        allow_impersonation: honour :data:`IMPERSONATION_HEADER` (the local server does).
+        allow_impersonation: honour :data:`IMPERSONATION_HEADER` (a dashboard bound to a loopback
+            address does); otherwise a request carrying it is refused (400 naming the header).
     """
 
     user: str
@@ -200,11 +211,17 @@ class LocalIdentityResolver:
 
     def __call__(self, event: Mapping[str, Any]) -> Identity:
         name = self.user
-        if self.allow_impersonation:
-            headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
-            asked = headers.get(IMPERSONATION_HEADER.lower())
-            if asked:
-                name = _check_name(str(asked).strip(), IMPERSONATION_HEADER)
+        headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
+        asked = headers.get(IMPERSONATION_HEADER.lower())
+        if asked and not self.allow_impersonation:
+            raise IdentityError(
+                f"{IMPERSONATION_HEADER}: acting as another user works only on a dashboard bound to a "
+                "loopback address (127.0.0.1, ::1); this one is not: send the request without it",
+                status=400,
+                field=IMPERSONATION_HEADER,
+            )
+        if asked:
+            name = _check_name(str(asked).strip(), IMPERSONATION_HEADER)
         header = IMPERSONATION_HEADER if self.allow_impersonation else None
         operators = self.operators()
         if operators is None:

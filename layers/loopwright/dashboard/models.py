@@ -6,10 +6,11 @@ Units everywhere: iterations (count), tokens, seconds; times are ISO 8601 UTC. E
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from loopwright.dashboard.ports import LoopSummary, MetricsResult, Page
 from loopwright.models import (
@@ -19,17 +20,45 @@ from loopwright.models import (
     LoopOutcome,
     LoopPhase,
 )
+from loopwright.models.types import MAX_TOKENS
 
+#: Every error code of the dashboard's and the plans' routes, the local server's refusals and the
+#: dashboard Lambda's (one lower-case vocabulary; ``unavailable`` is the page's own, for a server
+#: it cannot reach).
 ErrorCode = Literal[
     "bad_request",
     "unauthenticated",
     "forbidden",
     "not_found",
+    "method_not_allowed",
+    "request_timeout",
     "conflict",
+    "payload_too_large",
     "unsupported_media_type",
     "internal",
     "unavailable",
 ]
+
+
+def one_of_required(
+    schema: dict[str, Any], names: list[str], *, keyword: str = "oneOf", also_not_null: Sequence[str] = ()
+) -> None:
+    """Document in ``schema`` (a model's JSON schema, changed in place) that one of the fields
+    ``names`` is required (``oneOf``: exactly one; ``anyOf``: at least one), and that those
+    fields, optional in Python (``X | None = None``), are never ``null`` on the wire: their
+    ``{"type": "null"}`` alternative and ``"default": null`` are dropped (the model refuses a
+    null), as are those of ``also_not_null``."""
+    schema[keyword] = [{"required": [name]} for name in names]
+    properties: dict[str, dict[str, Any]] = schema.get("properties", {})
+    for name in [*names, *also_not_null]:
+        field_schema = properties[name]
+        variants = [v for v in field_schema.pop("anyOf", []) if v != {"type": "null"}]
+        if len(variants) == 1:
+            field_schema.update(variants[0])
+        elif variants:
+            field_schema["anyOf"] = variants
+        if field_schema.get("default", ...) is None:
+            del field_schema["default"]
 
 
 class ErrorDetail(BaseModel):
@@ -204,12 +233,26 @@ class ApproveBody(ControlBody):
 
 
 class LimitsBody(ControlBody):
-    """Body of limits: each given limit replaces the loop's; at least one. Units: iterations,
-    tokens, wall-clock seconds."""
+    """Body of limits: each given limit replaces the loop's; at least one (the document says so
+    with ``anyOf``). Units: iterations, tokens, wall-clock seconds. A limit is left out rather
+    than sent as ``null`` (refused, naming it)."""
+
+    model_config = ConfigDict(
+        json_schema_extra=lambda schema: one_of_required(
+            schema, ["max_iterations", "token_budget", "max_duration_seconds"], keyword="anyOf"
+        )
+    )
 
     max_iterations: int | None = Field(default=None, ge=1, le=100_000)
-    token_budget: int | None = Field(default=None, ge=1)
+    token_budget: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
     max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
+
+    @field_validator("max_iterations", "token_budget", "max_duration_seconds", mode="before")
+    @classmethod
+    def _not_null(cls, value: object, info: ValidationInfo) -> object:
+        if value is None:
+            raise ValueError(f"null is not a limit; leave {info.field_name} out to keep the loop's")
+        return value
 
     @model_validator(mode="after")
     def _one_given(self) -> LimitsBody:

@@ -46,3 +46,16 @@ class MergeConflictError(PlanError):
     def __init__(self, message: str, *, paths: list[str]) -> None:
         super().__init__(message)
         self.paths = paths
+
+
+class PlanDeniedError(PlanError):
+    """Cedar refused a change to a project's plans (``policies/plans.cedar``); nothing was written.
+
+    Attributes:
+        policy_ids: the ``@id`` of each policy that determined the denial (empty: no policy
+            permits it, the caller is not in the project's operators group).
+    """
+
+    def __init__(self, message: str, *, policy_ids: list[str]) -> None:
+        super().__init__(message)
+        self.policy_ids = policy_ids
