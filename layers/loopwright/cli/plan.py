@@ -33,10 +33,9 @@ from loopwright.adapters.local.file_planner import read_plan_file
 from loopwright.cli.display import format_duration
 from loopwright.config_loader import find_config, read_config_file
 from loopwright.engine.local import DB_FILE_NAME, state_dir_for
-from loopwright.engine.local_controls import local_user
+from loopwright.engine.local_controls import local_caller
 from loopwright.engine.plan_dispatch import LocalPlans
 from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
-from loopwright.models import operators_group
 from loopwright.models.plans import (
     DEFAULT_PLAN_CONCURRENCY,
     MAX_PLAN_CONCURRENCY,
@@ -135,11 +134,14 @@ def _project(root: Path, given: str | None) -> str:
         _fail(f"--project: {given!r} is not a project id (letters, digits, '.', '_', '-')", EXIT_BAD_INPUT)
 
 
-def _authorize(action: PlanAction, project: str) -> None:
-    """Ask Cedar whether the local user may ``action`` the plans of ``project`` (exit 3 if not)."""
+def _authorize(action: PlanAction, project: str, root: Path) -> None:
+    """Ask Cedar whether the caller (the local user, or a loop's agent when run from inside a
+    loop's processes: :func:`local_caller`) may ``action`` the plans of ``project`` (exit 3 if
+    not)."""
+    caller = local_caller(state_dir_for(root))
     try:
         PlanAuthorizer(CedarPolicyEngine()).authorize(
-            action, project, principal=local_user(), groups=[operators_group(project)]
+            action, project, principal=caller.principal, groups=caller.groups(project)
         )
     except PlanDeniedError as exc:
         _fail(str(exc), EXIT_POLICY)
@@ -263,7 +265,7 @@ def create(
         except ConfigError as exc:
             where = "" if str(exc).startswith(str(file)) else f"{file}: "
             _fail(f"plan file {where}{exc}", EXIT_BAD_INPUT)
-        _authorize(PlanAction.CREATE, chosen)
+        _authorize(PlanAction.CREATE, chosen, root)
         with LocalPlans(root) as plans:
             plan = create_plan(plans.store, chosen, draft)
     else:
@@ -274,7 +276,7 @@ def create(
             try:
                 loop_project = plans.loops.get_state(from_loop).project
                 chosen = _project(root, project or loop_project)
-                _authorize(PlanAction.CREATE, chosen)
+                _authorize(PlanAction.CREATE, chosen, root)
                 packet = plans.inspect_loop(chosen, from_loop)
             except (LoopNotFoundError, ConfigError) as exc:
                 _fail(f"--from-loop: {exc}", EXIT_BAD_INPUT)
@@ -314,7 +316,7 @@ def dispatch(
         if not (quiet or as_json):
             console.print(event_line(event), highlight=False, soft_wrap=True)
 
-    _authorize(PlanAction.DISPATCH, chosen)
+    _authorize(PlanAction.DISPATCH, chosen, root)
     with _open(root, observer=show) as plans:
         try:
             plan = plans.dispatch(chosen, plan_id, concurrency=concurrency)
@@ -345,7 +347,7 @@ def verify(
     """Run gate:all on the merged result of a dispatched plan: VERIFIED or FAILED (no retry)."""
     root = _root(workspace)
     chosen = _project(root, project)
-    _authorize(PlanAction.VERIFY, chosen)
+    _authorize(PlanAction.VERIFY, chosen, root)
     with _open(root) as plans:
         try:
             plan = plans.verify(chosen, plan_id)
