@@ -243,6 +243,38 @@ class Options:
     results_dir: Path | None = RESULTS_DIR
 
 
+#: A server that answers every request at once with ``{}``: what the client, the connections and
+#: the machine cost on their own (the floor under any server's figures in the same run).
+_FLOOR_SERVER = """
+import asyncio
+async def handle(reader, writer):
+    await reader.readuntil(b"\\r\\n\\r\\n")
+    writer.write(b"HTTP/1.1 200 OK\\r\\nContent-Length: 2\\r\\nConnection: close\\r\\n\\r\\n{}")
+    await writer.drain()
+    writer.close()
+async def main():
+    server = await asyncio.start_server(handle, "127.0.0.1", 0, backlog=2048)
+    print(server.sockets[0].getsockname()[1], flush=True)
+    await server.serve_forever()
+asyncio.run(main())
+"""
+
+
+def floor(options: Options) -> dict[str, float]:
+    """p50/p95/max of the same rounds against :data:`_FLOOR_SERVER` (its own process)."""
+    process = subprocess.Popen([sys.executable, "-c", _FLOOR_SERVER], stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        port = int(process.stdout.readline())
+        result = Result()
+        for _ in range(options.rounds):
+            fire(port, [Request("GET", "/") for _ in range(options.concurrency)], options.concurrency, result)
+        return percentiles(result.latencies["GET"])
+    finally:
+        process.kill()
+        process.wait()
+
+
 def run_benchmark(options: Options, *, log: Any = lambda _: None) -> dict[str, Any]:
     """Seed, start the dashboard, fire the rounds; returns the figures (also written to
     ``options.results_dir`` unless None)."""
@@ -264,6 +296,7 @@ def run_benchmark(options: Options, *, log: Any = lambda _: None) -> dict[str, A
             stop_dashboard(process)
     everything = result.latencies["GET"] + result.latencies["POST"]
     overall = percentiles(everything)
+    baseline = floor(options)
     figures: dict[str, Any] = {
         "meta": {
             "time": datetime.now(UTC).isoformat(timespec="seconds"),
@@ -284,6 +317,7 @@ def run_benchmark(options: Options, *, log: Any = lambda _: None) -> dict[str, A
         "all": overall,
         "get": percentiles(result.latencies["GET"]),
         "post": percentiles(result.latencies["POST"]),
+        "floor": baseline,
         "target": {
             "p95_ms_below": TARGET_P95_MS,
             "pass": result.resets == 0 and not result.errors and overall["p95_ms"] < TARGET_P95_MS,
@@ -314,6 +348,11 @@ def render(figures: dict[str, Any]) -> str:
         lines.append(
             f"{name:<10} {row['n']:>6} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f}"
         )
+    row = figures["floor"]
+    lines.append(
+        f"{'floor':<10} {row['n']:>6} {row['p50_ms']:>8.1f} {row['p95_ms']:>8.1f} {row['max_ms']:>8.1f}"
+        "   (a server answering {} at once: the client and the connections alone)"
+    )
     lines += ["", *figures["errors"][:5]]
     verdict = "PASS" if figures["target"]["pass"] else "MISS"
     lines.append(f"issue 11 target, no reset and p95 < {TARGET_P95_MS:g} ms: {verdict}")
