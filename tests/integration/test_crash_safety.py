@@ -540,3 +540,54 @@ def test_a_resume_under_changed_policies_needs_an_operator_to_accept_them(
     assert len(changes) == 1 and changes[0].data["changed"] == ["iteration_limit.cedar"]
     assert changes[0].data["principal"].startswith('User::"')
     assert _store(workspace).get_state("rules").policy_files != recorded
+
+
+AGENT_POSTING_TO_THE_DASHBOARD = textwrap.dedent(
+    """
+    import json, os, pathlib, sys, urllib.error, urllib.request
+    url, log = sys.argv[1], pathlib.Path(sys.argv[2])
+    loop = os.environ["LOOPWRIGHT_LOOP_ID"]
+    body = json.dumps({"max_iterations": 6}).encode()
+    request = urllib.request.Request(
+        f"{url}api/loops/{loop}/limits", data=body, method="POST",
+        headers={"Content-Type": "application/json", "X-Loopwright-User": "alice"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as answer:
+            status, text = answer.status, answer.read().decode()
+    except urllib.error.HTTPError as exc:
+        status, text = exc.code, exc.read().decode()
+    with log.open("a") as f:
+        f.write(json.dumps({"status": status, "body": json.loads(text)}) + "\\n")
+    """
+)
+
+
+def test_an_agent_cannot_raise_its_limits_through_the_local_dashboard(tmp_path: Path) -> None:
+    # Given a local dashboard whose user operates every project, and a loop of 2 iterations whose
+    # agent asks that dashboard (as its user, even naming her) to raise the limit to 6
+    from tests.integration.test_dashboard_server import serve
+
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    agent, log = tmp_path / "agent.py", tmp_path / "agent.log"
+    agent.write_text(AGENT_POSTING_TO_THE_DASHBOARD)
+    with serve(workspace / ".loopwright", user="alice") as served:
+        config = files_loop_config(
+            tmp_path / "loop.toml",
+            files=99,
+            agent_argv=[sys.executable, str(agent), served.url, str(log)],
+            max_iterations=2,
+        )
+
+        # When the loop runs
+        done = cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "caller", "--json")
+
+        # Then the dashboard took each request for the loop's agent, Cedar refused it, and the
+        # human's limit held; a request of the human herself is still hers
+        assert done.returncode == 3, done.stderr
+        answers = [json.loads(line) for line in log.read_text().splitlines()]
+        assert [a["status"] for a in answers] == [403, 403], answers
+        assert all("agent-cannot-raise-limit" in a["body"]["error"]["policy_ids"] for a in answers)
+        assert _store(workspace).get_state("caller").config.max_iterations == 2
+        status, body, _ = served.post("/api/loops/caller/limits", {"max_iterations": 3})
+        assert status == 200, body

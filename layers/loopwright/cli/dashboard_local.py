@@ -18,6 +18,7 @@ from pathlib import Path
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.adapters.local.peer import loop_of_client
 from loopwright.adapters.local.sqlite_queries import SqliteQueries
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.dashboard.api import DashboardDeps
@@ -152,7 +153,10 @@ def local_dashboard(
     queries = SqliteQueries(state_dir / DB_FILE_NAME)
     resumer = BackgroundResumer(state_dir, log=log)
     identity = LocalIdentityResolver(
-        user=user, operators_path=state_dir / OPERATORS_FILE_NAME, allow_impersonation=allow_impersonation
+        user=user,
+        operators_path=state_dir / OPERATORS_FILE_NAME,
+        allow_impersonation=allow_impersonation,
+        agent_of=lambda event: loop_of_client(state_dir, event),  # a loop's agent acts as itself
     )
     policy = CedarPolicyEngine()
     deps = DashboardDeps(

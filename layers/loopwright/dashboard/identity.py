@@ -23,7 +23,7 @@ from __future__ import annotations
 import os
 import re
 import tomllib
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -186,11 +186,17 @@ class LocalIdentityResolver:
         operators_path: the operators file; re-read when its modification time changes.
         allow_impersonation: honour :data:`IMPERSONATION_HEADER` (a dashboard bound to a loopback
             address does); otherwise a request carrying it is refused (400 naming the header).
+        agent_of: given a state-changing request (not GET/HEAD), the id of the loop whose
+            processes sent it, if any: such a request acts as ``Agent::"<loop_id>"`` (no groups),
+            whatever its headers say, so an agent cannot reach the controls as the user
+            through the dashboard either (locally: its client socket's process, see
+            :func:`loopwright.adapters.local.peer.loop_of_client`).
     """
 
     user: str
     operators_path: Path
     allow_impersonation: bool = True
+    agent_of: Callable[[Mapping[str, Any]], str | None] | None = None
     _cache: tuple[float | None, dict[str, list[str]] | None] = field(default=(None, None), repr=False)
 
     def __post_init__(self) -> None:
@@ -210,6 +216,10 @@ class LocalIdentityResolver:
         return self._cache[1]
 
     def __call__(self, event: Mapping[str, Any]) -> Identity:
+        if self.agent_of is not None and str(event.get("httpMethod", "GET")).upper() not in ("GET", "HEAD"):
+            loop_id = self.agent_of(event)
+            if loop_id is not None:
+                return Identity(principal=f'Agent::"{loop_id}"', source="local")
         name = self.user
         headers = {str(k).lower(): v for k, v in (event.get("headers") or {}).items()}
         asked = headers.get(IMPERSONATION_HEADER.lower())

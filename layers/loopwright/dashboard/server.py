@@ -96,7 +96,12 @@ Send = Callable[[Message], Awaitable[None]]
 
 
 def http_to_event(
-    method: str, target: str, headers: list[tuple[str, str]], body: bytes, client_ip: str = "127.0.0.1"
+    method: str,
+    target: str,
+    headers: list[tuple[str, str]],
+    body: bytes,
+    client_ip: str = "127.0.0.1",
+    client_port: int | None = None,
 ) -> dict[str, Any]:
     """The API Gateway REST proxy event of one HTTP request (``target`` is path plus query)."""
     parts = urlsplit(target)
@@ -129,7 +134,7 @@ def http_to_event(
             "path": path,
             "stage": LOCAL_STAGE,
             "requestId": str(uuid.uuid4()),
-            "identity": {"sourceIp": client_ip},
+            "identity": {"sourceIp": client_ip, **({"sourcePort": client_port} if client_port else {})},
         },
     }
 
@@ -225,7 +230,12 @@ class DashboardAsgi:
             else:
                 body = await _read_body(receive, headers)
                 event = http_to_event(
-                    "GET" if method == "HEAD" else method, target, headers, body, _client(scope)
+                    "GET" if method == "HEAD" else method,
+                    target,
+                    headers,
+                    body,
+                    _client(scope),
+                    _client_port(scope),
                 )
                 loop = asyncio.get_running_loop()
                 response = await loop.run_in_executor(self.executor, self._resolve, event)
@@ -310,6 +320,11 @@ class DashboardAsgi:
 
 class _Disconnected(Exception):
     """The client went away before its request was read."""
+
+
+def _client_port(scope: Scope) -> int | None:
+    client = scope.get("client")
+    return int(client[1]) if client and len(client) > 1 and client[1] else None
 
 
 def _client(scope: Scope) -> str:
