@@ -55,6 +55,16 @@ RESUMABLE_OUTCOMES = frozenset(
 )
 
 
+def policy_files_changed(state: LoopState, policy: PolicyEngine) -> list[str]:
+    """Names of the policy files added, removed or changed since ``state``'s loop recorded its
+    policy set (empty when it recorded none, or ``policy`` cannot tell, as Verified Permissions)."""
+    now = policy.policy_files()
+    if state.policy_files is None or now is None:
+        return []
+    before = state.policy_files
+    return sorted(name for name in before.keys() | now.keys() if before.get(name) != now.get(name))
+
+
 def cedar_action(action: ControlAction) -> str:
     """The Cedar action uid of a control, e.g. ``Action::"StopLoop"``."""
     return f'Action::"{CONTROL_CEDAR_ACTIONS[action]}"'
@@ -141,16 +151,32 @@ class ControlService:
             control=request, status=status, message=message, phase=phase, policy_ids=decision.policy_ids
         )
 
-    def authorize(self, request: ControlRequest) -> PolicyDecision:
+    def authorize(self, request: ControlRequest, *, accepting_policy_change: bool = False) -> PolicyDecision:
         """Only ask Cedar whether ``request`` is allowed (nothing is applied): for callers that
         act themselves once allowed, such as ``loopwright resume`` in the caller's terminal.
+        ``accepting_policy_change``: the caller resumes the loop under policy files that changed
+        since it started (an operator's acceptance, see :func:`check_policy_set`): the request is
+        decided by the files as they are now instead of being refused for the change.
 
         Raises :class:`~loopwright.exceptions.LoopNotFoundError` and :class:`ControlDeniedError`.
         """
-        return self._authorize(request, self.store.get_state(request.loop_id))
+        state = self.store.get_state(request.loop_id)
+        return self._authorize(request, state, policy_change_accepted=accepting_policy_change)
 
     # ----------------------------------------------------------------------------- Cedar
-    def _authorize(self, request: ControlRequest, state: LoopState) -> PolicyDecision:
+    def _authorize(
+        self, request: ControlRequest, state: LoopState, *, policy_change_accepted: bool = False
+    ) -> PolicyDecision:
+        changed = policy_files_changed(state, self.policy)
+        if changed and not policy_change_accepted:
+            # Policies edited on disk (by an agent running as the user, say) never decide a
+            # control of a loop recorded under other ones.
+            raise ControlDeniedError(
+                f"the Cedar policies changed since loop {state.loop_id!r} last ran "
+                f"({', '.join(changed)}): no control is decided by them until an operator accepts "
+                f"them with `loopwright resume {state.loop_id} --accept-policy-change`",
+                policy_ids=[],
+            )
         decision = self.policy.is_authorized(authorization_request(request, state))
         if decision.allowed:
             return decision

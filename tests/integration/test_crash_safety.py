@@ -531,7 +531,7 @@ def test_a_resume_under_changed_policies_needs_an_operator_to_accept_them(
     accepted = cli("resume", "rules", "-w", str(workspace), "--accept-policy-change", "--quiet")
 
     # Then a plain resume is refused naming the file and the way to accept it, and nothing ran
-    assert refused.returncode == 2, refused.stderr
+    assert refused.returncode == 3, refused.stderr
     assert "iteration_limit.cedar" in refused.stderr and "--accept-policy-change" in refused.stderr
     # And an operator's acceptance is recorded with who accepted what, and the new rules apply
     assert accepted.returncode == 3, accepted.stderr
@@ -591,3 +591,76 @@ def test_an_agent_cannot_raise_its_limits_through_the_local_dashboard(tmp_path: 
         assert _store(workspace).get_state("caller").config.max_iterations == 2
         status, body, _ = served.post("/api/loops/caller/limits", {"max_iterations": 3})
         assert status == 200, body
+
+
+AGENT_REWRITING_THE_CONTROLS = textwrap.dedent(
+    """
+    import os, pathlib, subprocess, sys
+    policies, workspace, log = pathlib.Path(sys.argv[1]), sys.argv[2], pathlib.Path(sys.argv[3])
+    controls = policies / "controls.cedar"
+    text = controls.read_text()
+    if "agents-may-do-anything" not in text:
+        text = text.replace("forbid (", "permit (")  # every forbid becomes a permit
+        text += '@id("agents-may-do-anything")\\npermit (principal is Agent, action, resource);\\n'
+        controls.write_text(text)
+    done = subprocess.run(  # with the rewritten policies named (its own environment has none)
+        [sys.executable, "-m", "loopwright", "limits", os.environ["LOOPWRIGHT_LOOP_ID"], "-w", workspace,
+         "--max-iterations", "9"],
+        capture_output=True, text=True, env={**os.environ, "LOOPWRIGHT_POLICY_DIR": str(policies)},
+    )
+    with log.open("a") as f:
+        f.write(f"{done.returncode} {done.stderr.strip()}\\n")
+    """
+)
+
+
+def test_policies_an_agent_rewrites_decide_nothing_for_its_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a loop of 2 iterations under a copy of the policies, whose agent rewrites
+    # controls.cedar to let agents do anything, then raises its own limit
+    import shutil
+
+    from loopwright.adapters.local.cedar_policy import default_policy_dir
+
+    policies = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), policies)
+    monkeypatch.setenv("LOOPWRIGHT_POLICY_DIR", str(policies))
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    agent, log = tmp_path / "agent.py", tmp_path / "agent.log"
+    agent.write_text(AGENT_REWRITING_THE_CONTROLS)
+    config = files_loop_config(
+        tmp_path / "loop.toml",
+        files=99,
+        agent_argv=[sys.executable, str(agent), str(policies), str(workspace), str(log)],
+        max_iterations=2,
+    )
+
+    # When the loop runs
+    done = cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "rewriter", "--json")
+
+    # Then the rewritten policies decided nothing: the limit held, and each attempt was refused
+    assert done.returncode == 3, done.stderr
+    assert json.loads(done.stdout)["iterations"] == 2
+    attempts = log.read_text().splitlines()
+    assert attempts and all(a.startswith("3 ") and "policies changed" in a for a in attempts), attempts
+    assert _store(workspace).get_state("rewriter").config.max_iterations == 2
+
+    # And the agent cannot accept the change for itself, while the human still can
+    as_agent = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loopwright",
+            "resume",
+            "rewriter",
+            "-w",
+            str(workspace),
+            "--accept-policy-change",
+        ],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "LOOPWRIGHT_LOOP_ID": "rewriter"},
+    )
+    assert as_agent.returncode == 3 and "only a human operator" in as_agent.stderr
+    assert not _store(workspace).list_events("rewriter", types=[EV.POLICY_SET_CHANGED])

@@ -378,6 +378,13 @@ def resume(
     store = existing_store(root, loop_id)
     assert store is not None
     caller = local_caller(state_dir_for(root))
+    if accept_policy_change and caller.agent_of is not None:
+        store.close()
+        fail(
+            f"--accept-policy-change: {caller.principal} is a loop's agent; only a human operator may "
+            "accept changed policies",
+            EXIT_POLICY,
+        )
     try:
         state = store.get_state(loop_id)
         local_control_service(state_dir_for(root), store).authorize(
@@ -386,7 +393,8 @@ def resume(
                 action=ControlAction.RESUME,
                 principal=caller.principal,
                 groups=caller.groups(state.project),
-            )
+            ),
+            accepting_policy_change=accept_policy_change,
         )
     except LoopNotFoundError as exc:
         fail(str(exc), EXIT_BAD_INPUT)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from loopwright.controls import policy_files_changed
 from loopwright.exceptions import ConfigError, PolicySetChangedError
 from loopwright.models import IterationEventType, LoopState
 from loopwright.ports import PolicyEngine
@@ -32,11 +33,6 @@ def check_policy_location(policy: PolicyEngine, state_dir: Path) -> None:
         )
 
 
-def changed_files(before: dict[str, str], after: dict[str, str]) -> list[str]:
-    """Names of the policy files added, removed or changed between two recordings."""
-    return sorted(name for name in before.keys() | after.keys() if before.get(name) != after.get(name))
-
-
 def check_policy_set(
     state: LoopState, policy: PolicyEngine, record: Recorder, *, accepted_by: str | None = None
 ) -> None:
@@ -52,7 +48,7 @@ def check_policy_set(
     if state.policy_files is None:
         state.policy_files = files
         return
-    changed = changed_files(state.policy_files, files)
+    changed = policy_files_changed(state, policy)
     if not changed:
         return
     if accepted_by is None:
