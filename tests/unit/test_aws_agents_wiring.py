@@ -183,3 +183,10 @@ def test_an_agentcore_runtime_agent_gets_the_loops_branch_and_a_fetching_workspa
     )
     # The branch is on the remote before the agent runs, so the agent can check it out
     assert git("rev-parse", "loopwright/l1", cwd=remote).strip() == seed
+
+
+def test_bubblewrap_isolation_is_refused_on_aws_instead_of_ignored() -> None:
+    command = {"kind": "command", "command": ["a"], "timeout_seconds": 60}
+    isolated = config(command, {"url": "https://h/r.git"}).model_copy(update={"isolation": "bubblewrap"})
+    with pytest.raises(ConfigError, match="isolation: 'bubblewrap' is local"):
+        runtime.check_agent_for_adapters(isolated, "aws")

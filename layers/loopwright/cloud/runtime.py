@@ -162,6 +162,12 @@ def check_agent_for_adapters(config: LoopConfig, adapters: str, *, repository: s
                 "in AWS); locally use kind 'command' or 'python'"
             )
         return
+    if config.isolation != "none":
+        raise ConfigError(
+            f"isolation: {config.isolation!r} is local (bubblewrap on this machine); on AWS the agent "
+            "and the checks already run in the loop's own Code Interpreter session: remove "
+            "'isolation' from the config"
+        )
     if agent.kind is AgentKind.PYTHON:
         raise ConfigError(
             "agent.kind: 'python' agents run only locally (the function would not see the loop's "
