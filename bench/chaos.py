@@ -94,6 +94,7 @@ class Trial:
 
     number: int
     kills: list[str] = field(default_factory=list)
+    interrupted_agents: int = 0  # agent runs a kill ended mid-work (the rest fell elsewhere)
     problems: list[str] = field(default_factory=list)
     seconds: float = 0.0
 
@@ -278,10 +279,9 @@ def _check_ledger(
             kept.add(_git(repo, "show", f"{data['data']['ref']}:progress.txt").splitlines()[-1])
         except (subprocess.CalledProcessError, IndexError, KeyError):
             continue
-    interrupted = sorted(
-        {int(p["iteration"]) for p in processes.values() if p.get("agent") and not p.get("ended")}
-    )
-    for n in interrupted:
+    cut = [p for p in processes.values() if p.get("agent") and not p.get("ended")]
+    trial.interrupted_agents = len(cut)
+    for n in sorted({int(p["iteration"]) for p in cut}):
         if f"iteration {n}" not in kept:
             trial.problems.append(f"the interrupted work of iteration {n} is on no salvage ref")
 
@@ -303,13 +303,18 @@ def main(argv: list[str] | None = None) -> int:
             )
         results.append(trial)
         verdict = "ok  " if trial.passed else "FAIL"
+        shown = ", ".join(trial.kills) or "none"
         print(
-            f"  {verdict} trial {number:3d}: {trial.seconds:5.1f} s, kills {', '.join(trial.kills) or 'none'}"
+            f"  {verdict} trial {number:3d}: {trial.seconds:5.1f} s, kills {shown} "
+            f"({trial.interrupted_agents} mid-agent)"
         )
         for problem in trial.problems:
             print(f"         {problem}")
     passed = sum(t.passed for t in results)
     kills = sum(len(t.kills) for t in results)
+    mid_agent = sum(t.interrupted_agents for t in results)
+    print(f"chaos: {mid_agent} of the {kills} kills ended an agent mid-work; the others fell in start-up,")
+    print("  restore, commit, checkpoint or evaluation")
     print(
         f"chaos: {passed}/{len(results)} trials passed ({kills} kills); no duplicate or lost iteration"
         if passed == len(results)
