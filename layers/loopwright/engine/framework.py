@@ -21,7 +21,6 @@ Example::
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,11 +30,18 @@ from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.controls import RESUMABLE_OUTCOMES
 from loopwright.engine.containment import contain, release
-from loopwright.engine.local import build_agent, build_workspace, local_ports, state_dir_for
+from loopwright.engine.local import (
+    as_checkpoints,
+    build_agent,
+    build_workspace,
+    local_ports,
+    missing_port,
+    state_dir_for,
+)
 from loopwright.engine.lock import LoopLock, workspace_lock
 from loopwright.engine.policy_set import check_policy_location, check_policy_set
-from loopwright.engine.restore import keep_work, restore_loop
-from loopwright.engine.step_writer import DeferredCheckpoints, StartWriter
+from loopwright.engine.restore import interrupt, restore_loop
+from loopwright.engine.step_writer import StepWriter
 from loopwright.engine.tracing import Tracing, tracing_enabled
 from loopwright.exceptions import (
     ConfigError,
@@ -57,13 +63,11 @@ from loopwright.models import (
     LoopState,
     NextAction,
     new_id,
-    utcnow,
 )
 from loopwright.models.types import loop_id_problem
 from loopwright.ports import (
     LOCAL_PRINCIPAL,
     Agent,
-    AtomicCheckpointStore,
     CheckpointStore,
     LoopStore,
     PolicyEngine,
@@ -122,21 +126,16 @@ class LoopFramework:
         defaults = None
         if store is None or sandbox is None or policy is None:
             defaults = local_ports(self.state_dir)
-        self.store: LoopStore = store or (defaults.store if defaults else _missing("store"))
-        self.checkpoints: CheckpointStore = checkpoints or _as_checkpoints(self.store)
-        self.sandbox: Sandbox = sandbox or (defaults.sandbox if defaults else _missing("sandbox"))
-        self.policy: PolicyEngine = policy or (defaults.policy if defaults else _missing("policy"))
+        self.store: LoopStore = store or (defaults.store if defaults else missing_port("store"))
+        self.checkpoints: CheckpointStore = checkpoints or as_checkpoints(self.store)
+        self.sandbox: Sandbox = sandbox or (defaults.sandbox if defaults else missing_port("sandbox"))
+        self.policy: PolicyEngine = policy or (defaults.policy if defaults else missing_port("policy"))
         self._agent = agent
         self._workspace_adapter = workspace_adapter
         self._observer = observer
         self._state: LoopState | None = None
         self._active = False
-        self._pending_events: list[IterationEvent] = []  # recorded, not yet written to the store
-        # A step's checkpoint waits for the step's state write when the store takes both at once.
-        atomic = self.checkpoints is self.store and isinstance(self.store, AtomicCheckpointStore)
-        self._atomic_store: AtomicCheckpointStore | None = self.store if atomic else None  # type: ignore[assignment]
-        self._deferred = DeferredCheckpoints(self.checkpoints) if atomic else None
-        self._start_writer = StartWriter(self.store)
+        self._writer = StepWriter(self.store, self.checkpoints)  # events, checkpoint, state writes
         self._tracing = Tracing(enabled=False)
         self._lock = LoopLock(self.state_dir, self.loop_id)
 
@@ -250,9 +249,9 @@ class LoopFramework:
             message=message,
             data={k: v for k, v in data.items() if v is not None},
         )
-        self._pending_events.append(event)
+        self._writer.pending.append(event)
         if not self._active:
-            self._flush_events()
+            self._writer.flush_events()
         if self._tracing.enabled:
             attributes: dict[str, Any] = {
                 "loopwright.loop_id": self.loop_id,
@@ -347,14 +346,14 @@ class LoopFramework:
             raise
         finally:
             self._active = False
-            self._start_writer.close()
+            self._writer.close()
             release(self.sandbox)
-            if self._pending_events and self._state is not None:
+            if self._writer.pending and self._state is not None:
                 # Ended by an error: write what was recorded, with the state it belongs to.
                 try:
-                    self._save()
+                    self._writer.save(self.get_state())
                 except LoopFrameworkError:
-                    self._flush_events()
+                    self._writer.flush_events()
             self._lock.release()
 
     # ----------------------------------------------------------------------------- internals
@@ -376,35 +375,6 @@ class LoopFramework:
         self._agent = agent
         return agent
 
-    def _flush_events(self) -> None:
-        if self._pending_events:
-            self.store.append_events(self._pending_events)
-            self._pending_events = []
-
-    def _save(self) -> None:
-        # One state object lives for the whole run (observers hold it): only its version moves.
-        # The step's pending events are written in the same transaction as the state.
-        state = self.get_state()
-        state.updated_at = utcnow()
-        events, self._pending_events = self._pending_events, []
-        pending = self._deferred.take() if self._deferred is not None else None
-        try:
-            if pending is not None and self._atomic_store is not None:
-                state.version = self._atomic_store.save_state_with_checkpoint(state, events, *pending).version
-            else:
-                state.version = self.store.save_state(state, events).version
-        except LoopFrameworkError:
-            self._pending_events = events + self._pending_events
-            if self._deferred is not None:
-                self._deferred.put_back(pending)
-            raise
-
-    @property
-    def _step_checkpoints(self) -> CheckpointStore:
-        """Where the steps of a run save checkpoints: held for the step's state write when the
-        store writes both in one transaction (see :mod:`loopwright.engine.step_writer`)."""
-        return self._deferred if self._deferred is not None else self.checkpoints
-
     def _start_session(self, resuming: bool, resume_from: str | Checkpoint | None) -> None:
         state = self.get_state()
         self.store.clear_stop(self.loop_id)
@@ -412,7 +382,7 @@ class LoopFramework:
             self._restore(resume_from)
             state = self.get_state()
         workflow.start_session(state, self.emit_event, agent_name=self.agent_name)
-        self._save()
+        self._writer.save(self.get_state())
 
     def _restore(self, resume_from: str | Checkpoint | None) -> None:
         """Continue from a checkpoint (see :func:`loopwright.engine.restore.restore_loop`)."""
@@ -422,6 +392,7 @@ class LoopFramework:
             workspace=self._workspace,
             record=self.emit_event,
             resume_from=resume_from,
+            recorded=self._salvage_recorded,
         )
         if restored is not None:
             self._state = restored.state
@@ -434,13 +405,16 @@ class LoopFramework:
                 skipped_corrupt=restored.skipped_corrupt,
             )
 
+    def _salvage_recorded(self, ref: str) -> bool:
+        return self._writer.recorded(self.loop_id, _EV.WORK_SALVAGED, ref=ref)
+
     def _halt(self) -> workflow.Halt:
         """Apply the loop's queued controls; the stop or pause they ask for, if any."""
         halt = workflow.apply_controls(
             self.get_state(), self.store.pending_controls(self.loop_id), self.emit_event
         )
         if halt.applied:
-            self._save()
+            self._writer.save(self.get_state())
             self.store.clear_controls(self.loop_id, halt.applied)
         return halt
 
@@ -470,35 +444,24 @@ class LoopFramework:
             "loopwright.iteration", {"loopwright.loop_id": self.loop_id, "loopwright.iteration": number}
         ):
             workflow.begin_iteration(state, self.emit_event)
-            # An operator sees the iteration start while the agent works. An in-process agent may
-            # take microseconds: its start is written only if it works for a while, else with
-            # the rest of the iteration (see loopwright.engine.step_writer).
+            # An operator sees the iteration start while the agent works; an in-process agent's
+            # start only if it works a while (see loopwright.engine.step_writer).
             if agent.in_process:
-                self._start_writer.arm(
-                    state.model_copy(update={"updated_at": utcnow()}), self._pending_events
-                )
+                self._writer.write_start_later(state)
             else:
-                self._save()
+                self._writer.save(self.get_state())
             try:
                 workflow.run_iteration(
                     state, agent, self._workspace(), self.emit_event, state_dir=self.state_dir
                 )
             finally:
-                self._settle()
+                self._writer.settle(state)
             if state.workspace_problem:  # nothing was committed: a human looks before anything else
-                self._save()
+                self._writer.save(self.get_state())
                 return decide(pause_reason=state.workspace_problem)
-            workflow.checkpoint_if_due(state, self._step_checkpoints, self.emit_event)
-            self._save()
+            workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event)
+            self._writer.save(self.get_state())
             return self._evaluate_and_decide()
-
-    def _settle(self) -> None:
-        """Account for a start write the writer made: the stored version moved, and the events it
-        wrote (the oldest pending ones) are no longer pending."""
-        written = self._start_writer.settle()
-        if written is not None:
-            self.get_state().version, count = written
-            del self._pending_events[:count]
 
     def _evaluate_and_decide(self) -> Decision:
         state = self.get_state()
@@ -520,34 +483,18 @@ class LoopFramework:
 
     def _finish(self, decision: Decision) -> LoopResult:
         state = self.get_state()
-        workflow.checkpoint_if_due(state, self._step_checkpoints, self.emit_event, final=True)
+        workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event, final=True)
         workflow.finish(state, decision, self.emit_event)
-        self._save()
+        self._writer.save(self.get_state())
         return LoopResult.from_state(state)
 
     def _interrupt(self, reason: str) -> None:
-        state = self._state
-        if state is None:
-            return
-        if state.phase is LoopPhase.ITERATING and self._workspace_adapter is not None:
-            # The agent's processes are gone (the sandbox ends them as the interrupt unwinds):
-            # keep what it had written so far on a salvage ref now.
-            with contextlib.suppress(LoopFrameworkError):
-                keep_work(state, self._workspace_adapter, self.emit_event, None)
-        state.phase = LoopPhase.INTERRUPTED
-        state.is_active = False
-        state.outcome_reason = reason
-        try:
-            self._save()
-        except LoopFrameworkError:
-            return
-
-
-def _missing(port: str) -> Any:
-    raise ConfigError(f"no {port} port given")
-
-
-def _as_checkpoints(store: LoopStore) -> CheckpointStore:
-    if isinstance(store, CheckpointStore):
-        return store
-    raise ConfigError("the store does not keep checkpoints: pass a CheckpointStore as 'checkpoints'")
+        if self._state is not None:
+            interrupt(
+                self._state,
+                self._workspace_adapter,
+                self.emit_event,
+                reason,
+                save=self._writer.save,
+                recorded=self._salvage_recorded,
+            )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.adapters.local.command_agent import CommandAgent
@@ -13,7 +14,7 @@ from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.exceptions import ConfigError
 from loopwright.models import AgentKind, LoopConfig
-from loopwright.ports import Agent, Sandbox, Workspace
+from loopwright.ports import Agent, CheckpointStore, LoopStore, Sandbox, Workspace
 
 #: Folder, inside the workspace, that holds the local store, worktrees, locks and agent files.
 STATE_DIR_NAME = ".loopwright"
@@ -63,3 +64,15 @@ class LocalPorts:
 def local_ports(state_dir: Path) -> LocalPorts:
     """The local store, sandbox and policy engine for ``state_dir``."""
     return LocalPorts(store=open_store(state_dir), sandbox=SubprocessSandbox(), policy=CedarPolicyEngine())
+
+
+def missing_port(port: str) -> Any:
+    """Raise :class:`ConfigError`: the engine was given no ``port`` and has no default for it."""
+    raise ConfigError(f"no {port} port given")
+
+
+def as_checkpoints(store: LoopStore) -> CheckpointStore:
+    """``store`` as the checkpoint store, when it keeps checkpoints; else ConfigError."""
+    if isinstance(store, CheckpointStore):
+        return store
+    raise ConfigError("the store does not keep checkpoints: pass a CheckpointStore as 'checkpoints'")

@@ -11,10 +11,11 @@ kept on refs and recorded (WORK_SALVAGED, COMMITS_SET_ASIDE), so a reset never l
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from typing import NamedTuple
 
-from loopwright.exceptions import CheckpointRecoveryError
+from loopwright.exceptions import CheckpointRecoveryError, LoopFrameworkError
 from loopwright.models import Checkpoint, IterationEventType, LoopPhase, LoopState
 from loopwright.ports import CheckpointStore, Workspace
 from loopwright.steps.checkpoint import recover
@@ -39,6 +40,7 @@ def restore_loop(
     workspace: Callable[[], Workspace],
     record: Recorder,
     resume_from: str | Checkpoint | None,
+    recorded: Callable[[str], bool] = lambda ref: False,
 ) -> Restored | None:
     """Prepare the worktree of a resumed loop and say what state it continues from.
 
@@ -47,6 +49,7 @@ def restore_loop(
         checkpoints: where its checkpoints are.
         workspace: gives the loop's workspace (built only when needed).
         record: records CHECKPOINT_CORRUPT, WORK_SALVAGED and COMMITS_SET_ASIDE.
+        recorded: whether a WORK_SALVAGED event names a ref already (see :func:`keep_work`).
         resume_from: a checkpoint, its id, ``"latest"`` or None (newest valid one; a paused
             loop then continues from its stored state).
 
@@ -71,7 +74,7 @@ def restore_loop(
                 # Died during iteration 1, before any checkpoint: start over from the base.
                 if stored.base_commit:
                     workspace().prepare(stored.loop_id)
-                    keep_work(stored, workspace(), record, stored.base_commit)
+                    keep_work(stored, workspace(), record, stored.base_commit, recorded=recorded)
                     workspace().reset(stored.loop_id, stored.base_commit)
                 return None
             raise
@@ -95,19 +98,28 @@ def restore_loop(
         state.evaluated_iteration = stored.evaluated_iteration
     if ckpt.commit:
         workspace().prepare(stored.loop_id)
-        keep_work(stored, workspace(), record, ckpt.commit)
+        keep_work(stored, workspace(), record, ckpt.commit, recorded=recorded)
         workspace().reset(stored.loop_id, ckpt.commit)
     return Restored(state, ckpt, len(corrupt))
 
 
-def keep_work(state: LoopState, workspace: Workspace, record: Recorder, target: str | None) -> None:
+def keep_work(
+    state: LoopState,
+    workspace: Workspace,
+    record: Recorder,
+    target: str | None,
+    *,
+    recorded: Callable[[str], bool] = lambda ref: False,
+) -> None:
     """Before the worktree of ``state``'s loop is reset to ``target``: keep its uncommitted
     changes (the partial work of iteration ``state.iteration + 1``, interrupted) and the branch's
     commits after ``target`` on refs, and record where (WORK_SALVAGED, COMMITS_SET_ASIDE).
-    ``target`` None keeps only the uncommitted changes."""
+    ``target`` None keeps only the uncommitted changes. ``recorded(ref)`` tells whether a
+    WORK_SALVAGED event already names ``ref``: changes an earlier attempt kept are recorded once,
+    even when that attempt died between keeping and recording them."""
     interrupted = state.iteration + 1
     saved = workspace.salvage(state.loop_id, str(interrupted))
-    if saved is not None:
+    if saved is not None and not (saved.earlier and recorded(saved.ref)):
         record(
             _EV.WORK_SALVAGED,
             f"uncommitted changes of interrupted iteration {interrupted} ({len(saved.files)} "
@@ -129,3 +141,26 @@ def keep_work(state: LoopState, workspace: Workspace, record: Recorder, target: 
             commit=aside.commit,
             commits=aside.commits,
         )
+
+
+def interrupt(
+    state: LoopState,
+    workspace: Workspace | None,
+    record: Recorder,
+    reason: str,
+    *,
+    save: Callable[[LoopState], None],
+    recorded: Callable[[str], bool] = lambda ref: False,
+) -> None:
+    """A run interrupted (Ctrl-C, SIGTERM, SIGHUP): keep the work of an agent interrupted
+    mid-iteration on a salvage ref (its processes are gone: the sandbox ended them as the
+    interrupt unwound), then store the loop INTERRUPTED with ``reason`` (best effort: a failed
+    write leaves the stored state, which a resume restores from its checkpoint anyway)."""
+    if state.phase is LoopPhase.ITERATING and workspace is not None:
+        with contextlib.suppress(LoopFrameworkError):
+            keep_work(state, workspace, record, None, recorded=recorded)
+    state.phase = LoopPhase.INTERRUPTED
+    state.is_active = False
+    state.outcome_reason = reason
+    with contextlib.suppress(LoopFrameworkError):
+        save(state)

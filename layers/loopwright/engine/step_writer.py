@@ -18,10 +18,11 @@ import logging
 import threading
 import time
 from collections.abc import Sequence
+from typing import cast
 
 from loopwright.exceptions import LoopFrameworkError
-from loopwright.models import Checkpoint, IterationEvent, LoopState
-from loopwright.ports import CheckpointStore, LoopStore
+from loopwright.models import Checkpoint, IterationEvent, IterationEventType, LoopState, utcnow
+from loopwright.ports import AtomicCheckpointStore, CheckpointStore, LoopStore
 
 logger = logging.getLogger(__name__)
 
@@ -120,3 +121,74 @@ class StartWriter:
                     self._written = (self._store.save_state(snapshot, events).version, len(events))
                 except LoopFrameworkError as exc:  # the engine's next write carries the same data
                     logger.warning("loopwright: the start of an iteration could not be written: %s", exc)
+
+
+class StepWriter:
+    """How the in-process engine writes one loop's steps (see the module docstring).
+
+    Args:
+        store: the loop store.
+        checkpoints: the checkpoint store; when it is ``store`` and ``store`` is an
+            :class:`AtomicCheckpointStore`, a step's checkpoint goes into its state write.
+
+    ``pending`` holds the events recorded since the last write; :attr:`checkpoints` is where the
+    steps save checkpoints.
+    """
+
+    def __init__(self, store: LoopStore, checkpoints: CheckpointStore) -> None:
+        self.store = store
+        self.pending: list[IterationEvent] = []
+        atomic = cast(object, checkpoints) is store and isinstance(store, AtomicCheckpointStore)
+        self._atomic: AtomicCheckpointStore | None = store if atomic else None  # type: ignore[assignment]
+        self._deferred = DeferredCheckpoints(checkpoints) if atomic else None
+        self.checkpoints: CheckpointStore = self._deferred if self._deferred is not None else checkpoints
+        self._start = StartWriter(store)
+
+    def flush_events(self) -> None:
+        """Write the pending events on their own (outside a run, or when a run ends by an error)."""
+        if self.pending:
+            self.store.append_events(self.pending)
+            self.pending = []
+
+    def save(self, state: LoopState) -> None:
+        """Write ``state`` with the pending events (and a held checkpoint) in one transaction;
+        ``state.version`` moves (one state object lives for a whole run: observers hold it).
+        On a failed write the events and checkpoint stay pending. Raises what the store raises."""
+        state.updated_at = utcnow()
+        events, self.pending = self.pending, []
+        held = self._deferred.take() if self._deferred is not None else None
+        try:
+            if held is not None and self._atomic is not None:
+                state.version = self._atomic.save_state_with_checkpoint(state, events, *held).version
+            else:
+                state.version = self.store.save_state(state, events).version
+        except LoopFrameworkError:
+            self.pending = events + self.pending
+            if self._deferred is not None:
+                self._deferred.put_back(held)
+            raise
+
+    def write_start_later(self, state: LoopState) -> None:
+        """Write ``state`` as it is now, with the pending events, if the agent that starts now
+        works for a while (:class:`StartWriter`); :meth:`settle` when it is done."""
+        self._start.arm(state.model_copy(update={"updated_at": utcnow()}), self.pending)
+
+    def settle(self, state: LoopState) -> None:
+        """Account for a start write made meanwhile: the stored version moved, and the events it
+        wrote (the oldest pending ones) are no longer pending."""
+        written = self._start.settle()
+        if written is not None:
+            state.version, count = written
+            del self.pending[:count]
+
+    def recorded(self, loop_id: str, event_type: IterationEventType, **data: object) -> bool:
+        """True when an event of ``event_type`` whose data holds ``data`` is stored or pending."""
+        stored = self.store.list_events(loop_id, types=[event_type])
+        return any(
+            e.type is event_type and all(e.data.get(k) == v for k, v in data.items())
+            for e in [*stored, *self.pending]
+        )
+
+    def close(self) -> None:
+        """End the start writer's thread (at the end of a run)."""
+        self._start.close()

@@ -32,3 +32,4 @@ class SavedWork(BaseModel):
     commit: str
     files: list[str] = Field(default_factory=list)
     commits: list[str] = Field(default_factory=list)
+    earlier: bool = Field(default=False, description="kept by an earlier attempt, not now")

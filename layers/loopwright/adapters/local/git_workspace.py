@@ -172,7 +172,8 @@ class GitWorktreeWorkspace(Workspace):
         """Commit the worktree's uncommitted changes (untracked files included, ignored ones not)
         through a private index, onto ``refs/loopwright/<loop_id>/salvage/<label>`` (``-2``,
         ``-3``... when taken), without touching the worktree, its index or the branch. None when
-        there are no changes, or the same changes were already salvaged."""
+        there are no changes; the earlier ref (``earlier=True``) when the same changes were
+        already salvaged (by an attempt that may have died before recording it)."""
         admin = self._find_admin_dir(loop_id)
         path = self._worktree_path(loop_id)
         if admin is None or not path.is_dir():
@@ -187,8 +188,11 @@ class GitWorktreeWorkspace(Workspace):
             tree = self.git.run(["write-tree"], cwd=path, env=env, git_dir=admin, work_tree=path)[1].strip()
         if tree == self._in_worktree(loop_id, ["rev-parse", f"{parent}^{{tree}}"]).strip():
             return None
-        if self._existing_ref_with_tree(salvage_ref(loop_id, ""), tree):
-            return None
+        kept = self._existing_ref_with_tree(salvage_ref(loop_id, ""), tree)
+        if kept is not None:  # kept by an earlier attempt (whose event may have died with it)
+            ref, commit = kept
+            names = self._in_worktree(loop_id, ["diff", "--no-ext-diff", "--name-only", "-z", parent, commit])
+            return SavedWork(ref=ref, commit=commit, files=[n for n in names.split("\0") if n], earlier=True)
         message = f"loopwright: uncommitted work of {loop_id} kept before a reset ({label})"
         commit = self._in_worktree(loop_id, ["commit-tree", tree, "-p", parent, "-m", message]).strip()
         ref = self._free_ref(salvage_ref(loop_id, label))
@@ -336,14 +340,17 @@ class GitWorktreeWorkspace(Workspace):
             candidate = f"{ref}-{number}"
         return candidate
 
-    def _existing_ref_with_tree(self, prefix: str, tree: str) -> bool:
+    def _existing_ref_with_tree(self, prefix: str, tree: str) -> tuple[str, str] | None:
+        """(ref, commit) of a ref under ``prefix`` whose commit has ``tree``, or None."""
         listed = self.git.output(
-            ["for-each-ref", "--format=%(objectname)", prefix.rstrip("/")], cwd=self.workspace
+            ["for-each-ref", "--format=%(refname) %(objectname) %(tree)", prefix.rstrip("/")],
+            cwd=self.workspace,
         )
-        for commit in listed.split():
-            if self.git.output(["rev-parse", f"{commit}^{{tree}}"], cwd=self.workspace).strip() == tree:
-                return True
-        return False
+        for line in listed.splitlines():
+            ref, commit, found = [*line.split(), "", "", ""][:3]
+            if found == tree:
+                return ref, commit
+        return None
 
     @staticmethod
     def _remove_stale_index_lock(admin: Path) -> None:
