@@ -664,3 +664,27 @@ def test_policies_an_agent_rewrites_decide_nothing_for_its_loop(
     )
     assert as_agent.returncode == 3 and "only a human operator" in as_agent.stderr
     assert not _store(workspace).list_events("rewriter", types=[EV.POLICY_SET_CHANGED])
+
+
+def test_work_an_attempt_salvaged_before_dying_is_recorded_once_by_the_next_resume(tmp_path: Path) -> None:
+    # Given a loop stopped at its limit after iteration 1, with uncommitted work in its worktree
+    # that a killed resume already put on a salvage ref without recording it
+    from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
+
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    LoopFramework(_files_config(9, max_iterations=1), workspace=workspace, loop_id="twice").run(
+        work_function=_write_file
+    )
+    worktree = Path(_store(workspace).get_state("twice").worktree)
+    (worktree / "partial.txt").write_text("half\n")
+    earlier = GitWorktreeWorkspace(workspace).salvage("twice", "2")
+    assert earlier is not None and not earlier.earlier
+    assert cli("limits", "twice", "-w", str(workspace), "--max-iterations", "2").returncode == 0
+
+    # When the loop is resumed (twice)
+    LoopFramework.open("twice", workspace=workspace).run(work_function=_write_file)
+
+    # Then the kept work is recorded once, naming the ref the dead attempt made
+    salvaged = _store(workspace).list_events("twice", types=[EV.WORK_SALVAGED])
+    assert [e.data["ref"] for e in salvaged] == [earlier.ref]
+    assert git(workspace, "show", f"{earlier.ref}:partial.txt") == "half"
