@@ -55,13 +55,12 @@ RESUMABLE_OUTCOMES = frozenset(
 )
 
 
-def policy_files_changed(state: LoopState, policy: PolicyEngine) -> list[str]:
-    """Names of the policy files added, removed or changed since ``state``'s loop recorded its
-    policy set (empty when it recorded none, or ``policy`` cannot tell, as Verified Permissions)."""
-    now = policy.policy_files()
-    if state.policy_files is None or now is None:
+def policy_files_changed(before: dict[str, str] | None, now: dict[str, str] | None) -> list[str]:
+    """Names of the policy files added, removed or changed between a loop's recorded policy set
+    and the one read now (empty when either is unknown: none recorded yet, or an engine that
+    cannot tell, as Verified Permissions)."""
+    if before is None or now is None:
         return []
-    before = state.policy_files
     return sorted(name for name in before.keys() | now.keys() if before.get(name) != now.get(name))
 
 
@@ -167,7 +166,7 @@ class ControlService:
     def _authorize(
         self, request: ControlRequest, state: LoopState, *, policy_change_accepted: bool = False
     ) -> PolicyDecision:
-        changed = policy_files_changed(state, self.policy)
+        changed = policy_files_changed(state.policy_files, self.policy.policy_files())
         if changed and not policy_change_accepted:
             # Policies edited on disk (by an agent running as the user, say) never decide a
             # control of a loop recorded under other ones.

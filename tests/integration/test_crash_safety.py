@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import sqlite3
 import subprocess
@@ -19,6 +20,7 @@ from pathlib import Path
 import pytest
 
 from loopwright.adapters.local import sqlite_store
+from loopwright.adapters.local.cedar_policy import default_policy_dir
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.engine import LoopFramework
 from loopwright.exceptions import ConfigError, LoopFrameworkError
@@ -54,6 +56,15 @@ def _write_file(request: AgentRequest) -> AgentResult:
     work.mkdir(exist_ok=True)
     (work / f"{request.iteration}.txt").write_text(f"iteration {request.iteration}\n")
     return AgentResult(summary=f"wrote {request.iteration}")
+
+
+@pytest.fixture
+def policies(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A copy of the shipped policies that loopwright (and its subprocesses) use for the test."""
+    folder = tmp_path / "policies"
+    shutil.copytree(default_policy_dir(), folder)
+    monkeypatch.setenv("LOOPWRIGHT_POLICY_DIR", str(folder))
+    return folder
 
 
 def _store(workspace: Path) -> SqliteStore:
@@ -505,16 +516,9 @@ def test_an_agent_cannot_raise_its_own_limits_through_the_cli(tmp_path: Path) ->
 
 
 def test_a_resume_under_changed_policies_needs_an_operator_to_accept_them(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    tmp_path: Path, policies: Path
 ) -> None:
     # Given a loop that ended at its iteration limit under a copy of the shipped policies
-    import shutil
-
-    from loopwright.adapters.local.cedar_policy import default_policy_dir
-
-    policies = tmp_path / "policies"
-    shutil.copytree(default_policy_dir(), policies)
-    monkeypatch.setenv("LOOPWRIGHT_POLICY_DIR", str(policies))
     workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
     config = files_loop_config(tmp_path / "loop.toml", files=99, agent_argv=["true"], max_iterations=2)
     assert (
@@ -614,18 +618,9 @@ AGENT_REWRITING_THE_CONTROLS = textwrap.dedent(
 )
 
 
-def test_policies_an_agent_rewrites_decide_nothing_for_its_loop(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_policies_an_agent_rewrites_decide_nothing_for_its_loop(tmp_path: Path, policies: Path) -> None:
     # Given a loop of 2 iterations under a copy of the policies, whose agent rewrites
     # controls.cedar to let agents do anything, then raises its own limit
-    import shutil
-
-    from loopwright.adapters.local.cedar_policy import default_policy_dir
-
-    policies = tmp_path / "policies"
-    shutil.copytree(default_policy_dir(), policies)
-    monkeypatch.setenv("LOOPWRIGHT_POLICY_DIR", str(policies))
     workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
     agent, log = tmp_path / "agent.py", tmp_path / "agent.log"
     agent.write_text(AGENT_REWRITING_THE_CONTROLS)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, NoReturn
 
@@ -70,3 +73,24 @@ def check_loop_id(loop_id: str, field: str = "LOOP_ID") -> str:
     if problem is not None:
         fail(problem, EXIT_BAD_INPUT)
     return loop_id
+
+
+@contextlib.contextmanager
+def interrupt_on_signals() -> Iterator[None]:
+    """SIGTERM and SIGHUP (``kill``, a closed terminal, a supervisor stopping the job) end the run
+    like Ctrl-C: the engine ends the agent's processes, keeps its partial work on a salvage ref
+    and records the loop as INTERRUPTED, so ``loopwright resume`` continues it. Further signals
+    are ignored while that clean-up runs; the previous handlers come back afterwards."""
+    signals = (signal.SIGTERM, signal.SIGHUP)
+
+    def interrupt(signum: int, frame: object) -> None:
+        for sig in signals:
+            signal.signal(sig, signal.SIG_IGN)
+        raise KeyboardInterrupt
+
+    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)

@@ -6,7 +6,6 @@ Registered in :mod:`loopwright.cli.app` with ``app.command()(dashboard)``.
 from __future__ import annotations
 
 import os
-import signal
 import socket
 from datetime import datetime
 from pathlib import Path
@@ -15,6 +14,7 @@ from typing import Annotated, NoReturn
 import typer
 from rich.console import Console
 
+from loopwright.cli.common import interrupt_on_signals
 from loopwright.engine.local import state_dir_for
 from loopwright.exceptions import ConfigError, LoopFrameworkError
 
@@ -133,9 +133,9 @@ def dashboard(
     else:
         console.print(f"  others  not on {host}: {IMPERSONATION_HEADER} is refused (loopback only)")
     console.print("  loops resumed from the page run in this process; Ctrl-C pauses them and quits")
-    _interrupt_on_sigterm()
     try:
-        server.serve_forever()
+        with interrupt_on_signals():  # SIGTERM (kill, systemd, a test harness) closes it like Ctrl-C
+            server.serve_forever()
     except KeyboardInterrupt:
         console.print("closing: pausing the loops this dashboard runs")
     finally:
@@ -155,12 +155,3 @@ def _open_url(host: str, port: int) -> str:
     """The URL to open in a browser: the machine's name for an unspecified address (0.0.0.0, ::)."""
     shown = socket.gethostname() if host in ("0.0.0.0", "::", "") else host
     return f"http://{f'[{shown}]' if ':' in shown else shown}:{port}/"
-
-
-def _interrupt_on_sigterm() -> None:
-    """Make SIGTERM (``kill``, a test harness, systemd) close the dashboard like Ctrl-C."""
-
-    def interrupt(signum: int, frame: object) -> None:
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, interrupt)

@@ -5,9 +5,6 @@
 
 from __future__ import annotations
 
-import contextlib
-import signal
-from collections.abc import Iterator
 from enum import StrEnum
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -33,6 +30,7 @@ from loopwright.cli.common import (
     check_loop_id,
     existing_store,
     fail,
+    interrupt_on_signals,
     workspace_path,
 )
 from loopwright.config_loader import load_config
@@ -123,27 +121,6 @@ class Progress:
         if self.state is None:
             return ""
         return display.progress_panel(self.state, self.events)
-
-
-@contextlib.contextmanager
-def interrupt_on_signals() -> Iterator[None]:
-    """SIGTERM and SIGHUP (``kill``, a closed terminal, a supervisor stopping the job) end the run
-    like Ctrl-C: the engine ends the agent's processes, keeps its partial work on a salvage ref
-    and records the loop as INTERRUPTED, so ``loopwright resume`` continues it. Further signals
-    are ignored while that clean-up runs; the previous handlers come back afterwards."""
-    signals = (signal.SIGTERM, signal.SIGHUP)
-
-    def interrupt(signum: int, frame: object) -> None:
-        for sig in signals:
-            signal.signal(sig, signal.SIG_IGN)
-        raise KeyboardInterrupt
-
-    previous = {sig: signal.signal(sig, interrupt) for sig in signals}
-    try:
-        yield
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
 
 
 def execute(

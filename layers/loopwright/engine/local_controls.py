@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.adapters.local.command_agent import LOOP_ID_ENV
 from loopwright.adapters.local.processes import owning_loop
 from loopwright.controls import ControlService, Resumer
 from loopwright.engine.lock import LoopLock
@@ -21,10 +22,6 @@ from loopwright.models import LoopState, operators_group
 from loopwright.models.types import is_loop_id
 from loopwright.ports import LoopStore, PolicyEngine
 from loopwright.steps.authorize import loop_principal
-
-#: The environment variable that carries a loop's id into every process the loop starts (the agent
-#: and its exit conditions): whoever carries it acts as that loop's agent, never as a human.
-LOOP_ID_ENV = "LOOPWRIGHT_LOOP_ID"
 
 
 @dataclass(frozen=True)

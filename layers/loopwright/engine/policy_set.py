@@ -48,7 +48,7 @@ def check_policy_set(
     if state.policy_files is None:
         state.policy_files = files
         return
-    changed = policy_files_changed(state, policy)
+    changed = policy_files_changed(state.policy_files, files)
     if not changed:
         return
     if accepted_by is None:

@@ -51,6 +51,11 @@ REPORT_FILE = "report.json"
 MAX_REPORT_BYTES = 1024 * 1024
 
 
+#: The agent's loop id in its environment; a ``loopwright`` command that carries it acts as that
+#: loop's agent (:func:`loopwright.engine.local_controls.local_caller`).
+LOOP_ID_ENV = "LOOPWRIGHT_LOOP_ID"
+
+
 class AgentReport(BaseModel):
     """The optional ``report.json`` a command agent writes."""
 
@@ -177,7 +182,7 @@ class CommandAgent(Agent):
                 arg = arg.replace(key, value)
             argv.append(arg)
         env = {
-            "LOOPWRIGHT_LOOP_ID": request.loop_id,
+            LOOP_ID_ENV: request.loop_id,
             "LOOPWRIGHT_ITERATION": str(request.iteration),
             "LOOPWRIGHT_MAX_ITERATIONS": str(request.max_iterations),
             "LOOPWRIGHT_GOAL": request.goal,

@@ -21,7 +21,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from loopwright.adapters.local.processes import ProcessLedger
+from loopwright.adapters.local.processes import running_records
 from loopwright.adapters.local.supervisor import all_stats, descendants
 
 _TABLES = ("/proc/net/tcp", "/proc/net/tcp6")
@@ -35,7 +35,9 @@ def loop_of_client(state_dir: Path, event: Mapping[str, Any]) -> str | None:
     port = identity.get("sourcePort")
     if not isinstance(port, int):
         return None
-    loops = _running_loops(Path(state_dir))
+    loops: dict[str, list[int]] = {}
+    for loop_id, record in running_records(state_dir):
+        loops.setdefault(loop_id, []).append(record.supervisor_pid)
     if not loops:
         return None
     inode = client_socket_inode(str(identity.get("sourceIp") or ""), port)
@@ -93,20 +95,6 @@ def _address(hex_address: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address 
         address = ipaddress.IPv6Address(words)
         return address.ipv4_mapped or address
     return None
-
-
-def _running_loops(state_dir: Path) -> dict[str, list[int]]:
-    """loop id -> supervisor pids of its running commands, from the ledgers of ``state_dir``."""
-    found: dict[str, list[int]] = {}
-    loops = state_dir / "loops"
-    if not loops.is_dir():
-        return found
-    for folder in sorted(loops.iterdir()):
-        if folder.is_dir() and not folder.is_symlink():
-            records = ProcessLedger(state_dir, folder.name).records()
-            if records:
-                found[folder.name] = [record.supervisor_pid for record in records]
-    return found
 
 
 def _holds(pid: int, target: str) -> bool:

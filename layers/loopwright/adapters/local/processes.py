@@ -301,6 +301,19 @@ def _signal(process: psutil.Process, sig: int) -> None:
         process.send_signal(sig)
 
 
+def running_records(state_dir: Path) -> list[tuple[str, ProcessRecord]]:
+    """(loop id, record) of every command the loops of ``state_dir`` are running now, by their
+    ledgers (one folder listing per loop that has files)."""
+    root = Path(state_dir).resolve()
+    records: list[tuple[str, ProcessRecord]] = []
+    loops = root / "loops"
+    if loops.is_dir():
+        for folder in sorted(loops.iterdir()):
+            if folder.is_dir() and not folder.is_symlink():
+                records += [(folder.name, r) for r in ProcessLedger(root, folder.name).records()]
+    return records
+
+
 def owning_loop(state_dir: Path, pid: int | None = None) -> str | None:
     """The id of the loop of ``state_dir`` whose processes include ``pid`` (default: this
     process) or one of its ancestors, or None when it belongs to no loop of that folder.
@@ -315,12 +328,7 @@ def owning_loop(state_dir: Path, pid: int | None = None) -> str | None:
     chain = _ancestry(os.getpid() if pid is None else pid)
     if not chain:
         return None
-    records: list[tuple[str, ProcessRecord]] = []
-    loops = root / "loops"
-    if loops.is_dir():
-        for folder in sorted(loops.iterdir()):
-            if folder.is_dir() and not folder.is_symlink():
-                records += [(folder.name, r) for r in ProcessLedger(root, folder.name).records()]
+    records = running_records(root)
     for member in chain:
         parsed = parse_marker(_environ(member).get(MARKER_ENV))
         if parsed is not None and parsed[0] == key:
