@@ -92,7 +92,7 @@ from loopwright.models import (
     StepInput,
     StepOutput,
 )
-from loopwright.ports import CheckpointStore, LoopStore, PolicyEngine, Sandbox
+from loopwright.ports import CheckpointStore, LoopStore, OutputCallback, PolicyEngine, Sandbox
 
 #: Target of the seed brief: orchestration cost per 1,000 iterations, excluding model tokens
 #: and the checks' (and agent's) own compute.
@@ -385,11 +385,19 @@ class TimedSandbox(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         started = time.perf_counter()
         try:
             return self._inner.run(
-                command, cwd=cwd, timeout_seconds=timeout_seconds, env=env, max_output_bytes=max_output_bytes
+                command,
+                cwd=cwd,
+                timeout_seconds=timeout_seconds,
+                env=env,
+                max_output_bytes=max_output_bytes,
+                stdin=stdin,
+                on_output=on_output,
             )
         finally:
             self._tally.sandbox_seconds += time.perf_counter() - started

@@ -61,7 +61,7 @@ from loopwright.models import (
     LoopOutcome,
     LoopState,
 )
-from loopwright.ports import Sandbox
+from loopwright.ports import OutputCallback, Sandbox
 from loopwright.steps.checkpoint import recover
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -110,6 +110,8 @@ class NoopSandbox(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         return CommandResult(command=list(command), exit_code=1)
 

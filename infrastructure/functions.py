@@ -42,7 +42,7 @@ from infrastructure.constants import (
 )
 from infrastructure.policies import PolicyStore
 from infrastructure.storage import Storage
-from loopwright.models.config import AGENT_RUNTIME_ARN_PATTERN
+from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 
 #: What each function may touch: ``tables`` (loops and events, read/write), ``memory``
 #: (checkpoints: checkpoint, and authorize/evaluate/decide for the final one when a loop ends),

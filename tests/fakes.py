@@ -16,7 +16,7 @@ from loopwright.models import (
     LoopState,
     PolicyDecision,
 )
-from loopwright.ports import CheckpointStore, LoopStore, PolicyEngine, Sandbox, Workspace
+from loopwright.ports import CheckpointStore, LoopStore, OutputCallback, PolicyEngine, Sandbox, Workspace
 
 
 class MemoryStore(LoopStore, CheckpointStore):
@@ -113,6 +113,8 @@ class ScriptedSandbox(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         self.calls.append(list(command))
         code, out = self.responder(command, len(self.calls))

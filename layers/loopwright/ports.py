@@ -35,6 +35,11 @@ LOCAL_PRINCIPAL = 'User::"local"'
 #: A callable an agent may poll to end its work early (True: a human asked the loop to stop).
 StopCheck = Callable[[], bool]
 
+#: Called with ``(stream, text)`` as a command or agent writes output: ``stream`` is ``"stdout"``
+#: or ``"stderr"``, ``text`` a decoded chunk (UTF-8, invalid bytes replaced; not split on lines).
+#: It runs on a reader thread and must return quickly; an exception it raises is ignored.
+OutputCallback = Callable[[str, str], None]
+
 
 class LoopStore(ABC):
     """Durable store of loops and their events.
@@ -158,11 +163,15 @@ class Sandbox(ABC):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         """Run ``command`` in ``cwd``; stdout and stderr are each kept up to ``max_output_bytes``.
 
-        Never raises for the command's own failure: a missing executable, a non-zero exit and a
-        timeout are reported in the :class:`CommandResult`.
+        ``stdin`` is written to the command's standard input (UTF-8), which is then closed;
+        without it stdin is empty. ``on_output`` sees the output as it is produced (all of it,
+        not only what is kept). Never raises for the command's own failure: a missing
+        executable, a non-zero exit and a timeout are reported in the :class:`CommandResult`.
         """
 
 
@@ -196,8 +205,15 @@ class Agent(ABC):
     in_process: bool = False
 
     @abstractmethod
-    def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:
-        """Do one iteration of work in ``request.worktree``.
+    def run(
+        self,
+        request: AgentRequest,
+        *,
+        should_stop: StopCheck | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> AgentResult:
+        """Do one iteration of work in ``request.worktree``; ``on_output`` sees the agent's
+        output as it is produced, when the agent has any to show.
 
         Raises :class:`~loopwright.exceptions.AgentError` when the agent cannot be started.
         """

@@ -30,7 +30,15 @@ from loopwright.models import (
     VerificationResult,
     utcnow,
 )
-from loopwright.ports import Agent, CheckpointStore, PolicyEngine, Sandbox, StopCheck, Workspace
+from loopwright.ports import (
+    Agent,
+    CheckpointStore,
+    OutputCallback,
+    PolicyEngine,
+    Sandbox,
+    StopCheck,
+    Workspace,
+)
 from loopwright.steps.authorize import authorize
 from loopwright.steps.checkpoint import checkpoint, checkpoint_due
 from loopwright.steps.decide import decide
@@ -152,6 +160,7 @@ def run_iteration(
     *,
     state_dir: Path,
     should_stop: StopCheck | None = None,
+    on_output: OutputCallback | None = None,
 ) -> IterationResult:
     """Run the agent once and account for it: iteration count, tokens, head commit, failures.
 
@@ -159,7 +168,9 @@ def run_iteration(
     worktree that could not be committed (tampered with) in ``state.workspace_problem``, which
     pauses the loop (an ERROR event says why).
     """
-    result = iterate(state, agent, workspace, state_dir=state_dir, should_stop=should_stop)
+    result = iterate(
+        state, agent, workspace, state_dir=state_dir, should_stop=should_stop, on_output=on_output
+    )
     state.iteration = result.iteration
     state.tokens_used += result.agent.tokens_used
     state.human_request = result.agent.needs_human

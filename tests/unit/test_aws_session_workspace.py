@@ -13,7 +13,7 @@ from loopwright.adapters.aws.session_workspace import SessionWorkspace, noise_pa
 from loopwright.config_loader import format_validation_error
 from loopwright.exceptions import LoopFrameworkError, WorkspaceError
 from loopwright.models import CommandResult, LoopConfig, RepositoryConfig
-from loopwright.ports import Sandbox
+from loopwright.ports import OutputCallback, Sandbox
 from tests.unit.aws_session_fake import LocalSession, git, local_sandbox, make_remote
 
 
@@ -181,6 +181,8 @@ class _Broken(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         raise LoopFrameworkError("running a command failed (ThrottlingException: slow down)")
 

@@ -12,7 +12,7 @@ import pytest
 
 from loopwright.adapters.local.command_agent import CommandAgent, read_report, write_agent_files
 from loopwright.models import AgentRequest, CommandAgentConfig, CommandResult
-from loopwright.ports import Sandbox
+from loopwright.ports import OutputCallback, Sandbox
 
 
 def request(state_dir: Path, worktree: Path) -> AgentRequest:
@@ -137,6 +137,8 @@ class _TimingOut(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         return CommandResult(command=list(command), exit_code=None, timed_out=True, left_running=self.left)
 

@@ -30,6 +30,7 @@ from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.controls import RESUMABLE_OUTCOMES
 from loopwright.engine.containment import contain, release
+from loopwright.engine.drive import SessionDriver
 from loopwright.engine.local import (
     as_checkpoints,
     build_agent,
@@ -53,7 +54,6 @@ from loopwright.models import (
     Checkpoint,
     ControlAction,
     ControlRequest,
-    Decision,
     ExitConditionStatus,
     IterationEvent,
     IterationEventType,
@@ -61,7 +61,6 @@ from loopwright.models import (
     LoopPhase,
     LoopResult,
     LoopState,
-    NextAction,
     new_id,
 )
 from loopwright.models.types import loop_id_problem
@@ -70,12 +69,12 @@ from loopwright.ports import (
     Agent,
     CheckpointStore,
     LoopStore,
+    OutputCallback,
     PolicyEngine,
     Sandbox,
     Workspace,
 )
 from loopwright.steps.checkpoint import recover
-from loopwright.steps.decide import decide
 
 #: Called after every recorded event with the event and the loop's current state.
 Observer = Callable[[IterationEvent, LoopState], None]
@@ -83,7 +82,7 @@ Observer = Callable[[IterationEvent, LoopState], None]
 _EV = IterationEventType
 
 
-class LoopFramework:
+class LoopFramework(SessionDriver):
     """Runs one governed loop in this process.
 
     Args:
@@ -95,6 +94,8 @@ class LoopFramework:
             by default.
         state_dir: where local state lives; ``<workspace>/.loopwright`` by default.
         observer: called after every event (the CLI's live display uses it).
+        output_observer: called with ``(stream, text)`` (``"stdout"`` or ``"stderr"``, a decoded
+            chunk) as the agent writes output, so a caller can show it live.
 
     Raises :class:`ConfigError` for a ``loop_id`` that is not a loop id (nothing is opened or
     created then), and when neither a config nor a stored loop is available.
@@ -115,6 +116,7 @@ class LoopFramework:
         workspace_adapter: Workspace | None = None,
         state_dir: Path | None = None,
         observer: Observer | None = None,
+        output_observer: OutputCallback | None = None,
     ) -> None:
         if loop_id is not None and (problem := loop_id_problem(loop_id)) is not None:
             raise ConfigError(problem)  # before anything is opened or created
@@ -133,6 +135,7 @@ class LoopFramework:
         self._agent = agent
         self._workspace_adapter = workspace_adapter
         self._observer = observer
+        self._output_observer = output_observer
         self._state: LoopState | None = None
         self._active = False
         self._writer = StepWriter(self.store, self.checkpoints)  # events, checkpoint, state writes
@@ -407,86 +410,6 @@ class LoopFramework:
 
     def _salvage_recorded(self, ref: str) -> bool:
         return self._writer.recorded(self.loop_id, _EV.WORK_SALVAGED, ref=ref)
-
-    def _halt(self) -> workflow.Halt:
-        """Apply the loop's queued controls; the stop or pause they ask for, if any."""
-        halt = workflow.apply_controls(
-            self.get_state(), self.store.pending_controls(self.loop_id), self.emit_event
-        )
-        if halt.applied:
-            self._writer.save(self.get_state())
-            self.store.clear_controls(self.loop_id, halt.applied)
-        return halt
-
-    def _drive(self, agent: Agent) -> LoopResult:
-        state = self.get_state()
-        while True:
-            if state.evaluated_iteration < state.iteration:
-                # Resumed after the agent's work of this iteration was checkpointed.
-                decision = self._evaluate_and_decide()
-            else:
-                decision = self._authorize_and_iterate(agent)
-            state = self.get_state()
-            if decision.action is NextAction.CONTINUE:
-                continue
-            return self._finish(decision)
-
-    def _authorize_and_iterate(self, agent: Agent) -> Decision:
-        state = self.get_state()
-        halt = self._halt()  # a raised limit counts for this authorization
-        auth = workflow.authorize_next(state, self.policy, self.emit_event)
-        if not auth.allowed:
-            return decide(authorization=auth)
-        if halt.stop_reason is not None or halt.pause_reason is not None:
-            return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
-        number = state.iteration + 1
-        with self._tracing.span(
-            "loopwright.iteration", {"loopwright.loop_id": self.loop_id, "loopwright.iteration": number}
-        ):
-            workflow.begin_iteration(state, self.emit_event)
-            # An operator sees the iteration start while the agent works; an in-process agent's
-            # start only if it works a while (see loopwright.engine.step_writer).
-            if agent.in_process:
-                self._writer.write_start_later(state)
-            else:
-                self._writer.save(self.get_state())
-            try:
-                workflow.run_iteration(
-                    state, agent, self._workspace(), self.emit_event, state_dir=self.state_dir
-                )
-            finally:
-                self._writer.settle(state)
-            if state.workspace_problem:  # nothing was committed: a human looks before anything else
-                self._writer.save(self.get_state())
-                return decide(pause_reason=state.workspace_problem)
-            workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event)
-            self._writer.save(self.get_state())
-            return self._evaluate_and_decide()
-
-    def _evaluate_and_decide(self) -> Decision:
-        state = self.get_state()
-        halt = self._halt()
-        if halt.stop_reason is not None or halt.pause_reason is not None:
-            return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
-        workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
-        verification = workflow.verify_gate(state, self.emit_event)
-        halt = self._halt()
-        # Not written here: a CONTINUE is written with the next iteration (its start), any other
-        # decision by _finish, both in the same transaction as what follows.
-        return workflow.decide_next(
-            state,
-            self.emit_event,
-            verification=verification,
-            stop_reason=halt.stop_reason,
-            pause_reason=halt.pause_reason,
-        )
-
-    def _finish(self, decision: Decision) -> LoopResult:
-        state = self.get_state()
-        workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event, final=True)
-        workflow.finish(state, decision, self.emit_event)
-        self._writer.save(self.get_state())
-        return LoopResult.from_state(state)
 
     def _interrupt(self, reason: str) -> None:
         if self._state is not None:

@@ -1,16 +1,18 @@
 """loopwright's models: configuration, state, events, checkpoints, results and step I/O."""
 
-from loopwright.models.config import (
-    DEFAULT_CONDITION_TIMEOUT_SECONDS,
-    DEFAULT_WARNING_THRESHOLD_PERCENT,
+from loopwright.models.agent_config import (
     MAX_AWS_AGENT_TIMEOUT_SECONDS,
     AgentConfig,
     CommandAgentConfig,
+    PythonAgentConfig,
+    RuntimeAgentConfig,
+)
+from loopwright.models.config import (
+    DEFAULT_CONDITION_TIMEOUT_SECONDS,
+    DEFAULT_WARNING_THRESHOLD_PERCENT,
     ExitConditionConfig,
     LoopConfig,
-    PythonAgentConfig,
     RepositoryConfig,
-    RuntimeAgentConfig,
 )
 from loopwright.models.controls import (
     CONTROL_CEDAR_ACTIONS,

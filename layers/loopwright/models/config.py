@@ -8,11 +8,14 @@ rejected (``extra="forbid"``) so a typo is an error naming the field, never a si
 from __future__ import annotations
 
 import re
-from typing import Annotated, Literal
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from loopwright.models.agent_config import (
+    AgentConfig,
+)
 from loopwright.models.enums import AgentKind, ExitConditionType
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
 
@@ -20,17 +23,6 @@ from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
 DEFAULT_CONDITION_TIMEOUT_SECONDS = 30.0
 #: Share of any limit at which a warning is raised, as a percentage (seed 000, SC-008: 80%).
 DEFAULT_WARNING_THRESHOLD_PERCENT = 80
-#: Longest an agent may work in one iteration on AWS, seconds: the iterate Lambda's 900 s (Lambda's
-#: 15-minute maximum timeout, AWS Lambda quotas) minus 60 s for the workspace's commit and push and
-#: the state write.
-MAX_AWS_AGENT_TIMEOUT_SECONDS = 840.0
-#: An AgentCore Runtime ARN (the ``AgentRuntimeArn`` pattern of the ``bedrock-agentcore-control``
-#: service model, botocore 1.44).
-AGENT_RUNTIME_ARN_PATTERN = (
-    r"arn:aws(-[^:]+)?:bedrock-agentcore:[a-z0-9-]+:[0-9]{12}:"
-    r"runtime/[a-zA-Z][a-zA-Z0-9_]{0,47}-[a-zA-Z0-9]{10}"
-)
-_ARN_EXAMPLE = "arn:aws:bedrock-agentcore:us-east-1:123456789012:runtime/my_agent-a1b2c3d4e5"
 #: A git URL: ``https://``, ``ssh://``, ``git://``, ``file://`` or scp-like ``user@host:path``.
 _GIT_URL = re.compile(r"(?:(?:https?|ssh|git|file)://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)\S+")
 #: A branch, tag or commit name that git cannot mistake for an option (no leading '-').
@@ -75,64 +67,6 @@ class ExitConditionConfig(_Strict):
     def key(self) -> str:
         """The condition's name, or its type in lower case."""
         return self.name or self.type.value.lower()
-
-
-class CommandAgentConfig(_Strict):
-    """An agent run as a command line in the worktree each iteration.
-
-    ``{prompt_file}``, ``{iteration}`` and ``{loop_id}`` inside an argument are replaced by their
-    values (plain text replacement, no shell). The same values reach the agent as ``LOOPWRIGHT_*``
-    environment variables; see :mod:`loopwright.adapters.local.command_agent`.
-    """
-
-    kind: Literal[AgentKind.COMMAND] = AgentKind.COMMAND
-    command: Command
-    timeout_seconds: Seconds = 1800.0
-
-
-class PythonAgentConfig(_Strict):
-    """An agent given as a Python callable ``package.module:function`` (the seed's work_function)."""
-
-    kind: Literal[AgentKind.PYTHON] = AgentKind.PYTHON
-    function: str = Field(pattern=r"^[A-Za-z_][\w.]*:[A-Za-z_]\w*$", description="module:function")
-
-
-class RuntimeAgentConfig(_Strict):
-    """An agent hosted in Amazon Bedrock AgentCore Runtime, invoked once per iteration (AWS only).
-
-    Each iteration sends the :class:`~loopwright.models.AgentRequest` as JSON to
-    ``InvokeAgentRuntime`` in the loop's own runtime session, and reads an
-    :class:`~loopwright.models.AgentResult`-shaped JSON answer; the protocol is described in
-    :mod:`loopwright.adapters.aws.runtime_agent`. ``qualifier`` is the runtime's endpoint name (or
-    version); ``timeout_seconds`` bounds one invocation, at most
-    :data:`MAX_AWS_AGENT_TIMEOUT_SECONDS`.
-    """
-
-    kind: Literal[AgentKind.AGENTCORE_RUNTIME] = AgentKind.AGENTCORE_RUNTIME
-    agent_runtime_arn: str = Field(description=f"the AgentCore Runtime's ARN, for example {_ARN_EXAMPLE}")
-    qualifier: str = Field(
-        default="DEFAULT",
-        pattern=r"^(?:[a-zA-Z][a-zA-Z0-9_]{0,47}|[0-9]{1,10})$",
-        description="endpoint name or version of the runtime",
-    )
-    timeout_seconds: float = Field(
-        default=MAX_AWS_AGENT_TIMEOUT_SECONDS,
-        gt=0,
-        le=MAX_AWS_AGENT_TIMEOUT_SECONDS,
-        description="seconds one invocation may take (the iterate Lambda runs at most 15 minutes)",
-    )
-
-    @field_validator("agent_runtime_arn")
-    @classmethod
-    def _runtime_arn(cls, value: str) -> str:
-        if re.fullmatch(AGENT_RUNTIME_ARN_PATTERN, value) is None:
-            raise ValueError(f"must be an AgentCore Runtime ARN such as {_ARN_EXAMPLE}")
-        return value
-
-
-AgentConfig = Annotated[
-    CommandAgentConfig | PythonAgentConfig | RuntimeAgentConfig, Field(discriminator="kind")
-]
 
 
 class RepositoryConfig(_Strict):

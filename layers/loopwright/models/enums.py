@@ -112,3 +112,7 @@ class AgentKind(StrEnum):
     COMMAND = "command"  # any command line, run in the worktree each iteration
     PYTHON = "python"  # a Python callable named ``module:function`` (seed work_function)
     AGENTCORE_RUNTIME = "agentcore_runtime"  # an agent in Amazon Bedrock AgentCore Runtime (AWS only)
+    CLAUDE_CODE = "claude-code"  # Anthropic's Claude Code CLI (`claude -p`)
+    CODEX = "codex"  # OpenAI's Codex CLI (`codex exec`)
+    GEMINI = "gemini"  # Google's Gemini CLI (`gemini -p`)
+    AIDER = "aider"  # aider (`aider --message`)

@@ -81,6 +81,7 @@ class LoopState(BaseModel):
     phase: LoopPhase = LoopPhase.INITIALIZING
     iteration: int = Field(default=0, ge=0)
     tokens_used: int = Field(default=0, ge=0)
+    cost_usd: float = Field(default=0.0, ge=0, description="US dollars the agent's iterations cost")
     started_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     ended_at: datetime | None = None

@@ -102,11 +102,24 @@ class AgentRequest(BaseModel):
 
 
 class AgentResult(BaseModel):
-    """What the agent reports back. ``tokens_used`` are the tokens of this iteration only."""
+    """What the agent reports back, for this iteration only.
+
+    ``tokens_used`` is what counts against the token budget (for a CLI backend: input + output
+    tokens, cached input included, as the CLI reports them); ``input_tokens``,
+    ``cached_input_tokens`` and ``output_tokens`` break it down when the agent says so.
+    ``cost_usd`` is the agent's own figure in US dollars, or None when it gave none (the loop
+    then prices the tokens, see :mod:`loopwright.models.pricing`).
+    """
 
     model_config = ConfigDict(extra="forbid")
 
     tokens_used: TokenCount = 0
+    input_tokens: TokenCount = 0
+    cached_input_tokens: TokenCount = Field(default=0, description="input tokens read from a cache")
+    output_tokens: TokenCount = 0
+    cost_usd: float | None = Field(default=None, ge=0, description="US dollars; None: not reported")
+    model: str | None = Field(default=None, description="the model the agent used, as it names it")
+    session_id: str | None = Field(default=None, description="the agent CLI's session (or thread) id")
     summary: str = ""
     exit_code: int | None = None
     failed: bool = False

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from loopwright.exceptions import AgentError, WorkspaceIntegrityError
 from loopwright.models import AgentRequest, AgentResult, IterationResult, LoopState
-from loopwright.ports import Agent, StopCheck, Workspace
+from loopwright.ports import Agent, OutputCallback, StopCheck, Workspace
 from loopwright.steps.evaluate import failures_for_agent
 
 #: Fields of a failing condition handed to the agent (its stdout/stderr stay in the store).
@@ -57,6 +57,7 @@ def iterate(
     *,
     state_dir: Path,
     should_stop: StopCheck | None = None,
+    on_output: OutputCallback | None = None,
 ) -> IterationResult:
     """Run the agent for iteration ``state.iteration + 1`` and commit what it changed.
 
@@ -70,7 +71,7 @@ def iterate(
     request = build_agent_request(state, state_dir)
     started = time.monotonic()
     try:
-        result = agent.run(request, should_stop=should_stop)
+        result = agent.run(request, should_stop=should_stop, on_output=on_output)
     except AgentError as exc:
         result = AgentResult(failed=True, summary=f"agent error: {exc}")
     summary = result.summary.strip() or ("agent failed" if result.failed else "agent finished")

@@ -33,6 +33,7 @@ here, not verified against the service.
 
 from __future__ import annotations
 
+import contextlib
 import shlex
 import time
 from collections.abc import Iterable, Mapping, Sequence
@@ -53,7 +54,7 @@ from loopwright.adapters.aws._errors import (
 )
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import CommandResult, utcnow
-from loopwright.ports import Sandbox
+from loopwright.ports import OutputCallback, Sandbox
 
 #: The AWS-managed Code Interpreter (the SDK's default identifier).
 DEFAULT_IDENTIFIER = "aws.codeinterpreter.v1"
@@ -212,9 +213,13 @@ class CodeInterpreterSandbox(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         """Run ``command`` in ``cwd`` (a path inside the session) for at most
         ``timeout_seconds``; see the module docstring for quoting, timeout and output bounds.
+        ``stdin`` is piped in by the session's shell (``printf '%s' ... |``); ``on_output`` sees
+        the output once the command has ended (the Code Interpreter answers with all of it).
 
         Returns ``error`` with ``exit_code=None`` for an empty command or a timeout above
         ``max_timeout_seconds``; raises :class:`LoopFrameworkError` for AWS errors.
@@ -234,7 +239,7 @@ class CodeInterpreterSandbox(Sandbox):
                 ),
                 started_at=started_at,
             )
-        line = shell_line(given, cwd=cwd, timeout_seconds=timeout_seconds, env=env)
+        line = shell_line(given, cwd=cwd, timeout_seconds=timeout_seconds, env=env, stdin=stdin)
         session_id = self.start()
         try:
             with aws_errors(f"running a command in Code Interpreter session {session_id!r}"):
@@ -257,6 +262,11 @@ class CodeInterpreterSandbox(Sandbox):
                 started_at=started_at,
             )
         duration = time.monotonic() - start
+        if on_output is not None:
+            for stream, text in (("stdout", stdout), ("stderr", stderr)):
+                if text:
+                    with contextlib.suppress(Exception):
+                        on_output(stream, text)
         timed_out = exit_code in TIMEOUT_EXIT_CODES and duration >= timeout_seconds
         out, out_cut = tail(stdout, max_output_bytes)
         err, err_cut = tail(stderr, max_output_bytes)
@@ -274,13 +284,20 @@ class CodeInterpreterSandbox(Sandbox):
 
 
 def shell_line(
-    command: Sequence[str], *, cwd: Path, timeout_seconds: float, env: Mapping[str, str] | None = None
+    command: Sequence[str],
+    *,
+    cwd: Path,
+    timeout_seconds: float,
+    env: Mapping[str, str] | None = None,
+    stdin: str | None = None,
 ) -> str:
-    """The one shell line sent to ``executeCommand`` (every argv element and value quoted)."""
+    """The one shell line sent to ``executeCommand`` (every argv element and value quoted);
+    ``stdin`` is piped into the command."""
     argv = ["timeout", "-k", str(KILL_GRACE_SECONDS), f"{timeout_seconds:g}", *command]
     if env:
         argv = ["env", *(f"{name}={value}" for name, value in env.items()), *argv]
-    return f"cd {shlex.quote(str(cwd))} && {shlex.join(argv)}"
+    feed = f"printf '%s' {shlex.quote(stdin)} | " if stdin is not None else ""
+    return f"cd {shlex.quote(str(cwd))} && {feed}{shlex.join(argv)}"
 
 
 def tail(text: str, limit: int) -> tuple[str, bool]:

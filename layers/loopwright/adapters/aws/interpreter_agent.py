@@ -30,7 +30,7 @@ from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSand
 from loopwright.adapters.local.command_agent import CommandAgent
 from loopwright.exceptions import AgentError, LoopFrameworkError
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig, CommandResult
-from loopwright.ports import Agent, Sandbox, StopCheck
+from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
 
 #: Folder, relative to the session's working directory, of the agent's files (a sub-folder per run).
 SESSION_RUNS_FOLDER = PurePosixPath(".loopwright/agent-runs")
@@ -64,6 +64,8 @@ class _SessionFilesSandbox(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
         files = [p for p in sorted(self._local.rglob("*")) if p.is_file()]
         self._session.write_files(
@@ -80,6 +82,8 @@ class _SessionFilesSandbox(Sandbox):
             timeout_seconds=timeout_seconds,
             env={name: self._translate(value) for name, value in (env or {}).items()},
             max_output_bytes=max_output_bytes,
+            stdin=None if stdin is None else self._translate(stdin),
+            on_output=on_output,
         )
         for report in {p.parent / REPORT_FILE for p in files}:
             self._fetch(report)
@@ -114,7 +118,13 @@ class CodeInterpreterCommandAgent(Agent):
         self._sandbox = sandbox
         self._runs_folder = PurePosixPath(runs_folder)
 
-    def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:
+    def run(
+        self,
+        request: AgentRequest,
+        *,
+        should_stop: StopCheck | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> AgentResult:
         """One iteration of the command in the session (see :class:`CommandAgent` for the result).
 
         Raises :class:`AgentError` when the session cannot be used (an AWS error).
@@ -128,6 +138,8 @@ class CodeInterpreterCommandAgent(Agent):
                     self._sandbox, local=local, remote=remote, remote_relative=relative
                 )
                 local_request = request.model_copy(update={"state_dir": str(local)})
-                return CommandAgent(self._config, files).run(local_request, should_stop=should_stop)
+                return CommandAgent(self._config, files).run(
+                    local_request, should_stop=should_stop, on_output=on_output
+                )
         except LoopFrameworkError as exc:
             raise AgentError(f"the Code Interpreter session could not run the agent: {exc}") from exc

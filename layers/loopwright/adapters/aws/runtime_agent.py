@@ -73,7 +73,7 @@ from loopwright.models import (
     RuntimeAgentConfig,
     utcnow,
 )
-from loopwright.ports import Agent, StopCheck
+from loopwright.ports import Agent, OutputCallback, StopCheck
 
 #: Seconds added to the agent's ``timeout_seconds`` for the client's read timeout.
 READ_TIMEOUT_MARGIN_SECONDS = 30.0
@@ -244,7 +244,13 @@ class AgentCoreRuntimeAgent(Agent):
         """How messages name the agent: its ARN and qualifier."""
         return f"AgentCore Runtime {self.config.agent_runtime_arn} (qualifier {self.config.qualifier})"
 
-    def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:
+    def run(
+        self,
+        request: AgentRequest,
+        *,
+        should_stop: StopCheck | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> AgentResult:
         """One invocation for ``request``; the agent's result.
 
         Returns ``AgentResult(usage_limit_resets_at=...)`` for a usage limit with a known reset

@@ -41,7 +41,7 @@ from loopwright.adapters.local.safe_files import (
 )
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig
 from loopwright.models.types import TokenCount
-from loopwright.ports import Agent, Sandbox, StopCheck
+from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
 
 #: Names of the agent's files in ``<state_dir>/loops/<loop_id>/``.
 PROMPT_FILE = "prompt.md"
@@ -167,7 +167,13 @@ class CommandAgent(Agent):
         self._config = config
         self._sandbox = sandbox
 
-    def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:
+    def run(
+        self,
+        request: AgentRequest,
+        *,
+        should_stop: StopCheck | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> AgentResult:
         paths = write_agent_files(request)
         values = {
             "{prompt_file}": str(paths["prompt_file"]),
@@ -194,7 +200,11 @@ class CommandAgent(Agent):
             "LOOPWRIGHT_TOKEN_BUDGET": str(request.token_budget or ""),
         }
         outcome = self._sandbox.run(
-            argv, cwd=Path(request.worktree), timeout_seconds=self._config.timeout_seconds, env=env
+            argv,
+            cwd=Path(request.worktree),
+            timeout_seconds=self._config.timeout_seconds,
+            env=env,
+            on_output=on_output,
         )
         report, report_error = read_report(paths["report_file"])
         output = (outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else "")).strip()

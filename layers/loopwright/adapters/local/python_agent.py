@@ -16,7 +16,7 @@ from pydantic import ValidationError
 
 from loopwright.exceptions import AgentError, ConfigError
 from loopwright.models import AgentRequest, AgentResult
-from loopwright.ports import Agent, StopCheck
+from loopwright.ports import Agent, OutputCallback, StopCheck
 
 WorkFunction = Callable[[AgentRequest], Any]
 
@@ -65,7 +65,13 @@ class PythonAgent(Agent):
     def __init__(self, function: WorkFunction) -> None:
         self._function = function
 
-    def run(self, request: AgentRequest, *, should_stop: StopCheck | None = None) -> AgentResult:
+    def run(
+        self,
+        request: AgentRequest,
+        *,
+        should_stop: StopCheck | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> AgentResult:
         try:
             value = self._function(request)
         except AgentError:

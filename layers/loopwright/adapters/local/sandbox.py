@@ -45,14 +45,12 @@ import contextlib
 import errno
 import os
 import secrets
-import select
 import signal
 import subprocess  # nosec B404 - argv lists only, shell=False
 import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, cast
 
@@ -73,9 +71,10 @@ from loopwright.adapters.local.processes import (
     new_record,
     parse_marker,
 )
+from loopwright.adapters.local.sandbox_pipes import SupervisorStatus, TailReader, feed_stdin, join_all
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import CommandResult, utcnow
-from loopwright.ports import Sandbox
+from loopwright.ports import OutputCallback, Sandbox
 
 __all__ = ["DRAIN_SECONDS", "KILL_GRACE_SECONDS", "PYTHON_ALIASES", "SubprocessSandbox", "build_environment"]
 
@@ -99,107 +98,14 @@ _SUPERVISOR_LAUNCH = (
 _INCOMPLETE_MARKER = "[loopwright: output incomplete: a process outside the group kept a pipe open]"
 
 
-class _TailReader(threading.Thread):
-    """Reads a pipe to end-of-file, keeping its last ``limit`` bytes."""
-
-    def __init__(self, stream: IO[bytes], limit: int) -> None:
-        super().__init__(daemon=True)  # a pipe held by an escaped process must not block exit
-        self._stream = stream
-        self._limit = limit
-        self._buffer = bytearray()
-        self.dropped = 0
-
-    def run(self) -> None:
-        read = getattr(self._stream, "read1", self._stream.read)
-        try:
-            while chunk := read(_CHUNK_BYTES):
-                self._buffer += chunk
-                excess = len(self._buffer) - self._limit
-                if excess > 0:
-                    del self._buffer[:excess]
-                    self.dropped += excess
-        except (OSError, ValueError):  # the pipe was closed under us: keep what was read
-            pass
-
-    def text(self) -> str:
-        """The kept bytes decoded as UTF-8 (invalid bytes replaced), with a marker if cut."""
-        body = bytes(self._buffer).decode("utf-8", errors="replace")
-        if self.dropped:
-            return f"[... {self.dropped} bytes truncated, last {self._limit} kept ...]\n{body}"
-        return body
-
-
-def _join(readers: Sequence[threading.Thread], seconds: float) -> bool:
-    """Wait up to ``seconds`` in total for ``readers``; True when all have finished."""
-    deadline = time.monotonic() + seconds
-    for reader in readers:
-        reader.join(max(0.0, deadline - time.monotonic()))
-    return not any(reader.is_alive() for reader in readers)
-
-
-@dataclass
-class _Status:
-    """What the supervisor reported on its status pipe (see its module docstring)."""
-
-    fd: int
-    pending: bytes = b""
-    started: tuple[int, int] | None = None  # (pid, start ticks)
-    failed: int | None = None  # errno of the failed start
-    failed_message: str = ""
-    exit_code: int | None = None
-    stopped: bool = False
-    left: list[str] = field(default_factory=list)
-    done: bool = False
-    eof: bool = False
-
-    @property
-    def first_line_read(self) -> bool:
-        """True once the supervisor said whether the command started."""
-        return self.started is not None or self.failed is not None or self.stopped
-
-    def read(self, seconds: float, *, until_started: bool = False) -> None:
-        """Read lines for up to ``seconds`` (to end-of-file, or to the first line)."""
-        deadline = time.monotonic() + seconds
-        poller = select.poll()  # not select(): it fails on descriptors above 1023
-        poller.register(self.fd, select.POLLIN)
-        while not self.eof and not (until_started and self.first_line_read):
-            remaining = deadline - time.monotonic()
-            if remaining <= 0 or not poller.poll(remaining * 1000):
-                return
-            chunk = os.read(self.fd, 4096)
-            if not chunk:
-                self.eof = True
-            self.pending += chunk
-            *lines, self.pending = self.pending.split(b"\n")
-            for line in lines:
-                self._parse(line.decode("utf-8", "replace"))
-
-    def _parse(self, line: str) -> None:
-        kind, _, rest = line.partition(" ")
-        if kind == "started":
-            pid, _, ticks = rest.partition(" ")
-            self.started = (int(pid), int(ticks or 0))
-        elif kind == "failed":
-            number, _, self.failed_message = rest.partition(" ")
-            self.failed = int(number) if number.isdigit() else 0
-        elif kind == "exited":
-            self.exit_code = int(rest)
-        elif kind == "stopped":
-            self.stopped = True
-        elif kind == "left":
-            pid, _, command = rest.partition(" ")
-            self.left.append(f"pid {pid}: {command}")
-        elif kind == "done":
-            self.done = True
-
-
 class SubprocessSandbox(Sandbox):
     """Runs commands under a supervisor (``shell=False``, own session, no orphans).
 
     ``command[0]`` equal to ``python`` or ``python3`` is replaced by ``sys.executable``, so
     ``python -m pytest`` runs with loopwright's interpreter and its installed tools; the
     :class:`CommandResult` keeps the command as given. The environment is built by
-    :func:`~loopwright.adapters.local.environment.build_environment`. stdin is ``/dev/null``.
+    :func:`~loopwright.adapters.local.environment.build_environment`. stdin is ``/dev/null``
+    unless ``run`` is given input.
 
     Args:
         kill_grace_seconds: seconds between SIGTERM and SIGKILL when processes are ended.
@@ -270,8 +176,11 @@ class SubprocessSandbox(Sandbox):
         timeout_seconds: float,
         env: Mapping[str, str] | None = None,
         max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
     ) -> CommandResult:
-        """Run ``command`` in ``cwd`` for at most ``timeout_seconds`` (wall clock).
+        """Run ``command`` in ``cwd`` for at most ``timeout_seconds`` (wall clock), with
+        ``stdin`` as its input (else empty) and ``on_output`` shown each output chunk.
 
         Returns ``exit_code`` (negative: killed by that signal), ``timed_out=True`` with
         ``exit_code=None`` on timeout, and ``error`` with ``exit_code=None`` when the command
@@ -331,7 +240,7 @@ class SubprocessSandbox(Sandbox):
                 ],
                 cwd=cwd,
                 env=environment,
-                stdin=subprocess.DEVNULL,
+                stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 shell=False,
@@ -343,9 +252,14 @@ class SubprocessSandbox(Sandbox):
             return failed(f"cannot start the command's supervisor ({sys.executable}): {exc.strerror or exc}")
         finally:
             os.close(status_write)
-        status = _Status(status_read)
+        if stdin is not None:
+            feed_stdin(cast(IO[bytes], process.stdin), stdin)
+        status = SupervisorStatus(status_read)
         pipes = (cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr))
-        readers = [_TailReader(pipe, max_output_bytes) for pipe in pipes]
+        readers = [
+            TailReader(pipe, max_output_bytes, name=name, on_output=on_output)
+            for name, pipe in zip(("stdout", "stderr"), pipes, strict=True)
+        ]
         for reader in readers:
             reader.start()
         timed_out = False
@@ -374,7 +288,7 @@ class SubprocessSandbox(Sandbox):
                 f"the command's supervisor (pid {process.pid}) was killed (exit status "
                 f"{process.returncode}), so the command's exit status is unknown"
             )
-        complete = _join(readers, DRAIN_SECONDS) or _join(readers, self._grace)
+        complete = join_all(readers, DRAIN_SECONDS) or join_all(readers, self._grace)
         if complete:
             for pipe in pipes:
                 pipe.close()
@@ -397,7 +311,7 @@ class SubprocessSandbox(Sandbox):
     def _supervise(
         self,
         process: subprocess.Popen[bytes],
-        status: _Status,
+        status: SupervisorStatus,
         ledger: ProcessLedger | None,
         given: list[str],
         token: str,
@@ -426,7 +340,9 @@ class SubprocessSandbox(Sandbox):
         process.wait()
         return timed_out
 
-    def _stop_supervisor(self, process: subprocess.Popen[bytes], status: _Status | None = None) -> None:
+    def _stop_supervisor(
+        self, process: subprocess.Popen[bytes], status: SupervisorStatus | None = None
+    ) -> None:
         """Ask the supervisor to end the command (SIGTERM) and read its report; kill it if it
         does not exit in time."""
         with contextlib.suppress(ProcessLookupError):

@@ -1,0 +1,128 @@
+"""The iterations of one session of the in-process engine: authorize -> iterate -> checkpoint ->
+evaluate -> verify -> decide, until a decision other than CONTINUE.
+
+:class:`SessionDriver` is mixed into :class:`~loopwright.engine.framework.LoopFramework`, which
+sets up the ports and the session; this module holds only the order of the steps and when each
+is written (see :mod:`loopwright.engine.step_writer`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from loopwright import workflow
+from loopwright.engine.step_writer import StepWriter
+from loopwright.engine.tracing import Tracing
+from loopwright.models import Decision, IterationEventType, LoopResult, LoopState, NextAction
+from loopwright.ports import Agent, LoopStore, OutputCallback, PolicyEngine, Sandbox, Workspace
+from loopwright.steps.decide import decide
+
+
+class SessionDriver:
+    """The step order of a session; the host class provides the ports and the event recorder."""
+
+    loop_id: str
+    state_dir: Path
+    store: LoopStore
+    sandbox: Sandbox
+    policy: PolicyEngine
+    _writer: StepWriter
+    _tracing: Tracing
+    _output_observer: OutputCallback | None
+
+    def get_state(self) -> LoopState:  # provided by the host
+        raise NotImplementedError
+
+    def emit_event(
+        self, event_type: IterationEventType, message: str = "", *, iteration: int | None = None, **data: Any
+    ) -> Any:  # provided by the host
+        raise NotImplementedError
+
+    def _workspace(self) -> Workspace:  # provided by the host
+        raise NotImplementedError
+
+    def _halt(self) -> workflow.Halt:
+        """Apply the loop's queued controls; the stop or pause they ask for, if any."""
+        halt = workflow.apply_controls(
+            self.get_state(), self.store.pending_controls(self.loop_id), self.emit_event
+        )
+        if halt.applied:
+            self._writer.save(self.get_state())
+            self.store.clear_controls(self.loop_id, halt.applied)
+        return halt
+
+    def _drive(self, agent: Agent) -> LoopResult:
+        state = self.get_state()
+        while True:
+            if state.evaluated_iteration < state.iteration:
+                # Resumed after the agent's work of this iteration was checkpointed.
+                decision = self._evaluate_and_decide()
+            else:
+                decision = self._authorize_and_iterate(agent)
+            state = self.get_state()
+            if decision.action is NextAction.CONTINUE:
+                continue
+            return self._finish(decision)
+
+    def _authorize_and_iterate(self, agent: Agent) -> Decision:
+        state = self.get_state()
+        halt = self._halt()  # a raised limit counts for this authorization
+        auth = workflow.authorize_next(state, self.policy, self.emit_event)
+        if not auth.allowed:
+            return decide(authorization=auth)
+        if halt.stop_reason is not None or halt.pause_reason is not None:
+            return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
+        number = state.iteration + 1
+        with self._tracing.span(
+            "loopwright.iteration", {"loopwright.loop_id": self.loop_id, "loopwright.iteration": number}
+        ):
+            workflow.begin_iteration(state, self.emit_event)
+            # An operator sees the iteration start while the agent works; an in-process agent's
+            # start only if it works a while (see loopwright.engine.step_writer).
+            if agent.in_process:
+                self._writer.write_start_later(state)
+            else:
+                self._writer.save(self.get_state())
+            try:
+                workflow.run_iteration(
+                    state,
+                    agent,
+                    self._workspace(),
+                    self.emit_event,
+                    state_dir=self.state_dir,
+                    on_output=self._output_observer,
+                )
+            finally:
+                self._writer.settle(state)
+            if state.workspace_problem:  # nothing was committed: a human looks before anything else
+                self._writer.save(self.get_state())
+                return decide(pause_reason=state.workspace_problem)
+            workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event)
+            self._writer.save(self.get_state())
+            return self._evaluate_and_decide()
+
+    def _evaluate_and_decide(self) -> Decision:
+        state = self.get_state()
+        halt = self._halt()
+        if halt.stop_reason is not None or halt.pause_reason is not None:
+            return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
+        workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
+        verification = workflow.verify_gate(state, self.emit_event)
+        halt = self._halt()
+        # Not written here: a CONTINUE is written with the next iteration (its start), any other
+        # decision by _finish, both in the same transaction as what follows.
+        return workflow.decide_next(
+            state,
+            self.emit_event,
+            verification=verification,
+            stop_reason=halt.stop_reason,
+            pause_reason=halt.pause_reason,
+        )
+
+    def _finish(self, decision: Decision) -> LoopResult:
+        state = self.get_state()
+        workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event, final=True)
+        workflow.finish(state, decision, self.emit_event)
+        self._writer.save(self.get_state())
+        return LoopResult.from_state(state)
