@@ -8,6 +8,7 @@ only this module, never an adapter.
 
 from __future__ import annotations
 
+import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -174,6 +175,15 @@ class Sandbox(ABC):
         executable, a non-zero exit and a timeout are reported in the :class:`CommandResult`.
         """
 
+    def find_program(self, name: str, *, cwd: Path) -> str | None:
+        """The absolute path ``run`` would execute for ``argv[0] == name`` in ``cwd``, or None
+        when it would fail with "command not found" (preflight). The default looks ``name`` up
+        on this process's ``PATH``; adapters with their own environment override it."""
+        if "/" in name:
+            candidate = Path(name) if Path(name).is_absolute() else cwd / name
+            return str(candidate) if candidate.is_file() else None
+        return shutil.which(name)
+
 
 class PolicyEngine(ABC):
     """Evaluates Cedar authorization requests."""
@@ -203,6 +213,11 @@ class Agent(ABC):
     """
 
     in_process: bool = False
+
+    def required_programs(self) -> list[str]:
+        """The executables the agent needs (``argv[0]`` of what it runs), checked before its
+        first iteration (preflight) with :meth:`Sandbox.find_program`; [] when it runs none."""
+        return []
 
     @abstractmethod
     def run(

@@ -64,7 +64,6 @@ from loopwright.adapters.aws._errors import (
     error_code,
     retry_config,
 )
-from loopwright.adapters.local.command_agent import render_prompt
 from loopwright.exceptions import AgentError
 from loopwright.models import (
     MAX_AWS_AGENT_TIMEOUT_SECONDS,
@@ -74,6 +73,7 @@ from loopwright.models import (
     utcnow,
 )
 from loopwright.ports import Agent, OutputCallback, StopCheck
+from loopwright.steps.prompt import render_prompt
 
 #: Seconds added to the agent's ``timeout_seconds`` for the client's read timeout.
 READ_TIMEOUT_MARGIN_SECONDS = 30.0

@@ -42,6 +42,7 @@ from loopwright.adapters.local.safe_files import (
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig
 from loopwright.models.types import TokenCount
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
+from loopwright.steps.prompt import render_prompt
 
 #: Names of the agent's files in ``<state_dir>/loops/<loop_id>/``.
 PROMPT_FILE = "prompt.md"
@@ -65,36 +66,6 @@ class AgentReport(BaseModel):
     summary: str = ""
     needs_human: str | None = None
     usage_limit_resets_at: datetime | None = None
-
-
-def render_prompt(request: AgentRequest) -> str:
-    """The markdown prompt for ``request`` (goal, limits, warnings, failures)."""
-    lines = [
-        f"# loopwright: iteration {request.iteration} of {request.max_iterations}",
-        "",
-        "## Goal",
-        request.goal.strip(),
-        "",
-        "## Limits",
-        f"- iteration {request.iteration} of {request.max_iterations}",
-        f"- tokens used {request.tokens_used}"
-        + (f" of {request.token_budget}" if request.token_budget else " (no budget)"),
-        f"- elapsed {request.elapsed_seconds:.0f} s"
-        + (f" of {request.max_duration_seconds} s" if request.max_duration_seconds else ""),
-    ]
-    if request.human_response:
-        lines += ["", "## Answer from a human (to your last question)", request.human_response]
-    if request.warnings:
-        lines += ["", "## Policy warnings", *[f"- {w}" for w in request.warnings]]
-    lines += ["", "## Failing exit conditions (last evaluation)"]
-    if request.failing_conditions:
-        lines += [f"- {name}" for name in request.failing_conditions]
-        lines += ["", "## Failures", *[f"- {f}" for f in request.failures]]
-    elif request.iteration == 1:
-        lines.append("- not evaluated yet (first iteration)")
-    else:
-        lines.append("- none")
-    return "\n".join(lines) + "\n"
 
 
 def write_agent_files(request: AgentRequest) -> dict[str, Path]:
@@ -166,6 +137,10 @@ class CommandAgent(Agent):
     def __init__(self, config: CommandAgentConfig, sandbox: Sandbox) -> None:
         self._config = config
         self._sandbox = sandbox
+
+    def required_programs(self) -> list[str]:
+        """The command's executable (``command[0]``)."""
+        return [self._config.command[0]]
 
     def run(
         self,

@@ -168,6 +168,15 @@ class SubprocessSandbox(Sandbox):
         """The bubblewrap isolation in force, if any."""
         return self._isolation
 
+    def find_program(self, name: str, *, cwd: Path) -> str | None:
+        """The program :meth:`run` would execute for ``argv[0] == name`` in ``cwd`` (same
+        environment and lookup rules), or None when it is not found or not executable."""
+        try:
+            program, _ = resolve_program(name, cwd=Path(cwd), path=build_environment(None).get("PATH"))
+        except ProgramNotFoundError:
+            return None
+        return program
+
     def run(
         self,
         command: Sequence[str],
