@@ -22,6 +22,7 @@ from loopwright.cloud.observability import metrics, tracer
 from loopwright.cloud.steps import CloudPorts
 from loopwright.exceptions import ConfigError
 from loopwright.models import (
+    CLI_AGENT_KINDS,
     MAX_AWS_AGENT_TIMEOUT_SECONDS,
     AgentKind,
     LoopConfig,
@@ -167,6 +168,12 @@ def check_agent_for_adapters(config: LoopConfig, adapters: str, *, repository: s
             f"isolation: {config.isolation!r} is local (bubblewrap on this machine); on AWS the agent "
             "and the checks already run in the loop's own Code Interpreter session: remove "
             "'isolation' from the config"
+        )
+    if agent.kind in CLI_AGENT_KINDS:
+        raise ConfigError(
+            f"agent.kind: {agent.kind.value!r} runs only locally for now (its CLI, login and API key "
+            "are not in the loop's Code Interpreter session); on AWS use kind 'command' with a "
+            "script that installs and runs the CLI, or 'agentcore_runtime'"
         )
     if agent.kind is AgentKind.PYTHON:
         raise ConfigError(

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from loopwright.adapters.local.agents import build_cli_agent
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.adapters.local.command_agent import CommandAgent
 from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace, NoIsolationWorkspace
@@ -13,7 +14,7 @@ from loopwright.adapters.local.python_agent import PythonAgent, load_function
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.exceptions import ConfigError
-from loopwright.models import AgentKind, LoopConfig
+from loopwright.models import AgentKind, CliAgentConfig, LoopConfig
 from loopwright.ports import Agent, CheckpointStore, LoopStore, Sandbox, Workspace
 
 #: Folder, inside the workspace, that holds the local store, worktrees, locks and agent files.
@@ -32,17 +33,25 @@ def open_store(state_dir: Path) -> SqliteStore:
 
 
 def build_agent(config: LoopConfig, sandbox: Sandbox) -> Agent | None:
-    """The agent the config names, or None when it names none."""
-    if config.agent is None:
+    """The agent the config names, or None when it names none.
+
+    ``command`` and the CLI backends (``claude-code``, ``codex``, ``gemini``, ``aider``) run
+    through ``sandbox``; ``python`` is loaded here (a bad ``module:function`` raises
+    :class:`ConfigError`); ``agentcore_runtime`` is refused (AWS only).
+    """
+    agent = config.agent
+    if agent is None:
         return None
-    if config.agent.kind is AgentKind.COMMAND:
-        return CommandAgent(config.agent, sandbox)
-    if config.agent.kind is AgentKind.AGENTCORE_RUNTIME:
+    if agent.kind is AgentKind.COMMAND:
+        return CommandAgent(agent, sandbox)
+    if isinstance(agent, CliAgentConfig):
+        return build_cli_agent(agent, sandbox)
+    if agent.kind is AgentKind.AGENTCORE_RUNTIME:
         raise ConfigError(
             "agent.kind: 'agentcore_runtime' runs only on AWS (LOOPWRIGHT_ADAPTERS=aws); "
-            "locally use kind 'command' or 'python'"
+            "locally use kind 'command', 'python', 'claude-code', 'codex', 'gemini' or 'aider'"
         )
-    return PythonAgent(load_function(config.agent.function))
+    return PythonAgent(load_function(agent.function))
 
 
 def build_workspace(config: LoopConfig, workspace: Path, state_dir: Path) -> Workspace:

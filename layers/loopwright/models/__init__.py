@@ -1,9 +1,15 @@
 """loopwright's models: configuration, state, events, checkpoints, results and step I/O."""
 
 from loopwright.models.agent_config import (
+    CLI_AGENT_KINDS,
     MAX_AWS_AGENT_TIMEOUT_SECONDS,
     AgentConfig,
+    AiderAgentConfig,
+    ClaudeCodeAgentConfig,
+    CliAgentConfig,
+    CodexAgentConfig,
     CommandAgentConfig,
+    GeminiAgentConfig,
     PythonAgentConfig,
     RuntimeAgentConfig,
 )
@@ -60,6 +66,7 @@ from loopwright.models.workflow import (
 )
 
 __all__ = [
+    "CLI_AGENT_KINDS",
     "CONTROL_CEDAR_ACTIONS",
     "DEFAULT_CONDITION_TIMEOUT_SECONDS",
     "DEFAULT_ITERATIONS_PER_EXECUTION",
@@ -69,9 +76,13 @@ __all__ = [
     "AgentKind",
     "AgentRequest",
     "AgentResult",
+    "AiderAgentConfig",
     "AuthorizationRequest",
     "AuthorizationResult",
     "Checkpoint",
+    "ClaudeCodeAgentConfig",
+    "CliAgentConfig",
+    "CodexAgentConfig",
     "CommandAgentConfig",
     "CommandResult",
     "ControlAction",
@@ -82,6 +93,7 @@ __all__ = [
     "ExitConditionStatus",
     "ExitConditionStatusValue",
     "ExitConditionType",
+    "GeminiAgentConfig",
     "IterationEvent",
     "IterationEventType",
     "IterationResult",

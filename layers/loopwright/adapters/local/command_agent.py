@@ -19,14 +19,17 @@ Environment variables: ``LOOPWRIGHT_LOOP_ID``, ``LOOPWRIGHT_ITERATION``,
 ``LOOPWRIGHT_PROMPT_FILE``, ``LOOPWRIGHT_FAILURES_FILE``, ``LOOPWRIGHT_REPORT_FILE``,
 ``LOOPWRIGHT_TOKENS_USED``, ``LOOPWRIGHT_TOKEN_BUDGET`` (empty when there is none).
 
-In the command, ``{prompt_file}``, ``{failures_file}``, ``{report_file}``, ``{iteration}`` and
-``{loop_id}`` are replaced inside each argument (plain text replacement; no shell ever runs).
+In the command, ``{prompt}`` (the prompt's text), ``{prompt_file}``, ``{failures_file}``,
+``{report_file}``, ``{iteration}`` and ``{loop_id}`` are replaced inside each argument (plain text
+replacement; no shell ever runs). One argument is limited to 128 KiB on Linux
+(``MAX_ARG_STRLEN``): for long prompts prefer ``{prompt_file}``.
 A non-zero exit code marks the iteration's agent as failed; the loop goes on.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from datetime import datetime
 from pathlib import Path
 
@@ -42,12 +45,12 @@ from loopwright.adapters.local.safe_files import (
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig
 from loopwright.models.types import TokenCount
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
-from loopwright.steps.prompt import render_prompt
+from loopwright.steps.prompt import AGENT_FILES_FOLDER, REPORT_FILE_ENV, REPORT_FILE_NAME, render_prompt
 
 #: Names of the agent's files in ``<state_dir>/loops/<loop_id>/``.
 PROMPT_FILE = "prompt.md"
 FAILURES_FILE = "failures.json"
-REPORT_FILE = "report.json"
+REPORT_FILE = REPORT_FILE_NAME
 #: Largest report.json read, bytes.
 MAX_REPORT_BYTES = 1024 * 1024
 
@@ -78,7 +81,7 @@ def write_agent_files(request: AgentRequest) -> dict[str, Path]:
 
     Returns the paths by key: ``prompt_file``, ``failures_file``, ``report_file``.
     """
-    loops = Path(request.state_dir) / "loops"
+    loops = Path(request.state_dir) / AGENT_FILES_FOLDER
     folder = loops / request.loop_id
     paths = {
         "prompt_file": folder / PROMPT_FILE,
@@ -96,6 +99,23 @@ def write_agent_files(request: AgentRequest) -> dict[str, Path]:
         write_file_at(fd, FAILURES_FILE, json.dumps(failures, indent=2).encode("utf-8"))
         remove_at(fd, REPORT_FILE)
     return paths
+
+
+def agent_environment(request: AgentRequest, paths: dict[str, Path]) -> dict[str, str]:
+    """The ``LOOPWRIGHT_*`` variables every agent run as a process gets (see the module
+    docstring); ``paths`` as returned by :func:`write_agent_files`."""
+    return {
+        LOOP_ID_ENV: request.loop_id,
+        "LOOPWRIGHT_ITERATION": str(request.iteration),
+        "LOOPWRIGHT_MAX_ITERATIONS": str(request.max_iterations),
+        "LOOPWRIGHT_GOAL": request.goal,
+        "LOOPWRIGHT_WORKSPACE": request.worktree,
+        "LOOPWRIGHT_PROMPT_FILE": str(paths["prompt_file"]),
+        "LOOPWRIGHT_FAILURES_FILE": str(paths["failures_file"]),
+        REPORT_FILE_ENV: str(paths["report_file"]),
+        "LOOPWRIGHT_TOKENS_USED": str(request.tokens_used),
+        "LOOPWRIGHT_TOKEN_BUDGET": str(request.token_budget or ""),
+    }
 
 
 def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
@@ -121,7 +141,14 @@ def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
         return None, f"invalid agent report {path.name}: {where}: {first['msg']}"
 
 
-def _timeout_summary(timeout_seconds: float, left_running: list[str]) -> str:
+def _substitute(arg: str, values: dict[str, str]) -> str:
+    """``arg`` with each placeholder replaced, in one pass: a value (the prompt's text may hold
+    ``{loop_id}``) is never itself searched for placeholders."""
+    pattern = re.compile("|".join(re.escape(key) for key in values))
+    return pattern.sub(lambda match: values[match.group(0)], arg)
+
+
+def timeout_summary(timeout_seconds: float, left_running: list[str]) -> str:
     """What an agent's timeout did to its processes, as they are now."""
     if not left_running:
         return f"agent timed out after {timeout_seconds:g} s; its process tree was killed"
@@ -151,29 +178,15 @@ class CommandAgent(Agent):
     ) -> AgentResult:
         paths = write_agent_files(request)
         values = {
+            "{prompt}": render_prompt(request),
             "{prompt_file}": str(paths["prompt_file"]),
             "{failures_file}": str(paths["failures_file"]),
             "{report_file}": str(paths["report_file"]),
             "{iteration}": str(request.iteration),
             "{loop_id}": request.loop_id,
         }
-        argv = []
-        for arg in self._config.command:
-            for key, value in values.items():
-                arg = arg.replace(key, value)
-            argv.append(arg)
-        env = {
-            LOOP_ID_ENV: request.loop_id,
-            "LOOPWRIGHT_ITERATION": str(request.iteration),
-            "LOOPWRIGHT_MAX_ITERATIONS": str(request.max_iterations),
-            "LOOPWRIGHT_GOAL": request.goal,
-            "LOOPWRIGHT_WORKSPACE": request.worktree,
-            "LOOPWRIGHT_PROMPT_FILE": str(paths["prompt_file"]),
-            "LOOPWRIGHT_FAILURES_FILE": str(paths["failures_file"]),
-            "LOOPWRIGHT_REPORT_FILE": str(paths["report_file"]),
-            "LOOPWRIGHT_TOKENS_USED": str(request.tokens_used),
-            "LOOPWRIGHT_TOKEN_BUDGET": str(request.token_budget or ""),
-        }
+        argv = [_substitute(arg, values) for arg in self._config.command]
+        env = agent_environment(request, paths)
         outcome = self._sandbox.run(
             argv,
             cwd=Path(request.worktree),
@@ -186,7 +199,7 @@ class CommandAgent(Agent):
         if outcome.error:
             summary = outcome.error
         elif outcome.timed_out:
-            summary = _timeout_summary(self._config.timeout_seconds, outcome.left_running)
+            summary = timeout_summary(self._config.timeout_seconds, outcome.left_running)
         elif report_error:
             summary = report_error
         elif report and report.summary:

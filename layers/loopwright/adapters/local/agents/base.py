@@ -1,0 +1,360 @@
+"""The shared base of the agent CLI backends: one non-interactive run of a CLI per iteration.
+
+A backend (:mod:`.claude_code`, :mod:`.codex`, :mod:`.gemini`, :mod:`.aider`) says how its CLI is
+invoked (:meth:`CliAgent.invocation`: argv, and the prompt on stdin where the CLI reads it, which
+avoids argv length limits) and how its output is read (a :class:`OutputParser`). This base does
+the rest, the same way for every CLI:
+
+1. writes the command agent's files (``prompt.md``, ``failures.json``, a fresh ``report.json``
+   slot: :func:`~loopwright.adapters.local.command_agent.write_agent_files`) and gives the CLI
+   the same ``LOOPWRIGHT_*`` environment, plus the config's ``env``;
+2. runs the CLI in the worktree through the :class:`~loopwright.ports.Sandbox`, feeding each
+   complete output line to the parser as it comes (so nothing is lost to the sandbox's bounded
+   output) and showing the parser's readable lines (assistant text, ``[tool] Edit src/x.py``)
+   to ``on_output`` instead of raw JSON;
+3. builds the :class:`~loopwright.models.AgentResult` (:func:`build_result`): tokens and dollars
+   as the CLI reported them, model, session, the final text as summary, the raw output's tail;
+   a usage limit pauses the loop (``usage_limit_resets_at``, :data:`~.limits.DEFAULT_USAGE_LIMIT_WAIT`
+   from now when the CLI gives no time); malformed output, a non-zero exit or an error the CLI
+   reports is a failed iteration whose summary names the CLI and what went wrong. A
+   ``report.json`` the agent wrote still counts: its ``needs_human`` asks a human, its
+   ``summary`` wins over the final text, its ``tokens_used`` is used when the CLI reported none.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from loopwright.adapters.local.agents.limits import DEFAULT_USAGE_LIMIT_WAIT
+from loopwright.adapters.local.command_agent import (
+    AgentReport,
+    agent_environment,
+    read_report,
+    timeout_summary,
+    write_agent_files,
+)
+from loopwright.models import AgentRequest, AgentResult, CliAgentConfig, CommandResult
+from loopwright.models.types import MAX_TOKENS
+from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
+
+#: Characters of the raw output kept in :attr:`AgentResult.output` (its tail), like the command agent.
+MAX_OUTPUT_CHARS = 4000
+#: Characters of the agent's final text kept as the summary.
+MAX_SUMMARY_CHARS = 1000
+#: Longest output line handed to a parser, characters (a longer one is cut; JSON in it is lost).
+MAX_LINE_CHARS = 4 * 1024 * 1024
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, UTC."""
+    return datetime.now(UTC)
+
+
+def shorten(text: str, limit: int = MAX_SUMMARY_CHARS) -> str:
+    """``text`` stripped, cut to ``limit`` characters with an ellipsis when longer."""
+    text = text.strip()
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
+def first_line(text: str, limit: int = 200) -> str:
+    """The first non-empty line of ``text``, shortened to ``limit`` characters."""
+    for line in text.splitlines():
+        if line.strip():
+            return shorten(line, limit)
+    return ""
+
+
+#: The keys of a tool's input that best name what it works on, in order of preference.
+_TOOL_TARGET_KEYS = (
+    "file_path",
+    "absolute_path",
+    "path",
+    "notebook_path",
+    "command",
+    "pattern",
+    "url",
+    "description",
+)
+
+
+def tool_target(arguments: object) -> str:
+    """A short text for what a tool call works on (its path, command or pattern), or ''."""
+    if not isinstance(arguments, dict):
+        return ""
+    for key in _TOOL_TARGET_KEYS:
+        value = arguments.get(key)
+        if isinstance(value, str) and value.strip():
+            return first_line(value, 120)
+    return ""
+
+
+class Invocation(BaseModel):
+    """How a CLI is started: ``argv`` (never through a shell) and what is written to its stdin."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    argv: list[str] = Field(min_length=1)
+    stdin: str | None = None
+
+
+class CliReport(BaseModel):
+    """What a parser read from one run of a CLI.
+
+    Tokens: ``input_tokens`` counts all input, cached included; ``cached_input_tokens`` the part
+    read from a cache; ``total_tokens`` the CLI's own total when it gives one (else input +
+    output). ``finished``: the CLI's final record (result line, turn end, usage line) was seen.
+    ``malformed``: what was missing or unreadable, for the summary. ``usage_limit``: the error
+    is a usage or rate limit, lifting at ``resets_at`` (None: not said).
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    finished: bool = False
+    input_tokens: int = Field(default=0, ge=0)
+    cached_input_tokens: int = Field(default=0, ge=0)
+    output_tokens: int = Field(default=0, ge=0)
+    total_tokens: int | None = Field(default=None, ge=0)
+    cost_usd: float | None = Field(default=None, ge=0)
+    model: str | None = None
+    session_id: str | None = None
+    final_text: str = ""
+    error: str | None = None
+    usage_limit: bool = False
+    resets_at: datetime | None = None
+    malformed: str | None = None
+
+    @property
+    def tokens_used(self) -> int:
+        """What counts against the token budget: the CLI's total, else input + output."""
+        total = self.total_tokens if self.total_tokens is not None else self.input_tokens + self.output_tokens
+        return min(total, MAX_TOKENS)
+
+
+class OutputParser(ABC):
+    """Reads one run's output line by line (both streams), as it is produced.
+
+    :meth:`feed` must never raise: it is called on the sandbox's reader threads, one line at a
+    time (the caller serializes the calls).
+    """
+
+    def __init__(self, now: Clock = utc_now) -> None:
+        self.now = now
+
+    @abstractmethod
+    def feed(self, stream: str, line: str) -> list[str]:
+        """Take one complete line (without its newline) of ``stream`` (``stdout``/``stderr``);
+        returns the readable lines to show for it (none to hide it)."""
+
+    @abstractmethod
+    def finish(self, exit_code: int | None) -> CliReport:
+        """What the whole run reported, once the CLI has exited (``exit_code`` None: it did not)."""
+
+
+class LineTap:
+    """An :data:`OutputCallback` that splits each stream's chunks into lines, feeds them to a
+    parser and passes the parser's readable lines on to ``on_output``."""
+
+    def __init__(self, parser: OutputParser, on_output: OutputCallback | None) -> None:
+        self._parser = parser
+        self._on_output = on_output
+        self._partial: dict[str, str] = {}
+        self._lock = threading.Lock()
+        self.saw_output = False
+
+    def __call__(self, stream: str, text: str) -> None:
+        with self._lock:
+            self.saw_output = True
+            buffered = self._partial.get(stream, "") + text
+            *lines, rest = buffered.split("\n")
+            self._partial[stream] = rest[-MAX_LINE_CHARS:]
+            for line in lines:
+                self._line(stream, line)
+
+    def close(self) -> None:
+        """Feed what is left of each stream (a last line without a newline)."""
+        with self._lock:
+            for stream, rest in list(self._partial.items()):
+                if rest:
+                    self._line(stream, rest)
+            self._partial.clear()
+
+    def _line(self, stream: str, line: str) -> None:
+        shown = self._parser.feed(stream, line.rstrip("\r")[:MAX_LINE_CHARS])
+        if shown and self._on_output is not None:
+            # The port ignores what a display raises; here it must not stop the parser either.
+            with contextlib.suppress(Exception):
+                self._on_output(stream, "".join(f"{text}\n" for text in shown))
+
+
+class CliAgent(Agent):
+    """An agent CLI run once per iteration via the :class:`Sandbox` (see the module docstring)."""
+
+    #: The backend's name in summaries (the agent kind: ``claude-code``...).
+    name: str = "cli"
+
+    def __init__(self, config: CliAgentConfig, sandbox: Sandbox, *, now: Clock = utc_now) -> None:
+        self._config = config
+        self._sandbox = sandbox
+        self._now = now
+
+    @property
+    def config(self) -> CliAgentConfig:
+        """The backend's config."""
+        return self._config
+
+    def required_programs(self) -> list[str]:
+        """The CLI's executable (``executable`` in the config), for preflight."""
+        return [self._config.executable]
+
+    @abstractmethod
+    def invocation(self, request: AgentRequest, prompt: str, paths: dict[str, Path]) -> Invocation:
+        """How to run the CLI for ``request``; ``prompt`` is the rendered prompt, ``paths`` the
+        agent's files (``prompt_file``, ``failures_file``, ``report_file``)."""
+
+    @abstractmethod
+    def parser(self) -> OutputParser:
+        """A fresh parser for one run's output."""
+
+    def run(
+        self,
+        request: AgentRequest,
+        *,
+        should_stop: StopCheck | None = None,
+        on_output: OutputCallback | None = None,
+    ) -> AgentResult:
+        """One run of the CLI in ``request.worktree``; see the module docstring for the result."""
+        paths = write_agent_files(request)
+        prompt = paths["prompt_file"].read_text(encoding="utf-8")
+        invocation = self.invocation(request, prompt, paths)
+        parser = self.parser()
+        tap = LineTap(parser, on_output)
+        outcome = self._sandbox.run(
+            invocation.argv,
+            cwd=Path(request.worktree),
+            timeout_seconds=self._config.timeout_seconds,
+            env={**agent_environment(request, paths), **self._config.env},
+            stdin=invocation.stdin,
+            on_output=tap,
+        )
+        tap.close()
+        if not tap.saw_output:  # a sandbox that does not stream: read what it kept
+            for stream, text in (("stdout", outcome.stdout), ("stderr", outcome.stderr)):
+                for line in text.splitlines():
+                    parser.feed(stream, line)
+        report, report_error = read_report(paths["report_file"])
+        return build_result(
+            self.name,
+            outcome,
+            parser.finish(outcome.exit_code),
+            report,
+            report_error,
+            timeout_seconds=self._config.timeout_seconds,
+            model=self._config.model,
+            now=self._now(),
+        )
+
+
+def _raw_tail(outcome: CommandResult) -> str:
+    output = (outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else "")).strip()
+    return output[-MAX_OUTPUT_CHARS:]
+
+
+def build_result(
+    name: str,
+    outcome: CommandResult,
+    parsed: CliReport,
+    report: AgentReport | None,
+    report_error: str | None,
+    *,
+    timeout_seconds: float,
+    model: str | None,
+    now: datetime,
+) -> AgentResult:
+    """The :class:`AgentResult` of one CLI run (rules in the module docstring).
+
+    ``name`` is the backend's kind for summaries, ``model`` the configured model (used when the
+    CLI did not name one), ``now`` the time a default usage-limit wait counts from.
+    """
+    summary, failed, resets_at = _verdict(name, outcome, parsed, report, report_error, timeout_seconds, now)
+    if resets_at is None and report is not None:
+        resets_at = report.usage_limit_resets_at
+    if outcome.left_running and not outcome.timed_out:
+        summary += f" ({len(outcome.left_running)} of its processes could not be ended)"
+    tokens_used = parsed.tokens_used
+    if tokens_used == 0 and report is not None:
+        tokens_used = report.tokens_used
+    return AgentResult(
+        tokens_used=tokens_used,
+        input_tokens=min(parsed.input_tokens, MAX_TOKENS),
+        cached_input_tokens=min(parsed.cached_input_tokens, MAX_TOKENS),
+        output_tokens=min(parsed.output_tokens, MAX_TOKENS),
+        cost_usd=parsed.cost_usd,
+        model=parsed.model or model,
+        session_id=parsed.session_id,
+        summary=summary,
+        exit_code=outcome.exit_code,
+        failed=failed,
+        needs_human=report.needs_human if report else None,
+        usage_limit_resets_at=resets_at,
+        output=_raw_tail(outcome),
+    )
+
+
+def _verdict(
+    name: str,
+    outcome: CommandResult,
+    parsed: CliReport,
+    report: AgentReport | None,
+    report_error: str | None,
+    timeout_seconds: float,
+    now: datetime,
+) -> tuple[str, bool, datetime | None]:
+    """(summary, failed, usage_limit_resets_at) of one run."""
+    if outcome.error:
+        return f"{name}: {outcome.error}", True, None
+    if outcome.timed_out:
+        return f"{name}: {timeout_summary(timeout_seconds, outcome.left_running)}", True, None
+    if parsed.usage_limit:
+        said = f": {first_line(parsed.error or '')}" if parsed.error else ""
+        if parsed.resets_at is not None:
+            return (
+                f"{name} hit its usage limit{said}; the loop waits until "
+                f"{parsed.resets_at.isoformat(timespec='minutes')}",
+                False,
+                parsed.resets_at,
+            )
+        resets_at = now + DEFAULT_USAGE_LIMIT_WAIT
+        hours = DEFAULT_USAGE_LIMIT_WAIT.total_seconds() / 3600
+        return (
+            f"{name} hit its usage limit{said}; it gave no reset time, so the loop waits the "
+            f"default {hours:g} h (until {resets_at.isoformat(timespec='minutes')})",
+            False,
+            resets_at,
+        )
+    exited = f" (exit code {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
+    if parsed.malformed:
+        return f"{name}: {parsed.malformed}{exited}", True, None
+    if outcome.exit_code != 0:
+        message = parsed.error or first_line(_last_lines(outcome.stderr)) or "no error message"
+        return f"{name} exited with code {outcome.exit_code}: {shorten(message, 500)}", True, None
+    if parsed.error:
+        return f"{name} reported an error: {shorten(parsed.error, 500)}", True, None
+    if report_error:
+        return report_error, True, None
+    if report is not None and report.summary:
+        return report.summary, False, None
+    return shorten(parsed.final_text) or f"{name} finished without a final message", False, None
+
+
+def _last_lines(text: str, count: int = 3) -> str:
+    lines = [line for line in text.splitlines() if line.strip()]
+    return " ".join(lines[-count:])
