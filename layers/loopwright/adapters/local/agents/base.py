@@ -340,12 +340,11 @@ def _verdict(
             False,
             resets_at,
         )
-    exited = f" (exit code {outcome.exit_code})" if outcome.exit_code not in (None, 0) else ""
-    if parsed.malformed:
-        return f"{name}: {parsed.malformed}{exited}", True, None
     if outcome.exit_code != 0:
-        message = parsed.error or first_line(_last_lines(outcome.stderr)) or "no error message"
+        message = parsed.error or _last_lines(outcome.stderr) or parsed.malformed or "no error message"
         return f"{name} exited with code {outcome.exit_code}: {shorten(message, 500)}", True, None
+    if parsed.malformed:
+        return f"{name}: {parsed.malformed}", True, None
     if parsed.error:
         return f"{name} reported an error: {shorten(parsed.error, 500)}", True, None
     if report_error:
