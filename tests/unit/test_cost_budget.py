@@ -3,14 +3,18 @@ policy and its warning, raising the budget, and a loop that the budget stops."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pydantic import ValidationError
+from rich.console import Console
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.adapters.local.command_agent import read_report
+from loopwright.cli import display
 from loopwright.config_loader import ConfigError, load_config
 from loopwright.controls import ControlService
 from loopwright.engine import LoopFramework
@@ -24,6 +28,7 @@ from loopwright.models import (
     LoopConfig,
     LoopOutcome,
     LoopPhase,
+    LoopResult,
     LoopState,
 )
 from loopwright.models.pricing import (
@@ -343,3 +348,49 @@ def test_the_agents_dollars_stop_the_loop_without_any_price(tmp_path: Path) -> N
     assert result.outcome is LoopOutcome.COST_BUDGET_EXHAUSTED
     assert result.iterations == 3 and result.total_cost_usd == pytest.approx(0.06)
     assert store.list_events(loop.loop_id, types=[EV.COST_UNKNOWN]) == []
+
+
+# ----------------------------------------------------------------------------- report.json
+def test_a_command_agents_report_gives_dollars_and_model(tmp_path: Path) -> None:
+    folder = tmp_path / "loops" / "loop-cost"
+    folder.mkdir(parents=True)
+    report = folder / "report.json"
+    report.write_text(json.dumps({"tokens_used": 7, "cost_usd": 0.25, "model": "claude-sonnet-4-5"}))
+    parsed, error = read_report(report)
+    assert error is None and parsed is not None
+    assert (parsed.cost_usd, parsed.model) == (0.25, "claude-sonnet-4-5")
+
+    report.write_text(json.dumps({"cost_usd": -1}))
+    assert read_report(report) == (
+        None,
+        "invalid agent report report.json: cost_usd: Input should be greater than or equal to 0",
+    )
+
+
+# ----------------------------------------------------------------------------- what the user sees
+def _render(renderable: Any) -> str:
+    console = Console(width=200, record=True)
+    console.print(renderable)
+    return console.export_text()
+
+
+def test_the_live_line_status_table_and_result_show_the_cost() -> None:
+    state = _state(1.2345, cost_budget_usd=5)
+    assert display.limits_line(state).startswith("iteration 3/10 · tokens 0 · cost $1.23/$5.00 · elapsed ")
+    assert " cost $0.00 · " in display.limits_line(_state(0.0))
+    state.unpriced_models = ["my-local-llama"]
+    assert "cost $1.23/$5.00 (+ unpriced tokens)" in display.limits_line(state)
+    assert "$1.23" in _render(display.loops_table([(state, "COMPLETED")]))
+
+    state.phase, state.outcome = LoopPhase.COMPLETED, LoopOutcome.COST_BUDGET_EXHAUSTED
+    result = LoopResult.from_state(state)
+    assert result.total_cost_usd == 1.2345
+    assert "· 0 tokens · $1.23 (+ unpriced tokens) ·" in _render(display.result_panel(result, state))
+
+
+@pytest.mark.parametrize(
+    ("dollars", "text"),
+    [(0, "$0.00"), (1.234, "$1.23"), (1234.5, "$1,234.50"), (0.00042, "$0.00042"), (1e-7, "$0.00")],
+)
+def test_dollars_are_shown_to_the_cent_or_below_a_cent_to_the_micro_dollar(dollars: float, text: str) -> None:
+    assert display.format_usd(dollars) == text
