@@ -25,6 +25,7 @@ from loopwright.models import (
     RepositoryConfig,
     RuntimeAgentConfig,
 )
+from loopwright.models.pricing import ModelPrice
 
 CONFIG_FILE_NAMES = ("loopwright.toml", "loopwright.yaml", "loopwright.yml")
 
@@ -75,6 +76,8 @@ def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
         models = [CommandAgentConfig, PythonAgentConfig, RuntimeAgentConfig]
     elif loc[0] == "repository":
         models = [RepositoryConfig]
+    elif loc[0] == "prices":
+        models = [ModelPrice]
     else:
         return []
     return sorted({name for model in models for name in model.model_fields})

@@ -48,6 +48,7 @@ RESUMABLE_OUTCOMES = frozenset(
         LoopOutcome.STOPPED,
         LoopOutcome.ITERATION_LIMIT,
         LoopOutcome.TOKEN_BUDGET_EXHAUSTED,
+        LoopOutcome.COST_BUDGET_EXHAUSTED,
         LoopOutcome.TIME_LIMIT,
         LoopOutcome.POLICY_DENIED,
         LoopOutcome.FAILED,
@@ -82,7 +83,7 @@ def authorization_request(request: ControlRequest, state: LoopState) -> Authoriz
 
 def check_limits(state: LoopState, limits: LimitChange) -> None:
     """Raise :class:`ControlConflictError` when a new limit is below what the loop already used
-    (iterations run, tokens spent, wall-clock seconds elapsed)."""
+    (iterations run, tokens spent, US dollars spent, wall-clock seconds elapsed)."""
     if limits.max_iterations is not None and limits.max_iterations < state.iteration:
         raise ControlConflictError(
             f"max_iterations: {limits.max_iterations} is below the {state.iteration} iterations "
@@ -93,6 +94,11 @@ def check_limits(state: LoopState, limits: LimitChange) -> None:
             f"token_budget: {limits.token_budget} is below the {state.tokens_used} tokens already "
             "spent; give a larger value"
         )
+    if limits.cost_budget_usd is not None and limits.cost_budget_usd < state.cost_usd:
+        raise ControlConflictError(
+            f"cost_budget_usd: {limits.cost_budget_usd:g} is below the ${state.cost_usd:.4f} already "
+            "spent; give a larger value"
+        )
     elapsed = int(state.elapsed_seconds)
     if limits.max_duration_seconds is not None and limits.max_duration_seconds < elapsed:
         raise ControlConflictError(
@@ -101,7 +107,7 @@ def check_limits(state: LoopState, limits: LimitChange) -> None:
         )
 
 
-def apply_limits(state: LoopState, limits: LimitChange) -> dict[str, int]:
+def apply_limits(state: LoopState, limits: LimitChange) -> dict[str, int | float]:
     """Set the given limits on ``state.config``; returns the fields changed."""
     changes = limits.model_dump(exclude_none=True)
     state.config = state.config.model_copy(update=changes)
@@ -310,5 +316,5 @@ class ControlService:
         return self.store.save_state(state, [event])
 
 
-def _describe(changes: dict[str, int]) -> str:
+def _describe(changes: dict[str, int | float]) -> str:
     return ", ".join(f"{name}={value}" for name, value in changes.items())

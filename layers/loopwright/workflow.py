@@ -30,6 +30,7 @@ from loopwright.models import (
     VerificationResult,
     utcnow,
 )
+from loopwright.models.pricing import IterationCost, iteration_cost
 from loopwright.ports import (
     Agent,
     CheckpointStore,
@@ -162,7 +163,13 @@ def run_iteration(
     should_stop: StopCheck | None = None,
     on_output: OutputCallback | None = None,
 ) -> IterationResult:
-    """Run the agent once and account for it: iteration count, tokens, head commit, failures.
+    """Run the agent once and account for it: iteration count, tokens, cost, head commit, failures.
+
+    The iteration's cost (US dollars) is the agent's own figure, else its tokens priced by model
+    (``config.prices``, then :data:`~loopwright.models.pricing.DEFAULT_PRICES`); it is added to
+    ``state.cost_usd`` and recorded with the token breakdown in the AGENT_COMPLETED (or
+    AGENT_FAILED) event. A model without a price adds no cost and is reported once per loop by a
+    COST_UNKNOWN event.
 
     An agent's question for a human is kept in ``state.human_request`` for the decide step; a
     worktree that could not be committed (tampered with) in ``state.workspace_problem``, which
@@ -173,6 +180,7 @@ def run_iteration(
     )
     state.iteration = result.iteration
     state.tokens_used += result.agent.tokens_used
+    cost = _account_cost(state, result.agent, record)
     state.human_request = result.agent.needs_human
     state.human_response = None  # handed to the agent with this iteration's request
     state.resume_at = result.agent.usage_limit_resets_at
@@ -184,6 +192,12 @@ def run_iteration(
         _EV.AGENT_FAILED if result.agent.failed else _EV.AGENT_COMPLETED,
         result.agent.summary[:500],
         tokens_used=result.agent.tokens_used,
+        input_tokens=result.agent.input_tokens,
+        cached_input_tokens=result.agent.cached_input_tokens,
+        output_tokens=result.agent.output_tokens,
+        model=result.agent.model,
+        cost_usd=cost.cost_usd,
+        cost_basis=cost.basis,
         commit=result.commit,
         changed_files=len(result.changed_files),
         duration_seconds=result.duration_seconds,
@@ -192,6 +206,51 @@ def run_iteration(
     if result.workspace_problem:
         record(_EV.ERROR, result.workspace_problem[:2000], iteration=result.iteration)
     return result
+
+
+def _account_cost(state: LoopState, agent: AgentResult, record: Recorder) -> IterationCost:
+    """Add the agent run's cost to ``state.cost_usd``. Tokens that cannot be priced (no model
+    named, a model without a price, no token breakdown) are reported once per model by a
+    COST_UNKNOWN event (``state.unpriced_models`` remembers which; "" for no model)."""
+    cost = iteration_cost(
+        cost_usd=agent.cost_usd,
+        model=agent.model,
+        tokens_used=agent.tokens_used,
+        input_tokens=agent.input_tokens,
+        cached_input_tokens=agent.cached_input_tokens,
+        output_tokens=agent.output_tokens,
+        prices=state.config.prices,
+    )
+    if cost.cost_usd is not None:
+        state.cost_usd += cost.cost_usd
+        return cost
+    key = agent.model or ""
+    if key in state.unpriced_models:
+        return cost
+    state.unpriced_models = [*state.unpriced_models, key]
+    if cost.basis == "unknown_model":
+        why = (
+            f"model {key!r} has no price; price it in loopwright.toml: "
+            f'prices = {{ "{key}" = {{ input = ..., cached_input = ..., output = ... }} }} '
+            "(US dollars per million tokens)"
+        )
+    elif cost.basis == "no_model":
+        why = "the agent named no model (AgentResult.model), so its tokens cannot be priced"
+    else:
+        why = (
+            f"the agent gave no input/cached/output breakdown of its tokens, so model {key!r} "
+            "cannot be priced"
+        )
+    budget = state.config.cost_budget_usd
+    record(
+        _EV.COST_UNKNOWN,
+        f"{why}; its tokens add nothing to the loop's cost"
+        + (f" and the cost budget (${budget:g}) does not see them" if budget else ""),
+        iteration=state.iteration,
+        model=agent.model,
+        cost_basis=cost.basis,
+    )
+    return cost
 
 
 def save_checkpoint(state: LoopState, checkpoints: CheckpointStore, record: Recorder) -> Checkpoint:

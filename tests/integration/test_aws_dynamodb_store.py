@@ -69,6 +69,19 @@ def test_events_need_an_existing_loop(store: DynamoDbStore) -> None:
     assert store.list_events("loop_x") == []
 
 
+def test_dollar_figures_round_trip_exactly(store: DynamoDbStore) -> None:
+    # DynamoDB numbers need Decimal; the state is stored as JSON, so floats come back as they went.
+    state = make_state("loop_cost")
+    state.config = state.config.model_copy(update={"cost_budget_usd": 12.34})
+    state = store.create_loop(state)
+    state.cost_usd = 0.1 + 0.2  # 0.30000000000000004: not a decimal fraction
+    state.unpriced_models = ["my-local-llama"]
+    store.save_state(state, [event("loop_cost", 1, EV.AGENT_COMPLETED)])
+    read = store.get_state("loop_cost")
+    assert read.cost_usd == 0.1 + 0.2 and read.config.cost_budget_usd == 12.34
+    assert read.unpriced_models == ["my-local-llama"]
+
+
 def test_a_lost_save_writes_none_of_its_events(store: DynamoDbStore) -> None:
     first = store.create_loop(make_state())
     store.save_state(first, [event("loop_a", 1, EV.LOOP_STARTED)])

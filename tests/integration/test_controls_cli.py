@@ -103,3 +103,47 @@ def test_a_raised_limit_lets_a_finished_loop_go_on(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
     assert result["outcome"] == "CONDITIONS_MET" and result["iterations"] == 3
+
+
+# Reports 40 cents and its model in every iteration; never meets the condition.
+SPENDING_AGENT = textwrap.dedent(
+    """
+    import json, os, pathlib
+    pathlib.Path(os.environ["LOOPWRIGHT_REPORT_FILE"]).write_text(
+        json.dumps({"tokens_used": 1000, "cost_usd": 0.4, "model": "claude-sonnet-4-5"}))
+    """
+)
+
+
+@pytest.mark.slow
+def test_a_cost_budget_stops_the_loop_status_shows_the_cost_and_a_human_raises_it(tmp_path: Path) -> None:
+    # Given an agent that reports $0.40 per iteration and a budget of $1 given on the command line
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    config = _config(tmp_path, SPENDING_AGENT, max_iterations=10)
+
+    # When the loop runs
+    first = cli(
+        "run", "-w", str(workspace), "-c", str(config), "--loop-id", "spend", "--cost-budget-usd", "1"
+    )
+
+    # Then Cedar denies iteration 4 ($1.20 spent) and the result says what was spent
+    assert first.returncode == 3, first.stderr
+    assert "COST_BUDGET_EXHAUSTED" in first.stdout and "$1.20" in first.stdout
+    status = cli("status", "spend", "-w", str(workspace), "--json")
+    data = json.loads(status.stdout)
+    assert data["cost_usd"] == pytest.approx(1.2) and data["cost_budget_usd"] == 1.0
+    assert data["outcome"] == "COST_BUDGET_EXHAUSTED" and data["iteration"] == 3
+    text = cli("status", "spend", "-w", str(workspace)).stdout
+    assert "cost $1.20/$1.00" in text
+    listing = cli("status", "-w", str(workspace)).stdout
+    assert "$1.20" in listing
+
+    # A budget below the spend is refused; a higher one lets the loop go on
+    lower = cli("limits", "spend", "-w", str(workspace), "--cost-budget-usd", "0.5")
+    assert lower.returncode == 2 and "below the $1.2000 already spent" in lower.stderr
+    raised = cli("limits", "spend", "-w", str(workspace), "--cost-budget-usd", "2")
+    assert raised.returncode == 0, raised.stderr
+    again = cli("resume", "spend", "-w", str(workspace), "--json")
+    result = json.loads(again.stdout)
+    assert result["outcome"] == "COST_BUDGET_EXHAUSTED" and result["iterations"] == 5
+    assert result["total_cost_usd"] == pytest.approx(2.0)

@@ -345,3 +345,36 @@ def test_the_page_knows_its_stage_prefix(dash: Dashboard) -> None:
     event["requestContext"]["path"] = "/prod/"
     response = dash.app.resolve(event, None)  # type: ignore[arg-type]
     assert '<base href="/prod/">' in response["body"]
+
+
+def test_loops_show_their_cost_and_a_cost_budget_is_raised(dash: Dashboard) -> None:
+    # Given a loop that spent $3.75 of a $5 budget and ran a model without a price
+    state = dash.store.get_state("b2")
+    state.cost_usd = 3.75
+    state.unpriced_models = ["my-local-llama"]
+    state.config = state.config.model_copy(update={"cost_budget_usd": 5.0})
+    dash.store.save_state(state)
+
+    # Then the list, the loop's progress and the OpenAPI document carry the cost in US dollars
+    listed = {item["loop_id"]: item for item in dash.call("GET", "/api/loops")[1]["items"]}
+    assert (listed["b2"]["cost_usd"], listed["b2"]["cost_budget_usd"]) == (3.75, 5.0)
+    assert (listed["b1"]["cost_usd"], listed["b1"]["cost_budget_usd"]) == (0.0, None)
+    status, body, _ = dash.call("GET", "/api/loops/b2")
+    assert status == 200
+    assert (body["cost_usd"], body["cost_budget_usd"], body["percent_cost"]) == (3.75, 5.0, 75.0)
+    assert body["unpriced_models"] == ["my-local-llama"]
+
+    # A budget below the spend is a conflict; a bad one is a 400 naming the field; both write nothing
+    version = dash.store.get_state("b2").version
+    status, body, _ = dash.call("POST", "/api/loops/b2/limits", {"cost_budget_usd": 2})
+    assert status == 409 and "below the $3.7500 already spent" in body["error"]["message"]
+    status, body, _ = dash.call("POST", "/api/loops/b2/limits", {"cost_budget_usd": 0})
+    assert status == 400 and body["error"]["field"] == "cost_budget_usd"
+    status, body, _ = dash.call("POST", "/api/loops/b2/limits", {"cost_budget_usd": None})
+    assert status == 400 and "leave cost_budget_usd out" in body["error"]["message"]
+    assert dash.store.get_state("b2").version == version
+
+    # When an operator raises it, the loop's budget changes
+    status, body, _ = dash.call("POST", "/api/loops/b2/limits", {"cost_budget_usd": 12.5})
+    assert status == 200 and body["status"] == "applied", body
+    assert dash.store.get_state("b2").config.cost_budget_usd == 12.5

@@ -182,7 +182,7 @@ def test_request_shape() -> None:
         "warning_threshold_percent": 80,
         "token_budget": 100,
     }
-    assert request.context == {"iteration": 5, "tokens_used": 12, "elapsed_seconds": 7}
+    assert request.context == {"iteration": 5, "tokens_used": 12, "cost_micro_usd": 0, "elapsed_seconds": 7}
 
 
 def test_principal_override_and_warning_request_reuse_the_counters() -> None:

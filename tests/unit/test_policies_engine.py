@@ -20,7 +20,7 @@ from loopwright.models import AuthorizationRequest
 
 POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
 LIMITS = {"project": "demo", "max_iterations": 10, "warning_threshold_percent": 80}
-COUNTERS = {"iteration": 3, "tokens_used": 0, "elapsed_seconds": 0}
+COUNTERS = {"iteration": 3, "tokens_used": 0, "cost_micro_usd": 0, "elapsed_seconds": 0}
 
 
 @pytest.fixture(scope="module")

@@ -56,6 +56,7 @@ def test_policy_folder_has_the_expected_files() -> None:
     assert {p.name for p in POLICY_FILES} >= {
         "iteration_limit.cedar",
         "token_budget.cedar",
+        "cost_budget.cedar",
         "time_limit.cedar",
         "warnings.cedar",
         "controls.cedar",

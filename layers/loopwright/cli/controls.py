@@ -76,6 +76,7 @@ def limits(
     workspace: WorkspaceOpt = Path("."),
     max_iterations: Annotated[int | None, typer.Option(help="New iteration limit.")] = None,
     token_budget: Annotated[int | None, typer.Option(help="New token budget (tokens).")] = None,
+    cost_budget_usd: Annotated[float | None, typer.Option(help="New cost budget (US dollars).")] = None,
     max_duration: Annotated[
         int | None, typer.Option("--max-duration", help="New wall-clock limit (seconds from the start).")
     ] = None,
@@ -84,7 +85,10 @@ def limits(
     """Raise (or change) a loop's limits; a running loop applies them before its next iteration."""
     try:
         change = LimitChange(
-            max_iterations=max_iterations, token_budget=token_budget, max_duration_seconds=max_duration
+            max_iterations=max_iterations,
+            token_budget=token_budget,
+            cost_budget_usd=cost_budget_usd,
+            max_duration_seconds=max_duration,
         )
     except ValidationError as exc:
         fail(first_error(exc, {"max_duration_seconds": "--max-duration"}), EXIT_BAD_INPUT)

@@ -46,12 +46,29 @@ def format_duration(seconds: float) -> str:
     return f"{hours}h{minutes:02d}m" if hours else f"{minutes}m{secs:02d}s"
 
 
+def format_usd(dollars: float) -> str:
+    """US dollars to the cent, or to the micro-dollar below a cent:
+    ``1.234`` -> ``$1.23``, ``0.00042`` -> ``$0.00042``, ``0`` -> ``$0.00``."""
+    if dollars == 0 or abs(dollars) >= 0.01:
+        return f"${dollars:,.2f}"
+    digits = f"{dollars:.6f}".rstrip("0")
+    return f"${digits}00" if digits.endswith(".") else f"${digits}"
+
+
+def cost_text(state: LoopState) -> str:
+    """``cost $1.23/$5.00``; ``(+ unpriced tokens)`` when some model had no price."""
+    budget = state.config.cost_budget_usd
+    text = f"cost {format_usd(state.cost_usd)}" + (f"/{format_usd(budget)}" if budget else "")
+    return text + (" (+ unpriced tokens)" if state.unpriced_models else "")
+
+
 def limits_line(state: LoopState) -> str:
-    """``iteration 3/10 · tokens 1200/200000 · elapsed 4.1s``."""
+    """``iteration 3/10 · tokens 1200/200000 · cost $0.42/$5.00 · elapsed 4.1s``."""
     config = state.config
     parts = [f"iteration {state.iteration}/{config.max_iterations}"]
     budget = f"/{config.token_budget}" if config.token_budget else ""
     parts.append(f"tokens {state.tokens_used}{budget}")
+    parts.append(cost_text(state))
     limit = f"/{format_duration(config.max_duration_seconds)}" if config.max_duration_seconds else ""
     parts.append(f"elapsed {format_duration(state.elapsed_seconds)}{limit}")
     return " · ".join(parts)
@@ -122,7 +139,9 @@ def result_panel(result: LoopResult, state: LoopState) -> Panel:
         Text(headline, style=f"bold {style}"),
         Text(
             f"{result.iterations} iterations · {result.features_completed}/{result.features_total} "
-            f"conditions met · {result.total_tokens} tokens · {format_duration(result.duration_seconds)}"
+            f"conditions met · {result.total_tokens} tokens · {format_usd(result.total_cost_usd)}"
+            f"{' (+ unpriced tokens)' if state.unpriced_models else ''} · "
+            f"{format_duration(result.duration_seconds)}"
             f" · {result.sessions_used} session(s) · {result.errors_recovered} agent error(s) recovered"
         ),
     ]
@@ -133,9 +152,9 @@ def result_panel(result: LoopResult, state: LoopState) -> Panel:
 
 
 def loops_table(states: Sequence[tuple[LoopState, str]]) -> Table:
-    """One row per loop: id, project, phase (as shown), iteration, outcome, updated."""
+    """One row per loop: id, project, phase (as shown), iteration, cost, outcome, updated."""
     table = Table()
-    for column in ("loop", "project", "phase", "iteration", "outcome", "conditions", "updated"):
+    for column in ("loop", "project", "phase", "iteration", "cost", "outcome", "conditions", "updated"):
         table.add_column(column)
     for state, phase in states:
         met = sum(1 for c in state.exit_conditions if c.is_met)
@@ -144,6 +163,7 @@ def loops_table(states: Sequence[tuple[LoopState, str]]) -> Table:
             state.project,
             phase,
             f"{state.iteration}/{state.config.max_iterations}",
+            format_usd(state.cost_usd),
             state.outcome.value if state.outcome else "",
             f"{met}/{len(state.exit_conditions)}",
             state.updated_at.strftime("%Y-%m-%d %H:%M:%S"),

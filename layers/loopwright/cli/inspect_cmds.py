@@ -76,12 +76,17 @@ def status(
 
 
 def status_json(state: LoopState, root: Path) -> dict[str, Any]:
+    """The state as ``status --json`` prints it: without config and tool output, with the shown
+    phase and the limits (``max_iterations``; ``token_budget``, tokens, and ``cost_budget_usd``,
+    US dollars, null for none). ``cost_usd`` is the US dollars spent so far."""
     data = state.model_dump(mode="json", exclude={"config"})
     for condition in data["exit_conditions"]:
         condition.pop("stdout", None)
         condition.pop("stderr", None)
     data["shown_phase"] = shown_phase(state, root)
     data["max_iterations"] = state.config.max_iterations
+    data["token_budget"] = state.config.token_budget
+    data["cost_budget_usd"] = state.config.cost_budget_usd
     return data
 
 

@@ -95,7 +95,8 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
     @app.post(
         "/api/loops/<loop_id>/limits",
         summary="Change a loop's limits",
-        description="Each limit given replaces the loop's (iterations, tokens, wall-clock seconds).",
+        description="Each limit given replaces the loop's (iterations, tokens, US dollars, "
+        "wall-clock seconds).",
         responses=_CONTROL_DOC,
     )
     def post_limits(loop_id: str, body: LimitsBody) -> Response[ControlResult]:
@@ -103,6 +104,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
             limits = LimitChange(
                 max_iterations=body.max_iterations,
                 token_budget=body.token_budget,
+                cost_budget_usd=body.cost_budget_usd,
                 max_duration_seconds=body.max_duration_seconds,
             )
         except ValidationError as exc:  # the body's bounds are LimitChange's: a safety net

@@ -1,6 +1,7 @@
 """Request bodies and responses of the dashboard API (seed 001 T102 ``LoopProgress``).
 
-Units everywhere: iterations (count), tokens, seconds; times are ISO 8601 UTC. Every error is
+Units everywhere: iterations (count), tokens, US dollars (``*_usd``), seconds; times are ISO
+8601 UTC. Every error is
 ``{"error": {"code", "message", "field"?, "policy_ids"?}}`` (:class:`ErrorResponse`).
 """
 
@@ -20,6 +21,7 @@ from loopwright.models import (
     LoopOutcome,
     LoopPhase,
 )
+from loopwright.models.config import MAX_COST_BUDGET_USD
 from loopwright.models.types import MAX_TOKENS
 
 #: Every error code of the dashboard's and the plans' routes, the local server's refusals and the
@@ -124,10 +126,19 @@ class LoopProgress(BaseModel):
     max_iterations: int
     tokens_used: int
     token_budget: int | None = None
+    cost_usd: float = Field(
+        default=0.0, description="US dollars spent: the agent's figures, else its tokens priced"
+    )
+    cost_budget_usd: float | None = Field(default=None, description="US dollars; None for no budget")
+    unpriced_models: list[str] = Field(
+        default_factory=list,
+        description="models whose tokens have no price and add no cost ('' for none named)",
+    )
     elapsed_seconds: float
     max_duration_seconds: int | None = None
     percent_iterations: float = Field(description="iteration / max_iterations x 100")
     percent_tokens: float | None = None
+    percent_cost: float | None = Field(default=None, description="cost_usd / cost_budget_usd x 100")
     percent_time: float | None = None
     conditions: list[ConditionProgress]
     conditions_met: int = Field(description="required conditions that hold")
@@ -232,22 +243,27 @@ class ApproveBody(ControlBody):
     response: str | None = Field(default=None, max_length=20_000, description="the answer the agent gets")
 
 
+#: The limits a human may change (LimitChange's fields, in order).
+_LIMIT_FIELDS = ("max_iterations", "token_budget", "cost_budget_usd", "max_duration_seconds")
+
+
 class LimitsBody(ControlBody):
     """Body of limits: each given limit replaces the loop's; at least one (the document says so
-    with ``anyOf``). Units: iterations, tokens, wall-clock seconds. A limit is left out rather
-    than sent as ``null`` (refused, naming it)."""
+    with ``anyOf``). Units: iterations, tokens, US dollars, wall-clock seconds. A limit is left
+    out rather than sent as ``null`` (refused, naming it)."""
 
     model_config = ConfigDict(
-        json_schema_extra=lambda schema: one_of_required(
-            schema, ["max_iterations", "token_budget", "max_duration_seconds"], keyword="anyOf"
-        )
+        json_schema_extra=lambda schema: one_of_required(schema, list(_LIMIT_FIELDS), keyword="anyOf")
     )
 
     max_iterations: int | None = Field(default=None, ge=1, le=100_000)
     token_budget: int | None = Field(default=None, ge=1, le=MAX_TOKENS)
+    cost_budget_usd: float | None = Field(
+        default=None, gt=0, le=MAX_COST_BUDGET_USD, allow_inf_nan=False, description="US dollars"
+    )
     max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
 
-    @field_validator("max_iterations", "token_budget", "max_duration_seconds", mode="before")
+    @field_validator(*_LIMIT_FIELDS, mode="before")
     @classmethod
     def _not_null(cls, value: object, info: ValidationInfo) -> object:
         if value is None:
@@ -256,6 +272,6 @@ class LimitsBody(ControlBody):
 
     @model_validator(mode="after")
     def _one_given(self) -> LimitsBody:
-        if self.max_iterations is None and self.token_budget is None and self.max_duration_seconds is None:
-            raise ValueError("give at least one of max_iterations, token_budget, max_duration_seconds")
+        if all(getattr(self, name) is None for name in _LIMIT_FIELDS):
+            raise ValueError(f"give at least one of {', '.join(_LIMIT_FIELDS)}")
         return self

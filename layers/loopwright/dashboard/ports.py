@@ -90,7 +90,7 @@ class ConditionBrief(BaseModel):
 
 
 class LoopSummary(BaseModel):
-    """A loop as the list shows it. Units: iterations, tokens, ISO 8601 UTC times."""
+    """A loop as the list shows it. Units: iterations, tokens, US dollars, ISO 8601 UTC times."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -104,6 +104,8 @@ class LoopSummary(BaseModel):
     max_iterations: int
     tokens_used: int
     token_budget: int | None = None
+    cost_usd: float = 0.0
+    cost_budget_usd: float | None = None
     started_at: datetime
     updated_at: datetime
     ended_at: datetime | None = None
@@ -131,6 +133,8 @@ class LoopSummary(BaseModel):
             max_iterations=state.config.max_iterations,
             tokens_used=state.tokens_used,
             token_budget=state.config.token_budget,
+            cost_usd=state.cost_usd,
+            cost_budget_usd=state.config.cost_budget_usd,
             started_at=state.started_at,
             updated_at=state.updated_at,
             ended_at=state.ended_at,

@@ -160,10 +160,14 @@ def build_progress(
         max_iterations=config.max_iterations,
         tokens_used=state.tokens_used,
         token_budget=config.token_budget,
+        cost_usd=state.cost_usd,
+        cost_budget_usd=config.cost_budget_usd,
+        unpriced_models=state.unpriced_models,
         elapsed_seconds=round(elapsed, 3),
         max_duration_seconds=config.max_duration_seconds,
         percent_iterations=_percent(state.iteration, config.max_iterations) or 0.0,
         percent_tokens=_percent(state.tokens_used, config.token_budget),
+        percent_cost=_percent(state.cost_usd, config.cost_budget_usd),
         percent_time=_percent(elapsed, config.max_duration_seconds),
         conditions=[
             ConditionProgress(

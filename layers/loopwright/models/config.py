@@ -17,12 +17,16 @@ from loopwright.models.agent_config import (
     AgentConfig,
 )
 from loopwright.models.enums import AgentKind, ExitConditionType
+from loopwright.models.pricing import ModelName, ModelPrice
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
 
 #: Default per-tool timeout for exit-condition evaluation, seconds (seed 000, SC-002).
 DEFAULT_CONDITION_TIMEOUT_SECONDS = 30.0
 #: Share of any limit at which a warning is raised, as a percentage (seed 000, SC-008: 80%).
 DEFAULT_WARNING_THRESHOLD_PERCENT = 80
+#: Largest cost budget accepted, US dollars. In micro-dollars (the Cedar unit) times 100 (the
+#: warning's percentage) it stays far inside Cedar's 64-bit Long.
+MAX_COST_BUDGET_USD = 1_000_000_000.0
 #: A git URL: ``https://``, ``ssh://``, ``git://``, ``file://`` or scp-like ``user@host:path``.
 _GIT_URL = re.compile(r"(?:(?:https?|ssh|git|file)://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)\S+")
 #: A branch, tag or commit name that git cannot mistake for an option (no leading '-').
@@ -120,8 +124,10 @@ class LoopConfig(_Strict):
     """Everything a loop needs to run, with the limits a human sets (seed 001 T014).
 
     Limits are enforced by the Cedar policies in ``policies/`` before every iteration:
-    ``max_iterations`` (count), ``token_budget`` (tokens reported by the agent) and
-    ``max_duration_seconds`` (wall clock from the loop's start, seconds).
+    ``max_iterations`` (count), ``token_budget`` (tokens reported by the agent),
+    ``cost_budget_usd`` (US dollars: the agent's own figure, else its tokens priced by ``prices``
+    and :data:`~loopwright.models.pricing.DEFAULT_PRICES`) and ``max_duration_seconds`` (wall
+    clock from the loop's start, seconds).
     """
 
     goal: str = Field(min_length=1, max_length=20_000, description="what the agent must achieve")
@@ -134,6 +140,21 @@ class LoopConfig(_Strict):
     max_iterations: int = Field(default=20, ge=1, le=100_000, strict=True)
     token_budget: int | None = Field(
         default=None, ge=1, le=MAX_TOKENS, strict=True, description="tokens; None for no budget"
+    )
+    cost_budget_usd: float | None = Field(
+        default=None,
+        gt=0,
+        le=MAX_COST_BUDGET_USD,
+        allow_inf_nan=False,
+        strict=True,
+        description="US dollars the agent may spend; None for no budget",
+    )
+    prices: dict[ModelName, ModelPrice] = Field(
+        default_factory=dict,
+        max_length=1_000,
+        description="US dollars per million tokens by model, added to or replacing the built-in "
+        'table (loopwright.models.pricing), e.g. {"my-model": {"input": 3.0, "cached_input": 0.3, '
+        '"output": 15.0}}',
     )
     max_duration_seconds: int | None = Field(
         default=None, ge=1, le=30 * 86_400, strict=True, description="wall-clock seconds; None for no limit"

@@ -13,6 +13,7 @@ from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
 
+from loopwright.models.config import MAX_COST_BUDGET_USD
 from loopwright.models.enums import ControlAction, LoopPhase
 from loopwright.models.state import new_id, utcnow
 from loopwright.models.types import MAX_TOKENS, LoopId
@@ -45,18 +46,23 @@ def operators_group(project: str) -> str:
 
 class LimitChange(BaseModel):
     """New limits for a loop (RAISE_LIMIT). Each field, when given, replaces the LoopConfig value;
-    at least one must be given. Units: iterations, tokens, wall-clock seconds."""
+    at least one must be given. Units: iterations, tokens, US dollars, wall-clock seconds."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     max_iterations: int | None = Field(default=None, ge=1, le=100_000, strict=True)
     token_budget: int | None = Field(default=None, ge=1, le=MAX_TOKENS, strict=True)
+    cost_budget_usd: float | None = Field(
+        default=None, gt=0, le=MAX_COST_BUDGET_USD, allow_inf_nan=False, strict=True, description="US dollars"
+    )
     max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400, strict=True)
 
     @model_validator(mode="after")
     def _one_given(self) -> LimitChange:
-        if self.max_iterations is None and self.token_budget is None and self.max_duration_seconds is None:
-            raise ValueError("give at least one of max_iterations, token_budget, max_duration_seconds")
+        if all(getattr(self, name) is None for name in type(self).model_fields):
+            raise ValueError(
+                "give at least one of max_iterations, token_budget, cost_budget_usd, max_duration_seconds"
+            )
         return self
 
 

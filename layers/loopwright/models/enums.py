@@ -47,6 +47,7 @@ class LoopOutcome(StrEnum):
     CONDITIONS_MET = "CONDITIONS_MET"  # every required exit condition held and gate:all passed
     ITERATION_LIMIT = "ITERATION_LIMIT"  # Cedar denied the next iteration: iteration limit
     TOKEN_BUDGET_EXHAUSTED = "TOKEN_BUDGET_EXHAUSTED"  # Cedar denied: token budget spent
+    COST_BUDGET_EXHAUSTED = "COST_BUDGET_EXHAUSTED"  # Cedar denied: cost budget (US dollars) spent
     TIME_LIMIT = "TIME_LIMIT"  # Cedar denied: wall-clock limit reached
     POLICY_DENIED = "POLICY_DENIED"  # Cedar denied for another policy
     STOPPED = "STOPPED"  # a human asked the loop to stop
@@ -64,6 +65,7 @@ class IterationEventType(StrEnum):
     ITERATION_STARTED = "ITERATION_STARTED"
     AGENT_COMPLETED = "AGENT_COMPLETED"
     AGENT_FAILED = "AGENT_FAILED"
+    COST_UNKNOWN = "COST_UNKNOWN"  # the agent's model has no price: its tokens add no cost (once per model)
     CHECKPOINT_SAVED = "CHECKPOINT_SAVED"
     CHECKPOINT_RECOVERED = "CHECKPOINT_RECOVERED"
     CHECKPOINT_CORRUPT = "CHECKPOINT_CORRUPT"
@@ -103,7 +105,7 @@ class ControlAction(StrEnum):
     RESUME = "RESUME"  # continue a PAUSED, INTERRUPTED or STOPPED loop
     STOP = "STOP"  # stop after the current step with outcome STOPPED
     APPROVE = "APPROVE"  # answer an agent's question (AWAITING_RESPONSE) and continue
-    RAISE_LIMIT = "RAISE_LIMIT"  # change max_iterations / token_budget / max_duration_seconds
+    RAISE_LIMIT = "RAISE_LIMIT"  # change a limit: iterations, tokens, cost (US dollars) or duration
 
 
 class AgentKind(StrEnum):

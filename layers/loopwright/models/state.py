@@ -82,6 +82,11 @@ class LoopState(BaseModel):
     iteration: int = Field(default=0, ge=0)
     tokens_used: int = Field(default=0, ge=0)
     cost_usd: float = Field(default=0.0, ge=0, description="US dollars the agent's iterations cost")
+    unpriced_models: list[str] = Field(
+        default_factory=list,
+        description="models the agent used that have no price (their tokens add no cost); each "
+        "was reported once by a COST_UNKNOWN event",
+    )
     started_at: datetime = Field(default_factory=utcnow)
     updated_at: datetime = Field(default_factory=utcnow)
     ended_at: datetime | None = None
@@ -265,6 +270,11 @@ class LoopResult(BaseModel):
     features_total: int
     sessions_used: int
     total_tokens: int
+    total_cost_usd: float = Field(
+        default=0.0,
+        description="US dollars the agent's iterations cost: its own figures, else its tokens "
+        "priced (loopwright.models.pricing); models without a price add nothing",
+    )
     errors_recovered: int
     duration_seconds: float
     handoff_reason: str | None = None
@@ -286,6 +296,7 @@ class LoopResult(BaseModel):
             features_total=len(required) or len([c for c in state.config.exit_conditions if c.required]),
             sessions_used=state.sessions_used,
             total_tokens=state.tokens_used,
+            total_cost_usd=state.cost_usd,
             errors_recovered=state.errors_recovered,
             duration_seconds=round(state.elapsed_seconds, 3),
             handoff_reason=None if state.outcome is LoopOutcome.CONDITIONS_MET else state.outcome_reason,

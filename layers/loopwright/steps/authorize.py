@@ -4,14 +4,18 @@ Before each iteration the engine asks the Cedar policies (``policies/``) two que
 the iteration about to run (``state.iteration + 1``), with the loop's limits as the attributes
 of its ``Loop`` entity and its counters as the context:
 
-1. ``ContinueIteration``: denied by ``iteration-limit``, ``token-budget`` or ``time-limit``
-   (or any other forbid); the first denying policy's ``@outcome`` annotation gives the
+1. ``ContinueIteration``: denied by ``iteration-limit``, ``token-budget``, ``cost-budget`` or
+   ``time-limit`` (or any other forbid); the first denying policy's ``@outcome`` annotation gives the
    :class:`LoopOutcome` (``POLICY_DENIED`` when missing or not a denial outcome).
 2. ``EvaluateWarnings`` (only when allowed): the permit policies that apply are the warnings,
    at ``warning_threshold_percent`` of a limit (seed 000 SC-008: 80%).
 
 A decision carrying evaluation errors is a denial (fail closed): Cedar skips an erroring policy,
 so an erroring ``forbid`` would otherwise let the loop run past its limit.
+
+Cedar has no floating-point numbers: the cost budget and the spend, US dollars in the models
+(``LoopConfig.cost_budget_usd``, ``LoopState.cost_usd``), are sent as whole micro-dollars
+(millionths of a dollar, rounded to the nearest; :func:`micro_usd`).
 """
 
 from __future__ import annotations
@@ -38,9 +42,23 @@ EVALUATE_WARNINGS = 'Action::"EvaluateWarnings"'
 _DENIAL_OUTCOMES = {
     LoopOutcome.ITERATION_LIMIT,
     LoopOutcome.TOKEN_BUDGET_EXHAUSTED,
+    LoopOutcome.COST_BUDGET_EXHAUSTED,
     LoopOutcome.TIME_LIMIT,
     LoopOutcome.POLICY_DENIED,
 }
+
+
+#: Micro-dollars in a US dollar: the Cedar unit of money.
+MICRO_USD_PER_USD = 1_000_000
+#: Highest spend sent to Cedar, micro-dollars ($10 billion): above every budget a LoopConfig accepts,
+#: and 100 times it (the warning's percentage) still fits Cedar's 64-bit Long.
+MAX_CEDAR_MICRO_USD = 10**16
+
+
+def micro_usd(usd: float) -> int:
+    """``usd`` US dollars as whole micro-dollars, rounded to the nearest, at most
+    :data:`MAX_CEDAR_MICRO_USD`: ``0.3`` -> ``300000`` (0.1 + 0.2 dollars too)."""
+    return min(MAX_CEDAR_MICRO_USD, max(0, round(usd * MICRO_USD_PER_USD)))
 
 
 def loop_principal(loop_id: str) -> str:
@@ -57,7 +75,8 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
     """The ``Loop`` entity's attributes: ``project``, the limits of ``state.config`` and
     ``operators``, the project's operators group (an entity reference, ``{"__entity": ...}``).
 
-    ``token_budget`` (tokens) and ``max_duration_seconds`` (seconds) are left out when unset.
+    ``token_budget`` (tokens), ``cost_budget_micro_usd`` (micro-dollars, from
+    ``cost_budget_usd``) and ``max_duration_seconds`` (seconds) are left out when unset.
     """
     config = state.config
     attributes: dict[str, Any] = {
@@ -68,6 +87,8 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
     }
     if config.token_budget is not None:
         attributes["token_budget"] = config.token_budget
+    if config.cost_budget_usd is not None:
+        attributes["cost_budget_micro_usd"] = micro_usd(config.cost_budget_usd)
     if config.max_duration_seconds is not None:
         attributes["max_duration_seconds"] = config.max_duration_seconds
     return attributes
@@ -79,7 +100,8 @@ def build_authorization_request(
     """The Cedar request about the next iteration of ``state`` (shared with the AWS adapter).
 
     Context: ``iteration`` = ``state.iteration + 1`` (1-based, the iteration about to run),
-    ``tokens_used`` (tokens), ``elapsed_seconds`` (wall clock, whole seconds rounded down).
+    ``tokens_used`` (tokens), ``cost_micro_usd`` (US dollars spent, as :func:`micro_usd`),
+    ``elapsed_seconds`` (wall clock, whole seconds rounded down).
     ``principal`` defaults to :func:`loop_principal`, the resource is :func:`loop_resource`.
     """
     return AuthorizationRequest(
@@ -90,6 +112,7 @@ def build_authorization_request(
         context={
             "iteration": state.iteration + 1,
             "tokens_used": state.tokens_used,
+            "cost_micro_usd": micro_usd(state.cost_usd),
             "elapsed_seconds": int(state.elapsed_seconds),
         },
     )
@@ -158,6 +181,11 @@ def _denial_sentence(policy_id: str, annotations: dict[str, str], request: Autho
         return f"{head}: limit is {limits['max_iterations']} iterations"
     if outcome is LoopOutcome.TOKEN_BUDGET_EXHAUSTED and "token_budget" in limits:
         return f"{head}: {counters['tokens_used']} tokens used of a budget of {limits['token_budget']} tokens"
+    if outcome is LoopOutcome.COST_BUDGET_EXHAUSTED and "cost_budget_micro_usd" in limits:
+        return (
+            f"{head}: {_usd(int(counters['cost_micro_usd']))} spent of a budget of "
+            f"{_usd(int(limits['cost_budget_micro_usd']))}"
+        )
     if outcome is LoopOutcome.TIME_LIMIT and "max_duration_seconds" in limits:
         return (
             f"{head}: {counters['elapsed_seconds']} s elapsed of a limit of "
@@ -188,6 +216,9 @@ def _warning_sentence(policy_id: str, annotations: dict[str, str], request: Auth
     if warns == LoopOutcome.TOKEN_BUDGET_EXHAUSTED and "token_budget" in limits:
         used, limit = int(counters["tokens_used"]), int(limits["token_budget"])
         return f"{used} of {limit} tokens used ({_percent(used, limit)}% of the token budget, SC-008)"
+    if warns == LoopOutcome.COST_BUDGET_EXHAUSTED and "cost_budget_micro_usd" in limits:
+        used, limit = int(counters["cost_micro_usd"]), int(limits["cost_budget_micro_usd"])
+        return f"{_usd(used)} of {_usd(limit)} spent ({_percent(used, limit)}% of the cost budget, SC-008)"
     if warns == LoopOutcome.TIME_LIMIT and "max_duration_seconds" in limits:
         used, limit = int(counters["elapsed_seconds"]), int(limits["max_duration_seconds"])
         return f"{used} of {limit} s elapsed ({_percent(used, limit)}% of the time limit, SC-008)"
@@ -198,3 +229,11 @@ def _warning_sentence(policy_id: str, annotations: dict[str, str], request: Auth
 def _percent(used: int, limit: int) -> int:
     """``used`` as a whole percentage of ``limit``, rounded down."""
     return used * 100 // limit if limit > 0 else 100
+
+
+def _usd(micro: int) -> str:
+    """Micro-dollars as dollars, exact, at least to the cent: ``4250000`` -> ``$4.25``,
+    ``4999999`` -> ``$4.999999``, ``1234`` -> ``$0.001234``."""
+    whole, fraction = divmod(micro, MICRO_USD_PER_USD)
+    digits = f"{fraction:06d}".rstrip("0").ljust(2, "0")
+    return f"${whole:,}.{digits}"

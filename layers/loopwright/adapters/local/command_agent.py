@@ -8,8 +8,10 @@ Files (in ``<state_dir>/loops/<loop_id>/``, outside the worktree, so they are ne
   * ``failures.json``: ``{"failing_conditions": [name], "failures": [line],
     "conditions": [ExitConditionStatus without stdout/stderr], "warnings": [text]}``.
   * ``report.json``: the agent may write ``{"tokens_used": int, "summary": str,
-    "needs_human": str | null, "usage_limit_resets_at": ISO 8601 | null}`` here; ``tokens_used``
-    is accounted against the token budget, ``needs_human`` asks a human (the loop waits for
+    "needs_human": str | null, "usage_limit_resets_at": ISO 8601 | null, "cost_usd": float |
+    null, "model": str | null}`` here; ``tokens_used`` is accounted against the token budget,
+    ``cost_usd`` (US dollars) against the cost budget (without it, the tokens are priced by
+    ``model``: :mod:`loopwright.models.pricing`), ``needs_human`` asks a human (the loop waits for
     ``loopwright approve``), ``usage_limit_resets_at`` says the model provider's usage limit was
     hit (the loop pauses until then instead of failing). It must be a regular file of at most
     1 MiB (a symbolic link there is refused, never followed).
@@ -33,7 +35,7 @@ import re
 from datetime import datetime
 from pathlib import Path
 
-from pydantic import BaseModel, ConfigDict, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loopwright.adapters.local.safe_files import (
     UnsafeFileError,
@@ -69,6 +71,8 @@ class AgentReport(BaseModel):
     summary: str = ""
     needs_human: str | None = None
     usage_limit_resets_at: datetime | None = None
+    cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="US dollars")
+    model: str | None = Field(default=None, min_length=1, max_length=200)
 
 
 def write_agent_files(request: AgentRequest) -> dict[str, Path]:
@@ -218,5 +222,7 @@ class CommandAgent(Agent):
             failed=failed,
             needs_human=report.needs_human if report else None,
             usage_limit_resets_at=report.usage_limit_resets_at if report else None,
+            cost_usd=report.cost_usd if report else None,
+            model=report.model if report else None,
             output=output[-4000:],
         )

@@ -225,6 +225,9 @@
     setBar($("iteration-bar"), p.iteration, p.max_iterations);
     $("tokens").textContent = p.token_budget ? `${p.tokens_used} / ${p.token_budget}` : `${p.tokens_used}`;
     setBar($("tokens-bar"), p.tokens_used, p.token_budget);
+    const unpriced = p.unpriced_models && p.unpriced_models.length ? " (+ unpriced tokens)" : "";
+    $("cost").textContent = (p.cost_budget_usd ? `${fmtUsd(p.cost_usd)} / ${fmtUsd(p.cost_budget_usd)}` : fmtUsd(p.cost_usd)) + unpriced;
+    setBar($("cost-bar"), p.cost_usd, p.cost_budget_usd);
     $("elapsed").textContent = p.max_duration_seconds
       ? `${fmtSeconds(p.elapsed_seconds)} / ${fmtSeconds(p.max_duration_seconds)}` : fmtSeconds(p.elapsed_seconds);
     setBar($("time-bar"), p.elapsed_seconds, p.max_duration_seconds);
@@ -393,6 +396,12 @@
   }
 
   // ------------------------------------------------------------------ controls
+  // US dollars: to the cent, or to the micro-dollar below a cent (cli/display.py format_usd).
+  function fmtUsd(dollars) {
+    const d = Number(dollars) || 0;
+    return d === 0 || d >= 0.01 ? `$${d.toFixed(2)}` : `$${d.toFixed(6).replace(/0+$/, "")}`;
+  }
+
   function intOrNull(input) {
     const v = input.value.trim();
     return v === "" ? null : Number(v);
@@ -410,7 +419,7 @@
     }
     if (action === "limits") {
       for (const [field, id] of [["max_iterations", "limit-max-iterations"], ["token_budget", "limit-token-budget"],
-        ["max_duration_seconds", "limit-max-duration"]]) {
+        ["cost_budget_usd", "limit-cost-budget"], ["max_duration_seconds", "limit-max-duration"]]) {
         const value = intOrNull($(id));
         if (value !== null) body[field] = value;
       }
