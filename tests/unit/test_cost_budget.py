@@ -85,11 +85,12 @@ def test_the_agents_own_figure_wins_over_the_price_table() -> None:
 
 
 def test_tokens_are_priced_by_input_cached_input_and_output() -> None:
-    # gpt-5.5: $5 input, $0.50 cached input, $30 output per million tokens.
+    # gpt-5.5: $5 input, $0.50 cached input, $30 output per million tokens; input_tokens count
+    # the cached ones too (1,000,000 uncached + 200,000 cached).
     cost, basis = _cost(
         model="gpt-5.5",
         tokens_used=1_300_000,
-        input_tokens=1_000_000,
+        input_tokens=1_200_000,
         cached_input_tokens=200_000,
         output_tokens=100_000,
     )

@@ -4,11 +4,13 @@ A loop's cost (``LoopState.cost_usd``, limited by ``LoopConfig.cost_budget_usd``
 own dollar figure when it gives one (Claude Code's ``total_cost_usd``, aider's ``Cost: $...``);
 otherwise its tokens are priced here, by the model it names (``AgentResult.model``):
 
-    cost = input_tokens x input + cached_input_tokens x cached_input + output_tokens x output
+    cost = (input_tokens - cached_input_tokens) x input + cached_input_tokens x cached_input
+           + output_tokens x output
 
-with the prices in US dollars per million tokens (:class:`ModelPrice`). ``input_tokens`` are the
-input tokens *not* read from a cache (``AgentResult`` breaks ``tokens_used`` into input, cached
-input and output, which add up to it). A model that is in neither the user's ``prices`` nor
+with the prices in US dollars per million tokens (:class:`ModelPrice`). ``input_tokens`` count all
+input tokens, those read from a cache included (OpenAI's and Google's convention, which the agent
+backends follow: :mod:`loopwright.adapters.local.agents`); ``cached_input_tokens`` is that cached
+part. A model that is in neither the user's ``prices`` nor
 :data:`DEFAULT_PRICES` has no cost: its tokens still count against ``token_budget``, and the loop
 says so once per model (a COST_UNKNOWN event) rather than invent a price.
 
@@ -69,9 +71,10 @@ class ModelPrice(BaseModel):
         return self.input if self.cached_input is None else self.cached_input
 
     def cost_usd(self, input_tokens: int, cached_input_tokens: int, output_tokens: int) -> float:
-        """US dollars for these tokens (``input_tokens``: input not read from a cache)."""
+        """US dollars for these tokens (``input_tokens``: all input, ``cached_input_tokens`` of
+        it read from a cache; a cached figure above the input is read as all input cached)."""
         return (
-            input_tokens * self.input
+            max(0, input_tokens - cached_input_tokens) * self.input
             + cached_input_tokens * self.cached_input_price
             + output_tokens * self.output
         ) / TOKENS_PER_MILLION

@@ -105,8 +105,9 @@ class AgentResult(BaseModel):
     """What the agent reports back, for this iteration only.
 
     ``tokens_used`` is what counts against the token budget (for a CLI backend: input + output
-    tokens, cached input included, as the CLI reports them); ``input_tokens``,
-    ``cached_input_tokens`` and ``output_tokens`` break it down when the agent says so.
+    tokens, cached input included, as the CLI reports them); ``input_tokens`` (all input, cached
+    included), ``cached_input_tokens`` (the part of it read from a cache) and ``output_tokens``
+    break it down when the agent says so.
     ``cost_usd`` is the agent's own figure in US dollars, or None when it gave none (the loop
     then prices the tokens, see :mod:`loopwright.models.pricing`).
     """
