@@ -18,7 +18,7 @@ from loopwright.cli.init_cmd import (
     PLACEHOLDER_CHECK,
     Detection,
     FoundCondition,
-    configurable_kinds,
+    agent_defaults,
     detect,
     render,
 )
@@ -129,7 +129,7 @@ DETECTIONS = [
 
 
 @pytest.mark.parametrize("detection", DETECTIONS, ids=["nothing", "everything"])
-@pytest.mark.parametrize("agent", [None, AgentKind.COMMAND, *configurable_kinds()])
+@pytest.mark.parametrize("agent", [None, AgentKind.COMMAND, *AGENT_PROGRAMS])
 def test_every_rendered_config_is_valid(detection: Detection, agent: AgentKind | None) -> None:
     config = LoopConfig.model_validate(tomllib.loads(render(detection, agent)))
 
@@ -200,23 +200,29 @@ def test_init_picks_the_first_agent_cli_found(tmp_path: Path, bin_dir: Path) -> 
         "aider": str(bin_dir / "aider"),
     }
     config, _ = load_config(project)
-    usable = [kind for kind in (AgentKind.CLAUDE_CODE, AgentKind.AIDER) if kind in configurable_kinds()]
-    expected = usable[0] if usable else None  # a kind this version cannot configure is not written
-    written = config.agent.kind.value if config.agent else None
-    assert written == summary["agent"] == (expected.value if expected else None)
+    assert config.agent is not None and config.agent.kind is AgentKind.CLAUDE_CODE
+    assert summary["agent"] == "claude-code"
     assert summary["exit_conditions"] == ["go-test"]
 
 
-@pytest.mark.parametrize("kind", [k for k in AGENT_PROGRAMS if k in configurable_kinds()] or [None])
-def test_agent_chooses_a_cli_kind(tmp_path: Path, bin_dir: Path, kind: AgentKind | None) -> None:
-    if kind is None:
-        pytest.skip("this version's config has no CLI agent kind yet (the backends add them)")
+@pytest.mark.parametrize("kind", list(AGENT_PROGRAMS))
+def test_agent_chooses_a_cli_kind_with_its_settings_commented_at_their_defaults(
+    tmp_path: Path, bin_dir: Path, kind: AgentKind
+) -> None:
     result = _init(tmp_path, "--agent", kind.value)
 
     assert result.exit_code == 0, result.output
-    config, _ = load_config(tmp_path)
-    assert config.agent is not None and config.agent.kind is kind
+    config, path = load_config(tmp_path)
+    assert path is not None and config.agent is not None and config.agent.kind is kind
     assert f"not on PATH: {AGENT_PROGRAMS[kind]}" in result.stdout  # none of them is installed here
+    # Uncommenting every setting that has a value gives the same agent: the defaults are right
+    text = path.read_text()
+    agent_table = text[text.index("[agent]") :]
+    settings = [line.removeprefix("# ") for line in agent_table.splitlines() if line.startswith("# ")]
+    concrete = [line for line in settings if " = " in line and "..." not in line.split("#")[0]]
+    assert len(concrete) >= 5
+    uncommented = tomllib.loads("\n".join(["[agent]", f'kind = "{kind.value}"', *concrete]))
+    assert LoopConfig.model_validate({**tomllib.loads(text), **uncommented}).agent == agent_defaults(kind)
 
 
 def test_agent_command_writes_a_command_agent_and_a_placeholder_check(tmp_path: Path, bin_dir: Path) -> None:

@@ -27,10 +27,10 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated, Any, Final
+from typing import Annotated, Any, Final, Literal, get_args, get_origin
 
 import typer
-from pydantic import TypeAdapter, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 from rich.console import Console
 
 from loopwright.adapters.local.sandbox import SubprocessSandbox
@@ -171,17 +171,10 @@ def _node_conditions(root: Path, notes: list[str]) -> list[FoundCondition]:
     return found
 
 
-def configurable_kinds() -> list[AgentKind]:
-    """The CLI agent kinds this version's config accepts with ``kind`` alone."""
-    adapter: TypeAdapter[Any] = TypeAdapter(AgentConfig)
-    kinds = []
-    for kind in AGENT_PROGRAMS:
-        try:
-            adapter.validate_python({"kind": kind.value})
-        except ValidationError:
-            continue
-        kinds.append(kind)
-    return kinds
+def agent_defaults(kind: AgentKind) -> BaseModel:
+    """The config of agent ``kind`` with every field at its default (``kind`` alone)."""
+    adapter: TypeAdapter[BaseModel] = TypeAdapter(AgentConfig)
+    return adapter.validate_python({"kind": kind.value})
 
 
 # ------------------------------------------------------------------------------------------- text
@@ -272,17 +265,37 @@ def _render_agent(detection: Detection, agent: AgentKind | None) -> str:
     program = AGENT_PROGRAMS[agent]
     where = detection.agents.get(agent)
     seen = f"found at {where}" if where else "NOT found on PATH: install it before `loopwright run`"
-    return "\n".join(
-        [
-            f"# The agent: `{program}` ({seen}), run in the loop's worktree each iteration.",
-            *also,
-            "[agent]",
-            f'kind = "{agent.value}"',
-            '# model = "..."                 # the model the CLI uses; default: the CLI\'s own',
-            '# extra_args = ["..."]          # more arguments for the CLI',
-            "",
-        ]
-    )
+    defaults = agent_defaults(agent)
+    lines = [
+        f"# The agent: `{program}` ({seen}), run in the loop's worktree each iteration.",
+        *also,
+        "# Its settings, at their defaults (see docs/agents.md and examples/agents/README.md):",
+        "[agent]",
+        f'kind = "{agent.value}"',
+    ]
+    for name, info in type(defaults).model_fields.items():
+        if name != "kind":
+            setting = f"# {name} = {_toml_value(getattr(defaults, name), info.annotation)}"
+            choices = get_args(info.annotation) if get_origin(info.annotation) is Literal else ()
+            note = f"one of: {', '.join(map(str, choices))}" if choices else info.description
+            lines.append(f"{setting:<40}# {note}" if note else setting)
+    return "\n".join([*lines, ""])
+
+
+def _toml_value(value: object, annotation: object) -> str:
+    """``value`` written as TOML; None (the CLI decides) as a placeholder to fill in."""
+    if value is None:
+        return '"..."' if str in get_args(annotation) else "..."
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int | float):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_toml_value(item, None) for item in value) + "]"
+    if isinstance(value, dict):
+        items = ", ".join(f"{json.dumps(str(k))} = {_toml_value(v, None)}" for k, v in value.items())
+        return "{ " + items + " }" if items else "{}"
+    return json.dumps(str(value))
 
 
 def check_rendered(text: str, path: Path) -> LoopConfig:
@@ -316,16 +329,7 @@ def init(
         fail(f"{existing} already exists; pass --force to overwrite it", EXIT_BAD_INPUT)
     sandbox = SubprocessSandbox()
     detection = detect(root, lambda name: sandbox.find_program(name, cwd=root))
-    kinds = configurable_kinds()
-    chosen = (
-        AgentKind(agent.value)
-        if agent is not None
-        else next((k for k in detection.agents if k in kinds), None)
-    )
-    if chosen is not None and chosen is not AgentKind.COMMAND and chosen not in kinds:
-        fail(
-            f"--agent: this loopwright cannot drive {chosen.value!r} yet; use --agent command", EXIT_BAD_INPUT
-        )
+    chosen = AgentKind(agent.value) if agent is not None else next(iter(detection.agents), None)
     path = root / CONFIG_FILE_NAMES[0]
     text = render(detection, chosen)
     config = check_rendered(text, path)
