@@ -1,6 +1,6 @@
 """loopwright installed like a tool: the wheel built, installed into a fresh venv, running a loop.
 
-How the test stays offline and fast (18.5 s measured on the 2-core dev VM, of which the build
+How the test stays offline and fast (11 to 19 s measured on the shared 2-core dev VM; the build
 takes about 2 s), and what it proves:
 
 - The wheel is built with ``pip wheel --no-deps --no-build-isolation`` from a copy of what an
