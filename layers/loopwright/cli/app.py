@@ -1,7 +1,8 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard`` and ``plan ...``.
+``dashboard``, ``plan ...``, ``init`` and ``clean``; ``loopwright --version`` prints the installed
+version.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
 and ``--json`` for machine-readable output.
@@ -15,13 +16,17 @@ human (AWAITING_RESPONSE); 6 it is paused (PAUSED: by a human, or until a usage 
 from __future__ import annotations
 
 import sys
+from importlib import metadata
+from typing import Annotated
 
 import typer
 from rich.console import Console
 
+from loopwright.cli.clean_cmd import clean
 from loopwright.cli.common import EXIT_ERROR
 from loopwright.cli.controls import approve, limits, pause, stop
 from loopwright.cli.dashboard import dashboard
+from loopwright.cli.init_cmd import init
 from loopwright.cli.inspect_cmds import events, status
 from loopwright.cli.plan import plan_app
 from loopwright.cli.run import resume, run
@@ -38,6 +43,27 @@ app = typer.Typer(
 app.add_typer(plan_app, name="plan")
 for command in (run, status, events, resume, stop, pause, approve, limits, dashboard):
     app.command()(command)
+# Setting up and tidying a project (issue 9).
+app.command()(init)
+app.command()(clean)
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"loopwright {metadata.version('loopwright')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_print_version, is_eager=True, help="Print loopwright's version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Governed autonomous loops for AI coding agents."""
 
 
 def main() -> None:

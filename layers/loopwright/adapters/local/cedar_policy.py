@@ -10,8 +10,9 @@ every decision.
 
 Where the folder is found (:func:`default_policy_dir`): the ``policy_dir`` argument, else the
 ``LOOPWRIGHT_POLICY_DIR`` environment variable, else ``policies/`` at the root of a source
-checkout (``layers/loopwright/`` sits two levels below it). A non-editable install ships no
-policies: set ``LOOPWRIGHT_POLICY_DIR`` or pass ``policy_dir``.
+checkout (``layers/loopwright/`` sits two levels below it), else the copy of it shipped inside
+the installed package (``loopwright/policies/``, written by the build: see ``setup.py``). The
+copy is byte for byte, so a loop records the same file digests under either.
 
 Cost: the policy set and schema are parsed once (about 10 ms at load), and a loop's entity set
 once per set of limits (cached). Measured after warm-up on a 2-core VM with cedarpy 4.12.2:
@@ -27,6 +28,7 @@ import json
 import os
 import re
 from collections.abc import Mapping, Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +38,7 @@ from loopwright.exceptions import ConfigError
 from loopwright.models import AuthorizationRequest, PolicyDecision, parse_entity_uid
 from loopwright.ports import PolicyEngine
 
-#: Environment variable naming the policy folder (overrides the source checkout's ``policies/``).
+#: Environment variable naming the policy folder (overrides the default policies).
 POLICY_DIR_ENV = "LOOPWRIGHT_POLICY_DIR"
 
 #: Entity uids per loop kept parsed; a loop reuses one entity set for all its decisions.
@@ -45,11 +47,31 @@ DEFAULT_ENTITY_CACHE_SIZE = 256
 _POSITIONAL_ID = re.compile(r"`(policy\d+)`")
 
 
-def default_policy_dir() -> Path:
-    """The policy folder: ``$LOOPWRIGHT_POLICY_DIR`` if set, else ``policies/`` of the checkout.
+def _checkout_policy_dir() -> Path | None:
+    """``policies/`` of the source checkout this module runs from, or None when it runs from an
+    install (``layers/loopwright/adapters/local/cedar_policy.py``: ``parents[3]`` is ``layers``)."""
+    here = Path(__file__).resolve()
+    return here.parents[4] / "policies" if here.parents[3].name == "layers" else None
 
-    Raises :class:`ConfigError` when neither exists (for example in a non-editable install
-    without ``LOOPWRIGHT_POLICY_DIR``).
+
+def _packaged_policy_dir() -> Path | None:
+    """``loopwright/policies/`` of the installed package (package data), or None when the package
+    is not on the file system (a zip import)."""
+    folder = resources.files("loopwright") / "policies"
+    return folder if isinstance(folder, Path) else None
+
+
+#: Where the default policies are looked for, in order: the checkout's, then the packaged copy.
+CHECKOUT_POLICY_DIR = _checkout_policy_dir()
+PACKAGED_POLICY_DIR = _packaged_policy_dir()
+
+
+def default_policy_dir() -> Path:
+    """The policy folder: ``$LOOPWRIGHT_POLICY_DIR`` if set, else ``policies/`` of the source
+    checkout, else the policies shipped inside the installed package.
+
+    Raises :class:`ConfigError` when ``LOOPWRIGHT_POLICY_DIR`` is not a folder, or when neither
+    default folder exists (the message names the places looked at).
     """
     configured = os.environ.get(POLICY_DIR_ENV)
     if configured:
@@ -57,13 +79,15 @@ def default_policy_dir() -> Path:
         if not path.is_dir():
             raise ConfigError(f"{POLICY_DIR_ENV}={configured!r} is not a folder of Cedar policies")
         return path
-    # layers/loopwright/adapters/local/cedar_policy.py -> parents[4] is the checkout root.
-    checkout = Path(__file__).resolve().parents[4] / "policies"
-    if checkout.is_dir():
-        return checkout
+    candidates = [folder for folder in (CHECKOUT_POLICY_DIR, PACKAGED_POLICY_DIR) if folder is not None]
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    looked = " or ".join(str(folder) for folder in candidates) or "nowhere"
     raise ConfigError(
         f"no Cedar policy folder found: set {POLICY_DIR_ENV} to a folder holding "
-        f"a .cedarschema and .cedar files (none at {checkout})"
+        f"a .cedarschema and .cedar files (none at {looked}; reinstall loopwright from its wheel "
+        "to get the default policies)"
     )
 
 

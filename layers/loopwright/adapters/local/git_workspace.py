@@ -361,6 +361,20 @@ class GitWorktreeWorkspace(Workspace):
         """
         (admin / "index.lock").unlink(missing_ok=True)
 
+    def delete_branch(self, loop_id: str) -> bool:
+        """Delete the loop's branch ``loopwright/<loop_id>`` (``git branch -D``: its commits are
+        lost unless merged or referenced elsewhere); False when there is no such branch. Remove
+        the worktree first (:meth:`remove`): git refuses to delete a branch checked out anywhere,
+        the user's checkout included, and that refusal is raised as WorkspaceError."""
+        problem = loop_id_problem(loop_id)
+        if problem is not None:
+            raise WorkspaceError(f"invalid loop id for a branch: {problem}")
+        branch = BRANCH_PREFIX + loop_id
+        if self._branch_head(branch) is None:
+            return False
+        self.git.output(["branch", "-D", branch], cwd=self.workspace)
+        return True
+
 
 def _head_ref(admin: Path) -> str:
     """What the worktree's ``HEAD`` file names: ``refs/heads/<branch>``, or "a detached HEAD"
