@@ -13,6 +13,7 @@ from pathlib import Path
 
 import pytest
 
+from loopwright.adapters.local.git_workspace import SNAPSHOT_MESSAGE
 from tests.integration.helpers import cli, cli_json, git, make_repo
 
 pytestmark = pytest.mark.skipif(shutil.which("git") is None, reason="git is not installed")
@@ -42,7 +43,7 @@ def project(tmp_path: Path) -> Path:
                 "[[exit_conditions]]",
                 'type = "CUSTOM"',
                 'name = "check"',
-                f"command = [{json.dumps(sys.executable)}, \"check_calc.py\"]",
+                f'command = [{json.dumps(sys.executable)}, "check_calc.py"]',
                 "[agent]",
                 'kind = "command"',
                 'command = ["./agent.sh"]',
@@ -70,7 +71,7 @@ def test_untracked_agent_and_uncommitted_test_are_seen_by_the_loop(tmp_path: Pat
     assert sorted(events[0]["data"]["untracked"]) == ["agent.sh", "check_calc.py"]
     status = cli_json("status", "calc", "-w", str(project))
     base = status["base_commit"]
-    assert git(project, "log", "-1", "--format=%s", base) == "loopwright: snapshot of the working tree at start"
+    assert git(project, "log", "-1", "--format=%s", base) == SNAPSHOT_MESSAGE
     # The branch's diff from its base is the agent's work only, without the .env it wrote
     assert git(project, "diff", "--name-only", base, "loopwright/calc") == "calc.py"
     completed = cli_json("events", "calc", "-w", str(project), "--type", "AGENT_COMPLETED")

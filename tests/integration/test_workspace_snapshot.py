@@ -35,6 +35,7 @@ def write(root: Path, name: str, text: str) -> None:
 def user_view(root: Path) -> dict[str, str]:
     """Everything of the user's checkout a snapshot must not change: HEAD, branch, status,
     the index (its entries and the file's bytes), the stash and the user's own branches."""
+    branches = git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads").splitlines()
     return {
         "head": git(root, "rev-parse", "HEAD"),
         "branch": git(root, "symbolic-ref", "HEAD"),
@@ -43,11 +44,7 @@ def user_view(root: Path) -> dict[str, str]:
         "index_bytes": hashlib.sha256((root / ".git" / "index").read_bytes()).hexdigest(),
         "staged": git(root, "diff", "--cached", "--name-status"),
         "stash": git(root, "stash", "list"),
-        "branches": "\n".join(
-            line
-            for line in git(root, "for-each-ref", "--format=%(refname) %(objectname)", "refs/heads").splitlines()
-            if not line.startswith("refs/heads/loopwright/")
-        ),
+        "branches": "\n".join(b for b in branches if not b.startswith("refs/heads/loopwright/")),
     }
 
 
@@ -230,7 +227,7 @@ def test_salvaged_work_leaves_secrets_out(repo: Path) -> None:
     workspace = GitWorktreeWorkspace(repo, start_from="working-tree")
     path, _, _ = workspace.prepare("loop_1")
     write(path, "app.py", "half done\n")
-    write(path, "prod.tfvars", "password = \"x\"\n")
+    write(path, "prod.tfvars", 'password = "x"\n')
 
     saved = workspace.salvage("loop_1", "1")
 
