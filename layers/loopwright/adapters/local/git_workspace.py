@@ -22,7 +22,8 @@ never fall back to the user's repository; and a commit is made only when the wor
 file still points at that git directory and its ``HEAD`` is the loop's branch. Otherwise
 :class:`~loopwright.exceptions.WorkspaceIntegrityError` says what the agent changed, nothing is
 committed, and the engine pauses the loop; :meth:`GitWorktreeWorkspace.prepare` (run on resume)
-restores the ``.git`` file and puts ``HEAD`` back on the branch, keeping the worktree's files.
+restores the ``.git`` file and puts ``HEAD`` back on the branch, keeping the worktree's files
+(both in :mod:`loopwright.adapters.local.git_integrity`).
 
 Nothing is lost on a reset: :meth:`~GitWorktreeWorkspace.salvage` keeps uncommitted changes on
 ``refs/loopwright/<loop_id>/salvage/<label>`` and :meth:`~GitWorktreeWorkspace.set_aside` keeps
@@ -36,6 +37,7 @@ from pathlib import Path
 from typing import Literal
 
 from loopwright.adapters.local.git_cli import GIT_TIMEOUT_SECONDS, IDENTITY, GitCli, clean_text
+from loopwright.adapters.local.git_integrity import check_integrity, repair
 from loopwright.adapters.local.git_repository import (
     INITIAL_COMMIT_MESSAGE,
     NOISE_PATTERNS,
@@ -49,7 +51,8 @@ from loopwright.adapters.local.git_snapshot import (
     split_z,
     withhold_secrets,
 )
-from loopwright.exceptions import WorkspaceError, WorkspaceIntegrityError
+from loopwright.adapters.local.no_isolation import NoIsolationWorkspace
+from loopwright.exceptions import WorkspaceError
 from loopwright.models.types import loop_id_problem
 from loopwright.models.workspace import SavedWork, WorkspaceSnapshot, salvage_ref, set_aside_ref
 from loopwright.ports import Workspace
@@ -124,7 +127,7 @@ class GitWorktreeWorkspace(Workspace):
         head: str | None = None  # known without asking git only for a branch created here
         admin = self._find_admin_dir(loop_id)
         if admin is not None and path.is_dir():
-            self._repair(loop_id, admin)
+            repair(self.git, path, admin, f"refs/heads/{branch}")
             self._remove_stale_index_lock(admin)
             base = self._recorded_start(loop_id, branch) or self._merge_base(branch)
         else:
@@ -159,7 +162,13 @@ class GitWorktreeWorkspace(Workspace):
         Raises :class:`WorkspaceIntegrityError` before anything is staged when the worktree's
         ``.git`` file or ``HEAD`` is not what loopwright left.
         """
-        self._check_integrity(loop_id)
+        check_integrity(
+            self._worktree_path(loop_id),
+            self._admin_dir(loop_id),
+            f"refs/heads/{BRANCH_PREFIX}{loop_id}",
+            workspace=self.workspace,
+            loop_id=loop_id,
+        )
         self._withheld[loop_id] = []
         status = self._in_worktree(
             loop_id, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"]
@@ -196,7 +205,7 @@ class GitWorktreeWorkspace(Workspace):
         kept. ``HEAD`` is put back on the loop's branch and a lock left by a killed git process
         is removed first. Keep what matters with :meth:`salvage` and :meth:`set_aside` before."""
         admin = self._admin_dir(loop_id)
-        self._repair(loop_id, admin)
+        repair(self.git, self._worktree_path(loop_id), admin, f"refs/heads/{BRANCH_PREFIX}{loop_id}")
         self._remove_stale_index_lock(admin)
         self._in_worktree(loop_id, ["reset", "-q", "--hard", commit])
         self._in_worktree(loop_id, ["clean", "-q", "-f", "-d"])
@@ -366,43 +375,6 @@ class GitWorktreeWorkspace(Workspace):
         path = self._worktree_path(loop_id)
         return self.git.output(args, cwd=path, git_dir=self._admin_dir(loop_id), work_tree=path)
 
-    def _check_integrity(self, loop_id: str) -> None:
-        """Raise WorkspaceIntegrityError unless the ``.git`` file points at the worktree's git
-        directory and ``HEAD`` is the loop's branch."""
-        admin = self._admin_dir(loop_id)
-        path = self._worktree_path(loop_id)
-        dot_git = path / ".git"
-        pointer = dot_git.read_text(errors="replace").strip() if dot_git.is_file() else None
-        if pointer is None or _gitdir_of(path, pointer) != admin.resolve():
-            change = "removed" if not dot_git.exists() else "changed"
-            raise WorkspaceIntegrityError(
-                f"the agent {change} {dot_git}: git commands run there would reach the repository "
-                f"above it (your checkout); nothing was committed. Check {self.workspace} for "
-                f"changes the agent may have made there; `loopwright resume {loop_id}` restores "
-                "the file and continues"
-            )
-        expected = f"refs/heads/{BRANCH_PREFIX}{loop_id}"
-        found = _head_ref(admin)
-        if found != expected:
-            raise WorkspaceIntegrityError(
-                f"HEAD of the loop's worktree is {found}, not {expected}: the agent changed "
-                f"branches; nothing was committed. `loopwright resume {loop_id}` puts HEAD back on "
-                "the loop's branch (the worktree's files are kept)"
-            )
-
-    def _repair(self, loop_id: str, admin: Path) -> None:
-        """Restore the worktree's ``.git`` file and put ``HEAD`` back on the loop's branch."""
-        path = self._worktree_path(loop_id)
-        dot_git = path / ".git"
-        if dot_git.is_symlink() or dot_git.is_dir():
-            raise WorkspaceError(f"{dot_git} is not git's worktree file; remove it and resume again")
-        pointer = dot_git.read_text(errors="replace").strip() if dot_git.is_file() else None
-        if pointer is None or _gitdir_of(path, pointer) != admin.resolve():
-            dot_git.write_text(f"gitdir: {admin}\n", encoding="utf-8")
-        expected = f"refs/heads/{BRANCH_PREFIX}{loop_id}"
-        if _head_ref(admin) != expected:
-            self.git.output(["symbolic-ref", "HEAD", expected], cwd=path, git_dir=admin, work_tree=path)
-
     def _merge_base(self, branch: str) -> str | None:
         """The merge base of the user's HEAD and ``branch`` (None for unrelated histories)."""
         code, out, _ = self.git.run(["merge-base", "HEAD", branch], cwd=self.workspace, check=False)
@@ -448,48 +420,3 @@ class GitWorktreeWorkspace(Workspace):
         before the agent starts.
         """
         (admin / "index.lock").unlink(missing_ok=True)
-
-
-def _head_ref(admin: Path) -> str:
-    """What the worktree's ``HEAD`` file names: ``refs/heads/<branch>``, or "a detached HEAD"
-    (git keeps a worktree's ``HEAD`` as this plain file in its git directory)."""
-    try:
-        text = (admin / "HEAD").read_text(errors="replace").strip()
-    except OSError:
-        return "a missing HEAD"
-    return text.removeprefix("ref:").strip() if text.startswith("ref:") else "a detached HEAD"
-
-
-def _gitdir_of(worktree: Path, pointer: str) -> Path | None:
-    """The folder a ``.git`` file's ``gitdir: <path>`` line names (relative to the worktree)."""
-    if not pointer.startswith("gitdir:"):
-        return None
-    return (worktree / pointer.removeprefix("gitdir:").strip()).resolve()
-
-
-class NoIsolationWorkspace(Workspace):
-    """The workspace itself, for ``git_isolation = false``: no branch, no commits, no reset.
-
-    The agent's changes land directly in the user's folder and cannot be undone by loopwright.
-    """
-
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = Path(workspace).resolve()
-
-    def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
-        """(the workspace, None, None)."""
-        return self.workspace, None, None
-
-    def commit(self, loop_id: str, message: str) -> tuple[str | None, list[str]]:
-        """(None, []): nothing is committed."""
-        return None, []
-
-    def reset(self, loop_id: str, commit: str) -> None:
-        """Nothing to reset."""
-
-    def head(self, loop_id: str) -> str | None:
-        """None: there is no branch."""
-        return None
-
-    def remove(self, loop_id: str) -> None:
-        """Nothing to remove (the workspace is the user's)."""
