@@ -27,7 +27,7 @@ from loopwright.models import (
     LoopState,
     PolicyDecision,
 )
-from loopwright.models.workspace import SavedWork
+from loopwright.models.workspace import SavedWork, WorkspaceSnapshot
 
 #: The principal of controls given through the library API or the local CLI (the local user owns
 #: the state folder, so these are not authorized by Cedar).
@@ -270,3 +270,14 @@ class Workspace(ABC):
         on ``refs/loopwright/<loop_id>/set-aside/<label>``; None when the branch is at ``commit``.
         Workspaces without history keep nothing."""
         return None
+
+    def started_from(self, loop_id: str) -> WorkspaceSnapshot | None:
+        """What :meth:`prepare` started the loop's new branch from, when there is something to
+        tell (a snapshot of the user's working tree, or files left out as secrets), in this
+        process; None otherwise (a clean tree, a reopened worktree, a workspace without history)."""
+        return None
+
+    def withheld(self, loop_id: str) -> list[str]:
+        """Paths the last :meth:`commit` left uncommitted because they look like secrets
+        (relative to the worktree's root); empty for workspaces that commit nothing."""
+        return []

@@ -188,9 +188,13 @@ def run_iteration(
         state.head_commit = result.commit
     if result.agent.failed:
         state.errors_recovered += 1
+    withheld = result.withheld_files
     record(
         _EV.AGENT_FAILED if result.agent.failed else _EV.AGENT_COMPLETED,
-        result.agent.summary[:500],
+        (
+            result.agent.summary[:500]
+            + (f" (not committed, they look like secrets: {', '.join(withheld[:20])})" if withheld else "")
+        ).strip(),
         tokens_used=result.agent.tokens_used,
         input_tokens=result.agent.input_tokens,
         cached_input_tokens=result.agent.cached_input_tokens,
@@ -200,6 +204,7 @@ def run_iteration(
         cost_basis=cost.basis,
         commit=result.commit,
         changed_files=len(result.changed_files),
+        withheld_files=withheld or None,
         duration_seconds=result.duration_seconds,
     )
     state.workspace_problem = result.workspace_problem

@@ -87,6 +87,7 @@ class Progress:
         {
             IterationEventType.LOOP_STARTED,
             IterationEventType.LOOP_RESUMED,
+            IterationEventType.WORKSPACE_SNAPSHOT,
             IterationEventType.POLICY_WARNING,
             IterationEventType.POLICY_DENIED,
             IterationEventType.AGENT_COMPLETED,
@@ -113,6 +114,8 @@ class Progress:
         if self.quiet:
             return
         if self.live is not None:
+            if event.type is IterationEventType.WORKSPACE_SNAPSHOT:  # kept above the live panel
+                self.live.console.print(display.event_line(event), highlight=False, soft_wrap=True)
             self.live.refresh()
         elif event.type in self._LINE_EVENTS:
             self.console.print(display.event_line(event), highlight=False, soft_wrap=True)
@@ -235,6 +238,14 @@ def run(
         bool | None,
         typer.Option("--git-isolation/--no-git-isolation", help="Work in a git worktree."),
     ] = None,
+    from_head: Annotated[
+        bool,
+        typer.Option(
+            "--from-head",
+            help="Start the loop's branch from your last commit (HEAD), without your uncommitted "
+            "and untracked files (default: a snapshot of the working tree; config start_from).",
+        ),
+    ] = False,
     engine: Annotated[
         Engine,
         typer.Option(
@@ -265,6 +276,7 @@ def run(
         "checkpoint_interval": checkpoint_interval,
         "checkpoint_retention": checkpoint_retention,
         "git_isolation": git_isolation,
+        "start_from": "head" if from_head else None,
     }
     if condition:
         overrides["exit_conditions"] = _condition_overrides(condition)

@@ -199,6 +199,11 @@ class LoopFramework(SessionDriver):
             ],
         )
         self._state = self.store.create_loop(state)
+        started = self._workspace().started_from(self.loop_id)
+        if started is not None:
+            self.emit_event(
+                IterationEventType.WORKSPACE_SNAPSHOT, started.describe(), iteration=0, **started.model_dump()
+            )
         return self._state
 
     # ----------------------------------------------------------------------------- queries

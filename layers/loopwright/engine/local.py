@@ -55,9 +55,10 @@ def build_agent(config: LoopConfig, sandbox: Sandbox) -> Agent | None:
 
 
 def build_workspace(config: LoopConfig, workspace: Path, state_dir: Path) -> Workspace:
-    """A git worktree workspace, or the workspace itself when ``git_isolation`` is off."""
+    """A git worktree workspace starting from ``config.start_from``, or the workspace itself
+    when ``git_isolation`` is off."""
     if config.git_isolation:
-        return GitWorktreeWorkspace(workspace, state_dir)
+        return GitWorktreeWorkspace(workspace, state_dir, start_from=config.start_from)
     return NoIsolationWorkspace(workspace)
 
 

@@ -196,6 +196,13 @@ class LoopConfig(_Strict):
         default=True,
         description="with isolation 'bubblewrap': false runs the commands without network",
     )
+    # Where the loop's branch starts (issue 9, point 5); see docs/workspace.md.
+    start_from: Literal["working-tree", "head"] = Field(
+        default="working-tree",
+        description="with git_isolation: 'working-tree' starts the loop's branch from a snapshot "
+        "commit of your working tree (uncommitted and untracked, not ignored files; files that look "
+        "like secrets left out), 'head' from your last commit (HEAD)",
+    )
 
     @model_validator(mode="after")
     def _isolation_applies(self) -> LoopConfig:

@@ -59,6 +59,7 @@ class IterationEventType(StrEnum):
 
     LOOP_STARTED = "LOOP_STARTED"
     LOOP_RESUMED = "LOOP_RESUMED"
+    WORKSPACE_SNAPSHOT = "WORKSPACE_SNAPSHOT"  # the loop's branch started from the user's working tree
     POLICY_EVALUATED = "POLICY_EVALUATED"
     POLICY_WARNING = "POLICY_WARNING"  # a limit is at or above its warning threshold (SC-008)
     POLICY_DENIED = "POLICY_DENIED"

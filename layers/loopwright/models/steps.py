@@ -149,6 +149,9 @@ class IterationResult(BaseModel):
     agent: AgentResult
     commit: str | None = None
     changed_files: list[str] = Field(default_factory=list)
+    withheld_files: list[str] = Field(
+        default_factory=list, description="changed files not committed: they look like secrets"
+    )
     duration_seconds: float = 0.0
     workspace_problem: str | None = Field(
         default=None,

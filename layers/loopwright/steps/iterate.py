@@ -87,6 +87,7 @@ def iterate(
         agent=result,
         commit=commit,
         changed_files=changed,
+        withheld_files=workspace.withheld(state.loop_id),
         duration_seconds=round(time.monotonic() - started, 6),
         workspace_problem=problem,
     )

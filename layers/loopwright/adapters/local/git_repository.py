@@ -1,9 +1,12 @@
 """The user's repository as loopwright prepares it once, before a loop's worktree is added.
 
 * A workspace that is not a git repository (or one without any commit) is given one: ``git
-  init`` if needed (its ``info/exclude`` then also lists the build noise below), then a commit
-  of its current files, "loopwright: initial snapshot". Callers serialize this per workspace
-  (:func:`loopwright.engine.lock.workspace_lock`): concurrent first runs would race on it.
+  init`` if needed, whose ``info/exclude`` (git's own file, not one of the user's) then lists
+  :data:`DEFAULT_IGNORES` (virtualenvs, ``node_modules``, build output, caches); then a commit
+  of its current files, "loopwright: initial snapshot", without the files that look like secrets
+  (:mod:`loopwright.adapters.local.secret_files`; they stay untracked). Callers serialize this
+  per workspace (:func:`loopwright.engine.lock.workspace_lock`): concurrent first runs would
+  race on it.
 * ``.loopwright/`` is appended to ``info/exclude`` so ``git status`` stays clean.
 * loopwright's excludes file (``<state_dir>/git-excludes``) lists the build noise, then the
   user's global excludes (``-c core.excludesFile`` replaces them, so they are copied in).
@@ -16,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from loopwright.adapters.local.git_cli import IDENTITY, GitCli
+from loopwright.adapters.local.git_snapshot import split_z, withhold_secrets
 from loopwright.exceptions import WorkspaceError
 
 #: Message of the commit made when the workspace had none.
@@ -29,6 +33,21 @@ NOISE_PATTERNS = (
     ".mypy_cache/",
     "*.egg-info/",
 )
+#: What a folder that loopwright makes a repository ignores (its ``.git/info/exclude``): the
+#: build noise, then the virtualenv, dependency and build folders of GitHub's
+#: ``Python.gitignore`` and ``Node.gitignore`` templates, and loopwright's own folder.
+DEFAULT_IGNORES = (
+    *NOISE_PATTERNS,
+    ".venv/",
+    "venv/",
+    "env/",
+    "node_modules/",
+    "build/",
+    "dist/",
+    ".tox/",
+    ".nox/",
+    ".loopwright/",
+)
 
 
 @dataclass(frozen=True)
@@ -40,6 +59,7 @@ class Repository:
     toplevel: Path
     common_dir: Path
     prefix: str
+    withheld: tuple[str, ...] = ()  # secrets left out of an initial commit made just now
 
 
 def ensure_repository(git: GitCli, workspace: Path, state_dir: Path) -> Repository:
@@ -56,7 +76,11 @@ def ensure_repository(git: GitCli, workspace: Path, state_dir: Path) -> Reposito
         exclude = workspace / ".git" / "info" / "exclude"
         exclude.parent.mkdir(parents=True, exist_ok=True)
         with exclude.open("a") as handle:
-            handle.write("# build noise (added by loopwright)\n" + "\n".join(NOISE_PATTERNS) + "\n")
+            handle.write(
+                "# virtualenvs, dependencies, build output (added by loopwright)\n"
+                + "\n".join(DEFAULT_IGNORES)
+                + "\n"
+            )
         return ensure_repository(git, workspace, state_dir)
     toplevel_text, common_text, prefix = [*out.split("\n"), "", "", ""][:3]
     repository = Repository(Path(toplevel_text), (workspace / common_text).resolve(), prefix)
@@ -64,11 +88,14 @@ def ensure_repository(git: GitCli, workspace: Path, state_dir: Path) -> Reposito
     _exclude_state_dir(state_dir, repository)
     code, _, _ = git.run(["rev-parse", "--verify", "-q", "HEAD^{commit}"], cwd=workspace, check=False)
     if code != 0:  # no commit yet: snapshot the current files
-        git.output(["add", "-A"], cwd=repository.toplevel)
+        top = repository.toplevel
+        git.output(["add", "-A"], cwd=top)
+        staged = split_z(git.output(["diff", "--cached", "--name-only", "-z"], cwd=top))
+        withheld = withhold_secrets(git, staged, root=top, reset_to=None)
         git.output(
-            [*IDENTITY, "commit", "-q", "--no-verify", "--allow-empty", "-m", INITIAL_COMMIT_MESSAGE],
-            cwd=repository.toplevel,
+            [*IDENTITY, "commit", "-q", "--no-verify", "--allow-empty", "-m", INITIAL_COMMIT_MESSAGE], cwd=top
         )
+        return Repository(repository.toplevel, repository.common_dir, prefix, tuple(withheld))
     return repository
 
 

@@ -2,10 +2,19 @@
 
 :class:`GitWorktreeWorkspace` gives each loop its own worktree,
 ``<state_dir>/worktrees/<loop_id>``, on its own branch ``loopwright/<loop_id>``, started from the
-user's ``HEAD``. The loop commits there after every iteration; the user's checkout, index and
-current branch are never touched, with two exceptions made once (see
-:mod:`loopwright.adapters.local.git_repository`): a folder without a repository or commit is
-given one, and ``.loopwright/`` is added to ``info/exclude``.
+working tree as the user sees it: a snapshot commit of the uncommitted and untracked (not
+ignored) files on top of the user's ``HEAD``, or ``HEAD`` itself when the tree is clean or
+``start_from="head"`` (:mod:`loopwright.adapters.local.git_snapshot`). The loop commits there
+after every iteration; the user's checkout, index, stash and current branch are never touched,
+with two exceptions made once (see :mod:`loopwright.adapters.local.git_repository`): a folder
+without a repository or commit is given one, and ``.loopwright/`` is added to ``info/exclude``.
+
+Files that look like secrets (:mod:`loopwright.adapters.local.secret_files`: ``.env``, private
+keys...) are never committed by loopwright: not in the snapshot, an iteration's commit or
+salvaged work; :meth:`GitWorktreeWorkspace.started_from` and
+:meth:`GitWorktreeWorkspace.withheld` name them. One already in the user's ``HEAD`` stays (it is
+the user's history) but its changes are not committed. An agent that runs ``git commit`` itself
+is not filtered: its commits are its own.
 
 Containment: every git command on a loop's worktree names the worktree's own git directory and
 work tree (``--git-dir``, ``--work-tree``; :mod:`loopwright.adapters.local.git_cli`), so git can
@@ -13,7 +22,8 @@ never fall back to the user's repository; and a commit is made only when the wor
 file still points at that git directory and its ``HEAD`` is the loop's branch. Otherwise
 :class:`~loopwright.exceptions.WorkspaceIntegrityError` says what the agent changed, nothing is
 committed, and the engine pauses the loop; :meth:`GitWorktreeWorkspace.prepare` (run on resume)
-restores the ``.git`` file and puts ``HEAD`` back on the branch, keeping the worktree's files.
+restores the ``.git`` file and puts ``HEAD`` back on the branch, keeping the worktree's files
+(both in :mod:`loopwright.adapters.local.git_integrity`).
 
 Nothing is lost on a reset: :meth:`~GitWorktreeWorkspace.salvage` keeps uncommitted changes on
 ``refs/loopwright/<loop_id>/salvage/<label>`` and :meth:`~GitWorktreeWorkspace.set_aside` keeps
@@ -24,17 +34,27 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import Literal
 
 from loopwright.adapters.local.git_cli import GIT_TIMEOUT_SECONDS, IDENTITY, GitCli, clean_text
+from loopwright.adapters.local.git_integrity import check_integrity, repair
 from loopwright.adapters.local.git_repository import (
     INITIAL_COMMIT_MESSAGE,
     NOISE_PATTERNS,
     Repository,
     ensure_repository,
 )
-from loopwright.exceptions import WorkspaceError, WorkspaceIntegrityError
+from loopwright.adapters.local.git_snapshot import (
+    SNAPSHOT_MESSAGE,
+    snapshot_ref,
+    snapshot_working_tree,
+    split_z,
+    withhold_secrets,
+)
+from loopwright.adapters.local.no_isolation import NoIsolationWorkspace
+from loopwright.exceptions import WorkspaceError
 from loopwright.models.types import loop_id_problem
-from loopwright.models.workspace import SavedWork, salvage_ref, set_aside_ref
+from loopwright.models.workspace import SavedWork, WorkspaceSnapshot, salvage_ref, set_aside_ref
 from loopwright.ports import Workspace
 
 __all__ = [
@@ -42,6 +62,7 @@ __all__ = [
     "GIT_TIMEOUT_SECONDS",
     "INITIAL_COMMIT_MESSAGE",
     "NOISE_PATTERNS",
+    "SNAPSHOT_MESSAGE",
     "GitWorktreeWorkspace",
     "NoIsolationWorkspace",
 ]
@@ -60,33 +81,45 @@ class GitWorktreeWorkspace(Workspace):
             folder, which is made a repository).
         state_dir: loopwright's folder; default ``<workspace>/.loopwright``. Worktrees go in
             ``<state_dir>/worktrees/``, the excludes file is ``<state_dir>/git-excludes``.
+        start_from: where a new loop's branch starts: ``"working-tree"``, a snapshot of the
+            user's working tree (the loops' default, see :class:`~loopwright.models.LoopConfig`),
+            or ``"head"``, the user's last commit (this class's default, used by plans).
 
     Every method raises :class:`~loopwright.exceptions.WorkspaceError` naming the git command
     and its stderr when git fails, or when git is not installed; :meth:`commit` raises
     :class:`~loopwright.exceptions.WorkspaceIntegrityError` (see the module docstring).
     """
 
-    def __init__(self, workspace: Path, state_dir: Path | None = None) -> None:
+    def __init__(
+        self,
+        workspace: Path,
+        state_dir: Path | None = None,
+        *,
+        start_from: Literal["working-tree", "head"] = "head",
+    ) -> None:
         self.workspace = Path(workspace).resolve()
+        self.start_from = start_from
         self.state_dir = Path(state_dir).resolve() if state_dir else self.workspace / ".loopwright"
         self.git = GitCli(self.state_dir)
         self.excludes_file = self.git.excludes_file
         self._repository: Repository | None = None
         self._admin_dirs: dict[str, Path] = {}  # loop id -> the worktree's git directory
         self._known_heads: dict[str, str] = {}  # loop id -> the head loopwright last saw
+        self._started: dict[str, WorkspaceSnapshot] = {}  # loop id -> what its new branch started from
+        self._withheld: dict[str, list[str]] = {}  # loop id -> secrets its last commit left out
 
     # ----------------------------------------------------------------------------- port
     def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
-        """Create the loop's worktree from the user's ``HEAD``, or reopen (and repair) it.
+        """Create the loop's worktree from the user's working tree (or ``HEAD``), or reopen (and
+        repair) it.
 
         Returns (folder the loop works in, branch, base commit). The folder is the worktree, or
-        the same sub-folder of it when the workspace is a sub-folder of its repository. The base
-        commit is ``HEAD`` for a new worktree and, for a reopened one, the merge base of ``HEAD``
-        and the loop's branch. Reopening restores a removed or altered ``.git`` file and puts
-        ``HEAD`` back on the loop's branch (the worktree's files are kept).
-
-        Uncommitted changes in the user's checkout are *not* in the worktree: it starts from the
-        last commit (commit or stash them first to give them to the loop).
+        the same sub-folder of it when the workspace is a sub-folder of its repository. For a new
+        branch the base commit is the snapshot of the user's working tree (see the module
+        docstring; :meth:`started_from` describes it), or ``HEAD`` when the tree is clean or
+        ``start_from`` is ``"head"``; for a reopened one, the snapshot it started from, else the
+        merge base of ``HEAD`` and the loop's branch. Reopening restores a removed or altered
+        ``.git`` file and puts ``HEAD`` back on the loop's branch (the worktree's files are kept).
         """
         repository = self._ensure_repository()
         path, branch = self._worktree_path(loop_id), BRANCH_PREFIX + loop_id
@@ -94,21 +127,21 @@ class GitWorktreeWorkspace(Workspace):
         head: str | None = None  # known without asking git only for a branch created here
         admin = self._find_admin_dir(loop_id)
         if admin is not None and path.is_dir():
-            self._repair(loop_id, admin)
+            repair(self.git, path, admin, f"refs/heads/{branch}")
             self._remove_stale_index_lock(admin)
-            base = self._merge_base(branch)
+            base = self._recorded_start(loop_id, branch) or self._merge_base(branch)
         else:
             path.parent.mkdir(parents=True, exist_ok=True)
             if self._branch_head(branch) is None:
                 base = self.git.output(["rev-parse", "--verify", "HEAD^{commit}"], cwd=self.workspace)
-                base = head = base.strip()
+                base = head = self._start_commit(loop_id, repository, base.strip())
                 self.git.output(
                     ["worktree", "add", "-q", "-b", branch, str(path), base], cwd=repository.toplevel
                 )
             else:  # the branch outlived its worktree (removed or deleted by hand)
                 self.git.output(["worktree", "prune"], cwd=repository.toplevel)
                 self.git.output(["worktree", "add", "-q", str(path), branch], cwd=repository.toplevel)
-                base = self._merge_base(branch)
+                base = self._recorded_start(loop_id, branch) or self._merge_base(branch)
             self._admin_dirs.pop(loop_id, None)
         workdir = path / repository.prefix if repository.prefix else path
         workdir.mkdir(parents=True, exist_ok=True)  # a sub-folder with no tracked file yet
@@ -118,7 +151,8 @@ class GitWorktreeWorkspace(Workspace):
         return workdir, branch, base
 
     def commit(self, loop_id: str, message: str) -> tuple[str | None, list[str]]:
-        """Stage every change in the loop's worktree (build noise excluded) and commit it.
+        """Stage every change in the loop's worktree (build noise and files that look like
+        secrets excluded: :meth:`withheld` names the latter) and commit it.
 
         Returns (new head commit, changed paths relative to the worktree), or (None, []) when
         nothing changed; that case costs one ``git status`` call. An agent that committed by
@@ -128,7 +162,14 @@ class GitWorktreeWorkspace(Workspace):
         Raises :class:`WorkspaceIntegrityError` before anything is staged when the worktree's
         ``.git`` file or ``HEAD`` is not what loopwright left.
         """
-        self._check_integrity(loop_id)
+        check_integrity(
+            self._worktree_path(loop_id),
+            self._admin_dir(loop_id),
+            f"refs/heads/{BRANCH_PREFIX}{loop_id}",
+            workspace=self.workspace,
+            loop_id=loop_id,
+        )
+        self._withheld[loop_id] = []
         status = self._in_worktree(
             loop_id, ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal"]
         )
@@ -143,7 +184,13 @@ class GitWorktreeWorkspace(Workspace):
             return head, [name for name in names.split("\0") if name]
         self._in_worktree(loop_id, ["add", "-A"])
         names = self._in_worktree(loop_id, ["diff", "--no-ext-diff", "--cached", "--name-only", "-z"])
-        changed = [name for name in names.split("\0") if name]
+        changed = split_z(names)
+        path = self._worktree_path(loop_id)
+        withheld = withhold_secrets(
+            self.git, changed, root=path, reset_to="HEAD", git_dir=self._admin_dir(loop_id), work_tree=path
+        )
+        self._withheld[loop_id] = withheld
+        changed = [name for name in changed if name not in set(withheld)]
         if not changed:
             return None, []
         text = clean_text(message).strip() or "loopwright: iteration"
@@ -158,7 +205,7 @@ class GitWorktreeWorkspace(Workspace):
         kept. ``HEAD`` is put back on the loop's branch and a lock left by a killed git process
         is removed first. Keep what matters with :meth:`salvage` and :meth:`set_aside` before."""
         admin = self._admin_dir(loop_id)
-        self._repair(loop_id, admin)
+        repair(self.git, self._worktree_path(loop_id), admin, f"refs/heads/{BRANCH_PREFIX}{loop_id}")
         self._remove_stale_index_lock(admin)
         self._in_worktree(loop_id, ["reset", "-q", "--hard", commit])
         self._in_worktree(loop_id, ["clean", "-q", "-f", "-d"])
@@ -185,6 +232,16 @@ class GitWorktreeWorkspace(Workspace):
             env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
             for args in (["read-tree", parent], ["add", "-A"]):
                 self.git.run(args, cwd=path, env=env, git_dir=admin, work_tree=path)
+            staged = self.git.run(
+                ["diff-index", "--cached", "--name-only", "-z", parent],
+                cwd=path,
+                env=env,
+                git_dir=admin,
+                work_tree=path,
+            )[1]
+            withhold_secrets(
+                self.git, split_z(staged), root=path, reset_to=parent, env=env, git_dir=admin, work_tree=path
+            )
             tree = self.git.run(["write-tree"], cwd=path, env=env, git_dir=admin, work_tree=path)[1].strip()
         if tree == self._in_worktree(loop_id, ["rev-parse", f"{parent}^{{tree}}"]).strip():
             return None
@@ -219,6 +276,17 @@ class GitWorktreeWorkspace(Workspace):
         self.git.output(["update-ref", ref, head], cwd=self.workspace)
         return SavedWork(ref=ref, commit=head, commits=commits)
 
+    def started_from(self, loop_id: str) -> WorkspaceSnapshot | None:
+        """What the loop's branch started from when :meth:`prepare` created it in this object:
+        the snapshot of the user's working tree, or only the secrets left out of it; None for
+        a clean tree or a reopened worktree."""
+        return self._started.get(loop_id)
+
+    def withheld(self, loop_id: str) -> list[str]:
+        """Paths (relative to the worktree's root) that the last :meth:`commit` left uncommitted
+        because they look like secrets; they stay in the worktree, untracked or changed."""
+        return list(self._withheld.get(loop_id, []))
+
     # ----------------------------------------------------------------------------- extra
     def remove(self, loop_id: str) -> None:
         """Delete the loop's worktree (with any uncommitted change); its branch is kept."""
@@ -234,6 +302,35 @@ class GitWorktreeWorkspace(Workspace):
         return self._worktree_path(loop_id)
 
     # ----------------------------------------------------------------------------- internals
+    def _start_commit(self, loop_id: str, repository: Repository, head: str) -> str:
+        """The commit a new branch starts from: a snapshot of the working tree (kept on
+        ``refs/loopwright/<loop_id>/snapshot``), or ``head``; records :meth:`started_from`."""
+        self._started.pop(loop_id, None)
+        snapshot: WorkspaceSnapshot | None = None
+        if self.start_from == "working-tree":
+            snapshot = snapshot_working_tree(self.git, repository.toplevel, head)
+        if repository.withheld and (snapshot is None or not snapshot.withheld):
+            snapshot = (snapshot or WorkspaceSnapshot(commit=None, head=head)).model_copy(
+                update={"withheld": list(repository.withheld)}
+            )
+        if snapshot is None:
+            return head
+        self._started[loop_id] = snapshot
+        if snapshot.commit is None:
+            return head
+        self.git.output(["update-ref", snapshot_ref(loop_id), snapshot.commit], cwd=self.workspace)
+        return snapshot.commit
+
+    def _recorded_start(self, loop_id: str, branch: str) -> str | None:
+        """The snapshot the loop's branch started from, when it is still on the branch."""
+        start = self._ref_target(snapshot_ref(loop_id))
+        if start is None:
+            return None
+        code, _, _ = self.git.run(
+            ["merge-base", "--is-ancestor", start, f"refs/heads/{branch}"], cwd=self.workspace, check=False
+        )
+        return start if code == 0 else None
+
     def _ensure_repository(self) -> Repository:
         self._repository = ensure_repository(self.git, self.workspace, self.state_dir)
         return self._repository
@@ -277,43 +374,6 @@ class GitWorktreeWorkspace(Workspace):
         """``git <args>`` on the loop's worktree, its git directory and work tree named."""
         path = self._worktree_path(loop_id)
         return self.git.output(args, cwd=path, git_dir=self._admin_dir(loop_id), work_tree=path)
-
-    def _check_integrity(self, loop_id: str) -> None:
-        """Raise WorkspaceIntegrityError unless the ``.git`` file points at the worktree's git
-        directory and ``HEAD`` is the loop's branch."""
-        admin = self._admin_dir(loop_id)
-        path = self._worktree_path(loop_id)
-        dot_git = path / ".git"
-        pointer = dot_git.read_text(errors="replace").strip() if dot_git.is_file() else None
-        if pointer is None or _gitdir_of(path, pointer) != admin.resolve():
-            change = "removed" if not dot_git.exists() else "changed"
-            raise WorkspaceIntegrityError(
-                f"the agent {change} {dot_git}: git commands run there would reach the repository "
-                f"above it (your checkout); nothing was committed. Check {self.workspace} for "
-                f"changes the agent may have made there; `loopwright resume {loop_id}` restores "
-                "the file and continues"
-            )
-        expected = f"refs/heads/{BRANCH_PREFIX}{loop_id}"
-        found = _head_ref(admin)
-        if found != expected:
-            raise WorkspaceIntegrityError(
-                f"HEAD of the loop's worktree is {found}, not {expected}: the agent changed "
-                f"branches; nothing was committed. `loopwright resume {loop_id}` puts HEAD back on "
-                "the loop's branch (the worktree's files are kept)"
-            )
-
-    def _repair(self, loop_id: str, admin: Path) -> None:
-        """Restore the worktree's ``.git`` file and put ``HEAD`` back on the loop's branch."""
-        path = self._worktree_path(loop_id)
-        dot_git = path / ".git"
-        if dot_git.is_symlink() or dot_git.is_dir():
-            raise WorkspaceError(f"{dot_git} is not git's worktree file; remove it and resume again")
-        pointer = dot_git.read_text(errors="replace").strip() if dot_git.is_file() else None
-        if pointer is None or _gitdir_of(path, pointer) != admin.resolve():
-            dot_git.write_text(f"gitdir: {admin}\n", encoding="utf-8")
-        expected = f"refs/heads/{BRANCH_PREFIX}{loop_id}"
-        if _head_ref(admin) != expected:
-            self.git.output(["symbolic-ref", "HEAD", expected], cwd=path, git_dir=admin, work_tree=path)
 
     def _merge_base(self, branch: str) -> str | None:
         """The merge base of the user's HEAD and ``branch`` (None for unrelated histories)."""
@@ -374,48 +434,3 @@ class GitWorktreeWorkspace(Workspace):
             return False
         self.git.output(["branch", "-D", branch], cwd=self.workspace)
         return True
-
-
-def _head_ref(admin: Path) -> str:
-    """What the worktree's ``HEAD`` file names: ``refs/heads/<branch>``, or "a detached HEAD"
-    (git keeps a worktree's ``HEAD`` as this plain file in its git directory)."""
-    try:
-        text = (admin / "HEAD").read_text(errors="replace").strip()
-    except OSError:
-        return "a missing HEAD"
-    return text.removeprefix("ref:").strip() if text.startswith("ref:") else "a detached HEAD"
-
-
-def _gitdir_of(worktree: Path, pointer: str) -> Path | None:
-    """The folder a ``.git`` file's ``gitdir: <path>`` line names (relative to the worktree)."""
-    if not pointer.startswith("gitdir:"):
-        return None
-    return (worktree / pointer.removeprefix("gitdir:").strip()).resolve()
-
-
-class NoIsolationWorkspace(Workspace):
-    """The workspace itself, for ``git_isolation = false``: no branch, no commits, no reset.
-
-    The agent's changes land directly in the user's folder and cannot be undone by loopwright.
-    """
-
-    def __init__(self, workspace: Path) -> None:
-        self.workspace = Path(workspace).resolve()
-
-    def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
-        """(the workspace, None, None)."""
-        return self.workspace, None, None
-
-    def commit(self, loop_id: str, message: str) -> tuple[str | None, list[str]]:
-        """(None, []): nothing is committed."""
-        return None, []
-
-    def reset(self, loop_id: str, commit: str) -> None:
-        """Nothing to reset."""
-
-    def head(self, loop_id: str) -> str | None:
-        """None: there is no branch."""
-        return None
-
-    def remove(self, loop_id: str) -> None:
-        """Nothing to remove (the workspace is the user's)."""
