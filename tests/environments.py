@@ -16,6 +16,7 @@ def loopwright_venv() -> ProjectEnvironment:
         source=InterpreterSource.CONFIG,
         found_by="loopwright's venv (tests)",
         venv=sys.prefix if sys.prefix != sys.base_prefix else None,
+        base_prefix=sys.base_prefix,
     )
 
 

@@ -101,6 +101,7 @@ class ProjectEnvironment(BaseModel):
     found_by: str = Field(description="how it was found, for people (e.g. '<workspace>/.venv')")
     version: str | None = Field(default=None, description="e.g. '3.11.7'")
     venv: str | None = Field(default=None, description="the venv's prefix, when the interpreter runs in one")
+    base_prefix: str | None = Field(default=None, description="the prefix of the Python it is made from")
     import_roots: tuple[str, ...] = Field(
         default=(), description="worktree folders put first on PYTHONPATH (absolute paths)"
     )
@@ -120,6 +121,11 @@ class ProjectEnvironment(BaseModel):
         if self.import_roots:
             text += "; imports " + ", ".join(self.import_roots) + " first"
         return text
+
+    def folders(self) -> list[str]:
+        """What running the interpreter reads: its venv, the Python it is made from, its folder."""
+        found = [self.venv, self.base_prefix, str(Path(self.python).parent) if self.python else None]
+        return [folder for folder in found if folder]
 
     def record(self) -> dict[str, object]:
         """The fields an event records (``python``, ``python_source``, ``python_found_by``,
@@ -262,7 +268,10 @@ def find_interpreter(
             return in_folder, source, f"{'uv.lock, ' if uses_uv else ''}venv {folder}"
     pdm_file = workspace / ".pdm-python"
     if pdm_file.is_file():
-        named = Path(pdm_file.read_text(encoding="utf-8").strip())
+        try:
+            named = Path(pdm_file.read_text(encoding="utf-8").strip())
+        except (OSError, UnicodeDecodeError):
+            named = Path()
         if named.is_absolute() and named.is_file():
             return named, InterpreterSource.PDM, f"{pdm_file}"
     pyproject = _pyproject(workspace)
@@ -408,6 +417,7 @@ def detect_project_environment(
         found_by=found_by,
         version=interpreter.version,
         venv=interpreter.venv,
+        base_prefix=interpreter.base_prefix,
         import_roots=tuple(str(root) for root in roots),
         redirected=tuple(str(path) for path in redirected),
         env=dict(env or {}),

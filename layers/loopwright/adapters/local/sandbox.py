@@ -251,7 +251,8 @@ class SubprocessSandbox(Sandbox):
             return failed(str(exc))
         argv = [argv0, *given[1:]]
         if isolation is not None:
-            argv = isolation.wrap(program, argv, cwd=Path(cwd), env=environment)
+            needed = project.folders() if project is not None else ()
+            argv = isolation.wrap(program, argv, cwd=Path(cwd), env=environment, needed=needed)
             program = argv[0]
         status_read, status_write = os.pipe()
         try:
