@@ -124,7 +124,7 @@ def start_session(
     else:
         record(
             _EV.LOOP_STARTED,
-            f"goal: {state.config.goal[:200]}{suffix}",
+            f"goal: {state.config.goal[:200].rstrip() if suffix else state.config.goal[:200]}{suffix}",
             agent=agent_name,
             branch=state.branch,
             base_commit=state.base_commit,
