@@ -166,9 +166,11 @@ SCENARIOS = {
 
 def render_config(template: Path, target: Path) -> None:
     """Write ``template`` to ``target`` with ``{examples_dir}`` replaced by the absolute path
-    of ``examples/`` (escaped for a TOML basic string); checks the result is valid TOML."""
+    of ``examples/`` and ``{python}`` by this interpreter's (the demo's tools are those of
+    loopwright's venv), escaped for a TOML basic string; checks the result is valid TOML."""
     escaped = json.dumps(str(EXAMPLES_DIR))[1:-1]
-    text = template.read_text(encoding="utf-8").replace("{examples_dir}", escaped)
+    python = json.dumps(sys.executable)[1:-1]
+    text = template.read_text(encoding="utf-8").replace("{examples_dir}", escaped).replace("{python}", python)
     tomllib.loads(text)
     target.write_text(text, encoding="utf-8")
 

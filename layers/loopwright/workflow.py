@@ -93,8 +93,19 @@ def apply_controls(state: LoopState, controls: Sequence[ControlRequest], record:
     return Halt(stop, pause, applied)
 
 
-def start_session(state: LoopState, record: Recorder, *, agent_name: str = "agent") -> None:
-    """Open a session of the loop: the first (LOOP_STARTED) or a resumed one (LOOP_RESUMED)."""
+def start_session(
+    state: LoopState,
+    record: Recorder,
+    *,
+    agent_name: str = "agent",
+    environment: str | None = None,
+    **details: Any,
+) -> None:
+    """Open a session of the loop: the first (LOOP_STARTED) or a resumed one (LOOP_RESUMED).
+
+    ``environment`` (one line: the project's interpreter and how it was found) ends the event's
+    message; ``details`` go into its data.
+    """
     resumed = state.sessions_used > 0
     state.sessions_used += 1
     state.is_active = True
@@ -103,21 +114,24 @@ def start_session(state: LoopState, record: Recorder, *, agent_name: str = "agen
     state.resume_at = None
     state.outcome_reason = None
     state.phase = LoopPhase.AUTHORIZING
+    suffix = f" · {environment}" if environment else ""
     if resumed:
         record(
             _EV.LOOP_RESUMED,
-            f"resumed at iteration {state.iteration} (session {state.sessions_used})",
+            f"resumed at iteration {state.iteration} (session {state.sessions_used}){suffix}",
             agent=agent_name,
+            **details,
         )
     else:
         record(
             _EV.LOOP_STARTED,
-            f"goal: {state.config.goal[:200]}",
+            f"goal: {state.config.goal[:200].rstrip() if suffix else state.config.goal[:200]}{suffix}",
             agent=agent_name,
             branch=state.branch,
             base_commit=state.base_commit,
             max_iterations=state.config.max_iterations,
             policy_files=state.policy_files,
+            **details,
         )
 
 

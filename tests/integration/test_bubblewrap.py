@@ -24,6 +24,7 @@ from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.conditions import evaluate_condition
 from loopwright.exceptions import ConfigError
 from loopwright.models import ExitConditionConfig, ExitConditionStatusValue, ExitConditionType
+from tests.environments import loopwright_venv
 from tests.integration.helpers import make_repo
 from tests.integration.test_sandbox import wait_gone
 
@@ -102,7 +103,7 @@ class Loop:
             bwrap=bwrap,
         )
         self.sandbox = SubprocessSandbox(kill_grace_seconds=0.3)
-        self.sandbox.attach(self.ledger, isolation=self.isolation)
+        self.sandbox.attach(self.ledger, isolation=self.isolation, environment=loopwright_venv())
 
     def probe(self) -> dict[str, str]:
         paths = {

@@ -33,6 +33,7 @@ def _config(tmp_path: Path, agent: Path, **extra: object) -> Path:
     lines = [
         'goal = "make calc correct and lint clean"',
         "max_iterations = 5",
+        f"python = {json.dumps(sys.executable)}",  # the project's tools (ruff) are loopwright's
         "[[exit_conditions]]",
         'type = "ALL_TESTS_PASS"',
         "[[exit_conditions]]",

@@ -9,7 +9,6 @@ from pathlib import Path
 
 import pytest
 
-from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.models import (
     ExitConditionConfig,
     ExitConditionStatus,
@@ -18,6 +17,7 @@ from loopwright.models import (
     LoopConfig,
 )
 from loopwright.steps.evaluate import evaluate, failures_for_agent
+from tests.environments import tools_sandbox
 
 S = ExitConditionStatusValue
 T = ExitConditionType
@@ -142,7 +142,7 @@ def git_status(repo: Path) -> str:
 
 @pytest.mark.slow
 def test_every_condition_type_fails_then_passes(repo: Path) -> None:
-    sandbox = SubprocessSandbox()
+    sandbox = tools_sandbox()
     config = all_conditions()
 
     first = evaluate(config, sandbox, repo, iteration=1)
@@ -216,7 +216,7 @@ def test_parallel_results_keep_config_order_with_timeout_and_error(tmp_path: Pat
             ExitConditionConfig(type=T.CUSTOM, name="fast", command="true"),
         ],
     )
-    statuses = evaluate(config, SubprocessSandbox(), tmp_path, iteration=3)
+    statuses = evaluate(config, tools_sandbox(), tmp_path, iteration=3)
     assert [s.name for s in statuses] == ["slow", "hangs", "nolinter", "fast"]
     assert [s.status for s in statuses] == [S.MET, S.TIMEOUT, S.ERROR, S.MET]
     assert "command not found: no-such-linter-xyz" in statuses[2].summary
@@ -227,6 +227,6 @@ def test_parallel_results_keep_config_order_with_timeout_and_error(tmp_path: Pat
     hangs_start = hangs.evaluated_at - timedelta(seconds=hangs.duration_seconds)
     assert slow_start < hangs.evaluated_at and hangs_start < slow.evaluated_at
     sequential = evaluate(
-        config.model_copy(update={"parallel_conditions": False}), SubprocessSandbox(), tmp_path, 3
+        config.model_copy(update={"parallel_conditions": False}), tools_sandbox(), tmp_path, 3
     )
     assert [s.status for s in sequential] == [S.MET, S.TIMEOUT, S.ERROR, S.MET]

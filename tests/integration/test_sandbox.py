@@ -10,6 +10,7 @@ from pathlib import Path
 
 import pytest
 
+from loopwright.adapters.local.project_env import InterpreterSource, ProjectEnvironment
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.conditions import evaluate_condition
 from loopwright.models import ExitConditionConfig, ExitConditionStatusValue, ExitConditionType
@@ -93,10 +94,11 @@ def test_environment(sandbox: SubprocessSandbox, tmp_path: Path, monkeypatch: py
         env={"LW_TEST": "x y", "LOOPWRIGHT_POLICY_DIR": str(tmp_path)},
     )
 
-    # Then it runs with loopwright's interpreter, but nothing leads it back to loopwright
+    # Then it runs with the user's python3 (first on PATH once loopwright's venv is taken out),
+    # and nothing leads it back to loopwright
     seen = json.loads(result.stdout)
     env = seen["env"]
-    assert seen["executable"] == sys.executable
+    assert seen["executable"] == "/usr/bin/python3"
     assert env["PYTHONDONTWRITEBYTECODE"] == "1"
     assert env["LW_TEST"] == "x y"
     assert env["PATH"].split(os.pathsep) == ["/usr/bin", "/bin"]  # nothing prepended, own bin removed
@@ -114,7 +116,7 @@ def test_another_virtual_env_is_kept(
     assert result.stdout.strip() == str(tmp_path / "project-venv")
 
 
-def test_tools_next_to_loopwright_but_never_loopwright(
+def test_tools_next_to_loopwright_are_not_found_nor_loopwright(
     sandbox: SubprocessSandbox, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a PATH without loopwright's venv, where pytest and loopwright are installed
@@ -123,22 +125,26 @@ def test_tools_next_to_loopwright_but_never_loopwright(
     assert (bin_dir / "loopwright").is_file()
     monkeypatch.setenv("PATH", "/usr/bin:/bin")
 
-    # When a condition's tool is named without a path, it runs from loopwright's venv ...
-    tool = sandbox.run(
-        ["pytest", "--version"],
-        cwd=tmp_path,
-        timeout_seconds=30,
-    )
-    assert tool.exit_code == 0, tool.stderr
-    assert tool.stdout.startswith("pytest ")
-    # ... with PATH left clean for the tool itself
+    # When a condition's tool is named without a path, it is not taken from loopwright's venv
+    tool = sandbox.run(["pytest", "--version"], cwd=tmp_path, timeout_seconds=30)
+    assert tool.exit_code is None
+    assert tool.error is not None
+    assert tool.error.startswith("command not found: pytest (not on the user's PATH")
+    # ... and PATH stays the user's
     path = sandbox.run(
         ["sh", "-c", 'echo "$PATH"; command -v loopwright || echo none'], cwd=tmp_path, timeout_seconds=10
     )
     assert path.stdout.split() == ["/usr/bin:/bin", "none"]
 
-    # Then loopwright itself is never found there: the agent cannot run it as the user
-    refused = sandbox.run(
+    # Then loopwright itself is never found there, not even when loopwright's venv is the
+    # project's (its bin first on PATH): the agent cannot run it as the user
+    project = SubprocessSandbox(
+        environment=ProjectEnvironment(
+            python=sys.executable, source=InterpreterSource.CONFIG, found_by="test", venv=sys.prefix
+        )
+    )
+    assert project.run(["pytest", "--version"], cwd=tmp_path, timeout_seconds=30).exit_code == 0
+    refused = project.run(
         ["loopwright", "limits", "x", "--max-iterations", "999"], cwd=tmp_path, timeout_seconds=10
     )
     assert refused.exit_code is None

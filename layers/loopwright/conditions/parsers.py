@@ -13,6 +13,7 @@ tool ran in, or None) is used to show file paths relative to it. Common rules:
 
 from __future__ import annotations
 
+import itertools
 import json
 import re
 from collections import Counter
@@ -84,8 +85,50 @@ def relative_path(filename: str, cwd: Path | None) -> str:
     return filename.removeprefix("./")
 
 
+#: What Python prints when ``python -m MODULE`` finds no MODULE: ``<interpreter>: No module named X``,
+#: or, for a dotted name, ``<interpreter>: Error while finding module specification for 'X.y'
+#: (ModuleNotFoundError: No module named 'X')``.
+_NO_MODULE = re.compile(
+    r"^(?P<python>\S.*?): (?:No module named (?P<module>[\w.]+)"
+    r"|Error while finding module specification for '(?P<dotted>[\w.]+)' "
+    r"\(ModuleNotFoundError: No module named '(?P<missing>[\w.]+)'\))$",
+    re.MULTILINE,
+)
+
+
+def _run_module(command: list[str]) -> str | None:
+    """The module of a ``python ... -m MODULE ...`` command, if it is one."""
+    for flag, value in itertools.pairwise(command):
+        if flag == "-m":
+            return value
+    return None
+
+
+def missing_module(result: CommandResult) -> ParsedOutput | None:
+    """``ERROR`` when ``python -m MODULE`` exited 1 because MODULE is not installed in the
+    interpreter that ran it (a tool missing from the project's environment, not a failing
+    check), naming the interpreter and the fix; else None."""
+    module = _run_module(result.command)
+    if module is None or result.exit_code != 1:
+        return None
+    for match in _NO_MODULE.finditer(result.stderr):
+        missing = match.group("module") or match.group("missing")
+        named = match.group("module") or match.group("dotted")
+        # Only the module itself (or its package) missing: a dependency it fails to import is a failure.
+        if named == module and (module == missing or module.startswith(f"{missing}.")):
+            python = match.group("python")
+            tool = missing.split(".")[0]
+            summary = (
+                f"{tool} is not installed in the project's environment ({python}): install it "
+                f'there ({python} -m pip install {tool}) or set python = "..." in the config'
+            )
+            return ParsedOutput(ERROR, summary, {"error": summary, "missing_module": tool}, [summary])
+    return None
+
+
 def check_ran(result: CommandResult) -> ParsedOutput | int:
-    """``TIMEOUT`` or ``ERROR`` when the command timed out or could not start, else its exit
+    """``TIMEOUT`` or ``ERROR`` when the command timed out or could not start, ``ERROR`` when
+    it is ``python -m TOOL`` and TOOL is not installed (:func:`missing_module`), else its exit
     code (negative: killed by that signal)."""
     if result.timed_out:
         return ParsedOutput(
@@ -97,6 +140,9 @@ def check_ran(result: CommandResult) -> ParsedOutput | int:
     if result.error is not None or result.exit_code is None:
         reason = result.error or "the command did not report an exit code"
         return ParsedOutput(ERROR, f"could not run: {reason}", {"error": reason}, [reason])
+    missing = missing_module(result)
+    if missing is not None:
+        return missing
     return result.exit_code
 
 

@@ -7,15 +7,19 @@ whatever a previous run of the loop left alive (an agent that outlived a ``kill 
 loopwright, its helpers) and records it as PROCESSES_ENDED, then binds the sandbox to the loop:
 every command it runs is recorded in the loop's process ledger, carries the loop's marker, and
 runs under a supervisor that ends its whole process tree when the command ends or loopwright
-dies; with ``isolation = "bubblewrap"``, inside bubblewrap.
+dies; with ``isolation = "bubblewrap"``, inside bubblewrap; and in the project's environment
+(its interpreter and venv, the worktree first on ``PYTHONPATH``, the loop's ``env``: see
+:mod:`loopwright.adapters.local.project_env`), which :func:`contain` returns for the engine to record.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
+from loopwright.adapters.local.environment import user_environment
 from loopwright.adapters.local.isolation import isolation_for
 from loopwright.adapters.local.processes import ProcessLedger
+from loopwright.adapters.local.project_env import ProjectEnvironment, detect_project_environment
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.exceptions import ConfigError
 from loopwright.models import IterationEventType, LoopState
@@ -34,13 +38,15 @@ def contain(
     workspace: Path,
     state_dir: Path,
     record: Recorder,
-) -> None:
+) -> ProjectEnvironment | None:
     """End a previous run's leftovers and bind ``sandbox`` to the loop of ``state`` (see the
     module docstring). Call it holding the loop's lock: without it, the leftovers could be the
-    processes of a run another process is making now.
+    processes of a run another process is making now. Returns the project's environment the
+    sandbox got (None for a sandbox other than the local one).
 
-    Raises :class:`ConfigError` when the loop asks for isolation that cannot be given: a python
-    agent (it runs inside loopwright's process) or a sandbox other than the local one.
+    Raises :class:`ConfigError` when the loop asks for isolation that cannot be given (a python
+    agent, which runs inside loopwright's process, or a sandbox other than the local one) or
+    when its ``python`` setting names no interpreter.
     """
     isolated = state.config.isolation != "none"
     if isolated and agent.in_process:
@@ -51,7 +57,15 @@ def contain(
     if not isinstance(sandbox, SubprocessSandbox):
         if isolated:
             raise ConfigError("isolation: only the local subprocess sandbox can isolate commands")
-        return
+        return None
+    environment = detect_project_environment(
+        workspace,
+        Path(state.worktree),
+        user_environment(),
+        python=state.config.python,
+        env=state.config.env,
+        state_dir=state_dir,
+    )
     ledger = ProcessLedger(state_dir, state.loop_id)
     ended = ledger.end_leftovers()
     if ended:
@@ -69,7 +83,8 @@ def contain(
         loop_id=state.loop_id,
         worktree=Path(state.worktree),
     )
-    sandbox.attach(ledger, isolation=isolation)
+    sandbox.attach(ledger, isolation=isolation, environment=environment)
+    return environment
 
 
 def release(sandbox: Sandbox) -> None:

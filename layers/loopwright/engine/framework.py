@@ -27,6 +27,7 @@ from typing import Any
 
 from loopwright import workflow
 from loopwright.adapters.local.isolation import check_isolation
+from loopwright.adapters.local.project_env import ProjectEnvironment, check_python
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.controls import RESUMABLE_OUTCOMES
 from loopwright.engine.containment import contain, release
@@ -324,6 +325,7 @@ class LoopFramework(SessionDriver):
             self._state = None  # read it again: a human may have changed it since the last run
             if self._config is not None:
                 check_isolation(self._config)  # bubblewrap asked for but missing: before any write
+                check_python(self._config, self.workspace)  # a python setting naming no interpreter
             state = self.initialize_sync()
             if state.outcome in RESUMABLE_OUTCOMES:
                 # A human's stop, a limit (raised since) or a failure is not final: the loop
@@ -335,7 +337,7 @@ class LoopFramework(SessionDriver):
                     f"loop {self.loop_id!r} already ended with {state.outcome.value}; start a new loop"
                 )
             agent = self._resolve_agent(work_function)
-            contain(
+            environment = contain(
                 state,
                 agent=agent,
                 sandbox=self.sandbox,
@@ -347,7 +349,7 @@ class LoopFramework(SessionDriver):
             with self._tracing.span("loopwright.loop", {"loopwright.loop_id": self.loop_id}):
                 resuming = resume_from is not None or state.phase is not LoopPhase.INITIALIZING
                 check_policy_set(state, self.policy, self.emit_event, accepted_by=accept_policy_change)
-                self._start_session(resuming, resume_from)
+                self._start_session(resuming, resume_from, environment)
                 return self._drive(agent)
         except KeyboardInterrupt:
             self._interrupt("interrupted by Ctrl-C")
@@ -383,13 +385,24 @@ class LoopFramework(SessionDriver):
         self._agent = agent
         return agent
 
-    def _start_session(self, resuming: bool, resume_from: str | Checkpoint | None) -> None:
+    def _start_session(
+        self,
+        resuming: bool,
+        resume_from: str | Checkpoint | None,
+        environment: ProjectEnvironment | None = None,
+    ) -> None:
         state = self.get_state()
         self.store.clear_stop(self.loop_id)
         if resuming:
             self._restore(resume_from)
             state = self.get_state()
-        workflow.start_session(state, self.emit_event, agent_name=self.agent_name)
+        workflow.start_session(
+            state,
+            self.emit_event,
+            agent_name=self.agent_name,
+            environment=environment.describe() if environment else None,
+            **(environment.record() if environment else {}),
+        )
         self._writer.save(self.get_state())
 
     def _restore(self, resume_from: str | Checkpoint | None) -> None:

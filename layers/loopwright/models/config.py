@@ -8,10 +8,19 @@ rejected (``extra="forbid"``) so a typo is an error naming the field, never a si
 from __future__ import annotations
 
 import re
-from typing import Literal
+from pathlib import PurePosixPath
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StringConstraints,
+    field_validator,
+    model_validator,
+)
 
 from loopwright.models.agent_config import (
     AgentConfig,
@@ -31,6 +40,57 @@ MAX_COST_BUDGET_USD = 1_000_000_000.0
 _GIT_URL = re.compile(r"(?:(?:https?|ssh|git|file)://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)\S+")
 #: A branch, tag or commit name that git cannot mistake for an option (no leading '-').
 _GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,254}")
+#: Prefix of the variables loopwright sets itself (policy folder, process marker, agent files).
+RESERVED_ENV_PREFIX = "LOOPWRIGHT_"
+
+
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
+
+
+def _env_name(name: str) -> str:
+    if _ENV_NAME.fullmatch(name) is None:
+        raise ValueError(
+            f"{name!r} is not a variable name: use letters, digits and '_', not starting with a digit"
+        )
+    if name.upper().startswith(RESERVED_ENV_PREFIX):
+        raise ValueError(
+            f"{name!r}: variables starting with {RESERVED_ENV_PREFIX} are loopwright's own; "
+            "choose another name"
+        )
+    return name
+
+
+def _env_value(value: str) -> str:
+    if "\x00" in value:
+        raise ValueError("a variable's value cannot contain a NUL character")
+    return value
+
+
+#: An environment variable name: a letter or '_', then letters, digits or '_' (POSIX).
+EnvName = Annotated[str, AfterValidator(_env_name)]
+#: An environment variable value: text without NUL, at most 32 KiB.
+EnvValue = Annotated[str, StringConstraints(max_length=32_768), AfterValidator(_env_value)]
+#: Variables (name -> value) merged over the user's environment for the loop's commands.
+EnvVars = Annotated[
+    dict[EnvName, EnvValue],
+    Field(max_length=256, description="environment variables (name -> value) over the user's environment"),
+]
+
+
+def _relative_folder(value: str) -> str:
+    path = PurePosixPath(value)
+    if path.is_absolute() or ".." in path.parts or "\x00" in value:
+        raise ValueError(
+            f"{value!r} must be a folder relative to the worktree without '..' (for example \"backend\")"
+        )
+    return path.as_posix()
+
+
+#: A folder relative to the worktree that cannot leave it by its name (symbolic links are
+#: checked when the command runs).
+RelativeFolder = Annotated[
+    str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_relative_folder)
+]
 
 
 class _Strict(BaseModel):
@@ -59,6 +119,12 @@ class ExitConditionConfig(_Strict):
         ge=1024,
         le=16 * 1024 * 1024,
         description="bytes of stdout and of stderr kept",
+    )
+    # The project's environment (issue 9): see loopwright.adapters.local.environment.
+    env: EnvVars = Field(default_factory=dict)
+    cwd: RelativeFolder | None = Field(
+        default=None,
+        description="folder the command runs in, relative to the worktree (default: the worktree)",
     )
 
     @model_validator(mode="after")
@@ -203,6 +269,17 @@ class LoopConfig(_Strict):
         "commit of your working tree (uncommitted and untracked, not ignored files; files that look "
         "like secrets left out), 'head' from your last commit (HEAD)",
     )
+
+    # The project's environment (issue 9): see loopwright.adapters.local.project_env. Local only.
+    python: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=4096,
+        pattern=r"^[^\x00]+$",
+        description="the project's interpreter (a path, relative to the workspace); default: "
+        "detected (.venv, uv, PDM, Poetry, Hatch, else the first python3 on PATH)",
+    )
+    env: EnvVars = Field(default_factory=dict)
 
     @model_validator(mode="after")
     def _isolation_applies(self) -> LoopConfig:

@@ -179,10 +179,20 @@ class BubblewrapIsolation:
         self.policy_dir = _resolved(policy_dir) if policy_dir is not None else None
         self.bwrap = bwrap or check_bubblewrap(network=network)
 
-    def wrap(self, program: str, argv: Sequence[str], *, cwd: Path, env: Mapping[str, str]) -> list[str]:
+    def wrap(
+        self,
+        program: str,
+        argv: Sequence[str],
+        *,
+        cwd: Path,
+        env: Mapping[str, str],
+        needed: Sequence[str] = (),
+    ) -> list[str]:
         """The ``bwrap`` command line that runs ``program`` (absolute path) with ``argv`` in
         ``cwd`` (inside the sandbox, the same path); ``env`` is the environment the command
-        gets (its ``HOME`` is made private). Creates the loop's files and ledger folders."""
+        gets (its ``HOME`` is made private); ``needed`` are folders made visible again, read-only,
+        where ``/tmp`` or ``HOME`` hide them (the project's venv and interpreter). Creates the
+        loop's files and ledger folders."""
         ledger_dir = self.loop_dir / "processes"
         with open_folder(ledger_dir, trusted=self.state_dir):
             pass
@@ -192,7 +202,7 @@ class BubblewrapIsolation:
         if os.path.isabs(home) and os.path.isdir(home) and _resolved(home) != Path("/"):
             hidden.append(_resolved(home))
             args += ["--tmpfs", str(hidden[-1])]
-        for path in self._needed_paths(program):
+        for path in sorted({*self._needed_paths(program), *(_resolved(p) for p in needed)}):
             if any(_inside(path, folder) for folder in hidden):
                 args += ["--ro-bind", str(path), str(path)]
         args += ["--ro-bind", str(self.workspace), str(self.workspace)]

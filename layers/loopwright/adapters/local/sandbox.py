@@ -25,14 +25,15 @@ exited. No subreaper runs in loopwright's own process (it would have to reap wit
 ``waitpid(-1)``, stealing the exit status of other threads' children: conditions run
 concurrently, and the dashboard runs several loops in one process).
 
-Environment and program lookup: see :mod:`loopwright.adapters.local.environment` (nothing is
-prepended to ``PATH``; no ``LOOPWRIGHT_POLICY_DIR``; ``python`` is ``sys.executable``; tools
-next to loopwright are found for ``command[0]`` only; never ``loopwright`` itself).
+Environment and program lookup: see :mod:`loopwright.adapters.local.environment` (the user's
+environment, never loopwright's venv; no ``LOOPWRIGHT_POLICY_DIR``; ``python`` is the project's
+interpreter, given by the :class:`~loopwright.adapters.local.project_env.ProjectEnvironment` the
+sandbox is bound to, whose venv ``bin`` goes first on ``PATH``).
 
 Bound to a loop (``attach``), every command is recorded in the loop's
 :class:`~loopwright.adapters.local.processes.ProcessLedger` while it runs and carries the
 loop's marker; with a :class:`~loopwright.adapters.local.isolation.BubblewrapIsolation` it runs
-under ``bwrap``.
+under ``bwrap``; with a project environment, in that environment (and the loop's ``env``).
 
 stdout and stderr are read in two threads, each keeping only the last ``max_output_bytes``
 (the end of a tool's output holds its summary), so a chatty command cannot exhaust memory and
@@ -71,6 +72,7 @@ from loopwright.adapters.local.processes import (
     new_record,
     parse_marker,
 )
+from loopwright.adapters.local.project_env import ProjectEnvironment
 from loopwright.adapters.local.sandbox_pipes import SupervisorStatus, TailReader, feed_stdin, join_all
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import CommandResult, utcnow
@@ -101,9 +103,9 @@ _INCOMPLETE_MARKER = "[loopwright: output incomplete: a process outside the grou
 class SubprocessSandbox(Sandbox):
     """Runs commands under a supervisor (``shell=False``, own session, no orphans).
 
-    ``command[0]`` equal to ``python`` or ``python3`` is replaced by ``sys.executable``, so
-    ``python -m pytest`` runs with loopwright's interpreter and its installed tools; the
-    :class:`CommandResult` keeps the command as given. The environment is built by
+    ``command[0]`` equal to ``python`` or ``python3`` is replaced by the project's interpreter
+    (without a project environment: the first ``python3``/``python`` on the user's ``PATH``);
+    the :class:`CommandResult` keeps the command as given. The environment is built by
     :func:`~loopwright.adapters.local.environment.build_environment`. stdin is ``/dev/null``
     unless ``run`` is given input.
 
@@ -111,6 +113,7 @@ class SubprocessSandbox(Sandbox):
         kill_grace_seconds: seconds between SIGTERM and SIGKILL when processes are ended.
         ledger: bind the sandbox to a loop at once (same as :meth:`attach`).
         isolation: run every command under bubblewrap (same as :meth:`attach`).
+        environment: the project's environment (same as :meth:`attach`).
     """
 
     def __init__(
@@ -119,16 +122,25 @@ class SubprocessSandbox(Sandbox):
         *,
         ledger: ProcessLedger | None = None,
         isolation: BubblewrapIsolation | None = None,
+        environment: ProjectEnvironment | None = None,
     ) -> None:
         self._grace = kill_grace_seconds
         self._binding = threading.Lock()
         self._ledger = ledger
         self._isolation = isolation
+        self._environment = environment
 
-    def attach(self, ledger: ProcessLedger, *, isolation: BubblewrapIsolation | None = None) -> None:
+    def attach(
+        self,
+        ledger: ProcessLedger,
+        *,
+        isolation: BubblewrapIsolation | None = None,
+        environment: ProjectEnvironment | None = None,
+    ) -> None:
         """Bind this sandbox to one loop: from now on every command it runs is recorded in
         ``ledger`` while it runs and carries the loop's marker (``LOOPWRIGHT_PROCESS_MARKER``),
-        and, with ``isolation``, runs under bubblewrap (``None``: not, even if it did before).
+        with ``isolation`` runs under bubblewrap (``None``: not, even if it did before), and
+        with ``environment`` runs in the project's environment (``None``: the user's).
 
         The engine calls it when a run starts, before the first command, and :meth:`detach`
         when it ends. A sandbox serves one loop at a time: attaching it to another loop while
@@ -146,6 +158,7 @@ class SubprocessSandbox(Sandbox):
             ledger.ensure_folder()
             self._ledger = ledger
             self._isolation = isolation
+            self._environment = environment
 
     def fresh(self) -> SubprocessSandbox:
         """A new sandbox with this one's settings, bound to no loop (one per concurrently
@@ -157,6 +170,7 @@ class SubprocessSandbox(Sandbox):
         with self._binding:
             self._ledger = None
             self._isolation = None
+            self._environment = None
 
     @property
     def ledger(self) -> ProcessLedger | None:
@@ -168,11 +182,19 @@ class SubprocessSandbox(Sandbox):
         """The bubblewrap isolation in force, if any."""
         return self._isolation
 
+    @property
+    def environment(self) -> ProjectEnvironment | None:
+        """The project's environment in force, if any."""
+        return self._environment
+
     def find_program(self, name: str, *, cwd: Path) -> str | None:
         """The program :meth:`run` would execute for ``argv[0] == name`` in ``cwd`` (same
         environment and lookup rules), or None when it is not found or not executable."""
+        project = self._environment
         try:
-            program, _ = resolve_program(name, cwd=Path(cwd), path=build_environment(None).get("PATH"))
+            program, _ = resolve_program(
+                name, cwd=Path(cwd), path=build_environment(None, project).get("PATH"), project=project
+            )
         except ProgramNotFoundError:
             return None
         return program
@@ -214,20 +236,23 @@ class SubprocessSandbox(Sandbox):
             return failed("empty command")
         if not Path(cwd).is_dir():
             return failed(f"working directory does not exist: {cwd}")
-        environment = build_environment(env)
         token = secrets.token_hex(8)
         with self._binding:
-            ledger, isolation = self._ledger, self._isolation
+            ledger, isolation, project = self._ledger, self._isolation, self._environment
+        environment = build_environment(env, project)
         environment[MARKER_ENV] = (
             ledger.marker(token) if ledger is not None else make_marker(UNBOUND, UNBOUND, token)
         )
         try:
-            program, argv0 = resolve_program(given[0], cwd=Path(cwd), path=environment.get("PATH"))
+            program, argv0 = resolve_program(
+                given[0], cwd=Path(cwd), path=environment.get("PATH"), project=project
+            )
         except ProgramNotFoundError as exc:
             return failed(str(exc))
         argv = [argv0, *given[1:]]
         if isolation is not None:
-            argv = isolation.wrap(program, argv, cwd=Path(cwd), env=environment)
+            needed = project.folders() if project is not None else ()
+            argv = isolation.wrap(program, argv, cwd=Path(cwd), env=environment, needed=needed)
             program = argv[0]
         status_read, status_write = os.pipe()
         try:
