@@ -1,7 +1,7 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard`` and ``plan ...``.
+``dashboard``, ``logs``, ``show`` and ``plan ...``.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
 and ``--json`` for machine-readable output.
@@ -24,6 +24,7 @@ from loopwright.cli.controls import approve, limits, pause, stop
 from loopwright.cli.dashboard import dashboard
 from loopwright.cli.inspect_cmds import events, status
 from loopwright.cli.plan import plan_app
+from loopwright.cli.records import logs, show
 from loopwright.cli.run import resume, run
 from loopwright.exceptions import LoopFrameworkError
 
@@ -38,6 +39,9 @@ app = typer.Typer(
 app.add_typer(plan_app, name="plan")
 for command in (run, status, events, resume, stop, pause, approve, limits, dashboard):
     app.command()(command)
+# The agent's record of each iteration (issue 9).
+app.command()(logs)
+app.command()(show)
 
 
 def main() -> None:
