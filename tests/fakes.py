@@ -16,6 +16,7 @@ from loopwright.models import (
     LoopState,
     PolicyDecision,
 )
+from loopwright.models.records import IterationRecord, IterationSummary
 from loopwright.ports import CheckpointStore, LoopStore, OutputCallback, PolicyEngine, Sandbox, Workspace
 
 
@@ -27,6 +28,8 @@ class MemoryStore(LoopStore, CheckpointStore):
         self.events: list[IterationEvent] = []
         self.controls: dict[str, ControlRequest] = {}
         self.checkpoint_rows: dict[str, list[tuple[str, str]]] = {}
+        self.records: dict[tuple[str, int], str] = {}  # (loop id, iteration) -> record JSON
+        self.record_writes = 0
 
     def create_loop(self, state: LoopState) -> LoopState:
         if state.loop_id in self.states:
@@ -93,6 +96,18 @@ class MemoryStore(LoopStore, CheckpointStore):
             except ValueError:
                 out.append(checkpoint_id)
         return out
+
+    def save_iteration_record(self, record: IterationRecord) -> None:
+        self.record_writes += 1
+        self.records[(record.loop_id, record.iteration)] = record.model_dump_json()
+
+    def get_iteration_record(self, loop_id: str, iteration: int) -> IterationRecord | None:
+        payload = self.records.get((loop_id, iteration))
+        return None if payload is None else IterationRecord.model_validate_json(payload)
+
+    def list_iteration_records(self, loop_id: str) -> list[IterationSummary]:
+        found = sorted((n, p) for (lid, n), p in self.records.items() if lid == loop_id)
+        return [IterationRecord.model_validate_json(p).summarize() for _, p in found]
 
     def types(self, loop_id: str) -> list[IterationEventType]:
         return [e.type for e in self.list_events(loop_id)]

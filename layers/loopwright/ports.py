@@ -27,6 +27,7 @@ from loopwright.models import (
     LoopState,
     PolicyDecision,
 )
+from loopwright.models.records import DiffStat, IterationRecord, IterationSummary
 from loopwright.models.workspace import SavedWork, WorkspaceSnapshot
 
 #: The principal of controls given through the library API or the local CLI (the local user owns
@@ -96,7 +97,26 @@ class LoopStore(ABC):
     def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
         """Forget the given queued controls (unknown ids are ignored)."""
 
-    # Conveniences over the three methods above.
+    # The agent's record of each iteration (issue 9). Optional: a store without records keeps
+    # the default, which raises NotImplementedError; the engine then logs once and goes on.
+    def save_iteration_record(self, record: IterationRecord) -> None:
+        """Store ``record``, replacing the stored record of the same loop and iteration (the
+        engine rewrites it while the agent works, after it, and after the evaluation).
+
+        Raises :class:`~loopwright.exceptions.LoopFrameworkError` when the store fails,
+        NotImplementedError when this store keeps no records."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no iteration records")
+
+    def get_iteration_record(self, loop_id: str, iteration: int) -> IterationRecord | None:
+        """The record of ``iteration`` of ``loop_id``; None when there is none (also for an
+        unknown loop: callers check the loop exists)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no iteration records")
+
+    def list_iteration_records(self, loop_id: str) -> list[IterationSummary]:
+        """The summaries of ``loop_id``'s records, oldest iteration first ([] for none)."""
+        raise NotImplementedError(f"{type(self).__name__} keeps no iteration records")
+
+    # Conveniences over the three control methods above.
     def request_stop(self, loop_id: str, reason: str, *, principal: str = LOCAL_PRINCIPAL) -> None:
         """Ask the running loop to stop after its current step (a STOP control, not authorized:
         callers that need Cedar use :class:`loopwright.controls.ControlService`)."""
@@ -258,6 +278,11 @@ class Workspace(ABC):
     @abstractmethod
     def head(self, loop_id: str) -> str | None:
         """The commit the loop's branch points at."""
+
+    def diff_stat(self, loop_id: str, commit: str) -> DiffStat | None:
+        """What ``commit`` of the loop changed against its first parent (files, lines inserted
+        and deleted); None when the workspace cannot tell (no history, a remote session)."""
+        return None
 
     def salvage(self, loop_id: str, label: str) -> SavedWork | None:
         """Keep the worktree's uncommitted changes (an interrupted iteration's partial work) on

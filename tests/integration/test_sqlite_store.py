@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from loopwright.adapters.local.sqlite_file import WAL_AUTOCHECKPOINT_PAGES, WAL_SIZE_LIMIT_BYTES
-from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.adapters.local.sqlite_store import SCHEMA_VERSION, SqliteStore
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
     Checkpoint,
@@ -227,7 +227,7 @@ def test_a_version_1_store_is_migrated_and_keeps_its_checkpoints_in_order(tmp_pa
     ]
     with sqlite3.connect(path) as conn:
         indexes = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type='index'")}
-        assert conn.execute("PRAGMA user_version").fetchone()[0] == 2
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
     assert "events_by_loop_type" not in indexes and "checkpoints_by_loop_ordinal" in indexes
     with pytest.raises(LoopFrameworkError, match="already stored"):
         store.save(newer[-1], retention=3)

@@ -1,8 +1,8 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard``, ``plan ...``, ``init`` and ``clean``; ``loopwright --version`` prints the installed
-version.
+``dashboard``, ``logs``, ``show``, ``plan ...``, ``init`` and ``clean``; ``loopwright --version``
+prints the installed version.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
 and ``--json`` for machine-readable output.
@@ -29,6 +29,7 @@ from loopwright.cli.dashboard import dashboard
 from loopwright.cli.init_cmd import init
 from loopwright.cli.inspect_cmds import events, status
 from loopwright.cli.plan import plan_app
+from loopwright.cli.records import logs, show
 from loopwright.cli.run import resume, run
 from loopwright.exceptions import LoopFrameworkError
 
@@ -43,6 +44,10 @@ app = typer.Typer(
 app.add_typer(plan_app, name="plan")
 for command in (run, status, events, resume, stop, pause, approve, limits, dashboard):
     app.command()(command)
+# The agent's record of each iteration (issue 9).
+app.command()(logs)
+app.command()(show)
+
 # Setting up and tidying a project (issue 9).
 app.command()(init)
 app.command()(clean)

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
+from rich.console import Console, Group
 from rich.live import Live
 
 from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli import display
+from loopwright.cli.agent_tail import AgentTail
 from loopwright.cli.common import (
     EXIT_AWAITING,
     EXIT_BAD_INPUT,
@@ -106,6 +107,9 @@ class Progress:
         self.events: list[IterationEvent] = []
         self.state: LoopState | None = None
         self.live: Live | None = None
+        # The agent's output (the engine's output_observer): its last lines under the live panel
+        # on a terminal, "agent| " lines when piped, nothing with --quiet or --json.
+        self.tail = None if quiet else AgentTail(console, live=console.is_terminal)
 
     def __call__(self, event: IterationEvent, state: LoopState) -> None:
         self.state = state
@@ -113,6 +117,11 @@ class Progress:
         del self.events[:-20]
         if self.quiet:
             return
+        if self.tail is not None:
+            if event.type is IterationEventType.ITERATION_STARTED:
+                self.tail.reset()
+            elif event.type in (IterationEventType.AGENT_COMPLETED, IterationEventType.AGENT_FAILED):
+                self.tail.finish()
         if self.live is not None:
             if event.type is IterationEventType.WORKSPACE_SNAPSHOT:  # kept above the live panel
                 self.live.console.print(display.event_line(event), highlight=False, soft_wrap=True)
@@ -123,7 +132,9 @@ class Progress:
     def render(self) -> Any:
         if self.state is None:
             return ""
-        return display.progress_panel(self.state, self.events)
+        panel = display.progress_panel(self.state, self.events)
+        lines = self.tail.renderable() if self.tail is not None else None
+        return panel if lines is None else Group(panel, lines)
 
 
 def execute(
@@ -261,7 +272,9 @@ def run(
         ),
     ] = None,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q", help="No progress output.")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress output and no agent output.")
+    ] = False,
 ) -> None:
     """Start a loop: the agent iterates until the exit conditions hold or a policy stops it."""
     root = workspace_path(workspace)
@@ -318,6 +331,7 @@ def run(
         workspace=root,
         loop_id=loop_id,
         observer=progress,
+        output_observer=progress.tail,
         agent=agent,
         sandbox=sandbox,
     )
@@ -358,7 +372,9 @@ def resume(
         ),
     ] = False,
     as_json: JsonOpt = False,
-    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+    quiet: Annotated[
+        bool, typer.Option("--quiet", "-q", help="No progress output and no agent output.")
+    ] = False,
 ) -> None:
     """Continue a loop that was interrupted, killed, stopped by a human or paused for one.
 
@@ -395,7 +411,7 @@ def resume(
         store.close()
     console = Console()
     progress = Progress(console, quiet or as_json)
-    framework = LoopFramework.open(loop_id, workspace=root, observer=progress)
+    framework = LoopFramework.open(loop_id, workspace=root, observer=progress, output_observer=progress.tail)
     execute(
         framework,
         as_json=as_json,

@@ -13,6 +13,8 @@ Routes (every JSON answer; errors are :class:`~loopwright.dashboard.models.Error
 - ``GET /api/loops/{loop_id}/conditions`` (``limit``, ``cursor``): exit-condition history.
 - ``GET /api/loops/{loop_id}/traces`` (``limit``): X-Ray traces (``annotation.loop_id``).
 - ``GET /api/loops/{loop_id}/metrics``: per-iteration figures and the service's CloudWatch metrics.
+- ``GET /api/loops/{loop_id}/iterations`` and ``.../iterations/{n}``: the agent's records
+  (:mod:`.record_reads`).
 - ``POST /api/loops/{loop_id}/pause|resume|stop|approve|limits``: controls, authorized by Cedar.
 - ``GET /api/identity``: who the API takes the caller for.
 - ``GET /api/openapi.json`` and ``GET /swagger``: the OpenAPI document and Swagger UI.

@@ -31,6 +31,7 @@ from loopwright.dashboard.progress import (
     loop_series,
     shown_phase,
 )
+from loopwright.dashboard.record_reads import register_record_reads
 from loopwright.models import IterationEventType, LoopOutcome, LoopPhase, LoopState
 
 #: Events read for a loop's per-iteration metrics (the newest ones).
@@ -229,6 +230,8 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         period = max(60, -(-int(seconds / MAX_METRIC_POINTS) // 60) * 60)
         service = deps.metrics.metrics(start=start, end=end, period_seconds=period)
         return LoopMetrics(loop_id=loop_id, loop=loop_series(state, found), service=service)
+
+    register_record_reads(app, deps)  # the agent's records: /api/loops/{loop_id}/iterations[/{n}]
 
     @app.get(
         "/api/identity",

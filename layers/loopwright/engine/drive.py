@@ -8,10 +8,12 @@ is written (see :mod:`loopwright.engine.step_writer`).
 
 from __future__ import annotations
 
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from loopwright import workflow
+from loopwright.engine.iteration_record import IterationRecorder
 from loopwright.engine.step_writer import StepWriter
 from loopwright.engine.tracing import Tracing
 from loopwright.models import Decision, IterationEventType, LoopResult, LoopState, NextAction
@@ -41,6 +43,11 @@ class SessionDriver:
 
     def _workspace(self) -> Workspace:  # provided by the host
         raise NotImplementedError
+
+    @cached_property
+    def _records(self) -> IterationRecorder:
+        """The agent's record of each iteration (:mod:`loopwright.engine.iteration_record`)."""
+        return IterationRecorder(self.store)
 
     def _halt(self) -> workflow.Halt:
         """Apply the loop's queued controls; the stop or pause they ask for, if any."""
@@ -84,22 +91,25 @@ class SessionDriver:
                 self._writer.write_start_later(state)
             else:
                 self._writer.save(self.get_state())
+            self._records.begin(state, self.state_dir, live=not agent.in_process)
             try:
-                workflow.run_iteration(
+                result = workflow.run_iteration(
                     state,
                     agent,
                     self._workspace(),
                     self.emit_event,
                     state_dir=self.state_dir,
-                    on_output=self._output_observer,
+                    on_output=self._records.observer(self._output_observer),
                 )
             finally:
                 self._writer.settle(state)
             if state.workspace_problem:  # nothing was committed: a human looks before anything else
                 self._writer.save(self.get_state())
+                self._records.agent_done(state, result, self._workspace())
                 return decide(pause_reason=state.workspace_problem)
             workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event)
             self._writer.save(self.get_state())
+            self._records.agent_done(state, result, self._workspace())
             return self._evaluate_and_decide()
 
     def _evaluate_and_decide(self) -> Decision:
@@ -108,6 +118,7 @@ class SessionDriver:
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
         workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
+        self._records.evaluated(state)
         verification = workflow.verify_gate(state, self.emit_event)
         halt = self._halt()
         # Not written here: a CONTINUE is written with the next iteration (its start), any other

@@ -55,14 +55,11 @@ by a concurrent writer of the event counter is read again and retried up to
 from __future__ import annotations
 
 import time
-import zlib
-from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
-from typing import Any, TypeVar
+from collections.abc import Iterable, Sequence
+from typing import Any
 
 import boto3
 from botocore.exceptions import ClientError
-from pydantic import ValidationError
 
 from loopwright.adapters.aws._errors import (
     DEFAULT_MAX_ATTEMPTS,
@@ -70,160 +67,77 @@ from loopwright.adapters.aws._errors import (
     error_code,
     retry_config,
 )
-from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
-from loopwright.models import ControlRequest, IterationEvent, IterationEventType, LoopState, utcnow
+from loopwright.adapters.aws.dynamodb_controls import DynamoDbControls
+from loopwright.adapters.aws.dynamodb_items import (
+    _chunks,
+    _counter_update,
+    _decode_event,
+    _decode_state,
+    _encode_state,
+    _state_update,
+    _Update,
+)
+from loopwright.adapters.aws.dynamodb_keys import (
+    _EVENT_COUNT,
+    _STATE,
+    _VERSION,
+    COUNTER_RACE_ATTEMPTS,
+    EVENTS_BY_TYPE_INDEX,
+    EVENTS_LOOP_TYPE_ATTRIBUTE,
+    EVENTS_PARTITION_KEY,
+    EVENTS_SORT_KEY,
+    LOOPS_ALL_ATTRIBUTE,
+    LOOPS_ALL_INDEX,
+    LOOPS_ALL_VALUE,
+    LOOPS_BY_PROJECT_INDEX,
+    LOOPS_CREATED_ATTRIBUTE,
+    LOOPS_PARTITION_KEY,
+    LOOPS_PROJECT_ATTRIBUTE,
+    MAX_BATCH_GET_KEYS,
+    MAX_TRANSACTION_ITEMS,
+    SEQ_DIGITS,
+    STATE_INLINE_LIMIT_BYTES,
+    STATE_MAX_BYTES,
+    UNPROCESSED_ROUNDS,
+    create_table_requests,
+)
+from loopwright.adapters.aws.dynamodb_records import DynamoDbIterationRecords
+from loopwright.exceptions import LoopFrameworkError
+from loopwright.models import IterationEvent, IterationEventType, LoopState, utcnow
 from loopwright.ports import LoopStore
 
-# ----------------------------------------------------------------------------- key schema
-#: Loops table: partition key (S).
-LOOPS_PARTITION_KEY = "loop_id"
-#: GSI of the loops table: a project's loops by creation time.
-LOOPS_BY_PROJECT_INDEX = "by_project"
-#: Partition key (S) of :data:`LOOPS_BY_PROJECT_INDEX`.
-LOOPS_PROJECT_ATTRIBUTE = "project"
-#: Sort key (S, ISO 8601 UTC) of both loops GSIs.
-LOOPS_CREATED_ATTRIBUTE = "created_at"
-#: GSI of the loops table: every loop by creation time.
-LOOPS_ALL_INDEX = "all_loops"
-#: Partition key (S) of :data:`LOOPS_ALL_INDEX`, always :data:`LOOPS_ALL_VALUE`.
-LOOPS_ALL_ATTRIBUTE = "gsi_all"
-LOOPS_ALL_VALUE = "loops"
-#: Events table: partition key (S) and sort key (S, zero-padded event number).
-EVENTS_PARTITION_KEY = "loop_id"
-EVENTS_SORT_KEY = "seq"
-#: GSI of the events table: a loop's events of one type.
-EVENTS_BY_TYPE_INDEX = "by_type"
-#: Partition key (S, ``f"{loop_id}#{type}"``) of :data:`EVENTS_BY_TYPE_INDEX`; sort key ``seq``.
-EVENTS_LOOP_TYPE_ATTRIBUTE = "loop_type"
-
-# ----------------------------------------------------------------------------- limits
-#: Digits of an event number in ``seq`` (10^12 events per loop).
-SEQ_DIGITS = 12
-#: Actions in one TransactWriteItems (DynamoDB quota, since September 2022).
-MAX_TRANSACTION_ITEMS = 100
-#: Keys in one BatchGetItem (DynamoDB quota).
-MAX_BATCH_GET_KEYS = 100
-#: State JSON stored as plain S up to this many UTF-8 bytes; above, zlib-compressed as B.
-STATE_INLINE_LIMIT_BYTES = 300 * 1024
-#: Largest stored ``state`` value (bytes), leaving room under DynamoDB's 400 KB item limit
-#: (which counts attribute names and values) for the other attributes.
-STATE_MAX_BYTES = 380 * 1024
-#: Times an event write is retried after a concurrent writer moved the loop's event counter.
-COUNTER_RACE_ATTEMPTS = 5
-#: Rounds of BatchGetItem for keys DynamoDB left unprocessed (backoff 50 ms doubling).
-UNPROCESSED_ROUNDS = 6
-
-_T = TypeVar("_T")
-_STATE = "state"
-_VERSION = "version"
-_EVENT_COUNT = "event_count"
-_CONTROLS = "controls"
-
-
-def create_table_requests(loops_table: str, events_table: str) -> list[dict[str, Any]]:
-    """``CreateTable`` arguments (on-demand billing) for both tables with the key schema above;
-    for tests and local development. The CDK stack declares the same keys."""
-    string = "S"
-    return [
-        {
-            "TableName": loops_table,
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": name, "AttributeType": string}
-                for name in (
-                    LOOPS_PARTITION_KEY,
-                    LOOPS_PROJECT_ATTRIBUTE,
-                    LOOPS_CREATED_ATTRIBUTE,
-                    LOOPS_ALL_ATTRIBUTE,
-                )
-            ],
-            "KeySchema": [{"AttributeName": LOOPS_PARTITION_KEY, "KeyType": "HASH"}],
-            "GlobalSecondaryIndexes": [
-                _index(index, partition, LOOPS_CREATED_ATTRIBUTE, "KEYS_ONLY")
-                for index, partition in (
-                    (LOOPS_BY_PROJECT_INDEX, LOOPS_PROJECT_ATTRIBUTE),
-                    (LOOPS_ALL_INDEX, LOOPS_ALL_ATTRIBUTE),
-                )
-            ],
-        },
-        {
-            "TableName": events_table,
-            "BillingMode": "PAY_PER_REQUEST",
-            "AttributeDefinitions": [
-                {"AttributeName": name, "AttributeType": string}
-                for name in (EVENTS_PARTITION_KEY, EVENTS_SORT_KEY, EVENTS_LOOP_TYPE_ATTRIBUTE)
-            ],
-            "KeySchema": [
-                {"AttributeName": EVENTS_PARTITION_KEY, "KeyType": "HASH"},
-                {"AttributeName": EVENTS_SORT_KEY, "KeyType": "RANGE"},
-            ],
-            "GlobalSecondaryIndexes": [
-                _index(EVENTS_BY_TYPE_INDEX, EVENTS_LOOP_TYPE_ATTRIBUTE, EVENTS_SORT_KEY, "ALL")
-            ],
-        },
-    ]
-
-
-def _index(name: str, partition: str, sort: str, projection: str) -> dict[str, Any]:
-    return {
-        "IndexName": name,
-        "KeySchema": [
-            {"AttributeName": partition, "KeyType": "HASH"},
-            {"AttributeName": sort, "KeyType": "RANGE"},
-        ],
-        "Projection": {"ProjectionType": projection},
-    }
+#: Re-exported: the key schema, limits and item codec live in dynamodb_keys and dynamodb_items.
+__all__ = [
+    "COUNTER_RACE_ATTEMPTS",
+    "EVENTS_BY_TYPE_INDEX",
+    "EVENTS_LOOP_TYPE_ATTRIBUTE",
+    "EVENTS_PARTITION_KEY",
+    "EVENTS_SORT_KEY",
+    "LOOPS_ALL_ATTRIBUTE",
+    "LOOPS_ALL_INDEX",
+    "LOOPS_ALL_VALUE",
+    "LOOPS_BY_PROJECT_INDEX",
+    "LOOPS_CREATED_ATTRIBUTE",
+    "LOOPS_PARTITION_KEY",
+    "LOOPS_PROJECT_ATTRIBUTE",
+    "MAX_BATCH_GET_KEYS",
+    "MAX_TRANSACTION_ITEMS",
+    "SEQ_DIGITS",
+    "STATE_INLINE_LIMIT_BYTES",
+    "STATE_MAX_BYTES",
+    "UNPROCESSED_ROUNDS",
+    "DynamoDbStore",
+    "_decode_event",
+    "_decode_state",
+    "create_table_requests",
+]
 
 
 class _CounterRace(Exception):
     """A transaction was cancelled by a condition or a concurrent transaction: read again."""
 
 
-@dataclass
-class _Update:
-    """One UpdateItem expression under construction (SET and REMOVE clauses, a condition)."""
-
-    sets: list[str] = field(default_factory=list)
-    removes: list[str] = field(default_factory=list)
-    conditions: list[str] = field(default_factory=list)
-    names: dict[str, str] = field(default_factory=dict)
-    values: dict[str, dict[str, Any]] = field(default_factory=dict)
-
-    def set(self, attribute: str, value: dict[str, Any]) -> None:
-        self.names[f"#{attribute}"] = attribute
-        self.values[f":{attribute}"] = value
-        self.sets.append(f"#{attribute} = :{attribute}")
-
-    def remove(self, attribute: str) -> None:
-        self.names[f"#{attribute}"] = attribute
-        self.removes.append(f"#{attribute}")
-
-    def require(self, condition: str, names: dict[str, str], values: dict[str, dict[str, Any]]) -> None:
-        self.conditions.append(condition)
-        self.names.update(names)
-        self.values.update(values)
-
-    def request(self, table: str, loop_id: str) -> dict[str, Any]:
-        """Arguments of UpdateItem (or of a transaction's ``Update``)."""
-        clauses = []
-        if self.sets:
-            clauses.append("SET " + ", ".join(self.sets))
-        if self.removes:
-            clauses.append("REMOVE " + ", ".join(self.removes))
-        request: dict[str, Any] = {
-            "TableName": table,
-            "Key": {LOOPS_PARTITION_KEY: {"S": loop_id}},
-            "UpdateExpression": " ".join(clauses),
-            "ExpressionAttributeNames": self.names,
-        }
-        if self.conditions:
-            request["ConditionExpression"] = " AND ".join(f"({c})" for c in self.conditions)
-        if self.values:
-            request["ExpressionAttributeValues"] = self.values
-        return request
-
-
-class DynamoDbStore(LoopStore):
+class DynamoDbStore(DynamoDbControls, DynamoDbIterationRecords, LoopStore):
     """:class:`LoopStore` over two DynamoDB tables (key schema in the module docstring).
 
     Args:
@@ -404,101 +318,7 @@ class DynamoDbStore(LoopStore):
             items = items[:limit]
         return [_decode_event(item) for item in items]
 
-    # ----------------------------------------------------------------------------- stop requests
-    def add_control(self, request: ControlRequest) -> None:
-        """Queue ``request`` in the loop item's ``controls`` map (``version`` is not changed).
-
-        Two UpdateItems at most: set the map entry when the map exists, else create the map
-        (conditions keep a concurrent writer's entry). Raises :class:`LoopNotFoundError` for an
-        unknown loop."""
-        names = {"#c": _CONTROLS, "#cid": request.control_id, "#id": LOOPS_PARTITION_KEY}
-        body = {"S": request.model_dump_json()}
-        key = {LOOPS_PARTITION_KEY: {"S": request.loop_id}}
-        with aws_errors(self._action("queueing a control of", request.loop_id)):
-            for _ in range(2):
-                try:
-                    self._client.update_item(
-                        TableName=self.loops_table,
-                        Key=key,
-                        UpdateExpression="SET #c.#cid = :body",
-                        ConditionExpression="attribute_exists(#c)",
-                        ExpressionAttributeNames={"#c": _CONTROLS, "#cid": request.control_id},
-                        ExpressionAttributeValues={":body": body},
-                    )
-                    return
-                except ClientError as exc:
-                    if error_code(exc) != "ConditionalCheckFailedException":
-                        raise
-                try:
-                    self._client.update_item(
-                        TableName=self.loops_table,
-                        Key=key,
-                        UpdateExpression="SET #c = :map",
-                        ConditionExpression="attribute_exists(#id) AND attribute_not_exists(#c)",
-                        ExpressionAttributeNames={"#c": _CONTROLS, "#id": names["#id"]},
-                        ExpressionAttributeValues={":map": {"M": {request.control_id: body}}},
-                    )
-                    return
-                except ClientError as exc:
-                    if error_code(exc) != "ConditionalCheckFailedException":
-                        raise
-                    if not self._exists(request.loop_id):
-                        raise self._not_found(request.loop_id) from exc
-        raise LoopFrameworkError(f"could not queue control {request.control_id} of loop {request.loop_id!r}")
-
-    def pending_controls(self, loop_id: str) -> list[ControlRequest]:
-        """The queued controls of ``loop_id`` (strongly consistent read), oldest first."""
-        with aws_errors(self._action("reading the controls of", loop_id)):
-            response = self._client.get_item(
-                TableName=self.loops_table,
-                Key={LOOPS_PARTITION_KEY: {"S": loop_id}},
-                ConsistentRead=True,
-                ProjectionExpression="#c",
-                ExpressionAttributeNames={"#c": _CONTROLS},
-            )
-        entries = response.get("Item", {}).get(_CONTROLS, {}).get("M", {})
-        controls = [ControlRequest.model_validate_json(value["S"]) for value in entries.values()]
-        return sorted(controls, key=lambda c: (c.requested_at, c.control_id))
-
-    def clear_controls(self, loop_id: str, control_ids: Sequence[str]) -> None:
-        """Remove the given entries of the loop item's ``controls`` map (unknown ones are fine)."""
-        if not control_ids:
-            return
-        names = {"#c": _CONTROLS} | {f"#k{i}": control_id for i, control_id in enumerate(control_ids)}
-        removes = ", ".join(f"#c.#k{i}" for i in range(len(control_ids)))
-        with aws_errors(self._action("clearing controls of", loop_id)):
-            try:
-                self._client.update_item(
-                    TableName=self.loops_table,
-                    Key={LOOPS_PARTITION_KEY: {"S": loop_id}},
-                    UpdateExpression=f"REMOVE {removes}",
-                    ConditionExpression="attribute_exists(#c)",
-                    ExpressionAttributeNames=names,
-                )
-            except ClientError as exc:
-                if error_code(exc) != "ConditionalCheckFailedException":
-                    raise
-
-    def _exists(self, loop_id: str) -> bool:
-        response = self._client.get_item(
-            TableName=self.loops_table,
-            Key={LOOPS_PARTITION_KEY: {"S": loop_id}},
-            ConsistentRead=True,
-            ProjectionExpression="#id",
-            ExpressionAttributeNames={"#id": LOOPS_PARTITION_KEY},
-        )
-        return "Item" in response
-
     # ----------------------------------------------------------------------------- internals
-    def _action(self, verb: str, loop_id: str) -> str:
-        return f"{verb} loop {loop_id!r} in DynamoDB table {self.loops_table!r}"
-
-    def _not_found(self, loop_id: str) -> LoopNotFoundError:
-        return LoopNotFoundError(
-            f"no loop {loop_id!r} in DynamoDB table {self.loops_table!r}; "
-            "list the loops with `loopwright status`"
-        )
-
     def _lost_write(self, loop_id: str, expected: int) -> LoopFrameworkError:
         """The error for a failed ``version = :expected`` condition: not found, or who won."""
         head = self._head(loop_id)
@@ -644,79 +464,3 @@ class DynamoDbStore(LoopStore):
                     f"{UNPROCESSED_ROUNDS} rounds; retry later or raise its capacity"
                 )
         return found
-
-
-def _chunks(items: Iterable[_T], size: int) -> Iterator[list[_T]]:
-    """``items`` in lists of at most ``size`` (``itertools.batched`` is Python 3.12+)."""
-    chunk: list[_T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
-def _state_update(stored: LoopState, *, expected: int) -> _Update:
-    """The loop item's update for ``stored`` (version already advanced), conditional on the
-    stored version being ``expected``. ``created_at``, the counters and stop requests stay."""
-    update = _Update()
-    update.set(LOOPS_PROJECT_ATTRIBUTE, {"S": stored.project})
-    update.set("phase", {"S": stored.phase.value})
-    update.set("updated_at", {"S": stored.updated_at.isoformat()})
-    update.set(_VERSION, {"N": str(stored.version)})
-    update.set(_STATE, _encode_state(stored))
-    if stored.outcome is None:
-        update.remove("outcome")
-    else:
-        update.set("outcome", {"S": stored.outcome.value})
-    update.require("#version = :expected", {"#version": _VERSION}, {":expected": {"N": str(expected)}})
-    return update
-
-
-def _counter_update(update: _Update, count: int, added: int) -> _Update:
-    """``update`` plus: advance ``event_count`` from ``count`` by ``added``, only if it is still
-    ``count`` and the loop exists."""
-    update.set(_EVENT_COUNT, {"N": str(count + added)})
-    condition = "#event_count = :count_read"
-    if count == 0:
-        condition = f"({condition} OR attribute_not_exists(#event_count))"
-    update.require(
-        f"attribute_exists(#id) AND {condition}",
-        {"#id": LOOPS_PARTITION_KEY},
-        {":count_read": {"N": str(count)}},
-    )
-    return update
-
-
-def _encode_state(state: LoopState) -> dict[str, Any]:
-    """The ``state`` attribute value: S up to the inline limit, else zlib-compressed B."""
-    text = state.model_dump_json()
-    raw = text.encode()
-    if len(raw) <= STATE_INLINE_LIMIT_BYTES:
-        return {"S": text}
-    packed = zlib.compress(raw, level=6)
-    if len(packed) > STATE_MAX_BYTES:
-        raise LoopFrameworkError(
-            f"the state of loop {state.loop_id!r} is {len(raw)} bytes of JSON, {len(packed)} "
-            f"compressed, above the {STATE_MAX_BYTES} bytes a DynamoDB item can hold; lower the "
-            "exit conditions' max_output_bytes"
-        )
-    return {"B": packed}
-
-
-def _decode_state(loop_id: str, value: dict[str, Any]) -> LoopState:
-    try:
-        text = value["S"] if "S" in value else zlib.decompress(value["B"]).decode()
-        return LoopState.model_validate_json(text)
-    except (KeyError, zlib.error, UnicodeDecodeError, ValidationError) as exc:
-        raise LoopFrameworkError(f"the stored state of loop {loop_id!r} cannot be read: {exc}") from exc
-
-
-def _decode_event(item: dict[str, Any]) -> IterationEvent:
-    try:
-        return IterationEvent.model_validate_json(item["event"]["S"])
-    except (KeyError, ValidationError) as exc:
-        seq = item.get(EVENTS_SORT_KEY, {}).get("S")
-        raise LoopFrameworkError(f"stored event {seq!r} cannot be read: {exc}") from exc

@@ -53,6 +53,7 @@ from loopwright.adapters.local.git_snapshot import (
 )
 from loopwright.adapters.local.no_isolation import NoIsolationWorkspace
 from loopwright.exceptions import WorkspaceError
+from loopwright.models.records import DiffStat
 from loopwright.models.types import loop_id_problem
 from loopwright.models.workspace import SavedWork, WorkspaceSnapshot, salvage_ref, set_aside_ref
 from loopwright.ports import Workspace
@@ -288,6 +289,20 @@ class GitWorktreeWorkspace(Workspace):
         return list(self._withheld.get(loop_id, []))
 
     # ----------------------------------------------------------------------------- extra
+    def diff_stat(self, loop_id: str, commit: str) -> DiffStat | None:
+        """Files, insertions and deletions of ``commit`` against its first parent (``git diff
+        --numstat``; a binary file counts as a file without lines). Raises WorkspaceError."""
+        numstat = self.git.output(
+            ["diff", "--no-ext-diff", "--no-renames", "--numstat", f"{commit}^", commit, "--"],
+            cwd=self.workspace,
+        )
+        rows = [line.split("\t", 2) for line in numstat.splitlines() if line.count("\t") >= 2]
+        return DiffStat(
+            files_changed=len(rows),
+            insertions=sum(int(row[0]) for row in rows if row[0].isdigit()),
+            deletions=sum(int(row[1]) for row in rows if row[1].isdigit()),
+        )
+
     def remove(self, loop_id: str) -> None:
         """Delete the loop's worktree (with any uncommitted change); its branch is kept."""
         path = self._worktree_path(loop_id)

@@ -1,4 +1,6 @@
-"""Local durable store: loops, events, queued controls and checkpoints in one SQLite file.
+"""Local durable store: loops, events, queued controls, checkpoints and the agent's iteration
+records in one SQLite file (checkpoints in :mod:`.sqlite_checkpoints`, records in
+:mod:`.sqlite_records`; the rest here).
 
 The file (default ``<workspace>/.loopwright/loopwright.db``) is opened in WAL mode with
 ``synchronous=NORMAL``: a committed transaction survives a crash of the process (including
@@ -31,7 +33,9 @@ from typing import TypeVar
 
 from pydantic import BaseModel, ValidationError
 
-from loopwright.adapters.local.sqlite_file import DEFAULT_BUSY_TIMEOUT_SECONDS, SqliteFile
+from loopwright.adapters.local.sqlite_checkpoints import SqliteCheckpoints, _insert_checkpoint
+from loopwright.adapters.local.sqlite_file import DEFAULT_BUSY_TIMEOUT_SECONDS
+from loopwright.adapters.local.sqlite_records import RECORDS_SCHEMA, SqliteIterationRecords
 from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
 from loopwright.models import (
     Checkpoint,
@@ -41,7 +45,7 @@ from loopwright.models import (
     LoopState,
     utcnow,
 )
-from loopwright.ports import CheckpointStore, LoopStore
+from loopwright.ports import LoopStore
 
 _RowT = TypeVar("_RowT", bound=BaseModel)
 
@@ -50,7 +54,9 @@ _RowT = TypeVar("_RowT", bound=BaseModel)
 #: overwritten in place (ordered by ``ordinal``; no unique index on ``checkpoint_id``), and drops
 #: the ``events (loop_id, type)`` index, which no query needed: a step's write touches about half
 #: the pages it did (``bench/bench_loop.py``: the checkpoint transaction about 2x faster).
-SCHEMA_VERSION = 2
+#: Version 3 adds ``iteration_records`` (the agent's record of each iteration, see
+#: :mod:`loopwright.adapters.local.sqlite_records`).
+SCHEMA_VERSION = 3
 
 #: Version 1 -> 2, run before :data:`_SCHEMA` (whose statements are all idempotent).
 _MIGRATE_FROM_1 = (
@@ -67,7 +73,8 @@ CONTROL_POLL_SECONDS = 0.05
 
 # ``seq`` is the rowid (no AUTOINCREMENT, see the module docstring); stores created before that
 # change declare AUTOINCREMENT, which the queries below do not depend on.
-_SCHEMA = """
+_SCHEMA = (
+    """
 CREATE TABLE IF NOT EXISTS loops (
     loop_id    TEXT PRIMARY KEY,
     project    TEXT NOT NULL,
@@ -115,9 +122,11 @@ CREATE TABLE IF NOT EXISTS quarantine (
     quarantined_at TEXT NOT NULL
 );
 """
+    + RECORDS_SCHEMA
+)
 
 
-class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
+class SqliteStore(SqliteCheckpoints, SqliteIterationRecords, LoopStore):
     """:class:`LoopStore` and :class:`CheckpointStore` in one SQLite file.
 
     Args:
@@ -409,79 +418,6 @@ class SqliteStore(SqliteFile, LoopStore, CheckpointStore):
             rows = conn.execute(sql + " ORDER BY seq", params).fetchall()
         keys = ("source", "loop_id", "payload", "error", "quarantined_at")
         return [dict(zip(keys, row, strict=True)) for row in rows]
-
-    # ----------------------------------------------------------------------------- checkpoints
-    def save(self, checkpoint: Checkpoint, retention: int) -> None:
-        """Store ``checkpoint`` and delete all but the newest ``retention`` (>= 1) of its loop,
-        in one transaction. The checksum is stored as given, not verified.
-
-        Raises :class:`LoopFrameworkError` for ``retention`` < 1 or a checkpoint id already stored.
-        """
-        if retention < 1:
-            raise LoopFrameworkError(f"checkpoint retention must be at least 1, got {retention}")
-        try:
-            with self._write() as conn:
-                _insert_checkpoint(conn, checkpoint, retention)
-        except LoopFrameworkError as exc:
-            if isinstance(exc.__cause__, sqlite3.IntegrityError):
-                raise LoopFrameworkError(
-                    f"checkpoint {checkpoint.checkpoint_id!r} is already stored"
-                ) from exc.__cause__
-            raise
-
-    def list_checkpoints(self, loop_id: str) -> list[Checkpoint | str]:
-        """Checkpoints of ``loop_id``, newest first; one whose payload cannot be parsed is
-        returned as its checkpoint id. Checksums are not verified here (the core does)."""
-        with self._guard() as conn:
-            rows = conn.execute(
-                "SELECT checkpoint_id, payload FROM checkpoints WHERE loop_id=? ORDER BY ordinal DESC",
-                (loop_id,),
-            ).fetchall()
-        found: list[Checkpoint | str] = []
-        for checkpoint_id, payload in rows:
-            try:
-                found.append(Checkpoint.model_validate_json(payload))
-            except ValidationError:
-                found.append(str(checkpoint_id))
-        return found
-
-
-def _insert_checkpoint(conn: sqlite3.Connection, checkpoint: Checkpoint, retention: int) -> None:
-    """Store ``checkpoint`` as its loop's newest and keep the newest ``retention``, inside the
-    caller's transaction: with ``retention`` rows stored already, the oldest row is overwritten
-    in place (a ring: the table and its index keep their pages); rows beyond ``retention`` (it
-    was lowered) are deleted. Raises :class:`sqlite3.IntegrityError` for a checkpoint id the
-    loop already has."""
-    loop_id = checkpoint.loop_id
-    rows = conn.execute(
-        "SELECT seq, ordinal, checkpoint_id FROM checkpoints WHERE loop_id=? ORDER BY ordinal", (loop_id,)
-    ).fetchall()
-    if any(row[2] == checkpoint.checkpoint_id for row in rows):
-        raise sqlite3.IntegrityError(f"checkpoint {checkpoint.checkpoint_id} is already stored")
-    ordinal = rows[-1][1] + 1 if rows else 1
-    values = (
-        ordinal,
-        checkpoint.checkpoint_id,
-        checkpoint.iteration,
-        checkpoint.created_at.isoformat(),
-        checkpoint.checksum,
-        checkpoint.payload_json(),
-    )
-    if len(rows) < retention:
-        conn.execute(
-            "INSERT INTO checkpoints (ordinal, checkpoint_id, iteration, created_at, checksum, payload,"
-            " loop_id) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (*values, loop_id),
-        )
-        return
-    conn.execute(
-        "UPDATE checkpoints SET ordinal=?, checkpoint_id=?, iteration=?, created_at=?, checksum=?,"
-        " payload=? WHERE seq=?",
-        (*values, rows[0][0]),
-    )
-    surplus = rows[1 : len(rows) - retention + 1]
-    if surplus:
-        conn.executemany("DELETE FROM checkpoints WHERE seq=?", [(row[0],) for row in surplus])
 
 
 def _not_found(loop_id: str) -> LoopNotFoundError:
