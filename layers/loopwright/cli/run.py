@@ -55,6 +55,7 @@ from loopwright.models import (
     LoopResult,
     LoopState,
 )
+from loopwright.preflight import preflight
 
 
 def _exit_code(result: LoopResult) -> int:
@@ -185,6 +186,8 @@ def _run_stepfunctions(
     console = Console()
     try:
         done = execute_loop(config, root, loop_id, state_machine=state_machine)
+    except ConfigError as exc:  # a program missing (preflight): nothing was stored
+        fail(str(exc), EXIT_BAD_INPUT)
     except LoopFrameworkError as exc:
         fail(str(exc))
     for execution in done.executions:
@@ -295,6 +298,7 @@ def run(
     try:
         agent = build_agent(loop_config, sandbox)  # a bad module:function fails here, before any write
         check_isolation(loop_config)  # bubblewrap asked for but missing: refused before any write
+        preflight(loop_config, agent, sandbox, cwd=root)  # a program missing: before the store exists
     except ConfigError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     console = Console()

@@ -16,7 +16,7 @@ def evaluate_condition(
     cfg: ExitConditionConfig, sandbox: Sandbox, worktree: Path, iteration: int
 ) -> ExitConditionStatus:
     """Run ``cfg``'s command (:func:`resolve_command`) in ``worktree`` through ``sandbox``,
-    limited to ``cfg.timeout_seconds`` (seconds; default 30 s, SC-002) and
+    limited to ``cfg.timeout_seconds`` (seconds; default 600 s) and
     ``cfg.max_output_bytes`` of stdout and of stderr, and parse it (:func:`resolve_parser`).
     A default BUILD_SUCCEEDS command gets a private temporary folder for its byte code,
     deleted afterwards.

@@ -51,6 +51,7 @@ from loopwright.exceptions import (
     LoopNotFoundError,
 )
 from loopwright.models import (
+    AgentKind,
     Checkpoint,
     ControlAction,
     ControlRequest,
@@ -74,6 +75,7 @@ from loopwright.ports import (
     Sandbox,
     Workspace,
 )
+from loopwright.preflight import preflight
 from loopwright.steps.checkpoint import recover
 
 #: Called after every recorded event with the event and the loop's current state.
@@ -137,6 +139,7 @@ class LoopFramework(SessionDriver):
         self._observer = observer
         self._output_observer = output_observer
         self._state: LoopState | None = None
+        self._preflighted = False  # this object preflighted the loop it just created
         self._active = False
         self._writer = StepWriter(self.store, self.checkpoints)  # events, checkpoint, state writes
         self._tracing = Tracing(enabled=False)
@@ -160,9 +163,20 @@ class LoopFramework(SessionDriver):
     def initialize_sync(self) -> LoopState:
         """Prepare the worktree and store the new loop (idempotent). SC-001: well under 5 s.
 
-        Raises :class:`ConfigError` without a config, :class:`~loopwright.exceptions.WorkspaceError`
-        when the workspace cannot be prepared.
+        Before anything is written, every program the new loop runs is found (preflight: the
+        agent's, when the config names one or an agent was given, and each exit condition's;
+        see :mod:`loopwright.preflight`).
+
+        Raises :class:`ConfigError` without a config,
+        :class:`~loopwright.preflight.PreflightError` (a ConfigError) naming every missing
+        program, :class:`~loopwright.exceptions.WorkspaceError` when the workspace cannot be
+        prepared.
         """
+        return self._initialize(None)
+
+    def _initialize(self, agent: Agent | None) -> LoopState:
+        """:meth:`initialize_sync`, preflighting a new loop with ``agent`` (None: the given or
+        configured agent, if any)."""
         if self._state is not None:
             return self._state
         try:
@@ -173,6 +187,11 @@ class LoopFramework(SessionDriver):
             pass
         if self._config is None:
             raise ConfigError(f"loop {self.loop_id!r} does not exist and no config was given")
+        # The worktree does not exist yet: relative programs are looked up in the workspace,
+        # which the worktree starts from.
+        agent = agent or self._configured_agent(self._config)
+        preflight(self._config, agent, self.sandbox, cwd=self.workspace)
+        self._preflighted = True
         with workspace_lock(self.state_dir):  # first runs in a folder must not race (git init...)
             return self._create_loop(self._config)
 
@@ -319,7 +338,10 @@ class LoopFramework(SessionDriver):
             self._state = None  # read it again: a human may have changed it since the last run
             if self._config is not None:
                 check_isolation(self._config)  # bubblewrap asked for but missing: before any write
-            state = self.initialize_sync()
+            agent = None
+            if self._config is not None and not self._stored():
+                agent = self._resolve_agent(work_function)  # preflighted before the loop is created
+            state = self._initialize(agent)
             if state.outcome in RESUMABLE_OUTCOMES:
                 # A human's stop, a limit (raised since) or a failure is not final: the loop
                 # continues from its last checkpoint (Cedar decides again whether it may).
@@ -329,7 +351,12 @@ class LoopFramework(SessionDriver):
                 raise LoopFrameworkError(
                     f"loop {self.loop_id!r} already ended with {state.outcome.value}; start a new loop"
                 )
-            agent = self._resolve_agent(work_function)
+            agent = agent or self._resolve_agent(work_function)
+            if not self._preflighted:  # a stored loop: its programs may have gone since it ran
+                worktree = Path(state.worktree)
+                cwd = worktree if state.worktree and worktree.is_dir() else self.workspace
+                preflight(state.config, agent, self.sandbox, cwd=cwd)
+            self._preflighted = False  # a later run() of this object checks again
             contain(
                 state,
                 agent=agent,
@@ -367,12 +394,28 @@ class LoopFramework(SessionDriver):
             self._workspace_adapter = build_workspace(config, self.workspace, self.state_dir)
         return self._workspace_adapter
 
+    def _stored(self) -> bool:
+        try:
+            self.store.get_state(self.loop_id)
+        except LoopNotFoundError:
+            return False
+        return True
+
+    def _configured_agent(self, config: LoopConfig) -> Agent | None:
+        """The agent to preflight for a loop created without run(): the given one, else the
+        config's (None without one, or for an agent that runs in AWS, not here)."""
+        if self._agent is not None:
+            return self._agent
+        if config.agent is None or config.agent.kind is AgentKind.AGENTCORE_RUNTIME:
+            return None
+        return build_agent(config, self.sandbox)
+
     def _resolve_agent(self, work_function: WorkFunction | None) -> Agent:
         if work_function is not None:
             return PythonAgent(work_function)
         if self._agent is not None:
             return self._agent
-        agent = build_agent(self.get_state().config, self.sandbox)
+        agent = build_agent(self._config or self.get_state().config, self.sandbox)
         if agent is None:
             raise ConfigError("no agent: set 'agent' in the config or pass work_function to run()")
         self._agent = agent
