@@ -377,6 +377,9 @@ class TimedSandbox(Sandbox):
         self._inner = inner
         self._tally = tally
 
+    def find_program(self, name: str, *, cwd: Path) -> str | None:
+        return self._inner.find_program(name, cwd=cwd)
+
     def run(
         self,
         command: Sequence[str],

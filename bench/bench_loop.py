@@ -100,7 +100,11 @@ class BenchOptions:
 
 # ----------------------------------------------------------------------------- ports of the bench
 class NoopSandbox(Sandbox):
-    """Every check fails instantly: exit code 1, no output, no process started."""
+    """Every check fails instantly: exit code 1, no output, no process started; every program
+    is found (preflight)."""
+
+    def find_program(self, name: str, *, cwd: Path) -> str | None:
+        return name
 
     def run(
         self,

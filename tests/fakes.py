@@ -114,11 +114,19 @@ class MemoryStore(LoopStore, CheckpointStore):
 
 
 class ScriptedSandbox(Sandbox):
-    """Answers each command with ``responder(command, call_number)`` (exit code, stdout)."""
+    """Answers each command with ``responder(command, call_number)`` (exit code, stdout).
 
-    def __init__(self, responder: Callable[[Sequence[str], int], tuple[int, str]]) -> None:
+    Every program is found (preflight), except those named in ``missing``."""
+
+    def __init__(
+        self, responder: Callable[[Sequence[str], int], tuple[int, str]], *, missing: Sequence[str] = ()
+    ) -> None:
         self.responder = responder
         self.calls: list[list[str]] = []
+        self.missing = set(missing)
+
+    def find_program(self, name: str, *, cwd: Path) -> str | None:
+        return None if name in self.missing else f"/scripted/{name}"
 
     def run(
         self,

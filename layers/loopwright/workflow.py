@@ -43,7 +43,12 @@ from loopwright.ports import (
 from loopwright.steps.authorize import authorize
 from loopwright.steps.checkpoint import checkpoint, checkpoint_due
 from loopwright.steps.decide import decide
-from loopwright.steps.evaluate import evaluate
+from loopwright.steps.evaluate import (
+    SLOW_CONDITION_SECONDS,
+    evaluate,
+    evaluation_problem,
+    slow_conditions,
+)
 from loopwright.steps.iterate import iterate
 from loopwright.steps.verify import verify
 
@@ -300,21 +305,79 @@ def checkpoint_if_due(
     return save_checkpoint(state, checkpoints, record)
 
 
-def evaluate_conditions(state: LoopState, sandbox: Sandbox, record: Recorder) -> list[ExitConditionStatus]:
-    """Evaluate every exit condition in the worktree; the statuses become the state's."""
+def evaluate_conditions(
+    state: LoopState, sandbox: Sandbox, record: Recorder, *, baseline: bool = False
+) -> list[ExitConditionStatus]:
+    """Evaluate every exit condition in the worktree; the statuses become the state's.
+
+    Records EXIT_CONDITIONS_EVALUATED with ``statuses`` and ``summaries`` (name -> value), with
+    ``baseline: true`` for the evaluation before the agent's first iteration (see
+    :func:`evaluate_baseline`), and with ``slow`` (name -> seconds) when a condition took
+    longer than :data:`~loopwright.steps.evaluate.SLOW_CONDITION_SECONDS` (SC-002), also said in
+    the message.
+    """
     state.phase = LoopPhase.EVALUATING
     statuses = evaluate(state.config, sandbox, Path(state.worktree), state.iteration)
     state.exit_conditions = statuses
     state.evaluated_iteration = state.iteration
     met = sum(1 for s in statuses if s.is_met)
+    slow = slow_conditions(statuses)
+    message = (
+        ("baseline: " if baseline else "")
+        + f"{met}/{len(statuses)} exit conditions met: "
+        + ", ".join(f"{s.name}={s.status.value}" for s in statuses)
+    )
+    if slow:
+        message += (
+            f" (slow, over {SLOW_CONDITION_SECONDS:g} s: "
+            + ", ".join(f"{name} {seconds:g} s" for name, seconds in slow.items())
+            + ")"
+        )
     record(
         _EV.EXIT_CONDITIONS_EVALUATED,
-        f"{met}/{len(statuses)} exit conditions met: "
-        + ", ".join(f"{s.name}={s.status.value}" for s in statuses),
+        message,
         statuses={s.name: s.status.value for s in statuses},
         summaries={s.name: s.summary for s in statuses},
+        baseline=True if baseline else None,
+        slow=slow or None,
     )
     return statuses
+
+
+def baseline_due(state: LoopState) -> bool:
+    """True when the exit conditions must be evaluated before the agent runs (again):
+
+    * the loop has done no iteration and its conditions were never evaluated (a new loop), or
+      its baseline paused because a condition could not be evaluated (fixed meanwhile, perhaps);
+    * the last evaluation, after an iteration, paused the loop because a required condition was
+      ERROR: a resumed loop checks again before the agent is paid to look at it.
+
+    Otherwise False: a resumed loop does not evaluate its baseline again.
+    """
+    if state.iteration == 0:
+        if not any(s.evaluated_at is not None for s in state.exit_conditions):
+            return True
+        return evaluation_problem(state.exit_conditions, baseline=True) is not None
+    return (
+        state.evaluated_iteration == state.iteration
+        and evaluation_problem(state.exit_conditions, baseline=False) is not None
+    )
+
+
+def evaluate_baseline(state: LoopState, sandbox: Sandbox, record: Recorder) -> Decision:
+    """Evaluate the exit conditions before the agent's next iteration (see :func:`baseline_due`):
+    iteration 0's baseline, or the check of a loop resumed after a condition ERROR.
+
+    Returns COMPLETE (CONDITIONS_MET) when gate:all passes, so an already-green repository never
+    runs the agent; PAUSE when a required condition could not be evaluated (ERROR, or at the
+    baseline TIMEOUT; :func:`~loopwright.steps.evaluate.evaluation_problem` gives the reason);
+    else CONTINUE, and the statuses are what the agent's next prompt lists as failing.
+    Records EXIT_CONDITIONS_EVALUATED (``baseline: true`` at iteration 0) and the verification.
+    """
+    statuses = evaluate_conditions(state, sandbox, record, baseline=state.iteration == 0)
+    verification = verify_gate(state, record)
+    problem = evaluation_problem(statuses, baseline=state.iteration == 0)
+    return decide(verification=verification, condition_problem=problem)
 
 
 def verify_gate(state: LoopState, record: Recorder) -> VerificationResult:
@@ -336,13 +399,15 @@ def decide_next(
     stop_reason: str | None,
     pause_reason: str | None = None,
 ) -> Decision:
-    """Decide what follows the iteration and record it as ITERATION_COMPLETED."""
+    """Decide what follows the iteration and record it as ITERATION_COMPLETED (a required
+    condition that ERRORed pauses the loop, see :func:`loopwright.steps.decide.decide`)."""
     state.phase = LoopPhase.DECIDING
     agent = AgentResult(needs_human=state.human_request) if state.human_request else None
     decision = decide(
         verification=verification,
         stop_reason=stop_reason,
         pause_reason=pause_reason or state.workspace_problem,
+        condition_problem=evaluation_problem(state.exit_conditions, baseline=False),
         agent=agent,
         usage_limit_resets_at=state.resume_at,
     )

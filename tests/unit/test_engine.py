@@ -81,13 +81,16 @@ def test_loop_runs_until_conditions_met_and_reports_the_seed_result_fields(tmp_p
     assert result.outcome is LoopOutcome.CONDITIONS_MET and result.success
     assert (result.iterations, result.total_tokens, result.sessions_used) == (3, 300, 1)
     assert (result.features_completed, result.features_total) == (2, 2)
-    # the failures of the last evaluation reach the agent in the next iteration
-    assert seen[0].failures == [] and seen[0].failing_conditions == []
+    # the failures of the last evaluation reach the agent in the next iteration: iteration 1's
+    # are the baseline's (evaluated before the agent first ran)
+    assert seen[0].failing_conditions == ["a", "b"]
+    assert any("check-a failed" in f for f in seen[0].failures)
     assert seen[1].failing_conditions == ["a", "b"]
     assert any("check-a failed" in f for f in seen[1].failures)
     types = store.types(loop.loop_id)
     assert types[0] is EV.LOOP_STARTED and types[-1] is EV.LOOP_COMPLETED
     assert types.count(EV.ITERATION_STARTED) == 3
+    assert types.count(EV.EXIT_CONDITIONS_EVALUATED) == 1 + 3
     assert types.count(EV.CHECKPOINT_SAVED) == 3
     assert loop.get_state().phase is LoopPhase.COMPLETED
     assert loop.load_checkpoint().iteration == 3
@@ -115,10 +118,12 @@ def test_token_budget_stops_the_loop(tmp_path: Path) -> None:
 
 
 def test_reentry_is_refused(tmp_path: Path) -> None:
-    loop = _framework(tmp_path, _config(), _passing_from(1, {"iteration": 1}))
+    counter = {"iteration": 0}
+    loop = _framework(tmp_path, _config(), _passing_from(1, counter))
     errors: list[Exception] = []
 
     def work(request: AgentRequest) -> None:
+        counter["iteration"] = request.iteration
         try:
             loop.run(work_function=work)
         except LoopAlreadyRunningError as exc:
@@ -180,6 +185,8 @@ def test_crash_after_checkpoint_resumes_with_evaluation_not_a_second_agent_run(
         pass
 
     def crashing_sandbox(command: Sequence[str], call: int) -> tuple[int, str]:
+        if counter["iteration"] == 0:  # the baseline: the checks fail
+            return 1, "not yet"
         raise Crash
 
     loop = _framework(tmp_path, _config(), ScriptedSandbox(crashing_sandbox), store)
@@ -202,8 +209,9 @@ def test_crash_after_checkpoint_resumes_with_evaluation_not_a_second_agent_run(
 def test_events_are_span_events_of_the_loop_and_iteration_spans(
     tmp_path: Path, span_exporter: InMemorySpanExporter
 ) -> None:
-    loop = _framework(tmp_path, _config(), _passing_from(2, {"iteration": 2}))
-    loop.run(work_function=lambda request: None)
+    counter = {"iteration": 0}
+    loop = _framework(tmp_path, _config(), _passing_from(1, counter))
+    loop.run(work_function=lambda request: counter.update(iteration=request.iteration))
     spans = {s.name: s for s in span_exporter.get_finished_spans()}
     loop_span = spans["loopwright.loop"]
     assert loop_span.attributes is not None and loop_span.attributes["loopwright.loop_id"] == loop.loop_id

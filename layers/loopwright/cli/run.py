@@ -35,6 +35,7 @@ from loopwright.cli.common import (
     workspace_path,
 )
 from loopwright.config_loader import load_config
+from loopwright.engine.containment import check_programs
 from loopwright.engine.framework import LoopFramework
 from loopwright.engine.local import DB_FILE_NAME, build_agent, open_store, state_dir_for
 from loopwright.engine.local_controls import local_caller, local_control_service
@@ -199,6 +200,8 @@ def _run_stepfunctions(
     console = Console()
     try:
         done = execute_loop(config, root, loop_id, state_machine=state_machine)
+    except ConfigError as exc:  # a program missing (preflight): nothing was stored
+        fail(str(exc), EXIT_BAD_INPUT)
     except LoopFrameworkError as exc:
         fail(str(exc))
     for execution in done.executions:
@@ -322,6 +325,8 @@ def run(
     try:
         agent = build_agent(loop_config, sandbox)  # a bad module:function fails here, before any write
         check_isolation(loop_config)  # bubblewrap asked for but missing: refused before any write
+        # A program missing: refused before the store exists (looked up in the project's environment).
+        check_programs(loop_config, agent, sandbox, workspace=root, cwd=root, state_dir=state_dir_for(root))
     except ConfigError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     console = Console()

@@ -32,7 +32,7 @@ def evaluate_condition(
 ) -> ExitConditionStatus:
     """Run ``cfg``'s command (:func:`resolve_command`) in ``worktree`` (or its ``cwd`` inside it)
     through ``sandbox``, with ``cfg.env`` over the sandbox's environment, limited to
-    ``cfg.timeout_seconds`` (seconds; default 30 s, SC-002) and ``cfg.max_output_bytes`` of
+    ``cfg.timeout_seconds`` (seconds; default 600 s) and ``cfg.max_output_bytes`` of
     stdout and of stderr, and parse it (:func:`resolve_parser`; paths shown relative to
     ``worktree``). A default BUILD_SUCCEEDS command gets a private temporary folder for its byte
     code, deleted afterwards.

@@ -22,8 +22,9 @@ from loopwright.adapters.local.processes import ProcessLedger
 from loopwright.adapters.local.project_env import ProjectEnvironment, detect_project_environment
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.exceptions import ConfigError
-from loopwright.models import IterationEventType, LoopState
+from loopwright.models import IterationEventType, LoopConfig, LoopState
 from loopwright.ports import Agent, Sandbox
+from loopwright.preflight import preflight
 from loopwright.workflow import Recorder
 
 #: Processes listed in a PROCESSES_ENDED event (all are ended).
@@ -91,3 +92,25 @@ def release(sandbox: Sandbox) -> None:
     """Unbind the sandbox from the loop at the end of a run."""
     if isinstance(sandbox, SubprocessSandbox):
         sandbox.detach()
+
+
+def check_programs(
+    config: LoopConfig,
+    agent: Agent | None,
+    sandbox: Sandbox,
+    *,
+    workspace: Path,
+    cwd: Path,
+    state_dir: Path,
+) -> None:
+    """Preflight (:func:`loopwright.preflight.preflight`) with the programs looked up the way the
+    loop will run them: a local sandbox gets the project's environment first (its venv's
+    ``bin`` on ``PATH``, its ``python``), so a tool installed only in the project's ``.venv`` is
+    found. ``cwd`` is where relative programs are looked up (the worktree, or the workspace
+    before the loop exists). Raises :class:`~loopwright.preflight.PreflightError`."""
+    if isinstance(sandbox, SubprocessSandbox):
+        environment = detect_project_environment(
+            workspace, cwd, user_environment(), python=config.python, env=config.env, state_dir=state_dir
+        )
+        sandbox = SubprocessSandbox(environment=environment)
+    preflight(config, agent, sandbox, cwd=cwd)

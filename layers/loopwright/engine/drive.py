@@ -1,6 +1,11 @@
 """The iterations of one session of the in-process engine: authorize -> iterate -> checkpoint ->
 evaluate -> verify -> decide, until a decision other than CONTINUE.
 
+Before the agent's first iteration the exit conditions are evaluated once (the baseline,
+iteration 0; :func:`loopwright.workflow.evaluate_baseline`): a repository that already meets them
+completes without calling the agent, one whose conditions cannot be evaluated pauses, and
+otherwise iteration 1's prompt lists the baseline's failures.
+
 :class:`SessionDriver` is mixed into :class:`~loopwright.engine.framework.LoopFramework`, which
 sets up the ports and the session; this module holds only the order of the steps and when each
 is written (see :mod:`loopwright.engine.step_writer`).
@@ -62,7 +67,9 @@ class SessionDriver:
     def _drive(self, agent: Agent) -> LoopResult:
         state = self.get_state()
         while True:
-            if state.evaluated_iteration < state.iteration:
+            if workflow.baseline_due(state):
+                decision = self._baseline()
+            elif state.evaluated_iteration < state.iteration:
                 # Resumed after the agent's work of this iteration was checkpointed.
                 decision = self._evaluate_and_decide()
             else:
@@ -111,6 +118,18 @@ class SessionDriver:
             self._writer.save(self.get_state())
             self._records.agent_done(state, result, self._workspace())
             return self._evaluate_and_decide()
+
+    def _baseline(self) -> Decision:
+        """Evaluate the conditions before the agent runs (see :func:`workflow.baseline_due`);
+        written at once, so a crash in the next iteration does not evaluate them again."""
+        halt = self._halt()
+        if halt.stop_reason is not None or halt.pause_reason is not None:
+            return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
+        state = self.get_state()
+        decision = workflow.evaluate_baseline(state, self.sandbox, self.emit_event)
+        if decision.action is NextAction.CONTINUE:
+            self._writer.save(self.get_state())
+        return decision
 
     def _evaluate_and_decide(self) -> Decision:
         state = self.get_state()

@@ -30,7 +30,7 @@ from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.project_env import ProjectEnvironment, check_python
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
 from loopwright.controls import RESUMABLE_OUTCOMES
-from loopwright.engine.containment import contain, release
+from loopwright.engine.containment import check_programs, contain, release
 from loopwright.engine.drive import SessionDriver
 from loopwright.engine.local import (
     as_checkpoints,
@@ -52,6 +52,7 @@ from loopwright.exceptions import (
     LoopNotFoundError,
 )
 from loopwright.models import (
+    AgentKind,
     Checkpoint,
     ControlAction,
     ControlRequest,
@@ -138,6 +139,7 @@ class LoopFramework(SessionDriver):
         self._observer = observer
         self._output_observer = output_observer
         self._state: LoopState | None = None
+        self._preflighted = False  # this object preflighted the loop it just created
         self._active = False
         self._writer = StepWriter(self.store, self.checkpoints)  # events, checkpoint, state writes
         self._tracing = Tracing(enabled=False)
@@ -161,9 +163,20 @@ class LoopFramework(SessionDriver):
     def initialize_sync(self) -> LoopState:
         """Prepare the worktree and store the new loop (idempotent). SC-001: well under 5 s.
 
-        Raises :class:`ConfigError` without a config, :class:`~loopwright.exceptions.WorkspaceError`
-        when the workspace cannot be prepared.
+        Before anything is written, every program the new loop runs is found (preflight: the
+        agent's, when the config names one or an agent was given, and each exit condition's;
+        see :mod:`loopwright.preflight`).
+
+        Raises :class:`ConfigError` without a config,
+        :class:`~loopwright.preflight.PreflightError` (a ConfigError) naming every missing
+        program, :class:`~loopwright.exceptions.WorkspaceError` when the workspace cannot be
+        prepared.
         """
+        return self._initialize(None)
+
+    def _initialize(self, agent: Agent | None) -> LoopState:
+        """:meth:`initialize_sync`, preflighting a new loop with ``agent`` (None: the given or
+        configured agent, if any)."""
         if self._state is not None:
             return self._state
         try:
@@ -174,6 +187,18 @@ class LoopFramework(SessionDriver):
             pass
         if self._config is None:
             raise ConfigError(f"loop {self.loop_id!r} does not exist and no config was given")
+        # The worktree does not exist yet: relative programs are looked up in the workspace,
+        # which the worktree starts from.
+        agent = agent or self._configured_agent(self._config)
+        check_programs(
+            self._config,
+            agent,
+            self.sandbox,
+            workspace=self.workspace,
+            cwd=self.workspace,
+            state_dir=self.state_dir,
+        )
+        self._preflighted = True
         with workspace_lock(self.state_dir):  # first runs in a folder must not race (git init...)
             return self._create_loop(self._config)
 
@@ -326,7 +351,10 @@ class LoopFramework(SessionDriver):
             if self._config is not None:
                 check_isolation(self._config)  # bubblewrap asked for but missing: before any write
                 check_python(self._config, self.workspace)  # a python setting naming no interpreter
-            state = self.initialize_sync()
+            agent = None
+            if self._config is not None and not self._stored():
+                agent = self._resolve_agent(work_function)  # preflighted before the loop is created
+            state = self._initialize(agent)
             if state.outcome in RESUMABLE_OUTCOMES:
                 # A human's stop, a limit (raised since) or a failure is not final: the loop
                 # continues from its last checkpoint (Cedar decides again whether it may).
@@ -336,7 +364,19 @@ class LoopFramework(SessionDriver):
                 raise LoopFrameworkError(
                     f"loop {self.loop_id!r} already ended with {state.outcome.value}; start a new loop"
                 )
-            agent = self._resolve_agent(work_function)
+            agent = agent or self._resolve_agent(work_function)
+            if not self._preflighted:  # a stored loop: its programs may have gone since it ran
+                worktree = Path(state.worktree)
+                cwd = worktree if state.worktree and worktree.is_dir() else self.workspace
+                check_programs(
+                    state.config,
+                    agent,
+                    self.sandbox,
+                    workspace=self.workspace,
+                    cwd=cwd,
+                    state_dir=self.state_dir,
+                )
+            self._preflighted = False  # a later run() of this object checks again
             environment = contain(
                 state,
                 agent=agent,
@@ -374,12 +414,28 @@ class LoopFramework(SessionDriver):
             self._workspace_adapter = build_workspace(config, self.workspace, self.state_dir)
         return self._workspace_adapter
 
+    def _stored(self) -> bool:
+        try:
+            self.store.get_state(self.loop_id)
+        except LoopNotFoundError:
+            return False
+        return True
+
+    def _configured_agent(self, config: LoopConfig) -> Agent | None:
+        """The agent to preflight for a loop created without run(): the given one, else the
+        config's (None without one, or for an agent that runs in AWS, not here)."""
+        if self._agent is not None:
+            return self._agent
+        if config.agent is None or config.agent.kind is AgentKind.AGENTCORE_RUNTIME:
+            return None
+        return build_agent(config, self.sandbox)
+
     def _resolve_agent(self, work_function: WorkFunction | None) -> Agent:
         if work_function is not None:
             return PythonAgent(work_function)
         if self._agent is not None:
             return self._agent
-        agent = build_agent(self.get_state().config, self.sandbox)
+        agent = build_agent(self._config or self.get_state().config, self.sandbox)
         if agent is None:
             raise ConfigError("no agent: set 'agent' in the config or pass work_function to run()")
         self._agent = agent

@@ -29,8 +29,12 @@ from loopwright.models.enums import AgentKind, ExitConditionType
 from loopwright.models.pricing import ModelName, ModelPrice
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
 
-#: Default per-tool timeout for exit-condition evaluation, seconds (seed 000, SC-002).
-DEFAULT_CONDITION_TIMEOUT_SECONDS = 30.0
+#: Default per-tool timeout for exit-condition evaluation, seconds: 10 minutes, so a real test
+#: suite (minutes, not seconds) is not cut off and reported as TIMEOUT. Seed 000's SC-002 (an
+#: evaluation within 30 s) is a flag, not a limit: a slower condition is marked ``slow``
+#: (``loopwright.steps.evaluate.SLOW_CONDITION_SECONDS``). A Lambda's 15 minutes still bound the
+#: evaluate step on AWS.
+DEFAULT_CONDITION_TIMEOUT_SECONDS = 600.0
 #: Share of any limit at which a warning is raised, as a percentage (seed 000, SC-008: 80%).
 DEFAULT_WARNING_THRESHOLD_PERCENT = 80
 #: Largest cost budget accepted, US dollars. In micro-dollars (the Cedar unit) times 100 (the

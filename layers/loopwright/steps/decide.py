@@ -20,6 +20,7 @@ def decide(
     verification: VerificationResult | None = None,
     stop_reason: str | None = None,
     pause_reason: str | None = None,
+    condition_problem: str | None = None,
     agent: AgentResult | None = None,
     usage_limit_resets_at: datetime | None = None,
 ) -> Decision:
@@ -29,10 +30,14 @@ def decide(
     2. gate:all passed completes it with CONDITIONS_MET (even if a stop was asked meanwhile);
     3. a human's stop request stops it with STOPPED;
     4. a human's pause request pauses it (PAUSE, phase PAUSED, resumed by a human);
-    5. an agent that hit its model provider's usage limit pauses it until the limit resets
+    5. an exit condition that could not be evaluated pauses it for a human (PAUSE with
+       ``condition_problem`` as the reason, see
+       :func:`loopwright.steps.evaluate.evaluation_problem`): the agent is not paid to fix a
+       missing tool;
+    6. an agent that hit its model provider's usage limit pauses it until the limit resets
        (PAUSE with ``resume_at``; seed 002, scheduled continuation);
-    6. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
-    7. otherwise the loop continues.
+    7. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
+    8. otherwise the loop continues.
     """
     if authorization is not None and not authorization.allowed:
         return Decision(
@@ -50,6 +55,8 @@ def decide(
         return Decision(action=NextAction.STOP, outcome=LoopOutcome.STOPPED, reason=f"stopped: {stop_reason}")
     if pause_reason is not None:
         return Decision(action=NextAction.PAUSE, reason=f"paused: {pause_reason}")
+    if condition_problem is not None:
+        return Decision(action=NextAction.PAUSE, reason=f"paused: {condition_problem}")
     resets_at = usage_limit_resets_at or (agent.usage_limit_resets_at if agent is not None else None)
     if resets_at is not None:
         return Decision(

@@ -8,11 +8,23 @@ from pathlib import Path
 from typing import Final
 
 from loopwright.conditions import evaluate_condition
-from loopwright.models import ExitConditionConfig, ExitConditionStatus, LoopConfig
+from loopwright.models import (
+    ExitConditionConfig,
+    ExitConditionStatus,
+    ExitConditionStatusValue,
+    LoopConfig,
+)
 from loopwright.ports import Sandbox
 
 #: Most conditions evaluated at the same time when ``parallel_conditions`` is set.
 MAX_PARALLEL_CONDITIONS: Final = 8
+
+#: A condition taking longer than this, in seconds, is flagged as slow (seed 000, SC-002: an
+#: evaluation should take at most 30 s). Its timeout is ``timeout_seconds``, minutes by default.
+SLOW_CONDITION_SECONDS: Final = 30.0
+
+#: Characters of a condition's summary quoted in a pause reason.
+_SUMMARY_CHARS: Final = 300
 
 
 def evaluate(
@@ -66,3 +78,41 @@ def failures_for_agent(statuses: Sequence[ExitConditionStatus], limit: int) -> l
         if not progressed:
             break
     return [line for lines, quota in zip(per_condition, quotas, strict=True) for line in lines[:quota]]
+
+
+def slow_conditions(statuses: Sequence[ExitConditionStatus]) -> dict[str, float]:
+    """Name -> duration (seconds, rounded to 0.1) of each condition that took longer than
+    :data:`SLOW_CONDITION_SECONDS` (SC-002); a timed-out one counts, a skipped one does not."""
+    return {
+        s.name: round(s.duration_seconds, 1) for s in statuses if s.duration_seconds > SLOW_CONDITION_SECONDS
+    }
+
+
+def evaluation_problem(statuses: Sequence[ExitConditionStatus], *, baseline: bool) -> str | None:
+    """Why the loop must pause for a human instead of handing ``statuses`` to the agent, or None.
+
+    A required condition with status ERROR (its tool is missing, or its output was not
+    understood) is not a failure of the code: the agent cannot fix it, and paying it to try
+    helps nobody. A TIMEOUT pauses only at the ``baseline`` (before the agent ever ran: the suite
+    is slower than its ``timeout_seconds``); after an iteration whose baseline finished in time,
+    a timeout is most likely the agent's doing (a test that now hangs), so it is handed to the
+    agent as a failure like NOT_MET. Optional conditions never pause the loop.
+
+    The reason names each condition with its status and summary (bounded) and says what to do,
+    for example ``exit condition 'lint' is ERROR: could not run: command not found: ruff ...``.
+    """
+    blocking = {ExitConditionStatusValue.ERROR}
+    if baseline:
+        blocking.add(ExitConditionStatusValue.TIMEOUT)
+    problems = [s for s in statuses if s.required and s.status in blocking]
+    if not problems:
+        return None
+    parts = [
+        f"exit condition '{s.name}' is {s.status.value}: {(s.summary or 'no details')[:_SUMMARY_CHARS]}"
+        for s in problems
+    ]
+    return (
+        "; ".join(parts)
+        + " (not a failure the agent can fix: fix the tool, its command or its timeout_seconds, "
+        "then resume the loop)"
+    )

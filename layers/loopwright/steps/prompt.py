@@ -54,7 +54,9 @@ def render_prompt(request: AgentRequest) -> str:
         lines += [f"- {name}" for name in request.failing_conditions]
         lines += ["", "## Failures", *[f"- {f}" for f in request.failures]]
     elif request.iteration == 1:
-        lines.append("- not evaluated yet (first iteration)")
+        # The in-process engine evaluates a baseline before iteration 1, so a first iteration
+        # without failures runs only where no baseline was evaluated (the Step Functions path).
+        lines.append("- none known: the exit conditions were not evaluated before this iteration")
     else:
         lines.append("- none")
     lines += _reporting(request)
