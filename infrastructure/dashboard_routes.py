@@ -101,6 +101,8 @@ DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
     _get("/api/loops/{loop_id}/conditions", query=("limit", "cursor")),
     _get("/api/loops/{loop_id}/traces", query=("limit",)),
     _get("/api/loops/{loop_id}/metrics"),
+    _get("/api/loops/{loop_id}/iterations"),
+    _get("/api/loops/{loop_id}/iterations/{iteration}"),
     _get("/progress/{session_id}"),
     _get("/events/{session_id}", query=("limit", "cursor")),
     _get("/checkpoints/{session_id}"),

@@ -11,6 +11,7 @@ from __future__ import annotations
 import shutil
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
+from datetime import datetime
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
@@ -131,10 +132,16 @@ class LoopStore(ABC):
                 return control.reason or f"by {control.principal}"
         return None
 
-    def clear_stop(self, loop_id: str) -> None:
-        """Forget pending STOP and PAUSE controls (when the loop is resumed)."""
+    def clear_stop(self, loop_id: str, *, before: datetime | None = None) -> None:
+        """Forget pending STOP and PAUSE controls (when the loop is resumed): all of them, or
+        only those requested before ``before`` (a pause asked for after the resume was, while
+        the new session was starting, must still pause it)."""
         halts = {ControlAction.STOP, ControlAction.PAUSE}
-        ids = [c.control_id for c in self.pending_controls(loop_id) if c.action in halts]
+        ids = [
+            c.control_id
+            for c in self.pending_controls(loop_id)
+            if c.action in halts and (before is None or c.requested_at < before)
+        ]
         if ids:
             self.clear_controls(loop_id, ids)
 

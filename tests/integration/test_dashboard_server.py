@@ -179,7 +179,8 @@ def test_approve_from_the_page_runs_the_loop_in_the_dashboard(workspace: Path, t
         done = served.get("/api/loops/ask")[1]
         assert done["outcome"] == "CONDITIONS_MET" and done["iteration"] == 2
         history = served.get("/api/loops/ask/conditions")[1]
-        assert [e["statuses"]["done"] for e in history["evaluations"]] == ["MET", "NOT_MET"]
+        # newest first: iteration 2 met it; iteration 1 and the baseline (iteration 0) did not
+        assert [e["statuses"]["done"] for e in history["evaluations"]] == ["MET", "NOT_MET", "NOT_MET"]
 
 
 @pytest.mark.slow
@@ -257,7 +258,14 @@ PROOF_PLAN: dict[str, Any] = {
     "defaults": {
         "max_iterations": 1,
         "git_isolation": False,
-        "exit_conditions": [{"type": "CUSTOM", "name": "ok", "command": ["python", "-c", "pass"]}],
+        # Not met until the agent ran (a condition met at the baseline would need no agent).
+        "exit_conditions": [
+            {
+                "type": "CUSTOM",
+                "name": "ok",
+                "command": ["python", "-c", "import os, sys; sys.exit(not os.path.exists('PROOF'))"],
+            }
+        ],
         "agent": {"kind": "command", "command": ["touch", "PROOF"]},
     },
     "tasks": [{"task_id": "t1", "description": "touch PROOF"}],

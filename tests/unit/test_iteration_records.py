@@ -249,7 +249,8 @@ def test_the_engine_records_each_iteration_and_passes_output_on(tmp_path: Path) 
             on_output("stdout", f"iteration {request.iteration} says hi\n")
             return AgentResult(summary="ok", exit_code=0, tokens_used=7)
 
-    sandbox = ScriptedSandbox(lambda command, call: (0 if call >= 2 else 1, f"check run {call}"))
+    # the condition fails at the baseline (call 1) and after iteration 1, and holds after iteration 2
+    sandbox = ScriptedSandbox(lambda command, call: (0 if call >= 3 else 1, f"check run {call}"))
     loop = LoopFramework(
         _config(),
         workspace=tmp_path,
@@ -273,7 +274,7 @@ def test_the_engine_records_each_iteration_and_passes_output_on(tmp_path: Path) 
     second = store.get_iteration_record(loop.loop_id, 2)
     assert second is not None and second.output.text() == "iteration 2 says hi\n"
     assert (
-        second.conditions[0].stdout_tail == "check run 2" and second.usage and second.usage.tokens_used == 7
+        second.conditions[0].stdout_tail == "check run 3" and second.usage and second.usage.tokens_used == 7
     )
     assert seen == [("stdout", "iteration 1 says hi\n"), ("stdout", "iteration 2 says hi\n")]
 

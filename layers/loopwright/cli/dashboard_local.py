@@ -74,7 +74,7 @@ class BackgroundResumer:
         self.log(f"{state.loop_id}: {request.action.value.lower()} by {request.principal}: running it here")
         try:
             framework = LoopFramework.open(state.loop_id, workspace=workspace, state_dir=self.state_dir)
-            result = framework.run()
+            result = framework.run(requested_at=request.requested_at)  # a later pause applies
         except LoopFrameworkError as exc:
             self.log(f"{state.loop_id}: could not continue: {exc}")
             return

@@ -63,8 +63,10 @@ def register_record_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> N
     )
     def get_iteration(loop_id: str, iteration: int) -> IterationRecord:
         deps.store.get_state(_checked(loop_id))
-        if iteration < 1:
-            raise ApiError(404, "not_found", "iterations are numbered from 1", field="iteration")
+        if not 1 <= iteration <= MAX_ITERATION:
+            raise ApiError(
+                404, "not_found", f"iterations are numbered from 1 to {MAX_ITERATION}", field="iteration"
+            )
         number = iteration
         try:
             record = deps.store.get_iteration_record(loop_id, number)
@@ -75,6 +77,11 @@ def register_record_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> N
                 404, "not_found", f"loop {loop_id!r} has no record of iteration {number}", field="iteration"
             )
         return record
+
+
+#: The largest iteration number a loop can have (``LoopConfig.max_iterations``' bound); a larger
+#: one cannot name a record, and would overflow the stores' integer keys.
+MAX_ITERATION = 100_000
 
 
 def _checked(loop_id: str) -> str:

@@ -22,6 +22,7 @@ Example::
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
@@ -42,7 +43,7 @@ from loopwright.engine.local import (
 )
 from loopwright.engine.lock import LoopLock, workspace_lock
 from loopwright.engine.policy_set import check_policy_location, check_policy_set
-from loopwright.engine.restore import interrupt, restore_loop
+from loopwright.engine.restore import Restoring
 from loopwright.engine.step_writer import StepWriter
 from loopwright.engine.tracing import Tracing, tracing_enabled
 from loopwright.exceptions import (
@@ -64,6 +65,7 @@ from loopwright.models import (
     LoopResult,
     LoopState,
     new_id,
+    utcnow,
 )
 from loopwright.models.types import loop_id_problem
 from loopwright.ports import (
@@ -84,7 +86,7 @@ Observer = Callable[[IterationEvent, LoopState], None]
 _EV = IterationEventType
 
 
-class LoopFramework(SessionDriver):
+class LoopFramework(SessionDriver, Restoring):
     """Runs one governed loop in this process.
 
     Args:
@@ -144,6 +146,7 @@ class LoopFramework(SessionDriver):
         self._writer = StepWriter(self.store, self.checkpoints)  # events, checkpoint, state writes
         self._tracing = Tracing(enabled=False)
         self._lock = LoopLock(self.state_dir, self.loop_id)
+        self._asked_at = utcnow()  # when the current run() was asked for
 
     # ----------------------------------------------------------------------------- set-up
     @classmethod
@@ -323,6 +326,7 @@ class LoopFramework(SessionDriver):
         *,
         resume_from: str | Checkpoint | None = None,
         accept_policy_change: str | None = None,
+        requested_at: datetime | None = None,
     ) -> LoopResult:
         """Run the loop until it completes, a policy stops it, a human stops it, or it pauses.
 
@@ -334,6 +338,9 @@ class LoopFramework(SessionDriver):
             accept_policy_change: the Cedar principal of an operator who accepts that the policy
                 files changed since the loop last ran (the caller authorizes them); without it
                 such a resume is refused (see :mod:`loopwright.engine.policy_set`).
+            requested_at: when this run was asked for (default: now): a STOP or PAUSE queued
+                before it belongs to an earlier session and is forgotten; one queued after it
+                applies to this session.
 
         Returns the :class:`LoopResult`; ``outcome`` is None when the loop paused for a human.
         Raises :class:`LoopAlreadyRunningError` on re-entry or when another process runs it,
@@ -343,6 +350,7 @@ class LoopFramework(SessionDriver):
         """
         if self._active:
             raise LoopAlreadyRunningError(f"loop {self.loop_id!r} is already running in this process")
+        self._asked_at = requested_at or utcnow()
         check_policy_location(self.policy, self.state_dir)
         self._lock.acquire()
         self._active = True
@@ -448,7 +456,7 @@ class LoopFramework(SessionDriver):
         environment: ProjectEnvironment | None = None,
     ) -> None:
         state = self.get_state()
-        self.store.clear_stop(self.loop_id)
+        self.store.clear_stop(self.loop_id, before=self._asked_at)
         if resuming:
             self._restore(resume_from)
             state = self.get_state()
@@ -460,38 +468,3 @@ class LoopFramework(SessionDriver):
             **(environment.record() if environment else {}),
         )
         self._writer.save(self.get_state())
-
-    def _restore(self, resume_from: str | Checkpoint | None) -> None:
-        """Continue from a checkpoint (see :func:`loopwright.engine.restore.restore_loop`)."""
-        restored = restore_loop(
-            self.get_state(),
-            checkpoints=self.checkpoints,
-            workspace=self._workspace,
-            record=self.emit_event,
-            resume_from=resume_from,
-            recorded=self._salvage_recorded,
-        )
-        if restored is not None:
-            self._state = restored.state
-            self.emit_event(
-                _EV.CHECKPOINT_RECOVERED,
-                f"restored checkpoint {restored.checkpoint.checkpoint_id} of iteration "
-                f"{restored.checkpoint.iteration}",
-                checkpoint_id=restored.checkpoint.checkpoint_id,
-                commit=restored.checkpoint.commit,
-                skipped_corrupt=restored.skipped_corrupt,
-            )
-
-    def _salvage_recorded(self, ref: str) -> bool:
-        return self._writer.recorded(self.loop_id, _EV.WORK_SALVAGED, ref=ref)
-
-    def _interrupt(self, reason: str) -> None:
-        if self._state is not None:
-            interrupt(
-                self._state,
-                self._workspace_adapter,
-                self.emit_event,
-                reason,
-                save=self._writer.save,
-                recorded=self._salvage_recorded,
-            )

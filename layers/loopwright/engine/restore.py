@@ -13,8 +13,10 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from typing import NamedTuple
+from pathlib import Path
+from typing import Any, NamedTuple
 
+from loopwright.engine.step_writer import StepWriter
 from loopwright.exceptions import CheckpointRecoveryError, LoopFrameworkError
 from loopwright.models import Checkpoint, IterationEventType, LoopPhase, LoopState
 from loopwright.ports import CheckpointStore, Workspace
@@ -164,3 +166,61 @@ def interrupt(
     state.outcome_reason = reason
     with contextlib.suppress(LoopFrameworkError):
         save(state)
+
+
+class Restoring:
+    """How :class:`~loopwright.engine.framework.LoopFramework` continues from a checkpoint and
+    leaves an interrupted run; the host class provides the ports and the event recorder."""
+
+    loop_id: str
+    state_dir: Path
+    checkpoints: CheckpointStore
+    _state: LoopState | None
+    _writer: StepWriter
+    _workspace_adapter: Workspace | None
+
+    def get_state(self) -> LoopState:  # provided by the host
+        raise NotImplementedError
+
+    def emit_event(
+        self, event_type: IterationEventType, message: str = "", *, iteration: int | None = None, **data: Any
+    ) -> Any:  # provided by the host
+        raise NotImplementedError
+
+    def _workspace(self) -> Workspace:  # provided by the host
+        raise NotImplementedError
+
+    def _restore(self, resume_from: str | Checkpoint | None) -> None:
+        """Continue from a checkpoint (see :func:`loopwright.engine.restore.restore_loop`)."""
+        restored = restore_loop(
+            self.get_state(),
+            checkpoints=self.checkpoints,
+            workspace=self._workspace,
+            record=self.emit_event,
+            resume_from=resume_from,
+            recorded=self._salvage_recorded,
+        )
+        if restored is not None:
+            self._state = restored.state
+            self.emit_event(
+                IterationEventType.CHECKPOINT_RECOVERED,
+                f"restored checkpoint {restored.checkpoint.checkpoint_id} of iteration "
+                f"{restored.checkpoint.iteration}",
+                checkpoint_id=restored.checkpoint.checkpoint_id,
+                commit=restored.checkpoint.commit,
+                skipped_corrupt=restored.skipped_corrupt,
+            )
+
+    def _salvage_recorded(self, ref: str) -> bool:
+        return self._writer.recorded(self.loop_id, IterationEventType.WORK_SALVAGED, ref=ref)
+
+    def _interrupt(self, reason: str) -> None:
+        if self._state is not None:
+            interrupt(
+                self._state,
+                self._workspace_adapter,
+                self.emit_event,
+                reason,
+                save=self._writer.save,
+                recorded=self._salvage_recorded,
+            )
