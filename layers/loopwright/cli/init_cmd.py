@@ -36,7 +36,13 @@ from rich.console import Console
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, JsonOpt, WorkspaceOpt, fail, workspace_path
 from loopwright.config_loader import CONFIG_FILE_NAMES, find_config, format_validation_error
-from loopwright.models import AgentConfig, AgentKind, ExitConditionType, LoopConfig
+from loopwright.models import (
+    DEFAULT_CONDITION_TIMEOUT_SECONDS,
+    AgentConfig,
+    AgentKind,
+    ExitConditionType,
+    LoopConfig,
+)
 
 #: Agent kinds driven by a CLI, and the program each runs, in the order ``init`` prefers them.
 AGENT_PROGRAMS: Final = {
@@ -58,6 +64,11 @@ _DEFAULT_COMMANDS: Final = {
 }
 
 ProgramFinder = Callable[[str], str | None]
+
+#: The commented timeout line under each exit condition (its default, seconds).
+TIMEOUT_LINE = (
+    f"# timeout_seconds = {DEFAULT_CONDITION_TIMEOUT_SECONDS:g}  # seconds one evaluation may take (default)"
+)
 
 
 class AgentChoice(StrEnum):
@@ -195,8 +206,9 @@ max_iterations = 10               # policy iteration-limit: iterations (one agen
 # token_budget = 2000000          # policy token-budget: tokens the agent reports, in all
 # max_duration_seconds = 7200     # policy time-limit: wall-clock seconds from the loop's start
 # cost_budget_usd = 10.0          # policy cost-budget: US dollars the agent spends, in all
-warning_threshold_percent = 80    # policies iteration-warning, token-budget-warning and
-                                  # time-limit-warning tell the agent at this share of a limit
+warning_threshold_percent = 80    # policies iteration-warning, token-budget-warning,
+                                  # cost-budget-warning and time-limit-warning tell the agent
+                                  # at this share of a limit
 '''
 
 
@@ -217,7 +229,7 @@ def _render_conditions(conditions: list[FoundCondition]) -> str:
             'type = "CUSTOM"',
             'name = "check"',
             f"command = {json.dumps(PLACEHOLDER_CHECK)}",
-            "# timeout_seconds = 900          # seconds one evaluation may take",
+            TIMEOUT_LINE,
             "",
         ]
     for condition in conditions:
@@ -228,7 +240,7 @@ def _render_conditions(conditions: list[FoundCondition]) -> str:
             lines.append(f"name = {json.dumps(condition.name)}")
         if condition.command:
             lines.append(f"command = {json.dumps(condition.command)}")
-        lines += ["# timeout_seconds = 900          # seconds one evaluation may take", ""]
+        lines += [TIMEOUT_LINE, ""]
     return "\n".join(lines)
 
 

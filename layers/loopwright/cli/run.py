@@ -34,6 +34,7 @@ from loopwright.cli.common import (
     interrupt_on_signals,
     workspace_path,
 )
+from loopwright.cli.usage_wait import usage_limit_reset, wait_for_reset
 from loopwright.config_loader import load_config
 from loopwright.engine.containment import check_programs
 from loopwright.engine.framework import LoopFramework
@@ -145,18 +146,41 @@ def execute(
     resume_from: str | None = None,
     progress: Progress,
     accept_policy_change: str | None = None,
+    wait: bool = True,
 ) -> None:
+    """Run the loop with the live display and print its result; with ``wait``, a pause for a
+    usage limit is waited out and the loop continued (:mod:`loopwright.cli.usage_wait`)."""
     console = progress.console
+    waiting = False
     try:
         with interrupt_on_signals():
-            if console.is_terminal and not as_json:
-                with Live(get_renderable=progress.render, console=console, refresh_per_second=4) as live:
-                    progress.live = live
+            while True:
+                if console.is_terminal and not as_json:
+                    with Live(get_renderable=progress.render, console=console, refresh_per_second=4) as live:
+                        progress.live = live
+                        result = framework.run(
+                            resume_from=resume_from, accept_policy_change=accept_policy_change
+                        )
+                    progress.live = None
+                else:
                     result = framework.run(resume_from=resume_from, accept_policy_change=accept_policy_change)
-                progress.live = None
-            else:
-                result = framework.run(resume_from=resume_from, accept_policy_change=accept_policy_change)
+                reset = usage_limit_reset(framework.get_state())
+                if not wait or reset is None:
+                    break
+                waiting = True
+                if not wait_for_reset(
+                    framework.store, framework.loop_id, reset, console=None if as_json else console
+                ):  # changed while it waited (a human stopped it...): report it as it is now
+                    result = LoopResult.from_state(framework.store.get_state(framework.loop_id))
+                    break
+                waiting, resume_from, accept_policy_change = False, None, None
     except KeyboardInterrupt:
+        if waiting:  # nothing runs: the loop stays PAUSED until a resume
+            fail(
+                f"left paused; continue it with `loopwright resume {framework.loop_id} "
+                f"-w {framework.workspace}`",
+                EXIT_PAUSED,
+            )
         fail(
             f"interrupted; resume with `loopwright resume {framework.loop_id} -w {framework.workspace}`",
             130,
@@ -165,7 +189,7 @@ def execute(
         fail(str(exc), EXIT_BAD_INPUT)
     except LoopFrameworkError as exc:
         fail(str(exc))
-    state = framework.get_state()
+    state = framework.store.get_state(framework.loop_id)
     result_json = result.model_dump_json(indent=2)
     (framework.state_dir / RESULT_FILE_NAME).write_text(result_json + "\n", encoding="utf-8")
     if as_json:
@@ -278,6 +302,14 @@ def run(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress output and no agent output.")
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="When the agent hits its provider's usage limit, wait until it resets and continue "
+            "(default); --no-wait exits at once with the loop PAUSED (exit code 6).",
+        ),
+    ] = True,
 ) -> None:
     """Start a loop: the agent iterates until the exit conditions hold or a policy stops it."""
     root = workspace_path(workspace)
@@ -340,7 +372,7 @@ def run(
         agent=agent,
         sandbox=sandbox,
     )
-    execute(framework, as_json=as_json, progress=progress)
+    execute(framework, as_json=as_json, progress=progress, wait=wait)
 
 
 def _refuse_existing(root: Path, loop_id: str) -> None:
@@ -380,6 +412,14 @@ def resume(
     quiet: Annotated[
         bool, typer.Option("--quiet", "-q", help="No progress output and no agent output.")
     ] = False,
+    wait: Annotated[
+        bool,
+        typer.Option(
+            "--wait/--no-wait",
+            help="When the agent hits its provider's usage limit, wait until it resets and continue "
+            "(default); --no-wait exits at once with the loop PAUSED (exit code 6).",
+        ),
+    ] = True,
 ) -> None:
     """Continue a loop that was interrupted, killed, stopped by a human or paused for one.
 
@@ -423,4 +463,5 @@ def resume(
         resume_from=checkpoint or "latest",
         progress=progress,
         accept_policy_change=caller.principal if accept_policy_change else None,
+        wait=wait,
     )
