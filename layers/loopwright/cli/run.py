@@ -59,6 +59,16 @@ from loopwright.models import (
     LoopState,
 )
 
+QuietOpt = Annotated[bool, typer.Option("--quiet", "-q", help="No progress output and no agent output.")]
+WaitOpt = Annotated[
+    bool,
+    typer.Option(
+        "--wait/--no-wait",
+        help="When the agent hits its provider's usage limit, wait until it resets and continue "
+        "(default); --no-wait exits at once with the loop PAUSED (exit code 6).",
+    ),
+]
+
 
 def _exit_code(result: LoopResult) -> int:
     if result.outcome is LoopOutcome.CONDITIONS_MET:
@@ -299,17 +309,8 @@ def run(
         ),
     ] = None,
     as_json: JsonOpt = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress output and no agent output.")
-    ] = False,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="When the agent hits its provider's usage limit, wait until it resets and continue "
-            "(default); --no-wait exits at once with the loop PAUSED (exit code 6).",
-        ),
-    ] = True,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = True,
 ) -> None:
     """Start a loop: the agent iterates until the exit conditions hold or a policy stops it."""
     root = workspace_path(workspace)
@@ -409,17 +410,8 @@ def resume(
         ),
     ] = False,
     as_json: JsonOpt = False,
-    quiet: Annotated[
-        bool, typer.Option("--quiet", "-q", help="No progress output and no agent output.")
-    ] = False,
-    wait: Annotated[
-        bool,
-        typer.Option(
-            "--wait/--no-wait",
-            help="When the agent hits its provider's usage limit, wait until it resets and continue "
-            "(default); --no-wait exits at once with the loop PAUSED (exit code 6).",
-        ),
-    ] = True,
+    quiet: QuietOpt = False,
+    wait: WaitOpt = True,
 ) -> None:
     """Continue a loop that was interrupted, killed, stopped by a human or paused for one.
 

@@ -14,40 +14,23 @@ is written (see :mod:`loopwright.engine.step_writer`).
 from __future__ import annotations
 
 from functools import cached_property
-from pathlib import Path
-from typing import Any
 
 from loopwright import workflow
+from loopwright.engine.host import EngineHost
 from loopwright.engine.iteration_record import IterationRecorder
-from loopwright.engine.step_writer import StepWriter
 from loopwright.engine.tracing import Tracing
-from loopwright.models import Decision, IterationEventType, LoopResult, LoopState, NextAction
-from loopwright.ports import Agent, LoopStore, OutputCallback, PolicyEngine, Sandbox, Workspace
+from loopwright.models import Decision, LoopResult, NextAction
+from loopwright.ports import Agent, OutputCallback, PolicyEngine, Sandbox
 from loopwright.steps.decide import decide
 
 
-class SessionDriver:
+class SessionDriver(EngineHost):
     """The step order of a session; the host class provides the ports and the event recorder."""
 
-    loop_id: str
-    state_dir: Path
-    store: LoopStore
     sandbox: Sandbox
     policy: PolicyEngine
-    _writer: StepWriter
     _tracing: Tracing
     _output_observer: OutputCallback | None
-
-    def get_state(self) -> LoopState:  # provided by the host
-        raise NotImplementedError
-
-    def emit_event(
-        self, event_type: IterationEventType, message: str = "", *, iteration: int | None = None, **data: Any
-    ) -> Any:  # provided by the host
-        raise NotImplementedError
-
-    def _workspace(self) -> Workspace:  # provided by the host
-        raise NotImplementedError
 
     @cached_property
     def _records(self) -> IterationRecorder:

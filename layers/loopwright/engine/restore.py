@@ -13,10 +13,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable
-from pathlib import Path
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
-from loopwright.engine.step_writer import StepWriter
+from loopwright.engine.host import EngineHost
 from loopwright.exceptions import CheckpointRecoveryError, LoopFrameworkError
 from loopwright.models import Checkpoint, IterationEventType, LoopPhase, LoopState
 from loopwright.ports import CheckpointStore, Workspace
@@ -168,27 +167,12 @@ def interrupt(
         save(state)
 
 
-class Restoring:
+class Restoring(EngineHost):
     """How :class:`~loopwright.engine.framework.LoopFramework` continues from a checkpoint and
     leaves an interrupted run; the host class provides the ports and the event recorder."""
 
-    loop_id: str
-    state_dir: Path
-    checkpoints: CheckpointStore
     _state: LoopState | None
-    _writer: StepWriter
     _workspace_adapter: Workspace | None
-
-    def get_state(self) -> LoopState:  # provided by the host
-        raise NotImplementedError
-
-    def emit_event(
-        self, event_type: IterationEventType, message: str = "", *, iteration: int | None = None, **data: Any
-    ) -> Any:  # provided by the host
-        raise NotImplementedError
-
-    def _workspace(self) -> Workspace:  # provided by the host
-        raise NotImplementedError
 
     def _restore(self, resume_from: str | Checkpoint | None) -> None:
         """Continue from a checkpoint (see :func:`loopwright.engine.restore.restore_loop`)."""

@@ -9,6 +9,8 @@ loop until they lift (:mod:`.limits`).
 
 from __future__ import annotations
 
+from typing import Any
+
 from loopwright.adapters.local.agents.aider import AiderAgent
 from loopwright.adapters.local.agents.base import CliAgent, Clock, utc_now
 from loopwright.adapters.local.agents.claude_code import ClaudeCodeAgent
@@ -26,7 +28,7 @@ from loopwright.ports import Sandbox
 __all__ = ["AiderAgent", "ClaudeCodeAgent", "CliAgent", "CodexAgent", "GeminiAgent", "build_cli_agent"]
 
 
-def build_cli_agent(config: CliAgentConfig, sandbox: Sandbox, *, now: Clock = utc_now) -> CliAgent:
+def build_cli_agent(config: CliAgentConfig, sandbox: Sandbox, *, now: Clock = utc_now) -> CliAgent[Any]:
     """The backend for ``config``'s kind, running its CLI through ``sandbox``.
 
     Raises :class:`TypeError` for a config that is not one of the four CLI backends'.

@@ -113,17 +113,13 @@ class AiderOutputParser(OutputParser):
         return report
 
 
-class AiderAgent(CliAgent):
+class AiderAgent(CliAgent[AiderAgentConfig]):
     """Runs :class:`~loopwright.models.AiderAgentConfig` (see the module docstring)."""
 
     name = "aider"
 
-    def __init__(self, config: AiderAgentConfig, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._aider = config
-
     def invocation(self, request: AgentRequest, prompt: str, paths: dict[str, Path]) -> Invocation:
-        config = self._aider
+        config = self._config
         state = agent_files_folder(request)
         argv = [
             config.executable,

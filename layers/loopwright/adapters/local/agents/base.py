@@ -29,6 +29,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -195,19 +196,23 @@ class LineTap:
                 self._on_output(stream, "".join(f"{text}\n" for text in shown))
 
 
-class CliAgent(Agent):
-    """An agent CLI run once per iteration via the :class:`Sandbox` (see the module docstring)."""
+ConfigT = TypeVar("ConfigT", bound=CliAgentConfig)
+
+
+class CliAgent(Agent, Generic[ConfigT]):
+    """An agent CLI run once per iteration via the :class:`Sandbox` (see the module docstring);
+    ``ConfigT`` is the backend's config model."""
 
     #: The backend's name in summaries (the agent kind: ``claude-code``...).
     name: str = "cli"
 
-    def __init__(self, config: CliAgentConfig, sandbox: Sandbox, *, now: Clock = utc_now) -> None:
-        self._config = config
+    def __init__(self, config: ConfigT, sandbox: Sandbox, *, now: Clock = utc_now) -> None:
+        self._config: ConfigT = config
         self._sandbox = sandbox
         self._now = now
 
     @property
-    def config(self) -> CliAgentConfig:
+    def config(self) -> ConfigT:
         """The backend's config."""
         return self._config
 

@@ -155,17 +155,13 @@ class ClaudeStreamParser(OutputParser):
         return report
 
 
-class ClaudeCodeAgent(CliAgent):
+class ClaudeCodeAgent(CliAgent[ClaudeCodeAgentConfig]):
     """Runs :class:`~loopwright.models.ClaudeCodeAgentConfig` (see the module docstring)."""
 
     name = "claude-code"
 
-    def __init__(self, config: ClaudeCodeAgentConfig, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._claude = config
-
     def invocation(self, request: AgentRequest, prompt: str, paths: dict[str, Path]) -> Invocation:
-        config = self._claude
+        config = self._config
         argv = [config.executable, "-p", "--output-format", "stream-json", "--verbose"]
         argv += ["--permission-mode", config.permission_mode]
         if config.model:

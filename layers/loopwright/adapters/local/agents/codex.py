@@ -148,17 +148,13 @@ class CodexJsonParser(OutputParser):
         return report
 
 
-class CodexAgent(CliAgent):
+class CodexAgent(CliAgent[CodexAgentConfig]):
     """Runs :class:`~loopwright.models.CodexAgentConfig` (see the module docstring)."""
 
     name = "codex"
 
-    def __init__(self, config: CodexAgentConfig, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._codex = config
-
     def invocation(self, request: AgentRequest, prompt: str, paths: dict[str, Path]) -> Invocation:
-        config = self._codex
+        config = self._config
         argv = [config.executable, "exec", "--json", "--sandbox", config.sandbox]
         if config.model:
             argv += ["--model", config.model]

@@ -203,17 +203,13 @@ class GeminiParser(OutputParser):
             report.resets_at = retry_delay_resets_at(report.error, self.now())
 
 
-class GeminiAgent(CliAgent):
+class GeminiAgent(CliAgent[GeminiAgentConfig]):
     """Runs :class:`~loopwright.models.GeminiAgentConfig` (see the module docstring)."""
 
     name = "gemini"
 
-    def __init__(self, config: GeminiAgentConfig, *args: Any, **kwargs: Any) -> None:
-        super().__init__(config, *args, **kwargs)
-        self._gemini = config
-
     def invocation(self, request: AgentRequest, prompt: str, paths: dict[str, Path]) -> Invocation:
-        config = self._gemini
+        config = self._config
         argv = [config.executable, "--output-format", config.output_format]
         argv += ["--approval-mode", config.approval_mode]
         if config.model:
@@ -221,4 +217,4 @@ class GeminiAgent(CliAgent):
         return Invocation(argv=[*argv, *config.extra_args, "--prompt", PROMPT_POINTER], stdin=prompt)
 
     def parser(self) -> OutputParser:
-        return GeminiParser(self._gemini.output_format, now=self._now)
+        return GeminiParser(self._config.output_format, now=self._now)
