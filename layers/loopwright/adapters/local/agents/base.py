@@ -24,12 +24,13 @@ the rest, the same way for every CLI:
 from __future__ import annotations
 
 import contextlib
+import json
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -158,6 +159,32 @@ class OutputParser(ABC):
     @abstractmethod
     def finish(self, exit_code: int | None) -> CliReport:
         """What the whole run reported, once the CLI has exited (``exit_code`` None: it did not)."""
+
+
+class JsonLinesParser(OutputParser):
+    """An :class:`OutputParser` for a CLI that prints one JSON object per stdout line (JSONL):
+    stderr and stdout lines that are not JSON are shown as they are, a JSON value that is not an
+    object is hidden, and each object goes to :meth:`on_event` (``json_lines`` counts them)."""
+
+    def __init__(self, now: Clock = utc_now) -> None:
+        super().__init__(now)
+        self.json_lines = 0
+
+    def feed(self, stream: str, line: str) -> list[str]:
+        if stream != "stdout":
+            return [line] if line.strip() else []
+        try:
+            event = json.loads(line)
+        except ValueError:
+            return [line] if line.strip() else []
+        if not isinstance(event, dict):
+            return []
+        self.json_lines += 1
+        return self.on_event(event)
+
+    @abstractmethod
+    def on_event(self, event: dict[str, Any]) -> list[str]:
+        """Take one JSON object of the output; returns the readable lines to show for it."""
 
 
 class LineTap:

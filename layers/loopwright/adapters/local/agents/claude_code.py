@@ -37,7 +37,7 @@ from loopwright.adapters.local.agents.base import (
     CliAgent,
     CliReport,
     Invocation,
-    OutputParser,
+    JsonLinesParser,
     first_line,
     shorten,
     tool_target,
@@ -55,27 +55,17 @@ def _int(value: object) -> int:
     return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else 0
 
 
-class ClaudeStreamParser(OutputParser):
+class ClaudeStreamParser(JsonLinesParser):
     """Reads ``claude -p --output-format stream-json --verbose`` (see the module docstring)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._json_lines = 0
         self._model: str | None = None
         self._session: str | None = None
         self._last_text = ""
         self._result: dict[str, Any] | None = None
 
-    def feed(self, stream: str, line: str) -> list[str]:
-        if stream != "stdout":
-            return [line] if line.strip() else []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return [line] if line.strip() else []
-        if not isinstance(event, dict):
-            return []
-        self._json_lines += 1
+    def on_event(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
         if isinstance(event.get("session_id"), str):
             self._session = event["session_id"]
@@ -125,7 +115,7 @@ class ClaudeStreamParser(OutputParser):
         report = CliReport(model=self._model, session_id=self._session, final_text=self._last_text)
         result = self._result
         if result is None:
-            what = "its output was not JSON" if self._json_lines == 0 else "the output was cut short"
+            what = "its output was not JSON" if self.json_lines == 0 else "the output was cut short"
             report.malformed = (
                 f"no final 'result' line in the stream-json output of claude -p ({what}); "
                 "the run's tokens and cost are unknown"
@@ -172,5 +162,5 @@ class ClaudeCodeAgent(CliAgent[ClaudeCodeAgentConfig]):
             argv += ["--allowedTools", tool]
         return Invocation(argv=[*argv, *config.extra_args], stdin=prompt)
 
-    def parser(self) -> OutputParser:
+    def parser(self) -> JsonLinesParser:
         return ClaudeStreamParser(now=self._now)

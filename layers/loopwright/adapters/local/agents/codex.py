@@ -25,7 +25,6 @@ No ``turn.completed`` and no error event is malformed output.
 
 from __future__ import annotations
 
-import json
 import re
 from pathlib import Path
 from typing import Any
@@ -34,7 +33,7 @@ from loopwright.adapters.local.agents.base import (
     CliAgent,
     CliReport,
     Invocation,
-    OutputParser,
+    JsonLinesParser,
     first_line,
 )
 from loopwright.adapters.local.agents.limits import codex_resets_at
@@ -76,27 +75,17 @@ def _describe(item: dict[str, Any], completed: bool) -> list[str]:
     return []
 
 
-class CodexJsonParser(OutputParser):
+class CodexJsonParser(JsonLinesParser):
     """Reads ``codex exec --json`` (see the module docstring)."""
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        self._json_lines = 0
         self._thread: str | None = None
         self._usage: dict[str, Any] | None = None
         self._last_text = ""
         self._errors: list[str] = []
 
-    def feed(self, stream: str, line: str) -> list[str]:
-        if stream != "stdout":
-            return [line] if line.strip() else []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return [line] if line.strip() else []
-        if not isinstance(event, dict):
-            return []
-        self._json_lines += 1
+    def on_event(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
         if kind == "thread.started" and isinstance(event.get("thread_id"), str):
             self._thread = event["thread_id"]
@@ -140,7 +129,7 @@ class CodexJsonParser(OutputParser):
                 report.usage_limit = True
                 report.resets_at = codex_resets_at(limited, self.now())
         elif self._usage is None:
-            what = "its output was not JSON" if self._json_lines == 0 else "the output was cut short"
+            what = "its output was not JSON" if self.json_lines == 0 else "the output was cut short"
             report.malformed = (
                 f"no 'turn.completed' event in the output of codex exec --json ({what}); "
                 "the run's tokens are unknown"
@@ -160,5 +149,5 @@ class CodexAgent(CliAgent[CodexAgentConfig]):
             argv += ["--model", config.model]
         return Invocation(argv=[*argv, *config.extra_args, "-"], stdin=prompt)
 
-    def parser(self) -> OutputParser:
+    def parser(self) -> JsonLinesParser:
         return CodexJsonParser(now=self._now)

@@ -37,7 +37,7 @@ from loopwright.adapters.local.agents.base import (
     CliAgent,
     CliReport,
     Invocation,
-    OutputParser,
+    JsonLinesParser,
     first_line,
     tool_target,
 )
@@ -65,13 +65,12 @@ def _error_message(error: object) -> str | None:
     return str(error) if error else None
 
 
-class GeminiParser(OutputParser):
+class GeminiParser(JsonLinesParser):
     """Reads Gemini CLI's ``stream-json`` or ``json`` output (see the module docstring)."""
 
     def __init__(self, output_format: str, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self._format = output_format
-        self._json_lines = 0
         self._text: list[str] = []
         self._line = ""
         self._model: str | None = None
@@ -82,20 +81,14 @@ class GeminiParser(OutputParser):
         self._whole_chars = 0
 
     def feed(self, stream: str, line: str) -> list[str]:
-        if stream != "stdout":
-            return [line] if line.strip() else []
-        if self._format == "json":
+        if stream == "stdout" and self._format == "json":  # one document, read when it ends
             if self._whole_chars < MAX_JSON_CHARS:
                 self._whole.append(line)
                 self._whole_chars += len(line) + 1
             return []
-        try:
-            event = json.loads(line)
-        except ValueError:
-            return [line] if line.strip() else []
-        if not isinstance(event, dict):
-            return []
-        self._json_lines += 1
+        return super().feed(stream, line)
+
+    def on_event(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
         if kind == "message" and event.get("role") == "assistant":
             return self._assistant(str(event.get("content", "")))
@@ -136,7 +129,7 @@ class GeminiParser(OutputParser):
         report = CliReport(model=self._model, session_id=self._session, final_text="".join(self._text))
         result = self._result
         if result is None:
-            what = "its output was not JSON" if self._json_lines == 0 else "the output was cut short"
+            what = "its output was not JSON" if self.json_lines == 0 else "the output was cut short"
             report.malformed = (
                 f"no final 'result' event in the stream-json output of gemini ({what}); "
                 "the run's tokens are unknown"
@@ -216,5 +209,5 @@ class GeminiAgent(CliAgent[GeminiAgentConfig]):
             argv += ["--model", config.model]
         return Invocation(argv=[*argv, *config.extra_args, "--prompt", PROMPT_POINTER], stdin=prompt)
 
-    def parser(self) -> OutputParser:
+    def parser(self) -> JsonLinesParser:
         return GeminiParser(self._config.output_format, now=self._now)
