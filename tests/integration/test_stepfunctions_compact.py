@@ -10,7 +10,9 @@ from typing import Any
 import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
-from loopwright.engine.stepfunctions import execute_loop, load_handler, synthesize_template
+from loopwright.engine.stepfunctions import load_handler
+from loopwright.engine.stepfunctions_loops import execute_loop
+from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models import LoopOutcome
 from loopwright.steps.checkpoint import recover
 from tests.integration.test_stepfunctions_local import _config, _event_types, _workspace

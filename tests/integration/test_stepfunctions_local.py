@@ -14,7 +14,9 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.engine import LoopFramework
-from loopwright.engine.stepfunctions import Handler, execute_loop, load_handler, synthesize_template
+from loopwright.engine.stepfunctions import Handler, load_handler
+from loopwright.engine.stepfunctions_loops import execute_loop
+from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models import IterationEventType, LoopConfig, LoopOutcome
 from loopwright.steps.checkpoint import recover
 from tests.integration.helpers import make_repo
