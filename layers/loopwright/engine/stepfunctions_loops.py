@@ -73,7 +73,7 @@ def execute_loop(
         idempotency=idempotency,
     ) as local:
         loop = create_loop(config, workspace, loop_id)
-        step_input = StepInput(loop_id=loop)
+        step_input = StepInput(loop_id=loop, baseline=True)  # a new loop: its baseline is due
         if iterations_per_execution is not None:
             step_input.iterations_per_execution = iterations_per_execution
         name = execution_name(loop, 0)
