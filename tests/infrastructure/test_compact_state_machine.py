@@ -97,6 +97,8 @@ def test_one_task_per_iteration_then_the_same_action_choice(compact: Synthesized
     states = _definition(compact)["States"]
     assert _definition(compact)["StartAt"] == "RunIteration"
     assert not {"Authorize", "Allowed?", "Iterate", "Evaluate", "Decide", "Handover?"} & set(states)
+    # RunIteration evaluates the baseline itself when its input asks for it: no state for it
+    assert not {"Baseline?", "Baseline"} & set(states)
     assert states["RunIteration"]["Next"] == "Action?"
     assert _choices(states["Action?"]) == [
         (_HANDOVER, "StartNextExecution"),
