@@ -23,7 +23,7 @@ start and end, are included and amortized over N):
   read before a transaction) are strongly consistent GetItems, 1 RRU per started 4 KB. Item
   sizes: attribute names plus values, from the LoopState and IterationEvent JSON;
 - DynamoDB request units of the steps' Powertools Idempotency records (the run keeps them in
-  :class:`~loopwright.engine.stepfunctions.MemoryPersistenceLayer`, whose calls are
+  :class:`~loopwright.engine.memory_idempotency.MemoryPersistenceLayer`, whose calls are
   ``DynamoDBPersistenceLayer``'s): a PutItem when a step starts and an UpdateItem with its
   output when it ends (1 WRU per started KB each), a DeleteItem when it fails, a GetItem on a
   conflict;
@@ -69,15 +69,10 @@ from loopwright.cloud import runtime
 from loopwright.cloud.observability import metrics
 from loopwright.cloud.start import execution_name
 from loopwright.cloud.steps import CloudPorts
-from loopwright.engine.stepfunctions import (
-    STATE_MACHINES,
-    Handler,
-    LocalStepFunctions,
-    MemoryPersistenceLayer,
-    create_loop,
-    load_handler,
-    synthesize_template,
-)
+from loopwright.engine.memory_idempotency import MemoryPersistenceLayer
+from loopwright.engine.stepfunctions import Handler, LocalStepFunctions, load_handler
+from loopwright.engine.stepfunctions_loops import create_loop
+from loopwright.engine.stepfunctions_template import STATE_MACHINES, synthesize_template
 from loopwright.models import (
     AuthorizationRequest,
     Checkpoint,

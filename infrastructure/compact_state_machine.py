@@ -6,6 +6,8 @@ step, as issue 3 describes) or ``compact`` (:class:`CompactLoopStateMachine`)::
 
     RunIteration (authorize -> iterate -> checkpoint -> evaluate -> verify -> decide, in one
                   invocation: functions/run_iteration, loopwright.cloud.steps_compact) -> Action?
+                 (its first invocation in an execution whose input has ``baseline`` evaluates
+                  the baseline first, in-process; no Baseline? Choice, no Baseline task)
     Action? and everything after it (continue-as-new, AwaitHuman, PAUSE, Done), Retry, Catch ->
     RecordFailure -> Failed: as in the steps variant, RunIteration standing where Authorize
     stands there.
@@ -91,3 +93,7 @@ class CompactLoopStateMachine(LoopStateMachine):
     def _build_iteration(self, failure: sfn.IChainable) -> tuple[sfn.State, sfn.INextable]:
         run = self._step("RunIteration", RUN_ITERATION, failure)
         return run, run
+
+    def _build_start(self, first: sfn.State, action: sfn.State, failure: sfn.IChainable) -> sfn.State:
+        """RunIteration itself: it evaluates the baseline in-process when its input asks for it."""
+        return first

@@ -1,10 +1,13 @@
 """The loop's Standard state machine (shape and payloads: ``loopwright.models.workflow``)::
 
+    Baseline? -$.baseline true-> Baseline (the Evaluate Lambda: exit conditions before the agent
+              |                  runs, loopwright.cloud.steps.baseline_step) -> Action?
+              '-otherwise-> Authorize
     Authorize -> Allowed? -yes-> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide -> Action?
                      '-no-> Decide                                                          |
     Action? CONTINUE with handover -> StartNextExecution (same machine, name
                                       "<loop_id>-g<generation>", fire and forget) -> HandedOver
-            CONTINUE -> Authorize
+            CONTINUE -> Authorize (after Baseline too: its output never has a handover)
             AWAIT_HUMAN -> AwaitHuman (task token, up to AWAIT_HUMAN_TIMEOUT) -> Authorize
             PAUSE -> ResumeAt? -a time-> ScheduleResume (a one-time schedule that resumes the
                                          loop through start_loop, loopwright.cloud.schedule) -> Paused
@@ -12,6 +15,11 @@
             otherwise (COMPLETE, STOP) -> Done
     every task: Retry (2 s, backoff 2, full jitter, 3 attempts) and Catch -> RecordFailure -> Failed;
     the idempotent steps first retry IdempotencyAlreadyInProgressError (see IN_PROGRESS_RETRY_*)
+
+Whoever starts an execution (``loopwright.cloud.start``, ``resume``, ``schedule``, the plan
+steps, the local runner) sets ``baseline`` in its input when ``loopwright.workflow.baseline_due``;
+a handover's input never has it, and no step's output carries it, so Baseline runs at most once
+an execution, before its first Authorize.
 
 Every Lambda task passes the whole state as its payload and its result replaces the state
 (``payload_response_only``), except AwaitHuman (a callback: its input goes on unchanged) and the
@@ -225,6 +233,23 @@ class LoopStateMachine(Construct):
         authorize.next(allowed)
         return authorize, decide
 
+    def _build_start(self, first: sfn.State, action: sfn.State, failure: sfn.IChainable) -> sfn.State:
+        """The definition's first state: ``Baseline?``, which runs the ``Baseline`` task (the
+        Evaluate Lambda, told by the input's ``baseline``) when the execution's input asks for it,
+        else goes to ``first``; the task's output branches on ``action`` as Decide's does."""
+        baseline = self._step("Baseline", "evaluate", failure)
+        baseline.next(action)
+        return (
+            sfn.Choice(self, "Baseline?", comment="the exit conditions once before the agent runs")
+            .when(
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.baseline"), sfn.Condition.boolean_equals("$.baseline", True)
+                ),
+                baseline,
+            )
+            .otherwise(first)
+        )
+
     def _build_definition(self) -> sfn.IChainable:
         failure = self._build_failure()
         first, last = self._build_iteration(failure)  # Authorize ... Decide
@@ -259,4 +284,4 @@ class LoopStateMachine(Construct):
             .otherwise(done)
         )
         last.next(action)
-        return first
+        return self._build_start(first, action, failure)

@@ -1,4 +1,5 @@
-"""Lambda of the state machine's Evaluate state: one call into loopwright.cloud.steps.evaluate_step."""
+"""Lambda of the state machine's Evaluate and Baseline states: one call into
+loopwright.cloud.steps.evaluation_step (the baseline when the execution's input asks for it)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from aws_lambda_powertools.utilities.typing import LambdaContext
 from loopwright.cloud.idempotency import idempotent_step
 from loopwright.cloud.observability import logger, metrics, tracer
 from loopwright.cloud.runtime import run_step
-from loopwright.cloud.steps import evaluate_step
+from loopwright.cloud.steps import evaluation_step
 from loopwright.models import StepInput
 
 
@@ -21,4 +22,4 @@ from loopwright.models import StepInput
 @event_parser(model=StepInput)
 def handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     """StepInput -> StepOutput (JSON), see loopwright.models.workflow."""
-    return run_step(evaluate_step, event, needs_sandbox=True)
+    return run_step(evaluation_step, event, needs_sandbox=True, needs_workspace=event.baseline)

@@ -22,7 +22,7 @@ from infrastructure.compact_state_machine import (
 from infrastructure.constants import ENV_LAYER, STACK_NAME
 from infrastructure.stack import LoopwrightStack
 from infrastructure.state_machine import state_machine_name
-from loopwright.engine import stepfunctions
+from loopwright.engine import stepfunctions_template
 from loopwright.exceptions import ConfigError
 from tests.infrastructure.conftest import Synthesized
 
@@ -97,6 +97,8 @@ def test_one_task_per_iteration_then_the_same_action_choice(compact: Synthesized
     states = _definition(compact)["States"]
     assert _definition(compact)["StartAt"] == "RunIteration"
     assert not {"Authorize", "Allowed?", "Iterate", "Evaluate", "Decide", "Handover?"} & set(states)
+    # RunIteration evaluates the baseline itself when its input asks for it: no state for it
+    assert not {"Baseline?", "Baseline"} & set(states)
     assert states["RunIteration"]["Next"] == "Action?"
     assert _choices(states["Action?"]) == [
         (_HANDOVER, "StartNextExecution"),
@@ -171,6 +173,6 @@ def test_a_variant_outside_steps_and_compact_is_refused_naming_the_key() -> None
     with pytest.raises(ValueError, match="loopwright:stateMachine: 'fast' is not one of steps, compact"):
         state_machine_variant("fast")
     # The local runner passes the same context key, and refuses the same values
-    assert stepfunctions.STATE_MACHINE_CONTEXT == CTX_STATE_MACHINE
+    assert stepfunctions_template.STATE_MACHINE_CONTEXT == CTX_STATE_MACHINE
     with pytest.raises(ConfigError, match="state_machine: 'fast' is not one of steps, compact"):
-        stepfunctions.state_machine_variant("fast")
+        stepfunctions_template.state_machine_variant("fast")

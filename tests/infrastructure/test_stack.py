@@ -6,6 +6,7 @@ import hashlib
 import itertools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -38,6 +39,21 @@ def _flatten(value: Any) -> str:
         separator, parts = value["Fn::Join"]
         return str(separator).join(_flatten(part) for part in parts)
     return "TOKEN"
+
+
+def _task_functions(synthesized: Synthesized) -> dict[str, str]:
+    """State name -> logical id of the Lambda function its ``Resource`` names (a direct invoke)."""
+    (machine,) = [
+        m
+        for m in synthesized.resources("AWS::StepFunctions::StateMachine").values()
+        if m["Properties"].get("StateMachineName") == f"{constants.STACK_NAME}-loop"
+    ]
+    text, found = "", {}
+    for part in machine["Properties"]["DefinitionString"]["Fn::Join"][1]:
+        if isinstance(part, dict) and "Fn::GetAtt" in part and text.endswith('"Resource":"'):
+            found[re.findall(r'"([^"]+)":\{"(?:Next|End|Type)"', text)[-1]] = part["Fn::GetAtt"][0]
+        text += part if isinstance(part, str) else "TOKEN"
+    return found
 
 
 def _definition(synthesized: Synthesized) -> dict[str, Any]:
@@ -267,7 +283,7 @@ def test_every_task_retries_with_full_jitter_and_is_caught(synthesized: Synthesi
     states = _definition(synthesized)["States"]
     task_states = {name: s for name, s in states.items() if s["Type"] == "Task"}
     assert set(task_states) == {
-        "Authorize", "Iterate", "Checkpoint", "Evaluate", "Verify", "Decide", "AwaitHuman",
+        "Baseline", "Authorize", "Iterate", "Checkpoint", "Evaluate", "Verify", "Decide", "AwaitHuman",
         "StartNextExecution", "RecordFailure", "ScheduleResume",
     }  # fmt: skip
     for name, state in task_states.items():
@@ -278,13 +294,28 @@ def test_every_task_retries_with_full_jitter_and_is_caught(synthesized: Synthesi
         assert catch["ErrorEquals"] == ["States.ALL"]
         assert catch["Next"] == ("FailureNotRecorded" if name == "RecordFailure" else "RecordFailure")
     assert "States.TaskFailed" not in task_states["Iterate"]["Retry"][-1]["ErrorEquals"]
+    assert "States.TaskFailed" not in task_states["Baseline"]["Retry"][-1]["ErrorEquals"]  # as Evaluate
+    assert task_states["Baseline"]["Retry"] == task_states["Evaluate"]["Retry"]
     assert "States.TaskFailed" in task_states["Decide"]["Retry"][-1]["ErrorEquals"]
 
 
 def test_definition_follows_the_workflow_shape(synthesized: Synthesized) -> None:
     definition = _definition(synthesized)
     states = definition["States"]
-    assert definition["StartAt"] == "Authorize"
+    # The baseline first, when the execution's input asks for it (issue 9 point 6)
+    assert definition["StartAt"] == "Baseline?"
+    (baseline,) = states["Baseline?"]["Choices"]
+    assert baseline["And"] == [
+        {"Variable": "$.baseline", "IsPresent": True},
+        {"Variable": "$.baseline", "BooleanEquals": True},
+    ]
+    assert baseline["Next"] == "Baseline" and states["Baseline?"]["Default"] == "Authorize"
+    # Baseline is the Evaluate Lambda given the whole state (its baseline flag), branching as Decide
+    functions = _task_functions(synthesized)
+    assert functions["Baseline"] == functions["Evaluate"]
+    assert functions["Evaluate"].startswith("FunctionsEvaluateFunction")
+    assert not {"Parameters", "InputPath"} & set(states["Baseline"])
+    assert states["Baseline"]["Next"] == "Action?"
     assert states["Authorize"]["Next"] == "Allowed?"
     assert states["Allowed?"]["Choices"][0]["Next"] == "Iterate"
     assert states["Allowed?"]["Default"] == "Decide"

@@ -16,15 +16,13 @@ import pytest
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.engine.stepfunctions import (
     IDEMPOTENCY_TABLE,
-    REGION,
     SCHEDULE_GROUP,
-    STACK_NAME,
     LambdaContext,
     LocalStepFunctions,
-    create_loop,
     load_handler,
-    synthesize_template,
 )
+from loopwright.engine.stepfunctions_loops import create_loop
+from loopwright.engine.stepfunctions_template import REGION, STACK_NAME, synthesize_template
 from loopwright.models import IterationEventType, LoopConfig, LoopOutcome, LoopPhase, StepInput
 from tests.integration.helpers import make_repo
 

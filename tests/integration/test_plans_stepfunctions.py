@@ -18,7 +18,7 @@ import pytest
 from loopwright.adapters.local.plan_workspace import GitPlanWorkspace
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.engine.plan_stepfunctions import LocalPlanStepFunctions
-from loopwright.engine.stepfunctions import synthesize_template
+from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models.plans import ActivityEvent, ActivityEventType, PlanStatus, TaskState
 from loopwright.plans.errors import PlanConflictError
 from loopwright.plans.service import create_plan

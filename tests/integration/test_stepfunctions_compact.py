@@ -10,10 +10,19 @@ from typing import Any
 import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
-from loopwright.engine.stepfunctions import execute_loop, load_handler, synthesize_template
-from loopwright.models import LoopOutcome
+from loopwright.engine.stepfunctions import load_handler
+from loopwright.engine.stepfunctions_loops import execute_loop
+from loopwright.engine.stepfunctions_template import synthesize_template
+from loopwright.models import IterationEventType, LoopOutcome, LoopPhase
 from loopwright.steps.checkpoint import recover
-from tests.integration.test_stepfunctions_local import _config, _event_types, _workspace
+from tests.integration.test_stepfunctions_local import (
+    GREEN,
+    MISSING_TOOL,
+    _config,
+    _event_types,
+    _with_check,
+    _workspace,
+)
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +52,36 @@ def test_the_compact_variant_meets_the_condition_with_the_steps_variants_events(
     # And the compact execution's history is a fraction of the steps one's
     print(f"\nhistory events: steps {steps.executions[0].events}, compact {compact.executions[0].events}")
     assert compact.executions[0].events * 2 < steps.executions[0].events
+
+
+@pytest.mark.slow
+def test_the_compact_variant_completes_a_green_repository_at_the_baseline(
+    tmp_path: Path, templates: dict[str, dict[str, Any]]
+) -> None:
+    config = _with_check(_config(tmp_path), GREEN)
+    workspace = _workspace(tmp_path / "ws")
+    run = execute_loop(config, workspace, "green", template=templates["compact"], timeout_seconds=60)
+    # RunIteration evaluated the baseline in-process and ended the loop there: no agent call
+    assert (run.result.outcome, run.result.iterations) == (LoopOutcome.CONDITIONS_MET, 0)
+    assert [e.status for e in run.executions] == ["SUCCEEDED"]
+    assert _event_types(workspace, "green") == [
+        IterationEventType.LOOP_STARTED,
+        IterationEventType.EXIT_CONDITIONS_EVALUATED,
+        IterationEventType.VERIFICATION_PASSED,
+        IterationEventType.LOOP_COMPLETED,
+    ]
+
+
+@pytest.mark.slow
+def test_the_compact_variant_pauses_on_a_condition_error_at_the_baseline(
+    tmp_path: Path, templates: dict[str, dict[str, Any]]
+) -> None:
+    config = _with_check(_config(tmp_path), MISSING_TOOL)
+    run = execute_loop(
+        config, _workspace(tmp_path / "ws"), "broken", template=templates["compact"], timeout_seconds=60
+    )
+    assert (run.result.outcome, run.result.phase, run.result.iterations) == (None, LoopPhase.PAUSED, 0)
+    assert [e.status for e in run.executions] == ["SUCCEEDED"]
 
 
 @pytest.mark.slow

@@ -14,8 +14,10 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.engine import LoopFramework
-from loopwright.engine.stepfunctions import Handler, execute_loop, load_handler, synthesize_template
-from loopwright.models import IterationEventType, LoopConfig, LoopOutcome
+from loopwright.engine.stepfunctions import Handler, load_handler
+from loopwright.engine.stepfunctions_loops import execute_loop
+from loopwright.engine.stepfunctions_template import synthesize_template
+from loopwright.models import IterationEventType, LoopConfig, LoopOutcome, LoopPhase
 from loopwright.steps.checkpoint import recover
 from tests.integration.helpers import make_repo
 
@@ -75,15 +77,69 @@ def test_the_state_machine_meets_the_condition_with_the_engines_events(
     # Then the loop met its condition in 2 iterations, in one execution that succeeded
     assert (run.result.outcome, run.result.iterations) == (LoopOutcome.CONDITIONS_MET, 2)
     assert [(e.name, e.status) for e in run.executions] == [("sfn-loop-g0", "SUCCEEDED")]
-    # And recorded the same event types as the in-process engine, but for the engine's baseline
-    # (iteration 0), which the state machine does not evaluate yet (docs/preflight.md)
+    # And recorded the same event types as the in-process engine, the baseline (iteration 0)
+    # included
     engine = LoopFramework(config, workspace=engine_ws, loop_id="engine-loop")
     assert engine.run().outcome is LoopOutcome.CONDITIONS_MET
-    engine_events = SqliteStore(engine_ws / ".loopwright" / "loopwright.db").list_events("engine-loop")
-    baseline_types = (IterationEventType.EXIT_CONDITIONS_EVALUATED, IterationEventType.VERIFICATION_FAILED)
-    baseline = [e for e in engine_events if e.iteration == 0 and e.type in baseline_types]
-    assert [e.type for e in baseline] == list(baseline_types)
-    assert _event_types(sfn_ws, "sfn-loop") == [e.type for e in engine_events if e not in baseline]
+    assert _event_types(sfn_ws, "sfn-loop") == _event_types(engine_ws, "engine-loop")
+    store = SqliteStore(sfn_ws / ".loopwright" / "loopwright.db")
+    evaluated = store.list_events("sfn-loop", types=[IterationEventType.EXIT_CONDITIONS_EVALUATED])
+    assert [(e.iteration, e.data.get("baseline")) for e in evaluated] == [(0, True), (1, None), (2, None)]
+
+
+def _with_check(config: LoopConfig, command: list[str]) -> LoopConfig:
+    """``config`` whose one exit condition runs ``command`` (exit code 0: met)."""
+    condition = {"type": "CUSTOM", "name": "done", "command": command}
+    return LoopConfig.model_validate({**config.model_dump(mode="json"), "exit_conditions": [condition]})
+
+
+#: A condition already met, and one whose tool is not installed (ERROR: missing module).
+GREEN = [sys.executable, "-c", "import sys; sys.exit(0)"]
+MISSING_TOOL = [sys.executable, "-m", "loopwright_no_such_tool"]
+
+
+@pytest.mark.slow
+def test_a_green_repository_completes_at_the_baseline_with_no_iteration(
+    tmp_path: Path, template: dict[str, Any]
+) -> None:
+    # Given a repository that already meets its condition
+    config = _with_check(_config(tmp_path), GREEN)
+    sfn_ws, engine_ws = _workspace(tmp_path / "sfn"), _workspace(tmp_path / "engine")
+    # When the state machine runs the loop
+    run = execute_loop(config, sfn_ws, "green", template=template, timeout_seconds=60)
+    # Then it completes at the baseline: 0 iterations, no agent call, one execution
+    assert (run.result.outcome, run.result.iterations) == (LoopOutcome.CONDITIONS_MET, 0)
+    assert [(e.name, e.status) for e in run.executions] == [("green-g0", "SUCCEEDED")]
+    assert _event_types(sfn_ws, "green") == [
+        IterationEventType.LOOP_STARTED,
+        IterationEventType.EXIT_CONDITIONS_EVALUATED,
+        IterationEventType.VERIFICATION_PASSED,
+        IterationEventType.LOOP_COMPLETED,
+    ]
+    # And the in-process engine records the same events
+    assert LoopFramework(config, workspace=engine_ws, loop_id="green").run().iterations == 0
+    assert _event_types(engine_ws, "green") == _event_types(sfn_ws, "green")
+
+
+@pytest.mark.slow
+def test_a_condition_error_at_the_baseline_pauses_the_loop_for_a_human(
+    tmp_path: Path, template: dict[str, Any]
+) -> None:
+    # Given a condition whose tool is not installed in the project's environment
+    config = _with_check(_config(tmp_path), MISSING_TOOL)
+    workspace = _workspace(tmp_path / "ws")
+    # When the state machine runs the loop
+    run = execute_loop(config, workspace, "broken", template=template, timeout_seconds=60)
+    # Then it pauses before the agent runs (ResumeAt? -> Paused), naming the condition
+    assert (run.result.outcome, run.result.phase, run.result.iterations) == (None, LoopPhase.PAUSED, 0)
+    assert [(e.name, e.status) for e in run.executions] == [("broken-g0", "SUCCEEDED")]
+    state = SqliteStore(workspace / ".loopwright" / "loopwright.db").get_state("broken")
+    assert "exit condition 'done' is ERROR" in (state.outcome_reason or "")
+    assert _event_types(workspace, "broken")[-3:] == [
+        IterationEventType.EXIT_CONDITIONS_EVALUATED,
+        IterationEventType.VERIFICATION_FAILED,
+        IterationEventType.LOOP_PAUSED,
+    ]
 
 
 @pytest.mark.slow

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
-from loopwright.engine.stepfunctions import execute_loop, synthesize_template
+from loopwright.engine.stepfunctions_loops import execute_loop
+from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models import (
     DEFAULT_ITERATIONS_PER_EXECUTION,
     AgentRequest,

@@ -159,6 +159,31 @@ def test_a_command_agent_iterates_in_the_session_and_its_commit_is_pushed(
     assert {c["sessionId"] for c in session.calls} == {"sess-1"}
 
 
+def test_the_baseline_gets_the_loops_clone_before_any_iteration_made_it(
+    tmp_path: Path, session: LocalSession
+) -> None:
+    # Given a new loop on AWS: no iteration has cloned its repository yet
+    remote = make_remote(tmp_path, {"README.md": "hi\n"})
+    agent = {"kind": "command", "command": ["true"], "timeout_seconds": 60}
+    store = MemoryStore()
+    store.create_loop(
+        LoopState(loop_id="l1", config=config(agent, {"url": f"file://{remote}", "push": True}))
+    )
+    # When the Baseline state builds its ports (the Evaluate Lambda with needs_workspace)
+    ports = runtime.with_loop_workspace(CloudPorts(store=store), "l1", AWS)
+    # Then the conditions can run in the loop's clone, and no agent was built
+    clone = tmp_path / "session" / ".loopwright" / "worktrees" / "l1"
+    assert isinstance(ports.sandbox, CodeInterpreterSandbox) and ports.agent is None
+    assert isinstance(ports.workspace, SessionWorkspace)
+    assert store.get_state("l1").worktree == str(clone) and (clone / "README.md").read_text() == "hi\n"
+    # And iteration 1 reuses that clone
+    runtime.with_loop_agent(CloudPorts(store=store), "l1", AWS)
+    assert sum(" clone -q " in line for line in session.commands()) == 1
+    # Locally the worktree exists since the loop was created: the ports are unchanged
+    base = CloudPorts(store=store)
+    assert runtime.with_loop_workspace(base, "l1", LOCAL) is base
+
+
 def test_an_agentcore_runtime_agent_gets_the_loops_branch_and_a_fetching_workspace(
     tmp_path: Path, session: LocalSession, monkeypatch: pytest.MonkeyPatch
 ) -> None:

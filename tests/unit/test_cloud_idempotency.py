@@ -37,6 +37,25 @@ def test_each_visit_of_a_state_in_an_execution_has_its_own_key() -> None:
     assert step_key(_event()) != step_key(_event(iteration=4))
 
 
+def test_a_baseline_at_iteration_n_does_not_share_iteration_ns_evaluate_key() -> None:
+    # The Evaluate Lambda serves Baseline (input with baseline: true) and Evaluate
+    baseline = _event(baseline=True)
+    evaluate = _event()
+    assert step_key(baseline) != step_key(evaluate)
+    assert step_key(baseline) == {**(step_key(evaluate) or {}), "baseline": True}
+    # Any other event's key is what it was before the flag existed
+    assert (
+        step_key(_event(baseline=False))
+        == step_key(evaluate)
+        == {
+            "loop_id": "l1",
+            "generation": 0,
+            "iteration": 3,
+            "action": None,
+        }
+    )
+
+
 def test_an_event_without_a_loop_id_has_no_key() -> None:
     assert step_key({"iteration": 1}) is None
     assert step_key("not an object") is None

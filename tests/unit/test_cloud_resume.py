@@ -28,6 +28,9 @@ from loopwright.models import (
     DEFAULT_ITERATIONS_PER_EXECUTION,
     ControlAction,
     ControlRequest,
+    ExitConditionStatus,
+    ExitConditionStatusValue,
+    ExitConditionType,
     IterationEventType,
     LoopConfig,
     LoopOutcome,
@@ -250,6 +253,37 @@ def test_resume_starts_the_next_generation_from_where_the_loop_is(
     assert _types(store) == [EV.CONTROL_APPLIED, EV.LOOP_RESUMED]
     applied = store.list_events(LOOP)[0]
     assert applied.data["principal"] == ALICE and "limits raised" in applied.message
+
+
+def test_a_loop_paused_by_a_condition_error_is_resumed_with_its_baseline_due(
+    policy: CedarPolicyEngine, sfn: tuple[Any, Stubber]
+) -> None:
+    # Given a loop paused after iteration 4 because its required condition could not run
+    client, stubber = sfn
+    store = MemoryStore()
+    error = ExitConditionStatus(
+        name="lint",
+        type=ExitConditionType.LINTING_CLEAN,
+        status=ExitConditionStatusValue.ERROR,
+        iteration=4,
+        evaluated_at=datetime(2026, 1, 1, tzinfo=UTC),
+        summary="could not run: command not found: ruff",
+    )
+    _stored(store, phase=LoopPhase.PAUSED, evaluated_iteration=4, exit_conditions=[error])
+    baseline_input = json.loads(_start_input(3)) | {"baseline": True}
+    stubber.add_response(
+        "start_execution",
+        {"executionArn": _execution(3), "startDate": datetime(2026, 1, 1, tzinfo=UTC)},
+        {
+            "stateMachineArn": MACHINE,
+            "name": f"{LOOP}-g3",
+            "input": json.dumps(baseline_input, separators=(",", ":")),
+        },
+    )
+    # When a human resumes it
+    result = _service(store, policy, client).submit(_request(ControlAction.RESUME))
+    # Then its execution evaluates the conditions again before the agent runs (Baseline?)
+    assert result.status == "applied"
 
 
 def test_resume_skips_an_execution_name_that_exists(

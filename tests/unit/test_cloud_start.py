@@ -24,7 +24,8 @@ def test_start_stores_the_loop_and_starts_generation_0() -> None:
         lambda name, payload: started.append((name, payload)) or "arn",
     )
     assert event.loop_id == "l1"
-    assert started == [("l1-g0", StepInput(loop_id="l1").model_dump_json())]
+    # The first execution asks for the baseline: a new loop evaluates its conditions before the agent
+    assert started == [("l1-g0", StepInput(loop_id="l1", baseline=True).model_dump_json())]
     assert store.types("l1") == [IterationEventType.LOOP_STARTED]
     assert store.get_state("l1").sessions_used == 1
 

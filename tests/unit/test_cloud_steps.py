@@ -18,6 +18,7 @@ from loopwright.cloud.steps import (
     checkpoint_step,
     decide_step,
     evaluate_step,
+    evaluation_step,
     iterate_step,
     record_failure_step,
     start_step,
@@ -68,10 +69,17 @@ class Scenario:
 def run_state_machine(
     ports: CloudPorts, loop_id: str, per_execution: int = 500, first: StepInput | None = None
 ) -> list[StepOutput]:
-    """Chain the steps exactly like infrastructure/state_machine.py; returns each Decide output."""
-    event = first or StepInput(loop_id=loop_id, iterations_per_execution=per_execution)
-    event = start_step(event, ports)
+    """Chain the steps exactly like infrastructure/state_machine.py; returns each Decide output
+    (and the Baseline task's, when it ends or pauses the loop)."""
+    event = first or StepInput(loop_id=loop_id, iterations_per_execution=per_execution, baseline=True)
+    # start_loop opens the session, then starts the execution with its input (baseline included)
+    event = StepInput.model_validate({**start_step(event, ports).model_dump(), "baseline": event.baseline})
     decisions: list[StepOutput] = []
+    if event.baseline:  # Baseline? -> Baseline (the Evaluate Lambda) -> Action?
+        out = evaluation_step(event, ports)
+        if out.action is not NextAction.CONTINUE:
+            return [out]
+        event = StepInput.model_validate(out.model_dump())
     for _ in range(100):
         out = authorize_step(event, ports)
         if not out.allowed:
@@ -102,10 +110,6 @@ def _cloud_ports(tmp_path: Path, scenario: Scenario, store: MemoryStore) -> Clou
     )
 
 
-#: The events of the in-process engine's baseline: the evaluation and its verification.
-_BASELINE_TYPES = (IterationEventType.EXIT_CONDITIONS_EVALUATED, IterationEventType.VERIFICATION_FAILED)
-
-
 def _create(store: MemoryStore, config: LoopConfig, loop_id: str, tmp_path: Path) -> None:
     store.create_loop(LoopState(loop_id=loop_id, config=config, worktree=str(tmp_path)))
 
@@ -132,15 +136,13 @@ def test_both_engines_record_the_same_event_types(
     _create(cloud_store, _config(), "same", tmp_path)
     # When the cloud steps run it as the state machine does
     decisions = run_state_machine(_cloud_ports(tmp_path, cloud, cloud_store), "same")
-    # Then the outcome and the recorded event types are the same, but for the in-process
-    # engine's baseline (iteration 0), which the Step Functions path does not evaluate yet
-    # (docs/preflight.md)
+    # Then the outcome and the recorded event types are the same, the baseline (iteration 0)
+    # included
     assert decisions[-1].outcome is outcome
     assert cloud_store.get_state("same").outcome is outcome
-    engine_events = engine_store.list_events("same")
-    baseline = [e for e in engine_events if e.iteration == 0 and e.type in _BASELINE_TYPES]
-    assert [e.type for e in baseline] == list(_BASELINE_TYPES) and baseline[0].data["baseline"] is True
-    assert cloud_store.types("same") == [e.type for e in engine_events if e not in baseline]
+    assert cloud_store.types("same") == engine_store.types("same")
+    baselines = [e for e in cloud_store.list_events("same") if e.data.get("baseline")]
+    assert [(e.type, e.iteration) for e in baselines] == [(IterationEventType.EXIT_CONDITIONS_EVALUATED, 0)]
 
 
 def test_decide_hands_over_to_a_new_execution_every_k_iterations(tmp_path: Path) -> None:

@@ -16,7 +16,7 @@ from aws_lambda_powertools.utilities.idempotency.exceptions import (
 )
 from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import DataRecord
 
-from loopwright.engine.stepfunctions import MemoryPersistenceLayer
+from loopwright.engine.memory_idempotency import MemoryPersistenceLayer
 
 
 def _record(

@@ -228,7 +228,7 @@ def _run_stepfunctions(
 ) -> NoReturn:
     try:
         # Imported only for this engine: moto, boto3 and the CDK app take seconds to load.
-        from loopwright.engine.stepfunctions import execute_loop
+        from loopwright.engine.stepfunctions_loops import execute_loop
     except ImportError as exc:
         fail(f"--engine stepfunctions needs the dev extra (pip install -e '.[dev]'): {exc}", EXIT_BAD_INPUT)
     console = Console()

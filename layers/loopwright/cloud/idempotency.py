@@ -10,10 +10,12 @@ running the step again (logged, metric ``StepsReplayed``).
 Key (:func:`step_key`): the step's name and, from the raw event, ``loop_id``, ``generation`` (the
 execution: a continued or resumed loop runs in a new one), ``iteration`` and ``action`` (how the
 state was reached: Decide after Verify has none, Decide after a Cedar denial has STOP, Authorize
-after Decide has CONTINUE or AWAIT_HUMAN), so two visits of one state in an execution never share a
-key while a retry, which gets the same input, always does. The whole event is hashed as the payload
-to validate: a key reused with another event raises ``IdempotencyValidationError`` instead of
-replaying a stale output.
+after Decide has CONTINUE or AWAIT_HUMAN), and ``baseline: true`` for an execution's input that
+asks for its baseline (the Evaluate Lambda's baseline at iteration N is not iteration N's
+evaluation; the other events' keys do not have it), so two visits of one state in an execution
+never share a key while a retry, which gets the same input, always does. The whole event is
+hashed as the payload to validate: a key reused with another event raises
+``IdempotencyValidationError`` instead of replaying a stale output.
 
 Records: table ``IDEMPOTENCY_TABLE_NAME`` (partition key :data:`PARTITION_KEY`, TTL attribute
 :data:`EXPIRY_ATTRIBUTE`; ``infrastructure/storage.py``). A completed record is kept
@@ -64,16 +66,20 @@ Handler = Callable[[Any, Any], Any]
 
 def step_key(event: Any) -> dict[str, Any] | None:
     """The idempotency key fields of a raw step event (a StepInput/StepOutput JSON object):
-    ``loop_id``, ``generation``, ``iteration``, ``action``; None when the event has no ``loop_id``
-    (the handler's parser then rejects it, naming the field)."""
+    ``loop_id``, ``generation``, ``iteration``, ``action``, and ``baseline: True`` when the event
+    asks for the baseline; None when the event has no ``loop_id`` (the handler's parser then
+    rejects it, naming the field)."""
     if not isinstance(event, Mapping) or not event.get("loop_id"):
         return None
-    return {
+    key = {
         "loop_id": event["loop_id"],
         "generation": event.get("generation", 0),
         "iteration": event.get("iteration", 0),
         "action": event.get("action"),
     }
+    if event.get("baseline") is True:
+        key["baseline"] = True
+    return key
 
 
 def create_table_request(table_name: str) -> dict[str, Any]:

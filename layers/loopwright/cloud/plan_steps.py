@@ -293,8 +293,11 @@ def _start_loop(request: TaskRunRequest, repository: str | None, ports: PlanStep
         record = EventCollector(state)
         workflow.start_session(state, record, agent_name=f"plan {request.plan_id} task {request.task_id}")
         ports.loops.save_state(state, record.events)
+    # A new loop's first execution asks for its baseline; always, so a retried start sends the same
+    # input (the baseline step skips a baseline no longer due).
     ports.start_execution(
-        execution_name(request.loop_id, 0), StepInput(loop_id=request.loop_id).model_dump_json()
+        execution_name(request.loop_id, 0),
+        StepInput(loop_id=request.loop_id, baseline=True).model_dump_json(),
     )
 
 

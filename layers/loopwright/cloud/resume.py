@@ -256,6 +256,7 @@ class StepFunctionsResumer:
             generation=generation,
             iterations_per_execution=self.iterations_per_execution,
             first_iteration=saved.iteration,
+            baseline=workflow.baseline_due(saved),  # a loop paused by a condition ERROR checks again
         )
         try:
             return self._start(event)

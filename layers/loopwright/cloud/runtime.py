@@ -238,22 +238,31 @@ def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
     return CloudPorts(**{**base.__dict__, "agent": agent, "workspace": workspace})
 
 
-def _aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
-    # The AWS agents, imported here: the local execution of the state machine never needs them.
+def with_loop_workspace(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+    """``base`` plus the loop's sandbox and workspace, without its agent: what the baseline
+    evaluation needs (its conditions run in the loop's worktree before any iteration made it).
+
+    AWS: the loop's clone in its Code Interpreter session, prepared (or reopened) as
+    :func:`with_loop_agent` does, its folder and branch saved on the loop. Local adapters: the
+    worktree exists since the loop was created, so ``base`` as it is.
+    """
+    if settings.adapters != "aws":
+        return base
+    return _aws_workspace_ports(base, loop_id, settings)
+
+
+def _aws_workspace_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+    """``base`` with the loop's Code Interpreter sandbox and its prepared SessionWorkspace."""
     from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
-    from loopwright.adapters.aws.interpreter_agent import CodeInterpreterCommandAgent
-    from loopwright.adapters.aws.runtime_agent import AgentCoreRuntimeAgent, AgentRepository
     from loopwright.adapters.aws.session_workspace import SESSION_WORKTREES_FOLDER, SessionWorkspace
-    from loopwright.models import CommandAgentConfig, RuntimeAgentConfig
-    from loopwright.ports import Agent
+    from loopwright.models import RuntimeAgentConfig
 
     sandboxed = with_loop_sandbox(base, loop_id, settings)
     sandbox = sandboxed.sandbox
     assert isinstance(sandbox, CodeInterpreterSandbox)
     state = base.store.get_state(loop_id)  # again: starting the session saved it
-    config = state.config.agent
     repository = loop_repository(state.config, state.workspace)
-    remote = isinstance(config, RuntimeAgentConfig)
+    remote = isinstance(state.config.agent, RuntimeAgentConfig)
     root = sandbox.working_directory() / SESSION_WORKTREES_FOLDER
     workspace = SessionWorkspace(sandbox, repository, root=root, fetch_agent_commits=remote)
     path, branch, base_commit = workspace.prepare(loop_id)
@@ -261,6 +270,26 @@ def _aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) 
         state.worktree, state.branch = str(path), branch
         state.base_commit = state.base_commit or base_commit
         base.store.save_state(state)
+    return CloudPorts(**{**sandboxed.__dict__, "workspace": workspace})
+
+
+def _aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+    # The AWS agents, imported here: the local execution of the state machine never needs them.
+    from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
+    from loopwright.adapters.aws.interpreter_agent import CodeInterpreterCommandAgent
+    from loopwright.adapters.aws.runtime_agent import AgentCoreRuntimeAgent, AgentRepository
+    from loopwright.adapters.aws.session_workspace import SessionWorkspace
+    from loopwright.models import CommandAgentConfig, RuntimeAgentConfig
+    from loopwright.ports import Agent
+
+    ports = _aws_workspace_ports(base, loop_id, settings)
+    sandbox, workspace = ports.sandbox, ports.workspace
+    assert isinstance(sandbox, CodeInterpreterSandbox) and isinstance(workspace, SessionWorkspace)
+    state = base.store.get_state(loop_id)
+    branch = state.branch
+    assert branch is not None  # saved by _aws_workspace_ports
+    config = state.config.agent
+    repository = loop_repository(state.config, state.workspace)
     agent: Agent
     if isinstance(config, RuntimeAgentConfig):
         agent = AgentCoreRuntimeAgent(
@@ -277,20 +306,28 @@ def _aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) 
     else:
         assert isinstance(config, CommandAgentConfig)  # check_agent_for_adapters refused the others
         agent = CodeInterpreterCommandAgent(config, sandbox)
-    return CloudPorts(**{**sandboxed.__dict__, "agent": agent, "workspace": workspace})
+    return CloudPorts(**{**ports.__dict__, "agent": agent})
 
 
 Step = Callable[[StepInput, CloudPorts], StepOutput]
 
 
 def run_step(
-    step: Step, event: StepInput, *, needs_agent: bool = False, needs_sandbox: bool = False
+    step: Step,
+    event: StepInput,
+    *,
+    needs_agent: bool = False,
+    needs_sandbox: bool = False,
+    needs_workspace: bool = False,
 ) -> dict[str, Any]:
-    """Run ``step`` for ``event`` with this container's ports; the JSON of its output."""
+    """Run ``step`` for ``event`` with this container's ports (``needs_workspace``: the loop's
+    workspace prepared, :func:`with_loop_workspace`); the JSON of its output."""
     settings = RuntimeSettings.from_environ()
     tracer.put_annotation(key="loop_id", value=event.loop_id)  # the dashboard's X-Ray filter
     step_ports = ports(settings)
-    if needs_sandbox:
+    if needs_workspace and not needs_agent:  # the agent's ports include its workspace
+        step_ports = with_loop_workspace(step_ports, event.loop_id, settings)
+    elif needs_sandbox:
         step_ports = with_loop_sandbox(step_ports, event.loop_id, settings)
     if needs_agent:
         step_ports = with_loop_agent(step_ports, event.loop_id, settings)

@@ -199,6 +199,7 @@ def resume_scheduled(
         generation=request.generation,
         iterations_per_execution=request.iterations_per_execution,
         first_iteration=state.iteration,
+        baseline=workflow.baseline_due(state),
     )
     name = execution_name(request.loop_id, request.generation)
     try:

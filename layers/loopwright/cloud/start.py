@@ -2,7 +2,8 @@
 
 :func:`start_loop` validates the config, stores the new loop with its LOOP_STARTED event and
 starts the first execution of the state machine, named ``<loop_id>-g0`` so a retried request
-cannot start it twice (Step Functions refuses a second execution with the same name).
+cannot start it twice (Step Functions refuses a second execution with the same name). Its input
+asks for the baseline (``baseline``: the exit conditions evaluated once before the agent runs).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def start_loop(
     record = EventCollector(state)
     workflow.start_session(state, record)
     ports.store.save_state(state, record.events)
-    event = StepInput(loop_id=loop_id)
+    event = StepInput(loop_id=loop_id, baseline=workflow.baseline_due(state))
     start_execution(execution_name(loop_id, 0), event.model_dump_json())
     return event
 

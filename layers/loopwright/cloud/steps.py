@@ -92,12 +92,12 @@ class _Step:
         if self._applied:
             self.ports.store.clear_controls(self.event.loop_id, self._applied)
             self._applied = []
-        carried = {name: getattr(self.event, name) for name in StepInput.model_fields}
-        return StepOutput.model_validate({**carried, "iteration": self.state.iteration, **fields})
+        return self.output(**fields)
 
     def output(self, **fields: Any) -> StepOutput:
-        """The step's output without writing (the loop ended or paused in an earlier step)."""
-        carried = {name: getattr(self.event, name) for name in StepInput.model_fields}
+        """The step's output (without writing: the loop ended or paused in an earlier step): the
+        input's fields, except ``baseline``, which only an execution's input sets."""
+        carried = {name: getattr(self.event, name) for name in StepInput.model_fields if name != "baseline"}
         return StepOutput.model_validate({**carried, "iteration": self.state.iteration, **fields})
 
     def paused(self) -> StepOutput | None:
@@ -173,6 +173,37 @@ def checkpoint_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     step = _Step(event, ports)
     workflow.checkpoint_if_due(step.state, _require(ports.checkpoints, "checkpoints"), step.record)
     return step.save()
+
+
+def baseline_step(event: StepInput, ports: CloudPorts) -> StepOutput:
+    """The exit conditions before the agent's next iteration, when
+    :func:`~loopwright.workflow.baseline_due` (a new loop, or one resumed after a condition ERROR):
+    :func:`~loopwright.workflow.evaluate_baseline`, as the local engine does before its first
+    Authorize. Returns what :func:`decide_step` returns, for the same ``Action?`` Choice:
+    COMPLETE (CONDITIONS_MET, 0 iterations, the agent never runs), PAUSE (a required condition
+    could not be evaluated), STOP or PAUSE asked by a human, else CONTINUE (written, so iteration
+    1's prompt lists the baseline's failures). CONTINUE without writing when no baseline is due
+    (a retried start of an execution whose baseline was done)."""
+    step = _Step(event, ports)
+    if step.state.outcome is not None:  # ended meanwhile (a retried execution): nothing to do
+        return step.output(
+            action=NextAction.STOP, outcome=step.state.outcome, reason=step.state.outcome_reason or ""
+        )
+    if not workflow.baseline_due(step.state):
+        return step.output(action=NextAction.CONTINUE)
+    halt = step.halt()
+    if halt.stop_reason is not None or halt.pause_reason is not None:
+        return step.end(decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason))
+    decision = workflow.evaluate_baseline(step.state, _require(ports.sandbox, "sandbox"), step.record)
+    if decision.action is not NextAction.CONTINUE:
+        return step.end(decision)
+    return step.save(action=NextAction.CONTINUE, reason=decision.reason)
+
+
+def evaluation_step(event: StepInput, ports: CloudPorts) -> StepOutput:
+    """The Evaluate Lambda's step: :func:`baseline_step` for an execution's input that asks for
+    its baseline (``event.baseline``, the ``Baseline`` state), else :func:`evaluate_step`."""
+    return baseline_step(event, ports) if event.baseline else evaluate_step(event, ports)
 
 
 def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:

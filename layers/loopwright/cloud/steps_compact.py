@@ -5,9 +5,13 @@ context ``loopwright:stateMachine=compact``) runs one task per iteration instead
 :func:`run_iteration_step` calls the same step functions as the ``steps`` variant's Lambdas
 (:mod:`loopwright.cloud.steps`), in the order the ``steps`` definition chains them::
 
+    (baseline: the execution's first invocation, when its input asks for it)
     authorize -> (allowed) iterate -> checkpoint -> evaluate -> verify -> decide
               -> (denied)  decide
 
+A baseline that does not CONTINUE (the repository already meets its conditions, a condition
+could not be evaluated, a human's stop or pause) is the invocation's result, as the Baseline
+task's is in the ``steps`` variant; after a CONTINUE the iteration runs in the same invocation.
 Each step still loads the loop's state, applies its transition and saves the state with its
 events in one write, so a loop records the same events in the same order with either variant,
 and the task's result is the decide step's :class:`~loopwright.models.StepOutput`, which the
@@ -16,18 +20,20 @@ and the task's result is the decide step's :class:`~loopwright.models.StepOutput
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 
 from loopwright.cloud.steps import (
     CloudPorts,
     authorize_step,
+    baseline_step,
     checkpoint_step,
     decide_step,
     evaluate_step,
     iterate_step,
     verify_step,
 )
-from loopwright.models import StepInput, StepOutput
+from loopwright.models import NextAction, StepInput, StepOutput
 
 #: The steps an allowed iteration runs between authorize and decide, in order.
 ITERATION_STEPS: tuple[Callable[[StepInput, CloudPorts], StepOutput], ...] = (
@@ -50,16 +56,26 @@ def run_iteration_step(
     *,
     work_ports: Callable[[CloudPorts], CloudPorts] | None = None,
 ) -> StepOutput:
-    """One iteration: authorize, then iterate, checkpoint, evaluate and verify when Cedar allowed
-    it, then decide; the decide step's output.
+    """One iteration: the baseline first when ``event.baseline`` (its output when it does not
+    CONTINUE), authorize, then iterate, checkpoint, evaluate and verify when Cedar allowed it,
+    then decide; the decide step's output.
 
     ``ports`` serve authorize and decide; ``work_ports(ports)`` (default: ``ports`` as they are)
-    adds the loop's agent, workspace and sandbox for the four work steps, and is called only when
-    the iteration runs. Raises what the steps raise (the task's Catch records it).
+    adds the loop's agent, workspace and sandbox for the baseline and the four work steps, and is
+    called only when one of them runs. Raises what the steps raise (the task's Catch records it).
     """
+
+    @functools.cache
+    def worker() -> CloudPorts:  # built once, for the baseline and the iteration alike
+        return work_ports(ports) if work_ports is not None else ports
+
+    if event.baseline:
+        baseline = baseline_step(event, worker())
+        if baseline.action is not NextAction.CONTINUE:
+            return baseline
+        event = next_input(baseline)
     output = authorize_step(event, ports)
     if output.allowed:
-        worker = work_ports(ports) if work_ports is not None else ports
         for step in ITERATION_STEPS:
-            output = step(next_input(output), worker)
+            output = step(next_input(output), worker())
     return decide_step(next_input(output), ports)

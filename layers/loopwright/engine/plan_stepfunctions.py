@@ -35,14 +35,12 @@ from loopwright.adapters.local.sqlite_plan_store import SqlitePlanStore
 from loopwright.cloud import idempotency, plan_runtime
 from loopwright.cloud.plan_steps import dispatch_execution_name
 from loopwright.engine.local import DB_FILE_NAME, state_dir_for
-from loopwright.engine.stepfunctions import (
+from loopwright.engine.memory_idempotency import InMemoryIdempotency
+from loopwright.engine.stepfunctions import ExecutionSummary, Handler, LocalStepFunctions
+from loopwright.engine.stepfunctions_template import (
     ACCOUNT_ID,
     REGION,
     STACK_NAME,
-    ExecutionSummary,
-    Handler,
-    InMemoryIdempotency,
-    LocalStepFunctions,
     resolve_intrinsics,
     synthesize_template,
 )

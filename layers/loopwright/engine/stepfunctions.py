@@ -3,14 +3,13 @@ handlers in ``functions/<name>/handler.py`` run in this process with the local a
 
 Pieces:
 
-- :func:`synthesize_template`: the CDK stack's CloudFormation template (stub layer) with the
-  ``steps`` or ``compact`` state machine (:data:`STATE_MACHINES`), cached under ``<repo>/build/``
-  by the variant and a hash of ``app.py``, ``infrastructure/``, ``policies/`` and ``functions/``
-  (a synth takes about 8 s; a cached one about 1 ms).
-- :class:`LocalStepFunctions`: ``mock_aws`` with moto's ASL interpreter on; moto's Lambda invoke
-  (Docker only) replaced by a local call of the handler; the state machine created from the
-  template's ``DefinitionString`` with its intrinsic functions resolved to moto ARNs.
-- :func:`execute_loop` / :func:`run_loop`: create the loop as ``start_loop`` does, start
+- :mod:`loopwright.engine.stepfunctions_template`: the CDK stack's CloudFormation template (stub
+  layer) with the ``steps`` or ``compact`` state machine, cached under ``<repo>/build/``.
+- :class:`LocalStepFunctions` (here): ``mock_aws`` with moto's ASL interpreter on; moto's Lambda
+  invoke (Docker only) replaced by a local call of the handler; the state machine created from
+  the template's ``DefinitionString`` with its intrinsic functions resolved to moto ARNs.
+- :mod:`loopwright.engine.memory_idempotency`: the steps' idempotency records in memory.
+- :mod:`loopwright.engine.stepfunctions_loops`: create a loop as ``start_loop`` does, start
   ``<loop_id>-g0``, follow the continue-as-new executions (``-g1``, ...) to the end.
 
 Only moto's gaps and slow paths are worked around here (each patch says which); nothing of the
@@ -28,34 +27,23 @@ prints its figure.
 from __future__ import annotations
 
 import contextlib
-import copy
 import functools
-import hashlib
 import importlib.util
 import io
 import json
 import os
-import subprocess
 import sys
-import tempfile
-import threading
 import time
 import traceback
 import zipfile
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType, TracebackType
-from typing import Any, Literal, cast
+from typing import Any, Literal
 from unittest import mock
 
 import boto3
-from aws_lambda_powertools.utilities.idempotency.exceptions import (
-    IdempotencyItemAlreadyExistsError,
-    IdempotencyItemNotFoundError,
-)
-from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
-from aws_lambda_powertools.utilities.idempotency.persistence.datarecord import STATUS_CONSTANTS, DataRecord
 from moto import mock_aws
 from moto.awslambda.models import LambdaFunction
 from moto.core.config import DefaultConfig
@@ -69,150 +57,28 @@ from moto.stepfunctions.parser.asl.utils import boto_client as moto_boto_client
 from moto.stepfunctions.parser.asl.utils import json_path as moto_json_path
 from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
-from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.cloud import idempotency, runtime
-from loopwright.cloud.start import execution_name
-from loopwright.cloud.steps import CloudPorts, start_step
-from loopwright.engine.framework import LoopFramework
+from loopwright.engine.memory_idempotency import InMemoryIdempotency
+from loopwright.engine.stepfunctions_template import (
+    ACCOUNT_ID,
+    REGION,
+    REPO_ROOT,
+    STACK_NAME,
+    resolve_intrinsics,
+)
 from loopwright.exceptions import ConfigError
-from loopwright.models import LoopConfig, LoopResult, StepInput, StepOutput
+from loopwright.models import StepInput
 
-#: Repository root (this file is ``<root>/layers/loopwright/engine/stepfunctions.py``).
-REPO_ROOT = Path(__file__).resolve().parents[3]
-#: What the synthesized template depends on: the CDK app and, since ``infrastructure/`` imports
-#: names and limits from it, the package (the stub layer itself does not depend on the package).
-TEMPLATE_SOURCES = ("app.py", "cdk.json", "infrastructure", "policies", "functions", "layers/loopwright")
-STACK_NAME = "Loopwright"
-ACCOUNT_ID = "123456789012"
-REGION = "us-east-1"
 #: A Lambda event (JSON object) and context -> the handler's result.
 Handler = Callable[[Any, Any], Any]
 #: moto's ASL interpreter (a port of LocalStack's) runs executions only with this config.
 MOTO_CONFIG: DefaultConfig = {"stepfunctions": {"execute_state_machine": True}}
-#: The state machine variants (CDK context :data:`STATE_MACHINE_CONTEXT`,
-#: ``infrastructure/compact_state_machine.py``): one Lambda per step, or one per iteration.
-STATE_MACHINES = ("steps", "compact")
-STATE_MACHINE_CONTEXT = "loopwright:stateMachine"
-#: Environment variable choosing the variant when a caller gives none (``loopwright run --engine
-#: stepfunctions``); unset: ``steps``.
-STATE_MACHINE_ENV = "LOOPWRIGHT_STATE_MACHINE"
 #: The moto idempotency table and schedule group (``IDEMPOTENCY_TABLE_NAME``, ``SCHEDULE_GROUP_NAME``).
 IDEMPOTENCY_TABLE = "loopwright-idempotency"
 SCHEDULE_GROUP = "loopwright-local"
 #: moto's Lambda Invoke answers ``Function.ResponseSizeTooLarge`` above this many bytes (its
 #: ``sys.getsizeof`` of the payload; AWS Lambda quotas: 6 MB synchronous response).
 MOTO_RESPONSE_SIZE_LIMIT = 6_000_000
-
-_SYNTH_SCRIPT = """
-import os, sys
-from app import build_app
-app = build_app(sys.argv[1])
-try:
-    app.synth()
-except RuntimeError as exc:  # cdk-nag findings fail synth after the template is written
-    print(exc, file=sys.stderr)
-"""
-
-
-# ----------------------------------------------------------------------------- synth
-def _sources_hash(root: Path) -> str:
-    digest = hashlib.sha256()
-    for name in TEMPLATE_SOURCES:
-        base = root / name
-        files = [base] if base.is_file() else sorted(p for p in base.rglob("*") if p.is_file())
-        for path in files:
-            if "__pycache__" in path.parts:
-                continue
-            digest.update(str(path.relative_to(root)).encode())
-            digest.update(path.read_bytes())
-    return digest.hexdigest()[:16]
-
-
-def state_machine_variant(value: str | None = None) -> str:
-    """``value``, or :data:`STATE_MACHINE_ENV`'s value, or ``steps``; checked against
-    :data:`STATE_MACHINES`. Raises :class:`ConfigError` naming where the bad value came from."""
-    source = "state_machine" if value is not None else STATE_MACHINE_ENV
-    variant = value if value is not None else os.environ.get(STATE_MACHINE_ENV) or "steps"
-    if variant not in STATE_MACHINES:
-        raise ConfigError(f"{source}: {variant!r} is not one of {', '.join(STATE_MACHINES)}")
-    return variant
-
-
-def synthesize_template(
-    cache_dir: Path | None = None, *, root: Path = REPO_ROOT, state_machine: str | None = None
-) -> dict[str, Any]:
-    """The ``Loopwright`` stack's template (stub layer) as a dict, with the ``state_machine``
-    variant (:func:`state_machine_variant`), from
-    ``<cache_dir>/stepfunctions-template-<variant>-<hash>.json`` when the sources are unchanged,
-    else from a synth (``python -c build_app(...)`` in ``root``, about 8 s, the variant passed as
-    CDK context in ``CDK_CONTEXT_JSON``) that is then cached.
-
-    ``cache_dir`` defaults to ``<root>/build`` (gitignored). Raises :class:`ConfigError` for an
-    unknown variant, and when the synth writes no template (its stderr is in the message).
-    """
-    variant = state_machine_variant(state_machine)
-    cache = cache_dir or root / "build"
-    cached = cache / f"stepfunctions-template-{variant}-{_sources_hash(root)}.json"
-    if cached.is_file():
-        template: dict[str, Any] = json.loads(cached.read_text())
-        return template
-    env = {
-        **os.environ,
-        "LOOPWRIGHT_CDK_LAYER": "stub",
-        "JSII_SILENCE_WARNING_END_OF_LIFE_NODE_VERSION": "20",
-        "JSII_SILENCE_WARNING_DEPRECATED_NODE_VERSION": "1",
-        "CDK_CONTEXT_JSON": json.dumps(
-            {**json.loads(os.environ.get("CDK_CONTEXT_JSON") or "{}"), STATE_MACHINE_CONTEXT: variant}
-        ),
-    }
-    env.pop("CDK_OUTDIR", None)
-    with tempfile.TemporaryDirectory(prefix="loopwright-synth-") as outdir:
-        proc = subprocess.run(  # our own interpreter and script
-            [sys.executable, "-c", _SYNTH_SCRIPT, outdir],
-            cwd=root,
-            env=env,
-            capture_output=True,
-            text=True,
-            check=False,
-        )
-        produced = Path(outdir) / f"{STACK_NAME}.template.json"
-        if not produced.is_file():
-            raise ConfigError(f"CDK synth wrote no template: {proc.stderr.strip()[-2000:]}")
-        text = produced.read_text()
-    cache.mkdir(parents=True, exist_ok=True)
-    cached.write_text(text)
-    template = json.loads(text)
-    return template
-
-
-# ----------------------------------------------------------------------------- intrinsics
-def resolve_intrinsics(node: Any, refs: Mapping[str, str], arns: Mapping[str, str]) -> Any:
-    """``node`` with ``Fn::Join``, ``Fn::GetAtt [id, "Arn"]`` and ``Ref`` replaced.
-
-    ``refs``: logical id or pseudo parameter -> value; ``arns``: logical id -> ARN. Raises
-    :class:`ConfigError` naming any other intrinsic function or unknown reference.
-    """
-    if isinstance(node, list):
-        return [resolve_intrinsics(item, refs, arns) for item in node]
-    if not isinstance(node, dict):
-        return node
-    if len(node) == 1:
-        (key, value), *_ = node.items()
-        if key == "Fn::Join":
-            separator, parts = value
-            return separator.join(str(resolve_intrinsics(p, refs, arns)) for p in parts)
-        if key == "Fn::GetAtt":
-            logical_id, attribute = value if isinstance(value, list) else value.split(".", 1)
-            if attribute != "Arn" or logical_id not in arns:
-                raise ConfigError(f"cannot resolve Fn::GetAtt {logical_id}.{attribute}")
-            return arns[logical_id]
-        if key == "Ref":
-            if value not in refs:
-                raise ConfigError(f"cannot resolve Ref {value}")
-            return refs[value]
-        if key.startswith("Fn::"):
-            raise ConfigError(f"intrinsic function {key} is not supported locally")
-    return {k: resolve_intrinsics(v, refs, arns) for k, v in node.items()}
 
 
 # ----------------------------------------------------------------------------- Lambda
@@ -261,28 +127,16 @@ class ExecutionSummary:
     output: dict[str, Any] | None = None
 
 
-@dataclass
-class StepFunctionsRun:
-    """A loop run through the state machine: its result and every execution, in order."""
-
-    result: LoopResult
-    executions: list[ExecutionSummary] = field(default_factory=list)
-
-    @property
-    def largest_execution_events(self) -> int:
-        """The largest execution's history event count."""
-        return max((e.events for e in self.executions), default=0)
-
-
 class LocalStepFunctions:
     """moto (with ASL execution) + the synthesized state machine + local handlers.
 
-    ``template``: from :func:`synthesize_template`. ``state_dir``: ``LOOPWRIGHT_STATE_DIR`` of
-    the handlers. ``handlers``: function folder name -> handler replacing the real one (tests).
-    ``idempotency``: where the steps' Powertools Idempotency records go: ``dynamodb`` (moto's
-    table ``IDEMPOTENCY_TABLE``, as in AWS) or ``memory`` (:class:`MemoryPersistenceLayer`, the
-    same records and rules without moto's DynamoDB, about 4 times faster for a long loop). Use as
-    a context manager; :attr:`state_machine_arn` is set inside.
+    ``template``: from :func:`~loopwright.engine.stepfunctions_template.synthesize_template`.
+    ``state_dir``: ``LOOPWRIGHT_STATE_DIR`` of the handlers. ``handlers``: function folder name ->
+    handler replacing the real one (tests). ``idempotency``: where the steps' Powertools
+    Idempotency records go: ``dynamodb`` (moto's table ``IDEMPOTENCY_TABLE``, as in AWS) or
+    ``memory`` (:class:`~loopwright.engine.memory_idempotency.MemoryPersistenceLayer`, the same
+    records and rules without moto's DynamoDB, about 4 times faster for a long loop). Use as a
+    context manager; :attr:`state_machine_arn` is set inside.
     """
 
     def __init__(
@@ -573,86 +427,6 @@ class LocalStepFunctions:
         return len(self.history(arn))
 
 
-class MemoryPersistenceLayer(BasePersistenceLayer):
-    """Powertools Idempotency records in a dict, with the rule of ``DynamoDBPersistenceLayer``'s
-    conditional put: a record is written when no record has its key, or the record's
-    ``expiry_timestamp`` (seconds) has passed, or it is ``INPROGRESS`` with an
-    ``in_progress_expiry_timestamp`` (milliseconds) that has passed; otherwise the stored record
-    is validated against the new one's payload hash and
-    ``IdempotencyItemAlreadyExistsError(old_data_record=...)`` is raised, as the DynamoDB layer
-    does with the item returned on a failed condition. Everything else (keys, hashing, status,
-    expiry, replay) is Powertools' own code in :class:`BasePersistenceLayer`."""
-
-    def __init__(self) -> None:
-        super().__init__()  # type: ignore[no-untyped-call]  # Powertools leaves __init__ unannotated
-        self.records: dict[str, DataRecord] = {}
-
-    def _get_record(self, idempotency_key: str) -> DataRecord:
-        try:
-            return self.records[idempotency_key]
-        except KeyError as exc:
-            raise IdempotencyItemNotFoundError from exc
-
-    def _put_record(self, data_record: DataRecord) -> None:
-        old = self.records.get(data_record.idempotency_key)
-        now = time.time()
-        if (
-            old is None
-            or old.expiry_timestamp is None
-            or old.expiry_timestamp < int(now)
-            or (
-                old.status == STATUS_CONSTANTS["INPROGRESS"]
-                and old.in_progress_expiry_timestamp is not None
-                and old.in_progress_expiry_timestamp < int(now * 1000)
-            )
-        ):
-            self.records[data_record.idempotency_key] = data_record
-            return
-        self._validate_payload(data_payload=data_record, stored_data_record=old)
-        self._save_to_cache(data_record=old)
-        raise IdempotencyItemAlreadyExistsError(old_data_record=old)
-
-    def _update_record(self, data_record: DataRecord) -> None:
-        # UpdateItem SETs response data, expiry, status and payload hash; other attributes stay.
-        old = self.records.get(data_record.idempotency_key)
-        record = copy.copy(data_record)
-        record.in_progress_expiry_timestamp = old.in_progress_expiry_timestamp if old else None
-        self.records[data_record.idempotency_key] = record
-
-    def _delete_record(self, data_record: DataRecord) -> None:
-        self.records.pop(data_record.idempotency_key, None)
-
-
-class InMemoryIdempotency:
-    """``loopwright.cloud.idempotency.idempotency_store`` with its config and
-    :class:`MemoryPersistenceLayer` instead of the DynamoDB layer: one record dict for the whole
-    run (as one table is), a layer and a config of its own for each thread (as each Lambda
-    container has: Powertools sets a call's key prefix and Lambda context on them);
-    ``cache_clear`` clears the original's cache."""
-
-    def __init__(self, store_for: Any) -> None:
-        self._store_for = store_for
-        self.records: dict[str, DataRecord] = {}
-        self._local = threading.local()
-
-    def __call__(self, settings: Any) -> Any:
-        stores: dict[Any, Any] = self._local.__dict__.setdefault("stores", {})
-        if settings not in stores:
-            store = self._store_for(settings)
-            if store is None:
-                return None
-            layer = MemoryPersistenceLayer()
-            layer.records = self.records
-            # The store calls only the BasePersistenceLayer interface, which this layer implements.
-            stores[settings] = idempotency.IdempotencyStore(
-                persistence=cast("Any", layer), config=copy.copy(store.config)
-            )
-        return stores[settings]
-
-    def cache_clear(self) -> None:
-        self._store_for.cache_clear()
-
-
 def _reused_clients(create: Callable[..., Any]) -> Callable[..., Any]:
     """moto's ``boto_client_for(region, service, state_credentials)`` creating each client once.
 
@@ -699,74 +473,3 @@ def _environ(values: Mapping[str, str]) -> Iterator[None]:
                 os.environ.pop(key, None)
             else:
                 os.environ[key] = value
-
-
-# ----------------------------------------------------------------------------- loops
-def create_loop(config: LoopConfig, workspace: Path, loop_id: str | None = None) -> str:
-    """Create the loop (worktree, state) and record LOOP_STARTED as ``start_loop`` does; its id.
-    The state lives under ``<workspace>/.loopwright``."""
-    framework = LoopFramework(config, workspace=workspace, loop_id=loop_id)
-    state = framework.initialize_sync()
-    store = SqliteStore(workspace / ".loopwright" / "loopwright.db")
-    start_step(StepInput(loop_id=state.loop_id), CloudPorts(store=store))
-    return state.loop_id
-
-
-def execute_loop(
-    config: LoopConfig,
-    workspace: Path,
-    loop_id: str | None = None,
-    iterations_per_execution: int | None = None,
-    *,
-    template: Mapping[str, Any] | None = None,
-    handlers: Mapping[str, Handler] | None = None,
-    timeout_seconds: float = 600.0,
-    idempotency: Literal["dynamodb", "memory"] = "dynamodb",
-    state_machine: str | None = None,
-) -> StepFunctionsRun:
-    """Create the loop, run ``<loop_id>-g0`` and every continue-as-new execution after it until
-    the last one ends; the stored loop's :class:`LoopResult` and each execution's summary.
-
-    ``template`` defaults to :func:`synthesize_template` (cached) of the ``state_machine``
-    variant (:func:`state_machine_variant`: the argument, else ``LOOPWRIGHT_STATE_MACHINE``, else
-    ``steps``). ``handlers`` replace real handlers by function folder name; ``idempotency`` as
-    :class:`LocalStepFunctions`. Raises :class:`TimeoutError` when an execution runs longer
-    than ``timeout_seconds``.
-    """
-    workspace = Path(workspace).resolve()
-    state_dir = workspace / ".loopwright"
-    with LocalStepFunctions(
-        template or synthesize_template(state_machine=state_machine),
-        state_dir,
-        handlers=handlers,
-        idempotency=idempotency,
-    ) as local:
-        loop = create_loop(config, workspace, loop_id)
-        step_input = StepInput(loop_id=loop)
-        if iterations_per_execution is not None:
-            step_input.iterations_per_execution = iterations_per_execution
-        name = execution_name(loop, 0)
-        local.start(name, step_input)
-        executions: list[ExecutionSummary] = []
-        while True:
-            summary = local.wait(name, timeout_seconds)
-            executions.append(summary)
-            output = StepOutput.model_validate(summary.output) if summary.output else None
-            if summary.status != "SUCCEEDED" or output is None or not output.handover:
-                break
-            name = execution_name(loop, output.generation)
-        state = SqliteStore(state_dir / "loopwright.db").get_state(loop)
-    return StepFunctionsRun(result=LoopResult.from_state(state), executions=executions)
-
-
-def run_loop(
-    config: LoopConfig,
-    workspace: Path,
-    loop_id: str | None = None,
-    iterations_per_execution: int | None = None,
-) -> LoopResult:
-    """:func:`execute_loop`'s result; prints each execution's name, status and history events."""
-    run = execute_loop(config, workspace, loop_id, iterations_per_execution)
-    for execution in run.executions:
-        print(f"{execution.name}: {execution.status}, {execution.events} history events")
-    return run.result

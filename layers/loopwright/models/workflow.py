@@ -6,6 +6,9 @@ well under the Step Functions payload quota (256 KiB).
 
 State machine (``infrastructure/``)::
 
+    [baseline?] -yes-> Baseline (the exit conditions before the agent runs; CONTINUE -> Authorize,
+        | no                     otherwise as after Decide)
+        v
     Authorize -> [allowed?] -> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide
         ^            | no                                                      |
         |            '-> Decide (the denial)                                   |
@@ -46,6 +49,12 @@ class StepInput(BaseModel):
         "iterations_per_execution more (a resumed loop starts a new execution mid-way)",
     )
     task_token: str | None = Field(default=None, description="set by the await-human state")
+    baseline: bool = Field(
+        default=False,
+        description="evaluate the exit conditions before this execution's first Authorize "
+        "(loopwright.workflow.baseline_due): set in an execution's input by whoever starts it, never "
+        "by a handover, and never carried to a step's output",
+    )
 
 
 class StepOutput(StepInput):
