@@ -6,6 +6,12 @@ returns the :class:`~loopwright.models.StepOutput` the next Choice state branche
 handlers in ``functions/`` are one call to these; the functions take their ports as arguments,
 so they are tested without AWS (``tests/unit/test_cloud_steps.py``) and run unchanged against the
 local adapters when the synthesized state machine is executed locally.
+
+The agent's record of each iteration (:mod:`loopwright.records`, as the in-process engine keeps
+it) is written by :func:`iterate_step` after the state (prompt, output, usage, exit code,
+duration, commit, diff stat) and completed by :func:`evaluate_step` with the conditions' results.
+A record that cannot be written is logged and the step goes on; a retried step writes the same
+record again, under the same key.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopwright import workflow
+from loopwright import records, workflow
 from loopwright.models import (
     Decision,
     IterationEvent,
@@ -156,16 +162,24 @@ def authorize_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 
 
 def iterate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
-    """The agent works once; its changes are committed."""
+    """The agent works once; its changes are committed. Once the state is saved, the iteration's
+    record is written with the prompt, the agent's output and result, and its commit's diff stat."""
     step = _Step(event, ports)
-    workflow.run_iteration(
+    workspace: Workspace = _require(ports.workspace, "workspace")
+    record = records.start_record(step.state, ports.state_dir)
+    output = records.OutputCollector()
+    result = workflow.run_iteration(
         step.state,
         _require(ports.agent, "agent"),
-        _require(ports.workspace, "workspace"),
+        workspace,
         step.record,
         state_dir=ports.state_dir,
+        on_output=output,
     )
-    return step.save()
+    saved = step.save()
+    done = records.finish_record(record, step.state, result, output.snapshot(), workspace)
+    records.RecordKeeper(ports.store).save(done)
+    return saved
 
 
 def checkpoint_step(event: StepInput, ports: CloudPorts) -> StepOutput:
@@ -207,14 +221,17 @@ def evaluation_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 
 
 def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
-    """Evaluate every exit condition (unless a human asked the loop to stop)."""
+    """Evaluate every exit condition (unless a human asked the loop to stop); once the state is
+    saved, their results are added to the iteration's record."""
     step = _Step(event, ports)
     halt = step.halt()
     pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
     if halt.stop_reason is not None or pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
     workflow.evaluate_conditions(step.state, _require(ports.sandbox, "sandbox"), step.record)
-    return step.save()
+    saved = step.save()
+    records.RecordKeeper(ports.store).add_evaluation(step.state)
+    return saved
 
 
 def verify_step(event: StepInput, ports: CloudPorts) -> StepOutput:
