@@ -19,7 +19,7 @@ from loopwright.engine.stepfunctions_loops import execute_loop
 from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models import IterationEventType, LoopConfig, LoopOutcome, LoopPhase
 from loopwright.steps.checkpoint import recover
-from tests.integration.helpers import make_repo
+from tests.integration.helpers import cli, make_repo
 
 
 @pytest.fixture(scope="module")
@@ -85,6 +85,52 @@ def test_the_state_machine_meets_the_condition_with_the_engines_events(
     store = SqliteStore(sfn_ws / ".loopwright" / "loopwright.db")
     evaluated = store.list_events("sfn-loop", types=[IterationEventType.EXIT_CONDITIONS_EVALUATED])
     assert [(e.iteration, e.data.get("baseline")) for e in evaluated] == [(0, True), (1, None), (2, None)]
+
+
+@pytest.mark.slow
+def test_the_state_machine_records_each_iteration_for_show(tmp_path: Path, template: dict[str, Any]) -> None:
+    # Given a loop whose command agent prints on stdout and stderr
+    agent = tmp_path / "talking_agent.py"
+    agent.write_text(
+        textwrap.dedent(
+            """
+            import os, pathlib, sys
+            n = int(os.environ["LOOPWRIGHT_ITERATION"])
+            print(f"agent line of iteration {n}", flush=True)
+            print(f"agent warning {n}", file=sys.stderr, flush=True)
+            pathlib.Path(f"{n}.txt").write_text("done\\n")
+            """
+        )
+    )
+    config = LoopConfig.model_validate(
+        {
+            **_config(tmp_path).model_dump(mode="json"),
+            "agent": {"kind": "command", "command": [sys.executable, str(agent)]},
+        }
+    )
+    workspace = _workspace(tmp_path / "ws")
+    # When the synthesized state machine runs it (the Iterate and Evaluate Lambdas write records)
+    run = execute_loop(config, workspace, "talks", template=template, timeout_seconds=60)
+    assert (run.result.outcome, run.result.iterations) == (LoopOutcome.CONDITIONS_MET, 2)
+    # Then show prints iteration 1's record: prompt, the agent's output, diff stat, the condition
+    shown = cli("show", "talks", "-w", str(workspace), "--iteration", "1")
+    assert shown.returncode == 0, shown.stderr
+    for expected in (
+        "# loopwright: iteration 1 of 5",
+        "agent line of iteration 1",
+        "agent warning 1",
+        "1 file(s) changed, +1 -0",
+        "done NOT_MET",
+    ):
+        assert expected in shown.stdout, shown.stdout
+    # And the store holds both iterations' records, each with its evaluation
+    store = SqliteStore(workspace / ".loopwright" / "loopwright.db")
+    records = [store.get_iteration_record("talks", n) for n in (1, 2)]
+    assert [[(c.name, c.status.value) for c in r.conditions] for r in records if r] == [
+        [("done", "NOT_MET")],
+        [("done", "MET")],
+    ]
+    assert all(r is not None and r.exit_code == 0 and not r.agent_running for r in records)
 
 
 def _with_check(config: LoopConfig, command: list[str]) -> LoopConfig:
