@@ -118,7 +118,8 @@ def skipped_check(gate: GateConfig, reason: str) -> GateCheck:
 
 def run_gates(gates: Sequence[GateConfig], sandbox: Sandbox, cwd: Path) -> list[GateCheck]:
     """Run ``gates`` in order in ``cwd`` through ``sandbox``, each with its ``timeout_seconds``
-    (default 30 s, seed 000 SC-002) and ``max_output_bytes``; one :class:`GateCheck` each, in the
-    same order. A gate that cannot run or times out is an ERROR / TIMEOUT check, never an
-    exception (a CUSTOM gate without a command cannot be configured)."""
+    (default 600 s, :data:`~loopwright.models.config.DEFAULT_CONDITION_TIMEOUT_SECONDS`) and
+    ``max_output_bytes``; one :class:`GateCheck` each, in the same order. A gate that cannot run
+    or times out is an ERROR / TIMEOUT check, never an exception (a CUSTOM gate without a
+    command cannot be configured)."""
     return [gate_check(gate.key, evaluate_condition(gate, sandbox, cwd, iteration=0)) for gate in gates]
