@@ -16,6 +16,18 @@ function runs. The stage ``v1`` has:
 - gateway responses (:data:`GATEWAY_RESPONSES`) in the dashboard's error shape,
   ``{"message", "error": {"code", "message"}}``, so a refusal by API Gateway itself (no token,
   bad body, throttled) reads like the functions' own.
+
+The API Gateway CloudWatch role (context key :data:`CTX_API_GATEWAY_CLOUDWATCH_ROLE`): a stage with
+access logging is rejected on create unless the account's API Gateway settings in that region name
+a CloudWatch Logs role (``AWS::ApiGateway::Account``). ``create`` (the default, so a first deploy
+into a fresh account succeeds) lets CDK create that role and the ``AWS::ApiGateway::Account``
+resource, both with removal policy RETAIN (``cloud_watch_role_removal_policy``; CDK API reference,
+``aws_apigateway.RestApiBase``): the setting is account-wide, one per region ("you should only have
+one AWS::ApiGateway::Account resource per region per account", CloudFormation template reference,
+``AWS::ApiGateway::Account``), so deleting this stack must not take the role from under another
+API; CDK makes the stage depend on the Account resource. ``existing`` creates neither, for accounts
+whose platform team owns that setting (a landing zone): the role must then be set before the first
+deploy (``aws apigateway get-account`` shows ``cloudwatchRoleArn``; README, "On AWS").
 """
 
 from __future__ import annotations
@@ -43,6 +55,11 @@ from infrastructure.constants import (
 )
 from loopwright.models import StartLoopRequest
 
+#: Context key: who provides the account's API Gateway CloudWatch role (see the module docstring).
+CTX_API_GATEWAY_CLOUDWATCH_ROLE = "loopwright:apiGatewayCloudWatchRole"
+#: Its values: the stack creates (and retains) the role, or the account already has one.
+CLOUDWATCH_ROLE_CREATE = "create"
+CLOUDWATCH_ROLE_EXISTING = "existing"
 #: API Gateway models are JSON Schema draft 4.
 DRAFT_4 = "http://json-schema.org/draft-04/schema#"
 #: The stage every URL of the API is under.
@@ -86,6 +103,19 @@ GATEWAY_RESPONSES: dict[str, tuple[str, str, str | None]] = {
     "DEFAULT_4XX": ("", "bad_request", None),
     "DEFAULT_5XX": ("", "internal", None),
 }
+
+
+def creates_cloudwatch_role(value: object) -> bool:
+    """True for :data:`CLOUDWATCH_ROLE_CREATE` (also when ``value`` is None: the default), False
+    for :data:`CLOUDWATCH_ROLE_EXISTING`. Raises ValueError naming the context key otherwise, so a
+    typo fails synth instead of deploying a stage that a fresh account rejects."""
+    mode = str(value or CLOUDWATCH_ROLE_CREATE).strip().lower()
+    if mode not in (CLOUDWATCH_ROLE_CREATE, CLOUDWATCH_ROLE_EXISTING):
+        raise ValueError(
+            f"context {CTX_API_GATEWAY_CLOUDWATCH_ROLE}: {value!r} is not one of "
+            f"{CLOUDWATCH_ROLE_CREATE}, {CLOUDWATCH_ROLE_EXISTING}"
+        )
+    return mode == CLOUDWATCH_ROLE_CREATE
 
 
 def _inline_refs(node: Any, defs: dict[str, Any]) -> Any:
@@ -169,7 +199,7 @@ def gateway_response_template(code: str, message: str | None) -> str:
 class LoopApi(Construct):
     """:attr:`api` with ``POST /loops`` (:attr:`post_loops`); ``throttled_posts`` are the
     ``<resource path>/POST`` keys of the dashboard's POST methods (throttled per method, see the
-    module docstring)."""
+    module docstring); ``create_cloudwatch_role``: see :func:`creates_cloudwatch_role`."""
 
     def __init__(
         self,
@@ -179,8 +209,10 @@ class LoopApi(Construct):
         start_loop: lambda_.IFunction,
         removal_policy: RemovalPolicy,
         throttled_posts: Sequence[str] = (),
+        create_cloudwatch_role: bool = True,
     ) -> None:
         super().__init__(scope, construct_id)
+        self._create_cloudwatch_role = create_cloudwatch_role
         self.access_logs = logs.LogGroup(
             self, "AccessLogs", retention=LOG_RETENTION, removal_policy=removal_policy
         )
@@ -209,7 +241,8 @@ class LoopApi(Construct):
             "Api",
             description="loopwright: start governed autonomous loops; the dashboard",
             endpoint_types=[apigw.EndpointType.REGIONAL],
-            cloud_watch_role=False,
+            cloud_watch_role=self._create_cloudwatch_role,
+            cloud_watch_role_removal_policy=RemovalPolicy.RETAIN if self._create_cloudwatch_role else None,
             deploy_options=apigw.StageOptions(
                 stage_name=STAGE_NAME,
                 tracing_enabled=True,

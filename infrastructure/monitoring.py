@@ -1,7 +1,14 @@
 """Alerts and a dashboard.
 
-- SNS topic for alerts, encrypted with the ``alias/aws/sns`` KMS key, TLS enforced; an e-mail
-  subscription when the context key ``loopwright:alarmEmail`` is set.
+- SNS topic for alerts, TLS enforced, encrypted with its own customer-managed KMS key (rotation
+  on). Not the AWS-managed ``alias/aws/sns`` key: its key policy cannot be changed, and CloudWatch
+  alarms can publish to an encrypted topic only when the key policy lets
+  ``cloudwatch.amazonaws.com`` call ``kms:Decrypt`` and ``kms:GenerateDataKey*`` ("Enable
+  compatibility between event sources from AWS services and encrypted topics", Amazon SNS
+  Developer Guide, sns-key-management). The key statement has no condition, as in that guide's
+  example; the topic policy lets CloudWatch publish only for alarms of this account
+  (``aws:SourceAccount``, and ``aws:SourceArn`` like ``arn:...:cloudwatch:<region>:<account>:alarm:*``).
+  An e-mail subscription when the context key ``loopwright:alarmEmail`` is set.
 - Alarms (period :data:`ALARM_PERIOD`, alarm at 1 or more, missing data = OK): the state
   machine's ``ExecutionsFailed``; each function's ``Errors``; the API's ``5XXError``.
 - A dashboard: executions (started, succeeded, failed), per-function errors and duration (p95),
@@ -10,9 +17,11 @@
 
 from __future__ import annotations
 
+from aws_cdk import ArnFormat, RemovalPolicy, Stack
 from aws_cdk import aws_apigateway as apigw
 from aws_cdk import aws_cloudwatch as cloudwatch
 from aws_cdk import aws_cloudwatch_actions as actions
+from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from aws_cdk import aws_sns as sns
@@ -24,7 +33,7 @@ from infrastructure.constants import ALARM_PERIOD
 
 
 class Monitoring(Construct):
-    """:attr:`topic`, :attr:`alarms` and :attr:`dashboard`."""
+    """:attr:`key`, :attr:`topic`, :attr:`alarms` and :attr:`dashboard`."""
 
     def __init__(
         self,
@@ -35,20 +44,55 @@ class Monitoring(Construct):
         functions: dict[str, lambda_.Function],
         api: apigw.RestApi,
         alarm_email: str | None = None,
+        removal_policy: RemovalPolicy = RemovalPolicy.RETAIN,
     ) -> None:
         super().__init__(scope, construct_id)
+        self.key = self._build_key(removal_policy)
         self.topic = self._build_topic(alarm_email)
         self.alarms: list[cloudwatch.Alarm] = []
         self._build_alarms(state_machine, functions, api)
         self.dashboard = self._build_dashboard(state_machine, functions, api)
 
+    def _build_key(self, removal_policy: RemovalPolicy) -> kms.Key:
+        key = kms.Key(
+            self,
+            "AlertsKey",
+            description="loopwright alerts topic: SNS encryption that CloudWatch alarms can use",
+            enable_key_rotation=True,
+            removal_policy=removal_policy,
+        )
+        key.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToUseTheKey",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["kms:Decrypt", "kms:GenerateDataKey*"],
+                resources=["*"],  # in a key policy, "*" is this key
+            )
+        )
+        return key
+
     def _build_topic(self, alarm_email: str | None) -> sns.Topic:
         topic = sns.Topic(
-            self,
-            "Alerts",
-            display_name="loopwright alerts",
-            master_key=kms.Alias.from_alias_name(self, "SnsKey", "alias/aws/sns"),
-            enforce_ssl=True,
+            self, "Alerts", display_name="loopwright alerts", master_key=self.key, enforce_ssl=True
+        )
+        stack = Stack.of(self)
+        alarms = stack.format_arn(
+            service="cloudwatch",
+            resource="alarm",
+            resource_name="*",
+            arn_format=ArnFormat.COLON_RESOURCE_NAME,
+        )
+        topic.add_to_resource_policy(
+            iam.PolicyStatement(
+                sid="AllowCloudWatchAlarmsToPublish",
+                principals=[iam.ServicePrincipal("cloudwatch.amazonaws.com")],
+                actions=["sns:Publish"],
+                resources=[topic.topic_arn],
+                conditions={
+                    "StringEquals": {"aws:SourceAccount": stack.account},
+                    "ArnLike": {"aws:SourceArn": alarms},
+                },
+            )
         )
         if alarm_email:
             topic.add_subscription(subscriptions.EmailSubscription(alarm_email))

@@ -81,9 +81,21 @@ def acknowledge(stack: LoopwrightStack) -> None:
     _ack(
         api.deployment_stage,
         "AwsSolutions-APIG6",
-        "access logs are on (JSON, own log group); execution logging needs the account-wide API "
-        "Gateway CloudWatch role, which this stack does not own",
+        "access logs are on (JSON, own log group, one month retention) with each request's status, "
+        "latencies and error; execution logs would go to API Gateway's own log group "
+        "(API-Gateway-Execution-Logs_<api id>/<stage>), which this stack does not create and so "
+        "cannot give a retention",
     )
+    cloudwatch_role = api.node.try_find_child("CloudWatchRole")
+    if cloudwatch_role is not None:  # context loopwright:apiGatewayCloudWatchRole=create
+        _ack(
+            cloudwatch_role,
+            "AwsSolutions-IAM4[Policy::arn:<AWS::Partition>:iam::aws:policy/service-role/"
+            "AmazonAPIGatewayPushToCloudWatchLogs]",
+            "the account's API Gateway CloudWatch role, created by RestApi(cloud_watch_role=True) with "
+            "the AWS managed policy API Gateway documents for it (writing logs to CloudWatch Logs); "
+            "without it a stage with access logging is rejected in a fresh account",
+        )
     _ack(
         stack.api.post_loops,
         "AwsSolutions-COG4",

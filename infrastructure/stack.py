@@ -5,7 +5,8 @@ Context keys (``cdk.json`` or ``-c``): ``loopwright:removalPolicy`` (``destroy``
 ``loopwright:memoryExpiryDays`` (7-365), ``loopwright:codeInterpreterNetwork`` (``PUBLIC`` |
 ``SANDBOX``), ``loopwright:layer`` (``build`` | ``stub``; also the
 environment variable ``LOOPWRIGHT_CDK_LAYER``), ``loopwright:alarmEmail``, ``loopwright:stateMachine``
-(``steps`` | ``compact``, :mod:`infrastructure.compact_state_machine`).
+(``steps`` | ``compact``, :mod:`infrastructure.compact_state_machine`),
+``loopwright:apiGatewayCloudWatchRole`` (``create`` | ``existing``, :mod:`infrastructure.api`).
 """
 
 from __future__ import annotations
@@ -19,7 +20,7 @@ from constructs import Construct
 
 from infrastructure import nag
 from infrastructure.agentcore import AgentCore
-from infrastructure.api import LoopApi
+from infrastructure.api import CTX_API_GATEWAY_CLOUDWATCH_ROLE, LoopApi, creates_cloudwatch_role
 from infrastructure.compact_state_machine import (
     COMPACT,
     CTX_STATE_MACHINE,
@@ -103,6 +104,9 @@ class LoopwrightStack(Stack):
             start_loop=start_loop,
             removal_policy=removal_policy,
             throttled_posts=CONTROL_ROUTE_KEYS,
+            create_cloudwatch_role=creates_cloudwatch_role(
+                self.node.try_get_context(CTX_API_GATEWAY_CLOUDWATCH_ROLE)
+            ),
         )
         self.dashboard = Dashboard(
             self,
@@ -130,6 +134,7 @@ class LoopwrightStack(Stack):
             functions=functions,
             api=self.api.api,
             alarm_email=self.node.try_get_context(CTX_ALARM_EMAIL),
+            removal_policy=removal_policy,
         )
         self._build_outputs()
         nag.acknowledge(self)

@@ -118,8 +118,8 @@ def test_acknowledgements_are_written_to_the_template_with_reasons(synthesized: 
     assert acknowledged, "write_suppressions_to_cloud_formation puts them in Metadata"
     assert all(len(rule["reason"]) > 20 for rule in acknowledged)
     assert {rule["id"].split("[")[0] for rule in acknowledged} <= {
-        "AwsSolutions-L1", "AwsSolutions-IAM5", "AwsSolutions-APIG3", "AwsSolutions-APIG4",
-        "AwsSolutions-APIG6", "AwsSolutions-COG4", "AwsSolutions-SQS3",
+        "AwsSolutions-L1", "AwsSolutions-IAM4", "AwsSolutions-IAM5", "AwsSolutions-APIG3",
+        "AwsSolutions-APIG4", "AwsSolutions-APIG6", "AwsSolutions-COG4", "AwsSolutions-SQS3",
     }  # fmt: skip
 
 
@@ -452,42 +452,6 @@ def test_memory_and_code_interpreter(synthesized: Synthesized) -> None:
         "AWS::BedrockAgentCore::CodeInterpreterCustom",
         {"NetworkConfiguration": {"NetworkMode": "PUBLIC"}},
     )
-
-
-# ----------------------------------------------------------------------------- continuation, monitoring
-def test_git_push_rule_targets_start_loop_with_a_dead_letter_queue(synthesized: Synthesized) -> None:
-    synthesized.template.has_resource_properties(
-        "AWS::Events::Rule",
-        {
-            "EventPattern": {
-                "source": [constants.GIT_EVENT_SOURCE],
-                "detail-type": [constants.GIT_EVENT_DETAIL_TYPE],
-            },
-            "Targets": [
-                Match.object_like({"DeadLetterConfig": Match.any_value(), "RetryPolicy": Match.any_value()})
-            ],
-        },
-    )
-    synthesized.template.resource_count_is("AWS::Scheduler::ScheduleGroup", 1)
-    synthesized.template.has_resource_properties(
-        "AWS::IAM::Role",
-        {
-            "AssumeRolePolicyDocument": Match.object_like(
-                {"Statement": [Match.object_like({"Principal": {"Service": "scheduler.amazonaws.com"}})]}
-            )
-        },
-    )
-
-
-def test_alarms_notify_the_encrypted_topic(synthesized: Synthesized) -> None:
-    (topic,) = synthesized.resources("AWS::SNS::Topic").values()
-    assert _flatten(topic["Properties"]["KmsMasterKeyId"]).endswith(":alias/aws/sns")
-    alarms = synthesized.resources("AWS::CloudWatch::Alarm")
-    metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
-    assert metrics.count("Errors") == len(constants.FUNCTIONS)
-    assert "ExecutionsFailed" in metrics and "5XXError" in metrics
-    assert all(len(a["Properties"]["AlarmActions"]) == 1 for a in alarms.values())
-    synthesized.template.resource_count_is("AWS::CloudWatch::Dashboard", 1)
 
 
 # ----------------------------------------------------------------------------- layer build, app.py
