@@ -44,27 +44,40 @@ from infrastructure.policies import PolicyStore
 from infrastructure.storage import Storage
 from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 
-#: What each function may touch: ``tables`` (loops and events, read/write), ``memory``
+#: What each function may touch: ``loops`` (read and update its loop's item: :data:`LOOP_ACTIONS`),
+#: ``loop_create`` (put a new loop item: start_loop), ``events`` (put event items, written in the
+#: same transaction as the loop's state: every step that records events; not await_human), ``memory``
 #: (checkpoints: checkpoint, and authorize/evaluate/decide for the final one when a loop ends),
 #: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize), ``idempotency`` (its records:
 #: every task whose handler is ``@idempotent_step``; not await_human, whose retry must store the
 #: new task token), ``schedule`` (create a schedule in the group, pass the scheduler role),
 #: ``agent_runtime`` (iterate: invoke a loop's AgentCore Runtime agent, see :data:`CTX_AGENT_RUNTIME_ARNS`).
 NEEDS: dict[str, frozenset[str]] = {
-    "authorize": frozenset({"tables", "memory", "policy", "idempotency"}),
-    "iterate": frozenset({"tables", "code_interpreter", "idempotency", "agent_runtime"}),
-    "checkpoint": frozenset({"tables", "memory", "idempotency"}),
-    "evaluate": frozenset({"tables", "memory", "code_interpreter", "idempotency"}),
-    "verify": frozenset({"tables", "idempotency"}),
-    "decide": frozenset({"tables", "memory", "idempotency"}),
-    "record_failure": frozenset({"tables", "idempotency"}),
-    "start_loop": frozenset({"tables"}),
-    "await_human": frozenset({"tables"}),
+    "authorize": frozenset({"loops", "events", "memory", "policy", "idempotency"}),
+    "iterate": frozenset({"loops", "events", "code_interpreter", "idempotency", "agent_runtime"}),
+    "checkpoint": frozenset({"loops", "events", "memory", "idempotency"}),
+    "evaluate": frozenset({"loops", "events", "memory", "code_interpreter", "idempotency"}),
+    "verify": frozenset({"loops", "events", "idempotency"}),
+    "decide": frozenset({"loops", "events", "memory", "idempotency"}),
+    "record_failure": frozenset({"loops", "events", "idempotency"}),
+    "start_loop": frozenset({"loops", "loop_create", "events"}),
+    "await_human": frozenset({"loops"}),
     "run_iteration": frozenset(
-        {"tables", "memory", "policy", "code_interpreter", "idempotency", "agent_runtime"}
+        {"loops", "events", "memory", "policy", "code_interpreter", "idempotency", "agent_runtime"}
     ),
     "schedule_resume": frozenset({"schedule", "idempotency"}),
 }
+#: What the loop functions do with the loops table, read from their code path
+#: (``loopwright.cloud.steps``, ``start``, ``schedule``: ``LoopStore.get_state``, ``save_state``,
+#: ``pending_controls``, ``clear_controls``, ``clear_stop``; in ``DynamoDbStore`` a GetItem, an
+#: UpdateItem or a TransactWriteItems of one Update and event Puts): item actions on the table only,
+#: no index (no step queries one), no Scan, no DeleteItem, no BatchGetItem. A TransactWriteItems is
+#: authorized per item action ("Using IAM with DynamoDB transactions", DynamoDB Developer Guide).
+LOOP_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
+#: ``create_loop``: a conditional PutItem of the new loop (start_loop only).
+LOOP_CREATE_ACTIONS = ("dynamodb:PutItem",)
+#: Events are only ever put (conditional Puts in the loop's transaction); the steps never read them.
+EVENT_ACTIONS = ("dynamodb:PutItem",)
 #: What Powertools Idempotency does with a record (``DynamoDBPersistenceLayer``): no Query, no Scan.
 IDEMPOTENCY_ACTIONS = ("dynamodb:GetItem", "dynamodb:PutItem", "dynamodb:UpdateItem", "dynamodb:DeleteItem")
 #: Context key: the AgentCore Runtime ARNs the iterate function may invoke (``agent_runtime``: a
@@ -195,9 +208,13 @@ class LoopFunctions(Construct):
         )
         log_group.grant_write(role)
         needs = NEEDS[name]
-        if "tables" in needs:
-            self._storage.loops_table.grant_read_write_data(role)
-            self._storage.events_table.grant_read_write_data(role)
+        loops, events = self._storage.loops_table, self._storage.events_table
+        grants = (("loops", loops, LOOP_ACTIONS), ("loop_create", loops, LOOP_CREATE_ACTIONS))
+        for need, table, actions in (*grants, ("events", events, EVENT_ACTIONS)):
+            if need in needs:  # the table's ARN: its items, never '<arn>/index/*'
+                role.add_to_principal_policy(
+                    iam.PolicyStatement(actions=list(actions), resources=[table.table_arn])
+                )
         if "idempotency" in needs:
             self._storage.idempotency_table.grant(role, *IDEMPOTENCY_ACTIONS)
         if "memory" in needs:

@@ -14,15 +14,27 @@ that plus the package and policy sources, so editing loopwright only re-links an
 fails with :class:`LayerBuildError` saying to run ``python -m infrastructure.layer_build`` once
 online.
 
-``cedarpy``, ``typer`` and ``rich`` are not in the layer (local engine and CLI only); ``boto3`` is
-in the Lambda runtime but comes along as a dependency of bedrock-agentcore (which needs a newer
-one than the runtime's).
+``cedarpy``, ``typer`` and ``rich`` are not in the layer (local engine and CLI only).
+
+What pip brings along and Lambda never imports is removed after the install
+(:data:`LAYER_EXCLUDED`, each distribution's files as its ``RECORD`` lists them):
+``uvicorn`` and what only it needs (``click``, ``h11``). bedrock-agentcore 1.25.0 depends on them
+for ``BedrockAgentCoreApp.run`` (an agent's HTTP server), which imports ``uvicorn`` inside the
+function; the functions only use its Memory and Code Interpreter clients. ``starlette`` and
+``websockets`` stay: the package's ``__init__`` imports ``bedrock_agentcore.runtime``, whose
+modules import both at import time, so ``import bedrock_agentcore.memory`` needs them
+(``tests/infrastructure/test_layer_build.py`` imports every handler with the excluded packages
+blocked). ``boto3``/``botocore`` stay, pinned by bedrock-agentcore (``boto3>=1.43.115``): the
+runtime's own SDK is whatever version Lambda ships at the time ("Runtime-included SDK versions",
+Lambda Developer Guide), and the AgentCore data plane (``bedrock-agentcore`` service) is newer
+than the SDK a runtime may carry, so the layer pins the one the tests ran with.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -44,6 +56,8 @@ LAYER_REQUIREMENTS: tuple[str, ...] = (
     "aws-lambda-powertools[tracer]==3.37.0",
     "bedrock-agentcore==1.25.0",
 )
+#: Distributions removed from the installed dependencies (see the module docstring).
+LAYER_EXCLUDED: tuple[str, ...] = ("uvicorn", "click", "h11")
 #: Seconds pip may take before the build is abandoned.
 PIP_TIMEOUT_SECONDS = 600
 _IGNORED = shutil.ignore_patterns("__pycache__", "*.pyc", ".mypy_cache", ".pytest_cache")
@@ -65,7 +79,8 @@ def _run(command: Sequence[str]) -> tuple[int, str]:
 
 def requirements_hash(requirements: Iterable[str] = LAYER_REQUIREMENTS) -> str:
     """SHA-256 (first 16 hex digits) of the requirements, platform and Python version."""
-    text = "\n".join([*sorted(requirements), LAYER_PIP_PLATFORM, LAYER_PYTHON_VERSION])
+    excluded = [f"-{name}" for name in sorted(LAYER_EXCLUDED)]
+    text = "\n".join([*sorted(requirements), *excluded, LAYER_PIP_PLATFORM, LAYER_PYTHON_VERSION])
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 
@@ -91,6 +106,37 @@ def pip_command(target: Path, requirements: Sequence[str] = LAYER_REQUIREMENTS) 
     ]  # fmt: skip
 
 
+def _canonical(name: str) -> str:
+    return re.sub(r"[-_.]+", "-", name).lower()
+
+
+def prune(site: Path, names: Iterable[str] = LAYER_EXCLUDED) -> list[str]:
+    """Remove the distributions ``names`` from ``site`` (a ``pip install --target`` folder): every
+    file their ``RECORD`` lists (inside ``site`` only), folders left empty, and the
+    ``.dist-info``. Returns the names removed, sorted."""
+    wanted = {_canonical(name) for name in names}
+    root = site.resolve()
+    removed: list[str] = []
+    for info in sorted(site.glob("*.dist-info")):
+        name = _canonical(info.name.removesuffix(".dist-info").rsplit("-", 1)[0])
+        if name not in wanted:
+            continue
+        record = info / "RECORD"
+        lines = record.read_text().splitlines() if record.exists() else []
+        folders: set[Path] = set()
+        for line in lines:
+            path = (site / line.split(",", 1)[0]).resolve()
+            if path.is_relative_to(root) and path.is_file() and info.resolve() not in path.parents:
+                path.unlink()
+                folders.update(p for p in path.parents if p.is_relative_to(root) and p != root)
+        for folder in sorted(folders, key=lambda p: len(p.parts), reverse=True):
+            if folder.is_dir() and not any(folder.iterdir()):
+                folder.rmdir()
+        shutil.rmtree(info)
+        removed.append(name)
+    return sorted(removed)
+
+
 def build_dependencies(build_dir: Path = BUILD_DIR, run: CommandRunner = _run) -> Path:
     """The folder whose ``python/`` holds the installed requirements, built when missing.
 
@@ -111,6 +157,7 @@ def build_dependencies(build_dir: Path = BUILD_DIR, run: CommandRunner = _run) -
             f"package index; later synths reuse {deps} offline. For tests, "
             "`-c loopwright:layer=stub` (or LOOPWRIGHT_CDK_LAYER=stub) synthesizes a stub layer."
         )
+    prune(staging / "python")
     staging.rename(deps)
     return deps
 

@@ -20,7 +20,6 @@ from aws_cdk.assertions import Match
 from infrastructure import constants
 from infrastructure.api import request_schema
 from infrastructure.functions import NEEDS
-from infrastructure.layer_build import LayerBuildError, build_layer, pip_command
 from infrastructure.plans import PLAN_FUNCTIONS
 from infrastructure.policies import SCHEMA_JSON_PATH, SCHEMA_SHA256_PATH, load_policies, split_policies
 from loopwright.adapters.aws import dynamodb_store as keys
@@ -454,40 +453,7 @@ def test_memory_and_code_interpreter(synthesized: Synthesized) -> None:
     )
 
 
-# ----------------------------------------------------------------------------- layer build, app.py
-def test_layer_build_installs_once_then_reuses_the_dependencies(tmp_path: Path) -> None:
-    calls: list[list[str]] = []
-
-    def fake_pip(command: Any) -> tuple[int, str]:
-        calls.append(list(command))
-        target = Path(command[command.index("--target") + 1])
-        (target / "pydantic").mkdir(parents=True)
-        (target / "pydantic" / "__init__.py").write_text("")
-        return 0, ""
-
-    layer = build_layer(tmp_path, fake_pip)
-    assert (layer / "python" / "pydantic" / "__init__.py").exists()
-    assert (layer / "python" / "loopwright" / "models" / "workflow.py").exists()
-    assert (layer / "python" / "policies" / "loopwright.cedarschema").exists()
-    assert not list((layer / "python" / "loopwright").rglob("__pycache__"))
-    assert build_layer(tmp_path, fake_pip) == layer
-    assert len(calls) == 1
-    assert calls[0][calls[0].index("--platform") + 1] == constants.LAYER_PIP_PLATFORM
-    assert "--only-binary=:all:" in calls[0]
-
-
-def test_layer_build_offline_says_what_to_run(tmp_path: Path) -> None:
-    with pytest.raises(LayerBuildError, match=r"python -m infrastructure\.layer_build"):
-        build_layer(tmp_path, lambda command: (1, "ERROR: Could not find a version (network)"))
-    assert not list(tmp_path.glob("layer-deps-*"))
-
-
-def test_layer_requirements_leave_out_local_only_packages() -> None:
-    command = " ".join(pip_command(Path("/x")))
-    assert "cedarpy" not in command and "typer" not in command and "rich" not in command
-    assert "--python-version 3.12" in command and "--implementation cp" in command
-
-
+# ------------------------------------------------------------------------ app.py (layer: test_layer_build)
 @pytest.mark.slow
 def test_app_py_synthesizes_from_a_clean_folder(tmp_path: Path) -> None:
     # Given a copy of what the app needs, without build/ or cdk.out/
