@@ -45,8 +45,10 @@ from infrastructure.storage import Storage
 from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 
 #: What each function may touch: ``loops`` (read and update its loop's item: :data:`LOOP_ACTIONS`),
-#: ``loop_create`` (put a new loop item: start_loop), ``events`` (put event items, written in the
-#: same transaction as the loop's state: every step that records events; not await_human), ``memory``
+#: ``loop_create`` (put a new loop item: start_loop), ``records`` (put the agent's iteration
+#: records, items of the loops table: iterate, evaluate and run_iteration, ``loopwright.records``),
+#: ``events`` (put event items, written in the same transaction as the loop's state: every step
+#: that records events; not await_human), ``memory``
 #: (checkpoints: checkpoint, and authorize/evaluate/decide for the final one when a loop ends),
 #: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize), ``idempotency`` (its records:
 #: every task whose handler is ``@idempotent_step``; not await_human, whose retry must store the
@@ -54,16 +56,16 @@ from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 #: ``agent_runtime`` (iterate: invoke a loop's AgentCore Runtime agent, see :data:`CTX_AGENT_RUNTIME_ARNS`).
 NEEDS: dict[str, frozenset[str]] = {
     "authorize": frozenset({"loops", "events", "memory", "policy", "idempotency"}),
-    "iterate": frozenset({"loops", "events", "code_interpreter", "idempotency", "agent_runtime"}),
+    "iterate": frozenset({"loops", "records", "events", "code_interpreter", "idempotency", "agent_runtime"}),
     "checkpoint": frozenset({"loops", "events", "memory", "idempotency"}),
-    "evaluate": frozenset({"loops", "events", "memory", "code_interpreter", "idempotency"}),
+    "evaluate": frozenset({"loops", "records", "events", "memory", "code_interpreter", "idempotency"}),
     "verify": frozenset({"loops", "events", "idempotency"}),
     "decide": frozenset({"loops", "events", "memory", "idempotency"}),
     "record_failure": frozenset({"loops", "events", "idempotency"}),
     "start_loop": frozenset({"loops", "loop_create", "events"}),
     "await_human": frozenset({"loops"}),
     "run_iteration": frozenset(
-        {"loops", "events", "memory", "policy", "code_interpreter", "idempotency", "agent_runtime"}
+        {"loops", "records", "events", "memory", "policy", "code_interpreter", "idempotency", "agent_runtime"}
     ),
     "schedule_resume": frozenset({"schedule", "idempotency"}),
 }
@@ -76,6 +78,9 @@ NEEDS: dict[str, frozenset[str]] = {
 LOOP_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: ``create_loop``: a conditional PutItem of the new loop (start_loop only).
 LOOP_CREATE_ACTIONS = ("dynamodb:PutItem",)
+#: ``save_iteration_record``: a PutItem of the record's item in the loops table (read back with
+#: GetItem, in :data:`LOOP_ACTIONS`).
+RECORD_ACTIONS = ("dynamodb:PutItem",)
 #: Events are only ever put (conditional Puts in the loop's transaction); the steps never read them.
 EVENT_ACTIONS = ("dynamodb:PutItem",)
 #: What Powertools Idempotency does with a record (``DynamoDBPersistenceLayer``): no Query, no Scan.
@@ -209,8 +214,13 @@ class LoopFunctions(Construct):
         log_group.grant_write(role)
         needs = NEEDS[name]
         loops, events = self._storage.loops_table, self._storage.events_table
-        grants = (("loops", loops, LOOP_ACTIONS), ("loop_create", loops, LOOP_CREATE_ACTIONS))
-        for need, table, actions in (*grants, ("events", events, EVENT_ACTIONS)):
+        grants = (
+            ("loops", loops, LOOP_ACTIONS),
+            ("loop_create", loops, LOOP_CREATE_ACTIONS),
+            ("records", loops, RECORD_ACTIONS),
+            ("events", events, EVENT_ACTIONS),
+        )
+        for need, table, actions in grants:
             if need in needs:  # the table's ARN: its items, never '<arn>/index/*'
                 role.add_to_principal_policy(
                     iam.PolicyStatement(actions=list(actions), resources=[table.table_arn])

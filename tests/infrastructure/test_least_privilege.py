@@ -49,7 +49,7 @@ def test_loop_functions_get_item_actions_on_their_tables_only(synthesized: Synth
     expected: dict[str, set[str]] = {}
     if "loops" in needs:  # get_state, save_state, pending/clear controls
         expected[loops] = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
-    if "loop_create" in needs:  # create_loop
+    if needs & {"loop_create", "records"}:  # create_loop; save_iteration_record
         expected[loops] = expected.get(loops, set()) | {"dynamodb:PutItem"}
     if "events" in needs:  # event Puts in the loop's transaction
         expected[events] = {"dynamodb:PutItem"}
@@ -62,6 +62,8 @@ def test_loop_functions_get_item_actions_on_their_tables_only(synthesized: Synth
 
 def test_only_start_loop_creates_loops_and_only_await_human_writes_no_events() -> None:
     assert {n for n, needs in NEEDS.items() if "loop_create" in needs} == {"start_loop"}
+    # the steps that write the agent's iteration records (loopwright.cloud.steps)
+    assert {n for n, needs in NEEDS.items() if "records" in needs} == {"iterate", "evaluate", "run_iteration"}
     assert {n for n, needs in NEEDS.items() if "loops" in needs and "events" not in needs} == {"await_human"}
 
 
