@@ -98,6 +98,14 @@ class AgentCore(Construct):
         """Read and write checkpoint events of this Memory only."""
         return iam.PolicyStatement(actions=MEMORY_ACTIONS, resources=[self.memory.attr_memory_arn])
 
+    def session_stop_statement(self) -> iam.PolicyStatement:
+        """``StopCodeInterpreterSession`` alone on the Code Interpreter: for the steps that end or
+        park a loop (they stop its session, and start or use none)."""
+        return iam.PolicyStatement(
+            actions=["bedrock-agentcore:StopCodeInterpreterSession"],
+            resources=[self.code_interpreter.attr_code_interpreter_arn],
+        )
+
     def code_interpreter_statement(self) -> iam.PolicyStatement:
         """Run sessions of this Code Interpreter only."""
         return iam.PolicyStatement(

@@ -41,6 +41,11 @@ from infrastructure.constants import (
     SERVICE_NAME,
 )
 from infrastructure.policies import PolicyStore
+from infrastructure.repository_secrets import (
+    CTX_REPOSITORY_SECRET_ARNS,
+    repository_secret_arns,
+    repository_secrets_statement,
+)
 from infrastructure.storage import Storage
 from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 
@@ -53,19 +58,44 @@ from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 #: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize), ``idempotency`` (its records:
 #: every task whose handler is ``@idempotent_step``; not await_human, whose retry must store the
 #: new task token), ``schedule`` (create a schedule in the group, pass the scheduler role),
-#: ``agent_runtime`` (iterate: invoke a loop's AgentCore Runtime agent, see :data:`CTX_AGENT_RUNTIME_ARNS`).
+#: ``agent_runtime`` (iterate: invoke a loop's AgentCore Runtime agent, see :data:`CTX_AGENT_RUNTIME_ARNS`),
+#: ``repository_secrets`` (the functions that clone and push read the private repositories' tokens,
+#: :mod:`infrastructure.repository_secrets`), ``session_stop`` (the steps that end or park a loop
+#: stop its Code Interpreter session).
 NEEDS: dict[str, frozenset[str]] = {
-    "authorize": frozenset({"loops", "events", "memory", "policy", "idempotency"}),
-    "iterate": frozenset({"loops", "records", "events", "code_interpreter", "idempotency", "agent_runtime"}),
+    "authorize": frozenset({"loops", "events", "memory", "policy", "idempotency", "session_stop"}),
+    "iterate": frozenset(
+        {
+            "loops",
+            "records",
+            "events",
+            "code_interpreter",
+            "idempotency",
+            "agent_runtime",
+            "repository_secrets",
+        }
+    ),
     "checkpoint": frozenset({"loops", "events", "memory", "idempotency"}),
-    "evaluate": frozenset({"loops", "records", "events", "memory", "code_interpreter", "idempotency"}),
+    "evaluate": frozenset(
+        {"loops", "records", "events", "memory", "code_interpreter", "idempotency", "repository_secrets"}
+    ),
     "verify": frozenset({"loops", "events", "idempotency"}),
-    "decide": frozenset({"loops", "events", "memory", "idempotency"}),
-    "record_failure": frozenset({"loops", "events", "idempotency"}),
+    "decide": frozenset({"loops", "events", "memory", "idempotency", "session_stop"}),
+    "record_failure": frozenset({"loops", "events", "idempotency", "session_stop"}),
     "start_loop": frozenset({"loops", "loop_create", "events"}),
     "await_human": frozenset({"loops"}),
     "run_iteration": frozenset(
-        {"loops", "records", "events", "memory", "policy", "code_interpreter", "idempotency", "agent_runtime"}
+        {
+            "loops",
+            "records",
+            "events",
+            "memory",
+            "policy",
+            "code_interpreter",
+            "idempotency",
+            "agent_runtime",
+            "repository_secrets",
+        }
     ),
     "schedule_resume": frozenset({"schedule", "idempotency"}),
 }
@@ -172,6 +202,10 @@ class LoopFunctions(Construct):
         self._functions_dir = functions_dir
         #: The runtimes iterate may invoke (empty: every runtime of the account and region).
         self.agent_runtime_arns = agent_runtime_arns(self.node.try_get_context(CTX_AGENT_RUNTIME_ARNS))
+        #: The secrets the cloning functions may read (empty: none, no statement).
+        self.repository_secret_arns = repository_secret_arns(
+            self.node.try_get_context(CTX_REPOSITORY_SECRET_ARNS)
+        )
         self.layer = self._build_layer(layer_dir)
         self.functions = {name: self._build_function(name) for name in FUNCTIONS}
 
@@ -233,6 +267,10 @@ class LoopFunctions(Construct):
             role.add_to_principal_policy(self._agentcore.code_interpreter_statement())
         if "agent_runtime" in needs:
             role.add_to_principal_policy(self._agent_runtime_statement())
+        if "repository_secrets" in needs and self.repository_secret_arns:
+            role.add_to_principal_policy(repository_secrets_statement(self.repository_secret_arns))
+        if "session_stop" in needs:
+            role.add_to_principal_policy(self._agentcore.session_stop_statement())
         if "policy" in needs:
             role.add_to_principal_policy(
                 iam.PolicyStatement(

@@ -22,4 +22,4 @@ from loopwright.models import StepInput
 @event_parser(model=StepInput)
 def handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     """StepInput -> StepOutput (JSON), see loopwright.models.workflow."""
-    return run_step(evaluation_step, event, needs_sandbox=True, needs_workspace=event.baseline)
+    return run_step(evaluation_step, event, needs_workspace=True)

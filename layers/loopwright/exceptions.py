@@ -50,6 +50,16 @@ class WorkspaceError(LoopFrameworkError):
     """The workspace (a git repository and the loop's worktree) could not be prepared or used."""
 
 
+class SandboxSessionEndedError(LoopFrameworkError):
+    """The loop's sandbox session is gone (AWS: its Code Interpreter session timed out or was
+    stopped): the files in it went with it. The next step's ports replace the session and restore
+    the loop's clone (see :func:`loopwright.cloud.runtime.with_loop_sandbox`)."""
+
+    def __init__(self, message: str, *, session_id: str) -> None:
+        super().__init__(message)
+        self.session_id = session_id
+
+
 class WorkspaceIntegrityError(WorkspaceError):
     """The loop's worktree is not what loopwright left (its ``.git`` file removed or changed, its
     ``HEAD`` moved off the loop's branch): nothing was committed, and the loop pauses for a

@@ -179,6 +179,16 @@ class AtomicCheckpointStore(Protocol):
         ...
 
 
+class SandboxSessions(ABC):
+    """Ends a loop's sandbox session by its id (AWS: a Code Interpreter session), from any step:
+    the step that ends a loop or parks it for a human holds the id, not the session."""
+
+    @abstractmethod
+    def stop(self, session_id: str) -> None:
+        """Stop the session ``session_id``; a session that already ended is not an error.
+        Raises :class:`~loopwright.exceptions.LoopFrameworkError` when it cannot be stopped."""
+
+
 class Sandbox(ABC):
     """Runs one command, never through a shell, with a timeout that kills its whole process tree."""
 

@@ -8,9 +8,12 @@ session's home folder, ``writeFiles`` writes files relative to that folder. Stre
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+
+from botocore.exceptions import ClientError
 
 from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
 
@@ -18,12 +21,17 @@ REGION = "us-east-1"
 
 
 class LocalSession:
-    """The command client of a :class:`CodeInterpreterSandbox`; records every call."""
+    """The command client of a :class:`CodeInterpreterSandbox`; records every call. ``env``: the
+    environment of the commands (default this process's)."""
 
-    def __init__(self, home: Path) -> None:
+    def __init__(self, home: Path, env: dict[str, str] | None = None) -> None:
         self.home = home
         self.home.mkdir(parents=True, exist_ok=True)
+        self.env = env
         self.calls: list[dict[str, Any]] = []
+
+    def get_code_interpreter_session(self, **kwargs: Any) -> dict[str, Any]:
+        return {"sessionId": kwargs["sessionId"], "status": "READY"}
 
     def invoke_code_interpreter(self, **kwargs: Any) -> dict[str, Any]:
         self.calls.append(kwargs)
@@ -39,6 +47,7 @@ class LocalSession:
         done = subprocess.run(  # the line the sandbox built, as the service runs it
             ["/bin/sh", "-c", arguments["command"]],
             cwd=self.home,
+            env=self.env,
             capture_output=True,
             text=True,
             check=False,
@@ -50,6 +59,74 @@ class LocalSession:
     def commands(self) -> list[str]:
         """The shell lines run, oldest first."""
         return [c["arguments"]["command"] for c in self.calls if c["name"] == "executeCommand"]
+
+
+class SessionService:
+    """The Code Interpreter's sessions played locally, as the service keeps them: each session has
+    its own home folder ``<root>/<session id>`` (its files go with it), READY until it is stopped
+    or :meth:`expire` ends it as its timeout would. It is at once the SDK's ``CodeInterpreter``
+    (``start``), the command client (``invoke_code_interpreter``) and the session client
+    (``get_code_interpreter_session``, ``stop_code_interpreter_session``). A call in an ended
+    session fails with a ResourceNotFoundException naming it; asking for its status says
+    TERMINATED."""
+
+    def __init__(self, root: Path, env: dict[str, str] | None = None) -> None:
+        self.root = root
+        self.env = env
+        self.status: dict[str, str] = {}
+        self.sessions: dict[str, LocalSession] = {}
+        self.stopped: list[str] = []
+        self.expire_after: dict[str, int] = {}  # session id -> calls it still answers
+
+    # The SDK's CodeInterpreter (start)
+    def start(self, identifier: str, session_timeout_seconds: int) -> str:
+        session_id = f"sess{len(self.sessions) + 1}"
+        self.sessions[session_id] = LocalSession(self.root / session_id, env=self.env)
+        self.status[session_id] = "READY"
+        return session_id
+
+    # The session client
+    def get_code_interpreter_session(self, **kwargs: Any) -> dict[str, Any]:
+        session_id = kwargs["sessionId"]
+        if session_id not in self.status:
+            raise _not_found(session_id, "GetCodeInterpreterSession")
+        return {"sessionId": session_id, "status": self.status[session_id]}
+
+    def stop_code_interpreter_session(self, **kwargs: Any) -> dict[str, Any]:
+        session_id = kwargs["sessionId"]
+        if self.status.get(session_id) != "READY":
+            raise _not_found(session_id, "StopCodeInterpreterSession")
+        self.stopped.append(session_id)
+        self.expire(session_id)
+        return {"sessionId": session_id}
+
+    # The command client
+    def invoke_code_interpreter(self, **kwargs: Any) -> dict[str, Any]:
+        session_id = kwargs["sessionId"]
+        left = self.expire_after.get(session_id)
+        if left is not None:
+            if left <= 0:
+                self.expire(session_id)
+            self.expire_after[session_id] = left - 1
+        if self.status.get(session_id) != "READY":
+            raise _not_found(session_id, "InvokeCodeInterpreter")
+        return self.sessions[session_id].invoke_code_interpreter(**kwargs)
+
+    def expire(self, session_id: str) -> None:
+        """End the session as its timeout does: TERMINATED, its files gone."""
+        self.status[session_id] = "TERMINATED"
+        shutil.rmtree(self.sessions[session_id].home, ignore_errors=True)
+
+    def calls(self) -> list[dict[str, Any]]:
+        return [call for session in self.sessions.values() for call in session.calls]
+
+    def commands(self) -> list[str]:
+        return [line for session in self.sessions.values() for line in session.commands()]
+
+
+def _not_found(session_id: str, operation: str) -> ClientError:
+    error = {"Code": "ResourceNotFoundException", "Message": f"Session {session_id} not found"}
+    return ClientError({"Error": error}, operation)
 
 
 def local_sandbox(home: Path, session_id: str = "sess-1") -> tuple[CodeInterpreterSandbox, LocalSession]:

@@ -13,6 +13,7 @@ from loopwright.adapters.aws import code_interpreter_sandbox
 from loopwright.adapters.aws.code_interpreter_sandbox import (
     MAX_SESSION_TIMEOUT_SECONDS,
     CodeInterpreterSandbox,
+    CodeInterpreterSessions,
 )
 from loopwright.adapters.aws.interpreter_agent import CodeInterpreterCommandAgent
 from loopwright.adapters.aws.runtime_agent import AgentCoreRuntimeAgent
@@ -113,7 +114,12 @@ def session(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> LocalSession:
         def __init__(self, region_name: str, **kwargs: Any) -> None:
             super().__init__(region_name, interpreter=_Interpreter(), command_client=played, **kwargs)
 
+    class PlayedSessions(CodeInterpreterSessions):
+        def __init__(self, region_name: str | None, **kwargs: Any) -> None:
+            super().__init__(region_name, client=played, **kwargs)
+
     monkeypatch.setattr(code_interpreter_sandbox, "CodeInterpreterSandbox", Played)
+    monkeypatch.setattr(code_interpreter_sandbox, "CodeInterpreterSessions", PlayedSessions)
     return played
 
 

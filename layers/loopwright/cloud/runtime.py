@@ -19,13 +19,15 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loopwright.cloud.observability import metrics, tracer
-from loopwright.cloud.steps import CloudPorts
+from loopwright.cloud.steps import CloudPorts, EventCollector
 from loopwright.exceptions import ConfigError
 from loopwright.models import (
     CLI_AGENT_KINDS,
     MAX_AWS_AGENT_TIMEOUT_SECONDS,
     AgentKind,
+    IterationEventType,
     LoopConfig,
+    LoopState,
     RepositoryConfig,
     StepInput,
     StepOutput,
@@ -94,6 +96,7 @@ def _local_ports(settings: RuntimeSettings) -> CloudPorts:
 
 def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
     # The AWS adapters, imported here: the local execution of the state machine never needs them.
+    from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSessions
     from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
     from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore
     from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
@@ -108,6 +111,11 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
             settings.require("policy_store_id"), settings.require("policy_map"), region_name=settings.region
         ),
         state_dir=settings.state_dir,
+        sessions=(  # the steps that end or park a loop stop its session
+            CodeInterpreterSessions(settings.region, identifier=settings.code_interpreter_id)
+            if settings.code_interpreter_id
+            else None
+        ),
     )
 
 
@@ -120,26 +128,47 @@ def ports(settings: RuntimeSettings) -> CloudPorts:
 
 
 def with_loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
-    """``base`` with the loop's own Code Interpreter session (AWS), started on first use and
-    kept on the loop (``sandbox_session_id``) so every iteration reuses it. The session is asked
-    for the Code Interpreter's longest lifetime (8 hours): the loop's clone lives in it."""
+    """``base`` with the loop's own Code Interpreter session (AWS), kept on the loop
+    (``sandbox_session_id``) so every iteration reuses it, asked for the Code Interpreter's longest
+    lifetime (8 hours): the loop's clone lives in it.
+
+    A session ends at its timeout or when a step stopped it (:mod:`loopwright.cloud.steps`); a
+    stored session that is no longer READY (``GetCodeInterpreterSession``: TERMINATED, or not
+    found) is replaced by a new one, its id stored with a SESSION_REPLACED event; the loop's clone
+    is restored in it by :func:`with_loop_workspace`."""
     if settings.adapters == "local":
         return base
     from loopwright.adapters.aws.code_interpreter_sandbox import (  # AWS only
         MAX_SESSION_TIMEOUT_SECONDS,
         CodeInterpreterSandbox,
+        CodeInterpreterSessions,
     )
 
     state = base.store.get_state(loop_id)
+    identifier = settings.require("code_interpreter_id")
+    sessions = CodeInterpreterSessions(settings.require("region"), identifier=identifier)
+    session_id, ended = state.sandbox_session_id, None
+    if session_id is not None and not sessions.is_ready(session_id):
+        session_id, ended = None, session_id
     sandbox = CodeInterpreterSandbox(
         settings.require("region"),
-        identifier=settings.require("code_interpreter_id"),
-        session_id=state.sandbox_session_id,
+        identifier=identifier,
+        session_id=session_id,
         session_timeout_seconds=MAX_SESSION_TIMEOUT_SECONDS,
+        sessions=sessions,
     )
-    if state.sandbox_session_id is None:
+    if session_id is None:
         state.sandbox_session_id = sandbox.start()
-        base.store.save_state(state)
+        record = EventCollector(state)
+        if ended is not None:
+            record(
+                IterationEventType.SESSION_REPLACED,
+                f"Code Interpreter session {ended!r} had ended (timed out or stopped; its files are "
+                f"gone): started session {state.sandbox_session_id!r}, where the loop's clone is restored",
+                ended_session=ended,
+                session=state.sandbox_session_id,
+            )
+        base.store.save_state(state, record.events)
     return CloudPorts(**{**base.__dict__, "sandbox": sandbox})
 
 
@@ -264,13 +293,64 @@ def _aws_workspace_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettin
     repository = loop_repository(state.config, state.workspace)
     remote = isinstance(state.config.agent, RuntimeAgentConfig)
     root = sandbox.working_directory() / SESSION_WORKTREES_FOLDER
-    workspace = SessionWorkspace(sandbox, repository, root=root, fetch_agent_commits=remote)
+    credentials = None
+    if repository.credentials is not None:
+        from loopwright.adapters.aws.git_credentials import SessionGitCredentials
+
+        credentials = SessionGitCredentials(sandbox, repository.credentials, _secret_tokens(settings.region))
+    workspace = SessionWorkspace(
+        sandbox, repository, root=root, fetch_agent_commits=remote, credentials=credentials
+    )
     path, branch, base_commit = workspace.prepare(loop_id)
-    if (state.worktree, state.branch) != (str(path), branch) or (state.base_commit is None and base_commit):
+    record = EventCollector(state)
+    if loop_id in workspace.cloned:
+        _check_restored(state, workspace.known_head(loop_id), repository, record)
+    if (
+        (state.worktree, state.branch) != (str(path), branch)
+        or (state.base_commit is None and base_commit)
+        or record.events
+    ):
         state.worktree, state.branch = str(path), branch
         state.base_commit = state.base_commit or base_commit
-        base.store.save_state(state)
+        base.store.save_state(state, record.events)
     return CloudPorts(**{**sandboxed.__dict__, "workspace": workspace})
+
+
+@functools.cache
+def _secret_tokens(region: str | None) -> Any:
+    """The container's reader of repository tokens (each secret read once per container)."""
+    from loopwright.adapters.aws.git_credentials import SecretTokens
+
+    return SecretTokens(region)
+
+
+def _check_restored(
+    state: LoopState, head: str | None, repository: RepositoryConfig, record: EventCollector
+) -> None:
+    """After a fresh clone of a loop that had committed (``state.head_commit``): when the clone's
+    head is another commit, the work since the last push is lost: record an ERROR saying what was
+    lost and why, and move ``state.head_commit`` to the commit the loop continues from."""
+    if state.head_commit is None or head is None or head == state.head_commit:
+        return
+    where = (
+        f"the pushed branch {state.branch or 'loopwright/' + state.loop_id} at {head[:12]}"
+        if repository.push
+        else f"repository.ref ({repository.ref or 'the default branch'}) at {head[:12]}"
+    )
+    why = (
+        "its last push did not reach the remote"
+        if repository.push
+        else "repository.push is off, so the loop's commits lived only in the ended session"
+    )
+    record(
+        IterationEventType.ERROR,
+        f"the loop's sandbox session ended and its clone was made again from {where}: commit "
+        f"{state.head_commit[:12]} and everything after the last push is lost ({why}); the agent "
+        "continues from there. Set repository.push = true so a loop's work outlives its session",
+        lost_commit=state.head_commit,
+        restored_commit=head,
+    )
+    state.head_commit = head
 
 
 def _aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
@@ -320,15 +400,15 @@ def run_step(
     needs_sandbox: bool = False,
     needs_workspace: bool = False,
 ) -> dict[str, Any]:
-    """Run ``step`` for ``event`` with this container's ports (``needs_workspace``: the loop's
-    workspace prepared, :func:`with_loop_workspace`); the JSON of its output."""
+    """Run ``step`` for ``event`` with this container's ports (``needs_workspace``, and
+    ``needs_sandbox`` alike: the loop's sandbox and its workspace prepared, so a replaced session
+    gets the loop's clone back, :func:`with_loop_workspace`); the JSON of its output."""
     settings = RuntimeSettings.from_environ()
     tracer.put_annotation(key="loop_id", value=event.loop_id)  # the dashboard's X-Ray filter
     step_ports = ports(settings)
-    if needs_workspace and not needs_agent:  # the agent's ports include its workspace
+    if (needs_workspace or needs_sandbox) and not needs_agent:  # the agent's ports include both
+        # The workspace for a sandbox too: a replaced session gets the loop's clone back.
         step_ports = with_loop_workspace(step_ports, event.loop_id, settings)
-    elif needs_sandbox:
-        step_ports = with_loop_sandbox(step_ports, event.loop_id, settings)
     if needs_agent:
         step_ports = with_loop_agent(step_ports, event.loop_id, settings)
     output = step(event, step_ports)

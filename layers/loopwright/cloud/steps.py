@@ -12,6 +12,13 @@ it) is written by :func:`iterate_step` after the state (prompt, output, usage, e
 duration, commit, diff stat) and completed by :func:`evaluate_step` with the conditions' results.
 A record that cannot be written is logged and the step goes on; a retried step writes the same
 record again, under the same key.
+
+The loop's sandbox session (AWS: its Code Interpreter session, ``LoopState.sandbox_session_id``)
+is stopped through the :class:`~loopwright.ports.SandboxSessions` port by the step that ends the
+loop (COMPLETE, STOP, FAILED), and by the step that pauses it or parks it for a human when its
+branch is pushed (``repository.push``: a new session restores it from the remote). Without push
+a paused loop keeps its session, whose clone holds the only copy of the loop's work, until the
+session's own timeout. A stop that fails never fails the step: it is recorded as an ERROR event.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from loopwright import records, workflow
+from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
     Decision,
     IterationEvent,
@@ -32,7 +40,15 @@ from loopwright.models import (
     StepInput,
     StepOutput,
 )
-from loopwright.ports import Agent, CheckpointStore, LoopStore, PolicyEngine, Sandbox, Workspace
+from loopwright.ports import (
+    Agent,
+    CheckpointStore,
+    LoopStore,
+    PolicyEngine,
+    Sandbox,
+    SandboxSessions,
+    Workspace,
+)
 from loopwright.steps.decide import decide
 from loopwright.steps.verify import verify
 
@@ -48,6 +64,7 @@ class CloudPorts:
     agent: Agent | None = None
     workspace: Workspace | None = None
     state_dir: Path = Path("/tmp/loopwright")
+    sessions: SandboxSessions | None = None  # stops the loop's sandbox session (AWS)
 
 
 @dataclass
@@ -121,12 +138,36 @@ class _Step:
         if decision.action is not NextAction.AWAIT_HUMAN and self.ports.checkpoints is not None:
             workflow.checkpoint_if_due(self.state, self.ports.checkpoints, self.record, final=True)
         workflow.finish(self.state, decision, self.record)
+        self.release_session()
         return self.save(
             allowed=False,
             action=decision.action,
             outcome=decision.outcome,
             reason=decision.reason,
             resume_at=decision.resume_at,
+        )
+
+    def release_session(self) -> None:
+        """Stop the loop's sandbox session when the loop ended, or paused with its branch pushed
+        (see the module docstring); record SESSION_STOPPED, or an ERROR when the stop failed."""
+        session_id, sessions = self.state.sandbox_session_id, self.ports.sessions
+        if session_id is None or sessions is None:
+            return
+        repository = self.state.config.repository
+        if self.state.outcome is None and not (repository is not None and repository.push):
+            return  # paused without push: the session's clone is the only copy of the work
+        try:
+            sessions.stop(session_id)
+        except LoopFrameworkError as exc:
+            self.record(
+                IterationEventType.ERROR,
+                f"could not stop sandbox session {session_id!r} ({str(exc)[:500]}); it ends by itself "
+                "at its timeout",
+            )
+            return
+        self.state.sandbox_session_id = None
+        self.record(
+            IterationEventType.SESSION_STOPPED, f"stopped sandbox session {session_id!r}", session=session_id
         )
 
 
@@ -288,4 +329,5 @@ def record_failure_step(event: StepInput, error: dict[str, Any], ports: CloudPor
     step.state.phase = LoopPhase.INTERRUPTED
     decision = Decision(action=NextAction.STOP, outcome=LoopOutcome.FAILED, reason=reason)
     workflow.finish(step.state, decision, step.record)
+    step.release_session()
     return step.save(action=NextAction.STOP, outcome=LoopOutcome.FAILED, reason=reason)

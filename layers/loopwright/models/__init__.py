@@ -19,6 +19,7 @@ from loopwright.models.config import (
     ExitConditionConfig,
     LoopConfig,
     RepositoryConfig,
+    RepositoryCredentials,
 )
 from loopwright.models.controls import (
     CONTROL_CEDAR_ACTIONS,
@@ -107,6 +108,7 @@ __all__ = [
     "PolicyDecision",
     "PythonAgentConfig",
     "RepositoryConfig",
+    "RepositoryCredentials",
     "RuntimeAgentConfig",
     "StartLoopRequest",
     "StepInput",

@@ -42,6 +42,10 @@ DEFAULT_WARNING_THRESHOLD_PERCENT = 80
 MAX_COST_BUDGET_USD = 1_000_000_000.0
 #: A git URL: ``https://``, ``ssh://``, ``git://``, ``file://`` or scp-like ``user@host:path``.
 _GIT_URL = re.compile(r"(?:(?:https?|ssh|git|file)://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)\S+")
+#: A Secrets Manager secret's ARN (full, with the 6 random characters, or partial).
+_SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}")
+#: A user name git may send with a token (no ':' or newline: it is written into a credential answer).
+_GIT_USERNAME = re.compile(r"[A-Za-z0-9._@+-]{1,256}")
 #: A branch, tag or commit name that git cannot mistake for an option (no leading '-').
 _GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,254}")
 #: Prefix of the variables loopwright sets itself (policy folder, process marker, agent files).
@@ -143,6 +147,55 @@ class ExitConditionConfig(_Strict):
         return self.name or self.type.value.lower()
 
 
+class RepositoryCredentials(_Strict):
+    """The git credentials of a private repository: an HTTPS token stored in AWS Secrets Manager.
+
+    Only the secret's ARN is part of the loop's config (and so of its state and status); the
+    token is read by the Lambda that clones or pushes and handed to git in the loop's Code
+    Interpreter session through a credential helper reading a file that exists only for the git
+    call (:mod:`loopwright.adapters.aws.git_credentials`). The secret's value is the token itself,
+    or JSON with a ``token`` key. The functions may read only the secrets the stack allows (CDK
+    context ``loopwright:repositorySecretArns``).
+
+    AWS CodeConnections connections are not accepted: CodeConnections has no API that returns git
+    credentials to a caller (a connection is used by AWS services such as CodePipeline).
+    """
+
+    secret_arn: str = Field(description="ARN of the Secrets Manager secret holding the HTTPS token")
+    username: str = Field(
+        default="x-access-token",
+        description="the user name git sends with the token (GitHub: x-access-token; GitLab: oauth2)",
+    )
+
+    @field_validator("secret_arn")
+    @classmethod
+    def _secret_arn(cls, value: str) -> str:
+        if _SECRET_ARN.fullmatch(value) is None:
+            raise ValueError(
+                "must be the ARN of a Secrets Manager secret "
+                "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)"
+            )
+        return value
+
+    @field_validator("username")
+    @classmethod
+    def _username(cls, value: str) -> str:
+        if _GIT_USERNAME.fullmatch(value) is None:
+            raise ValueError("must be 1 to 256 letters, digits or '.', '_', '@', '+', '-'")
+        return value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_connection(cls, data: object) -> object:
+        if isinstance(data, dict) and "connection_arn" in data:
+            raise ValueError(
+                "connection_arn: AWS CodeConnections gives no API that returns git credentials to "
+                "a caller outside AWS services; store an HTTPS token in AWS Secrets Manager and set "
+                "secret_arn instead"
+            )
+        return data
+
+
 class RepositoryConfig(_Strict):
     """The git repository a loop works on when it runs in AWS (``LOOPWRIGHT_ADAPTERS=aws``).
 
@@ -154,7 +207,8 @@ class RepositoryConfig(_Strict):
     workspace folder is the repository and this is not used.
 
     ``url`` must not hold credentials (they would be stored with the loop's config and shown in
-    its status): give the session access another way.
+    its status): a private repository names its HTTPS token in AWS Secrets Manager under
+    ``credentials`` (:class:`RepositoryCredentials`); only the secret's ARN is stored.
     """
 
     url: str = Field(
@@ -162,6 +216,17 @@ class RepositoryConfig(_Strict):
     )
     ref: str | None = Field(default=None, description="branch, tag or commit to start from")
     push: bool = Field(default=False, description="push the loop's branch to url after every commit")
+    credentials: RepositoryCredentials | None = Field(
+        default=None, description="where the HTTPS token of a private repository is (AWS Secrets Manager)"
+    )
+
+    @model_validator(mode="after")
+    def _credentials_need_https(self) -> RepositoryConfig:
+        if self.credentials is not None and not self.url.startswith("https://"):
+            raise ValueError(
+                f"credentials: an HTTPS token works only with an https:// URL; url is {self.url!r}"
+            )
+        return self
 
     @field_validator("url")
     @classmethod

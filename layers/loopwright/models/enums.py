@@ -82,6 +82,8 @@ class IterationEventType(StrEnum):
     WORK_SALVAGED = "WORK_SALVAGED"  # an interrupted iteration's uncommitted changes, kept on a ref
     COMMITS_SET_ASIDE = "COMMITS_SET_ASIDE"  # resume moved the branch back past commits (kept on a ref)
     POLICY_SET_CHANGED = "POLICY_SET_CHANGED"  # an operator accepted a changed Cedar policy set
+    SESSION_REPLACED = "SESSION_REPLACED"  # the loop's sandbox session had ended: a new one, clone restored
+    SESSION_STOPPED = "SESSION_STOPPED"  # the loop's sandbox session was stopped (the loop ended or waits)
     LOOP_COMPLETED = "LOOP_COMPLETED"
     ERROR = "ERROR"
 

@@ -24,6 +24,16 @@ standard retries. AWS errors (throttling, a missing session...) raise :class:`Lo
 Output: stdout and stderr each keep their last ``max_output_bytes`` bytes, with the same marker
 as the local sandbox (``[... N bytes truncated, last M kept ...]``).
 
+Session lifetime: a session ends by itself after its timeout (at most 8 hours; AgentCore
+developer guide, "Session management") or when stopped, and cannot be restarted
+(``StopCodeInterpreterSession``, API reference); its files go with it.
+``GetCodeInterpreterSession`` tells its status (``READY`` or ``TERMINATED``, API reference
+``CodeInterpreterSessionSummary``). The error ``InvokeCodeInterpreter`` returns for an ended
+session is not documented, so when a call fails with a service error the sandbox asks for the
+status, and raises :class:`~loopwright.exceptions.SandboxSessionEndedError` when the session is
+TERMINATED or not found (:class:`CodeInterpreterSessions`); the runtime then starts a new session
+and restores the loop's clone.
+
 Files: :meth:`CodeInterpreterSandbox.write_files` writes text files with the ``writeFiles`` tool,
 whose paths are relative to the session's working directory (the API takes no absolute path);
 :meth:`CodeInterpreterSandbox.working_directory` tells that directory (``pwd``, asked once per
@@ -36,7 +46,7 @@ from __future__ import annotations
 import contextlib
 import shlex
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
 from typing import Any
@@ -44,17 +54,19 @@ from typing import Any
 import boto3
 import botocore.session
 from bedrock_agentcore.tools.code_interpreter_client import CodeInterpreter
-from botocore.exceptions import ReadTimeoutError
+from botocore.exceptions import BotoCoreError, ClientError, ReadTimeoutError
 
 from loopwright.adapters.aws._errors import (
     DEFAULT_MAX_ATTEMPTS,
     THROTTLING_CODES,
     aws_errors,
+    domain_error,
+    error_code,
     retry_config,
 )
-from loopwright.exceptions import LoopFrameworkError
+from loopwright.exceptions import LoopFrameworkError, SandboxSessionEndedError
 from loopwright.models import CommandResult, utcnow
-from loopwright.ports import OutputCallback, Sandbox
+from loopwright.ports import OutputCallback, Sandbox, SandboxSessions
 
 #: The AWS-managed Code Interpreter (the SDK's default identifier).
 DEFAULT_IDENTIFIER = "aws.codeinterpreter.v1"
@@ -73,6 +85,77 @@ KILL_GRACE_SECONDS = 1
 TIMEOUT_EXIT_CODES = frozenset({124, 137})
 
 
+#: Status of a session that can run commands (GetCodeInterpreterSession; the other is TERMINATED).
+READY = "READY"
+
+
+class CodeInterpreterSessions(SandboxSessions):
+    """Status and stop of Code Interpreter sessions by id (``GetCodeInterpreterSession``,
+    ``StopCodeInterpreterSession``), for the steps that hold a loop's session id.
+
+    Args:
+        region_name: the AWS region.
+        identifier: the Code Interpreter id.
+        client: a boto3 ``bedrock-agentcore`` client; default one (built at first use) with
+            standard retries.
+    """
+
+    def __init__(
+        self,
+        region_name: str | None,
+        *,
+        identifier: str = DEFAULT_IDENTIFIER,
+        client: Any | None = None,
+        max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+    ) -> None:
+        self.identifier = identifier
+        self._region = region_name
+        self._client = client
+        self._max_attempts = max_attempts
+
+    @property
+    def client(self) -> Any:
+        if self._client is None:
+            self._client = boto3.client(
+                "bedrock-agentcore", region_name=self._region, config=retry_config(self._max_attempts)
+            )
+        return self._client
+
+    def status(self, session_id: str) -> str | None:
+        """The session's status (``READY``, ``TERMINATED``), None when the service does not know
+        it. Raises :class:`LoopFrameworkError` for other AWS errors."""
+        action = f"reading Code Interpreter session {session_id!r}"
+        try:
+            response = self.client.get_code_interpreter_session(
+                codeInterpreterIdentifier=self.identifier, sessionId=session_id
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException":
+                return None
+            raise domain_error(exc, action) from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, action) from exc
+        return str(response.get("status") or "")
+
+    def is_ready(self, session_id: str) -> bool:
+        """Whether the session can still run commands."""
+        return self.status(session_id) == READY
+
+    def stop(self, session_id: str) -> None:
+        """Stop the session; one that ended already (TERMINATED, not found) is left as it is."""
+        action = f"stopping Code Interpreter session {session_id!r}"
+        try:
+            self.client.stop_code_interpreter_session(
+                codeInterpreterIdentifier=self.identifier, sessionId=session_id
+            )
+        except ClientError as exc:
+            if error_code(exc) == "ResourceNotFoundException" or self.status(session_id) != READY:
+                return
+            raise domain_error(exc, action) from exc
+        except BotoCoreError as exc:
+            raise domain_error(exc, action) from exc
+
+
 class CodeInterpreterSandbox(Sandbox):
     """:class:`Sandbox` over one Code Interpreter session.
 
@@ -87,6 +170,7 @@ class CodeInterpreterSandbox(Sandbox):
             one with retries off and a read timeout above ``max_timeout_seconds``.
         session_timeout_seconds: lifetime of a session this sandbox starts.
         max_timeout_seconds: the longest ``timeout_seconds`` a run may ask for.
+        sessions: status and stop of sessions by id; default :class:`CodeInterpreterSessions`.
 
     Use :meth:`close` (or ``with``) to stop the session this sandbox started.
     """
@@ -102,9 +186,13 @@ class CodeInterpreterSandbox(Sandbox):
         session_timeout_seconds: int = DEFAULT_SESSION_TIMEOUT_SECONDS,
         max_timeout_seconds: float = DEFAULT_MAX_TIMEOUT_SECONDS,
         max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+        sessions: CodeInterpreterSessions | None = None,
     ) -> None:
         self.identifier = identifier
         self.max_timeout_seconds = max_timeout_seconds
+        self.sessions = sessions or CodeInterpreterSessions(
+            region_name, identifier=identifier, max_attempts=max_attempts
+        )
         self._session_timeout = session_timeout_seconds
         core = botocore.session.Session()
         core.set_default_client_config(retry_config(max_attempts))
@@ -180,7 +268,7 @@ class CodeInterpreterSandbox(Sandbox):
         if not files:
             return
         session_id = self.start()
-        with aws_errors(f"writing {len(files)} file(s) in Code Interpreter session {session_id!r}"):
+        with self._session_errors(f"writing {len(files)} file(s) in Code Interpreter session {session_id!r}"):
             response = self._commands.invoke_code_interpreter(
                 codeInterpreterIdentifier=self.identifier,
                 sessionId=session_id,
@@ -193,6 +281,30 @@ class CodeInterpreterSandbox(Sandbox):
                 f"the Code Interpreter could not write {sorted(files)} in session {session_id!r}: "
                 f"{stderr.strip()[-500:]}"
             )
+
+    @contextlib.contextmanager
+    def _session_errors(self, action: str) -> Iterator[None]:
+        """:func:`aws_errors` for a call in the session; a service error (an error code) of a
+        session that is no longer READY raises :class:`SandboxSessionEndedError` instead."""
+        try:
+            with aws_errors(action):
+                yield
+        except LoopFrameworkError as exc:
+            session_id = self._session_id
+            from_service = isinstance(exc, _StreamError) or isinstance(exc.__cause__, ClientError)
+            if not from_service or session_id is None:
+                raise
+            try:
+                ready = self.sessions.is_ready(session_id)
+            except LoopFrameworkError:
+                raise exc from exc.__cause__  # the status is unknown: the call's own error
+            if ready:
+                raise
+            raise SandboxSessionEndedError(
+                f"Code Interpreter session {session_id!r} has ended (timed out or stopped; its files "
+                f"are gone): {action} failed",
+                session_id=session_id,
+            ) from exc
 
     def __enter__(self) -> CodeInterpreterSandbox:
         return self
@@ -242,7 +354,7 @@ class CodeInterpreterSandbox(Sandbox):
         line = shell_line(given, cwd=cwd, timeout_seconds=timeout_seconds, env=env, stdin=stdin)
         session_id = self.start()
         try:
-            with aws_errors(f"running a command in Code Interpreter session {session_id!r}"):
+            with self._session_errors(f"running a command in Code Interpreter session {session_id!r}"):
                 response = self._commands.invoke_code_interpreter(
                     codeInterpreterIdentifier=self.identifier,
                     sessionId=session_id,
@@ -311,6 +423,10 @@ def tail(text: str, limit: int) -> tuple[str, bool]:
     return f"[... {dropped} bytes truncated, last {limit} kept ...]\n{body}", True
 
 
+class _StreamError(LoopFrameworkError):
+    """An exception event in the InvokeCodeInterpreter stream (a service error)."""
+
+
 def _read_stream(stream: Iterable[Mapping[str, Any]]) -> tuple[str, str, int | None]:
     """(stdout, stderr, exit code) from the InvokeCodeInterpreter event stream.
 
@@ -326,7 +442,7 @@ def _read_stream(stream: Iterable[Mapping[str, Any]]) -> tuple[str, str, int | N
             if name != "result":
                 message = body.get("message", "") if isinstance(body, Mapping) else body
                 code = name[:1].upper() + name[1:]
-                raise LoopFrameworkError(
+                raise _StreamError(
                     f"the Code Interpreter ended the command with {code}: {message}"
                     + ("; AWS throttled the call, retry later" if code in THROTTLING_CODES else "")
                 )

@@ -28,7 +28,7 @@ from pathlib import Path, PurePosixPath
 
 from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
 from loopwright.adapters.local.command_agent import CommandAgent
-from loopwright.exceptions import AgentError, LoopFrameworkError
+from loopwright.exceptions import AgentError, LoopFrameworkError, SandboxSessionEndedError
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig, CommandResult
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
 
@@ -127,7 +127,8 @@ class CodeInterpreterCommandAgent(Agent):
     ) -> AgentResult:
         """One iteration of the command in the session (see :class:`CommandAgent` for the result).
 
-        Raises :class:`AgentError` when the session cannot be used (an AWS error).
+        Raises :class:`AgentError` when the session cannot be used (an AWS error), and
+        :class:`SandboxSessionEndedError` when the session has ended.
         """
         try:
             with tempfile.TemporaryDirectory(prefix="loopwright-agent-") as folder:
@@ -141,5 +142,7 @@ class CodeInterpreterCommandAgent(Agent):
                 return CommandAgent(self._config, files).run(
                     local_request, should_stop=should_stop, on_output=on_output
                 )
+        except SandboxSessionEndedError:
+            raise  # not the agent's failure: the step fails and its retry gets a new session
         except LoopFrameworkError as exc:
             raise AgentError(f"the Code Interpreter session could not run the agent: {exc}") from exc

@@ -26,16 +26,21 @@ fetches it and resets the session's clone to it (changes left by the exit condit
 discarded) instead of committing.
 
 The session must reach the remote: a Code Interpreter in network mode ``SANDBOX`` reaches only
-Amazon S3, so clone and push need ``PUBLIC`` (or ``VPC``) network mode, and the remote must
-accept the session without credentials in the URL (which the config refuses). Git is assumed to
-be installed in the Code Interpreter image (not verified here).
+Amazon S3, so clone and push need ``PUBLIC`` (or ``VPC``) network mode. A private repository's
+HTTPS token (``repository.credentials``, AWS Secrets Manager) is given to the git calls that talk
+to the remote (clone, fetch, push) by
+:class:`~loopwright.adapters.aws.git_credentials.SessionGitCredentials`, for each call only and
+never on a command line; credentials in the URL are refused by the config. Git is assumed to be
+installed in the Code Interpreter image (not verified here).
 """
 
 from __future__ import annotations
 
+import contextlib
 import re
 from pathlib import Path, PurePosixPath
 
+from loopwright.adapters.aws.git_credentials import SessionGitCredentials
 from loopwright.adapters.local.git_workspace import BRANCH_PREFIX, GIT_TIMEOUT_SECONDS, NOISE_PATTERNS
 from loopwright.exceptions import LoopFrameworkError, WorkspaceError
 from loopwright.models import CommandResult, RepositoryConfig
@@ -54,6 +59,8 @@ _OPTIONS = ("-c", "core.hooksPath=/dev/null", "-c", "commit.gpgSign=false", "-c"
 _IDENTITY = ("-c", "user.name=loopwright", "-c", "user.email=loopwright@localhost")
 #: Environment of every git call: parseable messages, never a prompt (a prompt would hang).
 GIT_ENV = {"LC_ALL": "C", "GIT_TERMINAL_PROMPT": "0", "GIT_SSH_COMMAND": "ssh -o BatchMode=yes"}
+#: The git commands that talk to the remote (the only ones given the repository's token).
+_REMOTE_COMMANDS = frozenset({"clone", "fetch", "push"})
 _COMMIT = re.compile(r"[0-9a-f]{4,64}")
 _LOOP_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,127}")
 
@@ -77,6 +84,8 @@ class SessionWorkspace(Workspace):
         fetch_agent_commits: the agent pushes the loop's branch itself (AgentCore Runtime):
             ``commit`` fetches and resets to it instead of committing.
         timeout_seconds: limit of each git command (a clone or a push included).
+        credentials: gives a private repository's token to clone, fetch and push; None: the
+            remote needs none.
 
     Every method raises :class:`~loopwright.exceptions.WorkspaceError` naming the git command
     and its stderr when git fails, times out or cannot run, or when the session cannot be reached.
@@ -90,12 +99,16 @@ class SessionWorkspace(Workspace):
         root: PurePosixPath = DEFAULT_ROOT,
         fetch_agent_commits: bool = False,
         timeout_seconds: float = GIT_TIMEOUT_SECONDS,
+        credentials: SessionGitCredentials | None = None,
     ) -> None:
         self.sandbox = sandbox
         self.repository = repository
         self.root = PurePosixPath(root)
         self.fetch_agent_commits = fetch_agent_commits
         self.timeout_seconds = timeout_seconds
+        self.credentials = credentials
+        #: The loops whose clone :meth:`prepare` made afresh in this session (not reopened).
+        self.cloned: set[str] = set()
         self._known_heads: dict[str, str] = {}  # loop id -> the head loopwright last saw
 
     # ----------------------------------------------------------------------------- port
@@ -115,6 +128,7 @@ class SessionWorkspace(Workspace):
         # No usable clone: start afresh (a half-made clone of a killed call holds no loop commit)
         self._git(["rm", "-rf", "--", str(path)], program="rm")
         self._git(["clone", "-q", "--", self.repository.url, str(path)])
+        self.cloned.add(loop_id)
         start = self._start_commit(path)
         pushed = self._rev(path, f"refs/remotes/origin/{branch}")
         if pushed is not None:  # the loop's branch outlived an earlier session
@@ -255,9 +269,15 @@ class SessionWorkspace(Workspace):
         argv = ["git", *_OPTIONS, *args] if program == "git" else [program, *args]
         where = Path(str(cwd)) if cwd is not None else Path("/")
         try:
-            done: CommandResult = self.sandbox.run(
-                argv, cwd=where, timeout_seconds=self.timeout_seconds, env=GIT_ENV
-            )
+            with contextlib.ExitStack() as stack:
+                if program == "git" and args[0] in _REMOTE_COMMANDS and self.credentials is not None:
+                    options = stack.enter_context(self.credentials.git_options())
+                    argv = ["git", *_OPTIONS, *options, *args]
+                done: CommandResult = self.sandbox.run(
+                    argv, cwd=where, timeout_seconds=self.timeout_seconds, env=GIT_ENV
+                )
+        except WorkspaceError:
+            raise
         except LoopFrameworkError as exc:
             raise WorkspaceError(f"`{program} {' '.join(args)}` could not run in the session: {exc}") from exc
         if done.timed_out:
