@@ -22,7 +22,7 @@ from loopwright.cloud.schedule import (
     resume_scheduled,
     resume_summary,
 )
-from loopwright.cloud.start import start_loop
+from loopwright.cloud.start import LoopNotStartedError, start_loop
 from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
 from loopwright.models import StartLoopRequest
 
@@ -41,7 +41,10 @@ def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
     return Response(status_code=status, content_type=content_types.APPLICATION_JSON, body=body)
 
 
-def _start(request: StartLoopRequest) -> Response[dict[str, Any]]:
+def _start(request: StartLoopRequest, *, asynchronous: bool = False) -> Response[dict[str, Any]]:
+    """Start the loop. A stored loop whose execution did not start is INTERRUPTED: ``POST /loops``
+    answers 503 with its id (retry the same request); an asynchronous event raises, so Lambda
+    retries it and then sends it to start_loop's on-failure queue (infrastructure/continuation.py)."""
     try:
         settings = RuntimeSettings.from_environ()
         event = start_loop(
@@ -54,6 +57,11 @@ def _start(request: StartLoopRequest) -> Response[dict[str, Any]]:
         )
     except ConfigError as exc:
         return _json(400, {"message": str(exc)})
+    except LoopNotStartedError as exc:
+        logger.error("loop stored, execution not started", extra={"loop_id": exc.loop_id})
+        if asynchronous:
+            raise
+        return _json(503, {"message": str(exc), "loop_id": exc.loop_id})
     except LoopFrameworkError as exc:
         return _json(409, {"message": str(exc)})
     metrics.add_metric(name="LoopsStarted", unit=MetricUnit.Count, value=1)
@@ -81,7 +89,8 @@ def _resume(event: dict[str, Any]) -> dict[str, Any]:
 
 @app.post("/loops")
 def post_loop(request: StartLoopRequest) -> Response[dict[str, Any]]:
-    """Start a loop: 202 with its id; 400 naming the field for a bad config; 409 if it exists."""
+    """Start a loop: 202 with its id; 400 naming the field for a bad config; 409 if it exists
+    (and is not a start that failed); 503 with its id when its execution did not start."""
     return _start(request)
 
 
@@ -96,6 +105,6 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _resume(event)
     if "detail-type" in event:
         request = StartLoopRequest.model_validate(parse(event=event, model=EventBridgeModel).detail)
-        response = _start(request)
+        response = _start(request, asynchronous=True)
         return {"statusCode": response.status_code, "body": json.dumps(response.body)}
     return app.resolve(event, context)

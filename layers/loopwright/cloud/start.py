@@ -4,6 +4,15 @@
 starts the first execution of the state machine, named ``<loop_id>-g0`` so a retried request
 cannot start it twice (Step Functions refuses a second execution with the same name). Its input
 asks for the baseline (``baseline``: the exit conditions evaluated once before the agent runs).
+
+**A start that fails after the loop is stored** (``StartExecution`` throttled, the state machine
+unreachable) is compensated: the loop is marked INTERRUPTED, not active, with an ERROR event naming
+the execution and the failure, and :class:`LoopNotStartedError` is raised. A retry with the same
+loop id (and the same config) starts it again (:func:`restartable`): a new session (LOOP_RESUMED)
+and the same execution name and input. Step Functions treats a StartExecution with the name and
+input of an open execution as the same request (it returns that execution and starts no other), so
+a start whose response was lost but whose execution runs is not started twice; a closed execution
+of that name is ``ExecutionAlreadyExists``, and the loop is marked again.
 """
 
 from __future__ import annotations
@@ -15,8 +24,9 @@ from pydantic import ValidationError
 from loopwright import workflow
 from loopwright.cloud.steps import CloudPorts, EventCollector
 from loopwright.config_loader import format_validation_error
-from loopwright.exceptions import ConfigError
+from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
 from loopwright.models import (
+    IterationEventType,
     LoopConfig,
     LoopPhase,
     LoopState,
@@ -27,11 +37,65 @@ from loopwright.models import (
 
 #: Starts an execution: (execution name, input JSON) -> execution ARN.
 ExecutionStarter = Callable[[str, str], str]
+#: Phases of a stored loop whose first execution never ran: INTERRUPTED (compensated, below) and
+#: INITIALIZING (stored, but the function ended before it opened the session).
+NOT_STARTED_PHASES = frozenset({LoopPhase.INTERRUPTED, LoopPhase.INITIALIZING})
+
+
+class LoopNotStartedError(LoopFrameworkError):
+    """The loop is stored but its execution did not start; the loop is INTERRUPTED (retry the same
+    request: same loop id, same config)."""
+
+    def __init__(self, loop_id: str, message: str) -> None:
+        super().__init__(message)
+        self.loop_id = loop_id
 
 
 def execution_name(loop_id: str, generation: int) -> str:
     """``<loop_id>-g<generation>``: the name of a loop's execution (at most 80 characters)."""
     return f"{loop_id}-g{generation}"[:80]
+
+
+def restartable(state: LoopState, config: LoopConfig) -> bool:
+    """True when ``state`` is a loop whose first execution never ran (a start that failed, or
+    stopped between storing the loop and opening its session) and ``config`` is its config: not
+    active, INTERRUPTED or INITIALIZING, no outcome, no iteration done, generation 0."""
+    return (
+        not state.is_active
+        and state.phase in NOT_STARTED_PHASES
+        and state.outcome is None
+        and state.iteration == 0
+        and state.generation == 0
+        and state.config == config
+    )
+
+
+def _stored(request: StartLoopRequest, state: LoopState, ports: CloudPorts) -> LoopState:
+    """``state`` stored as a new loop, or the stored loop of that id when :func:`restartable`.
+    Raises :class:`LoopFrameworkError` when a loop of that id exists and is not restartable."""
+    try:
+        return ports.store.create_loop(state)
+    except LoopFrameworkError as exists:
+        if request.loop_id is None:
+            raise
+        try:
+            stored = ports.store.get_state(state.loop_id)
+        except LoopNotFoundError:
+            raise exists from None
+        if not restartable(stored, state.config):
+            raise LoopFrameworkError(
+                f"loop {state.loop_id} exists ({stored.phase.value}); only a loop whose first execution "
+                "did not start may be started again, with the same config"
+            ) from exists
+        return stored
+
+
+def _mark_not_started(state: LoopState, ports: CloudPorts, name: str, exc: Exception) -> None:
+    """The compensation of a failed StartExecution: INTERRUPTED, not active, an ERROR event."""
+    state.phase, state.is_active = LoopPhase.INTERRUPTED, False
+    record = EventCollector(state)
+    record(IterationEventType.ERROR, f"start: execution {name} did not start: {exc}"[:1000])
+    ports.store.save_state(state, record.events)
 
 
 def start_loop(
@@ -48,7 +112,9 @@ def start_loop(
     sent to AWS is a 400 here, not a failed iteration later.
 
     Raises :class:`ConfigError` (one line, naming the field) for an invalid config; nothing is
-    stored then.
+    stored then. Raises :class:`LoopFrameworkError` when the loop exists and is not
+    :func:`restartable`, and :class:`LoopNotStartedError` when the execution did not start (the
+    loop is INTERRUPTED with an ERROR event; the same request starts it again).
     """
     try:
         config = LoopConfig.model_validate(request.config)
@@ -60,12 +126,19 @@ def start_loop(
     state = LoopState(
         loop_id=loop_id, project=config.project, config=config, workspace=request.repository or ""
     )
-    state = ports.store.create_loop(state)
+    state = _stored(request, state, ports)
     record = EventCollector(state)
     workflow.start_session(state, record)
-    ports.store.save_state(state, record.events)
+    state = ports.store.save_state(state, record.events)
     event = StepInput(loop_id=loop_id, baseline=workflow.baseline_due(state))
-    start_execution(execution_name(loop_id, 0), event.model_dump_json())
+    name = execution_name(loop_id, 0)
+    try:
+        start_execution(name, event.model_dump_json())
+    except Exception as exc:  # any failure: compensate, then re-raise as LoopNotStartedError
+        _mark_not_started(state, ports, name, exc)
+        raise LoopNotStartedError(
+            loop_id, f"loop {loop_id}: execution {name} did not start ({exc}); retry with the same loop_id"
+        ) from exc
     return event
 
 
