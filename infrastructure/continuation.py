@@ -16,6 +16,20 @@
   host (or a CodeCommit/CodePipeline forwarder) puts a ``StartLoopRequest`` as the event's detail,
   and the ``start_loop`` function starts the loop (up to 2 retries within 1 hour; undelivered
   events go to an encrypted dead-letter queue).
+- An on-failure destination for ``start_loop``'s asynchronous invocations
+  (:attr:`Continuation.start_failures`, ``AWS::Lambda::EventInvokeConfig`` through
+  ``configure_async_invoke``): the dead-letter queues above catch only events that could not be
+  delivered; once Lambda has accepted an event (a git push, a resume schedule) and the function
+  fails, Lambda retries it twice and then discards it unless the function has an on-failure
+  destination or a dead-letter queue ("How Lambda handles errors and retries with asynchronous
+  invocation", Lambda Developer Guide). ``start_loop`` is the stack's only asynchronously invoked
+  function: the state machines invoke their functions synchronously (``LambdaInvoke``'s default
+  RequestResponse) and API Gateway invokes the API's synchronously. The record Lambda sends holds
+  the original event under ``requestPayload`` (README, "On AWS": replaying a failed start).
+
+Every queue here (:attr:`Continuation.queues`) is a standard queue (on-failure destinations
+cannot be FIFO queues), SQS-managed encryption, TLS enforced, 14 days' retention (SQS's maximum),
+and has a depth alarm (:mod:`infrastructure.monitoring`).
 """
 
 from __future__ import annotations
@@ -25,6 +39,7 @@ from aws_cdk import aws_events as events
 from aws_cdk import aws_events_targets as targets
 from aws_cdk import aws_iam as iam
 from aws_cdk import aws_lambda as lambda_
+from aws_cdk import aws_lambda_destinations as destinations
 from aws_cdk import aws_scheduler as scheduler
 from aws_cdk import aws_sqs as sqs
 from constructs import Construct
@@ -32,11 +47,18 @@ from constructs import Construct
 from infrastructure.constants import GIT_EVENT_DETAIL_TYPE, GIT_EVENT_SOURCE
 from infrastructure.functions import function_arn
 
+#: Lambda's retries of a failed asynchronous invocation (its default and maximum, 2) and how long
+#: an event may wait in Lambda's asynchronous queue (its maximum, 6 hours: a throttled start retries
+#: for that long before it goes to the on-failure queue).
+ASYNC_RETRY_ATTEMPTS = 2
+ASYNC_MAX_EVENT_AGE = Duration.hours(6)
+
 
 class Continuation(Construct):
     """:attr:`schedule_group`, :attr:`scheduler_role`, :attr:`resume_dead_letters`,
-    :attr:`git_push_rule`, :attr:`dead_letters`; ``schedule_resume`` gets its scheduler permissions
-    and environment (module docstring).
+    :attr:`git_push_rule`, :attr:`dead_letters`, :attr:`start_failures` (start_loop's on-failure
+    destination) and :attr:`queues` (all three, by name); ``schedule_resume`` gets its scheduler
+    permissions and environment (module docstring).
 
     Resumes go through ``start_loop`` (it records LOOP_RESUMED and starts the execution);
     ``schedule_resume`` is the function that creates one-time schedules.
@@ -47,7 +69,7 @@ class Continuation(Construct):
         scope: Construct,
         construct_id: str,
         *,
-        start_loop: lambda_.IFunction,
+        start_loop: lambda_.Function,
         schedule_resume: lambda_.Function,
         removal_policy: RemovalPolicy,
     ) -> None:
@@ -58,6 +80,18 @@ class Continuation(Construct):
         self._allow_scheduling(schedule_resume)
         self.dead_letters = self._queue("GitPushDeadLetters")
         self.git_push_rule = self._build_git_push_rule(start_loop)
+        self.start_failures = self._queue("StartLoopFailures")
+        start_loop.configure_async_invoke(
+            on_failure=destinations.SqsDestination(self.start_failures),  # grants start_loop SendMessage
+            retry_attempts=ASYNC_RETRY_ATTEMPTS,
+            max_event_age=ASYNC_MAX_EVENT_AGE,
+        )
+        #: Queue name -> queue: what was not delivered (dead letters) or failed (on-failure).
+        self.queues: dict[str, sqs.Queue] = {
+            "GitPushDeadLetters": self.dead_letters,
+            "ResumeDeadLetters": self.resume_dead_letters,
+            "StartLoopFailures": self.start_failures,
+        }
 
     def _build_scheduler_role(self, start_loop: lambda_.IFunction) -> iam.Role:
         account = Stack.of(self).account

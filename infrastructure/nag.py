@@ -104,6 +104,12 @@ def acknowledge(stack: LoopwrightStack) -> None:
         "AwsSolutions-SQS3",
         "this queue is itself the dead-letter queue of the one-time resume schedules' target",
     )
+    _ack(
+        stack.continuation.start_failures,
+        "AwsSolutions-SQS3",
+        "this queue is itself start_loop's on-failure destination (the dead letters of its "
+        "asynchronous invocations); its depth is alarmed",
+    )
     _acknowledge_schedules(stack)
     _acknowledge_plans(stack)
     _acknowledge_dashboard(stack)

@@ -133,6 +133,12 @@ class LoopwrightStack(Stack):
             state_machine=self.loop.state_machine,
             functions=functions,
             api=self.api.api,
+            plan_state_machine=self.plans.state_machine,
+            other_functions={
+                **self.plans.functions,
+                **{f"dashboard_{mode}": f for mode, f in self.dashboard.functions.items()},
+            },
+            queues=self.continuation.queues,
             alarm_email=self.node.try_get_context(CTX_ALARM_EMAIL),
             removal_policy=removal_policy,
         )
