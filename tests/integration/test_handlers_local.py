@@ -19,6 +19,7 @@ import pytest
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.cloud import runtime
+from loopwright.cloud.start import LoopNotStartedError
 from loopwright.cloud.steps import CloudPorts, start_step
 from loopwright.engine import LoopFramework
 from loopwright.models import IterationEventType, LoopConfig, StepInput
@@ -179,3 +180,46 @@ def test_start_loop_from_the_api_and_from_an_eventbridge_rule(
     bad = module.handler(_api_event({"loop_id": "bad", "config": {"goal": "g"}}), Context())
     assert bad["statusCode"] == 400 and "exit_conditions" in bad["body"]
     assert started == ["from-api-g0", "from-push-g0"]
+
+
+def test_a_start_whose_execution_fails_answers_503_to_the_api_and_raises_for_an_event(
+    lambda_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Issue 12: a throttled StartExecution after the loop was stored left it "running" for ever
+    import botocore.exceptions
+
+    module = _handler("start_loop")
+
+    def throttled(name: str, payload: str) -> str:
+        raise botocore.exceptions.ClientError(
+            {"Error": {"Code": "ThrottlingException", "Message": "Rate exceeded"}}, "StartExecution"
+        )
+
+    monkeypatch.setattr(module, "_start_execution", throttled)
+    config = {
+        "goal": "g",
+        "exit_conditions": [{"type": "LINTING_CLEAN"}],
+        "agent": {"kind": "command", "command": ["true"]},
+    }
+    # From API Gateway: 503 with the loop's id, so the caller can retry the same request
+    response = module.handler(_api_event({"loop_id": "throttled", "config": config}), Context())
+    assert response["statusCode"] == 503, response
+    assert json.loads(response["body"])["loop_id"] == "throttled"
+    # From an EventBridge rule: the error propagates, so Lambda retries it, then the on-failure queue
+    pushed = {
+        "version": "0",
+        "id": "1",
+        "detail-type": "push",
+        "source": "loopwright.git",
+        "account": "123456789012",
+        "time": "2026-11-23T00:00:00Z",
+        "region": "eu-west-1",
+        "resources": [],
+        "detail": {"loop_id": "pushed-throttled", "config": config},
+    }
+    with pytest.raises(LoopNotStartedError):
+        module.handler(pushed, Context())
+    # A retry of the API request, once Step Functions answers, starts the same loop
+    monkeypatch.setattr(module, "_start_execution", lambda name, payload: "arn")
+    again = module.handler(_api_event({"loop_id": "throttled", "config": config}), Context())
+    assert again["statusCode"] == 202, again
