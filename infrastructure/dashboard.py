@@ -32,8 +32,8 @@ table :data:`~infrastructure.dashboard_routes.DASHBOARD_ROUTES` lives too):
   (:mod:`loopwright.cloud.resume`).
 - ``plans`` (POST create, dispatch, verify a plan): the plans table (read, write), item and event
   reads of the loops (inspecting an ended loop), ``StartExecution`` on the PlanDispatch state
-  machine, Code Interpreter sessions (verify runs gate:all in one) and ``IsAuthorized`` on the
-  policy store (each plan change is a Cedar question: ``policies/plans.cedar``).
+  machine (dispatch and verify executions: gate:all runs in the state machine, not here) and
+  ``IsAuthorized`` on the policy store (each plan change is a Cedar question: ``policies/plans.cedar``).
 """
 
 from __future__ import annotations
@@ -61,7 +61,6 @@ from infrastructure.constants import (
     SERVICE_NAME,
 )
 from infrastructure.dashboard_routes import (
-    CODE_INTERPRETER_SESSION_ACTIONS,
     CONTROLS,
     DASHBOARD_ROUTES,
     FUNCTION_MODES,
@@ -285,7 +284,6 @@ class Dashboard(Construct):
             environment["LOOP_STATE_MACHINE_ARN"] = self._loop_state_machine.state_machine_arn
         if mode == PLANS:
             environment["PLAN_STATE_MACHINE_ARN"] = self._plan_state_machine.state_machine_arn
-            environment["CODE_INTERPRETER_ID"] = self._agentcore.code_interpreter.attr_code_interpreter_id
         return environment
 
     def _table_arns(self, *, indexes: bool, plans: bool) -> list[str]:
@@ -338,10 +336,6 @@ class Dashboard(Construct):
             ),
             iam.PolicyStatement(
                 actions=["states:StartExecution"], resources=[self._plan_state_machine.state_machine_arn]
-            ),
-            iam.PolicyStatement(
-                actions=list(CODE_INTERPRETER_SESSION_ACTIONS),
-                resources=[self._agentcore.code_interpreter.attr_code_interpreter_arn],
             ),
             iam.PolicyStatement(
                 actions=["verifiedpermissions:IsAuthorized"], resources=[self._policy_store.policy_store_arn]

@@ -29,12 +29,6 @@ OBSERVABILITY_ACTIONS = ("xray:GetTraceSummaries", "cloudwatch:GetMetricData")
 LOOP_STATE_MACHINE_ACTIONS = ("states:SendTaskSuccess", "states:StartExecution")
 #: The loop state machine's executions: is the parked one still running (approve).
 LOOP_EXECUTION_ACTIONS = ("states:DescribeExecution",)
-#: Code Interpreter sessions of plan verification.
-CODE_INTERPRETER_SESSION_ACTIONS = (
-    "bedrock-agentcore:StartCodeInterpreterSession",
-    "bedrock-agentcore:InvokeCodeInterpreter",
-    "bedrock-agentcore:StopCodeInterpreterSession",
-)
 #: Each function's actions, all resources together (tests compare roles with these).
 READ_FUNCTION_ACTIONS = frozenset(READ_ACTIONS + MEMORY_READ_ACTIONS + OBSERVABILITY_ACTIONS)
 CONTROL_FUNCTION_ACTIONS = frozenset(
@@ -46,11 +40,9 @@ CONTROL_FUNCTION_ACTIONS = frozenset(
         *LOOP_EXECUTION_ACTIONS,
     }
 )
+#: The plans function starts PlanDispatch executions (dispatch and verify): gate:all never runs in it.
 PLAN_FUNCTION_ACTIONS = frozenset(
-    READ_ACTIONS
-    + WRITE_ACTIONS
-    + ("states:StartExecution", "verifiedpermissions:IsAuthorized")
-    + CODE_INTERPRETER_SESSION_ACTIONS
+    READ_ACTIONS + WRITE_ACTIONS + ("states:StartExecution", "verifiedpermissions:IsAuthorized")
 )
 #: X-Ray's own writes, added to every traced function by Tracing.ACTIVE.
 XRAY_WRITE_ACTIONS = frozenset({"xray:PutTraceSegments", "xray:PutTelemetryRecords"})

@@ -1,14 +1,24 @@
-"""Plan dispatch (issue 5): the PlanDispatch Standard state machine and its six Lambdas.
+"""Plan dispatch (issue 5) and verification (issue 12): the PlanDispatch Standard state machine and
+its seven Lambdas.
 
-Shape (steps in :mod:`loopwright.cloud.plan_steps`)::
+Shape (steps in :mod:`loopwright.cloud.plan_steps` and :mod:`loopwright.cloud.plan_verify_steps`)::
 
-    Begin -> More? -yes-> Wave (Map: ItemsPath $.ready, MaxConcurrencyPath $.concurrency) -> Next -> More?
-                  '-no-> Done
+    Mode? -$.verify-> Verify -> Verified   (a verify execution: gate:all, 15 minutes at most)
+    Mode? -otherwise-> Begin -> More? -yes-> Wave (Map: ItemsPath $.ready, MaxConcurrencyPath
+                                  |          $.concurrency) -> Next -> More?
+                                  '-no-> Done
     Wave iteration: StartTask -> Started? -ended-> TaskEnded
                                   '-> WaitForLoop ($.wait_seconds) -> CheckTask -> Ended? -no-> WaitForLoop
                                                                               '-yes-> FinishTask -> TaskEnded
     StartTask, CheckTask: Catch -> FinishTask (the error in $.error: the task ends ERROR, the others go on)
-    Begin, Next, Wave: Catch -> RecordFailure (the plan FAILED with the error) -> Failed
+    Begin, Next, Wave, Verify: Catch -> RecordFailure (the plan FAILED with the error) -> Failed
+
+Verification is a *verify execution* of this state machine rather than a machine of its own: the
+plan API's role already may start PlanDispatch (and no longer needs Code Interpreter access: the
+gates never run in the API call), a plan's executions, logs and failure alarm stay in one place,
+and RecordFailure ends a VERIFYING plan FAILED the way it ends a failed dispatch. The Verify
+Lambda runs gate:all itself (timeout 15 minutes: the gates' own timeouts must fit in it); its
+retries cover only the Lambda service's errors (a failed or timed-out gate run is not repeated).
 
 Every Lambda task retries like the loop's (:mod:`infrastructure.state_machine`): the Lambda service
 errors and ``States.TaskFailed`` (every plan step is idempotent), 2 s, backoff 2, full jitter, 3
@@ -22,9 +32,9 @@ X-Ray, JSON logs in their own log group, each with its own role (:data:`PLAN_NEE
 (the plans table, read/write), ``plans_read``, ``loops`` (loops and events tables, read/write; the
 DynamoDB loop store writes both), ``loops_read`` (the loops table, read), ``start_loop``
 (``states:StartExecution`` on the loop state machine), ``code_interpreter`` (StartTask merges a
-task's dependencies' branches in a Code Interpreter session). Table grants name the table's ARN
-with the item actions the stores use (:data:`ITEM_WRITE_ACTIONS`), never an index: the steps
-never query one.
+task's dependencies' branches in a Code Interpreter session; Verify runs gate:all in one). Table
+grants name the table's ARN with the item actions the stores use (:data:`ITEM_WRITE_ACTIONS`),
+never an index: the steps never query one.
 """
 
 from __future__ import annotations
@@ -64,6 +74,8 @@ PLAN_FUNCTIONS: dict[str, tuple[Duration, int, frozenset[str]]] = {
     "plan_finish_task": (Duration.seconds(30), 512, frozenset({"plans", "loops"})),
     "plan_next": (Duration.seconds(30), 512, frozenset({"plans_read"})),
     "plan_record_failure": (Duration.seconds(30), 512, frozenset({"plans", "loops"})),
+    # gate:all in a Code Interpreter session: the merge of the tasks' branches and every gate
+    "plan_verify": (Duration.minutes(15), 512, frozenset({"plans", "code_interpreter"})),
 }
 #: What each plan function may touch (see :data:`PLAN_FUNCTIONS`).
 PLAN_NEEDS = {name: needs for name, (_, _, needs) in PLAN_FUNCTIONS.items()}
@@ -77,6 +89,8 @@ ITEM_WRITE_ACTIONS = (
 )
 #: Errors retried on every plan task: the Lambda service's and the handler's own (idempotent steps).
 PLAN_RETRIED_ERRORS = [*LAMBDA_SERVICE_ERRORS, "States.TaskFailed"]
+#: Errors retried on Verify: the Lambda service's only (a gate run that failed is not run again).
+VERIFY_RETRIED_ERRORS = list(LAMBDA_SERVICE_ERRORS)
 
 
 def _camel(name: str) -> str:
@@ -188,7 +202,12 @@ class PlanDispatch(Construct):
 
     # ----------------------------------------------------------------------------- states
     def _task(
-        self, state_name: str, name: str, *, payload: dict[str, object] | None = None
+        self,
+        state_name: str,
+        name: str,
+        *,
+        payload: dict[str, object] | None = None,
+        retried: list[str] | None = None,
     ) -> tasks.LambdaInvoke:
         task = tasks.LambdaInvoke(
             self,
@@ -199,7 +218,7 @@ class PlanDispatch(Construct):
             retry_on_service_exceptions=False,
         )
         task.add_retry(
-            errors=PLAN_RETRIED_ERRORS,
+            errors=retried or PLAN_RETRIED_ERRORS,
             interval=RETRY_INTERVAL,
             backoff_rate=RETRY_BACKOFF_RATE,
             max_attempts=RETRY_MAX_ATTEMPTS,
@@ -265,4 +284,10 @@ class PlanDispatch(Construct):
             sfn.Choice(self, "More?").when(sfn.Condition.boolean_equals("$.more", True), wave).otherwise(done)
         )
         wave.next(next_wave).next(more)
-        return begin.next(more)
+        verify = self._task("Verify", "plan_verify", retried=VERIFY_RETRIED_ERRORS)
+        verify.add_catch(failure, errors=["States.ALL"], result_path="$.error")
+        verify.next(sfn.Succeed(self, "Verified", comment="the plan is VERIFIED or FAILED with every check"))
+        is_verify = sfn.Condition.and_(
+            sfn.Condition.is_present("$.verify"), sfn.Condition.boolean_equals("$.verify", True)
+        )
+        return sfn.Choice(self, "Mode?").when(is_verify, verify).otherwise(begin.next(more))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from infrastructure.dashboard_routes import PLAN_FUNCTION_ACTIONS
 from infrastructure.plans import ITEM_WRITE_ACTIONS, PLAN_FUNCTIONS
 from loopwright.adapters.aws import dynamodb_plan_store as plan_keys
 from loopwright.engine.plan_stepfunctions import dispatch_definition
@@ -66,7 +67,8 @@ def test_dispatch_is_a_logged_traced_standard_state_machine(synthesized: Synthes
 def test_dispatch_loops_over_waves_with_a_map_state(synthesized: Synthesized) -> None:
     definition = _definition(synthesized)
     states = definition["States"]
-    assert definition["StartAt"] == "Begin" and states["Begin"]["Next"] == "More?"
+    assert definition["StartAt"] == "Mode?" and states["Mode?"]["Default"] == "Begin"
+    assert states["Begin"]["Next"] == "More?"
     assert states["More?"]["Choices"][0]["Next"] == "Wave" and states["More?"]["Default"] == "Done"
     wave = states["Wave"]
     assert (wave["Type"], wave["ItemsPath"], wave["MaxConcurrencyPath"]) == (
@@ -88,8 +90,10 @@ def test_dispatch_loops_over_waves_with_a_map_state(synthesized: Synthesized) ->
 def test_every_task_retries_and_errors_end_the_task_or_fail_the_plan(synthesized: Synthesized) -> None:
     definition = _definition(synthesized)
     tasks = _tasks(definition["States"])
-    assert set(tasks) == {"Begin", "Next", "RecordFailure", "StartTask", "CheckTask", "FinishTask"}
+    assert set(tasks) == {"Begin", "Next", "RecordFailure", "StartTask", "CheckTask", "FinishTask", "Verify"}
     for name, state in tasks.items():
+        if name == "Verify":
+            continue  # see test_a_verify_execution_runs_gate_all_and_fails_the_plan_on_error
         (retry,) = state["Retry"]
         assert "States.TaskFailed" in retry["ErrorEquals"] and retry["JitterStrategy"] == "FULL", name
         assert (retry["IntervalSeconds"], retry["BackoffRate"], retry["MaxAttempts"]) == (2, 2, 3)
@@ -145,3 +149,73 @@ def test_each_plan_function_holds_only_what_it_uses(synthesized: Synthesized) ->
         list(ITEM_WRITE_ACTIONS),
         {"Fn::GetAtt": [plans_table, "Arn"]},
     )
+
+
+def test_a_verify_execution_runs_gate_all_and_fails_the_plan_on_error(synthesized: Synthesized) -> None:
+    # Issue 12 point 9: verify runs in PlanDispatch (an execution with "verify": true), not in the API
+    states = _definition(synthesized)["States"]
+    (choice,) = states["Mode?"]["Choices"]
+    assert choice == {
+        "And": [
+            {"Variable": "$.verify", "IsPresent": True},
+            {"Variable": "$.verify", "BooleanEquals": True},
+        ],
+        "Next": "Verify",
+    }
+    verify = states["Verify"]
+    assert verify["Next"] == "Verified" and states["Verified"]["Type"] == "Succeed"
+    (retry,) = verify["Retry"]  # a failed gate run is not repeated: only the Lambda service's errors
+    assert (
+        "States.TaskFailed" not in retry["ErrorEquals"] and "Lambda.ServiceException" in retry["ErrorEquals"]
+    )
+    assert retry["JitterStrategy"] == "FULL"
+    (catch,) = verify["Catch"]  # RecordFailure ends a VERIFYING plan FAILED with a plan_verify check
+    assert (catch["ErrorEquals"], catch["Next"], catch["ResultPath"]) == (
+        ["States.ALL"],
+        "RecordFailure",
+        "$.error",
+    )
+    function = _function_props(synthesized, "plan_verify")
+    assert function["Timeout"] == 900 and function["TracingConfig"] == {"Mode": "Active"}
+    assert "CODE_INTERPRETER_ID" in function["Environment"]["Variables"]
+
+
+def test_the_verify_function_may_write_plans_and_use_code_interpreter_only(synthesized: Synthesized) -> None:
+    plans_table = _logical_id(synthesized, "AWS::DynamoDB::Table", "StoragePlansTable")
+    statements = _statements(synthesized, "plan_verify")
+    actions = {
+        a for s in statements for a in ([s["Action"]] if isinstance(s["Action"], str) else s["Action"])
+    }
+    assert "bedrock-agentcore:InvokeCodeInterpreter" in actions
+    assert not any(a.startswith("states:") or a.startswith("secretsmanager:") for a in actions)
+    tables = [s for s in statements if any(str(a).startswith("dynamodb") for a in _as_list(s["Action"]))]
+    assert [(s["Action"], s["Resource"]) for s in tables] == [
+        (list(ITEM_WRITE_ACTIONS), {"Fn::GetAtt": [plans_table, "Arn"]})
+    ]
+
+
+def test_the_dashboard_plans_function_starts_executions_and_runs_no_gate(synthesized: Synthesized) -> None:
+    # gate:all left the API call: the plans function needs no Code Interpreter session any more
+    functions = synthesized.resources("AWS::Lambda::Function")
+    (props,) = [
+        f["Properties"]
+        for f in functions.values()
+        if f["Properties"].get("Environment", {}).get("Variables", {}).get("LOOPWRIGHT_DASHBOARD_MODE")
+        == "plans"
+    ]
+    assert "CODE_INTERPRETER_ID" not in props["Environment"]["Variables"]
+    assert "PLAN_STATE_MACHINE_ARN" in props["Environment"]["Variables"]
+    assert not any(a.startswith("bedrock-agentcore:") for a in PLAN_FUNCTION_ACTIONS)
+
+
+def _as_list(value: Any) -> list[Any]:
+    return value if isinstance(value, list) else [value]
+
+
+def _function_props(synthesized: Synthesized, name: str) -> dict[str, Any]:
+    (props,) = [
+        f["Properties"]
+        for f in synthesized.resources("AWS::Lambda::Function").values()
+        if f"(functions/{name}/" in str(f["Properties"].get("Description", ""))
+    ]
+    return props

@@ -303,6 +303,37 @@ def test_a_non_operator_can_neither_plan_nor_dispatch_commands(workspace: Path) 
 
 
 @pytest.mark.slow
+def test_verify_answers_202_and_the_plan_ends_verified_in_the_background(workspace: Path) -> None:
+    # Issue 12 point 9: verify no longer runs gate:all inside the request; a non-operator's
+    # verify is 403 and starts nothing
+    mallory = {"X-Loopwright-User": "mallory"}
+    with serve(workspace / ".loopwright") as served:
+        status, plan, _ = served.post("/api/projects/default/plan", {"plan": PROOF_PLAN})
+        assert status == 201, plan
+        target = f"/api/plans/{plan['plan_id']}"
+        assert served.post(f"{target}/dispatch?project=default", {})[0] == 202
+        served.local.plans.join(timeout=60)
+        assert served.get(f"{target}?project=default")[1]["status"] == "RUNNING"
+
+        status, body, _ = served.post(f"{target}/verify?project=default", {}, headers=mallory)
+        assert (status, body["error"]["code"]) == (403, "forbidden")
+        time.sleep(0.2)
+        assert served.get(f"{target}?project=default")[1]["status"] == "RUNNING"  # nothing started
+
+        status, body, _ = served.post(f"{target}/verify?project=default", {})
+        assert status == 202, body
+        assert body["verify_run_id"] == f"verify_{plan['plan_id']}"
+        assert body["status"] in ("VERIFYING", "VERIFIED")  # the gates run after the answer
+        assert served.post(f"{target}/verify?project=default", {})[0] == 409  # verified once
+        served.local.plans.join(timeout=60)
+        got = served.get(f"{target}?project=default")[1]
+        assert got["status"] == "VERIFIED", got["gate_result"]
+        assert got["gate_result"]["checks"][0]["name"] == "gate:tasks"
+        events = served.get(f"{target}/events?project=default")[1]["events"]
+        assert [e["type"] for e in events][-1] == "plan_verified"
+
+
+@pytest.mark.slow
 def test_the_cli_on_a_non_loopback_address_prints_a_token_url_once(workspace: Path) -> None:
     # Issue 11: `--host 0.0.0.0` was accepted with no authentication and no warning
     program = (

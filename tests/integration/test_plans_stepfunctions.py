@@ -9,14 +9,11 @@ same moto, its agent a one-line Python command in the task's git worktree.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from loopwright.adapters.local.plan_workspace import GitPlanWorkspace
-from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.engine.plan_stepfunctions import LocalPlanStepFunctions
 from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models.plans import ActivityEvent, ActivityEventType, PlanStatus, TaskState
@@ -93,13 +90,17 @@ def test_a_diamond_runs_through_the_map_state_with_its_middle_tasks_in_parallel(
     assert local.local.invocations.count("Loopwright-plan_start_task") == 4
     assert local.local.invocations.count("Loopwright-authorize") >= 4
 
-    # verify through the AWS executor, its gates in the local sandbox on the merged result
-    executor.gates = lambda _: nullcontext(
-        (SubprocessSandbox(), GitPlanWorkspace(workspace, local.state_dir))
-    )
-    verified = executor.verify("shop", plan.plan_id)
+    # verify through the AWS executor: it answers VERIFYING and a verify execution of PlanDispatch
+    # (the real plan_verify handler) runs gate:all in the local sandbox on the merged result
+    verifying = executor.verify("shop", plan.plan_id)
+    assert verifying.status in (PlanStatus.VERIFYING, PlanStatus.VERIFIED)
+    summary = local.wait("shop", plan.plan_id, timeout_seconds=120, verify=True)
+    assert summary.status == "SUCCEEDED", summary
+    assert summary.output is not None and summary.output["status"] == "VERIFIED"
+    verified = local.store.get_plan("shop", plan.plan_id)
     assert verified.status is PlanStatus.VERIFIED, verified.gate_result
     assert [e.type for e in local.store.list_events("shop", plan.plan_id)][-1] is EV.PLAN_VERIFIED
+    assert local.local.invocations.count("Loopwright-plan_verify") == 1
 
 
 @pytest.mark.slow

@@ -150,7 +150,7 @@ def test_create_dispatch_verify_get_through_the_api(api: Api) -> None:
     assert api.executor.concurrency == [1]  # parallel=false: one task at a time
 
     status, verified = api("POST", f"/api/plans/{plan_id}/verify", {}, {"project": "shop"})
-    assert (status, verified["status"], verified["verify_run_id"]) == (200, "VERIFIED", f"verify_{plan_id}")
+    assert (status, verified["status"], verified["verify_run_id"]) == (202, "VERIFIED", f"verify_{plan_id}")
     assert [c["name"] for c in verified["gate_result"]["checks"]] == ["gate:tasks", "gate:ok"]
 
     status, got = api("GET", f"/api/plans/{plan_id}", query={"project": "shop"})

@@ -1,5 +1,5 @@
-"""StepFunctionsPlanExecutor.dispatch with botocore's Stubber: the plan's conditional write, then
-StartExecution of PlanDispatch named after the plan."""
+"""StepFunctionsPlanExecutor.dispatch and .verify with botocore's Stubber: the plan's conditional
+write, then StartExecution of PlanDispatch named after the plan."""
 
 from __future__ import annotations
 
@@ -15,9 +15,11 @@ from botocore.stub import Stubber
 from loopwright.adapters.aws.step_functions_plans import StepFunctionsPlanExecutor
 from loopwright.adapters.local.sqlite_plan_store import SqlitePlanStore
 from loopwright.cloud.plan_steps import dispatch_execution_name
+from loopwright.cloud.plan_verify_steps import verify_execution_name
 from loopwright.exceptions import ConfigError
 from loopwright.models import LoopConfig
 from loopwright.models.plans import Plan, PlanStatus
+from loopwright.plans import transitions
 from loopwright.plans.errors import PlanConflictError
 from loopwright.plans.service import create_plan
 from loopwright.plans.validation import parse_draft
@@ -115,3 +117,55 @@ def test_only_a_draft_plan_is_dispatched(store: SqlitePlanStore, client: Any) ->
     store.save_plan("shop", plan.model_copy(update={"status": PlanStatus.VERIFIED}))
     with pytest.raises(PlanConflictError, match="VERIFIED"):
         StepFunctionsPlanExecutor(store, ARN, client=client).dispatch("shop", plan.plan_id)
+
+
+def _ended(store: SqlitePlanStore) -> Plan:
+    """A dispatched plan whose tasks all ended (a ERROR, b SKIPPED): ready to verify."""
+    plan = _plan(store)
+    change = transitions.begin_dispatch(plan)
+    plan = store.save_plan("shop", change.plan, change.events)
+    plan = store.save_plan("shop", transitions.mark_running(plan).plan)
+    plan = store.save_plan("shop", *transitions.start_task(plan, "a"))
+    return store.save_plan("shop", *transitions.finish_task(plan, "a", error="stopped"))
+
+
+def test_verify_begins_the_plan_and_starts_its_verify_execution_without_running_a_gate(
+    store: SqlitePlanStore, client: Any
+) -> None:
+    # Issue 12 point 9: gate:all runs in PlanDispatch (a verify execution), not in the API call
+    plan = _ended(store)
+    name = verify_execution_name("shop", plan.plan_id)
+    assert name == dispatch_execution_name("shop", plan.plan_id) + "-verify"
+    expected_input = {"verify": True, "project": "shop", "plan_id": plan.plan_id, "repository": "git://r"}
+    with Stubber(client) as stub:
+        stub.add_response(
+            "start_execution",
+            {"executionArn": f"{ARN}:{name}", "startDate": "2026-01-01T00:00:00Z"},
+            {
+                "stateMachineArn": ARN,
+                "name": name,
+                "input": json.dumps(expected_input, separators=(",", ":")),
+            },
+        )
+        stub.add_client_error("start_execution", service_error_code="ExecutionAlreadyExists")
+        executor = StepFunctionsPlanExecutor(store, ARN, client=client, repository="git://r")
+        verifying = executor.verify("shop", plan.plan_id)
+        assert verifying.status is PlanStatus.VERIFYING and verifying.gate_result is None
+        assert verifying.verify_run_id == f"verify_{plan.plan_id}"
+        with pytest.raises(PlanConflictError, match="verified already"):  # its execution ended
+            executor.verify("shop", plan.plan_id)
+        stub.assert_no_pending_responses()
+    assert store.get_plan("shop", plan.plan_id).status is PlanStatus.VERIFYING
+
+
+def test_a_plan_still_running_tasks_is_not_verified_and_nothing_starts(
+    store: SqlitePlanStore, client: Any
+) -> None:
+    plan = _plan(store)
+    change = transitions.begin_dispatch(plan)
+    plan = store.save_plan("shop", change.plan, change.events)
+    plan = store.save_plan("shop", transitions.mark_running(plan).plan)
+    with Stubber(client) as stub, pytest.raises(PlanConflictError, match="still runs tasks"):
+        StepFunctionsPlanExecutor(store, ARN, client=client).verify("shop", plan.plan_id)
+    stub.assert_no_pending_responses()  # no StartExecution was made
+    assert store.get_plan("shop", plan.plan_id).status is PlanStatus.RUNNING

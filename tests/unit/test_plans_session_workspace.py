@@ -1,22 +1,24 @@
-"""SessionPlanWorkspace and the AWS executor's verify, with real git run through the Code
+"""SessionPlanWorkspace and PlanDispatch's Verify step, with real git run through the Code
 Interpreter sandbox's quoted shell line (tests/unit/aws_session_fake.py plays the session)."""
 
 from __future__ import annotations
 
 from contextlib import nullcontext
 from pathlib import Path, PurePosixPath
+from typing import Any
 
 import pytest
 
 from loopwright.adapters.aws.session_plan_workspace import SessionPlanWorkspace, plan_repository
-from loopwright.adapters.aws.step_functions_plans import StepFunctionsPlanExecutor
 from loopwright.adapters.local.sqlite_plan_store import SqlitePlanStore
+from loopwright.cloud.plan_steps import GateFactory, PlanStepPorts
+from loopwright.cloud.plan_verify_steps import VerifyInput, verify
 from loopwright.exceptions import ConfigError
 from loopwright.models import LoopOutcome, LoopPhase, LoopResult, RepositoryConfig
 from loopwright.models.plans import ActivityEventType, Plan, PlanStatus
 from loopwright.plans import transitions
 from loopwright.plans.errors import MergeConflictError
-from loopwright.plans.service import create_plan
+from loopwright.plans.service import create_plan, start_verify
 from loopwright.plans.validation import parse_draft
 from tests.unit.aws_session_fake import LocalSession, git, local_sandbox, make_remote
 
@@ -112,7 +114,16 @@ def _completed_plan(store: SqlitePlanStore, remote: Path, heads: dict[str, str],
     return plan
 
 
-def test_the_aws_executor_verifies_in_the_session_on_the_merged_branches(
+def _ports(store: SqlitePlanStore, gates: GateFactory | None) -> PlanStepPorts:
+    def unused(*_: object) -> Any:
+        raise AssertionError("the Verify step starts no loop")
+
+    return PlanStepPorts(
+        plans=store, loops=unused, start_execution=unused, branches=unused, check_loop=unused, gates=gates
+    )  # type: ignore[arg-type]  # the loops port is never used by Verify
+
+
+def test_the_verify_step_runs_gate_all_in_the_session_on_the_merged_branches(
     tmp_path: Path, remote: Path
 ) -> None:
     a = _branch(remote, tmp_path, "loopwright/p.a", {"a.txt": "a\n"})
@@ -125,32 +136,28 @@ def test_the_aws_executor_verifies_in_the_session_on_the_merged_branches(
     ]
     with SqlitePlanStore(tmp_path / "plans.db") as store:
         plan = _completed_plan(store, remote, {"a": a, "b": b}, check)
-        executor = StepFunctionsPlanExecutor(
-            store, "arn:unused", client=object(), gates=lambda _: nullcontext((ws.sandbox, ws))
-        )
-        verified = executor.verify("shop", plan.plan_id)
-        assert verified.status is PlanStatus.VERIFIED, verified.gate_result
+        start_verify(store, "shop", plan.plan_id)  # what the API's executor did before its 202
+        ports = _ports(store, lambda _plan, _repo: nullcontext((ws.sandbox, ws)))
+        out = verify(VerifyInput(project="shop", plan_id=plan.plan_id), ports)
+        assert (out.status, out.passed) == (PlanStatus.VERIFIED, True)
+        verified = store.get_plan("shop", plan.plan_id)
         assert verified.gate_result is not None
         assert [c.name for c in verified.gate_result.checks] == ["gate:tasks", "gate:files"]
         assert any("python3 -c" in line for line in session.commands())  # the gate ran in the session
         assert store.list_events("shop", plan.plan_id)[-1].type is ActivityEventType.PLAN_VERIFIED
+        # a retry of the step (Step Functions) changes nothing
+        again = verify(VerifyInput(project="shop", plan_id=plan.plan_id), ports)
+        assert again.status is PlanStatus.VERIFIED
+        assert store.get_plan("shop", plan.plan_id).version == verified.version
 
 
-def test_without_gates_environment_only_a_plan_without_gates_is_verified(
-    tmp_path: Path, remote: Path
-) -> None:
+def test_the_verify_step_without_a_gate_environment_changes_nothing(tmp_path: Path, remote: Path) -> None:
     with SqlitePlanStore(tmp_path / "plans.db") as store:
         plan = _completed_plan(store, remote, {"a": "0" * 40}, ["true"])
-        executor = StepFunctionsPlanExecutor(store, "arn:unused", client=object())
-        with pytest.raises(ConfigError, match="runs no gate"):
-            executor.verify("shop", plan.plan_id)
-        assert store.get_plan("shop", plan.plan_id).status is PlanStatus.RUNNING  # nothing written
-        store.save_plan("shop", store.get_plan("shop", plan.plan_id).model_copy(update={"gates": []}))
-        verified = executor.verify("shop", plan.plan_id)
-        assert verified.status is PlanStatus.VERIFIED
-        assert verified.gate_result is not None and [c.name for c in verified.gate_result.checks] == [
-            "gate:tasks"
-        ]
+        verifying = start_verify(store, "shop", plan.plan_id)
+        with pytest.raises(ConfigError, match="CODE_INTERPRETER_ID"):
+            verify(VerifyInput(project="shop", plan_id=plan.plan_id), _ports(store, None))
+        assert store.get_plan("shop", plan.plan_id).version == verifying.version  # RecordFailure's job
 
 
 def test_plan_repository_comes_from_the_defaults_or_the_dispatch(tmp_path: Path, remote: Path) -> None:

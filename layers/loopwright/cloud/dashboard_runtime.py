@@ -13,7 +13,8 @@ Three functions run the dashboard (``infrastructure/dashboard.py``), told apart 
   new execution).
 - ``plans``: the plans' POST routes (create, dispatch, verify; seed 003) over the DynamoDB plan
   store, :class:`~loopwright.adapters.aws.step_functions_plans.StepFunctionsPlanExecutor` (the
-  PlanDispatch state machine; gate:all in a Code Interpreter session) and the
+  PlanDispatch state machine: dispatch and verify executions, so gate:all never runs in the
+  API call) and the
   :class:`~loopwright.plans.decompose.ConditionPlanner` (no model). Each plan change is
   authorized by Cedar in Verified Permissions (``POLICY_STORE_ID``, ``POLICY_MAP``) through
   :class:`~loopwright.plans.authorize.PlanAuthorizer`: the shipped ``policies/plans.cedar``
@@ -37,7 +38,6 @@ Gateway authorizer's claims.
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 import re
@@ -246,8 +246,8 @@ def _controls(settings: RuntimeSettings, dashboard: DashboardSettings) -> tuple[
 
 def _plan_routers(settings: RuntimeSettings, dashboard: DashboardSettings) -> list[Router]:
     """The plan routes (seed 003) on AWS when ``PLANS_TABLE_NAME`` is set: reads only in ``read``
-    mode; with the executor (``PLAN_STATE_MACHINE_ARN`` required; gate:all in a Code Interpreter
-    session when ``CODE_INTERPRETER_ID`` is set) in ``plans`` and ``all`` modes. None in
+    mode; with the executor (``PLAN_STATE_MACHINE_ARN`` required: dispatch and verify start its
+    executions) in ``plans`` and ``all`` modes. None in
     ``controls`` mode or with the local adapters (``loopwright dashboard`` serves those itself)."""
     if dashboard.plans_table is None or settings.adapters == "local" or dashboard.mode == "controls":
         return []
@@ -283,17 +283,11 @@ def _policy_engine(settings: RuntimeSettings) -> PolicyEngine:
 
 
 def _plan_executor(store: PlanStore, settings: RuntimeSettings, dashboard: DashboardSettings) -> PlanExecutor:
-    from loopwright.adapters.aws.session_plan_workspace import session_gates  # AWS only
     from loopwright.adapters.aws.step_functions_plans import StepFunctionsPlanExecutor
 
     if dashboard.plan_state_machine_arn is None:
         raise ConfigError("environment variable PLAN_STATE_MACHINE_ARN is required for the plan routes")
     loops = _loop_store(settings)
-    gates = None
-    if settings.code_interpreter_id:
-        gates = functools.partial(
-            session_gates, region_name=settings.require("region"), identifier=settings.code_interpreter_id
-        )
 
     def check(config: LoopConfig, repository: str | None) -> None:
         check_agent_for_adapters(config, "aws", repository=repository)
@@ -303,7 +297,6 @@ def _plan_executor(store: PlanStore, settings: RuntimeSettings, dashboard: Dashb
         dashboard.plan_state_machine_arn,
         loops=loops,
         region_name=settings.region,
-        gates=gates,
         check_loop=check,
     )
 

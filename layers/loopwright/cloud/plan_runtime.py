@@ -14,6 +14,7 @@ import functools
 import os
 import threading
 from collections.abc import Callable, Mapping, Sequence
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, TypeVar
 
@@ -21,11 +22,13 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from loopwright.cloud.observability import metrics
-from loopwright.cloud.plan_steps import PlanStepPorts, TaskBranches
+from loopwright.cloud.plan_steps import GateFactory, PlanStepPorts, TaskBranches
 from loopwright.cloud.runtime import check_agent_for_adapters, loop_repository
 from loopwright.exceptions import ConfigError
 from loopwright.models import LoopConfig
-from loopwright.models.plans import TaskRunRequest
+from loopwright.models.plans import Plan, TaskRunRequest
+from loopwright.plans.ports import PlanWorkspace
+from loopwright.ports import Sandbox
 
 if TYPE_CHECKING:  # boto3 is imported only when the AWS adapters are used
     from loopwright.adapters.aws.step_functions_plans import StepFunctionsPlanExecutor
@@ -144,6 +147,34 @@ def _sfn_client(region: str | None) -> Any:
     return boto3.client("stepfunctions", region_name=region)
 
 
+def _local_gates(settings: PlanSettings) -> GateFactory:
+    def gates(plan: Plan, repository: str | None) -> AbstractContextManager[tuple[Sandbox, PlanWorkspace]]:
+        from loopwright.adapters.local.plan_workspace import GitPlanWorkspace  # local only
+        from loopwright.adapters.local.sandbox import SubprocessSandbox
+
+        if not repository:
+            raise ConfigError(
+                "repository: the verify input needs the workspace folder with LOOPWRIGHT_ADAPTERS=local"
+            )
+        return nullcontext((SubprocessSandbox(), GitPlanWorkspace(Path(repository), settings.state_dir)))
+
+    return gates
+
+
+def _aws_gates(settings: PlanSettings) -> GateFactory:
+    def gates(plan: Plan, repository: str | None) -> AbstractContextManager[tuple[Sandbox, PlanWorkspace]]:
+        from loopwright.adapters.aws.session_plan_workspace import session_gates  # AWS only
+
+        return session_gates(
+            plan,
+            region_name=settings.require("region"),
+            identifier=settings.require("code_interpreter_id"),
+            repository=repository,
+        )
+
+    return gates
+
+
 @functools.cache
 def plan_ports(settings: PlanSettings) -> PlanStepPorts:
     """The ports for ``settings``, built once per container (clients are reused)."""
@@ -158,6 +189,7 @@ def plan_ports(settings: PlanSettings) -> PlanStepPorts:
             start_execution=_starter(settings),
             branches=_local_branches(settings),
             check_loop=_loop_check(settings),
+            gates=_local_gates(settings),
         )
     from loopwright.adapters.aws.dynamodb_plan_store import DynamoDbPlanStore  # AWS only
     from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
@@ -170,6 +202,7 @@ def plan_ports(settings: PlanSettings) -> PlanStepPorts:
         start_execution=_starter(settings),
         branches=_aws_branches(settings),
         check_loop=_loop_check(settings),
+        gates=_aws_gates(settings),
     )
 
 
@@ -207,19 +240,16 @@ def run_plan_step(step: Callable[[_In, PlanStepPorts], BaseModel], event: _In, m
 def aws_plan_executor(settings: PlanSettings) -> StepFunctionsPlanExecutor:
     """The AWS :class:`~loopwright.plans.ports.PlanExecutor` for the plan API's Lambda
     (:class:`~loopwright.adapters.aws.step_functions_plans.StepFunctionsPlanExecutor`): the
-    plans and loop tables, PlanDispatch (``PLAN_STATE_MACHINE_ARN``), every task's loop
-    checked for AWS before dispatch, gate:all in a Code Interpreter session
-    (``CODE_INTERPRETER_ID``). Raises ConfigError naming a missing variable."""
-    from loopwright.adapters.aws.session_plan_workspace import session_gates  # AWS only
+    plans and loop tables, PlanDispatch (``PLAN_STATE_MACHINE_ARN``: dispatch and verify
+    executions), every task's loop checked for AWS before dispatch. Raises ConfigError naming a
+    missing variable."""
     from loopwright.adapters.aws.step_functions_plans import StepFunctionsPlanExecutor
 
     ports = plan_ports(settings)
-    region, identifier = settings.require("region"), settings.require("code_interpreter_id")
     return StepFunctionsPlanExecutor(
         ports.plans,
         settings.require("plan_dispatch_arn"),
         loops=ports.loops,
-        region_name=region,
-        gates=lambda plan: session_gates(plan, region_name=region, identifier=identifier),
+        region_name=settings.region,
         check_loop=ports.check_loop,
     )

@@ -39,6 +39,7 @@ import contextlib
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
@@ -70,8 +71,9 @@ from loopwright.models.types import LoopId, ProjectId
 from loopwright.plans import transitions
 from loopwright.plans.dag import ready_tasks
 from loopwright.plans.errors import MergeConflictError, PlanConflictError
-from loopwright.plans.ports import PlanStore
-from loopwright.ports import LoopStore
+from loopwright.plans.ports import PlanStore, PlanWorkspace
+from loopwright.plans.verify import verify_error_check
+from loopwright.ports import LoopStore, Sandbox
 
 #: Default seconds between two polls of a task's loop (the dispatch input's ``poll_seconds``).
 DEFAULT_POLL_SECONDS = 30
@@ -150,16 +152,24 @@ BranchesFactory = Callable[[TaskRunRequest, str | None], TaskBranches | None]
 LoopCheck = Callable[[Any, str | None], None]
 
 
+#: (the VERIFYING plan, the verify input's ``repository``) -> a context giving the sandbox and
+#: workspace gate:all runs in, released at its end (AWS: a Code Interpreter session,
+#: :func:`loopwright.adapters.aws.session_plan_workspace.session_gates`; locally the subprocess
+#: sandbox and the workspace's git repository). Raises ConfigError when none can be given.
+GateFactory = Callable[[Plan, str | None], AbstractContextManager[tuple[Sandbox, PlanWorkspace]]]
+
+
 @dataclass
 class PlanStepPorts:
     """What the plan steps use: the plan and loop stores, the loop state machine's starter, the
-    task branches and the check of a task's loop config."""
+    task branches, the check of a task's loop config and where gate:all runs (the Verify step)."""
 
     plans: PlanStore
     loops: LoopStore
     start_execution: ExecutionStarter
     branches: BranchesFactory
     check_loop: LoopCheck
+    gates: GateFactory | None = None
 
 
 def dispatch_execution_name(project: str, plan_id: str) -> str:
@@ -352,12 +362,17 @@ def record_failure(event: DispatchInput, ports: PlanStepPorts) -> DispatchState:
     """The dispatch failed after its retries (``event.error``): the plan ends FAILED with a failed
     :data:`DISPATCH_CHECK` check and a ``plan_failed`` event holding the error, the execution and
     the loops asked to stop; running tasks end ERROR (their loops are asked to stop), tasks not
-    started end SKIPPED. A plan no longer DISPATCHING or RUNNING is left alone."""
+    started end SKIPPED. A VERIFYING plan (its verify execution failed) ends FAILED with a
+    ``plan_verify`` ERROR check holding the error. A plan in another status is left alone."""
     error = event.error or {"Error": "DispatchFailed", "Cause": "no error was given"}
     message = f"the dispatch failed: {_error_text(error)}"
     stopped: list[str] = []
 
     def change(plan: Plan) -> transitions.PlanChange | None:
+        if plan.status is PlanStatus.VERIFYING:
+            text = f"the verification failed: {_error_text(error)}"
+            check = verify_error_check(text, execution=event.execution)
+            return transitions.finish_verify(plan, [check])
         if plan.status not in (PlanStatus.DISPATCHING, PlanStatus.RUNNING):
             return None
         return dispatch_failed(plan, message, error=error, execution=event.execution, stopped=stopped)

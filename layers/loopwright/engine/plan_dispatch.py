@@ -18,6 +18,7 @@ ended, and re-raises.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections.abc import Callable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
@@ -48,10 +49,12 @@ from loopwright.plans.transitions import (
     PlanChange,
     begin_dispatch,
     finish_task,
+    finish_verify,
     mark_running,
     start_task,
     task_run_request,
 )
+from loopwright.plans.verify import verify_error_check
 from loopwright.ports import Sandbox
 
 #: Called after each stored activity event with the event and the plan as stored.
@@ -212,7 +215,8 @@ class LocalPlans(PlanExecutor):
         workspace: the user's project folder.
         state_dir: default ``<workspace>/.loopwright``.
         background: :meth:`dispatch` returns once the plan is RUNNING and runs its tasks in a
-            thread (the local API); :meth:`join` waits for those threads.
+            thread, :meth:`verify` once it is VERIFYING and runs its gates in a thread (the local
+            API); :meth:`join` waits for those threads.
         observer: called with each stored event during dispatch.
     """
 
@@ -252,11 +256,30 @@ class LocalPlans(PlanExecutor):
         return plan
 
     def verify(self, project: str, plan_id: str) -> Plan:
-        """See :func:`loopwright.plans.service.verify_plan`."""
-        return service.verify_plan(self.store, project, plan_id, self.sandbox, self.git)
+        """gate:all (:func:`loopwright.plans.service.verify_plan`): returns the plan VERIFIED or
+        FAILED, or, in background mode, once it is VERIFYING (the gates then run in a thread;
+        the plan's status and ``gate_result`` tell when they are done; :meth:`join` waits).
+        A plan that cannot be verified raises before anything starts
+        (:class:`~loopwright.plans.errors.PlanConflictError`)."""
+        if not self.background:
+            return service.verify_plan(self.store, project, plan_id, self.sandbox, self.git)
+        plan = service.start_verify(self.store, project, plan_id)
+        thread = threading.Thread(target=self._run_verify, args=(plan,), name=f"verify-{plan_id}")
+        thread.start()
+        self._threads.append(thread)
+        return plan
+
+    def _run_verify(self, plan: Plan) -> None:
+        try:
+            service.run_verify(self.store, plan, self.sandbox, self.git)
+        except LoopFrameworkError as exc:  # the store failed: record it rather than stay VERIFYING
+            change = finish_verify(plan, [verify_error_check(f"verification could not finish: {exc}")])
+            with contextlib.suppress(LoopFrameworkError):
+                self.store.save_plan(plan.project, change.plan, change.events)
 
     def join(self, timeout: float | None = None) -> None:
-        """Wait for background dispatches (``timeout`` seconds each; None: until they end)."""
+        """Wait for background dispatches and verifications (``timeout`` seconds each; None: until
+        they end)."""
         for thread in self._threads:
             thread.join(timeout)
 

@@ -34,6 +34,7 @@ from loopwright.adapters.aws.step_functions_plans import StepFunctionsPlanExecut
 from loopwright.adapters.local.sqlite_plan_store import SqlitePlanStore
 from loopwright.cloud import idempotency, plan_runtime
 from loopwright.cloud.plan_steps import dispatch_execution_name
+from loopwright.cloud.plan_verify_steps import verify_execution_name
 from loopwright.engine.local import DB_FILE_NAME, state_dir_for
 from loopwright.engine.memory_idempotency import InMemoryIdempotency
 from loopwright.engine.stepfunctions import ExecutionSummary, Handler, LocalStepFunctions
@@ -179,21 +180,24 @@ class LocalPlanStepFunctions:
             poll_seconds=poll_seconds,
         )
 
-    def execution_arn(self, project: str, plan_id: str) -> str:
-        """The ARN of the plan's PlanDispatch execution."""
-        name = dispatch_execution_name(project, plan_id)
+    def execution_arn(self, project: str, plan_id: str, *, verify: bool = False) -> str:
+        """The ARN of the plan's PlanDispatch execution (its verify execution when ``verify``)."""
+        name = (verify_execution_name if verify else dispatch_execution_name)(project, plan_id)
         return self.dispatch_arn.replace(":stateMachine:", ":execution:") + f":{name}"
 
-    def wait(self, project: str, plan_id: str, timeout_seconds: float = 300.0) -> ExecutionSummary:
-        """Wait for the plan's dispatch execution to end. Raises TimeoutError."""
-        arn = self.execution_arn(project, plan_id)
+    def wait(
+        self, project: str, plan_id: str, timeout_seconds: float = 300.0, *, verify: bool = False
+    ) -> ExecutionSummary:
+        """Wait for the plan's dispatch execution (its verify execution when ``verify``) to end.
+        Raises TimeoutError."""
+        arn = self.execution_arn(project, plan_id, verify=verify)
         started = time.monotonic()
         while True:
             described = self.local.client.describe_execution(executionArn=arn)
             if described["status"] != "RUNNING":
                 break
             if time.monotonic() - started > timeout_seconds:
-                raise TimeoutError(f"dispatch of plan {plan_id} still RUNNING after {timeout_seconds} s")
+                raise TimeoutError(f"execution {arn} still RUNNING after {timeout_seconds} s")
             time.sleep(0.1)
         output = json.loads(described["output"]) if described.get("output") else None
         return ExecutionSummary(

@@ -130,7 +130,8 @@ class DispatchResult(BaseModel):
 
 
 class VerifyResult(BaseModel):
-    """The answer to a verify: VERIFIED or FAILED with every gate check."""
+    """The answer to a verify: the plan VERIFYING (the gates run after the answer), or VERIFIED
+    or FAILED with every gate check (an executor that verifies in the call)."""
 
     plan_id: str
     status: PlanStatus
@@ -140,7 +141,7 @@ class VerifyResult(BaseModel):
 
     @classmethod
     def of(cls, plan: Plan) -> VerifyResult:
-        """The answer for the verified ``plan``."""
+        """The answer for ``plan`` (verifying or verified)."""
         return cls(
             plan_id=plan.plan_id,
             status=plan.status,

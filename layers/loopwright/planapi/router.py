@@ -11,7 +11,7 @@ POST     /api/projects/{projectId}/plan       one of ``packetId``, ``loopId``, `
                                               optional ``model``
 GET      /api/projects/{projectId}/plans      (``?limit=``, 1-100, default 50)              200
 POST     /api/plans/{planId}/dispatch         ``{"parallel": true, "concurrency": 4}``       202
-POST     /api/plans/{planId}/verify           ``{}``                                        200
+POST     /api/plans/{planId}/verify           ``{}``                                        202
 GET      /api/plans/{planId}                                                                200
 GET      /api/plans/{planId}/events                                                         200
 =======  ===================================  ============================================  ====
@@ -27,6 +27,13 @@ project's operators group (``Group::"<project>-operators"``) and never an agent.
 ``?project=<project_id>``; the plan is looked up by (project, plan id), so a plan of another
 project is 404, exactly like an unknown one. (Plan ids do not embed the project: the project is
 always said, never guessed.) Bodies: :mod:`loopwright.planapi.models`.
+
+**Asynchronous changes**: dispatch and verify answer 202 once the work has started, with the
+plan as it then is; ``GET /api/plans/{planId}`` (and its events) shows the progress. Verify
+answers VERIFYING (``verify_run_id`` set, no ``gate_result`` yet): gate:all runs outside the
+request (locally in a thread of the dashboard, on AWS in a verify execution of the PlanDispatch
+state machine) and the plan ends VERIFIED or FAILED with every check in ``gate_result``. A plan
+that cannot be verified (still running tasks, verified already) is 409 and nothing starts.
 
 ``POST .../plan`` with ``packetId`` plans a stored inspection packet, with ``loopId`` inspects
 that ended loop first, both through the configured :class:`Planner`: a planner that cannot make a
@@ -220,9 +227,13 @@ def build_plan_router(deps: PlanApiDeps) -> Router:
     @router.post(
         "/api/plans/<plan_id>/verify",
         summary="Verify a plan (gate:all)",
-        description="Run gate:all on the merged result of a dispatched plan: VERIFIED or FAILED "
-        "with every check. Cedar: VerifyPlan on the project.",
-        responses={**answer_doc(VerifyResult, "the gate result", 200), **_CHANGE_ERRORS},
+        description="Start gate:all on the merged result of a dispatched plan whose tasks ended: "
+        "answers the plan VERIFYING; it ends VERIFIED or FAILED with every check (GET the plan). "
+        "Cedar: VerifyPlan on the project.",
+        responses={
+            **answer_doc(VerifyResult, "verifying: the plan's status (its gate result once done)", 202),
+            **_CHANGE_ERRORS,
+        },
     )
     @_guarded
     def verify_plan(
@@ -230,7 +241,7 @@ def build_plan_router(deps: PlanApiDeps) -> Router:
     ) -> Response[VerifyResult]:
         authorize(PlanAction.VERIFY, project)
         plan = deps.executor.verify(project, plan_id_of(plan_id, project))
-        return answer(200, VerifyResult.of(plan))
+        return answer(202, VerifyResult.of(plan))
 
     @router.get(
         "/api/plans/<plan_id>",

@@ -160,4 +160,7 @@ class PlanExecutor(ABC):
 
     @abstractmethod
     def verify(self, project: str, plan_id: str) -> Plan:
-        """Run gate:all on the plan whose tasks all ended; returns it VERIFIED or FAILED."""
+        """Start gate:all on the plan whose tasks all ended; returns it VERIFYING when the gates
+        run after the call (the API's executors: a thread, a state machine), or VERIFIED or FAILED
+        when they ran in it. Raises :class:`~loopwright.plans.errors.PlanConflictError` (nothing
+        started) when the plan cannot be verified."""

@@ -9,9 +9,9 @@ write, so the evidence trail never misses a stored change.
 from __future__ import annotations
 
 from loopwright.exceptions import LoopFrameworkError, LoopNotFoundError
-from loopwright.models.plans import InspectionPacket, Plan, PlanDraft
+from loopwright.models.plans import InspectionPacket, Plan, PlanDraft, PlanStatus
 from loopwright.plans.dag import sink_tasks
-from loopwright.plans.errors import MergeConflictError, PlanGenerationError
+from loopwright.plans.errors import MergeConflictError, PlanConflictError, PlanGenerationError
 from loopwright.plans.inspect import build_packet
 from loopwright.plans.ports import Planner, PlanStore, PlanWorkspace
 from loopwright.plans.transitions import begin_verify, failed_plan, finish_verify, new_plan
@@ -87,16 +87,35 @@ def generate_plan(
 def verify_plan(
     plans: PlanStore, project: str, plan_id: str, sandbox: Sandbox, workspace: PlanWorkspace
 ) -> Plan:
-    """gate:all: VERIFYING, then VERIFIED or FAILED with every check (seed 003 "Verify").
+    """gate:all: VERIFYING, then VERIFIED or FAILED with every check (seed 003 "Verify"):
+    :func:`start_verify` then :func:`run_verify`, in the calling thread (the CLI's ``plan
+    verify``). Raises :class:`~loopwright.plans.errors.PlanConflictError` when the plan is not
+    RUNNING with every task ended."""
+    plan = start_verify(plans, project, plan_id)
+    return run_verify(plans, plan, sandbox, workspace)
+
+
+def start_verify(plans: PlanStore, project: str, plan_id: str) -> Plan:
+    """RUNNING with every task ended -> VERIFYING (event ``verify_started``), stored; what an
+    asynchronous verification does before it answers (the gates run later: :func:`run_verify`).
+    Raises :class:`~loopwright.plans.errors.PlanConflictError` for any other plan."""
+    change = begin_verify(plans.get_plan(project, plan_id))
+    return plans.save_plan(project, change.plan, change.events)
+
+
+def run_verify(plans: PlanStore, plan: Plan, sandbox: Sandbox, workspace: PlanWorkspace) -> Plan:
+    """Run gate:all on the VERIFYING ``plan`` and store it VERIFIED or FAILED with every check.
 
     The gates run on the merge of the completed tasks' results (see :class:`PlanWorkspace`);
     when those conflict, ``gate:integrate`` fails and the gates are recorded as SKIPPED.
-    Raises :class:`~loopwright.plans.errors.PlanConflictError` when the plan is not RUNNING with
-    every task ended. Interrupted (Ctrl-C), the plan is recorded FAILED before re-raising.
+    Raises :class:`~loopwright.plans.errors.PlanConflictError` when the plan is not VERIFYING.
+    Interrupted (Ctrl-C), the plan is recorded FAILED before re-raising.
     """
-    change = begin_verify(plans.get_plan(project, plan_id))
-    plan = plans.save_plan(project, change.plan, change.events)
-    assert plan.verify_run_id is not None
+    project = plan.project
+    if plan.verify_run_id is None or plan.status is not PlanStatus.VERIFYING:
+        raise PlanConflictError(
+            f"plan {plan.plan_id} is {plan.status.value}; only a VERIFYING plan runs gates"
+        )
     checks = [tasks_check(plan)]
     try:
         heads = [t.head_commit for t in sink_tasks(plan) if t.head_commit]

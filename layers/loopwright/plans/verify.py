@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any
 
 from loopwright.conditions.runner import evaluate_condition
 from loopwright.models import ExitConditionStatus, ExitConditionStatusValue
@@ -108,6 +109,22 @@ def interrupted_check() -> GateCheck:
         status=GateCheckStatus.ERROR,
         passed=False,
         message="interrupted before every gate ran; the plan is FAILED (no automatic retry)",
+    )
+
+
+#: Name of the check recorded when the verification itself failed (not a gate).
+VERIFY_CHECK = "plan_verify"
+
+
+def verify_error_check(message: str, **details: Any) -> GateCheck:
+    """``plan_verify`` ERROR: the verification itself failed (its runner, not a gate); the plan
+    ends FAILED (no automatic retry). ``details``: evidence (None values dropped)."""
+    return GateCheck(
+        name=VERIFY_CHECK,
+        status=GateCheckStatus.ERROR,
+        passed=False,
+        message=message,
+        details={k: v for k, v in details.items() if v is not None},
     )
 
 

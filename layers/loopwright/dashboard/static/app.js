@@ -614,6 +614,7 @@
     summary.dataset.passed = plan.gate_result ? String(plan.gate_result.passed) : "";
     summary.textContent = plan.gate_result
       ? `gate:all ${plan.gate_result.passed ? "passed" : "failed"}: ${checks.filter((c) => c.passed).length} of ${checks.length} checks passed`
+      : plan.status === "VERIFYING" ? "Verifying: gate:all runs…"
       : (plan.gates.length ? `Not verified yet; gates: ${plan.gates.map((g) => g.name || g.type).join(", ")}` : "Not verified yet.");
     $("plan-events").replaceChildren(...events.map(planEventItem));
     const dispatch = $("plan-dispatch"), verify = $("plan-verify");
@@ -654,7 +655,7 @@
       const result = await api(planApi(planId, project, `/${action}`), { method: "POST", body: action === "dispatch" ? { parallel: true } : {} });
       resultBox.textContent = action === "dispatch"
         ? `dispatch: ${result.status}, ${result.runs.length} task loop(s) started in the dashboard`
-        : `verify: ${result.status}${result.gate_result ? (result.gate_result.passed ? " — gate:all passed" : " — gate:all failed") : ""}`;
+        : `verify: ${result.status}${result.gate_result ? (result.gate_result.passed ? " — gate:all passed" : " — gate:all failed") : " — gate:all runs; this page updates when it ends"}`;
       resultBox.dataset.status = result.status;
       show(resultBox, true);
     } catch (err) {
