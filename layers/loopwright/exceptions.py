@@ -34,6 +34,10 @@ class CheckpointRecoveryError(LoopFrameworkError):
     """No usable checkpoint could be loaded (none stored, or every stored one is corrupt)."""
 
 
+class CheckpointNotFoundError(CheckpointRecoveryError):
+    """The checkpoint named (by its id) is not among the loop's stored checkpoints."""
+
+
 class ExitConditionEvaluationError(LoopFrameworkError):
     """An exit condition could not be evaluated at all (as opposed to evaluating to NOT_MET)."""
 

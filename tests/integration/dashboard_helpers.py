@@ -29,6 +29,7 @@ from loopwright.models import (
     LoopPhase,
     LoopState,
 )
+from loopwright.steps.checkpoint import recover
 
 EV = IterationEventType
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -158,6 +159,8 @@ def open_dashboard(state_dir: Path, *, user: str = "alice", operators: str | Non
     resumed: list[tuple[str, ControlRequest]] = []
 
     def resumer(state: LoopState, request: ControlRequest) -> None:
+        if request.checkpoint_id is not None:  # as the engines do: a named checkpoint must exist
+            recover(state.loop_id, store, request.checkpoint_id)
         resumed.append((state.loop_id, request))
 
     identity = LocalIdentityResolver(user=user, operators_path=state_dir / OPERATORS_FILE_NAME)

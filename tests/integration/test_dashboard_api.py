@@ -188,6 +188,24 @@ def test_resume_and_approve_hand_the_loop_to_the_resumer(dash: Dashboard) -> Non
     assert dash.resumed[1][1].response == "ship it"
 
 
+def test_resume_from_a_named_checkpoint_and_an_unknown_one_is_404(dash: Dashboard) -> None:
+    ckpt = Checkpoint.from_loop_state(dash.store.get_state("b2"), None)
+    dash.store.save(ckpt, retention=5)
+    assert dash.call("POST", "/api/loops/b2/resume", {"checkpoint_id": ckpt.checkpoint_id})[0] == 200
+    assert dash.resumed[0][1].checkpoint_id == ckpt.checkpoint_id
+
+    before = dash.snapshot("b2")
+    status, body, _ = dash.call("POST", "/api/loops/b2/resume", {"checkpoint_id": "ckpt_000000000000"})
+    assert status == 404, body
+    assert body["error"] == {
+        "code": "not_found",
+        "field": "checkpoint_id",
+        "message": "loop 'b2' has no checkpoint 'ckpt_000000000000'; list them with "
+        "`loopwright events LOOP_ID --type CHECKPOINT_SAVED`",
+    }
+    assert dash.snapshot("b2") == before and len(dash.resumed) == 1
+
+
 def test_a_user_outside_the_operators_group_is_refused_and_nothing_is_written(dash: Dashboard) -> None:
     before = dash.snapshot("run")
     status, body, _ = dash.call(
@@ -220,6 +238,7 @@ def test_operators_come_from_the_operators_file(tmp_path: Path) -> None:
         ("limits", None, "{not json", "body", "not valid JSON"),
         ("stop", {"reason": "x" * 2001}, None, "reason", "at most 2000"),
         ("approve", {"response": 5}, None, "response", "valid string"),
+        ("resume", {"checkpoint_id": "../x"}, None, "checkpoint_id", "should match pattern"),
     ],
 )
 def test_bad_control_bodies_are_400_and_write_nothing(

@@ -74,7 +74,9 @@ class BackgroundResumer:
         self.log(f"{state.loop_id}: {request.action.value.lower()} by {request.principal}: running it here")
         try:
             framework = LoopFramework.open(state.loop_id, workspace=workspace, state_dir=self.state_dir)
-            result = framework.run(requested_at=request.requested_at)  # a later pause applies
+            result = framework.run(  # a later pause applies
+                resume_from=request.checkpoint_id, requested_at=request.requested_at
+            )
         except LoopFrameworkError as exc:
             self.log(f"{state.loop_id}: could not continue: {exc}")
             return

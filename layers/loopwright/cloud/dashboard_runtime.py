@@ -240,7 +240,9 @@ def _controls(settings: RuntimeSettings, dashboard: DashboardSettings) -> tuple[
     client = boto3.client(
         "stepfunctions", region_name=settings.region, config=retry_config(DEFAULT_MAX_ATTEMPTS)
     )
-    resumer = StepFunctionsResumer(base.store, client, dashboard.loop_state_machine_arn)
+    resumer = StepFunctionsResumer(
+        base.store, client, dashboard.loop_state_machine_arn, checkpoints=base.checkpoints
+    )
     return base.store, AwsControls(ControlService(base.store, base.policy, resumer), resumer)
 
 

@@ -27,8 +27,17 @@ hands the loop to :class:`StepFunctionsResumer`:
 generation of the execution it runs in (``max`` of the stored and its own), and this module stores
 the new one in the same write as LOOP_RESUMED, so two resumes never pick the same name. Should the
 name exist anyway (an execution started by hand), the next generation is tried, up to
-:data:`MAX_NAME_ATTEMPTS` names. A resumed execution continues from the stored state (AWS keeps no
-worktree to reset to a checkpoint); a loop that failed mid-iteration repeats that iteration.
+:data:`MAX_NAME_ATTEMPTS` names.
+
+**Checkpoints**: with a checkpoint store (AgentCore Memory), a RESUME continues from the checkpoint
+the request names (``checkpoint_id``) or, for a loop that did not pause cleanly, from the newest
+valid checkpoint when the stored state is not at it, as the in-process engine does
+(:mod:`loopwright.cloud.resume_point`): the state is restored in the same write as LOOP_RESUMED
+(CHECKPOINT_CORRUPT, CHECKPOINT_RECOVERED), and the new execution's first step moves the
+session's clone back to the checkpoint's commit, later commits set aside. A named checkpoint that
+is unknown or corrupt is refused before anything is written. Without a checkpoint store (or at
+the stored state's own checkpoint) the execution continues from the stored state; a loop that
+failed mid-iteration repeats that iteration.
 
 A STOP of a loop waiting for a human is applied by the service at once (the loop is idle); its
 parked execution would wait for the AwaitHuman timeout (7 days,
@@ -51,6 +60,7 @@ from botocore.exceptions import BotoCoreError, ClientError
 
 from loopwright import workflow
 from loopwright.cloud.observability import logger
+from loopwright.cloud.resume_point import ResumePoint, resume_point
 from loopwright.cloud.schedule import ResumeNotStartedError
 from loopwright.cloud.start import execution_name
 from loopwright.cloud.steps import EventCollector
@@ -67,7 +77,7 @@ from loopwright.models import (
     StepInput,
 )
 from loopwright.models.enums import ControlAction
-from loopwright.ports import LoopStore
+from loopwright.ports import CheckpointStore, LoopStore
 
 #: SendTaskSuccess errors meaning the token no longer names a waiting task (Step Functions API
 #: reference: the task ended, timed out, or the token is not one).
@@ -139,12 +149,15 @@ class StepFunctionsResumer:
         client: a boto3 Step Functions client.
         state_machine_arn: the loop state machine.
         iterations_per_execution: of a resumed execution (the default of a started one).
+        checkpoints: the loop's checkpoints (AgentCore Memory); None: resumes continue from the
+            stored state and refuse a named checkpoint.
     """
 
     store: LoopStore
     client: Any
     state_machine_arn: str
     iterations_per_execution: int = DEFAULT_ITERATIONS_PER_EXECUTION
+    checkpoints: CheckpointStore | None = None
 
     def __call__(self, state: LoopState, request: ControlRequest) -> None:
         """Continue ``state``'s loop for ``request`` (APPROVE or RESUME).
@@ -228,8 +241,14 @@ class StepFunctionsResumer:
     def resume(self, state: LoopState, request: ControlRequest) -> StepInput:
         """Start a new session and execution of ``state``'s loop (see the module docstring); the
         execution's input. Raises :class:`ResumeNotStartedError` when no execution started (the
-        loop is put back as it was, with an ERROR event)."""
+        loop is put back as it was, with an ERROR event), and, before anything is written,
+        :class:`~loopwright.exceptions.CheckpointRecoveryError` for a named checkpoint that is
+        unknown (:class:`~loopwright.exceptions.CheckpointNotFoundError`) or corrupt."""
+        point = self.resume_point(state, request)
+        stored = state.model_copy(deep=True)
         before = _Snapshot.of(state)
+        if point.state is not None:
+            state = point.state
         if state.outcome is not None:
             if state.outcome not in RESUMABLE_OUTCOMES:  # ControlService checked it; never resume these
                 raise ControlConflictError(
@@ -247,6 +266,7 @@ class StepFunctionsResumer:
             principal=request.principal,
             generation=generation,
         )
+        point.record(record)
         workflow.start_session(state, record)
         saved = self.store.save_state(state, record.events)
         self.store.clear_stop(state.loop_id)
@@ -261,9 +281,24 @@ class StepFunctionsResumer:
         try:
             return self._start(event)
         except ResumeNotStartedError as exc:
-            before.restore(saved)  # the generation stays: that name may exist now, never reuse it
+            if point.state is not None:  # the stored state comes back, not the checkpoint's
+                saved = stored.model_copy(update={"version": saved.version, "generation": saved.generation})
+            else:
+                before.restore(saved)  # the generation stays: that name may exist now, never reuse it
             self.store.save_state(saved, self._error(saved, str(exc)))
             raise
+
+    def resume_point(self, state: LoopState, request: ControlRequest) -> ResumePoint:
+        """Where ``request`` continues ``state``'s loop (:func:`~loopwright.cloud.resume_point.
+        resume_point`); the stored state without a checkpoint store. Nothing is written."""
+        if self.checkpoints is None:
+            if request.checkpoint_id is not None:
+                raise ControlConflictError(
+                    f"loop {state.loop_id!r}: this service reads no checkpoints, so it cannot resume "
+                    f"from {request.checkpoint_id!r}"
+                )
+            return ResumePoint()
+        return resume_point(state, self.checkpoints, request.checkpoint_id)
 
     def _error(self, state: LoopState, message: str) -> list[Any]:
         record = EventCollector(state)

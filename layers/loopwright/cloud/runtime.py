@@ -13,7 +13,7 @@ import functools
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -32,6 +32,10 @@ from loopwright.models import (
     StepInput,
     StepOutput,
 )
+from loopwright.steps.restore import keep_work
+
+if TYPE_CHECKING:  # the AWS adapters are imported where they are built (local runs never need them)
+    from loopwright.adapters.aws.session_workspace import SessionWorkspace
 
 
 class RuntimeSettings(BaseModel):
@@ -303,7 +307,7 @@ def _aws_workspace_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettin
     )
     path, branch, base_commit = workspace.prepare(loop_id)
     record = EventCollector(state)
-    if loop_id in workspace.cloned:
+    if not rewind_workspace(state, workspace, record) and loop_id in workspace.cloned:
         _check_restored(state, workspace.known_head(loop_id), repository, record)
     if (
         (state.worktree, state.branch) != (str(path), branch)
@@ -322,6 +326,26 @@ def _secret_tokens(region: str | None) -> Any:
     from loopwright.adapters.aws.git_credentials import SecretTokens
 
     return SecretTokens(region)
+
+
+def rewind_workspace(state: LoopState, workspace: SessionWorkspace, record: EventCollector) -> bool:
+    """The stored state is the truth: when the loop's clone is ahead of ``state.head_commit``
+    (a resume restored a checkpoint, or a step died between its commit and its state write) and
+    holds that commit, keep the later commits on a set-aside ref (COMMITS_SET_ASIDE, pushed with
+    ``repository.push``) and reset the clone to it. True when the clone is at
+    ``state.head_commit`` afterwards; False when it cannot be (no head commit, or the clone lacks
+    it: :func:`_check_restored` tells what was lost)."""
+    head, target = workspace.known_head(state.loop_id), state.head_commit
+    if target is None or head is None:
+        return False
+    if head == target:
+        return True
+    if not workspace.has_commit(state.loop_id, target):
+        return False
+    # keep_work names the ref after the session about to start; the resume has started it already
+    keep_work(state.model_copy(update={"sessions_used": state.sessions_used - 1}), workspace, record, target)
+    workspace.reset(state.loop_id, target)
+    return True
 
 
 def _check_restored(

@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from loopwright.dashboard.deps import DashboardDeps
 from loopwright.dashboard.errors import JSON, NO_STORE, ApiError, error_doc
 from loopwright.dashboard.identity import Identity
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody
+from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
 from loopwright.dashboard.reads import check_loop_id
 from loopwright.models import ControlAction, ControlRequest, ControlResult, LimitChange
 
@@ -34,6 +34,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         *,
         limits: LimitChange | None = None,
         response: str | None = None,
+        checkpoint_id: str | None = None,
     ) -> Response[ControlResult]:
         identity: Identity = deps.identity(app.current_event.raw_event)
         state = deps.store.get_state(check_loop_id(loop_id))
@@ -47,6 +48,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
                 reason=body.reason if body is not None else "",
                 limits=limits,
                 response=response,
+                checkpoint_id=checkpoint_id,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -68,11 +70,12 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
     @app.post(
         "/api/loops/<loop_id>/resume",
         summary="Resume a loop",
-        description="Continue a PAUSED, INTERRUPTED or STOPPED loop from its newest valid checkpoint.",
+        description="Continue a PAUSED, INTERRUPTED, STOPPED, FAILED or limit-ended loop from its newest "
+        "valid checkpoint, or from the checkpoint named by checkpoint_id.",
         responses=_CONTROL_DOC,
     )
-    def post_resume(loop_id: str, body: ControlBody | None = None) -> Response[ControlResult]:
-        return submit(loop_id, ControlAction.RESUME, body)
+    def post_resume(loop_id: str, body: ResumeBody | None = None) -> Response[ControlResult]:
+        return submit(loop_id, ControlAction.RESUME, body, checkpoint_id=body.checkpoint_id if body else None)
 
     @app.post(
         "/api/loops/<loop_id>/stop",

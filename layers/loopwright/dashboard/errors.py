@@ -6,9 +6,10 @@
 :func:`register_errors` maps exceptions to answers: 400 :class:`RequestValidationError` (the
 parameter or body field named), :class:`ApiError` (its own status), 401/400
 :class:`IdentityError`, 400 a bad cursor or a body that is not UTF-8, 415 a body that is not
-JSON, 404 :class:`LoopNotFoundError` or no route (405 with ``Allow`` when the path exists with
-other methods), 403 :class:`ControlDeniedError` (with the
-deciding ``policy_ids``), 409 :class:`ControlConflictError`, 500 any other error (logged with
+JSON, 404 :class:`LoopNotFoundError`, :class:`CheckpointNotFoundError` or no route (405 with
+``Allow`` when the path exists with other methods), 403 :class:`ControlDeniedError` (with the
+deciding ``policy_ids``), 409 :class:`ControlConflictError` and :class:`CheckpointRecoveryError`
+(the checkpoint named is corrupt), 500 any other error (logged with
 its trace; the caller gets JSON without it).
 """
 
@@ -30,6 +31,8 @@ from loopwright.dashboard.identity import IdentityError
 from loopwright.dashboard.models import ErrorCode, ErrorDetail, ErrorResponse
 from loopwright.dashboard.ports import InvalidCursorError
 from loopwright.exceptions import (
+    CheckpointNotFoundError,
+    CheckpointRecoveryError,
     ControlConflictError,
     ControlDeniedError,
     LoopFrameworkError,
@@ -151,6 +154,12 @@ def register_errors(app: APIGatewayRestResolver, logger: Logger) -> None:
     def not_found(exc: LoopNotFoundError) -> Response[dict[str, Any]]:
         return error_response(404, ErrorDetail(code="not_found", message=str(exc), field="loop_id"))
 
+    def no_checkpoint(exc: CheckpointNotFoundError) -> Response[dict[str, Any]]:
+        return error_response(404, ErrorDetail(code="not_found", message=str(exc), field="checkpoint_id"))
+
+    def bad_checkpoint(exc: CheckpointRecoveryError) -> Response[dict[str, Any]]:
+        return error_response(409, ErrorDetail(code="conflict", message=str(exc), field="checkpoint_id"))
+
     def denied(exc: ControlDeniedError) -> Response[dict[str, Any]]:
         detail = ErrorDetail(code="forbidden", message=str(exc), policy_ids=list(exc.policy_ids))
         return error_response(403, detail)
@@ -189,6 +198,8 @@ def register_errors(app: APIGatewayRestResolver, logger: Logger) -> None:
         (LoopNotFoundError, not_found),
         (ControlDeniedError, denied),
         (ControlConflictError, conflict),
+        (CheckpointNotFoundError, no_checkpoint),
+        (CheckpointRecoveryError, bad_checkpoint),
         (LoopFrameworkError, store_failed),
         (NotFoundError, no_route),
         (Exception, unexpected),

@@ -22,6 +22,7 @@ from loopwright.models import (
     LoopPhase,
 )
 from loopwright.models.config import MAX_COST_BUDGET_USD
+from loopwright.models.controls import CHECKPOINT_ID_PATTERN
 from loopwright.models.types import MAX_TOKENS
 
 #: Every error code of the dashboard's and the plans' routes, the local server's refusals and the
@@ -235,6 +236,18 @@ class ControlBody(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     reason: str = Field(default="", max_length=2_000, description="recorded with the control")
+
+
+class ResumeBody(ControlBody):
+    """Body of resume: optionally the checkpoint to continue from."""
+
+    checkpoint_id: str | None = Field(
+        default=None,
+        pattern=CHECKPOINT_ID_PATTERN,
+        max_length=128,
+        description="the checkpoint to continue from (default: the newest valid one; a paused loop "
+        "then continues from its stored state); 404 when the loop has no such checkpoint",
+    )
 
 
 class ApproveBody(ControlBody):

@@ -20,6 +20,7 @@ from loopwright.exceptions import CheckpointRecoveryError, LoopFrameworkError
 from loopwright.models import Checkpoint, IterationEventType, LoopPhase, LoopState
 from loopwright.ports import CheckpointStore, Workspace
 from loopwright.steps.checkpoint import recover
+from loopwright.steps.restore import keep_work, record_corrupt, record_recovered, restored_state
 from loopwright.workflow import Recorder
 
 _EV = IterationEventType
@@ -80,68 +81,13 @@ def restore_loop(
                 return None
             raise
         ckpt, corrupt = recovery.checkpoint, recovery.corrupt
-    for checkpoint_id in corrupt:
-        record(
-            _EV.CHECKPOINT_CORRUPT,
-            f"checkpoint {checkpoint_id} is corrupt (checksum mismatch); using "
-            f"{ckpt.checkpoint_id} of iteration {ckpt.iteration}",
-            checkpoint_id=checkpoint_id,
-        )
-    state = ckpt.to_loop_state()
-    state.config = stored.config  # limits a human changed after the checkpoint still apply
-    state.version = stored.version
-    state.sessions_used = stored.sessions_used
-    state.errors_recovered = stored.errors_recovered
-    state.policy_files = stored.policy_files  # the policy set the loop runs under (checked)
-    if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
-        # The stored state evaluated the same agent work after the checkpoint was taken.
-        state.exit_conditions = stored.exit_conditions
-        state.evaluated_iteration = stored.evaluated_iteration
+    record_corrupt(record, corrupt, ckpt)
+    state = restored_state(stored, ckpt)
     if ckpt.commit:
         workspace().prepare(stored.loop_id)
         keep_work(stored, workspace(), record, ckpt.commit, recorded=recorded)
         workspace().reset(stored.loop_id, ckpt.commit)
     return Restored(state, ckpt, len(corrupt))
-
-
-def keep_work(
-    state: LoopState,
-    workspace: Workspace,
-    record: Recorder,
-    target: str | None,
-    *,
-    recorded: Callable[[str], bool] = lambda ref: False,
-) -> None:
-    """Before the worktree of ``state``'s loop is reset to ``target``: keep its uncommitted
-    changes (the partial work of iteration ``state.iteration + 1``, interrupted) and the branch's
-    commits after ``target`` on refs, and record where (WORK_SALVAGED, COMMITS_SET_ASIDE).
-    ``target`` None keeps only the uncommitted changes. ``recorded(ref)`` tells whether a
-    WORK_SALVAGED event already names ``ref``: changes an earlier attempt kept are recorded once,
-    even when that attempt died between keeping and recording them."""
-    interrupted = state.iteration + 1
-    saved = workspace.salvage(state.loop_id, str(interrupted))
-    if saved is not None and not (saved.earlier and recorded(saved.ref)):
-        record(
-            _EV.WORK_SALVAGED,
-            f"uncommitted changes of interrupted iteration {interrupted} ({len(saved.files)} "
-            f"file(s)) kept on {saved.ref}",
-            iteration=interrupted,
-            ref=saved.ref,
-            commit=saved.commit,
-            files=saved.files[:100],
-        )
-    if target is None:
-        return
-    aside = workspace.set_aside(state.loop_id, target, f"session-{state.sessions_used + 1}")
-    if aside is not None:
-        record(
-            _EV.COMMITS_SET_ASIDE,
-            f"{len(aside.commits)} commit(s) after {target[:12]} are not in the state being "
-            f"restored; the branch moves back and they stay reachable on {aside.ref}",
-            ref=aside.ref,
-            commit=aside.commit,
-            commits=aside.commits,
-        )
 
 
 def interrupt(
@@ -186,14 +132,7 @@ class Restoring(EngineHost):
         )
         if restored is not None:
             self._state = restored.state
-            self.emit_event(
-                IterationEventType.CHECKPOINT_RECOVERED,
-                f"restored checkpoint {restored.checkpoint.checkpoint_id} of iteration "
-                f"{restored.checkpoint.iteration}",
-                checkpoint_id=restored.checkpoint.checkpoint_id,
-                commit=restored.checkpoint.commit,
-                skipped_corrupt=restored.skipped_corrupt,
-            )
+            record_recovered(self.emit_event, restored.checkpoint, restored.skipped_corrupt)
 
     def _salvage_recorded(self, ref: str) -> bool:
         return self._writer.recorded(self.loop_id, IterationEventType.WORK_SALVAGED, ref=ref)

@@ -25,6 +25,9 @@ EntityUid = Annotated[
     Field(description='Cedar entity uid, Type::"id"'),
 ]
 
+#: A checkpoint id a RESUME may name (``ckpt_`` and 12 hex digits when loopwright made it).
+CHECKPOINT_ID_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,127}$"
+
 #: The Cedar action each control is authorized as (``policies/loopwright.cedarschema``).
 CONTROL_CEDAR_ACTIONS: dict[ControlAction, str] = {
     ControlAction.PAUSE: "PauseLoop",
@@ -70,7 +73,8 @@ class ControlRequest(BaseModel):
     """One control asked of a loop.
 
     ``limits`` is required for RAISE_LIMIT and refused otherwise; ``response`` is the human's
-    answer for APPROVE (optional).
+    answer for APPROVE (optional); ``checkpoint_id`` names the checkpoint a RESUME continues
+    from (optional, refused for the other actions; default: the newest valid one).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -83,6 +87,11 @@ class ControlRequest(BaseModel):
     reason: str = Field(default="", max_length=2_000)
     limits: LimitChange | None = None
     response: str | None = Field(default=None, max_length=20_000, description="APPROVE: the answer")
+    checkpoint_id: str | None = Field(
+        default=None,
+        pattern=CHECKPOINT_ID_PATTERN,
+        description="RESUME: the checkpoint to continue from (default: the newest valid one)",
+    )
     requested_at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
@@ -91,6 +100,8 @@ class ControlRequest(BaseModel):
             raise ValueError("limits: required for RAISE_LIMIT")
         if self.action is not ControlAction.RAISE_LIMIT and self.limits is not None:
             raise ValueError(f"limits: only RAISE_LIMIT takes limits, not {self.action.value}")
+        if self.action is not ControlAction.RESUME and self.checkpoint_id is not None:
+            raise ValueError(f"checkpoint_id: only RESUME takes a checkpoint, not {self.action.value}")
         return self
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from loopwright.exceptions import CheckpointRecoveryError
+from loopwright.exceptions import CheckpointNotFoundError, CheckpointRecoveryError
 from loopwright.models import Checkpoint, LoopState
 from loopwright.ports import CheckpointStore
 
@@ -33,7 +33,8 @@ def recover(loop_id: str, checkpoints: CheckpointStore, checkpoint_id: str | Non
     """The newest checkpoint of ``loop_id`` whose checksum is valid (or the one named).
 
     Corrupt checkpoints (unparsable, or checksum mismatch) are skipped and listed.
-    Raises :class:`CheckpointRecoveryError` when none is usable, naming the corrupt ones.
+    Raises :class:`CheckpointRecoveryError` when none is usable, naming the corrupt ones
+    (:class:`CheckpointNotFoundError` when the one named is not stored at all).
     """
     corrupt: list[str] = []
     entries = checkpoints.list_checkpoints(loop_id)
@@ -49,7 +50,7 @@ def recover(loop_id: str, checkpoints: CheckpointStore, checkpoint_id: str | Non
         if checkpoint_id is not None:
             break
     if checkpoint_id is not None and checkpoint_id not in corrupt:
-        raise CheckpointRecoveryError(
+        raise CheckpointNotFoundError(
             f"loop {loop_id!r} has no checkpoint {checkpoint_id!r}; "
             "list them with `loopwright events LOOP_ID --type CHECKPOINT_SAVED`"
         )

@@ -41,9 +41,15 @@ import re
 from pathlib import Path, PurePosixPath
 
 from loopwright.adapters.aws.git_credentials import SessionGitCredentials
-from loopwright.adapters.local.git_workspace import BRANCH_PREFIX, GIT_TIMEOUT_SECONDS, NOISE_PATTERNS
+from loopwright.adapters.local.git_workspace import (
+    BRANCH_PREFIX,
+    GIT_TIMEOUT_SECONDS,
+    MAX_LISTED_COMMITS,
+    NOISE_PATTERNS,
+)
 from loopwright.exceptions import LoopFrameworkError, WorkspaceError
 from loopwright.models import CommandResult, RepositoryConfig
+from loopwright.models.workspace import SavedWork, set_aside_ref
 from loopwright.ports import Sandbox, Workspace
 
 #: Folder of the session under which each loop's clone lives (``<root>/<loop_id>``).
@@ -181,6 +187,34 @@ class SessionWorkspace(Workspace):
     def head(self, loop_id: str) -> str | None:
         """The commit the loop's branch points at in the session, or None without a clone."""
         return self._rev(self.path(loop_id), f"refs/heads/{BRANCH_PREFIX}{loop_id}")
+
+    def set_aside(self, loop_id: str, commit: str, label: str) -> SavedWork | None:
+        """Before the loop's branch moves back to ``commit`` (a checkpoint's): point
+        ``refs/loopwright/<loop_id>/set-aside/<label>`` (or ``-2``, ``-3``... when taken) at the
+        branch's head when it has commits ``commit`` does not contain, and, with ``push``, push
+        that ref, so the commits stay reachable after the reset's force-push. The commits are
+        listed newest first (at most :data:`MAX_LISTED_COMMITS`); None when there are none."""
+        path, head = self.path(loop_id), self.head(loop_id)
+        if head is None or head == commit:
+            return None
+        listed = self._git(
+            ["log", "--format=%H %s", f"--max-count={MAX_LISTED_COMMITS}", f"{commit}..{head}"], cwd=path
+        )
+        commits = [line for line in listed.splitlines() if line.strip()]
+        if not commits:
+            return None  # the branch is behind or at ``commit``: nothing would be lost
+        ref, number = set_aside_ref(loop_id, label), 1
+        while self._rev(path, ref) is not None:
+            number += 1
+            ref = f"{set_aside_ref(loop_id, label)}-{number}"
+        self._git(["update-ref", ref, head], cwd=path)
+        if self.repository.push:
+            self._git(["push", "-q", "origin", f"{ref}:{ref}"], cwd=path)
+        return SavedWork(ref=ref, commit=head, commits=commits)
+
+    def has_commit(self, loop_id: str, commit: str) -> bool:
+        """True when the loop's clone holds ``commit`` (a reset to it can work)."""
+        return _COMMIT.fullmatch(commit) is not None and self._rev(self.path(loop_id), commit) is not None
 
     # ----------------------------------------------------------------------------- extra
     def path(self, loop_id: str) -> PurePosixPath:
