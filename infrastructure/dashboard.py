@@ -321,6 +321,9 @@ class Dashboard(Construct):
                     actions=["verifiedpermissions:IsAuthorized"],
                     resources=[self._policy_store.policy_store_arn],
                 ),
+                iam.PolicyStatement(  # a resume reads the loop's checkpoints
+                    actions=list(MEMORY_READ_ACTIONS), resources=[self._agentcore.memory.attr_memory_arn]
+                ),
                 iam.PolicyStatement(
                     actions=list(LOOP_STATE_MACHINE_ACTIONS), resources=[machine.state_machine_arn]
                 ),

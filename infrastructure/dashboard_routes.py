@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody
+from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
 from loopwright.planapi.router import CreatePlanRequest, DispatchRequest, VerifyRequest
 
 #: What the read function may do with the loops, events and plans tables (and their indexes).
@@ -31,10 +31,13 @@ LOOP_STATE_MACHINE_ACTIONS = ("states:SendTaskSuccess", "states:StartExecution")
 LOOP_EXECUTION_ACTIONS = ("states:DescribeExecution",)
 #: Each function's actions, all resources together (tests compare roles with these).
 READ_FUNCTION_ACTIONS = frozenset(READ_ACTIONS + MEMORY_READ_ACTIONS + OBSERVABILITY_ACTIONS)
+#: The controls function also reads the loop's checkpoints in AgentCore Memory: a resume continues
+#: from the newest valid one, or the one named (issue 12).
 CONTROL_FUNCTION_ACTIONS = frozenset(
     {
         "dynamodb:GetItem",
         *WRITE_ACTIONS,
+        *MEMORY_READ_ACTIONS,
         "verifiedpermissions:IsAuthorized",
         *LOOP_STATE_MACHINE_ACTIONS,
         *LOOP_EXECUTION_ACTIONS,
@@ -99,7 +102,7 @@ DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
     _get("/events/{session_id}", query=("limit", "cursor")),
     _get("/checkpoints/{session_id}"),
     DashboardRoute("POST", "/api/loops/{loop_id}/pause", CONTROLS, body=ControlBody),
-    DashboardRoute("POST", "/api/loops/{loop_id}/resume", CONTROLS, body=ControlBody),
+    DashboardRoute("POST", "/api/loops/{loop_id}/resume", CONTROLS, body=ResumeBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/stop", CONTROLS, body=ControlBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/approve", CONTROLS, body=ApproveBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/limits", CONTROLS, body=LimitsBody),

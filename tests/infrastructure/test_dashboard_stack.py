@@ -33,7 +33,7 @@ from infrastructure.dashboard_routes import (
 from loopwright.cloud.signin import SignInSettings, build_signin_router
 from loopwright.dashboard.api import DashboardDeps, build_app
 from loopwright.dashboard.identity import CognitoIdentityResolver
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody
+from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
 from loopwright.planapi.router import (
     CreatePlanRequest,
     DispatchRequest,
@@ -238,6 +238,9 @@ BODIES: list[tuple[type[BaseModel], dict[str, Any], bool]] = [
     (ControlBody, {"reason": "x" * 2_001}, False),
     (ControlBody, {"reasn": "typo"}, False),
     (ApproveBody, {"response": "use the v2 API"}, True),
+    (ResumeBody, {"checkpoint_id": "ckpt_0123456789ab"}, True),
+    (ResumeBody, {"checkpoint_id": "../etc"}, False),
+    (ResumeBody, {"checkpoint": "ckpt_0123456789ab"}, False),
     (LimitsBody, {"max_iterations": 40}, True),
     (LimitsBody, {"max_iterations": 0}, False),
     (LimitsBody, {"token_budget": "many"}, False),
