@@ -28,6 +28,7 @@ from loopwright.models import (
     LoopState,
     PolicyDecision,
 )
+from loopwright.models.notifications import Notification
 from loopwright.models.records import DiffStat, IterationRecord, IterationSummary
 from loopwright.models.workspace import SavedWork, WorkspaceSnapshot
 
@@ -323,3 +324,13 @@ class Workspace(ABC):
         """Paths the last :meth:`commit` left uncommitted because they look like secrets
         (relative to the worktree's root); empty for workspaces that commit nothing."""
         return []
+
+
+class Notifier(ABC):
+    """Tells the people who follow a loop what happened (:mod:`loopwright.notifications`): AWS
+    publishes to the stack's SNS notifications topic, locally nothing is sent."""
+
+    @abstractmethod
+    def notify(self, notification: Notification) -> None:
+        """Send ``notification``. Raises :class:`~loopwright.exceptions.LoopFrameworkError` when
+        it cannot be sent (callers log it and go on)."""

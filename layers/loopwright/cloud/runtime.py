@@ -60,6 +60,16 @@ class RuntimeSettings(BaseModel):
         description="DynamoDB table of the steps' idempotency records (loopwright.cloud.idempotency); "
         "unset: idempotency off with LOOPWRIGHT_ADAPTERS=local, an error with aws",
     )
+    notifications_topic_arn: str | None = Field(
+        default=None,
+        alias="NOTIFICATIONS_TOPIC_ARN",
+        description="SNS topic the steps publish notifications to (loopwright.notifications); unset: none",
+    )
+    dashboard_url: str | None = Field(
+        default=None,
+        alias="DASHBOARD_URL",
+        description="the dashboard's base URL: an AWAITING_RESPONSE notification links the loop's page",
+    )
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
@@ -85,6 +95,7 @@ class RuntimeSettings(BaseModel):
 def _local_ports(settings: RuntimeSettings) -> CloudPorts:
     # The local adapters, imported here: an AWS deployment's layer never needs git or cedarpy.
     from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+    from loopwright.adapters.local.notifier import NoopNotifier
     from loopwright.adapters.local.sandbox import SubprocessSandbox
     from loopwright.adapters.local.sqlite_store import SqliteStore
 
@@ -95,6 +106,8 @@ def _local_ports(settings: RuntimeSettings) -> CloudPorts:
         policy=CedarPolicyEngine(),
         sandbox=SubprocessSandbox(),
         state_dir=settings.state_dir,
+        notifier=NoopNotifier(),
+        dashboard_url=settings.dashboard_url,
     )
 
 
@@ -103,6 +116,7 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
     from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSessions
     from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
     from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore
+    from loopwright.adapters.aws.sns_notifier import SnsNotifier
     from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
 
     store = DynamoDbStore(
@@ -120,6 +134,12 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
             if settings.code_interpreter_id
             else None
         ),
+        notifier=(  # the steps that record a question, a warning or the loop's end publish
+            SnsNotifier(settings.notifications_topic_arn, region_name=settings.region)
+            if settings.notifications_topic_arn
+            else None
+        ),
+        dashboard_url=settings.dashboard_url,
     )
 
 

@@ -19,6 +19,12 @@ loop (COMPLETE, STOP, FAILED), and by the step that pauses it or parks it for a 
 branch is pushed (``repository.push``: a new session restores it from the remote). Without push
 a paused loop keeps its session, whose clone holds the only copy of the loop's work, until the
 session's own timeout. A stop that fails never fails the step: it is recorded as an ERROR event.
+
+Once a step's state and events are saved, the events that notify (an agent's question, a policy
+warning, the loop's end: :mod:`loopwright.notifications`) are sent through the
+:class:`~loopwright.ports.Notifier` port (AWS: the stack's SNS notifications topic), the question's
+with the loop's page of the dashboard (``CloudPorts.dashboard_url``). A notification that cannot
+be sent is logged and never fails the step; a retried step may send it again.
 """
 
 from __future__ import annotations
@@ -27,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopwright import records, workflow
+from loopwright import notifications, records, workflow
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
     Decision,
@@ -44,6 +50,7 @@ from loopwright.ports import (
     Agent,
     CheckpointStore,
     LoopStore,
+    Notifier,
     PolicyEngine,
     Sandbox,
     SandboxSessions,
@@ -65,6 +72,8 @@ class CloudPorts:
     workspace: Workspace | None = None
     state_dir: Path = Path("/tmp/loopwright")
     sessions: SandboxSessions | None = None  # stops the loop's sandbox session (AWS)
+    notifier: Notifier | None = None  # tells people of questions, warnings and ends (AWS: SNS)
+    dashboard_url: str | None = None  # the dashboard's base URL: a question links the loop's page
 
 
 @dataclass
@@ -110,11 +119,16 @@ class _Step:
         return halt
 
     def save(self, **fields: Any) -> StepOutput:
-        self.state = self.ports.store.save_state(self.state, self.record.events)
+        """Save the state with the recorded events, clear the applied controls, then send the
+        events' notifications (never failing the step); the step's output with ``fields``."""
+        events = self.record.events
+        self.state = self.ports.store.save_state(self.state, events)
         self.record.events = []
         if self._applied:
             self.ports.store.clear_controls(self.event.loop_id, self._applied)
             self._applied = []
+        found = notifications.notifications_for(self.state, events, dashboard_url=self.ports.dashboard_url)
+        notifications.publish(self.ports.notifier, found)
         return self.output(**fields)
 
     def output(self, **fields: Any) -> StepOutput:
