@@ -61,9 +61,10 @@ from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 #: ``agent_runtime`` (iterate: invoke a loop's AgentCore Runtime agent, see :data:`CTX_AGENT_RUNTIME_ARNS`),
 #: ``repository_secrets`` (the functions that clone and push read the private repositories' tokens,
 #: :mod:`infrastructure.repository_secrets`), ``session_stop`` (the steps that end or park a loop
-#: stop its Code Interpreter session).
+#: stop its Code Interpreter session), ``notify`` (the steps that record an agent's question, a policy
+#: warning or the loop's end publish to the notifications topic, :mod:`infrastructure.notifications`).
 NEEDS: dict[str, frozenset[str]] = {
-    "authorize": frozenset({"loops", "events", "memory", "policy", "idempotency", "session_stop"}),
+    "authorize": frozenset({"loops", "events", "memory", "policy", "idempotency", "session_stop", "notify"}),
     "iterate": frozenset(
         {
             "loops",
@@ -77,11 +78,20 @@ NEEDS: dict[str, frozenset[str]] = {
     ),
     "checkpoint": frozenset({"loops", "events", "memory", "idempotency"}),
     "evaluate": frozenset(
-        {"loops", "records", "events", "memory", "code_interpreter", "idempotency", "repository_secrets"}
+        {
+            "loops",
+            "records",
+            "events",
+            "memory",
+            "code_interpreter",
+            "idempotency",
+            "repository_secrets",
+            "notify",
+        }
     ),
     "verify": frozenset({"loops", "events", "idempotency"}),
-    "decide": frozenset({"loops", "events", "memory", "idempotency", "session_stop"}),
-    "record_failure": frozenset({"loops", "events", "idempotency", "session_stop"}),
+    "decide": frozenset({"loops", "events", "memory", "idempotency", "session_stop", "notify"}),
+    "record_failure": frozenset({"loops", "events", "idempotency", "session_stop", "notify"}),
     "start_loop": frozenset({"loops", "loop_create", "events"}),
     "await_human": frozenset({"loops"}),
     "run_iteration": frozenset(
@@ -95,6 +105,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "idempotency",
             "agent_runtime",
             "repository_secrets",
+            "notify",
         }
     ),
     "schedule_resume": frozenset({"schedule", "idempotency"}),

@@ -46,6 +46,15 @@ def acknowledge(stack: LoopwrightStack) -> None:
         assert role is not None
         _ack(role, "AwsSolutions-IAM5[Resource::*]", XRAY_REASON)
     _acknowledge_agent_runtime(stack)
+    for function in stack.notifications.publishers:
+        role = function.role
+        assert role is not None
+        _ack(
+            role,
+            "AwsSolutions-IAM5[Action::kms:GenerateDataKey*]",
+            "publishing to the KMS-encrypted notifications topic needs kms:GenerateDataKey* (the "
+            "SNS Developer Guide's publisher permission), on the topic's own key only",
+        )
     machine = stack.loop.state_machine
     _ack(
         machine.role,

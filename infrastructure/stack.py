@@ -6,7 +6,8 @@ Context keys (``cdk.json`` or ``-c``): ``loopwright:removalPolicy`` (``destroy``
 ``SANDBOX``), ``loopwright:layer`` (``build`` | ``stub``; also the
 environment variable ``LOOPWRIGHT_CDK_LAYER``), ``loopwright:alarmEmail``, ``loopwright:stateMachine``
 (``steps`` | ``compact``, :mod:`infrastructure.compact_state_machine`),
-``loopwright:apiGatewayCloudWatchRole`` (``create`` | ``existing``, :mod:`infrastructure.api`).
+``loopwright:apiGatewayCloudWatchRole`` (``create`` | ``existing``, :mod:`infrastructure.api`),
+``loopwright:notificationEmails`` (:mod:`infrastructure.notifications`).
 """
 
 from __future__ import annotations
@@ -39,9 +40,15 @@ from infrastructure.constants import (
 from infrastructure.continuation import Continuation
 from infrastructure.dashboard import Dashboard
 from infrastructure.dashboard_routes import CONTROL_ROUTE_KEYS
-from infrastructure.functions import LoopFunctions
+from infrastructure.functions import NEEDS, LoopFunctions
 from infrastructure.layer_build import build_layer, stub_layer
 from infrastructure.monitoring import Monitoring
+from infrastructure.notifications import (
+    CTX_NOTIFICATION_EMAILS,
+    Notifications,
+    dashboard_url,
+    notification_emails,
+)
 from infrastructure.plans import PlanDispatch
 from infrastructure.policies import PolicyStore
 from infrastructure.state_machine import LoopStateMachine
@@ -108,6 +115,15 @@ class LoopwrightStack(Stack):
                 self.node.try_get_context(CTX_API_GATEWAY_CLOUDWATCH_ROLE)
             ),
         )
+        self.notifications = Notifications(
+            self,
+            "Notifications",
+            emails=notification_emails(self.node.try_get_context(CTX_NOTIFICATION_EMAILS)),
+            removal_policy=removal_policy,
+        )
+        for name, function in functions.items():
+            if "notify" in NEEDS[name]:
+                self.notifications.connect(function, dashboard_url=dashboard_url(self.api.api))
         self.dashboard = Dashboard(
             self,
             "Dashboard",
@@ -183,6 +199,7 @@ class LoopwrightStack(Stack):
             "CodeInterpreterId": self.agentcore.code_interpreter.attr_code_interpreter_id,
             "PolicyStoreId": self.policy_store.policy_store_id,
             "AlertsTopicArn": self.monitoring.topic.topic_arn,
+            "NotificationsTopicArn": self.notifications.topic.topic_arn,
             "ScheduleGroupName": self.continuation.schedule_group.schedule_group_name,
             "SchedulerRoleArn": self.continuation.scheduler_role.role_arn,
         }

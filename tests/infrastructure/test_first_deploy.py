@@ -31,6 +31,22 @@ def _only(synthesized: Synthesized, kind: str) -> tuple[str, dict[str, Any]]:
     return logical_id, resource
 
 
+def _alerts(synthesized: Synthesized, kind: str) -> tuple[str, dict[str, Any]]:
+    """The alerts topic, its key or its topic policy (the notifications topic has its own)."""
+    monitoring = synthesized.stack.monitoring
+    topic_id = synthesized.stack.get_logical_id(monitoring.topic.node.default_child)
+    if kind == "AWS::SNS::TopicPolicy":
+        ((logical_id, resource),) = [
+            (k, r)
+            for k, r in synthesized.resources(kind).items()
+            if r["Properties"]["Topics"] == [{"Ref": topic_id}]
+        ]
+        return logical_id, resource
+    construct = monitoring.topic if kind == "AWS::SNS::Topic" else monitoring.key
+    logical_id = synthesized.stack.get_logical_id(construct.node.default_child)
+    return logical_id, synthesized.raw["Resources"][logical_id]
+
+
 # ----------------------------------------------------------------------------- API Gateway account role
 def test_the_stack_creates_and_retains_the_api_gateway_cloudwatch_role(synthesized: Synthesized) -> None:
     # Given the default context (loopwright:apiGatewayCloudWatchRole = create)
@@ -103,7 +119,7 @@ def test_existing_leaves_the_account_setting_alone() -> None:
 
 # ----------------------------------------------------------------------------- alerts topic
 def test_alerts_topic_uses_a_rotated_customer_managed_key(synthesized: Synthesized) -> None:
-    _, topic = _only(synthesized, "AWS::SNS::Topic")
+    _, topic = _alerts(synthesized, "AWS::SNS::Topic")
     key_ref = topic["Properties"]["KmsMasterKeyId"]
     # Not the AWS-managed alias/aws/sns key, which CloudWatch alarms cannot use
     assert isinstance(key_ref, dict) and "Fn::GetAtt" in key_ref, key_ref
@@ -113,7 +129,7 @@ def test_alerts_topic_uses_a_rotated_customer_managed_key(synthesized: Synthesiz
 
 
 def test_the_key_policy_lets_cloudwatch_use_the_key(synthesized: Synthesized) -> None:
-    _, key = _only(synthesized, "AWS::KMS::Key")
+    _, key = _alerts(synthesized, "AWS::KMS::Key")
     statements = key["Properties"]["KeyPolicy"]["Statement"]
     (cloudwatch,) = [s for s in statements if s["Principal"] == {"Service": "cloudwatch.amazonaws.com"}]
     assert cloudwatch["Effect"] == "Allow"
@@ -121,7 +137,7 @@ def test_the_key_policy_lets_cloudwatch_use_the_key(synthesized: Synthesized) ->
 
 
 def test_the_topic_policy_lets_this_accounts_alarms_publish(synthesized: Synthesized) -> None:
-    _, policy = _only(synthesized, "AWS::SNS::TopicPolicy")
+    _, policy = _alerts(synthesized, "AWS::SNS::TopicPolicy")
     statements = policy["Properties"]["PolicyDocument"]["Statement"]
     (publish,) = [
         s

@@ -41,7 +41,7 @@ def test_git_push_rule_targets_start_loop_with_a_dead_letter_queue(synthesized: 
 
 
 def test_every_alarm_notifies_the_alerts_topic(synthesized: Synthesized) -> None:
-    (topic_id,) = synthesized.resources("AWS::SNS::Topic")
+    topic_id = synthesized.stack.get_logical_id(synthesized.stack.monitoring.topic.node.default_child)
     alarms = synthesized.resources("AWS::CloudWatch::Alarm")
     metrics = sorted(a["Properties"]["MetricName"] for a in alarms.values())
     assert metrics.count("Errors") == len(constants.FUNCTIONS) + len(PLAN_FUNCTIONS) + len(FUNCTION_MODES)
