@@ -5,8 +5,13 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import pytest
+
+from loopwright.adapters.aws.sns_notifier import SnsNotifier
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.adapters.local.notifier import NoopNotifier
 from loopwright.adapters.local.python_agent import PythonAgent
+from loopwright.cloud import runtime
 from loopwright.cloud.steps import CloudPorts, record_failure_step, start_step
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
@@ -23,6 +28,7 @@ from loopwright.models.notifications import Notification, NotificationKind
 from loopwright.notifications import loop_page_url
 from loopwright.ports import Notifier
 from tests.fakes import FakeWorkspace, MemoryStore
+from tests.unit.test_cloud_runtime import AWS_ENV
 from tests.unit.test_cloud_steps import Scenario, run_state_machine
 
 DASHBOARD = "https://abc123.execute-api.eu-west-1.amazonaws.com/v1/"
@@ -175,3 +181,23 @@ def test_steps_without_a_notifier_send_nothing(tmp_path: Path) -> None:
     ports.notifier = None
 
     assert run_state_machine(ports, "l-none")[-1].outcome is LoopOutcome.CONDITIONS_MET
+
+
+def test_the_aws_runtime_publishes_to_sns_only_when_the_topic_is_set(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key, value in AWS_ENV.items():
+        monkeypatch.setenv(key, value)
+    assert runtime._aws_ports(runtime.RuntimeSettings.from_environ()).notifier is None
+
+    topic = "arn:aws:sns:eu-west-1:123456789012:notifications"
+    monkeypatch.setenv("NOTIFICATIONS_TOPIC_ARN", topic)
+    monkeypatch.setenv("DASHBOARD_URL", DASHBOARD)
+    built = runtime._aws_ports(runtime.RuntimeSettings.from_environ())
+    assert isinstance(built.notifier, SnsNotifier) and built.notifier.topic_arn == topic
+    assert built.dashboard_url == DASHBOARD
+
+
+def test_the_local_runtime_sends_nothing(tmp_path: Path) -> None:
+    settings = runtime.RuntimeSettings.from_environ(
+        {"LOOPWRIGHT_ADAPTERS": "local", "LOOPWRIGHT_STATE_DIR": str(tmp_path)}
+    )
+    assert isinstance(runtime._local_ports(settings).notifier, NoopNotifier)

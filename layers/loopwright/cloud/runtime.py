@@ -1,7 +1,8 @@
 """What a loop Lambda needs at run time: its settings from the environment and its ports.
 
 ``LOOPWRIGHT_ADAPTERS`` chooses the adapters: ``aws`` (DynamoDB, AgentCore Memory, Code
-Interpreter, Verified Permissions; what the CDK stack deploys) or ``local`` (SQLite, subprocess
+Interpreter, Verified Permissions, and SNS notifications when ``NOTIFICATIONS_TOPIC_ARN`` is set;
+what the CDK stack deploys) or ``local`` (SQLite, subprocess
 sandbox, cedarpy, git worktree under ``LOOPWRIGHT_STATE_DIR``; what the local execution of the
 synthesized state machine uses, so the same handler code runs both ways). Ports are built once per
 Lambda container and reused across invocations.
