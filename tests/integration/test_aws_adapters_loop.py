@@ -78,18 +78,20 @@ def test_loops_run_and_resume_from_a_memory_checkpoint_with_every_aws_adapter(
     play_code_interpreter(monkeypatch, sessions)
     policy_store = PolicyStoreFake.from_template(template)
     play_verified_permissions(monkeypatch, policy_store)
-    # and an iterate Lambda that, for loop-b, dies after iteration 2 saved its state and commit
-    # (before its checkpoint), on every attempt
-    dying = {"loop-b"}
+    # and an iterate Lambda after which loop-a's session times out once (its files gone), and
+    # which, for loop-b, dies after iteration 2 saved its state and commit (before its
+    # checkpoint), on every attempt
+    expiring, dying = {"loop-a"}, {"loop-b"}
     real_iterate = load_handler("iterate")
 
     def iterate(event: Any, context: Any) -> Any:
         result = real_iterate(event, context)
         loop_id = event.get("loop_id")
-        if (
-            loop_id in dying
-            and runtime.ports(runtime.RuntimeSettings.from_environ()).store.get_state(loop_id).iteration >= 2
-        ):
+        state = runtime.ports(runtime.RuntimeSettings.from_environ()).store.get_state(loop_id)
+        if loop_id in expiring and state.sandbox_session_id is not None:
+            expiring.discard(loop_id)
+            sessions.expire(state.sandbox_session_id)
+        if loop_id in dying and state.iteration >= 2:
             raise RuntimeError("the Lambda died after its state write")
         return result
 
@@ -116,6 +118,10 @@ def test_loops_run_and_resume_from_a_memory_checkpoint_with_every_aws_adapter(
         assert (state_a.outcome, state_a.iteration) == (LoopOutcome.CONDITIONS_MET, 3)
         assert git("show", "loopwright/loop-a:n.txt", cwd=remote).strip() == "3"
         assert ports.checkpoints.list_checkpoints("loop-a")[0].iteration == 3
+        # after its first session ended and a new one got the clone back from the pushed branch
+        (replaced,) = ports.store.list_events("loop-a", types=[EV.SESSION_REPLACED])
+        ended, started = replaced.data["ended_session"], replaced.data["session"]
+        assert sessions.status[ended] == "TERMINATED" and started != ended
         # and every AWS adapter took part: Verified Permissions decided, sessions ran commands
         assert any(
             call.get("action", {}).get("actionId") == "ContinueIteration" for call in policy_store.calls
