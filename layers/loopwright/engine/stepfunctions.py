@@ -9,6 +9,9 @@ Pieces:
   invoke (Docker only) replaced by a local call of the handler; the state machine created from
   the template's ``DefinitionString`` with its intrinsic functions resolved to moto ARNs.
 - :mod:`loopwright.engine.memory_idempotency`: the steps' idempotency records in memory.
+- :mod:`loopwright.engine.stepfunctions_aws`: ``adapters="aws"``, the handlers with the AWS
+  adapters (DynamoDB and AgentCore Memory on moto; Code Interpreter and Verified Permissions
+  played by the caller).
 - :mod:`loopwright.engine.stepfunctions_loops`: create a loop as ``start_loop`` does, start
   ``<loop_id>-g0``, follow the continue-as-new executions (``-g1``, ...) to the end.
 
@@ -59,6 +62,7 @@ from moto.stepfunctions.parser.models import stepfunctions_parser_backends
 
 from loopwright.cloud import idempotency, runtime
 from loopwright.engine.memory_idempotency import InMemoryIdempotency
+from loopwright.engine.stepfunctions_aws import aws_environment, check_caller_environment, create_aws_stores
 from loopwright.engine.stepfunctions_template import (
     ACCOUNT_ID,
     REGION,
@@ -135,8 +139,12 @@ class LocalStepFunctions:
     handler replacing the real one (tests). ``idempotency``: where the steps' Powertools
     Idempotency records go: ``dynamodb`` (moto's table ``IDEMPOTENCY_TABLE``, as in AWS) or
     ``memory`` (:class:`~loopwright.engine.memory_idempotency.MemoryPersistenceLayer`, the same
-    records and rules without moto's DynamoDB, about 4 times faster for a long loop). Use as a
-    context manager; :attr:`state_machine_arn` is set inside.
+    records and rules without moto's DynamoDB, about 4 times faster for a long loop).
+    ``adapters``: the handlers' ``LOOPWRIGHT_ADAPTERS``: ``local`` (SQLite, subprocess sandbox,
+    cedarpy) or ``aws`` (the AWS adapters on moto, :mod:`~loopwright.engine.stepfunctions_aws`;
+    ``environment`` must then name the Code Interpreter and policy store the caller plays).
+    ``environment``: more environment variables of the handlers. Use as a context manager;
+    :attr:`state_machine_arn` is set inside.
     """
 
     def __init__(
@@ -147,8 +155,14 @@ class LocalStepFunctions:
         handlers: Mapping[str, Handler] | None = None,
         root: Path = REPO_ROOT,
         idempotency: Literal["dynamodb", "memory"] = "dynamodb",
+        adapters: Literal["local", "aws"] = "local",
+        environment: Mapping[str, str] | None = None,
     ) -> None:
         self._template = template
+        self._adapters = adapters
+        self._extra_environment = dict(environment or {})
+        if adapters == "aws":
+            check_caller_environment(self._extra_environment)
         self._idempotency = idempotency
         self._state_dir = state_dir
         self._overrides = dict(handlers or {})
@@ -210,6 +224,8 @@ class LocalStepFunctions:
         self._stack.callback(runtime.ports.cache_clear)
         role_arn = self._create_role()
         self._create_stores()
+        if self._adapters == "aws":
+            self._stack.enter_context(_environ(create_aws_stores(self._template)))
         arns = self._create_functions(role_arn)
         refs = {"AWS::Partition": "aws", "AWS::Region": REGION, "AWS::AccountId": ACCOUNT_ID}
         refs["AWS::URLSuffix"] = "amazonaws.com"
@@ -234,7 +250,7 @@ class LocalStepFunctions:
         self._stack.enter_context(_environ({"STATE_MACHINE_ARN": self.state_machine_arn}))  # start_loop's
 
     def _environment(self) -> dict[str, str]:
-        return {
+        environment = {
             "LOOPWRIGHT_ADAPTERS": "local",
             "LOOPWRIGHT_STATE_DIR": str(self._state_dir),
             "POWERTOOLS_SERVICE_NAME": "loopwright",
@@ -248,6 +264,9 @@ class LocalStepFunctions:
             "SCHEDULER_ROLE_ARN": f"arn:aws:iam::{ACCOUNT_ID}:role/loopwright-local",
             "RESUME_FUNCTION_ARN": f"arn:aws:lambda:{REGION}:{ACCOUNT_ID}:function:{STACK_NAME}-start_loop",
         }
+        if self._adapters == "aws":
+            environment |= aws_environment()
+        return environment | self._extra_environment
 
     def _create_stores(self) -> None:
         """The idempotency table and the schedule group named in the handlers' environment."""
