@@ -12,19 +12,18 @@ from __future__ import annotations
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 from pydantic import BaseModel, ValidationError
 
 from loopwright.exceptions import ConfigError
 from loopwright.models import (
-    CommandAgentConfig,
+    AgentConfig,
     ExitConditionConfig,
     LoopConfig,
-    PythonAgentConfig,
     RepositoryConfig,
-    RuntimeAgentConfig,
 )
+from loopwright.models.config import RepositoryCredentials
 from loopwright.models.pricing import ModelPrice
 
 CONFIG_FILE_NAMES = ("loopwright.toml", "loopwright.yaml", "loopwright.yml")
@@ -66,16 +65,24 @@ def read_config_file(path: Path) -> dict[str, Any]:
     return data
 
 
-def _allowed_fields(loc: tuple[int | str, ...]) -> list[str]:
+#: Each agent kind's config model (``kind`` is the tag pydantic puts in an error's location).
+AGENT_MODELS: dict[str, type[BaseModel]] = {
+    model.model_fields["kind"].default.value: model for model in get_args(get_args(AgentConfig)[0])
+}
+
+
+def _allowed_fields(loc: tuple[int | str, ...], agent_kind: str | None = None) -> list[str]:
+    """The fields of the model at ``loc`` (the location of an unknown field, without it; empty
+    for a top-level field)."""
     models: list[type[BaseModel]]
-    if len(loc) <= 1:
+    if not loc:
         models = [LoopConfig]
     elif loc[0] == "exit_conditions":
         models = [ExitConditionConfig]
     elif loc[0] == "agent":
-        models = [CommandAgentConfig, PythonAgentConfig, RuntimeAgentConfig]
+        models = [AGENT_MODELS[agent_kind]] if agent_kind in AGENT_MODELS else list(AGENT_MODELS.values())
     elif loc[0] == "repository":
-        models = [RepositoryConfig]
+        models = [RepositoryCredentials if "credentials" in loc[1:] else RepositoryConfig]
     elif loc[0] == "prices":
         models = [ModelPrice]
     else:
@@ -88,13 +95,15 @@ def format_validation_error(exc: ValidationError, source: str) -> str:
     errors = exc.errors(include_url=False)
     first = errors[0]
     loc = tuple(first["loc"])
-    # A discriminated union adds its tag ('command'/'python') to the location: drop it.
-    if len(loc) >= 2 and loc[0] == "agent" and loc[1] in ("command", "python", "agentcore_runtime"):
+    # A discriminated union adds its tag (the agent's kind) to the location: drop it, keep the kind.
+    agent_kind = None
+    if len(loc) >= 2 and loc[0] == "agent" and str(loc[1]) in AGENT_MODELS:
+        agent_kind = str(loc[1])
         loc = (loc[0], *loc[2:])
     field = ".".join(str(p) for p in loc) or "(top level)"
     message = first["msg"]
     if first["type"] == "extra_forbidden":
-        allowed = _allowed_fields(loc[:-1] if len(loc) > 1 else loc)
+        allowed = _allowed_fields(loc[:-1], agent_kind)
         message = "unknown field" + (f"; allowed: {', '.join(allowed)}" if allowed else "")
     elif first["type"] == "missing":
         message = "required field is missing"

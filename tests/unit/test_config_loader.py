@@ -98,3 +98,33 @@ def test_missing_config_and_no_overrides_says_what_to_do(tmp_path: Path) -> None
         load_config(tmp_path)
     with pytest.raises(ConfigError, match="does not exist"):
         load_config(tmp_path, tmp_path / "nope.toml")
+
+
+def test_an_unknown_field_of_a_cli_backend_lists_that_backends_fields(tmp_path: Path) -> None:
+    # A typo under a claude-code agent named the command/python/runtime fields, and the kind
+    # as part of the field's name ("agent.claude-code.modle")
+    (tmp_path / "loopwright.toml").write_text(
+        'goal = "g"\n[[exit_conditions]]\ntype = "LINTING_CLEAN"\n'
+        '[agent]\nkind = "claude-code"\nmodle = "sonnet"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    message = str(info.value)
+    assert "agent.modle: unknown field; allowed: " in message
+    assert "permission_mode" in message and "allowed_tools" in message
+    assert "function" not in message and "agent_runtime_arn" not in message
+
+
+def test_an_unknown_field_of_repository_credentials_lists_the_credentials_fields(tmp_path: Path) -> None:
+    (tmp_path / "loopwright.toml").write_text(
+        'goal = "g"\n[[exit_conditions]]\ntype = "LINTING_CLEAN"\n'
+        '[repository]\nurl = "https://example.com/r.git"\n'
+        "[repository.credentials]\n"
+        'secret_arn = "arn:aws:secretsmanager:us-east-1:123456789012:secret:t-AbCdEf"\n'
+        'user = "x"\n'
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path)
+    message = str(info.value)
+    assert "repository.credentials.user: unknown field; allowed: " in message
+    assert "secret_arn" in message and "username" in message and "push" not in message
