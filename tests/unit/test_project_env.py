@@ -7,6 +7,7 @@ import os
 import stat
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pydantic import ValidationError
@@ -298,3 +299,31 @@ def test_a_missing_python_m_tool_is_an_error_not_a_failure() -> None:
         _ran(["python", "-m", "pytest"], "/p/python: No module named pytest\n", exit_code=2)
     )
     assert crashed.status is ExitConditionStatusValue.NOT_MET
+
+
+def test_an_interpreter_is_probed_once_while_its_file_stays_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # A loop's start looks the environment up for preflight and again for its sandbox: one probe
+    import subprocess
+
+    from loopwright.adapters.local import project_env
+
+    python = tmp_path / "python3"
+    python.symlink_to(sys.executable)
+    runs: list[list[str]] = []
+    real_run = subprocess.run
+
+    def counting(argv: list[str], **kwargs: Any) -> Any:
+        runs.append(argv)
+        return real_run(argv, **kwargs)
+
+    monkeypatch.setattr(project_env.subprocess, "run", counting)
+    first = project_env.probe(str(python), {})
+    assert project_env.probe(str(python), {"PATH": "/elsewhere"}) == first and len(runs) == 1
+    # The same path made another file (a venv recreated): probed again
+    python.unlink()
+    python.symlink_to(sys.executable)
+    os.utime(python, ns=(1, 1), follow_symlinks=False)
+    project_env.probe(str(python), {})
+    assert len(runs) == 2

@@ -25,7 +25,8 @@ from typing import Any
 import boto3
 
 from loopwright.adapters.aws._errors import DEFAULT_MAX_ATTEMPTS, aws_errors, retry_config
-from loopwright.adapters.aws.dynamodb_store import (
+from loopwright.adapters.aws.dynamodb_items import _decode_event, _decode_state
+from loopwright.adapters.aws.dynamodb_keys import (
     EVENTS_BY_TYPE_INDEX,
     EVENTS_LOOP_TYPE_ATTRIBUTE,
     EVENTS_PARTITION_KEY,
@@ -40,8 +41,6 @@ from loopwright.adapters.aws.dynamodb_store import (
     MAX_BATCH_GET_KEYS,
     SEQ_DIGITS,
     UNPROCESSED_ROUNDS,
-    _decode_event,
-    _decode_state,
 )
 from loopwright.dashboard.ports import (
     InvalidCursorError,

@@ -159,8 +159,30 @@ class Interpreter(BaseModel):
 def probe(python: str, env: Mapping[str, str]) -> Interpreter:
     """Ask ``python`` (a path) for its real path, prefixes, version and site-packages folders.
 
-    Raises :class:`ConfigError` when it cannot be run or does not answer like a Python 3.
+    An answer is kept for the life of the process while the file at ``python`` is the same one
+    (its inode and modification time, the link itself for a venv's symbolic link): one start of
+    a loop looks the environment up for preflight and again for its sandbox, and each probe
+    starts an interpreter (about 25 ms). The probe runs with ``-I``, so ``env`` cannot change the
+    answer. Raises :class:`ConfigError` when it cannot be run or does not answer like a
+    Python 3 (not kept: a fixed interpreter is probed again).
     """
+    try:
+        stat = os.lstat(python)
+    except OSError as exc:
+        raise ConfigError(f"python: cannot run {python}: {exc}") from exc
+    key = (python, stat.st_ino, stat.st_mtime_ns)
+    known = _PROBED.get(key)
+    if known is None:
+        known = _PROBED[key] = _probe(python, env)
+    return known
+
+
+#: Answers of :func:`probe` by (path, inode, modification time) of the interpreter's file.
+_PROBED: dict[tuple[str, int, int], Interpreter] = {}
+
+
+def _probe(python: str, env: Mapping[str, str]) -> Interpreter:
+    """Run the probe (see :func:`probe`)."""
     try:
         done = subprocess.run(  # nosec B603 - argv list, never a shell
             [python, "-I", "-c", _PROBE_CODE],
