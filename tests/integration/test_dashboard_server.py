@@ -98,10 +98,23 @@ def wait_for(check: Callable[[], bool], seconds: float = 60.0) -> None:
 
 
 class Served:
-    def __init__(self, local: LocalDashboard, server: DashboardServer) -> None:
+    def __init__(self, local: LocalDashboard, server: DashboardServer, log: list[str]) -> None:
         self.local = local
         self.server = server
+        self.log = log  # the resumer's lines: why a loop run from the dashboard ended
         self.url = f"http://127.0.0.1:{server.server_address[1]}/"
+
+    def wait_for(self, check: Callable[[], bool], loop_id: str, seconds: float = 60.0) -> None:
+        """``wait_for``, and on a timeout the resumer's lines and the loop's events in the error."""
+        try:
+            wait_for(check, seconds)
+        except AssertionError:
+            events = self.get(f"/api/loops/{loop_id}/events?limit=50")[1]
+            lines = [f"{e['event_type']}: {e.get('message')}" for e in events.get("items", [])]
+            raise AssertionError(
+                f"timed out; resumer: {self.log}; state: {self.get(f'/api/loops/{loop_id}')[1]}; "
+                f"events: {lines}; running: {self.local.resumer.running()}"
+            ) from None
 
     def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Message]:
         return request(self.url + path.lstrip("/"), **kwargs)
@@ -115,11 +128,12 @@ def serve(
     state_dir: Path, user: str = "alice", *, host: str = "127.0.0.1", token: str | None = None
 ) -> Iterator[Served]:
     """``loopwright dashboard``'s app (the plan routes too) on a free port of ``host``."""
-    local = local_dashboard(state_dir, user=user, allow_impersonation=host == "127.0.0.1")
+    log: list[str] = []
+    local = local_dashboard(state_dir, user=user, allow_impersonation=host == "127.0.0.1", log=log.append)
     server = DashboardServer(build_app(local.deps, routers=local.routers), host, 0, token=token)
     try:
         with server.running():
-            yield Served(local, server)
+            yield Served(local, server, log)
     finally:
         local.close()
 
@@ -196,7 +210,9 @@ def test_raise_resume_stop_and_pause_on_close(workspace: Path, tmp_path: Path) -
         raised = served.post("/api/loops/slow/limits", {"max_iterations": 50})
         assert raised[0] == 200 and raised[1]["status"] == "applied"
         assert served.post("/api/loops/slow/resume")[0] == 200
-        wait_for(lambda: served.get("/api/loops/slow")[1]["iteration"] >= 3)  # the raised limit holds
+        served.wait_for(
+            lambda: served.get("/api/loops/slow")[1]["iteration"] >= 3, "slow"
+        )  # the raised limit holds
         twice = served.post("/api/loops/slow/resume")
         assert twice[0] == 409 and "running" in twice[1]["error"]["message"]
         stopped = served.post("/api/loops/slow/stop", {"reason": "enough"})
