@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox, CodeInterpreterSessions
 from loopwright.adapters.aws.git_credentials import SecretTokens, SessionGitCredentials
-from loopwright.cloud import runtime
+from loopwright.cloud import runtime_aws as runtime
 from loopwright.config_loader import format_validation_error
 from loopwright.exceptions import LoopFrameworkError, WorkspaceError
 from loopwright.models import LoopConfig, LoopOutcome, LoopState, RepositoryCredentials
@@ -44,9 +44,9 @@ def secret_arn(monkeypatch: pytest.MonkeyPatch) -> Iterator[str]:
     with mock_aws():
         client = boto3.client("secretsmanager", region_name="us-east-1")
         arn = client.create_secret(Name="loopwright/github", SecretString=json.dumps({"token": TOKEN}))["ARN"]
-        runtime._secret_tokens.cache_clear()
+        runtime.secret_tokens.cache_clear()
         yield str(arn)
-        runtime._secret_tokens.cache_clear()
+        runtime.secret_tokens.cache_clear()
 
 
 def _session_env(tmp_path: Path, remote: Path) -> dict[str, str]:

@@ -24,7 +24,7 @@ from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore, me
 from loopwright.adapters.aws.session_workspace import SessionWorkspace
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.cloud.resume import AwsControls, StepFunctionsResumer
-from loopwright.cloud.runtime import rewind_workspace
+from loopwright.cloud.runtime_aws import rewind_workspace
 from loopwright.cloud.steps import EventCollector
 from loopwright.controls import ControlService
 from loopwright.exceptions import CheckpointNotFoundError, CheckpointRecoveryError

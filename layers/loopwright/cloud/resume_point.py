@@ -11,7 +11,7 @@ with the same core (:func:`loopwright.steps.checkpoint.recover`,
   (CHECKPOINT_CORRUPT). When it is the stored state's own iteration and commit, the loop continues
   from the stored state, as before; otherwise from the checkpoint (CHECKPOINT_RECOVERED), and the
   first step of the new execution moves the session's clone back to the checkpoint's commit
-  (:func:`loopwright.cloud.runtime.rewind_workspace`, later commits set aside).
+  (:func:`loopwright.cloud.runtime_aws.rewind_workspace`, later commits set aside).
 
 Unlike the in-process engine, a loop with no usable checkpoint is not refused: Memory events
 expire (``event_expiry_days``) and the stored state is in DynamoDB, so it continues from the stored
