@@ -5,7 +5,10 @@ CDK context ``loopwright:stateMachine`` (:data:`CTX_STATE_MACHINE`) picks the de
 step, as issue 3 describes) or ``compact`` (:class:`CompactLoopStateMachine`)::
 
     RunIteration (authorize -> iterate -> checkpoint -> evaluate -> verify -> decide, in one
-                  invocation: functions/run_iteration, loopwright.cloud.steps_compact) -> Action?
+                  invocation: functions/run_iteration, loopwright.cloud.steps_compact)
+        -> RunIterationPending? -pending-> RunIterationWait -> RunIteration (it continues at the
+                  step whose agent or checks run in the background: loopwright.cloud.deferral)
+                                -otherwise-> Action?
                  (its first invocation in an execution whose input has ``baseline`` evaluates
                   the baseline first, in-process; no Baseline? Choice, no Baseline task)
     Action? and everything after it (continue-as-new, AwaitHuman, PAUSE, Done), Retry, Catch ->
@@ -16,7 +19,9 @@ Why: Standard workflows bill every state transition ($0.025 per 1,000, AWS Step 
 pricing); the steps variant makes 8 transitions an iteration, this one 2, so the orchestration
 of 1,000 iterations costs about $0.05 of transitions instead of $0.20 (``./dev cost``).
 
-Trade-off: one invocation runs the agent AND the exit conditions, and a Lambda invocation runs at
+Trade-off: without background commands (``LOOPWRIGHT_BACKGROUND_COMMANDS=false``, or an
+``agentcore_runtime`` agent, whose invocation is a call that lasts as long as the agent works), one
+invocation runs the agent AND the exit conditions, and a Lambda invocation runs at
 most 15 minutes ("Code can run for up to 15 minutes in a single invocation", AWS Lambda quotas,
 https://docs.aws.amazon.com/lambda/latest/dg/gettingstarted-limits.html): the agent's and the
 checks' timeouts must add up to less than that, where the steps variant gives each of them 15
@@ -90,9 +95,9 @@ class CompactLoopStateMachine(LoopStateMachine):
             jitter_strategy=sfn.JitterType.FULL,
         )
 
-    def _build_iteration(self, failure: sfn.IChainable) -> tuple[sfn.State, sfn.INextable]:
+    def _build_iteration(self, failure: sfn.IChainable) -> tuple[sfn.State, sfn.INextable | sfn.Choice]:
         run = self._step("RunIteration", RUN_ITERATION, failure)
-        return run, run
+        return run, self._polled(run, "RunIteration")
 
     def _build_start(self, first: sfn.State, action: sfn.State, failure: sfn.IChainable) -> sfn.State:
         """RunIteration itself: it evaluates the baseline in-process when its input asks for it."""

@@ -13,6 +13,10 @@
                                          loop through start_loop, loopwright.cloud.schedule) -> Paused
                                -none (a human's pause)-> Paused
             otherwise (COMPLETE, STOP) -> Done
+    Iterate, Evaluate and Baseline are each followed by <Name>Pending?: while the task's output is
+    ``pending`` (the agent or the checks run as background tasks of the Code Interpreter session,
+    loopwright.cloud.deferral), <Name>Wait waits its ``wait_seconds`` and the task runs again with
+    that output (it polls the tasks, and completes once they ended); no Lambda waits for them.
     every task: Retry (2 s, backoff 2, full jitter, 3 attempts) and Catch -> RecordFailure -> Failed;
     the idempotent steps first retry IdempotencyAlreadyInProgressError (see IN_PROGRESS_RETRY_*)
 
@@ -214,7 +218,27 @@ class LoopStateMachine(Construct):
         start.add_catch(on_error, errors=["States.ALL"], result_path="$.error")
         return start.next(sfn.Succeed(self, "HandedOver", comment="the next execution continues the loop"))
 
-    def _build_iteration(self, failure: sfn.IChainable) -> tuple[sfn.State, sfn.INextable]:
+    def _polled(self, task: tasks.LambdaInvoke, state_name: str) -> sfn.Choice:
+        """``task`` followed by ``<state_name>Pending?``: while the task's output is ``pending``
+        (its agent or checks still run in the background, loopwright.cloud.deferral), wait its
+        ``wait_seconds`` (``<state_name>Wait``) and run the task again with that output; the
+        Choice's ``otherwise`` (set by the caller) is what follows once it completes."""
+        wait = sfn.Wait(
+            self,
+            f"{state_name}Wait",
+            time=sfn.WaitTime.seconds_path("$.wait_seconds"),
+            comment="the agent or the checks run in the background; nothing is paid while waiting",
+        )
+        pending = sfn.Choice(self, f"{state_name}Pending?").when(
+            sfn.Condition.and_(
+                sfn.Condition.is_present("$.pending"), sfn.Condition.boolean_equals("$.pending", True)
+            ),
+            wait.next(task),
+        )
+        task.next(pending)
+        return pending
+
+    def _build_iteration(self, failure: sfn.IChainable) -> tuple[sfn.State, sfn.INextable | sfn.Choice]:
         """One iteration's states: (the first, the one whose output ``Action?`` branches on)."""
         authorize = self._step("Authorize", "authorize", failure)
         iterate = self._step("Iterate", "iterate", failure)
@@ -222,12 +246,13 @@ class LoopStateMachine(Construct):
         evaluate = self._step("Evaluate", "evaluate", failure)
         verify = self._step("Verify", "verify", failure)
         decide = self._step("Decide", "decide", failure)
+        self._polled(iterate, "Iterate").otherwise(checkpoint)
+        checkpoint.next(evaluate)
+        self._polled(evaluate, "Evaluate").otherwise(verify)
+        verify.next(decide)
         allowed = (
             sfn.Choice(self, "Allowed?")
-            .when(
-                sfn.Condition.boolean_equals("$.allowed", True),
-                iterate.next(checkpoint).next(evaluate).next(verify).next(decide),
-            )
+            .when(sfn.Condition.boolean_equals("$.allowed", True), iterate)
             .otherwise(decide)
         )
         authorize.next(allowed)
@@ -238,7 +263,7 @@ class LoopStateMachine(Construct):
         Evaluate Lambda, told by the input's ``baseline``) when the execution's input asks for it,
         else goes to ``first``; the task's output branches on ``action`` as Decide's does."""
         baseline = self._step("Baseline", "evaluate", failure)
-        baseline.next(action)
+        self._polled(baseline, "Baseline").otherwise(action)
         return (
             sfn.Choice(self, "Baseline?", comment="the exit conditions once before the agent runs")
             .when(
@@ -283,5 +308,8 @@ class LoopStateMachine(Construct):
             .when(sfn.Condition.string_equals("$.action", "PAUSE"), resume_at)
             .otherwise(done)
         )
-        last.next(action)
+        if isinstance(last, sfn.Choice):
+            last.otherwise(action)
+        else:
+            last.next(action)
         return self._build_start(first, action, failure)

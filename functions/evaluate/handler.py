@@ -21,5 +21,11 @@ from loopwright.models import StepInput
 @idempotent_step("evaluate")
 @event_parser(model=StepInput)
 def handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
-    """StepInput -> StepOutput (JSON), see loopwright.models.workflow."""
-    return run_step(evaluation_step, event, needs_workspace=True)
+    """StepInput -> StepOutput (JSON), see loopwright.models.workflow; pending while the checks
+    run in the background (loopwright.cloud.deferral)."""
+    return run_step(
+        evaluation_step,
+        event,
+        needs_workspace=True,
+        pending_step="baseline" if event.baseline else "evaluate",
+    )

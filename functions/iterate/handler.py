@@ -20,5 +20,6 @@ from loopwright.models import StepInput
 @idempotent_step("iterate")
 @event_parser(model=StepInput)
 def handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
-    """StepInput -> StepOutput (JSON), see loopwright.models.workflow."""
-    return run_step(iterate_step, event, needs_agent=True)
+    """StepInput -> StepOutput (JSON), see loopwright.models.workflow; pending while the agent
+    works in the background (loopwright.cloud.deferral)."""
+    return run_step(iterate_step, event, needs_agent=True, pending_step="iterate")

@@ -27,6 +27,7 @@ def handler(event: StepInput, context: LambdaContext) -> dict[str, Any]:
     settings = RuntimeSettings.from_environ()
 
     def work_ports(base: CloudPorts) -> CloudPorts:
-        return with_loop_agent(base, event.loop_id, settings)  # the agent, its workspace and sandbox
+        # the agent, its workspace and sandbox, and the tasks earlier invocations started
+        return with_loop_agent(base, event.loop_id, settings, event=event)
 
     return run_step(partial(run_iteration_step, work_ports=work_ports), event)

@@ -223,6 +223,40 @@ class Sandbox(ABC):
         return shutil.which(name)
 
 
+class BackgroundSandbox(ABC):
+    """Runs a command in the background: start it, look at it later, cancel it (AWS: the Code
+    Interpreter's ``startCommandExecution``, ``getTask``, ``stopTask``). Used through
+    :class:`loopwright.deferred.DeferringSandbox`, so no step waits for the agent or the checks.
+    Errors of the service raise :class:`~loopwright.exceptions.LoopFrameworkError`."""
+
+    @abstractmethod
+    def start(
+        self,
+        command: Sequence[str],
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+        stdin: str | None = None,
+    ) -> str:
+        """Start ``command`` in ``cwd`` (as :meth:`Sandbox.run` would run it, time limit
+        included) and return its task id at once."""
+
+    @abstractmethod
+    def poll(self, task_id: str, *, max_output_bytes: int = 256 * 1024) -> CommandResult | None:
+        """The result of task ``task_id`` once it has ended (stdout and stderr each kept up to
+        ``max_output_bytes``), None while it runs."""
+
+    @abstractmethod
+    def cancel(self, task_id: str) -> None:
+        """Stop task ``task_id``; one that already ended is not an error."""
+
+    def find_program(self, name: str, *, cwd: Path) -> str | None:
+        """As :meth:`Sandbox.find_program`; None: this sandbox cannot tell (the command's
+        failure then says it)."""
+        return None
+
+
 class PolicyEngine(ABC):
     """Evaluates Cedar authorization requests."""
 

@@ -198,6 +198,7 @@ def run_iteration(
         state, agent, workspace, state_dir=state_dir, should_stop=should_stop, on_output=on_output
     )
     state.iteration = result.iteration
+    state.agent_seconds = result.duration_seconds
     state.tokens_used += result.agent.tokens_used
     cost = _account_cost(state, result.agent, record)
     state.human_request = result.agent.needs_human

@@ -52,3 +52,18 @@ def synthesized(tmp_path_factory: pytest.TempPathFactory) -> Synthesized:
     assert isinstance(stack, LoopwrightStack)
     raw = json.loads((outdir / f"{STACK_NAME}.template.json").read_text())
     return Synthesized(stack=stack, template=Template.from_json(raw), raw=raw, outdir=outdir, error=error)
+
+
+def assert_polled(states: dict[str, Any], task: str, then: str) -> None:
+    """``task`` -> ``<task>Pending?`` -pending-> ``<task>Wait`` ($.wait_seconds) -> ``task``;
+    otherwise -> ``then``."""
+    choice = states[task + "Pending?"]
+    assert states[task]["Next"] == task + "Pending?"
+    (pending,) = choice["Choices"]
+    assert pending["And"] == [
+        {"Variable": "$.pending", "IsPresent": True},
+        {"Variable": "$.pending", "BooleanEquals": True},
+    ]
+    assert pending["Next"] == task + "Wait" and choice["Default"] == then
+    wait = states[task + "Wait"]
+    assert wait["Type"] == "Wait" and wait["SecondsPath"] == "$.wait_seconds" and wait["Next"] == task

@@ -23,7 +23,7 @@ from infrastructure.functions import NEEDS
 from infrastructure.plans import PLAN_FUNCTIONS
 from infrastructure.policies import SCHEMA_JSON_PATH, SCHEMA_SHA256_PATH, load_policies, split_policies
 from loopwright.adapters.aws import dynamodb_store as keys
-from tests.infrastructure.conftest import Synthesized
+from tests.infrastructure.conftest import Synthesized, assert_polled
 
 REPO = constants.REPO_ROOT
 #: Lambda's limit on all environment variables of a function together (bytes).
@@ -314,13 +314,16 @@ def test_definition_follows_the_workflow_shape(synthesized: Synthesized) -> None
     assert functions["Baseline"] == functions["Evaluate"]
     assert functions["Evaluate"].startswith("FunctionsEvaluateFunction")
     assert not {"Parameters", "InputPath"} & set(states["Baseline"])
-    assert states["Baseline"]["Next"] == "Action?"
     assert states["Authorize"]["Next"] == "Allowed?"
     assert states["Allowed?"]["Choices"][0]["Next"] == "Iterate"
     assert states["Allowed?"]["Default"] == "Decide"
-    sequence = ["Iterate", "Checkpoint", "Evaluate", "Verify", "Decide", "Action?"]
+    # Iterate, Evaluate and Baseline poll their background commands: pending -> wait -> again
+    for task, then in (("Iterate", "Checkpoint"), ("Evaluate", "Verify"), ("Baseline", "Action?")):
+        assert_polled(states, task, then)
+    sequence = ["Checkpoint", "Evaluate"]
     for current, following in itertools.pairwise(sequence):
         assert states[current]["Next"] == following
+    assert states["Verify"]["Next"] == "Decide" and states["Decide"]["Next"] == "Action?"
     handover, *choices = states["Action?"]["Choices"]  # CONTINUE with handover: a new execution
     assert handover["Next"] == "StartNextExecution"
     assert {"Variable": "$.action", "StringEquals": "CONTINUE"} in handover["And"]

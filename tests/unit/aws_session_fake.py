@@ -2,13 +2,19 @@
 
 :class:`LocalSession` answers ``invoke_code_interpreter`` as the service does: ``executeCommand``
 runs the one shell line the sandbox built (so its quoting is exercised for real) in the
-session's home folder, ``writeFiles`` writes files relative to that folder. Streams carry
+session's home folder, ``writeFiles`` writes files relative to that folder. Background tasks as
+the service keeps them: ``startCommandExecution`` starts the line (its own process group) and
+answers its ``taskId`` at once, ``getTask`` answers ``working`` until it ended, then
+``completed`` with its output and exit code, ``stopTask`` ends it (``canceled``). Streams carry
 ``structuredContent`` like the real service.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
 import shutil
+import signal
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -29,6 +35,8 @@ class LocalSession:
         self.home.mkdir(parents=True, exist_ok=True)
         self.env = env
         self.calls: list[dict[str, Any]] = []
+        self.tasks: dict[str, tuple[subprocess.Popen[bytes], Path]] = {}
+        self.canceled: set[str] = set()
 
     def get_code_interpreter_session(self, **kwargs: Any) -> dict[str, Any]:
         return {"sessionId": kwargs["sessionId"], "status": "READY"}
@@ -43,6 +51,12 @@ class LocalSession:
                 target.write_text(item["text"], encoding="utf-8")
             result = {"content": [{"type": "text", "text": "written"}], "isError": False}
             return {"sessionId": kwargs["sessionId"], "stream": iter([{"result": result}])}
+        if name in ("startCommandExecution", "getTask", "stopTask"):
+            structured = self._task(name, arguments)
+            return {
+                "sessionId": kwargs["sessionId"],
+                "stream": iter([{"result": {"structuredContent": structured}}]),
+            }
         assert name == "executeCommand", name
         done = subprocess.run(  # the line the sandbox built, as the service runs it
             ["/bin/sh", "-c", arguments["command"]],
@@ -57,8 +71,58 @@ class LocalSession:
         return {"sessionId": kwargs["sessionId"], "stream": iter([event])}
 
     def commands(self) -> list[str]:
-        """The shell lines run, oldest first."""
-        return [c["arguments"]["command"] for c in self.calls if c["name"] == "executeCommand"]
+        """The shell lines run, oldest first (in the background too)."""
+        return [
+            c["arguments"]["command"]
+            for c in self.calls
+            if c["name"] in ("executeCommand", "startCommandExecution")
+        ]
+
+    def _task(self, name: str, arguments: dict[str, Any]) -> dict[str, Any]:
+        if name == "startCommandExecution":
+            task_id = f"task-{len(self.tasks) + 1}"
+            output = self.home.parent / f".{self.home.name}-{task_id}"
+            output.mkdir(parents=True, exist_ok=True)
+            with (output / "stdout").open("wb") as out, (output / "stderr").open("wb") as err:
+                process = subprocess.Popen(  # the line the sandbox built, in the background
+                    ["/bin/sh", "-c", arguments["command"]],
+                    cwd=self.home,
+                    env=self.env,
+                    stdout=out,
+                    stderr=err,
+                    start_new_session=True,
+                )
+            self.tasks[task_id] = (process, output)
+            return {"taskId": task_id, "taskStatus": "submitted"}
+        task_id = arguments["taskId"]
+        process, output = self.tasks[task_id]
+        if name == "stopTask":
+            self.stop(task_id)
+            return {"taskId": task_id, "taskStatus": "canceled"}
+        if task_id in self.canceled:
+            return {"taskId": task_id, "taskStatus": "canceled"}
+        if process.poll() is None:
+            return {"taskId": task_id, "taskStatus": "working"}
+        return {
+            "taskId": task_id,
+            "taskStatus": "completed",
+            "stdout": (output / "stdout").read_text(errors="replace"),
+            "stderr": (output / "stderr").read_text(errors="replace"),
+            "exitCode": process.returncode,
+        }
+
+    def stop(self, task_id: str) -> None:
+        """End a background task and its processes (stopTask; the session's end)."""
+        process, _ = self.tasks[task_id]
+        if process.poll() is None:
+            self.canceled.add(task_id)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+
+    def stop_all(self) -> None:
+        for task_id in self.tasks:
+            self.stop(task_id)
 
 
 class SessionService:
@@ -115,6 +179,7 @@ class SessionService:
     def expire(self, session_id: str) -> None:
         """End the session as its timeout does: TERMINATED, its files gone."""
         self.status[session_id] = "TERMINATED"
+        self.sessions[session_id].stop_all()
         shutil.rmtree(self.sessions[session_id].home, ignore_errors=True)
 
     def calls(self) -> list[dict[str, Any]]:

@@ -54,12 +54,13 @@ def test_the_options_choose_variants_and_intervals_and_refuse_bad_values(
 
 
 @pytest.mark.slow
-def test_the_compact_variant_runs_one_lambda_and_two_transitions_an_iteration(tmp_path: Path) -> None:
+def test_the_compact_variant_runs_one_lambda_and_three_transitions_an_iteration(tmp_path: Path) -> None:
     figures = bench.measure(3, 2, workdir=tmp_path, state_machine="compact", checkpoint_interval=2)
     per = figures["per_iteration"]
     assert figures["outcome"] == "ITERATION_LIMIT"
     assert figures["lambda_calls"] == {"run_iteration": 4}  # 3 iterations + the denied 4th
-    assert per["state_transitions"] < 4  # RunIteration, Action?; the hand-over and end over 3 iterations
+    # RunIteration, RunIterationPending?, Action?; the hand-over and the end over 3 iterations
+    assert per["state_transitions"] <= 5
     assert per["idempotency_wru"] >= 2 * 4 / 3  # a put and an update per invocation
     assert per["memory_events"] == pytest.approx(2 / 3)  # iteration 2, and the final one at 3
     assert per["avp_single_requests"] + per["avp_batch_requests"] > 0

@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from loopwright.cloud.deferral import PendingStep, run_deferred
 from loopwright.cloud.observability import metrics, tracer
 from loopwright.cloud.steps import CloudPorts
 from loopwright.exceptions import ConfigError
@@ -67,6 +68,33 @@ class RuntimeSettings(BaseModel):
         default=None,
         alias="DASHBOARD_URL",
         description="the dashboard's base URL: an AWAITING_RESPONSE notification links the loop's page",
+    )
+    background_commands: bool = Field(
+        default=True,
+        alias="LOOPWRIGHT_BACKGROUND_COMMANDS",
+        description="AWS: the agent and the checks run as background tasks of the Code Interpreter "
+        "session and the state machine polls them (loopwright.cloud.deferral); false: the step waits",
+    )
+    poll_min_seconds: int = Field(
+        default=10,
+        ge=0,
+        le=3600,
+        alias="LOOPWRIGHT_POLL_MIN_SECONDS",
+        description="shortest wait between polls",
+    )
+    poll_max_seconds: int = Field(
+        default=300,
+        ge=1,
+        le=3600,
+        alias="LOOPWRIGHT_POLL_MAX_SECONDS",
+        description="longest wait between polls",
+    )
+    inline_seconds: float = Field(
+        default=2.0,
+        ge=0,
+        le=60,
+        alias="LOOPWRIGHT_INLINE_SECONDS",
+        description="seconds a started command is awaited in the step before the step returns pending",
     )
 
     @classmethod
@@ -236,7 +264,9 @@ def loop_repository(config: LoopConfig, repository: str | None = None) -> Reposi
     )
 
 
-def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+def with_loop_agent(
+    base: CloudPorts, loop_id: str, settings: RuntimeSettings, *, event: StepInput | None = None
+) -> CloudPorts:
     """``base`` plus the loop's own agent and workspace (they depend on the loop's config).
 
     Local adapters: the local agents and git worktree. AWS: the loop's clone in its Code
@@ -250,7 +280,7 @@ def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
     if settings.adapters == "aws":
         from loopwright.cloud.runtime_aws import aws_agent_ports  # AWS only
 
-        return aws_agent_ports(base, loop_id, settings)
+        return aws_agent_ports(base, loop_id, settings, event=event)
     from loopwright.engine.local import build_agent, build_workspace  # local only (git, agents)
 
     sandbox = base.sandbox
@@ -262,7 +292,9 @@ def with_loop_agent(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
     return CloudPorts(**{**base.__dict__, "agent": agent, "workspace": workspace})
 
 
-def with_loop_workspace(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+def with_loop_workspace(
+    base: CloudPorts, loop_id: str, settings: RuntimeSettings, *, event: StepInput | None = None
+) -> CloudPorts:
     """``base`` plus the loop's sandbox and workspace, without its agent: what the baseline
     evaluation needs (its conditions run in the loop's worktree before any iteration made it).
 
@@ -274,7 +306,7 @@ def with_loop_workspace(base: CloudPorts, loop_id: str, settings: RuntimeSetting
         return base
     from loopwright.cloud.runtime_aws import aws_workspace_ports  # AWS only
 
-    return aws_workspace_ports(base, loop_id, settings)
+    return aws_workspace_ports(base, loop_id, settings, event=event)
 
 
 Step = Callable[[StepInput, CloudPorts], StepOutput]
@@ -287,19 +319,27 @@ def run_step(
     needs_agent: bool = False,
     needs_sandbox: bool = False,
     needs_workspace: bool = False,
+    pending_step: PendingStep | None = None,
 ) -> dict[str, Any]:
     """Run ``step`` for ``event`` with this container's ports (``needs_workspace``, and
     ``needs_sandbox`` alike: the loop's sandbox and its workspace prepared, so a replaced session
-    gets the loop's clone back, :func:`with_loop_workspace`); the JSON of its output."""
+    gets the loop's clone back, :func:`with_loop_workspace`); the JSON of its output.
+
+    ``pending_step`` names a step whose commands may run in the background (AWS with
+    ``LOOPWRIGHT_BACKGROUND_COMMANDS``): its output is then pending while they run
+    (:func:`loopwright.cloud.deferral.run_deferred`)."""
     settings = RuntimeSettings.from_environ()
     tracer.put_annotation(key="loop_id", value=event.loop_id)  # the dashboard's X-Ray filter
     step_ports = ports(settings)
     if (needs_workspace or needs_sandbox) and not needs_agent:  # the agent's ports include both
         # The workspace for a sandbox too: a replaced session gets the loop's clone back.
-        step_ports = with_loop_workspace(step_ports, event.loop_id, settings)
+        step_ports = with_loop_workspace(step_ports, event.loop_id, settings, event=event)
     if needs_agent:
-        step_ports = with_loop_agent(step_ports, event.loop_id, settings)
-    output = step(event, step_ports)
+        step_ports = with_loop_agent(step_ports, event.loop_id, settings, event=event)
+    output = run_deferred(step, event, step_ports, pending_step) if pending_step else step(event, step_ports)
+    if output.pending:
+        metrics.add_metric(name="StepsPending", unit=MetricUnit.Count, value=1)
+        return output.model_dump(mode="json")
     metrics.add_metric(name="StepsCompleted", unit=MetricUnit.Count, value=1)
     if output.outcome is not None:
         metrics.add_metric(

@@ -13,7 +13,8 @@ from typing import TYPE_CHECKING, Any
 
 from loopwright.cloud.runtime import RuntimeSettings, loop_repository
 from loopwright.cloud.steps import CloudPorts, EventCollector
-from loopwright.models import IterationEventType, LoopState, RepositoryConfig
+from loopwright.deferred import DeferringSandbox
+from loopwright.models import IterationEventType, LoopState, RepositoryConfig, StepInput
 from loopwright.steps.restore import keep_work
 
 if TYPE_CHECKING:
@@ -56,8 +57,14 @@ def loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> C
     return CloudPorts(**{**base.__dict__, "sandbox": sandbox})
 
 
-def aws_workspace_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
-    """``base`` with the loop's Code Interpreter sandbox and its prepared SessionWorkspace."""
+def aws_workspace_ports(
+    base: CloudPorts, loop_id: str, settings: RuntimeSettings, *, event: StepInput | None = None
+) -> CloudPorts:
+    """``base`` with the loop's Code Interpreter sandbox and its prepared SessionWorkspace, and
+    for a step ``event`` (with ``LOOPWRIGHT_BACKGROUND_COMMANDS``) a
+    :class:`~loopwright.deferred.DeferringSandbox` over the session's background tasks, holding
+    the tasks the event's earlier invocations started. A replayed step (``event.commands``) does
+    not rewind the clone: its agent may be committing in it right now."""
     from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
     from loopwright.adapters.aws.session_workspace import SESSION_WORKTREES_FOLDER, SessionWorkspace
     from loopwright.models import RuntimeAgentConfig
@@ -79,7 +86,8 @@ def aws_workspace_ports(base: CloudPorts, loop_id: str, settings: RuntimeSetting
     )
     path, branch, base_commit = workspace.prepare(loop_id)
     record = EventCollector(state)
-    if not rewind_workspace(state, workspace, record) and loop_id in workspace.cloned:
+    replay = event is not None and bool(event.commands)
+    if not replay and not rewind_workspace(state, workspace, record) and loop_id in workspace.cloned:
         check_restored(state, workspace.known_head(loop_id), repository, record)
     if (
         (state.worktree, state.branch) != (str(path), branch)
@@ -89,7 +97,19 @@ def aws_workspace_ports(base: CloudPorts, loop_id: str, settings: RuntimeSetting
         state.worktree, state.branch = str(path), branch
         state.base_commit = state.base_commit or base_commit
         base.store.save_state(state, record.events)
-    return CloudPorts(**{**sandboxed.__dict__, "workspace": workspace})
+    deferring = None
+    if event is not None and settings.background_commands:
+        from loopwright.adapters.aws.code_interpreter_tasks import CodeInterpreterTasks
+
+        deferring = DeferringSandbox(
+            CodeInterpreterTasks(sandbox),
+            event.commands,
+            token=event.deferral_token,
+            inline_seconds=settings.inline_seconds,
+            min_wait_seconds=settings.poll_min_seconds,
+            max_wait_seconds=max(settings.poll_min_seconds, settings.poll_max_seconds),
+        )
+    return CloudPorts(**{**sandboxed.__dict__, "workspace": workspace, "deferring": deferring})
 
 
 @functools.cache
@@ -149,7 +169,9 @@ def check_restored(
     state.head_commit = head
 
 
-def aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:
+def aws_agent_ports(
+    base: CloudPorts, loop_id: str, settings: RuntimeSettings, *, event: StepInput | None = None
+) -> CloudPorts:
     # The AWS agents, imported here: the local execution of the state machine never needs them.
     from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
     from loopwright.adapters.aws.interpreter_agent import CodeInterpreterCommandAgent
@@ -158,7 +180,7 @@ def aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
     from loopwright.models import CommandAgentConfig, RuntimeAgentConfig
     from loopwright.ports import Agent
 
-    ports = aws_workspace_ports(base, loop_id, settings)
+    ports = aws_workspace_ports(base, loop_id, settings, event=event)
     sandbox, workspace = ports.sandbox, ports.workspace
     assert isinstance(sandbox, CodeInterpreterSandbox) and isinstance(workspace, SessionWorkspace)
     state = base.store.get_state(loop_id)
@@ -181,5 +203,5 @@ def aws_agent_ports(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -
         )
     else:
         assert isinstance(config, CommandAgentConfig)  # check_agent_for_adapters refused the others
-        agent = CodeInterpreterCommandAgent(config, sandbox)
+        agent = CodeInterpreterCommandAgent(config, sandbox, runner=ports.deferring)
     return CloudPorts(**{**ports.__dict__, "agent": agent})

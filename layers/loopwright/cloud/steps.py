@@ -34,6 +34,7 @@ from pathlib import Path
 from typing import Any
 
 from loopwright import notifications, records, workflow
+from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
     Decision,
@@ -59,6 +60,11 @@ from loopwright.ports import (
 from loopwright.steps.decide import decide
 from loopwright.steps.verify import verify
 
+#: StepInput fields a step's output never carries: ``baseline`` (only an execution's input sets
+#: it) and the deferred commands of a pending step (loopwright.cloud.deferral), which only a
+#: pending output carries, back to the same step.
+_NOT_CARRIED = frozenset({"baseline", "commands", "polls", "deferral_token", "pending_step"})
+
 
 @dataclass
 class CloudPorts:
@@ -74,6 +80,7 @@ class CloudPorts:
     sessions: SandboxSessions | None = None  # stops the loop's sandbox session (AWS)
     notifier: Notifier | None = None  # tells people of questions, warnings and ends (AWS: SNS)
     dashboard_url: str | None = None  # the dashboard's base URL: a question links the loop's page
+    deferring: DeferringSandbox | None = None  # runs the agent and the checks in the background
 
 
 @dataclass
@@ -134,7 +141,9 @@ class _Step:
     def output(self, **fields: Any) -> StepOutput:
         """The step's output (without writing: the loop ended or paused in an earlier step): the
         input's fields, except ``baseline``, which only an execution's input sets."""
-        carried = {name: getattr(self.event, name) for name in StepInput.model_fields if name != "baseline"}
+        carried = {
+            name: getattr(self.event, name) for name in StepInput.model_fields if name not in _NOT_CARRIED
+        }
         return StepOutput.model_validate({**carried, "iteration": self.state.iteration, **fields})
 
     def paused(self) -> StepOutput | None:
@@ -183,6 +192,13 @@ class _Step:
         self.record(
             IterationEventType.SESSION_STOPPED, f"stopped sandbox session {session_id!r}", session=session_id
         )
+
+
+def _commands(ports: CloudPorts) -> Sandbox:
+    """Where the exit conditions run: in the background when the step may be pending
+    (``ports.deferring``, loopwright.cloud.deferral), else the loop's sandbox."""
+    sandbox: Sandbox = _require(ports.deferring or ports.sandbox, "sandbox")
+    return sandbox
 
 
 def _require(value: Any, name: str) -> Any:
@@ -263,7 +279,7 @@ def baseline_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     halt = step.halt()
     if halt.stop_reason is not None or halt.pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason))
-    decision = workflow.evaluate_baseline(step.state, _require(ports.sandbox, "sandbox"), step.record)
+    decision = workflow.evaluate_baseline(step.state, _commands(ports), step.record)
     if decision.action is not NextAction.CONTINUE:
         return step.end(decision)
     return step.save(action=NextAction.CONTINUE, reason=decision.reason)
@@ -283,7 +299,7 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
     if halt.stop_reason is not None or pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
-    workflow.evaluate_conditions(step.state, _require(ports.sandbox, "sandbox"), step.record)
+    workflow.evaluate_conditions(step.state, _commands(ports), step.record)
     saved = step.save()
     records.RecordKeeper(ports.store).add_evaluation(step.state)
     return saved

@@ -23,6 +23,7 @@ from __future__ import annotations
 import functools
 from collections.abc import Callable
 
+from loopwright.cloud.deferral import PendingStep, StepFunction, run_deferred
 from loopwright.cloud.steps import (
     CloudPorts,
     authorize_step,
@@ -35,12 +36,13 @@ from loopwright.cloud.steps import (
 )
 from loopwright.models import NextAction, StepInput, StepOutput
 
-#: The steps an allowed iteration runs between authorize and decide, in order.
-ITERATION_STEPS: tuple[Callable[[StepInput, CloudPorts], StepOutput], ...] = (
-    iterate_step,
-    checkpoint_step,
-    evaluate_step,
-    verify_step,
+#: The steps an allowed iteration runs between authorize and decide, in order, each with the
+#: name it is pending under when its commands run in the background (None: it runs none).
+ITERATION_STEPS: tuple[tuple[StepFunction, PendingStep | None], ...] = (
+    (iterate_step, "iterate"),
+    (checkpoint_step, None),
+    (evaluate_step, "evaluate"),
+    (verify_step, None),
 )
 
 
@@ -60,6 +62,12 @@ def run_iteration_step(
     CONTINUE), authorize, then iterate, checkpoint, evaluate and verify when Cedar allowed it,
     then decide; the decide step's output.
 
+    With background commands (``work_ports`` giving a
+    :class:`~loopwright.deferred.DeferringSandbox`), the baseline, iterate and evaluate steps may
+    return pending (:func:`loopwright.cloud.deferral.run_deferred`): that output is the
+    invocation's, and the next invocation (``event.pending_step``) starts at that step, the
+    steps before it having saved their work.
+
     ``ports`` serve authorize and decide; ``work_ports(ports)`` (default: ``ports`` as they are)
     adds the loop's agent, workspace and sandbox for the baseline and the four work steps, and is
     called only when one of them runs. Raises what the steps raise (the task's Catch records it).
@@ -69,13 +77,25 @@ def run_iteration_step(
     def worker() -> CloudPorts:  # built once, for the baseline and the iteration alike
         return work_ports(ports) if work_ports is not None else ports
 
-    if event.baseline:
-        baseline = baseline_step(event, worker())
-        if baseline.action is not NextAction.CONTINUE:
+    def work(step: StepFunction, name: PendingStep | None, given: StepInput) -> StepOutput:
+        return run_deferred(step, given, worker(), name) if name else step(given, worker())
+
+    resume = event.pending_step
+    if resume in (None, "baseline") and event.baseline:
+        baseline = work(baseline_step, "baseline", event)
+        if baseline.pending or baseline.action is not NextAction.CONTINUE:
             return baseline
         event = next_input(baseline)
-    output = authorize_step(event, ports)
-    if output.allowed:
-        for step in ITERATION_STEPS:
-            output = step(next_input(output), worker())
+    if resume in ("iterate", "evaluate"):
+        output = StepOutput.model_validate(event.model_dump())
+        start = 0 if resume == "iterate" else 2
+    else:
+        output = authorize_step(event, ports)
+        if not output.allowed:
+            return decide_step(next_input(output), ports)
+        start = 0
+    for step, name in ITERATION_STEPS[start:]:
+        output = work(step, name, next_input(output) if output is not event else event)
+        if output.pending:
+            return output
     return decide_step(next_input(output), ports)

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from loopwright.conditions.defaults import needs_scratch_dir, resolve_command, resolve_parser
 from loopwright.conditions.parsers import parse
+from loopwright.deferred import deferral_key
 from loopwright.models import CommandResult, ExitConditionConfig, ExitConditionStatus, utcnow
 from loopwright.ports import Sandbox
 
@@ -52,13 +53,14 @@ def evaluate_condition(
         if isinstance(folder, str):
             result = CommandResult(command=command, exit_code=None, error=folder)
         else:
-            result = sandbox.run(
-                command,
-                cwd=folder,
-                timeout_seconds=cfg.timeout_seconds,
-                env=cfg.env or None,
-                max_output_bytes=cfg.max_output_bytes,
-            )
+            with deferral_key(f"condition:{cfg.key}"):  # a replayed step finds its task again
+                result = sandbox.run(
+                    command,
+                    cwd=folder,
+                    timeout_seconds=cfg.timeout_seconds,
+                    env=cfg.env or None,
+                    max_output_bytes=cfg.max_output_bytes,
+                )
     parsed = parse(parser, result, worktree)
     return ExitConditionStatus(
         name=cfg.key,

@@ -61,6 +61,7 @@ from loopwright.models.steps import (
 )
 from loopwright.models.workflow import (
     DEFAULT_ITERATIONS_PER_EXECUTION,
+    DeferredCommand,
     StartLoopRequest,
     StepInput,
     StepOutput,
@@ -90,6 +91,7 @@ __all__ = [
     "ControlRequest",
     "ControlResult",
     "Decision",
+    "DeferredCommand",
     "ExitConditionConfig",
     "ExitConditionStatus",
     "ExitConditionStatusValue",

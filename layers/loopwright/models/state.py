@@ -119,6 +119,12 @@ class LoopState(BaseModel):
     sandbox_session_id: str | None = Field(
         default=None, description="the loop's Code Interpreter session (AWS engine)"
     )
+    agent_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="how long the last iteration's agent worked (seconds, wall clock): the state "
+        "machine's first poll of the next one waits about that long (loopwright.deferred.next_wait)",
+    )
     task_token: str | None = Field(
         default=None, description="Step Functions task token of a loop awaiting a human (AWS engine)"
     )

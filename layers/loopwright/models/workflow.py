@@ -20,6 +20,7 @@ State machine (``infrastructure/``)::
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -31,6 +32,18 @@ from loopwright.models.types import LoopId
 #: each); the quota is 25,000 events per execution (AWS Step Functions quotas), so 500 iterations
 #: (about 20,000 events) leave room for retries.
 DEFAULT_ITERATIONS_PER_EXECUTION = 500
+
+
+class DeferredCommand(BaseModel):
+    """A command a step started in the background and polls on its next invocations
+    (:mod:`loopwright.deferred`)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    task_id: str = Field(min_length=1, description="the background sandbox's task id")
+    command: list[str] = Field(default_factory=list, description="the program (argv[0]), for people")
+    started_at: datetime
+    timeout_seconds: float = Field(gt=0, description="the command's time limit, from started_at")
 
 
 class StepInput(BaseModel):
@@ -55,6 +68,19 @@ class StepInput(BaseModel):
         "(loopwright.workflow.baseline_due): set in an execution's input by whoever starts it, never "
         "by a handover, and never carried to a step's output",
     )
+    commands: dict[str, DeferredCommand] = Field(
+        default_factory=dict,
+        description="the commands this step started in the background, by key (a pending step's "
+        "output, given back to the same step after the Wait: loopwright.deferred)",
+    )
+    polls: int = Field(default=0, ge=0, description="pending invocations of this step so far")
+    deferral_token: str | None = Field(
+        default=None, max_length=64, description="names the pending step's run across its invocations"
+    )
+    pending_step: Literal["baseline", "iterate", "evaluate"] | None = Field(
+        default=None,
+        description="the step whose commands still run (the compact variant's next invocation starts there)",
+    )
 
 
 class StepOutput(StepInput):
@@ -66,6 +92,10 @@ class StepOutput(StepInput):
     reason: str = ""
     handover: bool = Field(default=False, description="CONTINUE in a new execution (continue-as-new)")
     resume_at: datetime | None = Field(default=None, description="PAUSE: when the loop continues by itself")
+    pending: bool = Field(
+        default=False, description="the step's commands still run: wait wait_seconds, then invoke it again"
+    )
+    wait_seconds: int = Field(default=0, ge=0, description="seconds to wait before the next poll")
 
 
 class StartLoopRequest(BaseModel):

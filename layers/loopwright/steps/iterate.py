@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+from loopwright.deferred import deferral_key, replayed_seconds
 from loopwright.exceptions import AgentError, WorkspaceIntegrityError
 from loopwright.models import AgentRequest, AgentResult, IterationResult, LoopState
 from loopwright.ports import Agent, OutputCallback, StopCheck, Workspace
@@ -71,7 +72,8 @@ def iterate(
     request = build_agent_request(state, state_dir)
     started = time.monotonic()
     try:
-        result = agent.run(request, should_stop=should_stop, on_output=on_output)
+        with deferral_key("agent"):  # a replayed step finds the agent's task again
+            result = agent.run(request, should_stop=should_stop, on_output=on_output)
     except AgentError as exc:
         result = AgentResult(failed=True, summary=f"agent error: {exc}")
     summary = result.summary.strip() or ("agent failed" if result.failed else "agent finished")
@@ -88,6 +90,6 @@ def iterate(
         commit=commit,
         changed_files=changed,
         withheld_files=workspace.withheld(state.loop_id),
-        duration_seconds=round(time.monotonic() - started, 6),
+        duration_seconds=round(max(time.monotonic() - started, replayed_seconds()), 6),
         workspace_problem=problem,
     )

@@ -46,10 +46,10 @@ from __future__ import annotations
 import contextlib
 import shlex
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 from types import TracebackType
-from typing import Any
+from typing import Any, TypeVar
 
 import boto3
 import botocore.session
@@ -67,6 +67,8 @@ from loopwright.adapters.aws._errors import (
 from loopwright.exceptions import LoopFrameworkError, SandboxSessionEndedError
 from loopwright.models import CommandResult, utcnow
 from loopwright.ports import OutputCallback, Sandbox, SandboxSessions
+
+T = TypeVar("T")
 
 #: The AWS-managed Code Interpreter (the SDK's default identifier).
 DEFAULT_IDENTIFIER = "aws.codeinterpreter.v1"
@@ -282,6 +284,21 @@ class CodeInterpreterSandbox(Sandbox):
                 f"{stderr.strip()[-500:]}"
             )
 
+    def invoke(
+        self, tool: str, arguments: Mapping[str, Any], action: str, read: Callable[[Iterable[Any]], T]
+    ) -> T:
+        """Call the session's tool ``tool`` (``InvokeCodeInterpreter``) with ``arguments`` and
+        ``read`` its event stream; errors as :meth:`run`'s (``action`` names the call in them)."""
+        session_id = self.start()
+        with self._session_errors(f"{action} in Code Interpreter session {session_id!r}"):
+            response = self._commands.invoke_code_interpreter(
+                codeInterpreterIdentifier=self.identifier,
+                sessionId=session_id,
+                name=tool,
+                arguments=dict(arguments),
+            )
+            return read(response.get("stream", ()))
+
     @contextlib.contextmanager
     def _session_errors(self, action: str) -> Iterator[None]:
         """:func:`aws_errors` for a call in the session; a service error (an error code) of a
@@ -291,7 +308,7 @@ class CodeInterpreterSandbox(Sandbox):
                 yield
         except LoopFrameworkError as exc:
             session_id = self._session_id
-            from_service = isinstance(exc, _StreamError) or isinstance(exc.__cause__, ClientError)
+            from_service = isinstance(exc, StreamError) or isinstance(exc.__cause__, ClientError)
             if not from_service or session_id is None:
                 raise
             try:
@@ -423,7 +440,7 @@ def tail(text: str, limit: int) -> tuple[str, bool]:
     return f"[... {dropped} bytes truncated, last {limit} kept ...]\n{body}", True
 
 
-class _StreamError(LoopFrameworkError):
+class StreamError(LoopFrameworkError):
     """An exception event in the InvokeCodeInterpreter stream (a service error)."""
 
 
@@ -442,7 +459,7 @@ def _read_stream(stream: Iterable[Mapping[str, Any]]) -> tuple[str, str, int | N
             if name != "result":
                 message = body.get("message", "") if isinstance(body, Mapping) else body
                 code = name[:1].upper() + name[1:]
-                raise _StreamError(
+                raise StreamError(
                     f"the Code Interpreter ended the command with {code}: {message}"
                     + ("; AWS throttled the call, retry later" if code in THROTTLING_CODES else "")
                 )

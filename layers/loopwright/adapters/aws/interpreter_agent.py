@@ -16,7 +16,12 @@ files and result rules), given a sandbox that carries its files to the session:
    folder, where the local agent parses it.
 
 Four calls to the session per iteration (``pwd`` once per sandbox, ``writeFiles``, the command,
-``cat``). AWS errors (throttling, a session that ended) raise :class:`AgentError`, so the
+``cat``). Given a ``runner`` (:class:`~loopwright.deferred.DeferringSandbox`), the command and
+the ``cat`` run in the background and the step that runs the agent returns while it works
+(issue 12.5); each replay of that step writes the same files into the same run folder (named by
+the runner's token) and polls the command.
+
+AWS errors (throttling, a session that ended) raise :class:`AgentError`, so the
 iteration is recorded as failed and the loop's policies decide what follows.
 """
 
@@ -28,6 +33,7 @@ from pathlib import Path, PurePosixPath
 
 from loopwright.adapters.aws.code_interpreter_sandbox import CodeInterpreterSandbox
 from loopwright.adapters.local.command_agent import CommandAgent
+from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import AgentError, LoopFrameworkError, SandboxSessionEndedError
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig, CommandResult
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
@@ -50,8 +56,10 @@ class _SessionFilesSandbox(Sandbox):
         local: Path,
         remote: PurePosixPath,
         remote_relative: PurePosixPath,
+        runner: Sandbox | None = None,
     ) -> None:
         self._session = session
+        self._runner: Sandbox = runner or session
         self._local = local
         self._remote = remote
         self._remote_relative = remote_relative
@@ -76,7 +84,7 @@ class _SessionFilesSandbox(Sandbox):
                 for p in files
             }
         )
-        outcome = self._session.run(
+        outcome = self._runner.run(
             [self._translate(arg) for arg in command],
             cwd=cwd,
             timeout_seconds=timeout_seconds,
@@ -95,7 +103,7 @@ class _SessionFilesSandbox(Sandbox):
     def _fetch(self, local_report: Path) -> None:
         """Copy the session's report (when the agent wrote one) to ``local_report``."""
         remote_report = self._remote / local_report.relative_to(self._local).as_posix()
-        done = self._session.run(
+        done = self._runner.run(
             ["cat", "--", str(remote_report)], cwd=Path("/"), timeout_seconds=READ_TIMEOUT_SECONDS
         )
         if done.exit_code == 0:
@@ -113,10 +121,12 @@ class CodeInterpreterCommandAgent(Agent):
         sandbox: CodeInterpreterSandbox,
         *,
         runs_folder: PurePosixPath = SESSION_RUNS_FOLDER,
+        runner: DeferringSandbox | None = None,
     ) -> None:
         self._config = config
         self._sandbox = sandbox
         self._runs_folder = PurePosixPath(runs_folder)
+        self._runner = runner
 
     def run(
         self,
@@ -133,10 +143,13 @@ class CodeInterpreterCommandAgent(Agent):
         try:
             with tempfile.TemporaryDirectory(prefix="loopwright-agent-") as folder:
                 local = Path(folder)
-                relative = self._runs_folder / local.name
+                # A step replayed while the agent runs in the background (loopwright.deferred)
+                # must find the same folder again: it is named by the deferred run's token.
+                name = f"{request.iteration}-{self._runner.token}" if self._runner else local.name
+                relative = self._runs_folder / name
                 remote = self._sandbox.working_directory() / relative
                 files = _SessionFilesSandbox(
-                    self._sandbox, local=local, remote=remote, remote_relative=relative
+                    self._sandbox, local=local, remote=remote, remote_relative=relative, runner=self._runner
                 )
                 local_request = request.model_copy(update={"state_dir": str(local)})
                 return CommandAgent(self._config, files).run(
