@@ -162,3 +162,70 @@ def test_loops_run_and_resume_from_a_memory_checkpoint_with_every_aws_adapter(
         (aside,) = ports.store.list_events("loop-b", types=[EV.COMMITS_SET_ASIDE])
         assert aside.data["commit"] == ahead
         assert git("rev-parse", str(aside.data["ref"]), cwd=remote).strip() == ahead
+
+
+#: The agent counts as above, but takes 1 s; the check takes 0.6 s: both outlast the step's inline
+#: wait (0.1 s here), so Iterate and Evaluate return pending and the state machine polls them.
+SLOW_COUNT = "import time; time.sleep(1.0); " + COUNT
+SLOW_CHECK = "import time; time.sleep(0.6); " + CHECK
+
+
+@pytest.mark.parametrize("variant", ["steps", "compact"])
+def test_no_lambda_waits_for_the_agent_or_the_checks(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
+) -> None:
+    # Given the services played locally, and steps that wait 0.1 s for a command, then 1 s between polls
+    fake_credentials(monkeypatch)
+    remote = make_remote(tmp_path, {"README.md": "hi\n"})
+    sessions = SessionService(tmp_path / "sessions")
+    play_code_interpreter(monkeypatch, sessions)
+    template = synthesize_template(state_machine=variant)
+    policy_store = PolicyStoreFake.from_template(template)
+    play_verified_permissions(monkeypatch, policy_store)
+    environment = {
+        "CODE_INTERPRETER_ID": "Loopwright_conditions-fake",
+        "LOOPWRIGHT_INLINE_SECONDS": "0.1",
+        "LOOPWRIGHT_POLL_MIN_SECONDS": "1",
+        "LOOPWRIGHT_POLL_MAX_SECONDS": "1",
+        **policy_store.environment(),
+    }
+    config = loop_config(remote)
+    config["agent"]["command"] = [sys.executable, "-c", SLOW_COUNT]
+    config["exit_conditions"][0]["command"] = [sys.executable, "-c", SLOW_CHECK]
+    with LocalStepFunctions(template, tmp_path / "state", adapters="aws", environment=environment) as local:
+        ports = runtime.ports(runtime.RuntimeSettings.from_environ())
+
+        def start_execution(name: str, payload: str) -> str:
+            arn: str = local.client.start_execution(
+                stateMachineArn=local.state_machine_arn, name=name, input=payload
+            )["executionArn"]
+            return arn
+
+        # When a loop whose agent and check are slower than that runs to its end
+        start_loop(StartLoopRequest(loop_id="slow", config=config), ports, start_execution)
+        done = local.wait(execution_name("slow", 0), timeout_seconds=180)
+        assert done.status == "SUCCEEDED", done.output
+        state = ports.store.get_state("slow")
+        # Then it met its condition as a blocking loop would, its work pushed
+        assert (state.outcome, state.iteration) == (LoopOutcome.CONDITIONS_MET, 3)
+        assert git("show", "loopwright/slow:n.txt", cwd=remote).strip() == "3"
+        assert state.agent_seconds is not None and state.agent_seconds >= 1.0  # counted from the start
+        # and the state machine waited between polls instead of a Lambda waiting
+        arn = local.client.describe_execution(
+            executionArn=f"{local.state_machine_arn.replace(':stateMachine:', ':execution:')}:slow-g0"
+        )["executionArn"]
+        entered = [
+            e["stateEnteredEventDetails"]["name"]
+            for e in local.history(arn)
+            if "stateEnteredEventDetails" in e
+        ]
+        waits = {"steps": ("IterateWait", "EvaluateWait", "BaselineWait"), "compact": ("RunIterationWait",)}
+        for wait in waits[variant]:
+            assert wait in entered, (wait, sorted(set(entered)))
+        # and every agent run and check was started once: the polls never started them again
+        started = [line for line in sessions.commands() if "time.sleep(1.0)" in line]
+        assert len(started) == 3
+        checks = [line for line in sessions.commands() if "time.sleep(0.6)" in line]
+        assert len(checks) == 4  # the baseline, then after each of the 3 iterations
+        events = [e.type for e in ports.store.list_events("slow")]
+        assert events.count(EV.ITERATION_STARTED) == 3 and events.count(EV.AGENT_COMPLETED) == 3

@@ -37,6 +37,18 @@ def test_each_visit_of_a_state_in_an_execution_has_its_own_key() -> None:
     assert step_key(_event()) != step_key(_event(iteration=4))
 
 
+def test_each_poll_of_a_pending_step_is_a_new_invocation_and_its_retry_is_not() -> None:
+    first = _event()
+    polls = [_event(polls=n, pending_step="iterate", commands={"agent#0": {}}) for n in (1, 2)]
+    keys = [step_key(first), *(step_key(poll) for poll in polls)]
+    assert len({str(key) for key in keys}) == 3
+    assert step_key(polls[0]) == step_key(dict(polls[0]))  # a retry of a poll replays it
+    # compact: evaluate of iteration N pending, and iterate of iteration N+1 pending, both at N
+    assert step_key(_event(polls=1, pending_step="evaluate")) != step_key(
+        _event(polls=1, pending_step="iterate")
+    )
+
+
 def test_a_baseline_at_iteration_n_does_not_share_iteration_ns_evaluate_key() -> None:
     # The Evaluate Lambda serves Baseline (input with baseline: true) and Evaluate
     baseline = _event(baseline=True)

@@ -69,8 +69,8 @@ Handler = Callable[[Any, Any], Any]
 def step_key(event: Any) -> dict[str, Any] | None:
     """The idempotency key fields of a raw step event (a StepInput/StepOutput JSON object):
     ``loop_id``, ``generation``, ``iteration``, ``action``, ``baseline: True`` when the event
-    asks for the baseline, and ``polls`` for a poll of a pending step; None when the event has no
-    ``loop_id`` (the handler's parser then rejects it, naming the field)."""
+    asks for the baseline, and ``polls`` and ``pending_step`` for a poll of a pending step; None
+    when the event has no ``loop_id`` (the handler's parser then rejects it, naming the field)."""
     if not isinstance(event, Mapping) or not event.get("loop_id"):
         return None
     key = {
@@ -83,6 +83,7 @@ def step_key(event: Any) -> dict[str, Any] | None:
         key["baseline"] = True
     if event.get("polls"):  # a poll of a pending step is a new invocation (loopwright.cloud.deferral)
         key["polls"] = event["polls"]
+        key["pending_step"] = event.get("pending_step")  # compact: iterate N+1 vs evaluate N
     return key
 
 
