@@ -41,6 +41,14 @@ def config(agent: dict[str, Any] | None, repository: dict[str, Any] | None = Non
     return LoopConfig.model_validate(data)
 
 
+def test_an_agent_the_iterate_lambda_waits_for_is_limited_to_its_15_minutes() -> None:
+    # LOOPWRIGHT_BACKGROUND_COMMANDS=false: the iterate Lambda runs the agent and waits
+    agent = {"kind": "command", "command": ["a"]}  # 1800 s by default
+    runtime.check_agent_for_adapters(config(agent, {"url": "https://h/r.git"}), "aws")
+    with pytest.raises(ConfigError, match=r"1800 s is above the 840 s .*iterate Lambda waits for it"):
+        runtime.check_agent_for_adapters(config(agent, {"url": "https://h/r.git"}), "aws", background=False)
+
+
 @pytest.mark.parametrize(
     ("agent", "repository", "adapters", "message"),
     [
@@ -57,10 +65,11 @@ def config(agent: dict[str, Any] | None, repository: dict[str, Any] | None = Non
             "agent.kind: 'agentcore_runtime' runs only with LOOPWRIGHT_ADAPTERS=aws",
         ),
         (
-            {"kind": "command", "command": ["a"]},
+            {"kind": "command", "command": ["a"], "timeout_seconds": 30000},
             {"url": "https://h/r.git"},
             "aws",
-            "agent.timeout_seconds: 1800 s is above the 840 s",
+            "agent.timeout_seconds: 30000 s is above the 28800 s an agent may work per iteration on "
+            "AWS (the loop's Code Interpreter session lives at most 8 hours)",
         ),
         (
             {"kind": "command", "command": ["a"], "timeout_seconds": 60},

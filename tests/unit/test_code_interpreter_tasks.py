@@ -82,10 +82,10 @@ def test_a_task_killed_by_its_time_limit_is_timed_out(service: SessionService) -
 
 
 def test_bad_starts_are_refused_before_the_service_is_called(service: SessionService) -> None:
-    tasks = _tasks(service, max_timeout_seconds=60)
+    tasks = CodeInterpreterTasks(_tasks(service).sandbox, max_timeout_seconds=60)
     with pytest.raises(LoopFrameworkError, match="empty command"):
         tasks.start([], cwd=Path("."), timeout_seconds=1)
-    with pytest.raises(LoopFrameworkError, match="above this sandbox's maximum of 60"):
+    with pytest.raises(LoopFrameworkError, match="longest a background task may run, 60"):
         tasks.start(["true"], cwd=Path("."), timeout_seconds=61)
     assert service.calls() == []
 

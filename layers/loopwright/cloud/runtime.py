@@ -26,6 +26,7 @@ from loopwright.exceptions import ConfigError
 from loopwright.models import (
     CLI_AGENT_KINDS,
     MAX_AWS_AGENT_TIMEOUT_SECONDS,
+    MAX_AWS_BACKGROUND_AGENT_TIMEOUT_SECONDS,
     AgentKind,
     LoopConfig,
     RepositoryConfig,
@@ -193,15 +194,20 @@ def with_loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings)
     return loop_sandbox(base, loop_id, settings)
 
 
-def check_agent_for_adapters(config: LoopConfig, adapters: str, *, repository: str | None = None) -> None:
+def check_agent_for_adapters(
+    config: LoopConfig, adapters: str, *, repository: str | None = None, background: bool = True
+) -> None:
     """Raise :class:`ConfigError`, naming the field and the fix, when ``config``'s agent cannot run
     with ``adapters`` (``local`` or ``aws``); ``repository`` is the URL a loop was started with
     (:class:`~loopwright.models.StartLoopRequest`), used when the config has none.
 
     On AWS the agent works in the loop's Code Interpreter session or in AgentCore Runtime, on a
-    clone of the loop's repository, for at most
-    :data:`~loopwright.models.MAX_AWS_AGENT_TIMEOUT_SECONDS` per iteration; a ``python`` agent
-    (a function of this process) cannot reach that clone.
+    clone of the loop's repository; a ``python`` agent (a function of this process) cannot reach
+    that clone. A ``command`` agent run as a background task of the session (``background``:
+    ``LOOPWRIGHT_BACKGROUND_COMMANDS``, on by default) may work up to
+    :data:`~loopwright.models.MAX_AWS_BACKGROUND_AGENT_TIMEOUT_SECONDS` (the session's lifetime)
+    per iteration; one the iterate Lambda waits for, at most
+    :data:`~loopwright.models.MAX_AWS_AGENT_TIMEOUT_SECONDS`.
     """
     agent = config.agent
     if agent is None:
@@ -231,12 +237,16 @@ def check_agent_for_adapters(config: LoopConfig, adapters: str, *, repository: s
             "clone, which is in its Code Interpreter session); on AWS use kind 'command' or "
             "'agentcore_runtime'"
         )
-    if agent.kind is AgentKind.COMMAND and agent.timeout_seconds > MAX_AWS_AGENT_TIMEOUT_SECONDS:
+    limit = MAX_AWS_BACKGROUND_AGENT_TIMEOUT_SECONDS if background else MAX_AWS_AGENT_TIMEOUT_SECONDS
+    if agent.kind is AgentKind.COMMAND and agent.timeout_seconds > limit:
+        why = (
+            "the loop's Code Interpreter session lives at most 8 hours"
+            if background
+            else "the iterate Lambda waits for it and runs at most 15 minutes"
+        )
         raise ConfigError(
-            f"agent.timeout_seconds: {agent.timeout_seconds:g} s is above the "
-            f"{MAX_AWS_AGENT_TIMEOUT_SECONDS:g} s an agent may work per iteration on AWS (the "
-            f"iterate Lambda runs at most 15 minutes); set agent.timeout_seconds to at most "
-            f"{MAX_AWS_AGENT_TIMEOUT_SECONDS:g}"
+            f"agent.timeout_seconds: {agent.timeout_seconds:g} s is above the {limit:g} s an agent "
+            f"may work per iteration on AWS ({why}); set agent.timeout_seconds to at most {limit:g}"
         )
     found = loop_repository(config, repository)
     if agent.kind is AgentKind.AGENTCORE_RUNTIME and not found.push:
@@ -276,7 +286,9 @@ def with_loop_agent(
     when the loop's agent cannot run with these adapters (:func:`check_agent_for_adapters`).
     """
     state = base.store.get_state(loop_id)
-    check_agent_for_adapters(state.config, settings.adapters, repository=state.workspace)
+    check_agent_for_adapters(
+        state.config, settings.adapters, repository=state.workspace, background=settings.background_commands
+    )
     if settings.adapters == "aws":
         from loopwright.cloud.runtime_aws import aws_agent_ports  # AWS only
 

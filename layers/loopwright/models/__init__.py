@@ -3,6 +3,7 @@
 from loopwright.models.agent_config import (
     CLI_AGENT_KINDS,
     MAX_AWS_AGENT_TIMEOUT_SECONDS,
+    MAX_AWS_BACKGROUND_AGENT_TIMEOUT_SECONDS,
     AgentConfig,
     AiderAgentConfig,
     ClaudeCodeAgentConfig,
@@ -74,6 +75,7 @@ __all__ = [
     "DEFAULT_ITERATIONS_PER_EXECUTION",
     "DEFAULT_WARNING_THRESHOLD_PERCENT",
     "MAX_AWS_AGENT_TIMEOUT_SECONDS",
+    "MAX_AWS_BACKGROUND_AGENT_TIMEOUT_SECONDS",
     "AgentConfig",
     "AgentKind",
     "AgentRequest",

@@ -24,6 +24,10 @@ from loopwright.models.types import Command, Seconds
 #: 15-minute maximum timeout, AWS Lambda quotas) minus 60 s for the workspace's commit and push and
 #: the state write.
 MAX_AWS_AGENT_TIMEOUT_SECONDS = 840.0
+#: Longest a ``command`` agent may work in one iteration on AWS when it runs as a background task
+#: of the loop's Code Interpreter session (loopwright.deferred; no Lambda waits for it), seconds:
+#: the session's longest lifetime, 8 hours (AgentCore developer guide, "Session management").
+MAX_AWS_BACKGROUND_AGENT_TIMEOUT_SECONDS = 28_800.0
 #: An AgentCore Runtime ARN (the ``AgentRuntimeArn`` pattern of the ``bedrock-agentcore-control``
 #: service model, botocore 1.44).
 AGENT_RUNTIME_ARN_PATTERN = (

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from loopwright.adapters.aws.code_interpreter_sandbox import (
+    MAX_SESSION_TIMEOUT_SECONDS,
     TIMEOUT_EXIT_CODES,
     CodeInterpreterSandbox,
     StreamError,
@@ -40,10 +41,15 @@ ENDED_STATUSES = frozenset({"completed", "canceled", "failed"})
 
 
 class CodeInterpreterTasks(BackgroundSandbox):
-    """Background commands in ``sandbox``'s session (started by it when it has none)."""
+    """Background commands in ``sandbox``'s session (started by it when it has none), each allowed
+    up to ``max_timeout_seconds`` (default the session's longest lifetime, 8 hours: no client
+    waits for a background task, so the blocking sandbox's read timeout does not bound it)."""
 
-    def __init__(self, sandbox: CodeInterpreterSandbox) -> None:
+    def __init__(
+        self, sandbox: CodeInterpreterSandbox, *, max_timeout_seconds: float = MAX_SESSION_TIMEOUT_SECONDS
+    ) -> None:
         self.sandbox = sandbox
+        self.max_timeout_seconds = max_timeout_seconds
 
     def _invoke(self, tool: str, arguments: Mapping[str, Any], action: str) -> dict[str, Any]:
         return self.sandbox.invoke(tool, arguments, action, _structured)
@@ -63,10 +69,10 @@ class CodeInterpreterTasks(BackgroundSandbox):
         given = list(command)
         if not given:
             raise LoopFrameworkError("empty command")
-        if timeout_seconds > self.sandbox.max_timeout_seconds:
+        if timeout_seconds > self.max_timeout_seconds:
             raise LoopFrameworkError(
-                f"timeout of {timeout_seconds} s is above this sandbox's maximum of "
-                f"{self.sandbox.max_timeout_seconds} s"
+                f"timeout of {timeout_seconds} s is above the longest a background task may run, "
+                f"{self.max_timeout_seconds} s"
             )
         line = shell_line(given, cwd=cwd, timeout_seconds=timeout_seconds, env=env, stdin=stdin)
         answer = self._invoke("startCommandExecution", {"command": line}, f"starting {given[0]!r}")
