@@ -70,7 +70,7 @@ def test_request_units_follow_dynamodbs_size_rules() -> None:
 def test_a_missing_price_is_excluded_from_the_total(monkeypatch: pytest.MonkeyPatch) -> None:
     per = dict.fromkeys({key for _, key, _ in bench.ROWS} | set(KEYS), 1.0)
     rows = tuple((label, key, None if key == "memory_events" else price) for label, key, price in bench.ROWS)
-    monkeypatch.setattr(bench, "ROWS", rows)
+    monkeypatch.setattr(sys.modules[bench.price_table.__module__], "ROWS", rows)  # bench/cost_prices.py
     table = bench.price_table(per)
     missing = [r for r in table["rows"] if r["unit_usd"] is None]
     assert [r["item"] for r in missing] == ["AgentCore Memory events"]
