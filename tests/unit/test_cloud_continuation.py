@@ -7,20 +7,35 @@ import json
 
 import boto3
 import pytest
+from aws_lambda_powertools.utilities.parser import parse
 from botocore.stub import Stubber
 from pydantic import ValidationError
 
 from loopwright.cloud.continuation import (
+    CONTINUE_EVENT_DETAIL_TYPE,
+    CONTINUE_EVENT_SOURCE,
+    ContinueEventBridgeModel,
     ContinueLoopEvent,
     ContinueRequest,
     continue_loop,
+    continue_stored,
     create_loop_schedule,
     delete_loop_schedule,
     loop_schedule_name,
+    push_continuation,
 )
 from loopwright.cloud.schedule import RETRY_POLICY, ResumeScheduleSettings
-from loopwright.exceptions import ControlConflictError
-from loopwright.models import ControlRequest, ControlResult, LoopConfig, LoopOutcome, LoopPhase, LoopState
+from loopwright.exceptions import ControlConflictError, LoopNotFoundError
+from loopwright.models import (
+    ControlRequest,
+    ControlResult,
+    LoopConfig,
+    LoopOutcome,
+    LoopPhase,
+    LoopState,
+    StartLoopRequest,
+)
+from tests.fakes import MemoryStore
 
 BASE = {"goal": "g", "exit_conditions": [{"type": "CUSTOM", "command": "true"}]}
 SETTINGS = ResumeScheduleSettings.model_validate(
@@ -200,3 +215,82 @@ def test_a_human_resuming_first_makes_the_firing_a_no_op() -> None:
     outcome = continue_loop(ContinueRequest(loop_id="loop-a", source="git-push"), state, submit)
     assert not outcome.continued
     assert json.loads(outcome.model_dump_json())["source"] == "git-push"
+
+
+# ----------------------------------------------------------------------------- stored loops, pushes, events
+def _stored(**fields: object) -> MemoryStore:
+    store = MemoryStore()
+    store.create_loop(_state(**fields))
+    return store
+
+
+def test_a_final_loop_with_a_schedule_has_it_deleted() -> None:
+    store, deleted = _stored(phase=LoopPhase.COMPLETED, outcome=LoopOutcome.CONDITIONS_MET), []
+    request = ContinueRequest(loop_id="loop-a", source="schedule")
+    outcome = continue_stored(request, store, _Submitter(), lambda loop_id: deleted.append(loop_id) or True)
+    assert (outcome.continued, outcome.schedule_deleted, deleted) == (False, True, ["loop-a"])
+
+
+def test_a_final_loop_without_a_schedule_touches_no_schedule() -> None:
+    store = MemoryStore()
+    state = _state(phase=LoopPhase.COMPLETED, outcome=LoopOutcome.STOPPED)
+    state.config = state.config.model_copy(update={"schedule": None})
+    store.create_loop(state)
+    deleted: list[str] = []
+    outcome = continue_stored(
+        ContinueRequest(loop_id="loop-a"), store, _Submitter(), lambda i: deleted.append(i) or True
+    )
+    assert not outcome.continued and not outcome.schedule_deleted and deleted == []
+
+
+def test_an_unknown_loop_is_not_found() -> None:
+    with pytest.raises(LoopNotFoundError):
+        continue_stored(ContinueRequest(loop_id="nope"), MemoryStore(), _Submitter(), lambda i: True)
+
+
+def test_a_push_for_an_existing_loop_continues_it_and_a_new_one_starts() -> None:
+    store = _stored(phase=LoopPhase.PAUSED, iteration=2, generation=1)
+    pushed = push_continuation(StartLoopRequest(loop_id="loop-a", config=BASE), store)
+    assert pushed == ContinueRequest(loop_id="loop-a", reason="git push", source="git-push")
+    assert push_continuation(StartLoopRequest(loop_id="other", config=BASE), store) is None
+    assert push_continuation(StartLoopRequest(config=BASE), store) is None
+
+
+def test_a_push_for_a_loop_whose_start_failed_starts_it_again() -> None:
+    store = _stored(phase=LoopPhase.INTERRUPTED, is_active=False)
+    assert push_continuation(StartLoopRequest(loop_id="loop-a", config=BASE), store) is None
+
+
+def _continue_event(detail: dict[str, object]) -> dict[str, object]:
+    return {
+        "version": "0",
+        "id": "e1",
+        "detail-type": CONTINUE_EVENT_DETAIL_TYPE,
+        "source": CONTINUE_EVENT_SOURCE,
+        "account": "123456789012",
+        "time": "2026-12-07T00:00:00Z",
+        "region": "us-east-1",
+        "resources": [],
+        "detail": detail,
+    }
+
+
+def test_a_continue_event_is_parsed_by_powertools() -> None:
+    event = parse(
+        event=_continue_event({"loop_id": "loop-a", "reason": "nightly"}), model=ContinueEventBridgeModel
+    )
+    assert event.request() == ContinueRequest(loop_id="loop-a", reason="nightly", source="event")
+
+
+@pytest.mark.parametrize(
+    ("detail", "field"),
+    [
+        ({"reason": "x"}, "loop_id"),
+        ({"loop_id": "loop-a", "loopid": "x"}, "loopid"),
+        ({"loop_id": "a b"}, "loop_id"),
+    ],
+)
+def test_a_bad_continue_event_names_the_field(detail: dict[str, object], field: str) -> None:
+    with pytest.raises(ValidationError) as caught:
+        parse(event=_continue_event(detail), model=ContinueEventBridgeModel)
+    assert caught.value.errors()[0]["loc"] == ("detail", field)

@@ -16,6 +16,14 @@ events, and a git push for a loop that exists.
   is left alone: the firing is a no-op, logged with its reason and returned. A loop that met its
   conditions or was stopped is never continued: its schedule is deleted
   (:func:`delete_loop_schedule`) by that firing. A FAILED loop is left for a human.
+- **A ``loopwright.continue`` event** on the default bus (source :data:`CONTINUE_EVENT_SOURCE`,
+  detail-type :data:`CONTINUE_EVENT_DETAIL_TYPE`, detail :class:`ContinueDetail`: ``loop_id`` and an
+  optional ``reason``) reaches ``start_loop`` through a rule (``infrastructure/continuation.py``)
+  and is parsed with Powertools Parser (:class:`ContinueEventBridgeModel`).
+- **A git push** (``loopwright.git``/``push``, detail a ``StartLoopRequest``) naming a loop that
+  exists continues it (:func:`push_continuation`) instead of a 409; the pushed config is ignored
+  (the stored loop keeps its own). A loop whose first execution never started is started again
+  instead (:func:`loopwright.cloud.start.restartable`), as before.
 - ``schedule_mode`` has one value, ``"continue"``: the loop goes on from its stored state (and its
   checkpoint). A mode that restarts from the branch head is not built.
 
@@ -30,13 +38,29 @@ import hashlib
 from collections.abc import Callable
 from typing import Any, Literal
 
+from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field
 
 from loopwright.cloud.schedule import RETRY_POLICY, SCHEDULE_NAME_MAX_CHARS, ResumeScheduleSettings
-from loopwright.exceptions import ControlConflictError
-from loopwright.models import ControlRequest, ControlResult, LoopConfig, LoopOutcome, LoopPhase, LoopState
+from loopwright.cloud.start import restartable
+from loopwright.exceptions import ControlConflictError, LoopNotFoundError
+from loopwright.models import (
+    ControlRequest,
+    ControlResult,
+    LoopConfig,
+    LoopOutcome,
+    LoopPhase,
+    LoopState,
+    StartLoopRequest,
+)
 from loopwright.models.enums import ControlAction
 from loopwright.models.types import LoopId
+from loopwright.ports import LoopStore
+
+#: The EventBridge source and detail-type of a continue event (the rule's pattern,
+#: ``infrastructure/continuation.py``; ``aws events put-events``, README "Continuation modes").
+CONTINUE_EVENT_SOURCE = "loopwright.continue"
+CONTINUE_EVENT_DETAIL_TYPE = "continue"
 
 #: Outcomes a schedule, event or push continues: the limits. STOPPED and CONDITIONS_MET are final
 #: for them (the schedule is deleted); FAILED waits for a human.
@@ -81,15 +105,37 @@ class ContinueLoopEvent(BaseModel):
     continue_loop: ContinueRequest
 
 
+class ContinueDetail(BaseModel):
+    """The detail of a ``loopwright.continue`` event: ``{"loop_id": "...", "reason": "..."}``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    loop_id: LoopId
+    reason: str = Field(default="", max_length=500)
+
+
+class ContinueEventBridgeModel(EventBridgeModel):
+    """A ``loopwright.continue`` event as EventBridge delivers it (Powertools Parser's envelope
+    fields: ``source``, ``detail-type``, ``time``...; ``detail`` checked by :class:`ContinueDetail`)."""
+
+    detail: ContinueDetail
+
+    def request(self) -> ContinueRequest:
+        """The continuation this event asks for (source ``event``)."""
+        return ContinueRequest(loop_id=self.detail.loop_id, reason=self.detail.reason, source="event")
+
+
 class ContinueOutcome(BaseModel):
     """What :func:`continue_loop` did: ``continued``, or why not; ``delete_schedule`` when the loop
-    ended for good (its schedule should go)."""
+    ended for good (its schedule should go); ``schedule_deleted`` once :func:`continue_stored`
+    deleted it."""
 
     loop_id: str
     continued: bool
     reason: str
     source: ContinueSource
     delete_schedule: bool = False
+    schedule_deleted: bool = False
 
 
 def loop_schedule_name(loop_id: str) -> str:
@@ -200,3 +246,38 @@ def continue_loop(request: ContinueRequest, state: LoopState, submit: ControlSub
             loop_id=request.loop_id, continued=False, reason=str(exc), source=request.source
         )
     return ContinueOutcome(loop_id=request.loop_id, continued=True, reason="resumed", source=request.source)
+
+
+def continue_stored(
+    request: ContinueRequest,
+    store: LoopStore,
+    submit: ControlSubmitter,
+    delete_schedule: Callable[[str], bool],
+) -> ContinueOutcome:
+    """Read the loop and :func:`continue_loop` it; when it ended for good and its config has a
+    ``schedule``, delete that schedule (``delete_schedule(loop_id)``, :func:`delete_loop_schedule`;
+    a loop without one touches no schedule).
+
+    Raises :class:`~loopwright.exceptions.LoopNotFoundError` for an unknown loop and what
+    :func:`continue_loop` raises.
+    """
+    state = store.get_state(request.loop_id)
+    outcome = continue_loop(request, state, submit)
+    if outcome.delete_schedule and state.config.schedule is not None:
+        outcome.schedule_deleted = delete_schedule(request.loop_id)
+    return outcome
+
+
+def push_continuation(request: StartLoopRequest, store: LoopStore) -> ContinueRequest | None:
+    """The continuation a git push asks for when it names a loop that exists: source ``git-push``.
+    None when it names no loop id, an unknown loop, or a loop whose first execution never started
+    (:func:`~loopwright.cloud.start.restartable` with its own config): those are started."""
+    if request.loop_id is None:
+        return None
+    try:
+        state = store.get_state(request.loop_id)
+    except LoopNotFoundError:
+        return None
+    if restartable(state, state.config):
+        return None
+    return ContinueRequest(loop_id=request.loop_id, reason="git push", source="git-push")
