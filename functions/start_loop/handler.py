@@ -90,7 +90,9 @@ def _json(status: int, body: dict[str, Any]) -> Response[dict[str, Any]]:
 
 
 def _start(request: StartLoopRequest, *, asynchronous: bool = False) -> Response[dict[str, Any]]:
-    """Start the loop. A stored loop whose execution did not start is INTERRUPTED: ``POST /loops``
+    """Start the loop, creating its recurring schedule first when its config has ``schedule``
+    (loopwright.cloud.start). A stored loop whose schedule was not created or whose execution did
+    not start is INTERRUPTED with an ERROR event: ``POST /loops``
     answers 503 with its id (retry the same request); an asynchronous event raises, so Lambda
     retries it and then sends it to start_loop's on-failure queue (infrastructure/continuation.py)."""
     try:
@@ -208,7 +210,7 @@ def handler(event: dict[str, Any], context: LambdaContext) -> dict[str, Any]:
         return _resume(event)
     if "continue_loop" in event:
         try:
-            scheduled = ContinueLoopEvent.model_validate(event)
+            scheduled = parse(event=event, model=ContinueLoopEvent)
         except ValidationError as exc:
             return _bad_event(exc, "event")
         return _continue(scheduled.continue_loop)
