@@ -103,6 +103,11 @@ CONTROL_THROTTLING_BURST_LIMIT = 5  # requests
 # ----------------------------------------------------------------------------- EventBridge
 GIT_EVENT_SOURCE = "loopwright.git"
 GIT_EVENT_DETAIL_TYPE = "push"
+#: A ``loopwright.continue`` event continues a paused or limit-ended loop (issue 12.8); the same
+#: values as ``loopwright.cloud.continuation.CONTINUE_EVENT_SOURCE`` and ``..._DETAIL_TYPE`` (the
+#: handler's side; tests/infrastructure/test_continuation_stack.py checks they agree).
+CONTINUE_EVENT_SOURCE = "loopwright.continue"
+CONTINUE_EVENT_DETAIL_TYPE = "continue"
 
 # ----------------------------------------------------------------------------- alarms
 ALARM_PERIOD = Duration.minutes(5)

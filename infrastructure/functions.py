@@ -40,6 +40,7 @@ from infrastructure.constants import (
     METRICS_NAMESPACE,
     SERVICE_NAME,
 )
+from infrastructure.dashboard_routes import MEMORY_READ_ACTIONS
 from infrastructure.policies import PolicyStore
 from infrastructure.repository_secrets import (
     CTX_REPOSITORY_SECRET_ARNS,
@@ -55,9 +56,14 @@ from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 #: ``events`` (put event items, written in the same transaction as the loop's state: every step
 #: that records events; not await_human), ``memory``
 #: (checkpoints: checkpoint, and authorize/evaluate/decide for the final one when a loop ends),
-#: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize), ``idempotency`` (its records:
+#: ``memory_read`` (list a loop's checkpoints only: start_loop, whose continuations resume from
+#: the newest valid one, as the dashboard's resume does),
+#: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize and run_iteration; start_loop,
+#: whose continuations are RESUMEs that Cedar decides), ``idempotency`` (its records:
 #: every task whose handler is ``@idempotent_step``; not await_human, whose retry must store the
-#: new task token), ``schedule`` (create a schedule in the group, pass the scheduler role),
+#: new task token), ``schedule`` (create a schedule in the group, pass the scheduler role: the
+#: grants and environment are :class:`infrastructure.continuation.Continuation`'s: schedule_resume
+#: creates one-time schedules, start_loop creates and deletes loops' recurring ones),
 #: ``agent_runtime`` (iterate: invoke a loop's AgentCore Runtime agent, see :data:`CTX_AGENT_RUNTIME_ARNS`),
 #: ``repository_secrets`` (the functions that clone and push read the private repositories' tokens,
 #: :mod:`infrastructure.repository_secrets`), ``session_stop`` (the steps that end or park a loop
@@ -92,7 +98,7 @@ NEEDS: dict[str, frozenset[str]] = {
     "verify": frozenset({"loops", "events", "idempotency"}),
     "decide": frozenset({"loops", "events", "memory", "idempotency", "session_stop", "notify"}),
     "record_failure": frozenset({"loops", "events", "idempotency", "session_stop", "notify"}),
-    "start_loop": frozenset({"loops", "loop_create", "events"}),
+    "start_loop": frozenset({"loops", "loop_create", "events", "policy", "memory_read", "schedule"}),
     "await_human": frozenset({"loops"}),
     "run_iteration": frozenset(
         {
@@ -274,6 +280,12 @@ class LoopFunctions(Construct):
             self._storage.idempotency_table.grant(role, *IDEMPOTENCY_ACTIONS)
         if "memory" in needs:
             role.add_to_principal_policy(self._agentcore.memory_statement())
+        if "memory_read" in needs:
+            role.add_to_principal_policy(
+                iam.PolicyStatement(
+                    actions=list(MEMORY_READ_ACTIONS), resources=[self._agentcore.memory.attr_memory_arn]
+                )
+            )
         if "code_interpreter" in needs:
             role.add_to_principal_policy(self._agentcore.code_interpreter_statement())
         if "agent_runtime" in needs:

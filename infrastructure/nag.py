@@ -114,6 +114,11 @@ def acknowledge(stack: LoopwrightStack) -> None:
         "this queue is itself the dead-letter queue of the one-time resume schedules' target",
     )
     _ack(
+        stack.continuation.continue_dead_letters,
+        "AwsSolutions-SQS3",
+        "this queue is itself the dead-letter queue of the loopwright.continue rule's target",
+    )
+    _ack(
         stack.continuation.start_failures,
         "AwsSolutions-SQS3",
         "this queue is itself start_loop's on-failure destination (the dead letters of its "
@@ -126,15 +131,21 @@ def acknowledge(stack: LoopwrightStack) -> None:
 
 def _acknowledge_schedules(stack: LoopwrightStack) -> None:
     group = stack.resolve(stack.continuation.schedule_group.schedule_group_name)  # a generated name
-    role = stack.functions.functions["schedule_resume"].role
-    assert role is not None
-    _ack(
-        role,
+    finding = (
         "AwsSolutions-IAM5[Resource::arn:<AWS::Partition>:scheduler:<AWS::Region>:<AWS::AccountId>:"
-        f"schedule/{group}/*]",
-        "schedule_resume creates one schedule per pause, named at run time from the loop and its "
-        "reset time: CreateSchedule only, on schedules of the stack's own group only",
+        f"schedule/{group}/*]"
     )
+    reasons = {
+        "schedule_resume": "schedule_resume creates one schedule per pause, named at run time from "
+        "the loop and its reset time: CreateSchedule only, on schedules of the stack's own group only",
+        "start_loop": "start_loop creates a loop's recurring schedule when the loop starts and deletes "
+        "it when the loop ends for good, named at run time from the loop id: CreateSchedule and "
+        "DeleteSchedule only, on schedules of the stack's own group only",
+    }
+    for name, reason in reasons.items():
+        role = stack.functions.functions[name].role
+        assert role is not None
+        _ack(role, finding, reason)
 
 
 def _acknowledge_agent_runtime(stack: LoopwrightStack) -> None:

@@ -95,7 +95,9 @@ def test_start_loop_sends_failed_asynchronous_events_to_its_on_failure_queue(
 
 def test_every_failure_queue_is_encrypted_kept_14_days_tls_only_and_alarmed(synthesized: Synthesized) -> None:
     queues = synthesized.stack.continuation.queues
-    assert set(queues) == {"GitPushDeadLetters", "ResumeDeadLetters", "StartLoopFailures"}
+    assert set(queues) == {
+        "GitPushDeadLetters", "ContinueDeadLetters", "ResumeDeadLetters", "StartLoopFailures",
+    }  # fmt: skip
     depth = _alarms_on(synthesized, "ApproximateNumberOfMessagesVisible")
     alarmed = {str(a["Dimensions"][0]["Value"]["Fn::GetAtt"][0]) for a in depth}
     for queue in queues.values():

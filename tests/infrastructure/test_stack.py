@@ -220,7 +220,7 @@ def test_function_properties(synthesized: Synthesized, name: str) -> None:
     ):  # fmt: skip
         assert variable in env, variable
     assert env["LOOPWRIGHT_ADAPTERS"] == "aws"
-    assert ("POLICY_MAP" in env) == (name in {"authorize", "run_iteration"})
+    assert ("POLICY_MAP" in env) == (name in {"authorize", "run_iteration", "start_loop"})
     assert ("STATE_MACHINE_ARN" in env) == (name == "start_loop")
 
 

@@ -186,3 +186,58 @@ def test_a_loop_stored_but_never_opened_may_be_started_again() -> None:
         lambda name, payload: started.append(name) or "arn",
     )
     assert started == ["l1-g0"] and store.get_state("l1").is_active
+
+
+# ----------------------------------------------------------------------------- recurring schedule
+SCHEDULED = {**CONFIG, "schedule": "rate(1 hour)"}
+
+
+def test_a_loop_with_a_schedule_gets_it_before_its_execution_starts() -> None:
+    store, calls = MemoryStore(), []
+    start_loop(
+        StartLoopRequest(loop_id="s1", config=SCHEDULED),
+        CloudPorts(store=store),
+        lambda name, payload: calls.append(("execution", name)) or "arn",
+        create_schedule=lambda loop_id, config: calls.append(("schedule", config.schedule)) or "s",
+    )
+    assert calls == [("schedule", "rate(1 hour)"), ("execution", "s1-g0")]
+
+
+def test_a_loop_without_a_schedule_creates_none() -> None:
+    created: list[str] = []
+    start_loop(
+        StartLoopRequest(loop_id="s2", config=CONFIG),
+        CloudPorts(store=MemoryStore()),
+        lambda name, payload: "arn",
+        create_schedule=lambda loop_id, config: created.append(loop_id) or None,
+    )
+    assert created == []
+
+
+def test_a_schedule_not_created_fails_the_start_with_an_error_event_and_no_execution() -> None:
+    store, started = MemoryStore(), []
+
+    def denied(loop_id: str, config: LoopConfig) -> str:
+        raise RuntimeError("AccessDeniedException: not authorized to perform scheduler:CreateSchedule")
+
+    with pytest.raises(LoopNotStartedError, match="schedule rate\\(1 hour\\) was not created") as caught:
+        start_loop(
+            StartLoopRequest(loop_id="s3", config=SCHEDULED),
+            CloudPorts(store=store),
+            lambda name, payload: started.append(name) or "arn",
+            create_schedule=denied,
+        )
+    assert caught.value.loop_id == "s3" and started == []
+    state = store.get_state("s3")
+    assert (state.phase, state.is_active) == (LoopPhase.INTERRUPTED, False)
+    error = [e for e in store.events if e.type is IterationEventType.ERROR][-1]
+    assert "recurring schedule rate(1 hour) was not created" in error.message
+    assert "AccessDeniedException" in error.message
+    # The same request, once Scheduler answers, starts it
+    start_loop(
+        StartLoopRequest(loop_id="s3", config=SCHEDULED),
+        CloudPorts(store=store),
+        lambda name, payload: started.append(name) or "arn",
+        create_schedule=lambda loop_id, config: "s",
+    )
+    assert started == ["s3-g0"]

@@ -64,7 +64,8 @@ def test_none_attributes_are_left_out(engine: CedarPolicyEngine) -> None:
 
 def test_loads_every_policy_in_file_order(engine: CedarPolicyEngine) -> None:
     assert engine.policy_dir == POLICY_DIR
-    assert engine.policy_ids[:3] == [
+    assert engine.policy_ids[:4] == [
+        "services-continue-loop",  # continuation.cedar sorts before controls.cedar
         "operators-control-loop",
         "agent-cannot-raise-limit",
         "agent-cannot-approve-gate",

@@ -13,6 +13,13 @@ and the same execution name and input. Step Functions treats a StartExecution wi
 input of an open execution as the same request (it returns that execution and starts no other), so
 a start whose response was lost but whose execution runs is not started twice; a closed execution
 of that name is ``ExecutionAlreadyExists``, and the loop is marked again.
+
+**A loop with a ``schedule``** (issue 12.8, :mod:`loopwright.cloud.continuation`) gets its recurring
+schedule once the loop is stored and before its execution starts (``create_schedule``). A schedule
+that cannot be created fails the start the same way: the loop is INTERRUPTED with an ERROR event
+naming the schedule and the failure, nothing runs, and :class:`LoopNotStartedError` is raised
+(``POST /loops`` answers 503 with the loop id; an event is retried by Lambda). The same request
+creates it again (an existing schedule of that name counts as created).
 """
 
 from __future__ import annotations
@@ -37,6 +44,9 @@ from loopwright.models import (
 
 #: Starts an execution: (execution name, input JSON) -> execution ARN.
 ExecutionStarter = Callable[[str, str], str]
+#: Creates a loop's recurring schedule: (loop id, config) -> its name, None without ``schedule``
+#: (:func:`loopwright.cloud.continuation.create_loop_schedule` with the stack's settings).
+ScheduleCreator = Callable[[str, LoopConfig], "str | None"]
 #: Phases of a stored loop whose first execution never ran: INTERRUPTED (compensated, below) and
 #: INITIALIZING (stored, but the function ended before it opened the session).
 NOT_STARTED_PHASES = frozenset({LoopPhase.INTERRUPTED, LoopPhase.INITIALIZING})
@@ -90,11 +100,15 @@ def _stored(request: StartLoopRequest, state: LoopState, ports: CloudPorts) -> L
         return stored
 
 
-def _mark_not_started(state: LoopState, ports: CloudPorts, name: str, exc: Exception) -> None:
-    """The compensation of a failed StartExecution: INTERRUPTED, not active, an ERROR event."""
+def _mark_not_started(
+    state: LoopState, ports: CloudPorts, name: str, exc: Exception, *, what: str = "execution"
+) -> None:
+    """The compensation of a failed StartExecution (or CreateSchedule): INTERRUPTED, not active,
+    an ERROR event."""
     state.phase, state.is_active = LoopPhase.INTERRUPTED, False
     record = EventCollector(state)
-    record(IterationEventType.ERROR, f"start: execution {name} did not start: {exc}"[:1000])
+    verb = "did not start" if what == "execution" else "was not created"
+    record(IterationEventType.ERROR, f"start: {what} {name} {verb}: {exc}"[:1000])
     ports.store.save_state(state, record.events)
 
 
@@ -104,6 +118,7 @@ def start_loop(
     start_execution: ExecutionStarter,
     *,
     check_agent: Callable[[LoopConfig], None] | None = None,
+    create_schedule: ScheduleCreator | None = None,
 ) -> StepInput:
     """Create the loop and start its first execution; returns the execution's input.
 
@@ -113,8 +128,9 @@ def start_loop(
 
     Raises :class:`ConfigError` (one line, naming the field) for an invalid config; nothing is
     stored then. Raises :class:`LoopFrameworkError` when the loop exists and is not
-    :func:`restartable`, and :class:`LoopNotStartedError` when the execution did not start (the
-    loop is INTERRUPTED with an ERROR event; the same request starts it again).
+    :func:`restartable`, and :class:`LoopNotStartedError` when the execution did not start or
+    ``create_schedule`` failed for a config with ``schedule`` (the loop is INTERRUPTED with an
+    ERROR event; the same request starts it again).
     """
     try:
         config = LoopConfig.model_validate(request.config)
@@ -132,6 +148,16 @@ def start_loop(
     state = ports.store.save_state(state, record.events)
     event = StepInput(loop_id=loop_id, baseline=workflow.baseline_due(state))
     name = execution_name(loop_id, 0)
+    if create_schedule is not None and config.schedule is not None:
+        try:
+            create_schedule(loop_id, config)
+        except Exception as exc:  # any failure: compensate, then re-raise as LoopNotStartedError
+            _mark_not_started(state, ports, f"schedule {config.schedule}", exc, what="recurring")
+            raise LoopNotStartedError(
+                loop_id,
+                f"loop {loop_id}: its schedule {config.schedule} was not created ({exc}); "
+                "retry with the same loop_id",
+            ) from exc
     try:
         start_execution(name, event.model_dump_json())
     except Exception as exc:  # any failure: compensate, then re-raise as LoopNotStartedError

@@ -27,6 +27,7 @@ from loopwright.models.agent_config import (
 )
 from loopwright.models.enums import AgentKind, ExitConditionType
 from loopwright.models.pricing import ModelName, ModelPrice
+from loopwright.models.schedule_expression import check_schedule_expression
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
 
 #: Default per-tool timeout for exit-condition evaluation, seconds: 10 minutes, so a real test
@@ -51,6 +52,11 @@ _GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,254}")
 #: Prefix of the variables loopwright sets itself (policy folder, process marker, agent files).
 RESERVED_ENV_PREFIX = "LOOPWRIGHT_"
 
+
+#: A recurring EventBridge Scheduler expression (LoopConfig.schedule).
+ScheduleExpression = Annotated[
+    str, StringConstraints(max_length=256), AfterValidator(check_schedule_expression)
+]
 
 _ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,127}")
 
@@ -298,6 +304,19 @@ class LoopConfig(_Strict):
         default=DEFAULT_WARNING_THRESHOLD_PERCENT, ge=1, le=100, strict=True
     )
     checkpoint_interval: int = Field(default=1, ge=1, le=10_000, strict=True, description="iterations")
+    # Continuation on AWS (issue 12.8): see loopwright.cloud.continuation. Accepted and ignored
+    # by the local engine (`loopwright run` has no scheduler; run it from cron instead).
+    schedule: ScheduleExpression | None = Field(
+        default=None,
+        description='AWS only: a recurring EventBridge Scheduler expression, "rate(1 day)" or '
+        '"cron(0 6 ? * MON-FRI *)" (UTC), that continues the loop when it is paused or ended at a '
+        "limit; deleted when the loop meets its conditions or is stopped",
+    )
+    schedule_mode: Literal["continue"] = Field(
+        default="continue",
+        description="what a firing of `schedule` does: continue the loop from its stored state and "
+        "checkpoint (the only mode so far)",
+    )
     checkpoint_retention: int = Field(
         default=5,
         ge=1,
