@@ -45,9 +45,18 @@ def test_local_settings_select_the_local_adapters(tmp_path: object) -> None:
     assert isinstance(runtime._local_ports(settings).store, SqliteStore)
 
 
+def test_a_function_without_the_policy_map_gets_no_policy_engine(monkeypatch: pytest.MonkeyPatch) -> None:
+    # the stack gives POLICY_MAP only to the functions that ask Cedar (authorize, start_loop...)
+    env = {k: v for k, v in AWS_ENV.items() if k != "POLICY_MAP"}
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    built = runtime._aws_ports(runtime.RuntimeSettings.from_environ(env))
+    assert built.policy is None and isinstance(built.store, DynamoDbStore)
+
+
 @pytest.mark.parametrize(
     ("missing", "message"),
-    [("LOOPS_TABLE_NAME", "LOOPS_TABLE_NAME is required"), ("POLICY_MAP", "POLICY_MAP is required")],
+    [("LOOPS_TABLE_NAME", "LOOPS_TABLE_NAME is required"), ("MEMORY_ID", "MEMORY_ID is required")],
 )
 def test_a_missing_variable_is_named(missing: str, message: str) -> None:
     env = {k: v for k, v in AWS_ENV.items() if k != missing}

@@ -152,8 +152,12 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
     return CloudPorts(
         store=store,
         checkpoints=MemoryCheckpointStore(settings.require("memory_id"), region_name=settings.region),
-        policy=VerifiedPermissionsPolicyEngine.from_json(
-            settings.require("policy_store_id"), settings.require("policy_map"), region_name=settings.region
+        policy=(  # only the functions that ask Cedar get the policy map (infrastructure/functions.py)
+            VerifiedPermissionsPolicyEngine.from_json(
+                settings.require("policy_store_id"), settings.policy_map, region_name=settings.region
+            )
+            if settings.policy_map
+            else None
         ),
         state_dir=settings.state_dir,
         sessions=(  # the steps that end or park a loop stop its session
