@@ -72,6 +72,8 @@ from cost_counting import (  # noqa: F401 - READ_UNIT_BYTES, WRITE_UNIT_BYTES, u
     units,
 )
 from cost_prices import (  # noqa: F401 - ROWS: re-exported
+    LAMBDA_PLATFORM_LOG_BYTES,
+    LOG_EVENT_OVERHEAD_BYTES,
     ROWS,
     TARGET_USD_PER_1000,
     notes,
@@ -79,6 +81,7 @@ from cost_prices import (  # noqa: F401 - ROWS: re-exported
     single_requests,
     verdict,
 )
+from cost_waiting import AGENT_SECONDS, CHECKS_SECONDS, POLL_SECONDS, waiting_report
 
 from loopwright.adapters.local.sqlite_store import SqliteStore
 from loopwright.cloud import runtime
@@ -151,8 +154,10 @@ def _counting(tally: Tally) -> Iterator[None]:
     # SchemaValidationError and the loop FAILS. The namespace the stack sets is given here.
     namespace = mock.patch.object(metrics.provider, "namespace", "Loopwright")
     ports = mock.patch.object(runtime, "_local_ports", _counting_ports(tally, runtime._local_ports))
-    # The flushed metrics are printed as EMF JSON lines (CloudWatch reads them in AWS): dropped.
-    quiet = contextlib.redirect_stdout(io.StringIO())
+    # The flushed metrics are printed as EMF JSON lines (CloudWatch reads them in AWS): counted as
+    # the functions' log bytes, not shown.
+    printed = io.StringIO()
+    quiet = contextlib.redirect_stdout(printed)
     with namespace, ports, quiet, _counting_idempotency(tally), warnings.catch_warnings():
         warnings.filterwarnings("ignore", category=UserWarning, module="aws_lambda_powertools")
         runtime.ports.cache_clear()
@@ -160,6 +165,8 @@ def _counting(tally: Tally) -> Iterator[None]:
             yield
         finally:
             runtime.ports.cache_clear()
+            lines = printed.getvalue().splitlines()
+            tally.lambda_log_bytes = sum(len(line.encode()) + LOG_EVENT_OVERHEAD_BYTES for line in lines)
 
 
 def measure(
@@ -202,12 +209,16 @@ def measure(
         name = execution_name(loop_id, 0)
         local.start(name, step_input)
         names: list[str] = []
-        transitions = scheduled = 0
+        transitions = scheduled = state_machine_log_bytes = 0
         while True:
             summary = local.wait(name, timeout_seconds)
             names.append(name)
             history = local.history(local.execution_arn(name))
             transitions += sum(1 for e in history if str(e["type"]).endswith("StateEntered"))
+            # the state machine logs ALL events with their data (infrastructure/state_machine.py)
+            state_machine_log_bytes += sum(
+                len(json.dumps(e, default=str).encode()) + LOG_EVENT_OVERHEAD_BYTES for e in history
+            )
             scheduled += sum(1 for e in history if e["type"] == "LambdaFunctionScheduled")
             output = StepOutput.model_validate(summary.output) if summary.output else None
             if summary.status != "SUCCEEDED" or output is None or not output.handover:
@@ -220,7 +231,11 @@ def measure(
     gb_seconds = sum(
         math.ceil(tally.lambda_seconds[n] * 1000) / 1000 * memory[n] / 1024 for n in tally.lambda_seconds
     )
+    invocations = sum(tally.lambda_calls.values())
+    log_bytes = state_machine_log_bytes + tally.lambda_log_bytes + invocations * LAMBDA_PLATFORM_LOG_BYTES
     totals: dict[str, float] = {
+        "log_bytes": log_bytes,
+        "log_gb": log_bytes / 1024**3,
         "state_transitions": transitions,
         "lambda_invocations": sum(tally.lambda_calls.values()),
         "lambda_scheduled_in_history": scheduled,
@@ -319,6 +334,12 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
         default=[1, 10],
         help="checkpoint_interval values to run, comma-separated (each variant runs with each)",
     )
+    parser.add_argument(
+        "--poll-seconds",
+        type=float,
+        default=POLL_SECONDS,
+        help="assumed duration of one poll invocation of a background command (seconds)",
+    )
     parser.add_argument("--json", action="store_true", help="print the figures as JSON too")
     args = parser.parse_args(argv)
     unknown = [v for v in args.state_machine if v not in STATE_MACHINES]
@@ -359,6 +380,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if per["avp_batch_requests"]:
             line += f"; with one IsAuthorized per decision: {verdict(price_table(single_requests(per)))}"
         print(line)
+    print(
+        f"\nper iteration with a {AGENT_SECONDS:g} s agent and {CHECKS_SECONDS:g} s of checks "
+        f"(bench/cost_waiting.py; a poll invocation assumed {args.poll_seconds:g} s):"
+    )
+    for result in results:
+        print("\n".join(waiting_report(result["figures"], poll_seconds=args.poll_seconds)))
     print("\n" + "\n".join(notes()))
     if args.json:
         print(json.dumps(results, indent=2, default=str))

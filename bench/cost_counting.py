@@ -103,6 +103,7 @@ class Tally:
     sandbox_seconds: float = 0.0
     lambda_calls: Counter[str] = field(default_factory=Counter)
     lambda_seconds: dict[str, float] = field(default_factory=dict)
+    lambda_log_bytes: int = 0  # what the handlers printed (Powertools' EMF metrics, logs)
     loop_item_bytes: list[int] = field(default_factory=list)
     event_item_bytes: list[int] = field(default_factory=list)
 

@@ -7,6 +7,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+#: Bytes CloudWatch Logs counts for each log event besides its message ("the sum of its message
+#: plus 26 bytes", CloudWatch pricing page, Logs).
+LOG_EVENT_OVERHEAD_BYTES = 26
+#: Bytes of the lines Lambda itself logs for each invocation (START, END, REPORT with the X-Ray
+#: trace id: about 370 bytes in their documented format), plus three events' overhead.
+LAMBDA_PLATFORM_LOG_BYTES = 370 + 3 * LOG_EVENT_OVERHEAD_BYTES
+
 #: Target of the seed brief: orchestration cost per 1,000 iterations, excluding model tokens
 #: and the checks' (and agent's) own compute.
 TARGET_USD_PER_1000 = 0.20
@@ -81,6 +88,10 @@ VERIFIED_PERMISSIONS_BATCH = Price(
     "https://aws.amazon.com/verified-permissions/pricing/ (Batch authorization requests)",
 )
 
+#: CloudWatch Logs, Standard log class, US East: $0.50 per GB ingested (the Lambda functions'
+#: logs, and the state machine's vended logs, whose first tier is the same rate).
+CLOUDWATCH_LOGS_GB = Price(0.50, "GB ingested", "https://aws.amazon.com/cloudwatch/pricing/ (Logs, Standard)")
+
 # ----------------------------------------------------------------------------- pricing
 #: Table rows: label, key of ``per_iteration``, price (None: price not found).
 ROWS: tuple[tuple[str, str, Price | None], ...] = (
@@ -95,6 +106,7 @@ ROWS: tuple[tuple[str, str, Price | None], ...] = (
     ("AgentCore Memory events", "memory_events", AGENTCORE_MEMORY_EVENT),
     ("Verified Permissions IsAuthorized", "avp_single_requests", VERIFIED_PERMISSIONS_SINGLE),
     ("Verified Permissions BatchIsAuthorized", "avp_batch_requests", VERIFIED_PERMISSIONS_BATCH),
+    ("CloudWatch Logs ingested (GB)", "log_gb", CLOUDWATCH_LOGS_GB),
 )
 
 
@@ -138,7 +150,8 @@ def notes() -> list[str]:
     """What is excluded, and the prices with their sources."""
     lines = [
         "excluded: the agent's and the checks' own compute (sandbox time subtracted from handler "
-        "time), model tokens, Lambda cold starts, free tiers, storage, logs/X-Ray, data transfer.",
+        "time; the waiting for them is priced below), model tokens, Lambda cold starts, free "
+        "tiers, storage, X-Ray, data transfer.",
         "handler durations are this machine's, not a Lambda's (512 MB is a fraction of a vCPU).",
         "",
         "prices (us-east-1 list, read " + _DATE_READ + "):",

@@ -23,6 +23,7 @@ KEYS = {
     "memory_events",
     "authorization_calls",
     "authorization_decisions",
+    "log_gb",
 }
 
 
@@ -58,6 +59,10 @@ def test_a_tiny_run_counts_every_billed_item(tmp_path: Path) -> None:
     assert table["total"] > 0 and table["passed"] is (table["total"] < bench.TARGET_USD_PER_1000)
     report = bench.render(figures, table)
     assert "TOTAL" in report and ("PASS" in report or "MISS" in report)
+    # logs: the state machine's (ALL, with data) and the functions' lines, every invocation's
+    assert per["log_bytes"] > per["lambda_invocations"] * 370
+    waiting = bench.waiting_report(figures)
+    assert len(waiting) == 5 and "a Lambda waits for them" in waiting[1]
 
 
 def test_request_units_follow_dynamodbs_size_rules() -> None:
