@@ -62,7 +62,7 @@ def test_a_tiny_run_counts_every_billed_item(tmp_path: Path) -> None:
     # logs: the state machine's (ALL, with data) and the functions' lines, every invocation's
     assert per["log_bytes"] > per["lambda_invocations"] * 370
     waiting = bench.waiting_report(figures)
-    assert len(waiting) == 5 and "a Lambda waits for them" in waiting[1]
+    assert len(waiting) == 6 and "a Lambda waits for them" in waiting[1]
 
 
 def test_request_units_follow_dynamodbs_size_rules() -> None:
