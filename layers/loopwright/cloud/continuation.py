@@ -41,7 +41,12 @@ from typing import Any, Literal
 from aws_lambda_powertools.utilities.parser.models import EventBridgeModel
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopwright.cloud.schedule import RETRY_POLICY, SCHEDULE_NAME_MAX_CHARS, ResumeScheduleSettings
+from loopwright.cloud.schedule import (
+    SCHEDULE_NAME_MAX_CHARS,
+    ResumeScheduleSettings,
+    create_start_loop_schedule,
+    error_code,
+)
 from loopwright.cloud.start import restartable
 from loopwright.exceptions import ControlConflictError, LoopNotFoundError
 from loopwright.models import (
@@ -146,13 +151,6 @@ def loop_schedule_name(loop_id: str) -> str:
     return f"{loop_id[:room]}-continue-{digest}"
 
 
-def _error_code(exc: Exception) -> str:
-    response = getattr(exc, "response", None)
-    if isinstance(response, dict):
-        return str(response.get("Error", {}).get("Code", ""))
-    return ""
-
-
 def create_loop_schedule(
     loop_id: str, config: LoopConfig, settings: ResumeScheduleSettings, scheduler: Any
 ) -> str | None:
@@ -167,27 +165,14 @@ def create_loop_schedule(
             loop_id=loop_id, reason=f"schedule {config.schedule}", source="schedule"
         )
     )
-    target: dict[str, Any] = {
-        "Arn": settings.target_arn,
-        "RoleArn": settings.role_arn,
-        "Input": payload.model_dump_json(),
-        "RetryPolicy": RETRY_POLICY,
-    }
-    if settings.dead_letter_arn:
-        target["DeadLetterConfig"] = {"Arn": settings.dead_letter_arn}
-    try:
-        scheduler.create_schedule(
-            Name=name,
-            GroupName=settings.group_name,
-            ScheduleExpression=config.schedule,
-            ScheduleExpressionTimezone="UTC",
-            FlexibleTimeWindow={"Mode": "OFF"},
-            Description=f"loopwright: continue loop {loop_id} ({config.schedule_mode})"[:512],
-            Target=target,
-        )
-    except Exception as exc:  # botocore's ClientError; only a conflict is success
-        if _error_code(exc) != "ConflictException":
-            raise
+    create_start_loop_schedule(
+        scheduler,
+        settings,
+        name=name,
+        expression=config.schedule,
+        payload=payload,
+        description=f"loopwright: continue loop {loop_id} ({config.schedule_mode})",
+    )
     return name
 
 
@@ -196,7 +181,7 @@ def delete_loop_schedule(loop_id: str, settings: ResumeScheduleSettings, schedul
     try:
         scheduler.delete_schedule(Name=loop_schedule_name(loop_id), GroupName=settings.group_name)
     except Exception as exc:  # botocore's ClientError; a missing schedule is done already
-        if _error_code(exc) != "ResourceNotFoundException":
+        if error_code(exc) != "ResourceNotFoundException":
             raise
         return False
     return True

@@ -123,8 +123,55 @@ def at_expression(moment: datetime) -> str:
 
 
 def _conflict(exc: Exception) -> bool:
+    return error_code(exc) == "ConflictException"
+
+
+def error_code(exc: Exception) -> str:
+    """The AWS error code of a botocore ``ClientError`` (``""`` for any other exception)."""
     response = getattr(exc, "response", None)
-    return isinstance(response, dict) and response.get("Error", {}).get("Code") == "ConflictException"
+    if isinstance(response, dict):
+        return str(response.get("Error", {}).get("Code", ""))
+    return ""
+
+
+def create_start_loop_schedule(
+    scheduler: Any,
+    settings: ResumeScheduleSettings,
+    *,
+    name: str,
+    expression: str,
+    payload: BaseModel,
+    description: str,
+    one_time: bool = False,
+) -> None:
+    """``CreateSchedule`` in the stack's group: ``expression`` (``at(...)``, ``rate(...)`` or
+    ``cron(...)``, UTC) invokes ``start_loop`` with ``payload`` as its input, as the scheduler role,
+    with Scheduler's retries and the dead-letter queue; a ``one_time`` schedule deletes itself once
+    it fired. An existing schedule of that name (a retried step) counts as created; other errors
+    are raised (botocore's ``ClientError``)."""
+    target: dict[str, Any] = {
+        "Arn": settings.target_arn,
+        "RoleArn": settings.role_arn,
+        "Input": payload.model_dump_json(),
+        "RetryPolicy": RETRY_POLICY,
+    }
+    if settings.dead_letter_arn:
+        target["DeadLetterConfig"] = {"Arn": settings.dead_letter_arn}
+    extra = {"ActionAfterCompletion": "DELETE"} if one_time else {}
+    try:
+        scheduler.create_schedule(
+            Name=name,
+            GroupName=settings.group_name,
+            ScheduleExpression=expression,
+            ScheduleExpressionTimezone="UTC",
+            FlexibleTimeWindow={"Mode": "OFF"},
+            Description=description[:512],
+            Target=target,
+            **extra,
+        )
+    except Exception as exc:  # botocore's ClientError; only a conflict is success
+        if not _conflict(exc):
+            raise
 
 
 def schedule_resume(
@@ -147,28 +194,15 @@ def schedule_resume(
             iterations_per_execution=output.iterations_per_execution,
         )
     )
-    target: dict[str, Any] = {
-        "Arn": settings.target_arn,
-        "RoleArn": settings.role_arn,
-        "Input": payload.model_dump_json(),
-        "RetryPolicy": RETRY_POLICY,
-    }
-    if settings.dead_letter_arn:
-        target["DeadLetterConfig"] = {"Arn": settings.dead_letter_arn}
-    try:
-        scheduler.create_schedule(
-            Name=name,
-            GroupName=settings.group_name,
-            ScheduleExpression=at_expression(schedule_time(output.resume_at, now or datetime.now(UTC))),
-            ScheduleExpressionTimezone="UTC",
-            FlexibleTimeWindow={"Mode": "OFF"},
-            ActionAfterCompletion="DELETE",
-            Description=f"loopwright: resume loop {output.loop_id} when its usage limit resets"[:512],
-            Target=target,
-        )
-    except Exception as exc:  # botocore's ClientError; only a conflict is success
-        if not _conflict(exc):
-            raise
+    create_start_loop_schedule(
+        scheduler,
+        settings,
+        name=name,
+        expression=at_expression(schedule_time(output.resume_at, now or datetime.now(UTC))),
+        payload=payload,
+        description=f"loopwright: resume loop {output.loop_id} when its usage limit resets",
+        one_time=True,
+    )
     return name
 
 
