@@ -52,6 +52,10 @@ def test_every_parser_reports_timeout_and_start_failure(name: str) -> None:
     assert missing.status is S.ERROR
     assert "command not found: ruff" in missing.summary
     assert missing.failures == ["command not found: ruff (not on PATH)"]
+    # an error is never MET, even when an exit code 0 came with it
+    unread = parse(name, result(0, stdout="[]", error="output could not be decoded"))
+    assert unread.status is S.ERROR
+    assert unread.summary == "could not run: output could not be decoded"
 
 
 def test_exit_code_parser() -> None:
@@ -73,6 +77,15 @@ def test_failures_are_bounded_in_count_and_length() -> None:
     assert parsed.failures[-1] == f"... and {500 - MAX_FAILURES + 1} more"
     assert all(len(line) <= MAX_FAILURE_CHARS for line in parsed.failures)
     assert parsed.details["failed"] == 500
+
+
+def test_a_failure_line_of_exactly_the_limit_is_kept_whole() -> None:
+    at_limit = "FAILED t.py::a - " + "x" * (MAX_FAILURE_CHARS - 17)
+    over = "FAILED t.py::b - " + "y" * (MAX_FAILURE_CHARS - 16)
+    assert len(at_limit) == MAX_FAILURE_CHARS
+    parsed = parse_pytest(result(1, stdout=f"{at_limit}\n{over}\n2 failed in 0.10s\n"))
+    assert parsed.failures == [at_limit, over[: MAX_FAILURE_CHARS - 1] + "…"]
+    assert len(parsed.failures[1]) == MAX_FAILURE_CHARS
 
 
 # --- pytest -----------------------------------------------------------------------------------
@@ -121,6 +134,7 @@ def test_pytest_failures_and_counts() -> None:
         "xpassed": 1,
         "deselected": 2,
         "warnings": 2,
+        "rerun": 0,
         "exit_code": 1,
     }
     assert parsed.failures == [
@@ -217,7 +231,14 @@ def test_ruff_clean() -> None:
 
 @pytest.mark.parametrize(
     "stdout",
-    ["pkg/a.py:1:8: F401 `os` imported but unused\nFound 1 error.\n", '[{"code": ', '{"a": 1}', ""],
+    [
+        "pkg/a.py:1:8: F401 `os` imported but unused\nFound 1 error.\n",
+        '[{"code": ',
+        '{"a": 1}',
+        "",
+        "[1, 2]",
+        '[{"code": "F401"}, "F401"]',
+    ],
 )
 def test_ruff_output_that_is_not_json_is_an_error(stdout: str) -> None:
     parsed = parse_ruff(result(1, stdout), CWD)
