@@ -222,6 +222,13 @@ def test_ruff_findings() -> None:
     assert parsed.summary == "4 lint findings (2 fixable with `ruff check --fix`)"
 
 
+def test_ruff_finding_without_its_fields() -> None:
+    parsed = parse_ruff(result(1, '[{"code": "E999"}]'), CWD)
+    assert parsed.failures == ["?:0:0 E999"]
+    assert parsed.details == {"findings": 1, "by_rule": {"E999": 1}, "fixable": 0, "exit_code": 1}
+    assert parsed.summary == "1 lint finding"
+
+
 def test_ruff_clean() -> None:
     parsed = parse_ruff(result(0, "[]\n"), CWD)
     assert parsed.status is S.MET
@@ -247,9 +254,17 @@ def test_ruff_output_that_is_not_json_is_an_error(stdout: str) -> None:
 
 
 def test_ruff_own_failure_is_an_error() -> None:
-    parsed = parse_ruff(result(2, "", "ruff failed\n  Cause: unknown rule selector: `XYZ`\n"), CWD)
-    assert parsed.status is S.ERROR
-    assert "ruff failed" in parsed.summary
+    parsed = parse_ruff(result(2, "[]", "ruff failed\n  Cause: unknown rule selector: `XYZ`\n"), CWD)
+    assert (parsed.status, parsed.summary, parsed.details) == (
+        S.ERROR,
+        "ruff failed (exit code 2): ruff failed",
+        {"exit_code": 2},
+    )
+    assert parsed.failures == ["ruff failed", "  Cause: unknown rule selector: `XYZ`", "[]"]
+    no_stderr = parse_ruff(result(2, "error: bad config\n"), CWD)
+    assert no_stderr.summary == "ruff failed (exit code 2): error: bad config"
+    killed = parse_ruff(result(-9), CWD)
+    assert (killed.status, killed.summary) == (S.ERROR, "ruff failed (killed by signal 9): (no output)")
     assert parse_ruff(result(1, "[]"), CWD).status is S.ERROR
 
 
@@ -336,8 +351,52 @@ def test_compileall_errors() -> None:
     assert parsed.summary == "2 files failed to compile"
 
 
+#: python -m compileall -q ., recorded with three bad files among good ones (Python 3.11); the
+#: progress lines before the first error are what compileall prints without -q.
+COMPILEALL_SEVERAL = """\
+Listing '/work/repo'...
+Compiling '/work/repo/good.py'...
+*** Error compiling '/work/repo/ind.py'...
+Sorry: IndentationError: unexpected indent (ind.py, line 2)
+*** Error compiling '/work/repo/pkg/bad.py'...
+  File "/work/repo/pkg/bad.py", line 1
+    def f(:
+          ^
+SyntaxError: invalid syntax (bad.py, line 7)
+
+*** Error compiling '/work/repo/pkg/tab.py'...
+Sorry: TabError: inconsistent use of tabs and spaces in indentation (tab.py, line 3)
+"""
+
+
+def test_compileall_several_errors_keep_their_own_lines() -> None:
+    parsed = parse_compileall(result(1, COMPILEALL_SEVERAL), CWD)
+    assert parsed.details == {"errors": 3, "exit_code": 1}
+    assert parsed.failures == [
+        "ind.py:2 IndentationError: unexpected indent (ind.py, line 2)",
+        # the File line's number wins over a number at the end of the message
+        "pkg/bad.py:1 SyntaxError: invalid syntax (bad.py, line 7)",
+        "pkg/tab.py:3 TabError: inconsistent use of tabs and spaces in indentation (tab.py, line 3)",
+    ]
+    assert parsed.summary == "3 files failed to compile"
+    one = parse_compileall(result(1, "*** Error compiling 'a.py'...\nSyntaxError: bad\n"), CWD)
+    assert (one.summary, one.failures) == ("1 file failed to compile", ["a.py SyntaxError: bad"])
+    unfinished = parse_compileall(result(1, "*** Error compiling 'a.py'...\n"), CWD)
+    assert unfinished.failures == ["a.py"]
+
+
 def test_compileall_success_and_generic_build_failure() -> None:
-    assert parse_compileall(result(0, "")).status is S.MET
+    succeeded = parse_compileall(result(0, ""))
+    assert (succeeded.status, succeeded.summary, succeeded.details, succeeded.failures) == (
+        S.MET,
+        "build succeeded",
+        {"errors": 0, "exit_code": 0},
+        [],
+    )
+    mixed_case = parse_compileall(result(1, "", "ld: Error: undefined symbol\n  warning: unused\n"))
+    assert mixed_case.failures == ["ld: Error: undefined symbol"]
+    quiet = parse_compileall(result(1, "", "  step 1\n  step 2\n"))
+    assert quiet.failures == ["  step 1", "  step 2"]
     generic = parse_compileall(result(2, "building...\n", "error: linker failed\nmake: stop\n"))
     assert generic.status is S.NOT_MET
     assert generic.failures == ["error: linker failed"]
