@@ -48,10 +48,18 @@ def test_every_parser_reports_timeout_and_start_failure(name: str) -> None:
     timed_out = parse(name, result(None, stdout="partial", timed_out=True, duration_seconds=30.2))
     assert timed_out.status is S.TIMEOUT
     assert "30.2 s" in timed_out.summary
+    assert timed_out.details == {"timed_out": True}
+    assert timed_out.failures == ["partial"]
     missing = parse(name, result(None, error="command not found: ruff (not on PATH)"))
     assert missing.status is S.ERROR
     assert "command not found: ruff" in missing.summary
     assert missing.failures == ["command not found: ruff (not on PATH)"]
+    assert missing.details == {"error": "command not found: ruff (not on PATH)"}
+    no_code = parse(name, result(None))
+    assert (no_code.status, no_code.details) == (
+        S.ERROR,
+        {"error": "the command did not report an exit code"},
+    )
     # an error is never MET, even when an exit code 0 came with it
     unread = parse(name, result(0, stdout="[]", error="output could not be decoded"))
     assert unread.status is S.ERROR
@@ -229,6 +237,11 @@ def test_ruff_finding_without_its_fields() -> None:
     assert parsed.summary == "1 lint finding"
 
 
+def test_parse_shows_paths_relative_to_the_folder_it_is_given() -> None:
+    finding = ruff_finding("F401", "/work/repo/pkg/a.py", 1, 8, "unused", None)
+    assert parse("ruff", result(1, json.dumps([finding])), CWD).failures == ["pkg/a.py:1:8 F401 unused"]
+
+
 def test_ruff_clean() -> None:
     parsed = parse_ruff(result(0, "[]\n"), CWD)
     assert parsed.status is S.MET
@@ -261,6 +274,8 @@ def test_ruff_own_failure_is_an_error() -> None:
         {"exit_code": 2},
     )
     assert parsed.failures == ["ruff failed", "  Cause: unknown rule selector: `XYZ`", "[]"]
+    long = parse_ruff(result(2, "", "e" * 300), CWD)
+    assert long.summary == "ruff failed (exit code 2): " + "e" * 200
     no_stderr = parse_ruff(result(2, "error: bad config\n"), CWD)
     assert no_stderr.summary == "ruff failed (exit code 2): error: bad config"
     killed = parse_ruff(result(-9), CWD)
@@ -296,11 +311,16 @@ def test_bandit_issues_and_scan_errors() -> None:
     }
     parsed = parse_bandit(result(1, "[main] INFO profile include tests: None\n" + json.dumps(report)), CWD)
     assert parsed.status is S.NOT_MET
-    assert parsed.details["issues"] == 3
-    assert parsed.details["by_severity"] == {"HIGH": 1, "MEDIUM": 2}
-    assert parsed.details["by_test"] == {"B307": 2, "B602": 1}
-    assert parsed.details["scan_errors"] == 1
-    assert parsed.details["loc"] == 42
+    assert parsed.details == {
+        "issues": 3,
+        "by_severity": {"HIGH": 1, "MEDIUM": 2},
+        "by_confidence": {"HIGH": 3},
+        "by_test": {"B307": 2, "B602": 1},
+        "scan_errors": 1,
+        "loc": 42,
+        "nosec": 1,
+        "exit_code": 1,
+    }
     assert parsed.failures == [
         "pkg/a.py:4 B602 [HIGH/HIGH] subprocess call with shell=True identified.",
         "pkg/a.py:5 B307 [MEDIUM/HIGH] Use of possibly insecure function.",
@@ -312,11 +332,37 @@ def test_bandit_issues_and_scan_errors() -> None:
 
 def test_bandit_clean_and_unscannable_only() -> None:
     clean = {"errors": [], "metrics": {"_totals": {"loc": 3}}, "results": []}
-    assert parse_bandit(result(0, json.dumps(clean))).status is S.MET
+    met = parse_bandit(result(0, json.dumps(clean)))
+    assert (met.status, met.summary, met.failures) == (S.MET, "no security issues", [])
+    assert met.details == {
+        "issues": 0,
+        "by_severity": {},
+        "by_confidence": {},
+        "by_test": {},
+        "scan_errors": 0,
+        "loc": 3,
+        "nosec": None,
+        "exit_code": 0,
+    }
     broken = {"errors": [{"filename": "./x.py", "reason": "syntax error"}], "results": []}
     parsed = parse_bandit(result(0, json.dumps(broken)))
     assert parsed.status is S.NOT_MET
     assert parsed.summary == "1 file not scanned"
+    two = {"errors": [{"filename": "./x.py"}, {"reason": "r"}, "not an error"], "results": []}
+    assert parse_bandit(result(0, json.dumps(two))).failures == [
+        "x.py: bandit could not scan this file: unknown",
+        "?: bandit could not scan this file: r",
+    ]
+    assert parse_bandit(result(0, json.dumps(two))).summary == "2 files not scanned"
+
+
+def test_bandit_issue_without_its_fields() -> None:
+    report = {"results": [{}, "not an issue"], "metrics": None}
+    parsed = parse_bandit(result(1, json.dumps(report)), CWD)
+    assert parsed.failures == ["?:0 ? [?/?]"]
+    assert parsed.summary == "1 security issue (1 None)"
+    assert parsed.details["by_test"] == {"None": 1}
+    assert (parsed.details["loc"], parsed.details["nosec"]) == (None, None)
 
 
 @pytest.mark.parametrize("stdout", ["Run started:2024\n>> Issue: [B602]", "[]", "{}", "{nope"])
@@ -324,6 +370,17 @@ def test_bandit_output_that_is_not_a_report_is_an_error(stdout: str) -> None:
     parsed = parse_bandit(result(1, stdout))
     assert parsed.status is S.ERROR
     assert "not a JSON report" in parsed.summary
+
+
+def test_bandit_not_a_report_names_the_exit_code_and_the_output() -> None:
+    exited_0 = parse_bandit(result(0, "{nope"))
+    assert (
+        exited_0.summary == "bandit output is not a JSON report (run bandit with -f json; exit code 0): {nope"
+    )
+    assert exited_0.details == {"exit_code": 0}
+    assert exited_0.failures == ["{nope"]
+    only_stderr = parse_bandit(result(2, "", "usage: bandit [-h]\n"))
+    assert only_stderr.summary.endswith("exit code 2): usage: bandit [-h]")
 
 
 # --- compileall -------------------------------------------------------------------------------
