@@ -48,10 +48,22 @@ def test_every_parser_reports_timeout_and_start_failure(name: str) -> None:
     timed_out = parse(name, result(None, stdout="partial", timed_out=True, duration_seconds=30.2))
     assert timed_out.status is S.TIMEOUT
     assert "30.2 s" in timed_out.summary
+    assert timed_out.details == {"timed_out": True}
+    assert timed_out.failures == ["partial"]
     missing = parse(name, result(None, error="command not found: ruff (not on PATH)"))
     assert missing.status is S.ERROR
     assert "command not found: ruff" in missing.summary
     assert missing.failures == ["command not found: ruff (not on PATH)"]
+    assert missing.details == {"error": "command not found: ruff (not on PATH)"}
+    no_code = parse(name, result(None))
+    assert (no_code.status, no_code.details) == (
+        S.ERROR,
+        {"error": "the command did not report an exit code"},
+    )
+    # an error is never MET, even when an exit code 0 came with it
+    unread = parse(name, result(0, stdout="[]", error="output could not be decoded"))
+    assert unread.status is S.ERROR
+    assert unread.summary == "could not run: output could not be decoded"
 
 
 def test_exit_code_parser() -> None:
@@ -73,6 +85,15 @@ def test_failures_are_bounded_in_count_and_length() -> None:
     assert parsed.failures[-1] == f"... and {500 - MAX_FAILURES + 1} more"
     assert all(len(line) <= MAX_FAILURE_CHARS for line in parsed.failures)
     assert parsed.details["failed"] == 500
+
+
+def test_a_failure_line_of_exactly_the_limit_is_kept_whole() -> None:
+    at_limit = "FAILED t.py::a - " + "x" * (MAX_FAILURE_CHARS - 17)
+    over = "FAILED t.py::b - " + "y" * (MAX_FAILURE_CHARS - 16)
+    assert len(at_limit) == MAX_FAILURE_CHARS
+    parsed = parse_pytest(result(1, stdout=f"{at_limit}\n{over}\n2 failed in 0.10s\n"))
+    assert parsed.failures == [at_limit, over[: MAX_FAILURE_CHARS - 1] + "…"]
+    assert len(parsed.failures[1]) == MAX_FAILURE_CHARS
 
 
 # --- pytest -----------------------------------------------------------------------------------
@@ -121,6 +142,7 @@ def test_pytest_failures_and_counts() -> None:
         "xpassed": 1,
         "deselected": 2,
         "warnings": 2,
+        "rerun": 0,
         "exit_code": 1,
     }
     assert parsed.failures == [
@@ -208,6 +230,18 @@ def test_ruff_findings() -> None:
     assert parsed.summary == "4 lint findings (2 fixable with `ruff check --fix`)"
 
 
+def test_ruff_finding_without_its_fields() -> None:
+    parsed = parse_ruff(result(1, '[{"code": "E999"}]'), CWD)
+    assert parsed.failures == ["?:0:0 E999"]
+    assert parsed.details == {"findings": 1, "by_rule": {"E999": 1}, "fixable": 0, "exit_code": 1}
+    assert parsed.summary == "1 lint finding"
+
+
+def test_parse_shows_paths_relative_to_the_folder_it_is_given() -> None:
+    finding = ruff_finding("F401", "/work/repo/pkg/a.py", 1, 8, "unused", None)
+    assert parse("ruff", result(1, json.dumps([finding])), CWD).failures == ["pkg/a.py:1:8 F401 unused"]
+
+
 def test_ruff_clean() -> None:
     parsed = parse_ruff(result(0, "[]\n"), CWD)
     assert parsed.status is S.MET
@@ -217,7 +251,14 @@ def test_ruff_clean() -> None:
 
 @pytest.mark.parametrize(
     "stdout",
-    ["pkg/a.py:1:8: F401 `os` imported but unused\nFound 1 error.\n", '[{"code": ', '{"a": 1}', ""],
+    [
+        "pkg/a.py:1:8: F401 `os` imported but unused\nFound 1 error.\n",
+        '[{"code": ',
+        '{"a": 1}',
+        "",
+        "[1, 2]",
+        '[{"code": "F401"}, "F401"]',
+    ],
 )
 def test_ruff_output_that_is_not_json_is_an_error(stdout: str) -> None:
     parsed = parse_ruff(result(1, stdout), CWD)
@@ -226,9 +267,19 @@ def test_ruff_output_that_is_not_json_is_an_error(stdout: str) -> None:
 
 
 def test_ruff_own_failure_is_an_error() -> None:
-    parsed = parse_ruff(result(2, "", "ruff failed\n  Cause: unknown rule selector: `XYZ`\n"), CWD)
-    assert parsed.status is S.ERROR
-    assert "ruff failed" in parsed.summary
+    parsed = parse_ruff(result(2, "[]", "ruff failed\n  Cause: unknown rule selector: `XYZ`\n"), CWD)
+    assert (parsed.status, parsed.summary, parsed.details) == (
+        S.ERROR,
+        "ruff failed (exit code 2): ruff failed",
+        {"exit_code": 2},
+    )
+    assert parsed.failures == ["ruff failed", "  Cause: unknown rule selector: `XYZ`", "[]"]
+    long = parse_ruff(result(2, "", "e" * 300), CWD)
+    assert long.summary == "ruff failed (exit code 2): " + "e" * 200
+    no_stderr = parse_ruff(result(2, "error: bad config\n"), CWD)
+    assert no_stderr.summary == "ruff failed (exit code 2): error: bad config"
+    killed = parse_ruff(result(-9), CWD)
+    assert (killed.status, killed.summary) == (S.ERROR, "ruff failed (killed by signal 9): (no output)")
     assert parse_ruff(result(1, "[]"), CWD).status is S.ERROR
 
 
@@ -260,11 +311,16 @@ def test_bandit_issues_and_scan_errors() -> None:
     }
     parsed = parse_bandit(result(1, "[main] INFO profile include tests: None\n" + json.dumps(report)), CWD)
     assert parsed.status is S.NOT_MET
-    assert parsed.details["issues"] == 3
-    assert parsed.details["by_severity"] == {"HIGH": 1, "MEDIUM": 2}
-    assert parsed.details["by_test"] == {"B307": 2, "B602": 1}
-    assert parsed.details["scan_errors"] == 1
-    assert parsed.details["loc"] == 42
+    assert parsed.details == {
+        "issues": 3,
+        "by_severity": {"HIGH": 1, "MEDIUM": 2},
+        "by_confidence": {"HIGH": 3},
+        "by_test": {"B307": 2, "B602": 1},
+        "scan_errors": 1,
+        "loc": 42,
+        "nosec": 1,
+        "exit_code": 1,
+    }
     assert parsed.failures == [
         "pkg/a.py:4 B602 [HIGH/HIGH] subprocess call with shell=True identified.",
         "pkg/a.py:5 B307 [MEDIUM/HIGH] Use of possibly insecure function.",
@@ -276,11 +332,37 @@ def test_bandit_issues_and_scan_errors() -> None:
 
 def test_bandit_clean_and_unscannable_only() -> None:
     clean = {"errors": [], "metrics": {"_totals": {"loc": 3}}, "results": []}
-    assert parse_bandit(result(0, json.dumps(clean))).status is S.MET
+    met = parse_bandit(result(0, json.dumps(clean)))
+    assert (met.status, met.summary, met.failures) == (S.MET, "no security issues", [])
+    assert met.details == {
+        "issues": 0,
+        "by_severity": {},
+        "by_confidence": {},
+        "by_test": {},
+        "scan_errors": 0,
+        "loc": 3,
+        "nosec": None,
+        "exit_code": 0,
+    }
     broken = {"errors": [{"filename": "./x.py", "reason": "syntax error"}], "results": []}
     parsed = parse_bandit(result(0, json.dumps(broken)))
     assert parsed.status is S.NOT_MET
     assert parsed.summary == "1 file not scanned"
+    two = {"errors": [{"filename": "./x.py"}, {"reason": "r"}, "not an error"], "results": []}
+    assert parse_bandit(result(0, json.dumps(two))).failures == [
+        "x.py: bandit could not scan this file: unknown",
+        "?: bandit could not scan this file: r",
+    ]
+    assert parse_bandit(result(0, json.dumps(two))).summary == "2 files not scanned"
+
+
+def test_bandit_issue_without_its_fields() -> None:
+    report = {"results": [{}, "not an issue"], "metrics": None}
+    parsed = parse_bandit(result(1, json.dumps(report)), CWD)
+    assert parsed.failures == ["?:0 ? [?/?]"]
+    assert parsed.summary == "1 security issue (1 None)"
+    assert parsed.details["by_test"] == {"None": 1}
+    assert (parsed.details["loc"], parsed.details["nosec"]) == (None, None)
 
 
 @pytest.mark.parametrize("stdout", ["Run started:2024\n>> Issue: [B602]", "[]", "{}", "{nope"])
@@ -288,6 +370,17 @@ def test_bandit_output_that_is_not_a_report_is_an_error(stdout: str) -> None:
     parsed = parse_bandit(result(1, stdout))
     assert parsed.status is S.ERROR
     assert "not a JSON report" in parsed.summary
+
+
+def test_bandit_not_a_report_names_the_exit_code_and_the_output() -> None:
+    exited_0 = parse_bandit(result(0, "{nope"))
+    assert (
+        exited_0.summary == "bandit output is not a JSON report (run bandit with -f json; exit code 0): {nope"
+    )
+    assert exited_0.details == {"exit_code": 0}
+    assert exited_0.failures == ["{nope"]
+    only_stderr = parse_bandit(result(2, "", "usage: bandit [-h]\n"))
+    assert only_stderr.summary.endswith("exit code 2): usage: bandit [-h]")
 
 
 # --- compileall -------------------------------------------------------------------------------
@@ -315,8 +408,52 @@ def test_compileall_errors() -> None:
     assert parsed.summary == "2 files failed to compile"
 
 
+#: python -m compileall -q ., recorded with three bad files among good ones (Python 3.11); the
+#: progress lines before the first error are what compileall prints without -q.
+COMPILEALL_SEVERAL = """\
+Listing '/work/repo'...
+Compiling '/work/repo/good.py'...
+*** Error compiling '/work/repo/ind.py'...
+Sorry: IndentationError: unexpected indent (ind.py, line 2)
+*** Error compiling '/work/repo/pkg/bad.py'...
+  File "/work/repo/pkg/bad.py", line 1
+    def f(:
+          ^
+SyntaxError: invalid syntax (bad.py, line 7)
+
+*** Error compiling '/work/repo/pkg/tab.py'...
+Sorry: TabError: inconsistent use of tabs and spaces in indentation (tab.py, line 3)
+"""
+
+
+def test_compileall_several_errors_keep_their_own_lines() -> None:
+    parsed = parse_compileall(result(1, COMPILEALL_SEVERAL), CWD)
+    assert parsed.details == {"errors": 3, "exit_code": 1}
+    assert parsed.failures == [
+        "ind.py:2 IndentationError: unexpected indent (ind.py, line 2)",
+        # the File line's number wins over a number at the end of the message
+        "pkg/bad.py:1 SyntaxError: invalid syntax (bad.py, line 7)",
+        "pkg/tab.py:3 TabError: inconsistent use of tabs and spaces in indentation (tab.py, line 3)",
+    ]
+    assert parsed.summary == "3 files failed to compile"
+    one = parse_compileall(result(1, "*** Error compiling 'a.py'...\nSyntaxError: bad\n"), CWD)
+    assert (one.summary, one.failures) == ("1 file failed to compile", ["a.py SyntaxError: bad"])
+    unfinished = parse_compileall(result(1, "*** Error compiling 'a.py'...\n"), CWD)
+    assert unfinished.failures == ["a.py"]
+
+
 def test_compileall_success_and_generic_build_failure() -> None:
-    assert parse_compileall(result(0, "")).status is S.MET
+    succeeded = parse_compileall(result(0, ""))
+    assert (succeeded.status, succeeded.summary, succeeded.details, succeeded.failures) == (
+        S.MET,
+        "build succeeded",
+        {"errors": 0, "exit_code": 0},
+        [],
+    )
+    mixed_case = parse_compileall(result(1, "", "ld: Error: undefined symbol\n  warning: unused\n"))
+    assert mixed_case.failures == ["ld: Error: undefined symbol"]
+    quiet = parse_compileall(result(1, "", "  step 1\n  step 2\n"))
+    assert quiet.failures == ["  step 1", "  step 2"]
     generic = parse_compileall(result(2, "building...\n", "error: linker failed\nmake: stop\n"))
     assert generic.status is S.NOT_MET
     assert generic.failures == ["error: linker failed"]

@@ -166,7 +166,8 @@ def parse_exit_code(result: CommandResult, cwd: Path | None = None) -> ParsedOut
 
 # --- pytest ------------------------------------------------------------------------------
 
-#: Outcome words of pytest's summary line, and the details key each counts into.
+#: Outcome words of pytest's summary line, and the details key each counts into ("rerun" is
+#: pytest-rerunfailures': ``1 failed, 1 passed, 2 rerun in 0.50s``).
 _PYTEST_WORDS: Final[Mapping[str, str]] = {
     "passed": "passed",
     "failed": "failed",
@@ -180,11 +181,19 @@ _PYTEST_WORDS: Final[Mapping[str, str]] = {
     "warnings": "warnings",
     "rerun": "rerun",
 }
+#: The details keys counted from the summary line, in the order they are reported.
+_PYTEST_COUNTS: Final = tuple(dict.fromkeys(_PYTEST_WORDS.values()))
 _PYTEST_SUMMARY = re.compile(r"^=*\s*(?P<body>(?:no tests ran|\d+ \w+(?:, \d+ \w+)*))\s+in\s+[\d.]+\s*s\b.*$")
 _PYTEST_COUNT = re.compile(r"(\d+) (\w+)")
 _PYTEST_PROBLEM = re.compile(r"^(FAILED|ERROR) \S")
 _PYTEST_SECTION = re.compile(r"^_{3,} (?P<title>.+?) _{3,}$")
 _PYTEST_ERROR_LINE = re.compile(r"^E\s+(?P<message>\S.*)$")
+#: A line of pytest's usage error report: ``ERROR: file or directory not found: x`` or
+#: ``python -m pytest: error: unrecognized arguments: --x``.
+_PYTEST_USAGE_LINE = re.compile(r"^(?:.*?: )?(?:ERROR|error): \S")
+_PYTEST_INTERNAL_PREFIX = "INTERNALERROR>"
+#: Terminal colour codes (pytest --color=yes, or PY_COLORS=1 as CI services set).
+_ANSI_ESCAPE = re.compile(r"\x1b\[[0-9;]*m")
 #: pytest exit codes (pytest.ExitCode): 2 interrupted, 3 internal error, 4 usage, 5 no tests.
 _PYTEST_INTERRUPTED, _PYTEST_INTERNAL, _PYTEST_USAGE, _PYTEST_NO_TESTS = 2, 3, 4, 5
 
@@ -210,22 +219,45 @@ def _collection_messages(lines: list[str]) -> dict[str, str]:
     return messages
 
 
+def _pytest_own_error(result: CommandResult, code: int, details: dict[str, Any]) -> ParsedOutput:
+    """``ERROR`` for pytest's internal (3) or usage (4) error, whatever the summary line says
+    (pytest still prints ``no tests ran`` after either); the summary ends with the cause, the
+    last ``INTERNALERROR>`` line or the last ``error:`` line."""
+    output = [
+        _ANSI_ESCAPE.sub("", line).rstrip() for line in (result.stdout + "\n" + result.stderr).splitlines()
+    ]
+    if code == _PYTEST_INTERNAL:
+        text = "internal error"
+        lines = [
+            line.removeprefix(_PYTEST_INTERNAL_PREFIX).strip()
+            for line in output
+            if line.startswith(_PYTEST_INTERNAL_PREFIX) and line.removeprefix(_PYTEST_INTERNAL_PREFIX).strip()
+        ]
+    else:
+        text = "usage error"
+        lines = [line for line in output if _PYTEST_USAGE_LINE.match(line)]
+    failures = bound_failures(lines[-TAIL_LINES:] or tail_lines(result))
+    summary = f"pytest {text} (exit code {code})"
+    if lines:
+        summary += f": {lines[-1]}"
+    return ParsedOutput(ERROR, summary, details, failures)
+
+
 def parse_pytest(result: CommandResult, cwd: Path | None = None) -> ParsedOutput:
     """pytest (run with ``-rfE``): counts from the final summary line and one failure per
     ``FAILED``/``ERROR`` line of the short test summary.
 
     details: ``passed``, ``failed``, ``errors``, ``skipped``, ``xfailed``, ``xpassed``,
-    ``deselected``, ``warnings`` (counts) and ``exit_code``. Status: MET on exit code 0;
-    NOT_MET for failures, collection errors (2) and no tests collected (5); ERROR for an
-    internal (3) or usage (4) error. Output without a pytest summary falls back to the exit code.
+    ``deselected``, ``warnings``, ``rerun`` (counts) and ``exit_code``. Status: MET on exit code
+    0; NOT_MET for failures, an interrupted session (2, collection errors among others) and no
+    tests run (5); ERROR for an internal (3) or usage (4) error. Colour codes are ignored.
+    Output without a pytest summary falls back to the exit code.
     """
     code = check_ran(result)
     if isinstance(code, ParsedOutput):
         return code
-    lines = [line.rstrip() for line in result.stdout.splitlines()]
-    counts = dict.fromkeys(
-        ("passed", "failed", "errors", "skipped", "xfailed", "xpassed", "deselected", "warnings"), 0
-    )
+    lines = [_ANSI_ESCAPE.sub("", line).rstrip() for line in result.stdout.splitlines()]
+    counts = dict.fromkeys(_PYTEST_COUNTS, 0)
     summary_body: str | None = None
     for line in reversed(lines):
         match = _PYTEST_SUMMARY.match(line)
@@ -237,6 +269,8 @@ def parse_pytest(result: CommandResult, cwd: Path | None = None) -> ParsedOutput
                     counts[key] += int(number)
             break
     details: dict[str, Any] = {**counts, "exit_code": code}
+    if code in (_PYTEST_INTERNAL, _PYTEST_USAGE):
+        return _pytest_own_error(result, code, details)
     messages = _collection_messages(lines)
     problems = []
     for line in lines:
@@ -248,13 +282,14 @@ def parse_pytest(result: CommandResult, cwd: Path | None = None) -> ParsedOutput
     failures = bound_failures(problems or ([] if code == 0 else tail_lines(result)))
     if code == 0:
         return ParsedOutput(MET, summary_body or "exit code 0 (no pytest summary found)", details, [])
-    if code in (_PYTEST_INTERNAL, _PYTEST_USAGE) and summary_body is None:
-        text = "internal error" if code == _PYTEST_INTERNAL else "usage error"
-        return ParsedOutput(ERROR, f"pytest {text} (exit code {code})", details, failures)
     if code == _PYTEST_NO_TESTS:
-        return ParsedOutput(
-            NOT_MET, "no tests ran (pytest exit code 5): no test was collected", details, failures
+        deselected = counts["deselected"]
+        why = (
+            f"all {deselected} collected test{'s were' if deselected != 1 else ' was'} deselected"
+            if deselected
+            else "no test was collected"
         )
+        return ParsedOutput(NOT_MET, f"no tests ran (pytest exit code 5): {why}", details, failures)
     if summary_body is None:
         return ParsedOutput(
             NOT_MET, f"failed: {_exit_text(code)} (no pytest summary found)", details, failures
