@@ -11,6 +11,7 @@ from typing import Any
 
 import pytest
 
+from loopwright import deferred
 from loopwright.deferred import replaying
 from loopwright.exceptions import AgentError, WorkspaceError, WorkspaceIntegrityError
 from loopwright.models import (
@@ -35,6 +36,7 @@ class RecordingAgent(Agent):
         self.result = result or AgentResult(summary="did it", tokens_used=3)
         self.error = error
         self.calls: list[tuple[AgentRequest, StopCheck | None, OutputCallback | None]] = []
+        self.deferral_keys: list[str] = []
 
     def run(
         self,
@@ -44,6 +46,7 @@ class RecordingAgent(Agent):
         on_output: OutputCallback | None = None,
     ) -> AgentResult:
         self.calls.append((request, should_stop, on_output))
+        self.deferral_keys.append(deferred._KEY.get())
         if self.error is not None:
             raise self.error
         return self.result
@@ -288,3 +291,10 @@ def test_a_replayed_iteration_counts_from_its_first_start(monkeypatch: pytest.Mo
     with replaying(utcnow() - timedelta(seconds=50)):
         result = iterate(_state(), RecordingAgent(), RecordingWorkspace(), state_dir=Path("/s"))
     assert 50 <= result.duration_seconds < 60
+
+
+def test_the_agent_runs_under_its_own_deferral_key_so_a_replayed_step_finds_its_task_again() -> None:
+    agent = RecordingAgent()
+    iterate(_state(), agent, RecordingWorkspace(), state_dir=Path("/s"))
+    assert agent.deferral_keys == ["agent"]
+    assert deferred._KEY.get() == "command"

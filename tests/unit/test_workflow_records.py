@@ -731,3 +731,110 @@ def test_warnings_that_no_longer_apply_are_dropped(monkeypatch: pytest.MonkeyPat
     record = Recorder()
     workflow.authorize_next(state, None, record)  # type: ignore[arg-type]
     assert record.events == [] and state.pending_warnings == []
+
+
+# ----------------------------------------------------------------------------- the events' messages
+@pytest.mark.usefixtures("fixed_clock")
+def test_the_agent_event_message_is_stripped_and_names_at_most_20_withheld_files() -> None:
+    withheld = [f"s{n}.pem" for n in range(25)]
+    record = _run(_state(), AgentResult(summary="\n done"), RecordingWorkspace(withheld=withheld))
+    event = record.one(_EV.AGENT_COMPLETED)
+    assert event.message == "done (not committed, they look like secrets: " + ", ".join(withheld[:20]) + ")"
+    assert event.data["withheld_files"] == withheld
+    assert _run(_state(), AgentResult(summary="  done  ")).one(_EV.AGENT_COMPLETED).message == "done"
+
+
+@pytest.mark.usefixtures("fixed_clock")
+def test_cost_unknown_says_why_and_whether_the_budget_misses_the_tokens() -> None:
+    state = _state()
+    record = _run(state, AgentResult(tokens_used=30, input_tokens=20, output_tokens=10, model="mystery"))
+    assert record.one(_EV.COST_UNKNOWN).message == (
+        "model 'mystery' has no price; price it in loopwright.toml: "
+        'prices = { "mystery" = { input = ..., cached_input = ..., output = ... } } '
+        "(US dollars per million tokens); its tokens add nothing to the loop's cost"
+    )
+    state.config = _config(cost_budget_usd=2.5)
+    record = _run(state, AgentResult(tokens_used=30))
+    assert record.one(_EV.COST_UNKNOWN).message == (
+        "the agent named no model (AgentResult.model), so its tokens cannot be priced; its tokens "
+        "add nothing to the loop's cost and the cost budget ($2.5) does not see them"
+    )
+    model = next(iter(DEFAULT_PRICES))
+    record = _run(state, AgentResult(tokens_used=30, model=model))
+    assert record.one(_EV.COST_UNKNOWN).message == (
+        f"the agent gave no input/cached/output breakdown of its tokens, so model {model!r} cannot be "
+        "priced; its tokens add nothing to the loop's cost and the cost budget ($2.5) does not see them"
+    )
+
+
+def test_a_slow_condition_is_named_in_the_message() -> None:
+    record = Recorder()
+    workflow.evaluate_conditions(
+        _state(), TableSandbox({"a": (1, 42.04, False), "b": (0, 31.26, False)}), record, baseline=True
+    )
+    assert record.events[0].message == (
+        "baseline: 1/2 exit conditions met: a=NOT_MET, b=MET (slow, over 30 s: a 42 s, b 31.3 s)"
+    )
+    assert record.events[0].data["slow"] == {"a": 42.0, "b": 31.3}
+
+
+def test_the_start_message_keeps_200_characters_of_the_goal() -> None:
+    goal = "g" * 199 + " " + "h" * 50
+    state = _state()
+    state.config = _config(goal=goal)
+    record = Recorder()
+    workflow.start_session(state, record)
+    assert record.events[0].message == "goal: " + goal[:200]
+    state = _state()
+    state.config = _config(goal=goal)
+    workflow.start_session(state, record, environment="venv .venv")
+    assert record.events[1].message == "goal: " + "g" * 199 + " · venv .venv"
+
+
+def test_the_second_session_is_a_resume() -> None:
+    state = _state(sessions_used=1, iteration=1)
+    record = Recorder()
+    workflow.start_session(state, record, environment="venv .venv")
+    assert record.types == [_EV.LOOP_RESUMED] and state.sessions_used == 2
+    assert record.events[0].message == "resumed at iteration 1 (session 2) · venv .venv"
+
+
+def test_a_raised_limit_changes_only_what_it_names_and_says_so() -> None:
+    state = _state()
+    state.config = _config(token_budget=5000, max_duration_seconds=600)
+    record = Recorder()
+    workflow.apply_controls(state, [_control(ControlAction.RAISE_LIMIT, max_iterations=20)], record)
+    assert state.config.max_iterations == 20
+    assert state.config.token_budget == 5000 and state.config.max_duration_seconds == 600
+    [event] = record.events
+    assert event.message == 'limits changed by User::"alice": max_iterations=20'
+    assert event.data == {"control": "RAISE_LIMIT", "principal": 'User::"alice"', "max_iterations": 20}
+
+
+def test_several_raised_limits_all_apply_in_order() -> None:
+    state = _state()
+    record = Recorder()
+    first = _control(ControlAction.RAISE_LIMIT, max_iterations=20)
+    second = _control(ControlAction.RAISE_LIMIT, max_iterations=30, cost_budget_usd=4.5)
+    halt = workflow.apply_controls(state, [first, _control(ControlAction.PAUSE, "p"), second], record)
+    assert halt.applied == [first.control_id, second.control_id] and halt.pause_reason == "p"
+    assert state.config.max_iterations == 30 and state.config.cost_budget_usd == 4.5
+    assert (
+        record.events[1].message == 'limits changed by User::"alice": max_iterations=30, cost_budget_usd=4.5'
+    )
+
+
+def test_a_loop_ended_without_an_outcome_says_ended() -> None:
+    record = Recorder()
+    workflow.finish(_state(), Decision(action=NextAction.STOP, reason="gone"), record)
+    assert record.events[0].message == "ended: gone"
+
+
+def test_a_new_warning_is_recorded_even_when_another_was_pending(monkeypatch: pytest.MonkeyPatch) -> None:
+    auth = AuthorizationResult(allowed=True, iteration=2, warnings=["p1", "p2"], warning_messages=["m1"])
+    _authorize_returns(monkeypatch, auth)
+    state = _state(pending_warnings=["m0"])
+    record = Recorder()
+    workflow.authorize_next(state, None, record)  # type: ignore[arg-type]
+    assert [(e.message, e.data) for e in record.events] == [("m1", {"policy_id": "p1"})]
+    assert state.pending_warnings == ["m1"]
