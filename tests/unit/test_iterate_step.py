@@ -4,7 +4,7 @@ that cannot start, a worktree tampered with, the files withheld and the iteratio
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
@@ -298,3 +298,11 @@ def test_the_agent_runs_under_its_own_deferral_key_so_a_replayed_step_finds_its_
     iterate(_state(), agent, RecordingWorkspace(), state_dir=Path("/s"))
     assert agent.deferral_keys == ["agent"]
     assert deferred._KEY.get() == "command"
+
+
+def test_the_failing_conditions_reach_the_agent_as_json() -> None:
+    state = _state()
+    state.exit_conditions[1].details = {"since": datetime(2026, 3, 1, 12, 30, tzinfo=UTC), "files": ("x.py",)}
+    request = build_agent_request(state, Path("/s"))
+    assert request.conditions[0]["details"] == {"since": "2026-03-01T12:30:00Z", "files": ["x.py"]}
+    assert type(request.conditions[0]["type"]) is str and type(request.conditions[0]["status"]) is str

@@ -76,6 +76,7 @@ class TableSandbox(Sandbox):
 
     def __init__(self, table: Mapping[str, tuple[int | None, float, bool]]) -> None:
         self.table = table
+        self.cwds: list[Path] = []
 
     def find_program(self, name: str, *, cwd: Path) -> str | None:
         return f"/bin/{name}"
@@ -91,6 +92,7 @@ class TableSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
+        self.cwds.append(cwd)
         code, seconds, timed_out = self.table[command[0].removeprefix("check-")]
         return CommandResult(
             command=list(command), exit_code=code, duration_seconds=seconds, timed_out=timed_out
@@ -838,3 +840,41 @@ def test_a_new_warning_is_recorded_even_when_another_was_pending(monkeypatch: py
     workflow.authorize_next(state, None, record)  # type: ignore[arg-type]
     assert [(e.message, e.data) for e in record.events] == [("m1", {"policy_id": "p1"})]
     assert state.pending_warnings == ["m1"]
+
+
+def test_run_iteration_hands_the_state_folder_the_stop_check_and_the_output_to_the_agent() -> None:
+    agent = RecordingAgent()
+
+    def stop() -> bool:
+        return False
+
+    def output(stream: str, text: str) -> None:
+        return None
+
+    workflow.run_iteration(
+        _state(),
+        agent,
+        RecordingWorkspace(),
+        Recorder(),
+        state_dir=Path("/st"),
+        should_stop=stop,
+        on_output=output,
+    )
+    [(request, should_stop, on_output)] = agent.calls
+    assert request.state_dir == "/st" and should_stop is stop and on_output is output
+
+
+def test_the_conditions_run_in_the_worktree() -> None:
+    sandbox = TableSandbox({"a": (0, 1.0, False), "b": (0, 1.0, False)})
+    workflow.evaluate_conditions(_state(worktree="/tmp/the-worktree"), sandbox, Recorder())
+    assert sandbox.cwds and set(sandbox.cwds) == {Path("/tmp/the-worktree")}
+
+
+def test_the_checkpoint_and_iteration_start_messages() -> None:
+    record = Recorder()
+    ckpt = workflow.save_checkpoint(_state(iteration=3), MemoryStore(), record)
+    workflow.begin_iteration(_state(iteration=3), record)
+    assert [e.message for e in record.events] == [
+        f"checkpoint {ckpt.checkpoint_id} at iteration 3",
+        "iteration 4 started",
+    ]
