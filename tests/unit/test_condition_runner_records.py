@@ -5,6 +5,7 @@ scratch folder, and every field of the :class:`ExitConditionStatus`."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,3 +218,19 @@ def test_build_succeeds_with_its_own_command_gets_no_scratch_folder(tmp_path: Pa
     sandbox = RecordingSandbox()
     evaluate_condition(_cfg(type="BUILD_SUCCEEDS", command="make build"), sandbox, tmp_path, 1)
     assert sandbox.runs[0]["command"] == ["make", "build"]
+
+
+def test_paths_in_failures_are_shown_relative_to_the_worktree_even_from_a_cwd(tmp_path: Path) -> None:
+    (tmp_path / "sub").mkdir()
+    finding = {
+        "code": "F401",
+        "message": "unused import",
+        "filename": str(tmp_path / "sub" / "a.py"),
+        "location": {"row": 3, "column": 1},
+    }
+    sandbox = RecordingSandbox(CommandResult(command=[], exit_code=1, stdout=json.dumps([finding])))
+    status = evaluate_condition(
+        _cfg(type="LINTING_CLEAN", name=None, command=None, cwd="sub"), sandbox, tmp_path, 1
+    )
+    assert sandbox.runs[0]["cwd"] == tmp_path / "sub"
+    assert status.failures == ["sub/a.py:3:1 F401 unused import"]
