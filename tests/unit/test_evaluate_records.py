@@ -33,14 +33,17 @@ S = ExitConditionStatusValue
 
 
 class ThreadSandbox(Sandbox):
-    """Exit code 0 after ``delay`` seconds (the last argument is the delay); keeps each run's
-    thread name and the most runs seen at the same time."""
+    """Exit code 0 (1 for the command ``bad``); keeps each run's thread name and folder and the
+    most runs seen at the same time. Each run waits (at most 2 s) until ``gate`` runs are under
+    way, then sleeps the seconds its last argument gives, so the finishing order is known."""
 
-    def __init__(self) -> None:
-        self.lock = threading.Lock()
+    def __init__(self, gate: int = 1) -> None:
+        self.gate = gate
+        self.changed = threading.Condition()
         self.running = 0
         self.most = 0
         self.threads: list[tuple[str, str]] = []
+        self.folders: set[Path] = set()
 
     def find_program(self, name: str, *, cwd: Path) -> str | None:
         return name
@@ -56,12 +59,15 @@ class ThreadSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
     ) -> CommandResult:
-        with self.lock:
+        with self.changed:
             self.running += 1
             self.most = max(self.most, self.running)
             self.threads.append((command[0], threading.current_thread().name))
+            self.folders.add(cwd)
+            self.changed.notify_all()
+            self.changed.wait_for(lambda: self.running >= self.gate, timeout=2)
         time.sleep(float(command[-1]))
-        with self.lock:
+        with self.changed:
             self.running -= 1
         return CommandResult(command=list(command), exit_code=0 if command[0] != "bad" else 1)
 
@@ -88,6 +94,7 @@ def test_sequential_conditions_run_one_after_the_other_in_this_thread(tmp_path: 
     assert sandbox.most == 1
     me = threading.current_thread().name
     assert sandbox.threads == [("bad", me), ("c1", me), ("c2", me)]
+    assert sandbox.folders == {tmp_path}
 
 
 def test_a_single_condition_runs_in_this_thread_even_when_parallel(tmp_path: Path) -> None:
@@ -98,18 +105,19 @@ def test_a_single_condition_runs_in_this_thread_even_when_parallel(tmp_path: Pat
 
 
 def test_parallel_conditions_run_together_and_are_listed_in_the_configs_order(tmp_path: Path) -> None:
-    sandbox = ThreadSandbox()
+    sandbox = ThreadSandbox(gate=3)
     # the first finishes last
     statuses = evaluate(_config([0.3, 0.1, 0.2], parallel=True), sandbox, tmp_path, 2)
     assert [s.name for s in statuses] == ["c0", "c1", "c2"]
     assert [s.status for s in statuses] == [S.NOT_MET, S.MET, S.MET]
     assert sandbox.most == 3
     assert all(name.startswith("loopwright-eval") for _, name in sandbox.threads)
+    assert sandbox.folders == {tmp_path}
 
 
 def test_at_most_max_parallel_conditions_run_at_once(tmp_path: Path) -> None:
     assert MAX_PARALLEL_CONDITIONS == 8
-    sandbox = ThreadSandbox()
+    sandbox = ThreadSandbox(gate=8)
     statuses = evaluate(_config([0.2] * 10, parallel=True), sandbox, tmp_path, 1)
     assert len(statuses) == 10
     assert sandbox.most == 8
