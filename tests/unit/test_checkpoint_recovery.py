@@ -114,8 +114,12 @@ def test_an_unparsable_named_checkpoint_is_refused_as_corrupt() -> None:
 
 def test_a_named_checkpoint_that_is_not_stored_is_not_found() -> None:
     store, _ = _store(2)
-    with pytest.raises(CheckpointNotFoundError, match="loop 'l' has no checkpoint 'ckpt_x'"):
+    with pytest.raises(CheckpointNotFoundError) as raised:
         recover("l", store, "ckpt_x")
+    assert str(raised.value) == (
+        "loop 'l' has no checkpoint 'ckpt_x'; "
+        "list them with `loopwright events LOOP_ID --type CHECKPOINT_SAVED`"
+    )
 
 
 def test_without_any_valid_checkpoint_the_error_names_every_corrupt_one() -> None:
