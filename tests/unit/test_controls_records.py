@@ -331,8 +331,9 @@ def test_a_loop_marked_active_with_an_outcome_is_not_running(policy: CedarPolicy
     _stored(store, is_active=True, phase=LoopPhase.COMPLETED, outcome=LoopOutcome.STOPPED)
     resumed: list[LoopState] = []
     service = ControlService(store, policy, resumer=lambda s, r: resumed.append(s))
-    with pytest.raises(ControlConflictError, match="is not running"):
+    with pytest.raises(ControlConflictError) as info:
         service.submit(_request(ControlAction.PAUSE))
+    assert str(info.value) == "loop 'loop-c' is not running (phase COMPLETED); nothing to pause"
     result = service.submit(_request(ControlAction.RESUME))
     assert result.status == "applied" and len(resumed) == 1
 
@@ -443,6 +444,9 @@ def test_a_denial_names_each_policy_with_its_message_and_cedars_errors() -> None
             errors=["e1", "e2"],
         )
     )
+    bare = Scripted(PolicyDecision(allowed=False, policy_ids=["p3"]))  # no annotations at all
+    with pytest.raises(ControlDeniedError, match=r"loop 'loop-c': p3 \(policy p3\)$"):
+        ControlService(store, bare).submit(_request(ControlAction.STOP))
     with pytest.raises(ControlDeniedError) as info:
         ControlService(store, engine).submit(_request(ControlAction.STOP))
     assert str(info.value) == (

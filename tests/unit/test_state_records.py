@@ -256,6 +256,14 @@ def test_a_new_checkpoint_has_a_valid_checksum_and_its_stored_json_is_its_conten
     assert again.payload_json() == stored
 
 
+def test_a_later_change_to_the_state_in_place_does_not_reach_the_stored_json() -> None:
+    state = _progress()
+    ckpt = Checkpoint.from_loop_state(state, "abc")
+    state.pending_warnings.append("later")  # the snapshot is a shallow copy: it shares the list
+    assert json.loads(ckpt.payload_json())["state"]["pending_warnings"] == ["w"]
+    assert json.loads(ckpt.payload_json())["checksum"] == ckpt.checksum
+
+
 def test_a_changed_checkpoint_is_invalid_and_stores_its_new_content() -> None:
     ckpt = Checkpoint.from_loop_state(_progress(), "abc")
     ckpt.commit = "other"
