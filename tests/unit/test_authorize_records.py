@@ -312,3 +312,14 @@ def test_the_warnings_question_is_the_same_request_with_another_action() -> None
     }
     assert first.resource_attributes["cost_budget_micro_usd"] == 5_000_000
     assert first.resource_attributes["max_duration_seconds"] == 600
+
+
+def test_policies_without_annotations_deny_and_warn_by_their_id() -> None:
+    denial = authorize(_state(), Fixed(PolicyDecision(allowed=False, policy_ids=["bare"])))
+    assert (denial.outcome, denial.reason, denial.denied_by) == (
+        LoopOutcome.POLICY_DENIED,
+        "policy 'bare' denied iteration 8",
+        ["bare"],
+    )
+    warned = authorize(_state(), Fixed(ALLOW, PolicyDecision(allowed=True, policy_ids=["bare"])))
+    assert (warned.warnings, warned.warning_messages) == (["bare"], ["policy 'bare' applies"])
