@@ -152,12 +152,16 @@ def test_a_limit_equal_to_what_was_used_is_allowed(fields: dict[str, object], li
 @pytest.mark.parametrize(
     ("fields", "limits", "message"),
     [
-        ({"iteration": 6}, LimitChange(max_iterations=5), "max_iterations: 5 is below the 6 iterations"),
+        (
+            {"iteration": 6},
+            LimitChange(max_iterations=5),
+            "^max_iterations: 5 is below the 6 iterations already run; give a larger value$",
+        ),
         ({"tokens_used": 500}, LimitChange(token_budget=499), "token_budget: 499 is below the 500 tokens"),
         (
             {"cost_usd": 1.5},
             LimitChange(cost_budget_usd=1.49),
-            r"cost_budget_usd: 1.49 is below the \$1.5000",
+            r"^cost_budget_usd: 1.49 is below the \$1.5000 already spent; give a larger value$",
         ),
         (
             {"ended_at": START + timedelta(seconds=100)},
@@ -386,6 +390,17 @@ def test_approving_without_an_answer_records_approved(policy: CedarPolicyEngine)
     )
     assert resumed[0].human_response == "approved"
     assert store.events[0].message == f"approved by {ALICE}: approved"
+
+
+def test_approving_a_loop_that_asked_nothing_is_a_conflict(policy: CedarPolicyEngine) -> None:
+    store = MemoryStore()
+    _stored(store, phase=LoopPhase.PAUSED)
+    with pytest.raises(ControlConflictError) as info:
+        ControlService(store, policy, resumer=lambda s, r: None).submit(_request(ControlAction.APPROVE))
+    assert str(info.value) == (
+        "loop 'loop-c' is not waiting for an answer (phase PAUSED); nothing to approve"
+    )
+    assert store.get_state("loop-c").version == 1 and store.events == []
 
 
 def test_approving_without_an_engine_is_a_conflict_and_writes_nothing(policy: CedarPolicyEngine) -> None:
