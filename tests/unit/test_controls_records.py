@@ -157,7 +157,11 @@ def test_a_limit_equal_to_what_was_used_is_allowed(fields: dict[str, object], li
             LimitChange(max_iterations=5),
             "^max_iterations: 5 is below the 6 iterations already run; give a larger value$",
         ),
-        ({"tokens_used": 500}, LimitChange(token_budget=499), "token_budget: 499 is below the 500 tokens"),
+        (
+            {"tokens_used": 500},
+            LimitChange(token_budget=499),
+            "^token_budget: 499 is below the 500 tokens already spent; give a larger value$",
+        ),
         (
             {"cost_usd": 1.5},
             LimitChange(cost_budget_usd=1.49),
