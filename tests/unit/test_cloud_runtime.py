@@ -89,3 +89,13 @@ def test_metrics_have_a_namespace_even_when_imported_before_the_environment_is_s
     code = "from loopwright.cloud.observability import metrics; print(metrics.namespace)"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     assert done.stdout.strip() == "loopwright"
+
+
+def test_poll_bounds_the_wrong_way_round_are_named() -> None:
+    env = {**AWS_ENV, "LOOPWRIGHT_POLL_MIN_SECONDS": "60", "LOOPWRIGHT_POLL_MAX_SECONDS": "30"}
+    with pytest.raises(
+        ConfigError, match="LOOPWRIGHT_POLL_MAX_SECONDS \\(30\\) is below LOOPWRIGHT_POLL_MIN_SECONDS"
+    ):
+        runtime.RuntimeSettings.from_environ(env)
+    settings = runtime.RuntimeSettings.from_environ({**env, "LOOPWRIGHT_POLL_MAX_SECONDS": "60"})
+    assert (settings.poll_min_seconds, settings.poll_max_seconds) == (60, 60)

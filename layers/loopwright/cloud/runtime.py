@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aws_lambda_powertools.metrics import MetricUnit
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loopwright.cloud.deferral import PendingStep, run_deferred
 from loopwright.cloud.observability import metrics, tracer
@@ -98,6 +98,15 @@ class RuntimeSettings(BaseModel):
         description="seconds a started command is awaited in the step before the step returns pending",
     )
 
+    @model_validator(mode="after")
+    def _poll_bounds(self) -> RuntimeSettings:
+        if self.poll_max_seconds < self.poll_min_seconds:
+            raise ValueError(
+                f"LOOPWRIGHT_POLL_MAX_SECONDS ({self.poll_max_seconds}) is below LOOPWRIGHT_POLL_MIN_SECONDS "
+                f"({self.poll_min_seconds}): set it to at least that"
+            )
+        return self
+
     @classmethod
     def from_environ(cls, environ: Mapping[str, str] | None = None) -> RuntimeSettings:
         """Parse ``environ`` (default ``os.environ``). Raises :class:`ConfigError` naming the variable."""
@@ -106,7 +115,8 @@ class RuntimeSettings(BaseModel):
         except ValidationError as exc:
             first = exc.errors()[0]
             name = ".".join(str(p) for p in first["loc"])
-            raise ConfigError(f"environment variable {name}: {first['msg']}") from exc
+            message = str(first["msg"]).removeprefix("Value error, ")
+            raise ConfigError(f"environment variable {name}: {message}" if name else message) from exc
 
     def require(self, name: str) -> str:
         """The setting ``name``; raises :class:`ConfigError` naming its variable when unset."""

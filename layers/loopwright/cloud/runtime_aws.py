@@ -107,7 +107,7 @@ def aws_workspace_ports(
             token=event.deferral_token,
             inline_seconds=settings.inline_seconds,
             min_wait_seconds=settings.poll_min_seconds,
-            max_wait_seconds=max(settings.poll_min_seconds, settings.poll_max_seconds),
+            max_wait_seconds=settings.poll_max_seconds,
         )
     return CloudPorts(**{**sandboxed.__dict__, "workspace": workspace, "deferring": deferring})
 
