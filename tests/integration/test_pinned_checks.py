@@ -142,3 +142,29 @@ def test_a_bad_pin_setting_is_refused_and_nothing_is_written(tmp_path: Path) -> 
     assert "Traceback" not in done.stderr
     assert cli("status", "-w", str(repo)).stdout.startswith("no loops")
     assert not (tmp_path / "count").exists()
+
+
+def test_the_run_flags_set_the_pins(tmp_path: Path) -> None:
+    repo, config = _workspace(tmp_path, "test")
+    done = cli("run", "-w", str(repo), "-c", str(config), "--loop-id", "pin-6", "--protected-path", "/etc")
+    assert done.returncode == EXIT_BAD_INPUT
+    assert "protected_paths.0" in done.stderr and "Traceback" not in done.stderr
+    assert not (tmp_path / "count").exists()
+    done = cli(
+        "run",
+        "-w",
+        str(repo),
+        "-c",
+        str(config),
+        "--loop-id",
+        "pin-7",
+        "--quiet",
+        "--allow-test-changes",
+        "--protected-path",
+        "docs/",
+    )
+    assert done.returncode == EXIT_OK, done.stdout + done.stderr
+    [pinned] = _events(repo, "pin-7", "CHECKS_PINNED")
+    assert "protected: docs/" in pinned["data"]["pins"]
+    assert pinned["data"]["allow_test_changes"] is True
+    assert len(_events(repo, "pin-7", "PINNED_CHANGE_ALLOWED")) == 1
