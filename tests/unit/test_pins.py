@@ -384,3 +384,106 @@ def test_accepting_without_a_hold_is_a_conflict_and_writes_nothing() -> None:
     with pytest.raises(ControlConflictError, match="no reverted change to pinned files to accept"):
         _approve_on(store, True)
     assert store.events == [] and store.get_state("loop-pin").version == 1
+
+
+def test_every_pin_of_the_built_in_checks() -> None:
+    every = config(T.ALL_TESTS_PASS, T.LINTING_CLEAN, T.SECURITY_SCAN_CLEAN, T.BUILD_SUCCEEDS)
+    assert pin_rules(every).describe() == [
+        "tests: tests/",
+        "tests: test/",
+        "tests: test_*.py",
+        "tests: *_test.py",
+        "tests: conftest.py",
+        "tests: pytest.ini",
+        "lint-config: ruff.toml",
+        "lint-config: .ruff.toml",
+        "lint-config: .flake8",
+        "scan-config: .bandit",
+        "scan-config: bandit.yaml",
+        "scan-config: bandit.yml",
+        "loop-config: loopwright.toml",
+        "loop-config: loopwright.yaml",
+        "loop-config: loopwright.yml",
+        "loop-config: *.cedar",
+        "loop-config: *.cedarschema",
+        "tests: pyproject.toml [tool.pytest]",
+        "tests: tox.ini [pytest]",
+        "tests: setup.cfg [tool:pytest]",
+        "lint-config: pyproject.toml [tool.ruff]",
+        "lint-config: setup.cfg [flake8]",
+        "lint-config: tox.ini [flake8]",
+        "scan-config: pyproject.toml [tool.bandit]",
+    ]
+    # A custom condition parsed as pytest pins the tests too; BUILD_SUCCEEDS alone pins only the loop's files.
+    custom = LoopConfig(
+        goal="g", exit_conditions=[ExitConditionConfig(type=T.CUSTOM, command="make test", parser="pytest")]
+    )
+    assert "tests: conftest.py" in pin_rules(custom).describe()
+    assert [
+        p for p in pin_rules(config(T.BUILD_SUCCEEDS)).describe() if not p.startswith("loop-config")
+    ] == []
+
+
+@pytest.mark.parametrize(
+    ("argument", "pinned"),
+    [
+        ("check.py", True),
+        ("run.sh", True),
+        ("run.bash", True),
+        ("rules.toml", True),
+        ("rules.ini", True),
+        ("rules.cfg", True),
+        ("rules.yaml", True),
+        ("rules.yml", True),
+        ("expected.json", True),
+        ("rules.mk", True),
+        ("tools/check", True),
+        ("./tools/check", True),
+        ("make", False),
+        ("--config=x.toml", False),
+        ("-c", False),
+        ("/usr/bin/check.py", False),
+        ("../check.py", False),
+        ("a;b.py", False),
+        ("print('x.py')", False),
+        ('"x.py"', False),
+        ("check.txt", False),
+        ("", False),
+    ],
+)
+def test_which_command_arguments_are_files(argument: str, pinned: bool) -> None:
+    cfg = LoopConfig(
+        goal="g",
+        exit_conditions=[ExitConditionConfig(type=T.CUSTOM, command=["tool", argument or "-"])],
+    )
+    pins = [p for p in pin_rules(cfg).describe() if p.startswith("condition-command")]
+    assert bool(pins) is (pinned and bool(argument))
+    if pinned and argument:
+        assert pins == [f"condition-command: {argument.removeprefix('./')}"]
+
+
+def test_lint_and_scan_sections() -> None:
+    lint, scan = config(T.LINTING_CLEAN), config(T.SECURITY_SCAN_CLEAN)
+    cfg = "[metadata]\nname = calc\n"
+    assert changes(
+        lint, ["setup.cfg"], {"setup.cfg": cfg}, {"setup.cfg": cfg + "[flake8]\nignore = E\n"}
+    ) == [("setup.cfg", "lint-config", "added", False)]
+    tox = "[flake8]\nignore = E\n"
+    assert changes(lint, ["tox.ini"], {"tox.ini": tox}, {"tox.ini": "[tox]\n"}) == [
+        ("tox.ini", "lint-config", "deleted", False)
+    ]
+    ruff = PYPROJECT + "\n[tool.ruff]\nline-length = 100\n"
+    assert changes(
+        lint, ["pyproject.toml"], {"pyproject.toml": ruff}, {"pyproject.toml": ruff.replace("100", "999")}
+    ) == [("pyproject.toml", "lint-config", "modified", False)]
+    bandit = PYPROJECT + '\n[tool.bandit]\nskips = ["B101"]\n'
+    assert changes(scan, ["pyproject.toml"], {"pyproject.toml": PYPROJECT}, {"pyproject.toml": bandit}) == [
+        ("pyproject.toml", "scan-config", "added", False)
+    ]
+    # Not INI any more: counts (fail closed).
+    assert changes(lint, ["setup.cfg"], {"setup.cfg": cfg}, {"setup.cfg": "no section header"}) == [
+        ("setup.cfg", "lint-config", "modified", False)
+    ]
+    # A dotted key whose parent is not a table is simply absent.
+    odd = {"pyproject.toml": 'tool = "pytest 1"\n'}
+    assert changes(config(), ["pyproject.toml"], odd, {"pyproject.toml": 'tool = "pytest 2"\n'}) == []
