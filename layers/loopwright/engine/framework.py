@@ -469,5 +469,6 @@ class LoopFramework(SessionDriver, Restoring):
         )
         if not resuming:
             pinning.record_pins(self.get_state(), self.emit_event)
-        pinning.settle_hold(self.get_state(), self._workspace(), self.emit_event)
+        if self.get_state().pinned_hold is not None:  # a human answered (approve): apply it
+            pinning.settle_hold(self.get_state(), self._workspace(), self.emit_event)
         self._writer.save(self.get_state())
