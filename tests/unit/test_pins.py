@@ -115,9 +115,12 @@ def test_protected_paths_must_stay_in_the_repository(bad: str) -> None:
 
 
 def test_allow_test_changes_takes_a_bool_or_paths_only() -> None:
-    with pytest.raises(ValidationError, match="allow_test_changes"):
+    with pytest.raises(ValidationError, match=r"allow_test_changes\.bool"):
         config(allow_test_changes="yes please")
     assert config(allow_test_changes=["tests/golden/*"]).allow_test_changes == ["tests/golden/*"]
+    with pytest.raises(ValidationError, match=r"allow_test_changes\.paths\.0") as info:
+        config(allow_test_changes=["/abs"])
+    assert "without '..'" in str(info.value) and "valid boolean" not in str(info.value)
 
 
 # ----------------------------------------------------------------------------- which changes count

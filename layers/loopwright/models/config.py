@@ -26,7 +26,7 @@ from loopwright.models.agent_config import (
     AgentConfig,
 )
 from loopwright.models.enums import AgentKind, ExitConditionType
-from loopwright.models.pins import PathGlob
+from loopwright.models.pins import AllowTestChanges, PathGlob
 from loopwright.models.pricing import ModelName, ModelPrice
 from loopwright.models.schedule_expression import check_schedule_expression
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
@@ -377,7 +377,7 @@ class LoopConfig(_Strict):
         description="paths or globs (relative to the repository) pinned besides the exit "
         "conditions' files: an iteration that changes one is reverted and waits for a human",
     )
-    allow_test_changes: bool | list[PathGlob] = Field(
+    allow_test_changes: AllowTestChanges = Field(
         default=False,
         description="true: the agent may change the test files and the test runner's "
         "configuration (a goal about the tests); a list of paths or globs: it may change those "

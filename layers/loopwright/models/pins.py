@@ -9,9 +9,9 @@ commit is kept on a ref, the branch is moved back, and the loop waits for a huma
 
 from __future__ import annotations
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
+from pydantic import AfterValidator, BaseModel, ConfigDict, Discriminator, Field, StringConstraints, Tag
 
 #: What a pinned file is to the loop (the Cedar context's ``kind``):
 #: ``tests`` test files and the test runner's configuration (ALL_TESTS_PASS),
@@ -36,6 +36,18 @@ def _glob(value: str) -> str:
 #: A path or glob relative to the repository's root: ``*`` matches across folders; a pattern
 #: without ``/`` matches a file's name in any folder; a pattern ending in ``/`` a whole folder.
 PathGlob = Annotated[str, StringConstraints(min_length=1, max_length=1024), AfterValidator(_glob)]
+
+
+def _allow_kind(value: Any) -> str:
+    return "paths" if isinstance(value, list | tuple) else "bool"
+
+
+#: ``LoopConfig.allow_test_changes``: true/false, or a list of :data:`PathGlob` (an error names
+#: the branch: ``allow_test_changes.paths.0`` or ``allow_test_changes.bool``).
+AllowTestChanges = Annotated[
+    Annotated[bool, Tag("bool")] | Annotated[list[PathGlob], Tag("paths")],
+    Discriminator(_allow_kind),
+]
 
 
 class PinnedChange(BaseModel):
