@@ -28,14 +28,21 @@ from loopwright.workflow import Recorder
 _EV = IterationEventType
 
 
-def record_pins(state: LoopState, record: Recorder) -> None:
-    """Record CHECKS_PINNED: what the loop's checks depend on (``pins``: one line each)."""
+def record_pins(state: LoopState, record: Recorder, *, engine_enforces: bool = True) -> None:
+    """Record CHECKS_PINNED: what the loop's checks depend on (``pins``: one line each).
+
+    ``engine_enforces`` is False for an engine that does not check the pins yet (the Step
+    Functions engine): the message says so, as it does when ``git_isolation`` is off."""
     pins = pin_rules(state.config).describe()
-    enforced = state.config.git_isolation
+    if not engine_enforces:
+        why = " (not enforced: the Step Functions engine does not check pins yet)"
+    elif not state.config.git_isolation:
+        why = " (not enforced: git_isolation is off, iterations are not committed)"
+    else:
+        why = ""
     record(
         _EV.CHECKS_PINNED,
-        f"{len(pins)} pins on the checks' files"
-        + ("" if enforced else " (not enforced: git_isolation is off, iterations are not committed)"),
+        f"{len(pins)} pins on the checks' files{why}",
         iteration=0,
         pins=pins,
         allow_test_changes=state.config.allow_test_changes or None,
