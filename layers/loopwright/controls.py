@@ -258,13 +258,27 @@ class ControlService:
                 f"loop {state.loop_id!r} is not waiting for an answer (phase {state.phase.value}); "
                 "nothing to approve"
             )
+        hold = state.pinned_hold
+        if request.accept_pinned_change and hold is None:
+            raise ControlConflictError(
+                f"loop {state.loop_id!r} has no reverted change to pinned files to accept; "
+                "approve it without --accept-pinned-change"
+            )
         resumer = self._require_resumer("approve")
         state.human_response = request.response or "approved"
+        accepted = ""
+        if hold is not None:
+            hold.answered = True
+            hold.accepted_by = request.principal if request.accept_pinned_change else None
+            accepted = " (change to pinned files " + (
+                "accepted)" if request.accept_pinned_change else "left reverted)"
+            )
         saved = self._save(
             state,
             request,
             IterationEventType.CONTROL_APPLIED,
-            f"approved by {request.principal}: {state.human_response[:200]}",
+            f"approved by {request.principal}{accepted}: {state.human_response[:200]}",
+            **({"accept_pinned_change": True} if request.accept_pinned_change else {}),
         )
         resumer(saved, request)
         return "applied", "approved; the loop continues", saved.phase

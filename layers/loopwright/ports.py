@@ -348,6 +348,13 @@ class Workspace(ABC):
         Workspaces without history keep nothing."""
         return None
 
+    def file_text(self, loop_id: str, commit: str, path: str) -> str | None:
+        """The text of ``path`` (relative to the worktree's root) at ``commit`` of the loop's
+        branch; None when the file is not in that commit. Raises NotImplementedError when the
+        workspace cannot read its history (the pinned checks then treat the whole file as
+        changed)."""
+        raise NotImplementedError
+
     def started_from(self, loop_id: str) -> WorkspaceSnapshot | None:
         """What :meth:`prepare` started the loop's new branch from, when there is something to
         tell (a snapshot of the user's working tree, or files left out as secrets), in this

@@ -238,6 +238,7 @@ def test_operators_come_from_the_operators_file(tmp_path: Path) -> None:
         ("limits", None, "{not json", "body", "not valid JSON"),
         ("stop", {"reason": "x" * 2001}, None, "reason", "at most 2000"),
         ("approve", {"response": 5}, None, "response", "valid string"),
+        ("approve", {"accept_pinned_change": "maybe"}, None, "accept_pinned_change", "valid boolean"),
         ("resume", {"checkpoint_id": "../x"}, None, "checkpoint_id", "should match pattern"),
     ],
 )
@@ -255,6 +256,7 @@ def test_bad_control_bodies_are_400_and_write_nothing(
     ("loop_id", "path", "body", "words"),
     [
         ("b2", "approve", {"response": "ok"}, "not waiting for an answer"),
+        ("a2", "approve", {"accept_pinned_change": True}, "no reverted change to pinned files"),
         ("run", "resume", None, "is running"),
         ("b1", "resume", None, "CONDITIONS_MET, which is final"),
         ("b1", "stop", None, "already ended"),

@@ -66,6 +66,7 @@ def test_the_compact_variant_completes_a_green_repository_at_the_baseline(
     assert [e.status for e in run.executions] == ["SUCCEEDED"]
     assert _event_types(workspace, "green") == [
         IterationEventType.LOOP_STARTED,
+        IterationEventType.CHECKS_PINNED,
         IterationEventType.EXIT_CONDITIONS_EVALUATED,
         IterationEventType.VERIFICATION_PASSED,
         IterationEventType.LOOP_COMPLETED,

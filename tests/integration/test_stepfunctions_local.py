@@ -158,6 +158,7 @@ def test_a_green_repository_completes_at_the_baseline_with_no_iteration(
     assert [(e.name, e.status) for e in run.executions] == [("green-g0", "SUCCEEDED")]
     assert _event_types(sfn_ws, "green") == [
         IterationEventType.LOOP_STARTED,
+        IterationEventType.CHECKS_PINNED,
         IterationEventType.EXIT_CONDITIONS_EVALUATED,
         IterationEventType.VERIFICATION_PASSED,
         IterationEventType.LOOP_COMPLETED,

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loopwright import workflow
+from loopwright import pinning, workflow
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.adapters.local.python_agent import PythonAgent
 from loopwright.cloud.steps import CloudPorts, EventCollector, baseline_step, evaluation_step
@@ -43,6 +43,7 @@ def _started(store: MemoryStore, tmp_path: Path, loop_id: str = "l1") -> StepInp
     state = store.create_loop(LoopState(loop_id=loop_id, config=_config(), worktree=str(tmp_path)))
     record = EventCollector(state)
     workflow.start_session(state, record)
+    pinning.record_pins(state, record, engine_enforces=False)
     store.save_state(state, record.events)
     return StepInput(loop_id=loop_id, baseline=workflow.baseline_due(state))
 
@@ -104,11 +105,12 @@ def test_a_green_repository_completes_at_the_baseline_like_the_local_engine(tmp_
     assert [e.type for e in events] == _engine_types(tmp_path, reference, Agent(reference, {}))
     assert [e.type for e in events] == [
         EV.LOOP_STARTED,
+        EV.CHECKS_PINNED,
         EV.EXIT_CONDITIONS_EVALUATED,
         EV.VERIFICATION_PASSED,
         EV.LOOP_COMPLETED,
     ]
-    assert events[1].iteration == 0 and events[1].data["baseline"] is True
+    assert events[2].iteration == 0 and events[2].data["baseline"] is True
 
 
 def test_a_failing_baseline_continues_and_is_not_evaluated_again_by_a_retried_start(tmp_path: Path) -> None:
@@ -209,6 +211,7 @@ def test_compact_run_iteration_completes_a_green_repository_at_the_baseline(tmp_
     assert agent.requests == [] and len(built) == 1
     assert store.types("l1") == [
         EV.LOOP_STARTED,
+        EV.CHECKS_PINNED,
         EV.EXIT_CONDITIONS_EVALUATED,
         EV.VERIFICATION_PASSED,
         EV.LOOP_COMPLETED,

@@ -43,7 +43,7 @@ def test_start_stores_the_loop_and_starts_generation_0() -> None:
     assert event.loop_id == "l1"
     # The first execution asks for the baseline: a new loop evaluates its conditions before the agent
     assert started == [("l1-g0", StepInput(loop_id="l1", baseline=True).model_dump_json())]
-    assert store.types("l1") == [IterationEventType.LOOP_STARTED]
+    assert store.types("l1") == [IterationEventType.LOOP_STARTED, IterationEventType.CHECKS_PINNED]
     assert store.get_state("l1").sessions_used == 1
 
 
@@ -151,6 +151,7 @@ def test_a_throttled_start_execution_leaves_the_loop_interrupted_and_a_retry_sta
     assert (state.phase, state.is_active, state.sessions_used) == (LoopPhase.AUTHORIZING, True, 2)
     assert store.types("l1") == [
         IterationEventType.LOOP_STARTED,
+        IterationEventType.CHECKS_PINNED,
         IterationEventType.ERROR,
         IterationEventType.LOOP_RESUMED,
     ]

@@ -60,7 +60,7 @@ def test_yaml_with_overrides_replacing_fields(tmp_path: Path) -> None:
         ),
         (
             'goal = "g"\nmax_iteratons = 3\n[[exit_conditions]]\ntype = "LINTING_CLEAN"',
-            "max_iteratons: unknown field; allowed: agent, checkpoint_interval",
+            "max_iteratons: unknown field; allowed: agent, allow_test_changes, checkpoint_interval",
         ),
         (
             'goal = "g"\n[[exit_conditions]]\ntype = "CUSTOM"',

@@ -128,6 +128,19 @@ DETECTIONS = [
 ]
 
 
+def test_the_pinned_checks_lines_are_valid_once_uncommented() -> None:
+    text = render(DETECTIONS[1], None)
+    pinned = [
+        line.removeprefix("# ")
+        for line in text.splitlines()
+        if line.startswith(("# protected_paths", "# allow_test_changes"))
+    ]
+    assert len(pinned) == 2
+    config = LoopConfig.model_validate({**tomllib.loads(text), **tomllib.loads("\n".join(pinned))})
+    assert config.protected_paths == ["migrations/", "golden/*"]
+    assert config.allow_test_changes is True
+
+
 @pytest.mark.parametrize("detection", DETECTIONS, ids=["nothing", "everything"])
 @pytest.mark.parametrize("agent", [None, AgentKind.COMMAND, *AGENT_PROGRAMS])
 def test_every_rendered_config_is_valid(detection: Detection, agent: AgentKind | None) -> None:

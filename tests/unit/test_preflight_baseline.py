@@ -218,12 +218,13 @@ def test_an_already_green_repository_completes_with_no_iteration_and_no_agent_ca
     events = store.list_events(result.loop_id)
     assert [e.type for e in events] == [
         EV.LOOP_STARTED,
+        EV.CHECKS_PINNED,
         EV.EXIT_CONDITIONS_EVALUATED,
         EV.VERIFICATION_PASSED,
         EV.LOOP_COMPLETED,
     ]
-    assert events[1].iteration == 0 and events[1].data["baseline"] is True
-    assert events[1].message.startswith("baseline: 1/1 exit conditions met")
+    assert events[2].iteration == 0 and events[2].data["baseline"] is True
+    assert events[2].message.startswith("baseline: 1/1 exit conditions met")
     assert events[-1].data["iterations"] == 0
 
 

@@ -128,6 +128,7 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "human_request": None,
         "policy_files": None,
         "workspace_problem": None,
+        "pinned_hold": None,
         "sandbox_session_id": None,
         "agent_seconds": None,
         "task_token": None,

@@ -57,10 +57,20 @@ def approve(
     response: Annotated[
         str | None, typer.Option(help="Your answer to the agent's question (default: 'approved').")
     ] = None,
+    accept_pinned_change: Annotated[
+        bool,
+        typer.Option(
+            "--accept-pinned-change",
+            help="Accept the reverted change to pinned files (tests, check configuration) the "
+            "loop waits on: the branch takes it and the pin moves. Without it the change stays "
+            "reverted.",
+        ),
+    ] = False,
     as_json: JsonOpt = False,
     quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
 ) -> None:
-    """Answer the agent's question and continue the loop in this terminal."""
+    """Answer the agent's question (or decide on a change to pinned files) and continue the loop
+    in this terminal."""
     root = workspace_path(workspace)
 
     def run_here(state: LoopState, request: ControlRequest) -> None:
@@ -68,7 +78,14 @@ def approve(
         framework = LoopFramework.open(state.loop_id, workspace=root, observer=progress)
         execute(framework, as_json=as_json, progress=progress)
 
-    _control(root, loop_id, ControlAction.APPROVE, response=response, resumer=run_here)
+    _control(
+        root,
+        loop_id,
+        ControlAction.APPROVE,
+        response=response,
+        accept_pinned_change=accept_pinned_change,
+        resumer=run_here,
+    )
 
 
 def limits(

@@ -209,6 +209,11 @@ max_iterations = 10               # policy iteration-limit: iterations (one agen
 warning_threshold_percent = 80    # policies iteration-warning, token-budget-warning,
                                   # cost-budget-warning and time-limit-warning tell the agent
                                   # at this share of a limit
+
+# Pinned checks: an iteration that changes the tests, the test/lint/scan configuration, this file
+# or a path below is reverted and waits for you (policy pinned-checks; docs/pinned-checks.md).
+# protected_paths = ["migrations/", "golden/*"]
+# allow_test_changes = true       # for a goal about the tests (or a list of paths)
 '''
 
 

@@ -294,6 +294,18 @@ def run(
             "and untracked files (default: a snapshot of the working tree; config start_from).",
         ),
     ] = False,
+    allow_test_changes: Annotated[
+        bool,
+        typer.Option(
+            "--allow-test-changes",
+            help="Let the agent change the test files and the test configuration (a goal about "
+            "the tests); by default a change to them is reverted and waits for you.",
+        ),
+    ] = False,
+    protected_path: Annotated[
+        list[str] | None,
+        typer.Option(help="A path or glob the agent may not change, besides the checks' files (repeatable)."),
+    ] = None,
     engine: Annotated[
         Engine,
         typer.Option(
@@ -326,6 +338,8 @@ def run(
         "checkpoint_retention": checkpoint_retention,
         "git_isolation": git_isolation,
         "start_from": "head" if from_head else None,
+        "allow_test_changes": True if allow_test_changes else None,
+        "protected_paths": protected_path,
     }
     if condition:
         overrides["exit_conditions"] = _condition_overrides(condition)

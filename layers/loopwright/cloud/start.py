@@ -28,7 +28,7 @@ from collections.abc import Callable
 
 from pydantic import ValidationError
 
-from loopwright import workflow
+from loopwright import pinning, workflow
 from loopwright.cloud.steps import CloudPorts, EventCollector
 from loopwright.config_loader import format_validation_error
 from loopwright.exceptions import ConfigError, LoopFrameworkError, LoopNotFoundError
@@ -145,6 +145,8 @@ def start_loop(
     state = _stored(request, state, ports)
     record = EventCollector(state)
     workflow.start_session(state, record)
+    if state.sessions_used == 1:  # the same events as the in-process engine; pins not checked here yet
+        pinning.record_pins(state, record, engine_enforces=False)
     state = ports.store.save_state(state, record.events)
     event = StepInput(loop_id=loop_id, baseline=workflow.baseline_due(state))
     name = execution_name(loop_id, 0)

@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopwright import notifications, records, workflow
+from loopwright import notifications, pinning, records, workflow
 from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
@@ -212,7 +212,10 @@ def start_step(event: StepInput, ports: CloudPorts, *, agent_name: str = "agent"
     step = _Step(event, ports)
     if step.state.sessions_used > 0:  # a resumed loop: a stop or pause asked before is done with
         ports.store.clear_stop(event.loop_id)
+    first = step.state.sessions_used == 0
     workflow.start_session(step.state, step.record, agent_name=agent_name)
+    if first:  # the same events as the in-process engine; the pins are not checked here yet
+        pinning.record_pins(step.state, step.record, engine_enforces=False)
     return step.save()
 
 

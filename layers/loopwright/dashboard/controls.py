@@ -35,6 +35,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         limits: LimitChange | None = None,
         response: str | None = None,
         checkpoint_id: str | None = None,
+        accept_pinned_change: bool = False,
     ) -> Response[ControlResult]:
         identity: Identity = deps.identity(app.current_event.raw_event)
         state = deps.store.get_state(check_loop_id(loop_id))
@@ -49,6 +50,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
                 limits=limits,
                 response=response,
                 checkpoint_id=checkpoint_id,
+                accept_pinned_change=accept_pinned_change,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -93,7 +95,13 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         responses=_CONTROL_DOC,
     )
     def post_approve(loop_id: str, body: ApproveBody | None = None) -> Response[ControlResult]:
-        return submit(loop_id, ControlAction.APPROVE, body, response=body.response if body else None)
+        return submit(
+            loop_id,
+            ControlAction.APPROVE,
+            body,
+            response=body.response if body else None,
+            accept_pinned_change=body.accept_pinned_change if body else False,
+        )
 
     @app.post(
         "/api/loops/<loop_id>/limits",

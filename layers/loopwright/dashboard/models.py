@@ -254,6 +254,11 @@ class ApproveBody(ControlBody):
     """Body of approve: the answer to the agent's question."""
 
     response: str | None = Field(default=None, max_length=20_000, description="the answer the agent gets")
+    accept_pinned_change: bool = Field(
+        default=False,
+        description="accept the reverted change to pinned files the loop waits on (the pin moves); "
+        "without it the change stays reverted",
+    )
 
 
 #: The limits a human may change (LimitChange's fields, in order).

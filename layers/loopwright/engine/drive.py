@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from loopwright import workflow
+from loopwright import pinning, workflow
 from loopwright.engine.host import EngineHost
 from loopwright.engine.iteration_record import IterationRecorder
 from loopwright.engine.tracing import Tracing
@@ -82,6 +82,7 @@ class SessionDriver(EngineHost):
             else:
                 self._writer.save(self.get_state())
             self._records.begin(state, self.state_dir, live=not agent.in_process)
+            previous_head = state.head_commit
             try:
                 result = workflow.run_iteration(
                     state,
@@ -97,6 +98,13 @@ class SessionDriver(EngineHost):
                 self._writer.save(self.get_state())
                 self._records.agent_done(state, result, self._workspace())
                 return decide(pause_reason=state.workspace_problem)
+            held = pinning.guard_pins(
+                state, result, previous_head, self._workspace(), self.policy, self.emit_event
+            )
+            if held is not None:  # changed what the checks depend on: reverted, a human decides
+                self._writer.save(self.get_state())
+                self._records.agent_done(state, result, self._workspace())
+                return held
             workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event)
             self._writer.save(self.get_state())
             self._records.agent_done(state, result, self._workspace())

@@ -26,7 +26,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from loopwright import workflow
+from loopwright import pinning, workflow
 from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.project_env import ProjectEnvironment, check_python
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
@@ -467,4 +467,8 @@ class LoopFramework(SessionDriver, Restoring):
             environment=environment.describe() if environment else None,
             **(environment.record() if environment else {}),
         )
+        if not resuming:
+            pinning.record_pins(self.get_state(), self.emit_event)
+        if self.get_state().pinned_hold is not None:  # a human answered (approve): apply it
+            pinning.settle_hold(self.get_state(), self._workspace(), self.emit_event)
         self._writer.save(self.get_state())

@@ -26,6 +26,7 @@ from loopwright.models.agent_config import (
     AgentConfig,
 )
 from loopwright.models.enums import AgentKind, ExitConditionType
+from loopwright.models.pins import AllowTestChanges, PathGlob
 from loopwright.models.pricing import ModelName, ModelPrice
 from loopwright.models.schedule_expression import check_schedule_expression
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
@@ -368,6 +369,20 @@ class LoopConfig(_Strict):
         "detected (.venv, uv, PDM, Poetry, Hatch, else the first python3 on PATH)",
     )
     env: EnvVars = Field(default_factory=dict)
+
+    # Pinned checks (issue 15.1): see loopwright.pinning and docs/pinned-checks.md.
+    protected_paths: list[PathGlob] = Field(
+        default_factory=list,
+        max_length=256,
+        description="paths or globs (relative to the repository) pinned besides the exit "
+        "conditions' files: an iteration that changes one is reverted and waits for a human",
+    )
+    allow_test_changes: AllowTestChanges = Field(
+        default=False,
+        description="true: the agent may change the test files and the test runner's "
+        "configuration (a goal about the tests); a list of paths or globs: it may change those "
+        "pinned files only",
+    )
 
     @model_validator(mode="after")
     def _isolation_applies(self) -> LoopConfig:

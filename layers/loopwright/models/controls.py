@@ -92,10 +92,19 @@ class ControlRequest(BaseModel):
         pattern=CHECKPOINT_ID_PATTERN,
         description="RESUME: the checkpoint to continue from (default: the newest valid one)",
     )
+    accept_pinned_change: bool = Field(
+        default=False,
+        description="APPROVE: accept the reverted change to pinned files the loop waits on (the "
+        "pin moves); without it the change stays reverted",
+    )
     requested_at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _limits_match_action(self) -> ControlRequest:
+        if self.action is not ControlAction.APPROVE and self.accept_pinned_change:
+            raise ValueError(
+                f"accept_pinned_change: only APPROVE accepts a pinned change, not {self.action.value}"
+            )
         if self.action is ControlAction.RAISE_LIMIT and self.limits is None:
             raise ValueError("limits: required for RAISE_LIMIT")
         if self.action is not ControlAction.RAISE_LIMIT and self.limits is not None:

@@ -84,6 +84,11 @@ class IterationEventType(StrEnum):
     POLICY_SET_CHANGED = "POLICY_SET_CHANGED"  # an operator accepted a changed Cedar policy set
     SESSION_REPLACED = "SESSION_REPLACED"  # the loop's sandbox session had ended: a new one, clone restored
     SESSION_STOPPED = "SESSION_STOPPED"  # the loop's sandbox session was stopped (the loop ended or waits)
+    CHECKS_PINNED = "CHECKS_PINNED"  # the files the exit conditions depend on, pinned at the start
+    PINNED_CHANGE_ALLOWED = "PINNED_CHANGE_ALLOWED"  # an iteration changed pinned files; Cedar allowed it
+    PINNED_CHANGE_REVERTED = "PINNED_CHANGE_REVERTED"  # ... Cedar did not: reverted (kept on a ref)
+    PINNED_CHANGE_ACCEPTED = "PINNED_CHANGE_ACCEPTED"  # a human accepted a reverted change: the pin moved
+    PINNED_CHANGE_REJECTED = "PINNED_CHANGE_REJECTED"  # a human left a reverted change reverted
     LOOP_COMPLETED = "LOOP_COMPLETED"
     ERROR = "ERROR"
 

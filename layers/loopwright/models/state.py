@@ -19,6 +19,7 @@ from loopwright.models.enums import (
     LoopOutcome,
     LoopPhase,
 )
+from loopwright.models.pins import PinnedChangeHold
 from loopwright.models.types import LoopId
 
 
@@ -115,6 +116,11 @@ class LoopState(BaseModel):
         default=None,
         description="the last iteration's work could not be committed (its worktree was tampered "
         "with): the loop pauses with this reason; cleared when a session starts",
+    )
+    pinned_hold: PinnedChangeHold | None = Field(
+        default=None,
+        description="an iteration's change to pinned files, reverted and waiting for a human "
+        "(loopwright.pinning)",
     )
     sandbox_session_id: str | None = Field(
         default=None, description="the loop's Code Interpreter session (AWS engine)"

@@ -277,6 +277,18 @@ class GitWorktreeWorkspace(Workspace):
         self.git.output(["update-ref", ref, head], cwd=self.workspace)
         return SavedWork(ref=ref, commit=head, commits=commits)
 
+    def file_text(self, loop_id: str, commit: str, path: str) -> str | None:
+        """``git show <commit>:<path>`` in the loop's worktree; None when the file is not there."""
+        worktree = self._worktree_path(loop_id)
+        code, out, _ = self.git.run(
+            ["show", f"{commit}:{path}"],
+            cwd=worktree,
+            check=False,
+            git_dir=self._admin_dir(loop_id),
+            work_tree=worktree,
+        )
+        return out if code == 0 else None
+
     def started_from(self, loop_id: str) -> WorkspaceSnapshot | None:
         """What the loop's branch started from when :meth:`prepare` created it in this object:
         the snapshot of the user's working tree, or only the secrets left out of it; None for
