@@ -44,6 +44,20 @@ evidence_app = typer.Typer(
 )
 
 
+def evidence_file(state_dir: Path, loop_id: str) -> Path:
+    """Where ``evidence export`` writes a loop's evidence by default:
+    ``<state_dir>/evidence/<loop_id>.json``."""
+    return state_dir / "evidence" / f"{loop_id}.json"
+
+
+def read_evidence(state_dir: Path, loop_id: str) -> bytes | None:
+    """The bytes of ``loop_id``'s evidence file in ``state_dir``, or None when it has none."""
+    try:
+        return evidence_file(state_dir, loop_id).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
 def _versions() -> dict[str, str]:
     versions = {"python": platform.python_version(), "git": git_version()}
     for package in ("loopwright", "cedarpy"):
@@ -94,7 +108,7 @@ def export(
         data = sign_bundle(bundle, LocalEd25519Signer.load_or_create())
     except EvidenceError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
-    target = output or state_dir_for(root) / "evidence" / f"{loop_id}.json"
+    target = output or evidence_file(state_dir_for(root), loop_id)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_bytes(data)
     typer.echo(str(target))
