@@ -1,8 +1,8 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard``, ``logs``, ``show``, ``plan ...``, ``init`` and ``clean``; ``loopwright --version``
-prints the installed version.
+``dashboard``, ``logs``, ``show``, ``plan ...``, ``evidence ...``, ``init`` and ``clean``;
+``loopwright --version`` prints the installed version.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
 and ``--json`` for machine-readable output.

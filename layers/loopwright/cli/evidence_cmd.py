@@ -172,8 +172,8 @@ def verify(
     rerun: Annotated[bool, typer.Option("--rerun/--no-rerun", help="Run the exit conditions again.")] = True,
     as_json: JsonOpt = False,
 ) -> None:
-    """Check an evidence file's signature; in a checkout of the loop's branch, also its pinned
-    files and, unless ``--no-rerun``, its exit conditions run again."""
+    """Check an evidence file's signature; in a checkout of the loop's branch, also its pinned files
+    and (unless --no-rerun) its exit conditions, run again. Exit 1 when anything differs."""
     try:
         data = file.read_bytes()
     except OSError as exc:
