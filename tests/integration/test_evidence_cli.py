@@ -95,6 +95,20 @@ def test_evidence_with_any_one_byte_changed_fails_verification(completed: tuple[
         assert "verification failed" in done.stderr
 
 
+def test_a_bad_checkout_or_output_is_one_line_and_exit_2(
+    completed: tuple[Path, Path], tmp_path: Path
+) -> None:
+    workspace, evidence = completed
+    no_folder = cli("evidence", "verify", str(evidence), "--checkout", str(tmp_path / "nope"))
+    assert (no_folder.returncode, no_folder.stderr.count("\n")) == (2, 1)
+    assert "--checkout:" in no_folder.stderr and "is not a folder" in no_folder.stderr
+    blocked = tmp_path / "file"
+    blocked.write_text("")
+    no_write = cli("evidence", "export", "ev1", "-w", str(workspace), "-o", str(blocked / "e.json"))
+    assert (no_write.returncode, no_write.stderr.count("\n")) == (2, 1)
+    assert "--output: cannot write" in no_write.stderr
+
+
 def test_a_changed_pinned_file_on_the_branch_fails_verification(completed: tuple[Path, Path]) -> None:
     workspace, evidence = completed
     checkout = workspace / ".loopwright" / "worktrees" / "ev1"

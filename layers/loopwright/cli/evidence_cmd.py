@@ -109,8 +109,11 @@ def export(
     except EvidenceError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     target = output or evidence_file(state_dir_for(root), loop_id)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    target.write_bytes(data)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as exc:
+        fail(f"--output: cannot write {target}: {exc.strerror}", EXIT_BAD_INPUT)
     typer.echo(str(target))
 
 
@@ -194,6 +197,8 @@ def verify(
         document = read_signed(data, verifier)
     except EvidenceError as exc:
         fail(f"{file}: verification failed: {exc}", EXIT_ERROR)
+    if checkout is not None and not checkout.is_dir():
+        fail(f"--checkout: {checkout} is not a folder", EXIT_BAD_INPUT)
     folder = checkout or Path.cwd()
     in_checkout = checkout is not None or head_commit(folder) is not None
     problems = _checkout_problems(document.bundle, folder.resolve(), rerun) if in_checkout else []
