@@ -1,4 +1,9 @@
-"""Issue 15, part 2: evidence bundles signed and checked with an AWS KMS key (moto)."""
+"""Issue 15, part 2: evidence bundles signed and checked with an AWS KMS key (moto).
+
+moto 5.2 does not implement ``MessageType=DIGEST`` (it hashes the digest again), so these tests
+check KMS ``Sign`` against KMS ``Verify``; the offline check of a KMS signature with its public
+key (:class:`~loopwright.adapters.local.evidence_key.EcdsaP256Verifier`) is tested in
+``tests/unit/test_evidence.py`` with a local P-256 key, which signs as KMS does."""
 
 from __future__ import annotations
 

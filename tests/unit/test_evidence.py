@@ -7,10 +7,13 @@ import stat
 from pathlib import Path
 
 import pytest
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
 
-from loopwright.adapters.local.evidence_key import KEY_FILE_NAME, LocalEd25519Signer, LocalEd25519Verifier
+from loopwright.adapters.local.evidence_key import KEY_FILE_NAME, LocalEd25519Signer, verifier_from_pem
 from loopwright.evidence import (
     EvidenceError,
+    EvidenceSigner,
     build_bundle,
     files_sha256,
     pinned_paths,
@@ -222,7 +225,7 @@ def test_the_public_key_pem_verifies_what_the_private_key_signed(
 ) -> None:
     pem = tmp_path / "public.pem"
     pem.write_bytes(signer.public_pem())
-    verifier = LocalEd25519Verifier.from_pem(pem)
+    verifier = verifier_from_pem(pem)
     assert read_signed(bundle_bytes(signer), verifier).bundle.loop_id == "l1"
     with pytest.raises(EvidenceError, match="cannot sign"):
         verifier.sign(b"x")
@@ -231,3 +234,57 @@ def test_the_public_key_pem_verifies_what_the_private_key_signed(
 def test_the_schema_in_the_repository_is_the_models_schema() -> None:
     stored = json.loads((REPO / "schemas" / "evidence-bundle.schema.json").read_text())
     assert stored == evidence_schema()
+
+
+def test_a_pem_that_is_no_usable_key_names_the_option(tmp_path: Path) -> None:
+    pem = tmp_path / "k.pem"
+    pem.write_text("hello")
+    with pytest.raises(EvidenceError, match=r"--public-key: .* is not a readable PEM public key"):
+        verifier_from_pem(pem)
+    p384 = ec.generate_private_key(ec.SECP384R1()).public_key()
+    pem.write_bytes(
+        p384.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(EvidenceError, match="neither an Ed25519 nor an ECDSA P-256"):
+        verifier_from_pem(pem, "arn:key")
+    p256 = ec.generate_private_key(ec.SECP256R1()).public_key()
+    pem.write_bytes(
+        p256.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    with pytest.raises(EvidenceError, match=r"--key-id: .* pass --key-id ARN"):
+        verifier_from_pem(pem)
+    assert verifier_from_pem(pem, "arn:key").key_id == "arn:key"
+
+
+class LocalP256Signer(EvidenceSigner):
+    """Signs as AWS KMS does with an ECC_NIST_P256 key and ECDSA_SHA_256 over a message's SHA-256."""
+
+    algorithm = "ECDSA_SHA_256"
+    key_id = "arn:aws:kms:eu-west-1:123456789012:key/test"
+
+    def __init__(self) -> None:
+        self.private = ec.generate_private_key(ec.SECP256R1())
+
+    def sign(self, message: bytes) -> bytes:
+        return self.private.sign(message, ec.ECDSA(hashes.SHA256()))
+
+    def verify(self, message: bytes, signature: bytes) -> bool:
+        raise AssertionError("the offline verifier is under test")
+
+
+def test_a_kms_style_ecdsa_bundle_verifies_offline_with_the_public_pem(tmp_path: Path) -> None:
+    kms = LocalP256Signer()
+    bundle = build_bundle(completed_state(), [], pinned_start={}, pinned_end={}, tool_versions={})
+    data = sign_bundle(bundle, kms)
+    pem = tmp_path / "kms.pem"
+    pem.write_bytes(
+        kms.private.public_key().public_bytes(
+            serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+        )
+    )
+    offline = verifier_from_pem(pem, kms.key_id)
+    assert read_signed(data, offline).signature.algorithm == "ECDSA_SHA_256"
+    with pytest.raises(EvidenceError, match="does not match the bundle"):
+        read_signed(data.replace(b'"tokens_used":120', b'"tokens_used":121'), offline)
+    with pytest.raises(EvidenceError, match="cannot sign"):
+        offline.sign(b"x")

@@ -21,7 +21,7 @@ import typer
 from rich.console import Console
 
 from loopwright.adapters.local.evidence_git import files_sha256_at, git_version, head_commit, tracked_files
-from loopwright.adapters.local.evidence_key import LocalEd25519Signer, LocalEd25519Verifier, user_state_dir
+from loopwright.adapters.local.evidence_key import LocalEd25519Signer, user_state_dir, verifier_from_pem
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, JsonOpt, WorkspaceOpt, fail, workspace_path
 from loopwright.cli.records import _open
@@ -29,6 +29,7 @@ from loopwright.conditions.runner import evaluate_condition
 from loopwright.engine.local import state_dir_for
 from loopwright.evidence import (
     EvidenceError,
+    EvidenceSigner,
     build_bundle,
     files_sha256,
     pinned_paths,
@@ -166,6 +167,10 @@ def verify(
         Path | None,
         typer.Option("--public-key", help="The signer's public key (PEM); default: your local evidence key."),
     ] = None,
+    key_id: Annotated[
+        str | None,
+        typer.Option("--key-id", help="With an ECDSA P-256 --public-key: the AWS KMS key ARN that signed."),
+    ] = None,
     checkout: Annotated[
         Path | None,
         typer.Option(
@@ -183,7 +188,7 @@ def verify(
         fail(f"FILE: cannot read {file}: {exc.strerror}", EXIT_BAD_INPUT)
     try:
         if public_key_file is not None:
-            verifier: LocalEd25519Verifier = LocalEd25519Verifier.from_pem(public_key_file)
+            verifier: EvidenceSigner = verifier_from_pem(public_key_file, key_id)
         else:
             if not (user_state_dir() / "evidence-ed25519.pem").is_file():
                 fail(
