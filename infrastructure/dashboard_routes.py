@@ -98,6 +98,7 @@ DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
     _get("/api/loops/{loop_id}/metrics"),
     _get("/api/loops/{loop_id}/iterations"),
     _get("/api/loops/{loop_id}/iterations/{iteration}"),
+    _get("/api/loops/{loop_id}/evidence"),
     _get("/progress/{session_id}"),
     _get("/events/{session_id}", query=("limit", "cursor")),
     _get("/checkpoints/{session_id}"),

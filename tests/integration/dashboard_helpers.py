@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -148,9 +149,16 @@ class Dashboard:
         )
 
 
-def open_dashboard(state_dir: Path, *, user: str = "alice", operators: str | None = None) -> Dashboard:
+def open_dashboard(
+    state_dir: Path,
+    *,
+    user: str = "alice",
+    operators: str | None = None,
+    evidence: Callable[[str], bytes | None] | None = None,
+) -> Dashboard:
     """A :class:`Dashboard` over ``state_dir/loopwright.db`` (created); ``operators`` is the text of
-    ``operators.toml`` (None: no file, so ``user`` operates every project)."""
+    ``operators.toml`` (None: no file, so ``user`` operates every project); ``evidence`` reads a
+    loop's evidence file (None: the deployment keeps none)."""
     store = SqliteStore(state_dir / "loopwright.db")
     if operators is not None:
         (state_dir / OPERATORS_FILE_NAME).write_text(operators)
@@ -174,6 +182,7 @@ def open_dashboard(state_dir: Path, *, user: str = "alice", operators: str | Non
         identity=identity,
         liveness=lambda loop_id: loop_id in running,
         clock=lambda: T0 + timedelta(seconds=30),
+        evidence=evidence,
     )
     return Dashboard(
         store=store,

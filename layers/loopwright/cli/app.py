@@ -1,8 +1,8 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard``, ``logs``, ``show``, ``plan ...``, ``init`` and ``clean``; ``loopwright --version``
-prints the installed version.
+``dashboard``, ``logs``, ``show``, ``plan ...``, ``evidence ...``, ``init`` and ``clean``;
+``loopwright --version`` prints the installed version.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
 and ``--json`` for machine-readable output.
@@ -26,6 +26,7 @@ from loopwright.cli.clean_cmd import clean
 from loopwright.cli.common import EXIT_ERROR
 from loopwright.cli.controls import approve, limits, pause, stop
 from loopwright.cli.dashboard import dashboard
+from loopwright.cli.evidence_cmd import evidence_app
 from loopwright.cli.init_cmd import init
 from loopwright.cli.inspect_cmds import events, status
 from loopwright.cli.plan import plan_app
@@ -42,6 +43,8 @@ app = typer.Typer(
 )
 
 app.add_typer(plan_app, name="plan")
+# The signed evidence bundle of a completed loop (issue 15).
+app.add_typer(evidence_app, name="evidence")
 for command in (run, status, events, resume, stop, pause, approve, limits, dashboard):
     app.command()(command)
 # The agent's record of each iteration (issue 9).

@@ -15,6 +15,7 @@ Routes (every JSON answer; errors are :class:`~loopwright.dashboard.models.Error
 - ``GET /api/loops/{loop_id}/metrics``: per-iteration figures and the service's CloudWatch metrics.
 - ``GET /api/loops/{loop_id}/iterations`` and ``.../iterations/{n}``: the agent's records
   (:mod:`.record_reads`).
+- ``GET /api/loops/{loop_id}/evidence``: the loop's signed evidence bundle (:mod:`.evidence_reads`).
 - ``POST /api/loops/{loop_id}/pause|resume|stop|approve|limits``: controls, authorized by Cedar.
 - ``GET /api/identity``: who the API takes the caller for.
 - ``GET /api/openapi.json`` and ``GET /swagger``: the OpenAPI document and Swagger UI.

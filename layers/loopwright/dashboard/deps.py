@@ -37,7 +37,8 @@ class DashboardDeps:
     """The ports the dashboard works with.
 
     ``liveness`` tells whether a process runs a loop (locally its lock file; None in AWS);
-    ``clock`` gives the current UTC time (tests pass a fixed one).
+    ``clock`` gives the current UTC time (tests pass a fixed one); ``evidence`` reads a loop's
+    signed evidence file (its bytes, or None when it has none; None: this deployment keeps none).
     """
 
     store: LoopStore
@@ -49,3 +50,4 @@ class DashboardDeps:
     metrics: MetricQueries = field(default_factory=UnavailableMetrics)
     liveness: LivenessCheck | None = None
     clock: Callable[[], datetime] = utcnow
+    evidence: Callable[[str], bytes | None] | None = None

@@ -12,6 +12,7 @@ from aws_lambda_powertools.event_handler.openapi.params import Query
 
 from loopwright.dashboard.deps import DashboardDeps
 from loopwright.dashboard.errors import ApiError, answer_doc, error_doc
+from loopwright.dashboard.evidence_reads import register_evidence_reads
 from loopwright.dashboard.models import (
     CheckpointList,
     ConditionHistory,
@@ -232,6 +233,7 @@ def register_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         return LoopMetrics(loop_id=loop_id, loop=loop_series(state, found), service=service)
 
     register_record_reads(app, deps)  # the agent's records: /api/loops/{loop_id}/iterations[/{n}]
+    register_evidence_reads(app, deps)  # the signed evidence bundle: /api/loops/{loop_id}/evidence
 
     @app.get(
         "/api/identity",

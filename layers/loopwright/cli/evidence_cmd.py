@@ -1,0 +1,235 @@
+"""``loopwright evidence ...``: the signed evidence bundle of a completed loop (issue 15, part 2).
+
+- ``evidence export LOOP_ID [-o FILE]``: build and sign the bundle (default file
+  ``<workspace>/.loopwright/evidence/<loop_id>.json``);
+- ``evidence verify FILE [--public-key PEM] [--checkout DIR] [--no-rerun]``: check the signature
+  and, in a checkout of the loop's branch, the pinned files and the conditions run again;
+- ``evidence public-key``: print the local key's public key (PEM), to give a reviewer.
+
+Exit codes: 0 done / verified, 1 verification failed (the reason is printed), 2 bad input.
+"""
+
+from __future__ import annotations
+
+import json
+import platform
+from importlib import metadata
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from loopwright.adapters.local.evidence_git import files_sha256_at, git_version, head_commit, tracked_files
+from loopwright.adapters.local.evidence_key import LocalEd25519Signer, user_state_dir, verifier_from_pem
+from loopwright.adapters.local.sandbox import SubprocessSandbox
+from loopwright.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, JsonOpt, WorkspaceOpt, fail, workspace_path
+from loopwright.cli.records import _open
+from loopwright.conditions.runner import evaluate_condition
+from loopwright.engine.local import state_dir_for
+from loopwright.evidence import (
+    EvidenceError,
+    EvidenceSigner,
+    build_bundle,
+    files_sha256,
+    pinned_paths,
+    read_signed,
+    sign_bundle,
+)
+from loopwright.models.config import LoopConfig
+from loopwright.models.evidence import EvidenceBundle
+
+evidence_app = typer.Typer(
+    help="The signed evidence bundle of a completed loop: export it, verify it.",
+    no_args_is_help=True,
+)
+
+
+def evidence_file(state_dir: Path, loop_id: str) -> Path:
+    """Where ``evidence export`` writes a loop's evidence by default:
+    ``<state_dir>/evidence/<loop_id>.json``."""
+    return state_dir / "evidence" / f"{loop_id}.json"
+
+
+def read_evidence(state_dir: Path, loop_id: str) -> bytes | None:
+    """The bytes of ``loop_id``'s evidence file in ``state_dir``, or None when it has none."""
+    try:
+        return evidence_file(state_dir, loop_id).read_bytes()
+    except FileNotFoundError:
+        return None
+
+
+def _versions() -> dict[str, str]:
+    versions = {"python": platform.python_version(), "git": git_version()}
+    for package in ("loopwright", "cedarpy"):
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = "unknown"
+    return versions
+
+
+@evidence_app.command("export")
+def export(
+    loop_id: Annotated[str, typer.Argument(help="The loop (it must have met its conditions).")],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="The file to write.", dir_okay=False)
+    ] = None,
+    workspace: WorkspaceOpt = Path("."),
+) -> None:
+    """Build and sign the evidence bundle of a loop that met its conditions; prints the file's path."""
+    root = workspace_path(workspace)
+    store = _open(root, loop_id)
+    try:
+        state = store.get_state(loop_id)
+        records = []
+        for summary in store.list_iteration_records(loop_id):
+            if (record := store.get_iteration_record(loop_id, summary.iteration)) is not None:
+                records.append(record)
+    finally:
+        store.close()
+    try:
+        repo = Path(state.workspace or root)
+        start, end = state.base_commit, state.head_commit
+        if start is None or end is None:
+            raise EvidenceError(
+                f"loop {loop_id!r} has no commits on a branch (run without --no-git-isolation)"
+            )
+        paths = pinned_paths(
+            sorted(set(tracked_files(repo, start)) | set(tracked_files(repo, end))),
+            state.config.exit_conditions,
+        )
+        bundle = build_bundle(
+            state,
+            records,
+            pinned_start=files_sha256_at(repo, start, paths),
+            pinned_end=files_sha256_at(repo, end, paths),
+            tool_versions=_versions(),
+        )
+        data = sign_bundle(bundle, LocalEd25519Signer.load_or_create())
+    except EvidenceError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    target = output or evidence_file(state_dir_for(root), loop_id)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(data)
+    except OSError as exc:
+        fail(f"--output: cannot write {target}: {exc.strerror}", EXIT_BAD_INPUT)
+    typer.echo(str(target))
+
+
+@evidence_app.command("public-key")
+def public_key() -> None:
+    """Print the local evidence key's public key (PEM), made on first use."""
+    try:
+        signer = LocalEd25519Signer.load_or_create()
+    except EvidenceError as exc:
+        fail(str(exc))
+    typer.echo(signer.public_pem().decode(), nl=False)
+
+
+def _checkout_problems(bundle: EvidenceBundle, checkout: Path, rerun: bool) -> list[str]:
+    """What differs in ``checkout`` from what ``bundle`` says held at its end."""
+    problems = []
+    head = head_commit(checkout)
+    if head != bundle.head_commit:
+        problems.append(f"the checkout is at {head}, the bundle's branch ended at {bundle.head_commit}")
+    on_disk = files_sha256(checkout, bundle.pinned_files_end)
+    for path, digest in sorted(bundle.pinned_files_end.items()):
+        if path not in on_disk:
+            problems.append(f"pinned file {path}: missing")
+        elif on_disk[path] != digest:
+            problems.append(
+                f"pinned file {path}: changed (SHA-256 {on_disk[path]}, the bundle says {digest})"
+            )
+    if not rerun:
+        return problems
+    config = LoopConfig.model_validate(bundle.config)
+    recorded = {c.name: c for c in bundle.conditions}
+    sandbox = SubprocessSandbox()
+    for cfg in config.exit_conditions:
+        status = evaluate_condition(cfg, sandbox, checkout, iteration=0)
+        want = recorded.get(cfg.key)
+        if want is None:
+            problems.append(f"condition {cfg.key}: not in the bundle's results")
+        elif (status.status, status.exit_code) != (want.status, want.exit_code):
+            problems.append(
+                f"condition {cfg.key}: now {status.status.value} (exit code {status.exit_code}), "
+                f"the bundle says {want.status.value} (exit code {want.exit_code})"
+            )
+    return problems
+
+
+@evidence_app.command("verify")
+def verify(
+    file: Annotated[Path, typer.Argument(help="The evidence file.", dir_okay=False)],
+    public_key_file: Annotated[
+        Path | None,
+        typer.Option("--public-key", help="The signer's public key (PEM); default: your local evidence key."),
+    ] = None,
+    key_id: Annotated[
+        str | None,
+        typer.Option("--key-id", help="With an ECDSA P-256 --public-key: the AWS KMS key ARN that signed."),
+    ] = None,
+    checkout: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkout", help="A checkout of the loop's branch (default: the current folder, if it is one)."
+        ),
+    ] = None,
+    rerun: Annotated[bool, typer.Option("--rerun/--no-rerun", help="Run the exit conditions again.")] = True,
+    as_json: JsonOpt = False,
+) -> None:
+    """Check an evidence file's signature; in a checkout of the loop's branch, also its pinned files
+    and (unless --no-rerun) its exit conditions, run again. Exit 1 when anything differs."""
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        fail(f"FILE: cannot read {file}: {exc.strerror}", EXIT_BAD_INPUT)
+    try:
+        if public_key_file is not None:
+            verifier: EvidenceSigner = verifier_from_pem(public_key_file, key_id)
+        else:
+            if not (user_state_dir() / "evidence-ed25519.pem").is_file():
+                fail(
+                    "no local evidence key: pass --public-key with the signer's public key (PEM)",
+                    EXIT_BAD_INPUT,
+                )
+            verifier = LocalEd25519Signer.load_or_create()
+    except EvidenceError as exc:
+        fail(str(exc), EXIT_BAD_INPUT)
+    try:
+        document = read_signed(data, verifier)
+    except EvidenceError as exc:
+        fail(f"{file}: verification failed: {exc}", EXIT_ERROR)
+    if checkout is not None and not checkout.is_dir():
+        fail(f"--checkout: {checkout} is not a folder", EXIT_BAD_INPUT)
+    folder = checkout or Path.cwd()
+    in_checkout = checkout is not None or head_commit(folder) is not None
+    problems = _checkout_problems(document.bundle, folder.resolve(), rerun) if in_checkout else []
+    result = {
+        "file": str(file),
+        "loop_id": document.bundle.loop_id,
+        "signature": "valid",
+        "key_id": document.signature.key_id,
+        "checkout": str(folder.resolve()) if in_checkout else None,
+        "problems": problems,
+        "verified": not problems,
+    }
+    if as_json:
+        typer.echo(json.dumps(result, indent=2))
+    else:
+        console = Console(soft_wrap=True, highlight=False)
+        console.print(f"signature: valid (key {document.signature.key_id})")
+        if not in_checkout:
+            console.print(
+                "checkout: none (run in a checkout of the loop's branch to check its files and conditions)"
+            )
+        for problem in problems:
+            console.print(f"[bold red]FAIL[/] {problem}")
+        if in_checkout and not problems:
+            console.print(
+                f"checkout {folder.resolve()}: pinned files match" + (", conditions hold" if rerun else "")
+            )
+    if problems:
+        raise typer.Exit(EXIT_ERROR)
