@@ -61,6 +61,7 @@ def test_policy_folder_has_the_expected_files() -> None:
         "warnings.cedar",
         "controls.cedar",
         "plans.cedar",
+        "failures.cedar",
     }
     assert len(FIXTURE_FILES) >= 10
 

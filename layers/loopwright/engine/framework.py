@@ -61,6 +61,7 @@ from loopwright.models import (
     IterationEvent,
     IterationEventType,
     LoopConfig,
+    LoopOutcome,
     LoopPhase,
     LoopResult,
     LoopState,
@@ -366,6 +367,8 @@ class LoopFramework(SessionDriver, Restoring):
             if state.outcome in RESUMABLE_OUTCOMES:
                 # A human's stop, a limit (raised since) or a failure is not final: the loop
                 # continues from its last checkpoint (Cedar decides again whether it may).
+                if state.outcome is LoopOutcome.AGENT_FAILING:  # a human looked: count afresh
+                    state.consecutive_failures = 0
                 state.outcome, state.outcome_reason, state.ended_at = None, None, None
                 state.phase = LoopPhase.INTERRUPTED
             if state.outcome is not None:
