@@ -34,7 +34,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopwright.adapters.local.agents.limits import DEFAULT_USAGE_LIMIT_WAIT
+from loopwright.adapters.local.agents.limits import DEFAULT_USAGE_LIMIT_WAIT, error_cause, retry_after_seconds
 from loopwright.adapters.local.command_agent import (
     AgentReport,
     agent_environment,
@@ -42,7 +42,14 @@ from loopwright.adapters.local.command_agent import (
     timeout_summary,
     write_agent_files,
 )
-from loopwright.models import AgentRequest, AgentResult, CliAgentConfig, CommandResult
+from loopwright.models import (
+    TRANSIENT_FAILURE_CAUSES,
+    AgentFailureCause,
+    AgentRequest,
+    AgentResult,
+    CliAgentConfig,
+    CommandResult,
+)
 from loopwright.models.types import MAX_TOKENS
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
 
@@ -324,6 +331,7 @@ def build_result(
     tokens_used = parsed.tokens_used
     if tokens_used == 0 and report is not None:
         tokens_used = report.tokens_used
+    cause, retry_after = _cause(outcome, parsed, failed=failed, resets_at=resets_at)
     return AgentResult(
         tokens_used=tokens_used,
         input_tokens=min(parsed.input_tokens, MAX_TOKENS),
@@ -335,10 +343,32 @@ def build_result(
         summary=summary,
         exit_code=outcome.exit_code,
         failed=failed,
+        failure_cause=cause,
+        retry_after_seconds=retry_after,
         needs_human=report.needs_human if report else None,
         usage_limit_resets_at=resets_at,
         output=_raw_tail(outcome),
     )
+
+
+def _cause(
+    outcome: CommandResult, parsed: CliReport, *, failed: bool, resets_at: datetime | None
+) -> tuple[AgentFailureCause | None, float | None]:
+    """(failure cause, seconds to wait before a retry) of one run: TIMEOUT for a run past its
+    timeout, USAGE_LIMIT with a reset time, else for a failed run the cause its error text names
+    (:func:`~.limits.error_cause`: AUTHENTICATION, RATE_LIMIT, PROVIDER_OUTAGE) or CRASH."""
+    if outcome.timed_out:
+        return AgentFailureCause.TIMEOUT, None
+    if resets_at is not None:
+        return AgentFailureCause.USAGE_LIMIT, None
+    if not failed:
+        return None, None
+    text = "\n".join(part for part in (parsed.error, outcome.stderr, outcome.stdout[-4000:]) if part)
+    named = error_cause(text)
+    if named is None:
+        return AgentFailureCause.CRASH, None
+    cause = AgentFailureCause(named)
+    return cause, retry_after_seconds(text) if cause in TRANSIENT_FAILURE_CAUSES else None
 
 
 def _verdict(
