@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
 
@@ -15,7 +16,10 @@ from loopwright.adapters.local.agents.claude_code import ClaudeStreamParser
 from loopwright.adapters.local.agents.codex import CodexJsonParser
 from loopwright.adapters.local.agents.gemini import GeminiParser
 from loopwright.adapters.local.agents.limits import error_cause, retry_after_seconds
-from loopwright.models import AgentFailureCause, AgentResult, CommandResult
+from loopwright.adapters.local.command_agent import CommandAgent
+from loopwright.adapters.local.sandbox import SubprocessSandbox
+from loopwright.models import AgentFailureCause, AgentRequest, AgentResult, CommandAgentConfig, CommandResult
+from loopwright.steps.failures import failure_cause
 from tests.agent_cli_fakes import SCENARIOS
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
@@ -120,3 +124,43 @@ def test_retry_after_reads_seconds_and_milliseconds() -> None:
     assert retry_after_seconds("Please retry in 27.5s") == 27.5
     assert retry_after_seconds('"retryDelay": "1500ms"') == 1.5
     assert retry_after_seconds("try later") is None
+
+
+def _request(tmp_path: Path) -> AgentRequest:
+    return AgentRequest(
+        loop_id="loop-a",
+        iteration=1,
+        goal="g",
+        worktree=str(tmp_path),
+        state_dir=str(tmp_path / ".state"),
+        max_iterations=3,
+        tokens_used=0,
+    )
+
+
+def test_a_command_agent_reports_its_cause_and_delay_in_report_json(tmp_path: Path) -> None:
+    write = (
+        "import json,os; json.dump({'failure_cause': 'PROVIDER_OUTAGE', 'retry_after_seconds': 12}, "
+        "open(os.environ['LOOPWRIGHT_REPORT_FILE'], 'w')); raise SystemExit(1)"
+    )
+    agent = CommandAgent(CommandAgentConfig(command=["python", "-c", write]), SubprocessSandbox())
+    result = agent.run(_request(tmp_path))
+    assert (result.failure_cause, result.retry_after_seconds, result.failed) == (C.PROVIDER_OUTAGE, 12, True)
+
+
+def test_a_command_agent_past_its_timeout_is_a_timeout_and_a_bad_cause_is_a_failure(tmp_path: Path) -> None:
+    slow = CommandAgent(
+        CommandAgentConfig(command=["python", "-c", "import time; time.sleep(30)"], timeout_seconds=1),
+        SubprocessSandbox(),
+    )
+    assert slow.run(_request(tmp_path)).failure_cause is C.TIMEOUT
+    bad = (
+        "import json,os; "
+        "json.dump({'failure_cause': 'BORED'}, open(os.environ['LOOPWRIGHT_REPORT_FILE'], 'w'))"
+    )
+    result = CommandAgent(CommandAgentConfig(command=["python", "-c", bad]), SubprocessSandbox()).run(
+        _request(tmp_path)
+    )
+    # an unreadable report fails the iteration naming the field; the core reads it as a CRASH
+    assert result.failed and result.failure_cause is None and "failure_cause" in result.summary
+    assert failure_cause(result) is C.CRASH
