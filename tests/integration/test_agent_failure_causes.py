@@ -5,6 +5,7 @@ towards ``max_consecutive_failures``, at which Cedar stops the loop with the cau
 
 from __future__ import annotations
 
+import json
 import os
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -26,7 +27,7 @@ from loopwright.models import (
 )
 from loopwright.steps.failures import BASE_BACKOFF_SECONDS
 from tests.agent_cli_fakes import install_fake_cli
-from tests.integration.helpers import make_repo
+from tests.integration.helpers import cli, cli_json, make_repo
 
 EV = IterationEventType
 
@@ -186,3 +187,35 @@ def test_a_loop_ended_by_failures_counts_afresh_when_a_human_resumes_it(tmp_path
 
     resumed = LoopFramework.open("again", workspace=repo).run(work_function=fix)
     assert resumed.outcome is LoopOutcome.CONDITIONS_MET
+
+
+def test_the_cli_stops_a_crashing_agent_with_exit_code_3_naming_the_cause(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
+    (repo / "loopwright.toml").write_text(
+        'goal = "g"\nmax_iterations = 10\nmax_consecutive_failures = 2\n'
+        '[[exit_conditions]]\ntype = "CUSTOM"\nname = "never"\n'
+        'command = ["python", "-c", "raise SystemExit(1)"]\n'
+        '[agent]\nkind = "command"\ncommand = ["python", "-c", "raise SystemExit(7)"]\n'
+    )
+
+    done = cli("run", "-w", str(repo), "--quiet", "--json")
+
+    assert done.returncode == 3, done.stderr
+    result = json.loads(done.stdout)
+    assert result["outcome"] == "AGENT_FAILING" and result["iterations"] == 2
+    events = cli_json("events", result["loop_id"], "-w", str(repo), "--type", "AGENT_CRASHED")
+    assert [e["data"]["consecutive_failures"] for e in events] == [1, 2]
+
+
+def test_the_cli_refuses_a_bad_max_consecutive_failures_naming_the_field(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
+    (repo / "loopwright.toml").write_text(
+        'goal = "g"\nmax_consecutive_failures = 0\n[[exit_conditions]]\ntype = "ALL_TESTS_PASS"\n'
+        '[agent]\nkind = "command"\ncommand = ["true"]\n'
+    )
+
+    done = cli("run", "-w", str(repo))
+
+    assert done.returncode == 2
+    assert "max_consecutive_failures" in done.stderr and "Traceback" not in done.stderr
+    assert not (repo / ".loopwright" / "worktrees").exists()
