@@ -219,3 +219,29 @@ def test_the_cli_refuses_a_bad_max_consecutive_failures_naming_the_field(tmp_pat
     assert done.returncode == 2
     assert "max_consecutive_failures" in done.stderr and "Traceback" not in done.stderr
     assert not (repo / ".loopwright" / "worktrees").exists()
+
+
+# Iteration 1 is rate limited (retry after 1 s); iteration 2 does the work.
+RATE_LIMITED_AGENT = (
+    "import json, os, pathlib\n"
+    "if os.environ['LOOPWRIGHT_ITERATION'] == '1':\n"
+    "    report = {'failure_cause': 'RATE_LIMIT', 'retry_after_seconds': 1, 'summary': '429'}\n"
+    "    pathlib.Path(os.environ['LOOPWRIGHT_REPORT_FILE']).write_text(json.dumps(report))\n"
+    "    raise SystemExit(1)\n"
+    "pathlib.Path('done.txt').write_text('done')\n"
+)
+
+
+def test_the_cli_waits_out_a_rate_limit_and_the_retry_is_not_counted(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
+    agent = tmp_path / "agent.py"
+    agent.write_text(RATE_LIMITED_AGENT)
+    args = ["run", "-w", str(repo), "--goal", "g", "--condition", "CUSTOM=test -f done.txt"]
+    args += ["--agent-command", f"python {agent}", "--max-iterations", "1", "--loop-id", "rl", "--quiet"]
+
+    done = cli(*args)
+
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "rate limit (a retry, not counted as an iteration): loop rl is paused until" in done.stdout
+    result = json.loads((repo / ".loopwright" / "last-result.json").read_text())
+    assert (result["outcome"], result["iterations"]) == ("CONDITIONS_MET", 2)  # max_iterations 1
