@@ -251,6 +251,39 @@ AIDER_LIMIT = [
 ]
 
 
+def _claude_error(message: str) -> list[Any]:
+    """Claude Code's stream-json when its API call failed: an error ``result`` line."""
+    return [
+        CLAUDE_OK[0],
+        {
+            "type": "result",
+            "subtype": "success",
+            "is_error": True,
+            "duration_ms": 120,
+            "num_turns": 1,
+            "result": message,
+            "session_id": SESSION,
+            "total_cost_usd": 0,
+            "usage": {"input_tokens": 0, "output_tokens": 0},
+        },
+    ]
+
+
+# Failure causes (issue 15.3), as the CLIs print them: Claude Code's "Invalid API key · Please run
+# /login" and its API errors ("API Error: 529 {...overloaded_error...}"), Codex's error events
+# after its own retries ("exceeded retry limit, last status: 429 Too Many Requests").
+CLAUDE_AUTH = _claude_error("Invalid API key · Please run /login")
+CLAUDE_OVERLOADED = _claude_error(
+    'API Error: 529 {"type":"error","error":{"type":"overloaded_error","message":"Overloaded"}}'
+)
+CODEX_RATE_LIMIT = [
+    {"type": "thread.started", "thread_id": THREAD},
+    {"type": "turn.started"},
+    {"type": "error", "message": "exceeded retry limit, last status: 429 Too Many Requests"},
+    {"type": "turn.failed", "error": {"message": "exceeded retry limit, last status: 429 Too Many Requests"}},
+]
+
+
 def _lines(records: list[Any]) -> list[str]:
     return [record if isinstance(record, str) else json.dumps(record) for record in records]
 
@@ -263,6 +296,9 @@ SCENARIOS: dict[str, dict[str, tuple[list[str], list[str], int]]] = {
         "malformed": ([*_lines(CLAUDE_OK[:2]), '{"type":"result","subtype":"succ'], [], 0),
         "not-json": (["Claude Code is ready."], [], 0),
         "error-exit": ([], ["error: unknown option '--bogus'"], 1),
+        "auth-error": (_lines(CLAUDE_AUTH), [], 1),
+        "overloaded": (_lines(CLAUDE_OVERLOADED), [], 1),
+        "hang": ([], [], 0),  # sleeps (see install_fake_cli's ``sleep``) past its timeout
     },
     "codex": {
         "ok": (_lines(CODEX_OK), [], 0),
@@ -274,6 +310,7 @@ SCENARIOS: dict[str, dict[str, tuple[list[str], list[str], int]]] = {
             ["Error: Not inside a trusted directory and --skip-git-repo-check was not specified."],
             1,
         ),
+        "rate-limit": (_lines(CODEX_RATE_LIMIT), [], 1),
     },
     "gemini": {
         "ok": (_lines(GEMINI_OK), [], 0),
@@ -302,6 +339,9 @@ if record:
     with open(record, "a") as fh:
         fh.write(json.dumps({{"argv": sys.argv, "stdin": stdin, "cwd": os.getcwd(),
                              "report_file": os.environ.get("LOOPWRIGHT_REPORT_FILE")}}) + "\\n")
+if spec.get("sleep"):
+    import time
+    time.sleep(spec["sleep"])
 if spec.get("edit"):
     path = pathlib.Path(spec["edit"]["path"])
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -314,9 +354,12 @@ sys.exit(spec["exit_code"])
 '''
 
 
-def install_fake_cli(bin_dir: Path, name: str, scenario: str, *, edit: str | None = None) -> Path:
+def install_fake_cli(
+    bin_dir: Path, name: str, scenario: str, *, edit: str | None = None, sleep: float = 0
+) -> Path:
     """Write the executable ``bin_dir/<name>`` playing ``SCENARIOS[name][scenario]``; ``edit``:
-    a path, relative to the directory it runs in, that it writes before printing."""
+    a path, relative to the directory it runs in, that it writes before printing; ``sleep``:
+    seconds it waits first (a hung agent)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     stdout, stderr, code = SCENARIOS[name][scenario]
     spec = bin_dir / f"{name}.spec.json"
@@ -327,6 +370,7 @@ def install_fake_cli(bin_dir: Path, name: str, scenario: str, *, edit: str | Non
                 "stderr": stderr,
                 "exit_code": code,
                 "edit": {"path": edit, "text": f"written by the fake {name}\n"} if edit else None,
+                "sleep": sleep,
             }
         )
     )

@@ -52,6 +52,7 @@ RESUMABLE_OUTCOMES = frozenset(
         LoopOutcome.TIME_LIMIT,
         LoopOutcome.POLICY_DENIED,
         LoopOutcome.FAILED,
+        LoopOutcome.AGENT_FAILING,
     }
 )
 

@@ -11,10 +11,12 @@ recorded events in one transaction), except the checkpoint, which goes to its ow
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
 from loopwright.models import (
+    FAILURE_CAUSE_EVENTS,
     AgentResult,
     AuthorizationResult,
     Checkpoint,
@@ -49,6 +51,7 @@ from loopwright.steps.evaluate import (
     evaluation_problem,
     slow_conditions,
 )
+from loopwright.steps.failures import counts_as_failure, failure_cause, is_transient, retry_backoff_seconds
 from loopwright.steps.iterate import iterate
 from loopwright.steps.verify import verify
 
@@ -193,6 +196,13 @@ def run_iteration(
     An agent's question for a human is kept in ``state.human_request`` for the decide step; a
     worktree that could not be committed (tampered with) in ``state.workspace_problem``, which
     pauses the loop (an ERROR event says why).
+
+    An agent that did no work has a cause (:func:`~loopwright.steps.failures.failure_cause`),
+    kept in ``state.last_failure_cause`` and recorded as its own event (``AGENT_CRASHED``,
+    ``AGENT_RATE_LIMITED``, ... : :data:`~loopwright.models.FAILURE_CAUSE_EVENTS`) after
+    AGENT_FAILED; ``state.consecutive_failures`` counts them (see :mod:`loopwright.steps.failures`).
+    A rate limit or an outage adds one to ``state.uncounted_iterations`` and sets
+    ``state.resume_at`` to now plus the backoff, so the decide step pauses until the retry.
     """
     result = iterate(
         state, agent, workspace, state_dir=state_dir, should_stop=should_stop, on_output=on_output
@@ -227,10 +237,43 @@ def run_iteration(
         withheld_files=withheld or None,
         duration_seconds=result.duration_seconds,
     )
+    _account_failure(state, result.agent, record)
     state.workspace_problem = result.workspace_problem
     if result.workspace_problem:
         record(_EV.ERROR, result.workspace_problem[:2000], iteration=result.iteration)
     return result
+
+
+def _account_failure(state: LoopState, agent: AgentResult, record: Recorder) -> None:
+    """Classify the agent run's failure, update the failure counters and record its cause event."""
+    cause = failure_cause(agent)
+    state.last_failure_cause = cause
+    if cause is None:
+        state.consecutive_failures = 0
+        return
+    if counts_as_failure(cause):
+        state.consecutive_failures += 1
+    retry_at = None
+    if is_transient(cause):
+        state.uncounted_iterations += 1
+        wait = retry_backoff_seconds(agent, max(state.consecutive_failures, 1))
+        retry_at = utcnow() + timedelta(seconds=wait)
+        state.resume_at = retry_at
+    limit = state.config.max_consecutive_failures
+    record(
+        FAILURE_CAUSE_EVENTS[cause],
+        f"{cause.value}: {agent.summary.strip()[:300] or 'no message'}"
+        + (f" (retry at {retry_at.isoformat(timespec='seconds')}, not counted)" if retry_at else "")
+        + (
+            f" ({state.consecutive_failures} of {limit} failures in a row)"
+            if counts_as_failure(cause)
+            else ""
+        ),
+        iteration=state.iteration,
+        cause=cause.value,
+        consecutive_failures=state.consecutive_failures,
+        retry_at=retry_at.isoformat() if retry_at else None,
+    )
 
 
 def _account_cost(state: LoopState, agent: AgentResult, record: Recorder) -> IterationCost:
@@ -411,6 +454,7 @@ def decide_next(
         condition_problem=evaluation_problem(state.exit_conditions, baseline=False),
         agent=agent,
         usage_limit_resets_at=state.resume_at,
+        failure_cause=state.last_failure_cause,
     )
     record(
         _EV.ITERATION_COMPLETED,

@@ -19,6 +19,7 @@ from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.engine import LoopFramework
 from loopwright.engine.local import build_agent
 from loopwright.models import (
+    AgentFailureCause,
     AgentRequest,
     AgentResult,
     IterationEventType,
@@ -159,6 +160,9 @@ def test_a_usage_limit_pauses_the_loop_until_it_lifts(tmp_path: Path, bin_dir: P
         assert state.resume_at == expected
     elif kind == "gemini":
         assert before + timedelta(seconds=29) <= state.resume_at <= datetime.now(UTC) + timedelta(seconds=31)
+    elif kind == "aider":  # litellm's RateLimitError is a rate limit: retried after a 30 s backoff
+        assert before + timedelta(seconds=29) <= state.resume_at <= datetime.now(UTC) + timedelta(seconds=31)
+        assert state.last_failure_cause is AgentFailureCause.RATE_LIMIT and state.uncounted_iterations == 1
     else:  # no time given: the documented default
         assert before + timedelta(minutes=59) <= state.resume_at <= datetime.now(UTC) + timedelta(hours=1)
         assert "gave no reset time" in recording.results[0].summary

@@ -180,9 +180,16 @@ def test_request_shape() -> None:
         "operators": {"__entity": {"type": "Group", "id": "default-operators"}},
         "max_iterations": 10,
         "warning_threshold_percent": 80,
+        "max_consecutive_failures": 5,
         "token_budget": 100,
     }
-    assert request.context == {"iteration": 5, "tokens_used": 12, "cost_micro_usd": 0, "elapsed_seconds": 7}
+    assert request.context == {
+        "iteration": 5,
+        "tokens_used": 12,
+        "cost_micro_usd": 0,
+        "elapsed_seconds": 7,
+        "consecutive_failures": 0,
+    }
 
 
 def test_principal_override_and_warning_request_reuse_the_counters() -> None:

@@ -309,6 +309,7 @@ def test_the_warnings_question_is_the_same_request_with_another_action() -> None
         "tokens_used": 850,
         "cost_micro_usd": 4_250_000,
         "elapsed_seconds": 500,
+        "consecutive_failures": 0,
     }
     assert first.resource_attributes["cost_budget_micro_usd"] == 5_000_000
     assert first.resource_attributes["max_duration_seconds"] == 600

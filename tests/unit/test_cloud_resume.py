@@ -255,6 +255,21 @@ def test_resume_starts_the_next_generation_from_where_the_loop_is(
     assert applied.data["principal"] == ALICE and "limits raised" in applied.message
 
 
+def test_a_loop_ended_by_agent_failures_is_resumed_counting_them_afresh(
+    policy: CedarPolicyEngine, sfn: tuple[Any, Stubber]
+) -> None:
+    client, stubber = sfn
+    store = MemoryStore()
+    _stored(store, phase=LoopPhase.COMPLETED, outcome=LoopOutcome.AGENT_FAILING, consecutive_failures=5)
+    _expect_start(stubber, 3)
+
+    result = _service(store, policy, client).submit(_request(ControlAction.RESUME, reason="key fixed"))
+
+    assert result.status == "applied"
+    state = store.get_state(LOOP)
+    assert (state.outcome, state.consecutive_failures) == (None, 0)
+
+
 def test_a_loop_paused_by_a_condition_error_is_resumed_with_its_baseline_due(
     policy: CedarPolicyEngine, sfn: tuple[Any, Stubber]
 ) -> None:

@@ -62,6 +62,7 @@ def test_policy_folder_has_the_expected_files() -> None:
         "controls.cedar",
         "plans.cedar",
         "pinned_checks.cedar",
+        "failures.cedar",
     }
     assert len(FIXTURE_FILES) >= 10
 

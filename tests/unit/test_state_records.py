@@ -135,6 +135,9 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "human_response": None,
         "generation": 0,
         "resume_at": None,
+        "consecutive_failures": 0,
+        "last_failure_cause": None,
+        "uncounted_iterations": 0,
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after

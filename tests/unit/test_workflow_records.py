@@ -192,7 +192,7 @@ def test_a_completed_iteration_is_counted_and_recorded_with_its_tokens_cost_and_
 def test_a_failed_iteration_is_recorded_as_agent_failed_and_counts_one_error_recovered() -> None:
     state = _state(iteration=4, errors_recovered=2)
     record = _run(state, AgentResult(summary="crashed", failed=True))
-    assert record.types == [_EV.AGENT_FAILED]
+    assert record.types == [_EV.AGENT_FAILED, _EV.AGENT_CRASHED]  # its cause follows (issue 15.3)
     assert state.errors_recovered == 3
     assert record.events[0].data["cost_basis"] == "no_tokens" and record.events[0].data["cost_usd"] == 0.0
     assert state.iteration == 5

@@ -10,6 +10,7 @@ from rich.table import Table
 from rich.text import Text
 
 from loopwright.models import (
+    FAILURE_CAUSE_EVENTS,
     ExitConditionStatusValue,
     IterationEvent,
     IterationEventType,
@@ -34,6 +35,8 @@ _EVENT_STYLE = {
     IterationEventType.CHECKPOINT_CORRUPT: "bold magenta",
     IterationEventType.VERIFICATION_PASSED: "green",
     IterationEventType.LOOP_COMPLETED: "bold",
+    # why an agent iteration did no work (issue 15.3): AGENT_CRASHED, AGENT_RATE_LIMITED, ...
+    **dict.fromkeys(FAILURE_CAUSE_EVENTS.values(), "red"),
 }
 
 

@@ -48,6 +48,7 @@ from loopwright.exceptions import (
     PolicySetChangedError,
 )
 from loopwright.models import (
+    FAILURE_CAUSE_EVENTS,
     ControlAction,
     ControlRequest,
     IterationEvent,
@@ -110,6 +111,7 @@ class Progress:
             IterationEventType.EXIT_CONDITIONS_EVALUATED,
             IterationEventType.LOOP_COMPLETED,
             IterationEventType.HUMAN_INPUT_REQUESTED,
+            *FAILURE_CAUSE_EVENTS.values(),  # why the agent did no work (issue 15.3)
         }
     )
 

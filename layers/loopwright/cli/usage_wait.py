@@ -23,7 +23,7 @@ from datetime import datetime
 from rich.console import Console
 
 from loopwright.exceptions import LoopNotFoundError
-from loopwright.models import LoopPhase, LoopState, utcnow
+from loopwright.models import AgentFailureCause, LoopPhase, LoopState, utcnow
 from loopwright.ports import LoopStore
 
 #: Seconds between two looks at the stored state while waiting (a stop is seen within this).
@@ -47,6 +47,19 @@ def describe_wait(seconds: float) -> str:
     return f"{minutes // 60} h {minutes % 60:02d} min"
 
 
+def _why(store: LoopStore, loop_id: str) -> str:
+    """Why the loop waits: "usage limit", or a retry after a rate limit or a provider outage."""
+    try:
+        cause = store.get_state(loop_id).last_failure_cause
+    except LoopNotFoundError:
+        cause = None
+    if cause is AgentFailureCause.RATE_LIMIT:
+        return "rate limit (a retry, not counted as an iteration)"
+    if cause is AgentFailureCause.PROVIDER_OUTAGE:
+        return "provider outage (a retry, not counted as an iteration)"
+    return "usage limit"
+
+
 def wait_for_reset(
     store: LoopStore,
     loop_id: str,
@@ -64,7 +77,7 @@ def wait_for_reset(
     if console is not None:
         wait = (resume_at - utcnow()).total_seconds()
         console.print(
-            f"usage limit: loop {loop_id} is paused until {resume_at:%Y-%m-%d %H:%M:%S} UTC "
+            f"{_why(store, loop_id)}: loop {loop_id} is paused until {resume_at:%Y-%m-%d %H:%M:%S} UTC "
             f"(in {describe_wait(wait)}); waiting to continue it. Ctrl-C leaves it paused "
             f"(`loopwright resume {loop_id}` continues it later).",
             highlight=False,

@@ -249,6 +249,8 @@ class StepFunctionsResumer:
         before = _Snapshot.of(state)
         if point.state is not None:
             state = point.state
+        if stored.outcome is LoopOutcome.AGENT_FAILING:  # a human looked: failures count afresh
+            state.consecutive_failures = 0
         if state.outcome is not None:
             if state.outcome not in RESUMABLE_OUTCOMES:  # ControlService checked it; never resume these
                 raise ControlConflictError(

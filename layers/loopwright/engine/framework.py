@@ -61,6 +61,7 @@ from loopwright.models import (
     IterationEvent,
     IterationEventType,
     LoopConfig,
+    LoopOutcome,
     LoopPhase,
     LoopResult,
     LoopState,
@@ -363,9 +364,11 @@ class LoopFramework(SessionDriver, Restoring):
             if self._config is not None and not self._stored():
                 agent = self._resolve_agent(work_function)  # preflighted before the loop is created
             state = self._initialize(agent)
+            afresh = False
             if state.outcome in RESUMABLE_OUTCOMES:
                 # A human's stop, a limit (raised since) or a failure is not final: the loop
                 # continues from its last checkpoint (Cedar decides again whether it may).
+                afresh = state.outcome is LoopOutcome.AGENT_FAILING  # a human looked: count afresh
                 state.outcome, state.outcome_reason, state.ended_at = None, None, None
                 state.phase = LoopPhase.INTERRUPTED
             if state.outcome is not None:
@@ -397,7 +400,7 @@ class LoopFramework(SessionDriver, Restoring):
             with self._tracing.span("loopwright.loop", {"loopwright.loop_id": self.loop_id}):
                 resuming = resume_from is not None or state.phase is not LoopPhase.INITIALIZING
                 check_policy_set(state, self.policy, self.emit_event, accepted_by=accept_policy_change)
-                self._start_session(resuming, resume_from, environment)
+                self._start_session(resuming, resume_from, environment, failures_afresh=afresh)
                 return self._drive(agent)
         except KeyboardInterrupt:
             self._interrupt("interrupted by Ctrl-C")
@@ -454,12 +457,18 @@ class LoopFramework(SessionDriver, Restoring):
         resuming: bool,
         resume_from: str | Checkpoint | None,
         environment: ProjectEnvironment | None = None,
+        *,
+        failures_afresh: bool = False,
     ) -> None:
+        """Restore a resumed loop and open its session; ``failures_afresh`` (a human resumed a
+        loop that ended AGENT_FAILING) resets its consecutive agent failures to 0."""
         state = self.get_state()
         self.store.clear_stop(self.loop_id, before=self._asked_at)
         if resuming:
             self._restore(resume_from)
             state = self.get_state()
+        if failures_afresh:
+            state.consecutive_failures = 0
         workflow.start_session(
             state,
             self.emit_event,

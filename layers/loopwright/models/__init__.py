@@ -30,6 +30,9 @@ from loopwright.models.controls import (
     operators_group,
 )
 from loopwright.models.enums import (
+    FAILURE_CAUSE_EVENTS,
+    TRANSIENT_FAILURE_CAUSES,
+    AgentFailureCause,
     AgentKind,
     ControlAction,
     ExitConditionStatusValue,
@@ -74,9 +77,12 @@ __all__ = [
     "DEFAULT_CONDITION_TIMEOUT_SECONDS",
     "DEFAULT_ITERATIONS_PER_EXECUTION",
     "DEFAULT_WARNING_THRESHOLD_PERCENT",
+    "FAILURE_CAUSE_EVENTS",
     "MAX_AWS_AGENT_TIMEOUT_SECONDS",
     "MAX_AWS_BACKGROUND_AGENT_TIMEOUT_SECONDS",
+    "TRANSIENT_FAILURE_CAUSES",
     "AgentConfig",
+    "AgentFailureCause",
     "AgentKind",
     "AgentRequest",
     "AgentResult",

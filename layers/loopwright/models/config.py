@@ -337,6 +337,15 @@ class LoopConfig(_Strict):
         strict=True,
         description="failures of the last evaluation handed to the agent",
     )
+    max_consecutive_failures: int = Field(
+        default=5,
+        ge=1,
+        le=10_000,
+        strict=True,
+        description="agent iterations in a row that may fail (crash, timeout, idle, rate limit, "
+        "provider outage) before Cedar's 'consecutive-failures' policy stops the loop "
+        "(outcome AGENT_FAILING)",
+    )
     repository: RepositoryConfig | None = Field(
         default=None,
         description="the git repository the loop clones and works on in AWS; not used locally",

@@ -52,6 +52,7 @@ class LoopOutcome(StrEnum):
     POLICY_DENIED = "POLICY_DENIED"  # Cedar denied for another policy
     STOPPED = "STOPPED"  # a human asked the loop to stop
     FAILED = "FAILED"  # an unrecoverable error ended the loop
+    AGENT_FAILING = "AGENT_FAILING"  # Cedar denied: the agent failed max_consecutive_failures times in a row
 
 
 class IterationEventType(StrEnum):
@@ -65,7 +66,14 @@ class IterationEventType(StrEnum):
     POLICY_DENIED = "POLICY_DENIED"
     ITERATION_STARTED = "ITERATION_STARTED"
     AGENT_COMPLETED = "AGENT_COMPLETED"
-    AGENT_FAILED = "AGENT_FAILED"
+    AGENT_FAILED = "AGENT_FAILED"  # the agent failed for a cause none of the events below name
+    AGENT_USAGE_LIMITED = "AGENT_USAGE_LIMITED"  # usage limit: the loop pauses until it resets
+    AGENT_RATE_LIMITED = "AGENT_RATE_LIMITED"  # rate limit: retried after a backoff, not counted
+    AGENT_PROVIDER_OUTAGE = "AGENT_PROVIDER_OUTAGE"  # the provider is down: retried, not counted
+    AGENT_AUTH_FAILED = "AGENT_AUTH_FAILED"  # authentication error: the loop pauses for a human
+    AGENT_CRASHED = "AGENT_CRASHED"  # the agent exited with an error
+    AGENT_TIMED_OUT = "AGENT_TIMED_OUT"  # the agent ran past its timeout and was ended
+    AGENT_IDLE = "AGENT_IDLE"  # no output and no file change for idle_timeout_seconds: ended
     COST_UNKNOWN = "COST_UNKNOWN"  # the agent's model has no price: its tokens add no cost (once per model)
     CHECKPOINT_SAVED = "CHECKPOINT_SAVED"
     CHECKPOINT_RECOVERED = "CHECKPOINT_RECOVERED"
@@ -126,3 +134,33 @@ class AgentKind(StrEnum):
     CODEX = "codex"  # OpenAI's Codex CLI (`codex exec`)
     GEMINI = "gemini"  # Google's Gemini CLI (`gemini -p`)
     AIDER = "aider"  # aider (`aider --message`)
+
+
+class AgentFailureCause(StrEnum):
+    """Why an agent iteration did no work (issue 15.3); each has its event type and outcome.
+
+    See :data:`FAILURE_CAUSE_EVENTS` and :func:`loopwright.workflow.run_iteration`.
+    """
+
+    USAGE_LIMIT = "USAGE_LIMIT"  # the provider's usage limit: pause until it resets (resume_at)
+    RATE_LIMIT = "RATE_LIMIT"  # a rate limit (HTTP 429): retry after a backoff, not an iteration
+    PROVIDER_OUTAGE = "PROVIDER_OUTAGE"  # the provider is down or overloaded (5xx): same as RATE_LIMIT
+    AUTHENTICATION = "AUTHENTICATION"  # bad or missing credentials: pause for a human
+    CRASH = "CRASH"  # the agent exited with an error or could not start
+    TIMEOUT = "TIMEOUT"  # the agent ran past its timeout_seconds and was ended
+    IDLE = "IDLE"  # no output and no file change for idle_timeout_seconds: the agent was ended
+
+
+#: The causes retried after a backoff without counting an iteration against max_iterations.
+TRANSIENT_FAILURE_CAUSES = frozenset({AgentFailureCause.RATE_LIMIT, AgentFailureCause.PROVIDER_OUTAGE})
+
+#: The event each failure cause is recorded as.
+FAILURE_CAUSE_EVENTS = {
+    AgentFailureCause.USAGE_LIMIT: IterationEventType.AGENT_USAGE_LIMITED,
+    AgentFailureCause.RATE_LIMIT: IterationEventType.AGENT_RATE_LIMITED,
+    AgentFailureCause.PROVIDER_OUTAGE: IterationEventType.AGENT_PROVIDER_OUTAGE,
+    AgentFailureCause.AUTHENTICATION: IterationEventType.AGENT_AUTH_FAILED,
+    AgentFailureCause.CRASH: IterationEventType.AGENT_CRASHED,
+    AgentFailureCause.TIMEOUT: IterationEventType.AGENT_TIMED_OUT,
+    AgentFailureCause.IDLE: IterationEventType.AGENT_IDLE,
+}

@@ -13,6 +13,7 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from loopwright.models.config import LoopConfig
 from loopwright.models.enums import (
+    AgentFailureCause,
     ExitConditionStatusValue,
     ExitConditionType,
     IterationEventType,
@@ -142,6 +143,22 @@ class LoopState(BaseModel):
     )
     resume_at: datetime | None = Field(
         default=None, description="when a PAUSED loop continues by itself (a usage limit's reset), UTC"
+    )
+    consecutive_failures: int = Field(
+        default=0,
+        ge=0,
+        description="agent iterations in a row that failed (crash, timeout, idle, rate limit, "
+        "outage); reset by one that did not; Cedar's 'consecutive-failures' policy stops the loop "
+        "at config.max_consecutive_failures",
+    )
+    last_failure_cause: AgentFailureCause | None = Field(
+        default=None, description="why the last agent iteration failed; None when it did not"
+    )
+    uncounted_iterations: int = Field(
+        default=0,
+        ge=0,
+        description="iterations retried after a rate limit or a provider outage: they do not "
+        "count against max_iterations (Cedar's context.iteration leaves them out)",
     )
     version: int = Field(default=0, ge=0)
 

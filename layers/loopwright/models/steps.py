@@ -9,7 +9,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loopwright.models.enums import LoopOutcome, NextAction
+from loopwright.models.enums import AgentFailureCause, LoopOutcome, NextAction
 from loopwright.models.types import TokenCount
 
 _UID = re.compile(r'^(?P<type>[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*)::"(?P<id>(?:[^"\\]|\\.)*)"$')
@@ -124,6 +124,17 @@ class AgentResult(BaseModel):
     summary: str = ""
     exit_code: int | None = None
     failed: bool = False
+    failure_cause: AgentFailureCause | None = Field(
+        default=None,
+        description="why the agent did no work (see AgentFailureCause); None with failed=True is "
+        "read as CRASH, with usage_limit_resets_at as USAGE_LIMIT",
+    )
+    retry_after_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        le=86_400,
+        description="RATE_LIMIT / PROVIDER_OUTAGE: seconds the provider asked to wait before a retry",
+    )
     needs_human: str | None = Field(default=None, description="a question for a human; pauses the loop")
     usage_limit_resets_at: datetime | None = Field(
         default=None,

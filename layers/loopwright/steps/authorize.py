@@ -4,9 +4,10 @@ Before each iteration the engine asks the Cedar policies (``policies/``) two que
 the iteration about to run (``state.iteration + 1``), with the loop's limits as the attributes
 of its ``Loop`` entity and its counters as the context:
 
-1. ``ContinueIteration``: denied by ``iteration-limit``, ``token-budget``, ``cost-budget`` or
-   ``time-limit`` (or any other forbid); the first denying policy's ``@outcome`` annotation gives the
-   :class:`LoopOutcome` (``POLICY_DENIED`` when missing or not a denial outcome).
+1. ``ContinueIteration``: denied by ``iteration-limit``, ``token-budget``, ``cost-budget``,
+   ``time-limit`` or ``consecutive-failures`` (or any other forbid); the first denying policy's
+   ``@outcome`` annotation gives the :class:`LoopOutcome` (``POLICY_DENIED`` when missing or
+   not a denial outcome).
 2. ``EvaluateWarnings`` (only when allowed): the permit policies that apply are the warnings,
    at ``warning_threshold_percent`` of a limit (seed 000 SC-008: 80%).
 
@@ -44,6 +45,7 @@ _DENIAL_OUTCOMES = {
     LoopOutcome.TOKEN_BUDGET_EXHAUSTED,
     LoopOutcome.COST_BUDGET_EXHAUSTED,
     LoopOutcome.TIME_LIMIT,
+    LoopOutcome.AGENT_FAILING,
     LoopOutcome.POLICY_DENIED,
 }
 
@@ -84,6 +86,7 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
         "operators": {"__entity": parse_entity_uid(operators_group(state.project))},
         "max_iterations": config.max_iterations,
         "warning_threshold_percent": config.warning_threshold_percent,
+        "max_consecutive_failures": config.max_consecutive_failures,
     }
     if config.token_budget is not None:
         attributes["token_budget"] = config.token_budget
@@ -99,9 +102,12 @@ def build_authorization_request(
 ) -> AuthorizationRequest:
     """The Cedar request about the next iteration of ``state`` (shared with the AWS adapter).
 
-    Context: ``iteration`` = ``state.iteration + 1`` (1-based, the iteration about to run),
+    Context: ``iteration`` = ``state.iteration + 1 - state.uncounted_iterations`` (1-based, the
+    counted iteration about to run: retries after a rate limit or an outage do not count),
     ``tokens_used`` (tokens), ``cost_micro_usd`` (US dollars spent, as :func:`micro_usd`),
-    ``elapsed_seconds`` (wall clock, whole seconds rounded down).
+    ``elapsed_seconds`` (wall clock, whole seconds rounded down), ``consecutive_failures``
+    (agent iterations failed in a row) and, after a failed one, ``last_failure_cause`` (an
+    :class:`~loopwright.models.AgentFailureCause` value).
     ``principal`` defaults to :func:`loop_principal`, the resource is :func:`loop_resource`.
     """
     return AuthorizationRequest(
@@ -109,13 +115,21 @@ def build_authorization_request(
         action=action,
         resource=loop_resource(state.loop_id),
         resource_attributes=loop_attributes(state),
-        context={
-            "iteration": state.iteration + 1,
-            "tokens_used": state.tokens_used,
-            "cost_micro_usd": micro_usd(state.cost_usd),
-            "elapsed_seconds": int(state.elapsed_seconds),
-        },
+        context=_counters(state),
     )
+
+
+def _counters(state: LoopState) -> dict[str, Any]:
+    counters: dict[str, Any] = {
+        "iteration": max(state.iteration + 1 - state.uncounted_iterations, 1),
+        "tokens_used": state.tokens_used,
+        "cost_micro_usd": micro_usd(state.cost_usd),
+        "elapsed_seconds": int(state.elapsed_seconds),
+        "consecutive_failures": state.consecutive_failures,
+    }
+    if state.last_failure_cause is not None:
+        counters["last_failure_cause"] = state.last_failure_cause.value
+    return counters
 
 
 def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None = None) -> AuthorizationResult:
@@ -190,6 +204,12 @@ def _denial_sentence(policy_id: str, annotations: dict[str, str], request: Autho
         return (
             f"{head}: {counters['elapsed_seconds']} s elapsed of a limit of "
             f"{limits['max_duration_seconds']} s"
+        )
+    if outcome is LoopOutcome.AGENT_FAILING and "consecutive_failures" in counters:
+        cause = counters.get("last_failure_cause", "unknown")
+        return (
+            f"{head}: the agent failed {counters['consecutive_failures']} iterations in a row "
+            f"(limit {limits.get('max_consecutive_failures', '?')}); last cause: {cause}"
         )
     message = annotations.get("message")
     return f"{head}: {message}" if message else head

@@ -5,6 +5,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from loopwright.models import (
+    TRANSIENT_FAILURE_CAUSES,
+    AgentFailureCause,
     AgentResult,
     AuthorizationResult,
     Decision,
@@ -23,6 +25,7 @@ def decide(
     condition_problem: str | None = None,
     agent: AgentResult | None = None,
     usage_limit_resets_at: datetime | None = None,
+    failure_cause: AgentFailureCause | None = None,
 ) -> Decision:
     """Choose the next action, first match wins.
 
@@ -34,10 +37,13 @@ def decide(
        ``condition_problem`` as the reason, see
        :func:`loopwright.steps.evaluate.evaluation_problem`): the agent is not paid to fix a
        missing tool;
-    6. an agent that hit its model provider's usage limit pauses it until the limit resets
-       (PAUSE with ``resume_at``; seed 002, scheduled continuation);
-    7. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
-    8. otherwise the loop continues.
+    6. an agent that could not authenticate (``failure_cause`` AUTHENTICATION) pauses it for a
+       human, without ``resume_at``: retrying cannot help;
+    7. an agent that hit its model provider's usage limit pauses it until the limit resets
+       (PAUSE with ``resume_at``; seed 002, scheduled continuation); after a rate limit or a
+       provider outage (``failure_cause``) ``usage_limit_resets_at`` is the end of the backoff;
+    8. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
+    9. otherwise the loop continues.
     """
     if authorization is not None and not authorization.allowed:
         return Decision(
@@ -57,7 +63,20 @@ def decide(
         return Decision(action=NextAction.PAUSE, reason=f"paused: {pause_reason}")
     if condition_problem is not None:
         return Decision(action=NextAction.PAUSE, reason=f"paused: {condition_problem}")
+    if failure_cause is AgentFailureCause.AUTHENTICATION:
+        return Decision(
+            action=NextAction.PAUSE,
+            reason="paused: the agent could not authenticate with its model provider; fix its "
+            "credentials (log in, or set its API key), then resume the loop",
+        )
     resets_at = usage_limit_resets_at or (agent.usage_limit_resets_at if agent is not None else None)
+    if resets_at is not None and failure_cause in TRANSIENT_FAILURE_CAUSES:
+        what = "rate limit" if failure_cause is AgentFailureCause.RATE_LIMIT else "provider outage"
+        return Decision(
+            action=NextAction.PAUSE,
+            reason=f"{what}: the agent is retried at {resets_at.isoformat()} (not counted as an iteration)",
+            resume_at=resets_at,
+        )
     if resets_at is not None:
         return Decision(
             action=NextAction.PAUSE,

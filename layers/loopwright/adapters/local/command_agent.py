@@ -9,7 +9,10 @@ Files (in ``<state_dir>/loops/<loop_id>/``, outside the worktree, so they are ne
     "conditions": [ExitConditionStatus without stdout/stderr], "warnings": [text]}``.
   * ``report.json``: the agent may write ``{"tokens_used": int, "summary": str,
     "needs_human": str | null, "usage_limit_resets_at": ISO 8601 | null, "cost_usd": float |
-    null, "model": str | null}`` here; ``tokens_used`` is accounted against the token budget,
+    null, "model": str | null, "failure_cause": "RATE_LIMIT" | "PROVIDER_OUTAGE" |
+    "AUTHENTICATION" | "CRASH" | "IDLE" | ... | null, "retry_after_seconds": float | null}``
+    here (``failure_cause``: why it did no work, see ``docs/failure-causes.md``);
+    ``tokens_used`` is accounted against the token budget,
     ``cost_usd`` (US dollars) against the cost budget (without it, the tokens are priced by
     ``model``: :mod:`loopwright.models.pricing`), ``needs_human`` asks a human (the loop waits for
     ``loopwright approve``), ``usage_limit_resets_at`` says the model provider's usage limit was
@@ -44,7 +47,7 @@ from loopwright.adapters.local.safe_files import (
     remove_at,
     write_file_at,
 )
-from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig
+from loopwright.models import AgentFailureCause, AgentRequest, AgentResult, CommandAgentConfig
 from loopwright.models.types import TokenCount
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
 from loopwright.steps.prompt import AGENT_FILES_FOLDER, REPORT_FILE_ENV, REPORT_FILE_NAME, render_prompt
@@ -73,6 +76,10 @@ class AgentReport(BaseModel):
     usage_limit_resets_at: datetime | None = None
     cost_usd: float | None = Field(default=None, ge=0, allow_inf_nan=False, description="US dollars")
     model: str | None = Field(default=None, min_length=1, max_length=200)
+    failure_cause: AgentFailureCause | None = Field(
+        default=None, description="why the agent did no work (AgentFailureCause value), issue 15.3"
+    )
+    retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
 
 
 def write_agent_files(request: AgentRequest) -> dict[str, Path]:
@@ -222,6 +229,10 @@ class CommandAgent(Agent):
             failed=failed,
             needs_human=report.needs_human if report else None,
             usage_limit_resets_at=report.usage_limit_resets_at if report else None,
+            failure_cause=AgentFailureCause.TIMEOUT
+            if outcome.timed_out
+            else (report.failure_cause if report else None),
+            retry_after_seconds=report.retry_after_seconds if report else None,
             cost_usd=report.cost_usd if report else None,
             model=report.model if report else None,
             output=output[-4000:],

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import re
 import threading
 from abc import ABC, abstractmethod
 from collections.abc import Callable
@@ -34,7 +35,7 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from loopwright.adapters.local.agents.limits import DEFAULT_USAGE_LIMIT_WAIT
+from loopwright.adapters.local.agents.limits import DEFAULT_USAGE_LIMIT_WAIT, error_cause, retry_after_seconds
 from loopwright.adapters.local.command_agent import (
     AgentReport,
     agent_environment,
@@ -42,7 +43,14 @@ from loopwright.adapters.local.command_agent import (
     timeout_summary,
     write_agent_files,
 )
-from loopwright.models import AgentRequest, AgentResult, CliAgentConfig, CommandResult
+from loopwright.models import (
+    TRANSIENT_FAILURE_CAUSES,
+    AgentFailureCause,
+    AgentRequest,
+    AgentResult,
+    CliAgentConfig,
+    CommandResult,
+)
 from loopwright.models.types import MAX_TOKENS
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
 
@@ -324,6 +332,7 @@ def build_result(
     tokens_used = parsed.tokens_used
     if tokens_used == 0 and report is not None:
         tokens_used = report.tokens_used
+    cause, retry_after = _cause(outcome, parsed, failed=failed, resets_at=resets_at, now=now)
     return AgentResult(
         tokens_used=tokens_used,
         input_tokens=min(parsed.input_tokens, MAX_TOKENS),
@@ -335,10 +344,43 @@ def build_result(
         summary=summary,
         exit_code=outcome.exit_code,
         failed=failed,
+        failure_cause=cause,
+        retry_after_seconds=retry_after,
         needs_human=report.needs_human if report else None,
         usage_limit_resets_at=resets_at,
         output=_raw_tail(outcome),
     )
+
+
+#: A usage limit or a quota named in a CLI's error: not a mere rate limit (see :func:`_cause`).
+_QUOTA = re.compile(r"usage limit|hit your limit|limit reached|quota|out of (?:extra usage|credits)", re.I)
+
+
+def _cause(
+    outcome: CommandResult, parsed: CliReport, *, failed: bool, resets_at: datetime | None, now: datetime
+) -> tuple[AgentFailureCause | None, float | None]:
+    """(failure cause, seconds to wait before a retry) of one run: TIMEOUT for a run past its
+    timeout; with a reset time RATE_LIMIT when the CLI's error is a plain rate limit (HTTP 429,
+    "Too Many Requests", no usage limit or quota named), else USAGE_LIMIT; else for a failed run
+    the cause its error text names (:func:`~.limits.error_cause`: AUTHENTICATION, RATE_LIMIT,
+    PROVIDER_OUTAGE) or CRASH."""
+    if outcome.timed_out:
+        return AgentFailureCause.TIMEOUT, None
+    if resets_at is not None:
+        said = parsed.error or ""
+        if error_cause(said) == "RATE_LIMIT" and not _QUOTA.search(said):
+            # A rate limit the CLI read as a usage limit: retried after a backoff, or when it said.
+            wait = (parsed.resets_at - now).total_seconds() if parsed.resets_at is not None else None
+            return AgentFailureCause.RATE_LIMIT, None if wait is None else min(max(wait, 0.0), 86_400.0)
+        return AgentFailureCause.USAGE_LIMIT, None
+    if not failed:
+        return None, None
+    text = "\n".join(part for part in (parsed.error, outcome.stderr, outcome.stdout[-4000:]) if part)
+    named = error_cause(text)
+    if named is None:
+        return AgentFailureCause.CRASH, None
+    cause = AgentFailureCause(named)
+    return cause, retry_after_seconds(text) if cause in TRANSIENT_FAILURE_CAUSES else None
 
 
 def _verdict(

@@ -126,3 +126,44 @@ def retry_delay_resets_at(message: str, now: datetime) -> datetime | None:
     amount = float(delay.group(1))
     seconds = amount / 1000 if delay.group(2).lower() == "ms" else amount
     return now + timedelta(seconds=seconds)
+
+
+# Failure causes read from a failed CLI's error text (issue 15.3), checked in this order: an
+# authentication error (HTTP 401/403, Anthropic's ``authentication_error``, OpenAI's
+# ``invalid_api_key``, Google's ``API_KEY_INVALID``, Claude Code's "Invalid API key · Please run
+# /login", Codex's "Not logged in"), a rate limit (HTTP 429, ``rate_limit_error``, "Too Many
+# Requests"), a provider outage (HTTP 500/502/503/504/529, Anthropic's ``overloaded_error``,
+# "Service Unavailable", a refused or reset connection).
+_AUTHENTICATION = re.compile(
+    r"\b40[13]\b|authentication[_ ](?:error|failed)|unauthori[sz]ed|invalid[_ ](?:x-)?api[_ -]?key|"
+    r"incorrect api key|api_key_invalid|not logged in|please run /login|oauth token has expired|"
+    r"invalid (?:bearer )?token|credentials? (?:are |is )?(?:missing|invalid|expired)",
+    re.IGNORECASE,
+)
+_RATE_LIMIT = re.compile(r"\b429\b|rate[_ ]limit|too many requests", re.IGNORECASE)
+_OUTAGE = re.compile(
+    r"\b(?:500|502|503|504|529)\b|overloaded|service unavailable|internal server error|bad gateway|"
+    r"gateway timeout|connection (?:error|refused|reset)|econnreset|econnrefused|etimedout",
+    re.IGNORECASE,
+)
+
+
+def error_cause(message: str) -> str | None:
+    """The failure cause an agent CLI's error ``message`` names: ``"AUTHENTICATION"``,
+    ``"RATE_LIMIT"`` or ``"PROVIDER_OUTAGE"`` (an :class:`~loopwright.models.AgentFailureCause`
+    value), or None when it names none of them (the caller reads it as a crash)."""
+    if _AUTHENTICATION.search(message):
+        return "AUTHENTICATION"
+    if _RATE_LIMIT.search(message):
+        return "RATE_LIMIT"
+    if _OUTAGE.search(message):
+        return "PROVIDER_OUTAGE"
+    return None
+
+
+def retry_after_seconds(message: str) -> float | None:
+    """Seconds a ``retry in 27.5s`` / ``"retryDelay": "34s"`` delay in ``message`` asks to wait."""
+    if (delay := _RETRY_DELAY.search(message)) is None:
+        return None
+    amount = float(delay.group(1))
+    return amount / 1000 if delay.group(2).lower() == "ms" else amount
