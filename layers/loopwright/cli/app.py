@@ -1,7 +1,7 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard``, ``logs``, ``show``, ``plan ...``, ``init`` and ``clean``; ``loopwright --version``
+``dashboard``, ``logs``, ``show``, ``plan ...``, ``init``, ``clean`` and ``pr``; ``loopwright --version``
 prints the installed version.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
@@ -29,6 +29,7 @@ from loopwright.cli.dashboard import dashboard
 from loopwright.cli.init_cmd import init
 from loopwright.cli.inspect_cmds import events, status
 from loopwright.cli.plan import plan_app
+from loopwright.cli.pr_cmd import pr
 from loopwright.cli.records import logs, show
 from loopwright.cli.run import resume, run
 from loopwright.exceptions import LoopFrameworkError
@@ -51,6 +52,9 @@ app.command()(show)
 # Setting up and tidying a project (issue 9).
 app.command()(init)
 app.command()(clean)
+
+# A finished loop's pull request (issue 15).
+app.command()(pr)
 
 
 def _print_version(value: bool) -> None:
