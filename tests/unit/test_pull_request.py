@@ -170,3 +170,11 @@ def test_the_title_is_the_goals_first_non_empty_line_cut_to_its_limit() -> None:
     long = pull_request_title("x" * 200)
     assert long == "loopwright: " + "x" * (MAX_TITLE_GOAL_CHARS - 1) + "…"
     assert pull_request_title("x" * MAX_TITLE_GOAL_CHARS) == "loopwright: " + "x" * MAX_TITLE_GOAL_CHARS
+
+
+def test_on_complete_accepts_none_and_pr_only() -> None:
+    base = {"goal": "g", "exit_conditions": [{"type": "ALL_TESTS_PASS"}]}
+    assert LoopConfig.model_validate(base).on_complete == "none"
+    assert LoopConfig.model_validate({**base, "on_complete": "pr"}).on_complete == "pr"
+    with pytest.raises(ValidationError, match="on_complete\n  Input should be 'none' or 'pr'"):
+        LoopConfig.model_validate({**base, "on_complete": "merge"})
