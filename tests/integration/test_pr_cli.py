@@ -233,6 +233,8 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, workspace: Path, remote: P
     assert "--base: the workspace is on a detached HEAD" in detached.stderr
     own = cli("pr", "done-1", "-w", str(workspace), "--base", "loopwright/done-1")
     assert own.returncode == 2 and "is the loop's own branch" in own.stderr
-    for done in (unknown, bad_id, detached, own):
+    dash = cli("pr", "done-1", "-w", str(workspace), "--base=-x")
+    assert dash.returncode == 2 and "--base: '-x' is not a valid branch name" in dash.stderr
+    for done in (unknown, bad_id, detached, own, dash):
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert _calls(fake_gh) == []

@@ -86,6 +86,9 @@ def propose(
                 "into; name one with --base BRANCH",
                 EXIT_BAD_INPUT,
             )
+        code, _, _ = git.run(["check-ref-format", "--branch", base], cwd=root, check=False)
+        if code != 0 or base.startswith("-"):
+            raise ProposalError(f"--base: {base!r} is not a valid branch name", EXIT_BAD_INPUT)
         if base == state.branch:
             raise ProposalError(
                 f"--base: {base!r} is the loop's own branch; name the branch the pull request goes into",
