@@ -154,7 +154,12 @@ def test_base_and_draft_flags_reach_gh(tmp_path: Path, workspace: Path, remote: 
 def test_on_complete_pr_opens_the_pull_request_when_the_loop_meets_its_conditions(
     tmp_path: Path, workspace: Path, remote: Path, fake_gh: Path
 ) -> None:
-    state = _run_loop(tmp_path, workspace, on_complete="pr")
+    config = _config(tmp_path, on_complete="pr")
+    done = cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "done-1", "--json")
+    assert done.returncode == 0, done.stderr
+    state = json.loads(done.stdout)  # stdout is the result only; the pull request is on stderr
+    assert state["success"] is True
+    assert "pull request for loopwright/done-1 into main: https://github.com/owner/repo/pull/7" in done.stderr
     [call] = _calls(fake_gh)
     assert call["args"][call["args"].index("--head") + 1] == "loopwright/done-1"
     assert _remote_head(remote, "loopwright/done-1") == state["head_commit"]
@@ -238,3 +243,19 @@ def test_bad_input_is_one_line_exit_2(tmp_path: Path, workspace: Path, remote: P
     for done in (unknown, bad_id, detached, own, dash):
         assert len(done.stderr.strip().splitlines()) == 1 and "Traceback" not in done.stderr
     assert _calls(fake_gh) == []
+
+
+def test_on_complete_pr_without_a_remote_keeps_the_result_and_says_why(
+    tmp_path: Path, workspace: Path, fake_gh: Path
+) -> None:
+    config = _config(tmp_path, on_complete="pr")
+    done = cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "done-1", "-q")
+    assert done.returncode == 2
+    [line] = done.stderr.strip().splitlines()
+    assert line.startswith(
+        'loopwright: error: on_complete = "pr": the loop met its conditions but no pull request was '
+        "opened: --remote: the repository has no git remote"
+    )
+    assert f"(then: `loopwright pr done-1 -w {workspace.resolve()}`)" in line
+    result = json.loads((workspace / ".loopwright" / "last-result.json").read_text())
+    assert result["success"] is True and _calls(fake_gh) == []

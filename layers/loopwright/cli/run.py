@@ -216,14 +216,14 @@ def _open_pull_request(
     framework: LoopFramework, state: LoopState, console: Console, *, as_json: bool
 ) -> None:
     """``on_complete = "pr"``: the loop met its conditions, propose it (``loopwright pr``); a
-    failure is one line and exit code 1 (2 when nothing was tried), the loop's result stays."""
+    failure is one line and exit code 1 (2 when nothing was tried), the loop's result stays.
+    With ``--json`` what it prints goes to stderr: stdout keeps only the result's JSON."""
     try:
         propose(
             state,
             framework.store.list_events(state.loop_id),
             root=framework.workspace,
-            console=console,
-            as_json=as_json,
+            console=Console(stderr=True, highlight=False, soft_wrap=True) if as_json else console,
         )
     except ProposalError as exc:
         fail(
