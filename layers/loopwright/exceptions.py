@@ -94,3 +94,13 @@ class ControlDeniedError(LoopFrameworkError):
 class ControlConflictError(LoopFrameworkError):
     """A control does not apply to the loop as it is now (approve a loop that is not awaiting a
     response, resume a finished loop, lower a limit below what is used...); nothing was written."""
+
+
+class PullRequestError(LoopFrameworkError):
+    """A loop's pull request could not be opened (issue 15): no such remote, the push failed,
+    ``gh`` failed. ``bad_input`` is True when nothing was tried (a precondition the user can fix:
+    a missing remote, a branch to name), False when git or ``gh`` ran and failed."""
+
+    def __init__(self, message: str, *, bad_input: bool = False) -> None:
+        super().__init__(message)
+        self.bad_input = bad_input

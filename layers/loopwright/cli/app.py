@@ -1,7 +1,7 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard``, ``logs``, ``show``, ``plan ...``, ``evidence ...``, ``init`` and ``clean``;
+``dashboard``, ``logs``, ``show``, ``plan ...``, ``evidence ...``, ``init``, ``clean`` and ``pr``;
 ``loopwright --version`` prints the installed version.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
@@ -30,6 +30,7 @@ from loopwright.cli.evidence_cmd import evidence_app
 from loopwright.cli.init_cmd import init
 from loopwright.cli.inspect_cmds import events, status
 from loopwright.cli.plan import plan_app
+from loopwright.cli.pr_cmd import pr
 from loopwright.cli.records import logs, show
 from loopwright.cli.run import resume, run
 from loopwright.exceptions import LoopFrameworkError
@@ -54,6 +55,9 @@ app.command()(show)
 # Setting up and tidying a project (issue 9).
 app.command()(init)
 app.command()(clean)
+
+# A finished loop's pull request (issue 15).
+app.command()(pr)
 
 
 def _print_version(value: bool) -> None:

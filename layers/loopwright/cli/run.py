@@ -34,6 +34,7 @@ from loopwright.cli.common import (
     interrupt_on_signals,
     workspace_path,
 )
+from loopwright.cli.pr_cmd import ProposalError, propose
 from loopwright.cli.usage_wait import usage_limit_reset, wait_for_reset
 from loopwright.config_loader import load_config
 from loopwright.engine.containment import check_programs
@@ -208,7 +209,30 @@ def execute(
         typer.echo(result_json)
     else:
         console.print(display.result_panel(result, state))
+    if result.success and state.config.on_complete == "pr":
+        _open_pull_request(framework, state, console, as_json=as_json)
     raise typer.Exit(_exit_code(result))
+
+
+def _open_pull_request(
+    framework: LoopFramework, state: LoopState, console: Console, *, as_json: bool
+) -> None:
+    """``on_complete = "pr"``: the loop met its conditions, propose it (``loopwright pr``); a
+    failure is one line and exit code 1 (2 when nothing was tried), the loop's result stays.
+    With ``--json`` what it prints goes to stderr: stdout keeps only the result's JSON."""
+    try:
+        propose(
+            state,
+            framework.store.list_events(state.loop_id),
+            root=framework.workspace,
+            console=Console(stderr=True, highlight=False, soft_wrap=True) if as_json else console,
+        )
+    except ProposalError as exc:
+        fail(
+            f'on_complete = "pr": the loop met its conditions but no pull request was opened: {exc} '
+            f"(then: `loopwright pr {state.loop_id} -w {framework.workspace}`)",
+            exc.exit_code,
+        )
 
 
 class StateMachineVariant(StrEnum):

@@ -378,6 +378,13 @@ class LoopConfig(_Strict):
         "detected (.venv, uv, PDM, Poetry, Hatch, else the first python3 on PATH)",
     )
     env: EnvVars = Field(default_factory=dict)
+    # What happens when the loop meets its conditions (issue 15, part 4). Local engine only.
+    on_complete: Literal["none", "pr"] = Field(
+        default="none",
+        description="'pr': when the loop ends with CONDITIONS_MET, `loopwright run`/`resume` push "
+        "its branch to the remote 'origin' and open a pull request into the branch checked out in "
+        "the workspace, like `loopwright pr LOOP_ID` (docs/pull-requests.md); 'none': nothing",
+    )
 
     # Pinned checks (issue 15.1): see loopwright.pinning and docs/pinned-checks.md.
     protected_paths: list[PathGlob] = Field(
