@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from collections.abc import Iterator
 
 import pytest
@@ -14,6 +15,10 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 # Lambda sets these before any import; Powertools reads them when its objects are built.
 os.environ.setdefault("POWERTOOLS_SERVICE_NAME", "loopwright-test")
 os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "loopwright-test")
+
+# A loop that completes signs its evidence with the user's key (made on first use): the tests'
+# loops use a key of their own, never the key under the real ~/.local/state.
+os.environ["LOOPWRIGHT_STATE_HOME"] = tempfile.mkdtemp(prefix="loopwright-test-state-")
 
 _EXPORTER = InMemorySpanExporter()
 

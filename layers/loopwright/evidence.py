@@ -1,8 +1,8 @@
 """The evidence bundle of a completed loop (issue 15, part 2): build it from the loop's records,
 sign it through a port, and check a signed file.
 
-- :func:`pinned_paths`: which files the exit conditions depend on (one rule, in one function,
-  for the pinning work to replace);
+- :func:`pinned_paths`: which files the exit conditions depend on (the pinned checks' rule,
+  :mod:`loopwright.steps.pins`);
 - :func:`build_bundle`: the bundle of a loop that met its conditions;
 - :class:`EvidenceSigner`: the signing port (Ed25519 locally:
   :class:`loopwright.adapters.local.evidence_key.LocalEd25519Signer`; AWS KMS ``Sign`` on AWS);
@@ -16,14 +16,13 @@ import hashlib
 import json
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
-from fnmatch import fnmatch
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 
 from pydantic import ValidationError
 
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import ExitConditionStatus, LoopState, utcnow
-from loopwright.models.config import ExitConditionConfig
+from loopwright.models.config import LoopConfig
 from loopwright.models.enums import LoopOutcome
 from loopwright.models.evidence import (
     EvidenceBundle,
@@ -34,64 +33,24 @@ from loopwright.models.evidence import (
     canonical_json,
 )
 from loopwright.models.records import IterationRecord
-
-#: File names the usual checks read their settings or fixtures from.
-PINNED_NAMES = frozenset(
-    {
-        "conftest.py",
-        "pyproject.toml",
-        "setup.cfg",
-        "setup.py",
-        "tox.ini",
-        "pytest.ini",
-        "ruff.toml",
-        ".ruff.toml",
-        "mypy.ini",
-        ".flake8",
-        ".bandit",
-        "Makefile",
-        "noxfile.py",
-        "package.json",
-        "loopwright.toml",
-        "loopwright.yaml",
-    }
-)
-#: Folder names whose files are tests.
-PINNED_FOLDERS = frozenset({"tests", "test", "testing"})
-#: File name patterns of tests.
-PINNED_PATTERNS = ("test_*.py", "*_test.py", "*_tests.py")
-
-PINNED_RULE = (
-    "tracked files named like a check's settings (" + ", ".join(sorted(PINNED_NAMES)) + "), "
-    "in a folder named " + "/".join(sorted(PINNED_FOLDERS)) + ", named " + " or ".join(PINNED_PATTERNS) + ", "
-    "or named (as a path relative to the repository) in a condition's command"
-)
+from loopwright.steps.pins import pin_rules, pinned_files
 
 
 class EvidenceError(LoopFrameworkError):
     """An evidence file that cannot be trusted or read; the message says why."""
 
 
-def pinned_paths(paths: Iterable[str], conditions: Sequence[ExitConditionConfig]) -> list[str]:
-    """The files, of ``paths`` (the repository's tracked files, ``/`` separators), that the exit
-    conditions depend on, sorted (:data:`PINNED_RULE`): the files an agent would edit to fake a
-    pass. The pinning work (issue 15, part 1) replaces this rule."""
-    named = {
-        str(PurePosixPath(cfg.cwd or ".", arg.removeprefix("./"))).removeprefix("./")
-        for cfg in conditions
-        for arg in (cfg.command or [])
-    }
-    pinned = []
-    for path in paths:
-        pure = PurePosixPath(path)
-        if (
-            pure.name in PINNED_NAMES
-            or PINNED_FOLDERS.intersection(pure.parts[:-1])
-            or any(fnmatch(pure.name, pattern) for pattern in PINNED_PATTERNS)
-            or path in named
-        ):
-            pinned.append(path)
-    return sorted(pinned)
+def pinned_paths(paths: Iterable[str], config: LoopConfig) -> list[str]:
+    """The files, of ``paths`` (the repository's tracked files, ``/`` separators), that the loop's
+    checks depend on, sorted: the pinned checks' files (:func:`loopwright.steps.pins.pinned_files`,
+    the same pins that hold an iteration changing them), the files an agent would edit to fake a
+    pass."""
+    return pinned_files(config, paths)
+
+
+def pinned_rule(config: LoopConfig) -> str:
+    """How :func:`pinned_paths` chose, in words: the loop's pins, ``kind: pattern`` each."""
+    return "; ".join(pin_rules(config).describe())
 
 
 def sha256_hex(data: bytes) -> str:
@@ -179,7 +138,7 @@ def build_bundle(
         head_commit=state.head_commit,
         iterations=iterations,
         conditions=conditions,
-        pinned_rule=PINNED_RULE,
+        pinned_rule=pinned_rule(state.config),
         pinned_files_start=dict(pinned_start),
         pinned_files_end=dict(pinned_end),
         policy_set_sha256=policy_set_sha256(state.policy_files),

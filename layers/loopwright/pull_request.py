@@ -25,6 +25,9 @@ from loopwright.models.state import IterationEvent, LoopState
 MAX_TITLE_GOAL_CHARS = 72
 #: Characters of a condition's summary kept in the body's table.
 MAX_SUMMARY_CHARS = 120
+#: Characters of a signed bundle attached to the body itself (GitHub's limit on a pull request's
+#: body is 65,536 characters; a bigger bundle is linked only).
+MAX_ATTACHED_EVIDENCE_CHARS = 50_000
 
 
 class EvidenceLink(BaseModel):
@@ -32,7 +35,9 @@ class EvidenceLink(BaseModel):
 
     ``location``: a URL or a path (relative to the repository, or absolute); ``sha256``: the
     bundle's SHA-256 hex digest, if known; ``verify_command``: the command a reviewer runs to
-    verify it (for example ``loopwright verify <bundle>``), if any.
+    verify it (for example ``loopwright evidence verify <bundle>``), if any; ``content``: the signed
+    bundle itself (JSON), attached to the body, when it is at most
+    :data:`MAX_ATTACHED_EVIDENCE_CHARS` characters.
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -40,6 +45,7 @@ class EvidenceLink(BaseModel):
     location: str = Field(min_length=1, max_length=4096)
     sha256: str | None = Field(default=None, pattern=r"^[0-9a-f]{64}$")
     verify_command: str | None = Field(default=None, min_length=1, max_length=4096)
+    content: str | None = Field(default=None, max_length=MAX_ATTACHED_EVIDENCE_CHARS)
 
 
 class PullRequestDraft(BaseModel):
@@ -185,6 +191,21 @@ def compose_pull_request(
             lines.append(f"- SHA-256: `{evidence.sha256}`")
         if evidence.verify_command:
             lines.append(f"- verify: `{evidence.verify_command}`")
+        if evidence.content is not None:
+            lines += [
+                "",
+                "The signed bundle: save it as `evidence.json` and, in a checkout of this branch, run "
+                "`loopwright evidence verify evidence.json --public-key SIGNER.pem` with the signer's "
+                "public key (`loopwright evidence public-key`).",
+                "",
+                "<details><summary>evidence.json</summary>",
+                "",
+                "```json",
+                evidence.content.rstrip("\n"),
+                "```",
+                "",
+                "</details>",
+            ]
     return PullRequestDraft(
         loop_id=state.loop_id,
         branch=state.branch,

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from loopwright.cli.evidence_cmd import evidence_file, read_evidence
+from loopwright.adapters.local.evidence_bundle import evidence_file, read_evidence
 from loopwright.dashboard.server import http_to_event
 from loopwright.models import LoopOutcome, LoopPhase
 from tests.integration.dashboard_helpers import Dashboard, loop_state, open_dashboard

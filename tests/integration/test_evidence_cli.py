@@ -3,6 +3,7 @@ of it, or of the branch's pinned files, is changed."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import sys
 import textwrap
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.integration.helpers import cli, git, make_repo
+from tests.integration.helpers import cli, cli_json, git, make_repo
 
 pytestmark = pytest.mark.slow  # real loops and the CLI as a subprocess
 
@@ -46,6 +47,12 @@ def completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pa
     )
     done = cli("run", "-w", str(workspace), "-c", str(config), "--loop-id", "ev1", "--quiet")
     assert done.returncode == 0, done.stderr
+    written = workspace / ".loopwright" / "evidence" / "ev1.json"
+    # The loop wrote its evidence itself when it completed, and recorded where and its hash
+    [event] = cli_json("events", "ev1", "-w", str(workspace), "--type", "EVIDENCE_RECORDED")
+    assert event["data"] == {"path": str(written), "sha256": hashlib.sha256(written.read_bytes()).hexdigest()}
+    checkout = workspace / ".loopwright" / "worktrees" / "ev1"
+    assert cli("evidence", "verify", str(written), "--checkout", str(checkout)).returncode == 0
     exported = cli("evidence", "export", "ev1", "-w", str(workspace))
     assert exported.returncode == 0, exported.stderr
     evidence = Path(exported.stdout.strip())
@@ -174,3 +181,40 @@ def test_a_loop_that_did_not_complete_has_no_evidence(
     assert exported.returncode == 2
     assert "has not completed" in exported.stderr
     assert not (workspace / ".loopwright" / "evidence").exists()
+
+
+def _one_iteration_loop(tmp_path: Path, *extra: str) -> tuple[Path, int]:
+    workspace = make_repo(tmp_path / "ws", {"check.py": CHECK})
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    done = cli(
+        "run", "-w", str(workspace), "--goal", "g", "--condition", "CUSTOM=python check.py",
+        "--agent-command", f"{sys.executable} {agent}", "--loop-id", "ev3", "--quiet", *extra,
+    )  # fmt: skip
+    return workspace, done.returncode
+
+
+def test_a_loop_without_a_branch_writes_no_evidence_and_reports_no_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPWRIGHT_STATE_HOME", str(tmp_path / "user-state"))
+    workspace, code = _one_iteration_loop(tmp_path, "--no-git-isolation")
+    assert code == 0
+    assert not (workspace / ".loopwright" / "evidence").exists()
+    types = [e["type"] for e in cli_json("events", "ev3", "-w", str(workspace))]
+    assert "LOOP_COMPLETED" in types
+    assert "ERROR" not in types and "EVIDENCE_RECORDED" not in types
+
+
+def test_evidence_that_cannot_be_signed_leaves_the_outcome_and_says_how_to_make_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a state folder that is a file: the key cannot be made
+    (tmp_path / "not-a-folder").write_text("x")
+    monkeypatch.setenv("LOOPWRIGHT_STATE_HOME", str(tmp_path / "not-a-folder"))
+    workspace, code = _one_iteration_loop(tmp_path)
+    assert code == 0  # the loop still met its conditions
+    [error] = cli_json("events", "ev3", "-w", str(workspace), "--type", "ERROR")
+    assert error["message"].startswith("evidence not written:")
+    assert "loopwright evidence export ev3" in error["message"]
+    assert not (workspace / ".loopwright" / "evidence" / "ev3.json").exists()

@@ -4,6 +4,7 @@ its arguments and the body it was given."""
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import sys
@@ -134,7 +135,15 @@ def test_pr_pushes_the_loops_commit_and_calls_gh_with_its_branch_and_body(
     assert "| done | CUSTOM | NOT_MET" in body and "| MET |" in body  # before (baseline) and after
     assert "- iterations: 1 (limit 20)" in body
     assert f"(head `{state['head_commit']}`)" in body
-    assert "No evidence bundle is attached" in body
+    # The loop's signed evidence is linked with its hash, and attached: a reviewer verifies the copy
+    evidence = workspace / ".loopwright" / "evidence" / "done-1.json"
+    assert f"- bundle: {evidence}\n- SHA-256: `{hashlib.sha256(evidence.read_bytes()).hexdigest()}`" in body
+    attached = body.split("```json\n", 1)[1].split("\n```", 1)[0]
+    copy = tmp_path / "evidence.json"
+    copy.write_text(attached + "\n")
+    checkout = workspace / ".loopwright" / "worktrees" / "done-1"
+    verified = cli("evidence", "verify", str(copy), "--checkout", str(checkout), "--no-rerun")
+    assert verified.returncode == 0, verified.stdout + verified.stderr
 
 
 def test_base_and_draft_flags_reach_gh(tmp_path: Path, workspace: Path, remote: Path, fake_gh: Path) -> None:

@@ -17,6 +17,7 @@ from loopwright.evidence import (
     build_bundle,
     files_sha256,
     pinned_paths,
+    pinned_rule,
     policy_set_sha256,
     read_signed,
     sha256_hex,
@@ -90,11 +91,17 @@ def signer(tmp_path: Path) -> LocalEd25519Signer:
     return LocalEd25519Signer.load_or_create(tmp_path / "state")
 
 
-def test_pinned_paths_are_tests_check_settings_and_files_a_command_names() -> None:
-    conditions = [
-        ExitConditionConfig(type=ExitConditionType.CUSTOM, command=["python", "./scripts/check.py"]),
-        ExitConditionConfig(type=ExitConditionType.CUSTOM, name="sub", command=["sh", "run.sh"], cwd="pkg"),
-    ]
+def test_pinned_paths_are_the_pinned_checks_files_tests_shared_configs_and_files_a_command_names() -> None:
+    config = LoopConfig(
+        goal="g",
+        exit_conditions=[
+            ExitConditionConfig(type=ExitConditionType.ALL_TESTS_PASS, command=["pytest", "-q"]),
+            ExitConditionConfig(type=ExitConditionType.CUSTOM, command=["python", "./scripts/check.py"]),
+            ExitConditionConfig(
+                type=ExitConditionType.CUSTOM, name="sub", command=["sh", "run.sh"], cwd="pkg"
+            ),
+        ],
+    )
     paths = [
         "src/app.py",
         "tests/test_app.py",
@@ -107,8 +114,10 @@ def test_pinned_paths_are_tests_check_settings_and_files_a_command_names() -> No
         "pkg/run.sh",
         "run.sh",
         "README.md",
+        "loopwright.toml",
     ]
-    assert pinned_paths(paths, conditions) == [
+    assert pinned_paths(paths, config) == [
+        "loopwright.toml",
         "pkg/app_test.py",
         "pkg/run.sh",
         "pyproject.toml",
@@ -117,6 +126,7 @@ def test_pinned_paths_are_tests_check_settings_and_files_a_command_names() -> No
         "tests/data/input.txt",
         "tests/test_app.py",
     ]
+    assert "tests: conftest.py" in pinned_rule(config)
 
 
 def test_files_sha256_hashes_what_is_on_disk_and_leaves_out_missing_files(tmp_path: Path) -> None:

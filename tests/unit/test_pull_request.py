@@ -19,6 +19,7 @@ from loopwright.models import (
     LoopState,
 )
 from loopwright.pull_request import (
+    MAX_ATTACHED_EVIDENCE_CHARS,
     MAX_TITLE_GOAL_CHARS,
     EvidenceLink,
     baseline_statuses,
@@ -155,9 +156,18 @@ def test_the_evidence_bundle_is_linked_when_there_is_one() -> None:
         "- bundle: evidence/calc-1.json\n- SHA-256: `" + "c" * 64 + "`\n- verify: `loopwright verify x`"
         in body
     )
-    assert "No evidence bundle" not in body
+    assert "No evidence bundle" not in body and "<details>" not in body
     with pytest.raises(ValidationError, match="sha256"):
         EvidenceLink(location="x", sha256="not-hex")
+
+
+def test_a_small_bundle_is_attached_to_the_body_and_a_big_one_is_refused() -> None:
+    evidence = EvidenceLink(location="e.json", content='{"bundle": {}}\n')
+    body = compose_pull_request(_state(), [], base="main", evidence=evidence).body
+    assert '<details><summary>evidence.json</summary>\n\n```json\n{"bundle": {}}\n```\n\n</details>' in body
+    assert "loopwright evidence verify evidence.json --public-key SIGNER.pem" in body
+    with pytest.raises(ValidationError, match="content"):
+        EvidenceLink(location="e.json", content="x" * (MAX_ATTACHED_EVIDENCE_CHARS + 1))
 
 
 def test_unpriced_models_are_named_with_the_cost() -> None:

@@ -18,10 +18,10 @@ from pathlib import Path
 from aws_lambda_powertools.event_handler.api_gateway import Router
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.adapters.local.evidence_bundle import read_evidence
 from loopwright.adapters.local.peer import loop_of_client
 from loopwright.adapters.local.sqlite_queries import SqliteQueries
 from loopwright.adapters.local.sqlite_store import SqliteStore
-from loopwright.cli.evidence_cmd import read_evidence
 from loopwright.dashboard.api import DashboardDeps
 from loopwright.dashboard.identity import OPERATORS_FILE_NAME, LocalIdentityResolver, user_uid
 from loopwright.engine.framework import LoopFramework

@@ -12,15 +12,14 @@ Exit codes: 0 done / verified, 1 verification failed (the reason is printed), 2 
 from __future__ import annotations
 
 import json
-import platform
-from importlib import metadata
 from pathlib import Path
 from typing import Annotated
 
 import typer
 from rich.console import Console
 
-from loopwright.adapters.local.evidence_git import files_sha256_at, git_version, head_commit, tracked_files
+from loopwright.adapters.local.evidence_bundle import evidence_file, signed_evidence
+from loopwright.adapters.local.evidence_git import head_commit
 from loopwright.adapters.local.evidence_key import LocalEd25519Signer, user_state_dir, verifier_from_pem
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, JsonOpt, WorkspaceOpt, fail, workspace_path
@@ -30,11 +29,8 @@ from loopwright.engine.local import state_dir_for
 from loopwright.evidence import (
     EvidenceError,
     EvidenceSigner,
-    build_bundle,
     files_sha256,
-    pinned_paths,
     read_signed,
-    sign_bundle,
 )
 from loopwright.models.config import LoopConfig
 from loopwright.models.evidence import EvidenceBundle
@@ -43,30 +39,6 @@ evidence_app = typer.Typer(
     help="The signed evidence bundle of a completed loop: export it, verify it.",
     no_args_is_help=True,
 )
-
-
-def evidence_file(state_dir: Path, loop_id: str) -> Path:
-    """Where ``evidence export`` writes a loop's evidence by default:
-    ``<state_dir>/evidence/<loop_id>.json``."""
-    return state_dir / "evidence" / f"{loop_id}.json"
-
-
-def read_evidence(state_dir: Path, loop_id: str) -> bytes | None:
-    """The bytes of ``loop_id``'s evidence file in ``state_dir``, or None when it has none."""
-    try:
-        return evidence_file(state_dir, loop_id).read_bytes()
-    except FileNotFoundError:
-        return None
-
-
-def _versions() -> dict[str, str]:
-    versions = {"python": platform.python_version(), "git": git_version()}
-    for package in ("loopwright", "cedarpy"):
-        try:
-            versions[package] = metadata.version(package)
-        except metadata.PackageNotFoundError:
-            versions[package] = "unknown"
-    return versions
 
 
 @evidence_app.command("export")
@@ -82,33 +54,11 @@ def export(
     store = _open(root, loop_id)
     try:
         state = store.get_state(loop_id)
-        records = []
-        for summary in store.list_iteration_records(loop_id):
-            if (record := store.get_iteration_record(loop_id, summary.iteration)) is not None:
-                records.append(record)
-    finally:
-        store.close()
-    try:
-        repo = Path(state.workspace or root)
-        start, end = state.base_commit, state.head_commit
-        if start is None or end is None:
-            raise EvidenceError(
-                f"loop {loop_id!r} has no commits on a branch (run without --no-git-isolation)"
-            )
-        paths = pinned_paths(
-            sorted(set(tracked_files(repo, start)) | set(tracked_files(repo, end))),
-            state.config.exit_conditions,
-        )
-        bundle = build_bundle(
-            state,
-            records,
-            pinned_start=files_sha256_at(repo, start, paths),
-            pinned_end=files_sha256_at(repo, end, paths),
-            tool_versions=_versions(),
-        )
-        data = sign_bundle(bundle, LocalEd25519Signer.load_or_create())
+        data = signed_evidence(store, state, Path(state.workspace or root))
     except EvidenceError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
+    finally:
+        store.close()
     target = output or evidence_file(state_dir_for(root), loop_id)
     try:
         target.parent.mkdir(parents=True, exist_ok=True)

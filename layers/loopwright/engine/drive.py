@@ -16,6 +16,8 @@ from __future__ import annotations
 from functools import cached_property
 
 from loopwright import pinning, workflow
+from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
+from loopwright.engine.evidence_record import record_evidence
 from loopwright.engine.host import EngineHost
 from loopwright.engine.iteration_record import IterationRecorder
 from loopwright.engine.tracing import Tracing
@@ -146,4 +148,9 @@ class SessionDriver(EngineHost):
         workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event, final=True)
         workflow.finish(state, decision, self.emit_event)
         self._writer.save(self.get_state())
+        if isinstance(self._workspace(), GitWorktreeWorkspace):  # records written: the bundle reads them
+            record_evidence(
+                self.store, state, repo=self.workspace, state_dir=self.state_dir, record=self.emit_event
+            )
+            self._writer.flush_events()
         return LoopResult.from_state(state)

@@ -16,6 +16,7 @@ class EngineHost:
     """The attributes and methods the engine's mixins use; :class:`LoopFramework` defines them."""
 
     loop_id: str
+    workspace: Path
     state_dir: Path
     store: LoopStore
     checkpoints: CheckpointStore

@@ -98,6 +98,7 @@ class IterationEventType(StrEnum):
     PINNED_CHANGE_ACCEPTED = "PINNED_CHANGE_ACCEPTED"  # a human accepted a reverted change: the pin moved
     PINNED_CHANGE_REJECTED = "PINNED_CHANGE_REJECTED"  # a human left a reverted change reverted
     LOOP_COMPLETED = "LOOP_COMPLETED"
+    EVIDENCE_RECORDED = "EVIDENCE_RECORDED"  # the completed loop's signed evidence bundle was written
     ERROR = "ERROR"
 
 

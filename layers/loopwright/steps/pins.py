@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import configparser
 import tomllib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from typing import Any, NamedTuple
 
@@ -107,6 +107,19 @@ def pin_rules(config: LoopConfig) -> PinRules:
     files += [(p, "loop-config") for p in _LOOP_FILES]
     files += [(p, "protected") for p in config.protected_paths]
     return PinRules(files=list(dict.fromkeys(files)), sections=sections)
+
+
+def pinned_files(config: LoopConfig, paths: Iterable[str]) -> list[str]:
+    """Of ``paths`` (relative, ``/``-separated), the files a loop with ``config`` pins, sorted: those
+    a whole-file pin matches, and the shared files that hold a pinned section (``pyproject.toml``,
+    ``setup.cfg``, ``tox.ini``; whole, at any depth). The evidence bundle hashes these."""
+    rules = pin_rules(config)
+    shared = {pin.file for pin in rules.sections}
+    return sorted(
+        path
+        for path in paths
+        if any(matches(pattern, path) for pattern, _ in rules.files) or path.rsplit("/", 1)[-1] in shared
+    )
 
 
 def _looks_like_file(argument: str) -> bool:

@@ -24,9 +24,11 @@ import shutil
 import subprocess  # nosec B404 - argv lists only, shell=False
 from pathlib import Path
 
+from loopwright.adapters.local.evidence_bundle import evidence_file, read_evidence
 from loopwright.adapters.local.git_cli import GitCli
+from loopwright.evidence import sha256_hex
 from loopwright.exceptions import PullRequestError, WorkspaceError
-from loopwright.pull_request import EvidenceLink, PullRequestDraft
+from loopwright.pull_request import MAX_ATTACHED_EVIDENCE_CHARS, EvidenceLink, PullRequestDraft
 
 #: Seconds ``gh pr create`` may take (it calls GitHub's API).
 GH_TIMEOUT_SECONDS = 120.0
@@ -159,9 +161,18 @@ def open_pull_request(
 
 
 def evidence_for(state_dir: Path, loop_id: str) -> EvidenceLink | None:
-    """The hook for the loop's evidence bundle (issue 15, part 2, built on its own branch): the
-    bundle's :class:`~loopwright.pull_request.EvidenceLink` when the loop has one, else None.
-    Until that part is merged no loop has one; plug its lookup in here (every caller, ``loopwright
-    pr`` and ``on_complete = "pr"``, goes through this function)."""
-    del state_dir, loop_id
-    return None
+    """The loop's signed evidence bundle (``<state_dir>/evidence/<loop_id>.json``, written when the
+    loop completed or by ``loopwright evidence export``) as an :class:`EvidenceLink`: its path,
+    SHA-256, the command that verifies it and, when small enough, its content; None when it has
+    none."""
+    data = read_evidence(state_dir, loop_id)
+    if data is None:
+        return None
+    path = evidence_file(state_dir, loop_id)
+    text = data.decode("utf-8", errors="replace")
+    return EvidenceLink(
+        location=str(path),
+        sha256=sha256_hex(data),
+        verify_command=f"loopwright evidence verify {path} --checkout <a checkout of the branch>",
+        content=text if len(text) <= MAX_ATTACHED_EVIDENCE_CHARS else None,
+    )
