@@ -10,12 +10,16 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import textwrap
 import time
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
+from loopwright.adapters.local.evidence_key import KEY_FILE_NAME, LocalEd25519Signer, user_state_dir
 from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
 from loopwright.adapters.local.isolation import BubblewrapIsolation, check_bubblewrap
 from loopwright.adapters.local.processes import ProcessLedger
@@ -59,6 +63,7 @@ PROBE = textwrap.dedent(
     attempt("write_ledger", write(os.path.join(paths["ledger"], "forged.json")))
     attempt("write_tmp", write("/tmp/scratch"))
     attempt("see_host_tmp", lambda: str(os.path.exists(paths["host_tmp"])))
+    attempt("see_evidence_key", lambda: str(os.path.exists(paths["key"])))
     attempt("interfaces", lambda: ",".join(name for _, name in socket.if_nameindex()))
     print(json.dumps(seen))
     """
@@ -114,6 +119,7 @@ class Loop:
             "policies": str(self.policies),
             "ledger": str(self.ledger.folder),
             "host_tmp": str(self.outside),
+            "key": str(user_state_dir() / KEY_FILE_NAME),
         }
         result = self.sandbox.run(
             ["python", "-c", PROBE, json.dumps(paths)],
@@ -126,10 +132,24 @@ class Loop:
         return seen
 
 
+@pytest.fixture()
+def key_outside_tmp(monkeypatch: pytest.MonkeyPatch) -> Iterator[Path]:
+    """The user's evidence key in a folder outside /tmp and outside the sandbox's HOME (where only
+    its own mount hides it); removed afterwards."""
+    folder = Path.home() / ".cache" / f"loopwright-bwrap-test-{uuid.uuid4().hex}"
+    monkeypatch.setenv("LOOPWRIGHT_STATE_HOME", str(folder))
+    LocalEd25519Signer.load_or_create()
+    yield folder
+    shutil.rmtree(folder, ignore_errors=True)
+
+
 @pytest.mark.slow
-def test_the_agent_writes_only_its_worktree_and_files(tmp_path: Path, bwrap: str) -> None:
-    # Given a loop isolated with bubblewrap, without network
+def test_the_agent_writes_only_its_worktree_and_files(
+    tmp_path: Path, bwrap: str, key_outside_tmp: Path
+) -> None:
+    # Given a loop isolated with bubblewrap, without network, and the user's evidence key
     loop = Loop(tmp_path, bwrap, network=False)
+    assert (key_outside_tmp / KEY_FILE_NAME).is_file()
 
     # When its command tries everything
     seen = loop.probe()
@@ -158,6 +178,7 @@ def test_the_agent_writes_only_its_worktree_and_files(tmp_path: Path, bwrap: str
     assert not (loop.home / "planted").exists()
     assert seen["write_tmp"] == "ok"
     assert seen["see_host_tmp"] == "False"
+    assert seen["see_evidence_key"] == "False"  # it cannot sign evidence as the user
     assert not Path("/tmp/scratch").exists() or Path("/tmp/scratch").read_text() != "agent was here"
     # And the network is off: a loopback interface only
     assert seen["interfaces"] == "lo"

@@ -95,7 +95,12 @@ def _pairs(argv: list[str], option: str) -> list[str]:
     return [argv[i + 1] for i, arg in enumerate(argv[:-1]) if arg == option]
 
 
-def test_the_mounts_hide_the_state_and_keep_only_the_worktree_and_files_writable(tmp_path: Path) -> None:
+def test_the_mounts_hide_the_state_and_keep_only_the_worktree_and_files_writable(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    keys = tmp_path / "user-state"  # the user's evidence key folder
+    keys.mkdir()
+    monkeypatch.setenv("LOOPWRIGHT_STATE_HOME", str(keys))
     workspace = tmp_path / "repo"
     state_dir = workspace / ".loopwright"
     worktree = state_dir / "worktrees" / "loop-a"
@@ -120,7 +125,7 @@ def test_the_mounts_hide_the_state_and_keep_only_the_worktree_and_files_writable
 
     assert argv[:5] == ["/usr/bin/bwrap", "--ro-bind", "/", "/", "--dev"]
     assert argv[-3:] == ["--", "/usr/bin/agent", "--go"]
-    assert _pairs(argv, "--tmpfs") == ["/tmp", str(home.resolve()), sd]
+    assert _pairs(argv, "--tmpfs") == ["/tmp", str(home.resolve()), str(keys.resolve()), sd]
     assert _pairs(argv, "--bind") == [wt, loop_dir]
     assert _pairs(argv, "--remount-ro") == [sd]
     assert ws in _pairs(argv, "--ro-bind")

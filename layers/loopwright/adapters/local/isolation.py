@@ -10,6 +10,9 @@ in this order (later ones lie over earlier ones):
 ``/tmp``                               private (an empty tmpfs); ``TMPDIR=/tmp``
 ``$HOME``                              private (an empty tmpfs): nothing of the user's home
                                        is visible or writable
+the user's loopwright state folder     hidden (an empty tmpfs; ``LOOPWRIGHT_STATE_HOME`` or
+                                       ``$XDG_STATE_HOME/loopwright``): the evidence signing
+                                       key, wherever it lies
 loopwright's interpreter, its venv     read-only again where ``/tmp`` or ``$HOME`` hid them
 and the command's program              (``sys.prefix``, ``sys.base_prefix``, the program file)
 the user's repository                  read-only, ``.git`` included (no rewriting
@@ -45,6 +48,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from loopwright.adapters.local.cedar_policy import default_policy_dir
+from loopwright.adapters.local.evidence_key import user_state_dir
 from loopwright.adapters.local.safe_files import open_folder
 from loopwright.exceptions import ConfigError
 from loopwright.models import LoopConfig
@@ -202,6 +206,10 @@ class BubblewrapIsolation:
         if os.path.isabs(home) and os.path.isdir(home) and _resolved(home) != Path("/"):
             hidden.append(_resolved(home))
             args += ["--tmpfs", str(hidden[-1])]
+        keys = _resolved(user_state_dir())  # the user's evidence signing key: never the agent's
+        if keys.is_dir():
+            hidden.append(keys)
+            args += ["--tmpfs", str(keys)]
         for path in sorted({*self._needed_paths(program), *(_resolved(p) for p in needed)}):
             if any(_inside(path, folder) for folder in hidden):
                 args += ["--ro-bind", str(path), str(path)]
