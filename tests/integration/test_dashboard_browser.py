@@ -184,7 +184,7 @@ def dashboard(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Dashboard]:
             pytest.fail(f"{reason} ({REQUIRE_ENV}=1: the browser tests are required)")
         pytest.skip(reason)
     root = tmp_path_factory.mktemp("browser")
-    workspace = make_repo(root / "ws", {"README.md": "demo\n"})
+    workspace = make_repo(root / "ws", {"README.md": "demo\n", "pincheck.py": "import sys\nsys.exit(1)\n"})
     (workspace / ".loopwright").mkdir()
     (workspace / ".loopwright" / "operators.toml").write_text(OPERATORS)
     configs = root / "configs"
@@ -369,6 +369,59 @@ def test_an_awaiting_loop_pulses_and_approve_continues_it(dashboard: Dashboard, 
     expect(page.get_by_test_id("awaiting")).to_be_hidden()
     expect(page.locator('[data-testid="event"][data-type="CONTROL_APPLIED"]').first).to_be_attached()
     assert (dashboard.workspace / "shipped.txt").read_text() == "shipped"
+
+
+# Makes the pinned check pass by rewriting it: the iteration is reverted and waits for a human.
+CHEATING_AGENT = "import pathlib\npathlib.Path('pincheck.py').write_text('import sys\\nsys.exit(0)\\n')\n"
+
+
+def test_a_reverted_change_to_a_pinned_check_is_accepted_from_the_page_and_its_evidence_linked(
+    dashboard: Dashboard, page: Page
+) -> None:
+    from playwright.sync_api import expect
+
+    agent = dashboard.configs / "cheat_agent.py"
+    agent.write_text(CHEATING_AGENT)
+    config = dashboard.configs / "cheat.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            goal = "make pincheck pass"
+            project = "demo"
+            max_iterations = 3
+            [[exit_conditions]]
+            type = "CUSTOM"
+            name = "pincheck"
+            command = ["python", "pincheck.py"]
+            [agent]
+            kind = "command"
+            command = {json.dumps([sys.executable, str(agent)])}
+            """
+        )
+    )
+    runner = dashboard.run_loop("cheat", config, dashboard.configs / "cheat.out")
+    assert runner.wait(timeout=60) == 5, (dashboard.configs / "cheat.out").read_text()  # held for a human
+
+    page.goto(dashboard.url + "#/loops/cheat")
+    expect(page.get_by_test_id("pinned-change")).to_be_visible(timeout=WAIT_MS)
+    expect(page.get_by_test_id("pinned-change-paths")).to_have_text("pincheck.py")
+    expect(page.get_by_test_id("evidence")).to_be_hidden()
+    page.get_by_test_id("approve-accept-pinned").check()
+    page.get_by_test_id("control-approve").click()
+    expect(page.get_by_test_id("control-result")).to_have_attribute("data-status", "applied")
+    # The accepted change is evaluated: the loop completes, and its signed evidence is linked
+    expect(page.get_by_test_id("outcome")).to_contain_text("CONDITIONS_MET", timeout=WAIT_MS)
+    expect(page.get_by_test_id("pinned-change")).to_be_hidden()
+    link = page.get_by_test_id("evidence-link")
+    expect(link).to_be_visible(timeout=WAIT_MS)
+    href = link.get_attribute("href")
+    assert href == "api/loops/cheat/evidence"
+    status, signed = dashboard.api(href)
+    assert status == 200, signed
+    assert signed["bundle"]["loop_id"] == "cheat" and signed["bundle"]["outcome"] == "CONDITIONS_MET"
+    assert "pincheck.py" in signed["bundle"]["pinned_files_end"]
+    events = [e["type"] for e in dashboard.api("api/loops/cheat/events?limit=200")[1]["items"]]
+    assert "PINNED_CHANGE_REVERTED" in events and "PINNED_CHANGE_ACCEPTED" in events
 
 
 def test_a_plan_created_through_the_api_appears_with_its_tasks(dashboard: Dashboard, page: Page) -> None:

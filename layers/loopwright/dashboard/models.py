@@ -151,6 +151,13 @@ class LoopProgress(BaseModel):
     awaiting_response: str | None = Field(
         default=None, description="the agent's question (AWAITING_RESPONSE)"
     )
+    pinned_change: list[str] | None = Field(
+        default=None,
+        description=(
+            "the pinned files a reverted iteration changed, while the loop waits for a human to accept "
+            "(approve with accept_pinned_change) or leave the change reverted"
+        ),
+    )
     resume_at: datetime | None = Field(default=None, description="when a PAUSED loop continues by itself")
     stop_requested: str | None = Field(default=None, description="reason of a pending stop request")
     warnings: list[str] = Field(default_factory=list, description="policy warnings in force (SC-008)")

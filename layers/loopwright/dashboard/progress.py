@@ -190,6 +190,11 @@ def build_progress(
         eta_at=None if eta is None else now + timedelta(seconds=eta),
         eta_basis=basis,
         awaiting_response=state.human_request if state.phase is LoopPhase.AWAITING_RESPONSE else None,
+        pinned_change=(
+            [c.path for c in state.pinned_hold.changes]
+            if state.pinned_hold is not None and state.phase is LoopPhase.AWAITING_RESPONSE
+            else None
+        ),
         resume_at=state.resume_at,
         stop_requested=stop_requested,
         warnings=list(state.pending_warnings),

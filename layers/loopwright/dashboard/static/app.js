@@ -239,6 +239,14 @@
     const awaiting = Boolean(p.awaiting_response);
     show($("awaiting"), awaiting);
     $("awaiting-question").textContent = p.awaiting_response || "";
+    const pinned = p.pinned_change || [];
+    show($("pinned-change"), pinned.length > 0);
+    $("pinned-change-paths").textContent = pinned.join(", ");
+    if (!pinned.length) $("approve-accept-pinned").checked = false;
+    const met = p.outcome === "CONDITIONS_MET";
+    show($("evidence"), met);
+    $("evidence-link").href = met ? `api/loops/${encodeURIComponent(p.loop_id)}/evidence` : "#";
+    $("evidence-link").download = `${p.loop_id}.evidence.json`;
     show($("stop-requested"), Boolean(p.stop_requested));
     $("stop-requested").textContent = p.stop_requested ? `Stop requested: ${p.stop_requested}` : "";
     const warnings = $("warnings");
@@ -416,6 +424,7 @@
     if (action === "approve") {
       const response = $("approve-response").value;
       if (response) body.response = response;
+      if ($("approve-accept-pinned").checked) body.accept_pinned_change = true;
     }
     if (action === "limits") {
       for (const [field, id] of [["max_iterations", "limit-max-iterations"], ["token_budget", "limit-token-budget"],
