@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import subprocess
 import sys
 import textwrap
 from pathlib import Path
@@ -218,3 +219,41 @@ def test_evidence_that_cannot_be_signed_leaves_the_outcome_and_says_how_to_make_
     assert error["message"].startswith("evidence not written:")
     assert "loopwright evidence export ev3" in error["message"]
     assert not (workspace / ".loopwright" / "evidence" / "ev3.json").exists()
+
+
+CHECK_IMPORTS = 'import project_only, pathlib; assert pathlib.Path("work/1.txt").exists()'
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="POSIX venv layout")
+def test_verify_runs_the_conditions_with_the_projects_own_interpreter(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Given a project whose check imports a module only its own .venv has
+    monkeypatch.setenv("LOOPWRIGHT_STATE_HOME", str(tmp_path / "user-state"))
+    workspace = make_repo(tmp_path / "ws", {".gitignore": ".venv/\n", "README.md": "x\n"})
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(workspace / ".venv")], check=True)
+    [site] = (workspace / ".venv" / "lib").glob("python*/site-packages")
+    (site / "project_only.py").write_text("VALUE = 1\n")
+    agent = tmp_path / "agent.py"
+    agent.write_text(AGENT)
+    done = cli(
+        "run", "-w", str(workspace), "--goal", "g", "--loop-id", "ev4", "--quiet",
+        "--condition", f"CUSTOM=python -c '{CHECK_IMPORTS}'",
+        "--agent-command", f"{sys.executable} {agent}",
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    # When a reviewer checks out the branch's head in their clone (where the .venv is) and verifies
+    [event] = cli_json("events", "ev4", "-w", str(workspace), "--type", "EVIDENCE_RECORDED")
+    head = json.loads(Path(event["data"]["path"]).read_text())["bundle"]["head_commit"]
+    git(workspace, "checkout", "-q", head)
+    verified = cli("evidence", "verify", event["data"]["path"], "--checkout", str(workspace), "--json")
+    # Then the condition ran with the project's interpreter, as in the loop, and holds
+    assert verified.returncode == 0, verified.stdout + verified.stderr
+    assert json.loads(verified.stdout)["problems"] == []
+    # And without that interpreter it is a difference, not a crash
+    (site / "project_only.py").unlink()
+    failed = cli("evidence", "verify", event["data"]["path"], "--checkout", str(workspace), "--json")
+    assert failed.returncode == 1
+    assert json.loads(failed.stdout)["problems"] == [
+        "condition custom: now NOT_MET (exit code 1), the bundle says MET (exit code 0)"
+    ]

@@ -18,9 +18,11 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
+from loopwright.adapters.local.environment import user_environment
 from loopwright.adapters.local.evidence_bundle import evidence_file, signed_evidence
 from loopwright.adapters.local.evidence_git import head_commit
 from loopwright.adapters.local.evidence_key import LocalEd25519Signer, user_state_dir, verifier_from_pem
+from loopwright.adapters.local.project_env import detect_project_environment
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, JsonOpt, WorkspaceOpt, fail, workspace_path
 from loopwright.cli.records import _open
@@ -32,6 +34,7 @@ from loopwright.evidence import (
     files_sha256,
     read_signed,
 )
+from loopwright.exceptions import ConfigError
 from loopwright.models.config import LoopConfig
 from loopwright.models.evidence import EvidenceBundle
 
@@ -96,7 +99,15 @@ def _checkout_problems(bundle: EvidenceBundle, checkout: Path, rerun: bool) -> l
         return problems
     config = LoopConfig.model_validate(bundle.config)
     recorded = {c.name: c for c in bundle.conditions}
-    sandbox = SubprocessSandbox()
+    # The project's interpreter and environment, found as the loop found them (its .venv, the
+    # config's python and env): `python -m pytest` means the same here as in the loop.
+    try:
+        environment = detect_project_environment(
+            checkout, checkout, user_environment(), python=config.python, env=config.env
+        )
+    except ConfigError as exc:
+        return [*problems, f"conditions not run: the project's environment: {exc}"]
+    sandbox = SubprocessSandbox(environment=environment)
     for cfg in config.exit_conditions:
         status = evaluate_condition(cfg, sandbox, checkout, iteration=0)
         want = recorded.get(cfg.key)
