@@ -72,7 +72,7 @@ def test_the_watch_counts_output_and_file_changes_as_activity(tmp_path: Path) ->
     clock = Clock()
     output: list[float | None] = [None]
     watch = IdleWatch(tmp_path, 10, lambda: output[0], clock=clock)
-    assert watch.interval == min(2.5, SCAN_INTERVAL_SECONDS)
+    assert watch.interval == 1.0
 
     clock.now += 9
     assert not watch.idle()
@@ -90,10 +90,10 @@ def test_the_watch_counts_output_and_file_changes_as_activity(tmp_path: Path) ->
 
 def test_the_watch_waits_at_most_a_scan_interval_and_never_spins(tmp_path: Path) -> None:
     clock = Clock()
-    watch = IdleWatch(tmp_path, 1, lambda: None, clock=clock)
-    assert watch.interval == 0.25
-    assert watch.wait_seconds() == 0.25
-    clock.now += 0.9
+    watch = IdleWatch(tmp_path, 2, lambda: None, clock=clock)
+    assert watch.interval == 0.2
+    assert watch.wait_seconds() == 0.2
+    clock.now += 1.9
     assert abs(watch.wait_seconds() - 0.1) < 1e-9
     clock.now += 5
     assert watch.wait_seconds() == MIN_SCAN_INTERVAL_SECONDS

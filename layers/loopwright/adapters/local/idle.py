@@ -8,10 +8,11 @@ write, a rename, a ``chmod`` or a ``touch`` all advance, as well as ``st_mtime``
 the last scan found is activity. Created and deleted files count too, through their folder's
 change time.
 
-The scan is kept cheap: it runs only once the output has been quiet for a scan interval (at most
-:data:`SCAN_INTERVAL_SECONDS`), skips :data:`SKIPPED_FOLDERS` (``.git``, ``node_modules``,
-virtual environments, caches) and stops after :data:`MAX_SCAN_ENTRIES` entries (a change beyond
-them is not seen: such a command is only ended by its ``timeout_seconds`` or its output).
+The scan is kept cheap: it runs only once the output has been quiet for a scan interval (a tenth
+of the idle timeout, at most :data:`SCAN_INTERVAL_SECONDS`), and once more before a command is
+found idle; it skips :data:`SKIPPED_FOLDERS` (``.git``, ``node_modules``, virtual environments,
+caches) and stops after :data:`MAX_SCAN_ENTRIES` entries (a change beyond them is not seen: a
+command that only changes files there, silently, is ended as idle).
 Under bubblewrap the working directory is the same folder, bound into the sandbox, so the same
 scan sees the command's changes.
 """
@@ -24,8 +25,10 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-#: Longest time between two scans of the working directory, seconds.
-SCAN_INTERVAL_SECONDS = 2.0
+#: Longest time between two scans of the working directory, seconds (a scan runs every tenth of
+#: the idle timeout, at most this far apart: a 900 s timeout ends a silent agent 900-910 s after
+#: its last file change).
+SCAN_INTERVAL_SECONDS = 10.0
 #: Shortest time between two scans, seconds (a very small idle timeout does not spin).
 MIN_SCAN_INTERVAL_SECONDS = 0.05
 #: Entries (files and folders) one scan looks at, at most.
@@ -103,7 +106,7 @@ class IdleWatch:
     ) -> None:
         self.cwd = cwd
         self.idle_seconds = idle_seconds
-        self.interval = max(MIN_SCAN_INTERVAL_SECONDS, min(SCAN_INTERVAL_SECONDS, idle_seconds / 4))
+        self.interval = max(MIN_SCAN_INTERVAL_SECONDS, min(SCAN_INTERVAL_SECONDS, idle_seconds / 10))
         self._last_output = last_output
         self._clock = clock
         self._max_entries = max_entries
