@@ -239,12 +239,12 @@ def test_exit_conditions_run_boxed_with_loopwrights_tools(tmp_path: Path, bwrap:
     assert not list(loop.worktree.rglob("*.pyc"))
 
 
-# Writes the file argv[1] (or prints, for "print") every 0.25 s for 2.5 s, silent after its start.
+# Writes the file argv[1] (nothing for "nothing") every 0.25 s for 3 s, silent after its start.
 BOXED_WORKER = textwrap.dedent(
     """
     import pathlib, sys, time
     print("started", flush=True)
-    for step in range(10):
+    for step in range(12):
         time.sleep(0.25)
         if sys.argv[1] != "nothing":
             pathlib.Path(sys.argv[1]).write_text(str(step))
@@ -264,7 +264,7 @@ def test_a_boxed_agent_is_ended_when_idle_and_its_file_changes_count(
         ["python", "-c", BOXED_WORKER, activity],
         cwd=loop.worktree,
         timeout_seconds=30,
-        idle_timeout_seconds=1,
+        idle_timeout_seconds=1.5,
     )
     assert "started" in result.stdout
     assert result.idle is idle and result.timed_out is False

@@ -21,11 +21,13 @@ PRINTS_ONCE = textwrap.dedent(
     time.sleep(60)
     """
 )
-# Works for 2.5 s in steps of 0.25 s: prints, or writes a file (argv[1]: "print" or a path).
+# Says it started, then works for 3 s in steps of 0.25 s: prints, or silently writes a file
+# (argv[1]: "print" or a path).
 BUSY = textwrap.dedent(
     """
     import pathlib, sys, time
-    for step in range(10):
+    print("started", flush=True)
+    for step in range(12):
         time.sleep(0.25)
         if sys.argv[1] == "print":
             print(step, flush=True)
@@ -62,7 +64,7 @@ def test_a_command_that_prints_or_writes_files_is_not_idle(
     sandbox: SubprocessSandbox, tmp_path: Path, activity: str
 ) -> None:
     result = sandbox.run(
-        ["python", "-c", BUSY, activity], cwd=tmp_path, timeout_seconds=30, idle_timeout_seconds=1
+        ["python", "-c", BUSY, activity], cwd=tmp_path, timeout_seconds=30, idle_timeout_seconds=1.5
     )
 
     assert (result.exit_code, result.idle, result.timed_out) == (0, False, False)
@@ -74,7 +76,7 @@ def test_writing_only_in_a_skipped_folder_is_not_activity(sandbox: SubprocessSan
         ["python", "-c", BUSY, "node_modules/pkg/x.js"],
         cwd=tmp_path,
         timeout_seconds=30,
-        idle_timeout_seconds=1,
+        idle_timeout_seconds=1.5,
     )
 
     assert result.idle is True and result.exit_code is None

@@ -88,6 +88,17 @@ def test_the_watch_counts_output_and_file_changes_as_activity(tmp_path: Path) ->
     assert watch.idle()
 
 
+def test_the_idle_time_counts_from_the_commands_start(tmp_path: Path) -> None:
+    clock = Clock()
+    watch = IdleWatch(tmp_path, 10, lambda: None, clock=clock)
+    clock.now += 4  # a slow start (supervisor, bubblewrap, interpreter)
+    watch.started()
+    clock.now += 9
+    assert not watch.idle()
+    clock.now += 1.5
+    assert watch.idle()
+
+
 def test_the_watch_waits_at_most_a_scan_interval_and_never_spins(tmp_path: Path) -> None:
     clock = Clock()
     watch = IdleWatch(tmp_path, 2, lambda: None, clock=clock)

@@ -114,6 +114,11 @@ class IdleWatch:
         self._last_file_change = self._clock()
         self._last_scan = self._last_file_change
 
+    def started(self) -> None:
+        """The command has just started: its idle time counts from now (not from the watch's
+        creation, before its supervisor, bubblewrap and interpreter started)."""
+        self._last_file_change = max(self._last_file_change, self._clock())
+
     def last_activity(self) -> float:
         """``time.monotonic()`` of the latest output or file change seen (the start at first)."""
         output = self._last_output()

@@ -371,6 +371,8 @@ class SubprocessSandbox(Sandbox):
         ``deadline``, a ``time.monotonic()`` value, or once ``watch`` finds it idle) and read
         its report; ``"timeout"`` or ``"idle"`` when it was stopped so, else None."""
         status.read(max(0.0, deadline - time.monotonic()), until_started=True)
+        if status.started is not None and watch is not None:
+            watch.started()
         if status.started is not None and ledger is not None:
             record = new_record(
                 token=token,
