@@ -10,6 +10,9 @@ are reparented to the supervisor, not to init). Processes left when the command 
 after ``kill_grace_seconds``. What could not be ended (a process that became another user)
 is reported in :attr:`CommandResult.left_running`; nothing is reported as ended that was not.
 The supervisor adds about 25 ms of start-up per command (``bench/bench_supervisor.py``).
+A command given an ``idle_timeout_seconds`` that prints nothing and changes no file under its
+working directory for that long is ended the same way as on a timeout
+(:mod:`loopwright.adapters.local.idle`; :attr:`CommandResult.idle`).
 
 No orphans, and its limits: everything a command starts dies with the run that started it,
 including when loopwright is killed with ``SIGKILL``; a process that kills its own supervisor
