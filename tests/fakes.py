@@ -138,6 +138,7 @@ class ScriptedSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         self.calls.append(list(command))
         code, out = self.responder(command, len(self.calls))

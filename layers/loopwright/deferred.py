@@ -184,9 +184,12 @@ class DeferringSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         """The command's result once it has ended; raises :class:`CommandPending` while it runs
-        (started now, or by an earlier invocation under the same key)."""
+        (started now, or by an earlier invocation under the same key). ``idle_timeout_seconds``
+        is ignored: no step watches a background command's output as it runs, so only
+        ``timeout_seconds`` ends it."""
         key = self._next_key()
         with self._guard:
             task = self.commands.get(key)

@@ -204,13 +204,18 @@ class Sandbox(ABC):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         """Run ``command`` in ``cwd``; stdout and stderr are each kept up to ``max_output_bytes``.
 
         ``stdin`` is written to the command's standard input (UTF-8), which is then closed;
         without it stdin is empty. ``on_output`` sees the output as it is produced (all of it,
-        not only what is kept). Never raises for the command's own failure: a missing
-        executable, a non-zero exit and a timeout are reported in the :class:`CommandResult`.
+        not only what is kept). ``idle_timeout_seconds`` (seconds; None or 0: none): a sandbox
+        that can watch the command ends it, as on a timeout, once it has printed nothing and
+        changed no file under ``cwd`` for that long, and reports ``idle=True``; one that cannot
+        watch it ignores the value (it says so in its docstring). Never raises for the command's
+        own failure: a missing executable, a non-zero exit, a timeout and idleness are reported
+        in the :class:`CommandResult`.
         """
 
     def find_program(self, name: str, *, cwd: Path) -> str | None:

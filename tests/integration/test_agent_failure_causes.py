@@ -53,9 +53,14 @@ def _config(agent: dict[str, Any] | None, **limits: Any) -> LoopConfig:
     )
 
 
-def _cli_loop(tmp_path: Path, kind: str, *, timeout: float = 60, **limits: Any) -> LoopFramework:
+def _cli_loop(
+    tmp_path: Path, kind: str, *, timeout: float = 60, idle: float | None = None, **limits: Any
+) -> LoopFramework:
     repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
-    config = _config({"kind": kind, "timeout_seconds": timeout}, **limits)
+    agent: dict[str, Any] = {"kind": kind, "timeout_seconds": timeout}
+    if idle is not None:
+        agent["idle_timeout_seconds"] = idle
+    config = _config(agent, **limits)
     sandbox = SubprocessSandbox()
     agent = build_agent(config, sandbox)
     assert agent is not None
@@ -145,6 +150,69 @@ def test_a_hung_agent_times_out_and_counts_as_a_failure(tmp_path: Path, bin_dir:
     [event] = loop.store.list_events(loop.loop_id, types=[EV.AGENT_TIMED_OUT])
     assert event.data["cause"] == "TIMEOUT" and event.data["consecutive_failures"] == 1
     assert "last cause: TIMEOUT" in (loop.get_state().outcome_reason or "")
+
+
+def test_a_silent_agent_is_ended_as_idle_and_stopped_at_max_consecutive_failures(
+    tmp_path: Path, bin_dir: Path
+) -> None:
+    install_fake_cli(bin_dir, "claude", "hang", sleep=30)  # prints nothing, changes nothing
+    loop = _cli_loop(
+        tmp_path, "claude-code", timeout=60, idle=1, max_iterations=10, max_consecutive_failures=2
+    )
+
+    result = loop.run()
+
+    assert result.outcome is LoopOutcome.AGENT_FAILING
+    state = loop.get_state()
+    assert state.iteration == 2 and state.last_failure_cause is AgentFailureCause.IDLE
+    idle = loop.store.list_events(loop.loop_id, types=[EV.AGENT_IDLE])
+    assert [e.data["consecutive_failures"] for e in idle] == [1, 2]
+    assert all(e.data["cause"] == "IDLE" for e in idle)
+    assert not loop.store.list_events(loop.loop_id, types=[EV.AGENT_TIMED_OUT, EV.AGENT_CRASHED])
+    [failed, *_] = loop.store.list_events(loop.loop_id, types=[EV.AGENT_FAILED])
+    assert "agent idle for 1 s" in failed.message
+    reason = state.outcome_reason or ""
+    assert "failed 2 iterations in a row" in reason and "last cause: IDLE" in reason
+
+
+# Prints once, then thinks silently for a minute: ended after its idle timeout.
+SILENT_AGENT = "import time; print('thinking...', flush=True); time.sleep(60)"
+
+
+def test_the_cli_stops_a_silent_command_agent_naming_the_idle_cause(tmp_path: Path) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
+    agent = tmp_path / "agent.py"
+    agent.write_text(SILENT_AGENT)
+    (repo / "loopwright.toml").write_text(
+        'goal = "g"\nmax_iterations = 10\nmax_consecutive_failures = 2\n'
+        '[[exit_conditions]]\ntype = "CUSTOM"\nname = "never"\n'
+        'command = ["python", "-c", "raise SystemExit(1)"]\n'
+        f'[agent]\nkind = "command"\ncommand = ["python", "{agent}"]\nidle_timeout_seconds = 1\n'
+    )
+
+    done = cli("run", "-w", str(repo), "--quiet", "--json")
+
+    assert done.returncode == 3, done.stderr
+    result = json.loads(done.stdout)
+    assert result["outcome"] == "AGENT_FAILING" and result["iterations"] == 2
+    assert "last cause: IDLE" in result["handoff_reason"]
+    events = cli_json("events", result["loop_id"], "-w", str(repo), "--type", "AGENT_IDLE")
+    assert [e["data"]["consecutive_failures"] for e in events] == [1, 2]
+
+
+@pytest.mark.parametrize("value", ["-1", "-0.5", '"soon"'])
+def test_the_cli_refuses_a_bad_idle_timeout_naming_the_field(tmp_path: Path, value: str) -> None:
+    repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
+    (repo / "loopwright.toml").write_text(
+        'goal = "g"\n[[exit_conditions]]\ntype = "ALL_TESTS_PASS"\n'
+        f'[agent]\nkind = "claude-code"\nidle_timeout_seconds = {value}\n'
+    )
+
+    done = cli("run", "-w", str(repo))
+
+    assert done.returncode == 2
+    assert "idle_timeout_seconds" in done.stderr and "Traceback" not in done.stderr
+    assert not (repo / ".loopwright").exists()
 
 
 def test_an_idle_agent_and_a_working_one_reset_the_count(tmp_path: Path) -> None:

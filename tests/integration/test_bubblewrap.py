@@ -258,3 +258,36 @@ def test_exit_conditions_run_boxed_with_loopwrights_tools(tmp_path: Path, bwrap:
     )
     assert build.status is ExitConditionStatusValue.MET, build.stdout + build.stderr
     assert not list(loop.worktree.rglob("*.pyc"))
+
+
+# Writes the file argv[1] (nothing for "nothing") every 0.25 s for 3 s, silent after its start.
+BOXED_WORKER = textwrap.dedent(
+    """
+    import pathlib, sys, time
+    print("started", flush=True)
+    for step in range(12):
+        time.sleep(0.25)
+        if sys.argv[1] != "nothing":
+            pathlib.Path(sys.argv[1]).write_text(str(step))
+    print("done", flush=True)
+    """
+)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(("activity", "idle"), [("nothing", True), ("work.txt", False)])
+def test_a_boxed_agent_is_ended_when_idle_and_its_file_changes_count(
+    tmp_path: Path, bwrap: str, activity: str, idle: bool
+) -> None:
+    # The worktree is bound into the sandbox: the host sees the boxed agent's file changes
+    loop = Loop(tmp_path, bwrap, network=True)
+    result = loop.sandbox.run(
+        ["python", "-c", BOXED_WORKER, activity],
+        cwd=loop.worktree,
+        timeout_seconds=30,
+        idle_timeout_seconds=1.5,
+    )
+    assert "started" in result.stdout
+    assert result.idle is idle and result.timed_out is False
+    assert result.exit_code == (None if idle else 0)
+    assert result.left_running == []

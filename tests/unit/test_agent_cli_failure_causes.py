@@ -79,6 +79,19 @@ def test_a_cli_past_its_timeout_is_a_timeout() -> None:
     assert result.failure_cause is C.TIMEOUT and result.failed
 
 
+def test_a_cli_ended_as_idle_is_idle_not_a_crash() -> None:
+    outcome = CommandResult(command=["codex"], exit_code=None, idle=True, left_running=["pid 9: x"])
+    parsed = CodexJsonParser(now=lambda: NOW).finish(None)
+    result = build_result(
+        "codex", outcome, parsed, None, None, timeout_seconds=60, idle_timeout_seconds=30, model=None, now=NOW
+    )
+    assert result.failure_cause is C.IDLE and result.failed
+    assert result.summary == (
+        "codex: agent idle for 30 s (no output, no file change in the worktree); 1 of its processes "
+        "could not be ended: pid 9: x"
+    )
+
+
 def test_a_rate_limit_with_a_delay_is_retried_when_the_cli_said() -> None:
     outcome = CommandResult(command=["codex"], exit_code=1)
     parser = CodexJsonParser(now=lambda: NOW)

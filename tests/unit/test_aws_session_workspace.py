@@ -183,6 +183,7 @@ class _Broken(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         raise LoopFrameworkError("running a command failed (ThrottlingException: slow down)")
 

@@ -1,5 +1,6 @@
 """The command agent's files are written and read without following what the agent planted
-(issue 11, finding 3), and its timeout summary says what really happened to its processes."""
+(issue 11, finding 3), and its timeout and idle summaries say what really happened to its
+processes."""
 
 from __future__ import annotations
 
@@ -10,8 +11,15 @@ from pathlib import Path
 
 import pytest
 
+from loopwright.adapters.local.agents.claude_code import ClaudeCodeAgent
 from loopwright.adapters.local.command_agent import CommandAgent, read_report, write_agent_files
-from loopwright.models import AgentRequest, CommandAgentConfig, CommandResult
+from loopwright.models import (
+    AgentFailureCause,
+    AgentRequest,
+    ClaudeCodeAgentConfig,
+    CommandAgentConfig,
+    CommandResult,
+)
 from loopwright.ports import OutputCallback, Sandbox
 
 
@@ -139,6 +147,7 @@ class _TimingOut(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         return CommandResult(command=list(command), exit_code=None, timed_out=True, left_running=self.left)
 
@@ -161,3 +170,55 @@ def test_the_timeout_summary_says_what_could_not_be_ended(
     result = agent.run(request(tmp_path / ".loopwright", tmp_path))
     assert result.failed
     assert result.summary == summary
+
+
+class _Idle(Sandbox):
+    """A sandbox that ends every command as idle, keeping the idle timeout it was given."""
+
+    def __init__(self) -> None:
+        self.given: list[float | None] = []
+
+    def run(
+        self,
+        command: Sequence[str],
+        *,
+        cwd: Path,
+        timeout_seconds: float,
+        env: Mapping[str, str] | None = None,
+        max_output_bytes: int = 256 * 1024,
+        stdin: str | None = None,
+        on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
+    ) -> CommandResult:
+        self.given.append(idle_timeout_seconds)
+        return CommandResult(command=list(command), exit_code=None, idle=True, stdout="thinking...\n")
+
+
+def test_an_idle_command_agent_fails_with_the_idle_cause(tmp_path: Path) -> None:
+    sandbox = _Idle()
+    config = CommandAgentConfig(command=["agent"], timeout_seconds=60, idle_timeout_seconds=7)
+    result = CommandAgent(config, sandbox).run(request(tmp_path / ".loopwright", tmp_path))
+
+    assert sandbox.given == [7]
+    assert result.failed and result.failure_cause is AgentFailureCause.IDLE and result.exit_code is None
+    assert result.summary == (
+        "agent idle for 7 s (no output, no file change in the worktree); its process tree was ended"
+    )
+
+
+def test_idle_timeouts_reach_the_sandbox_default_900_s_and_0_is_none(tmp_path: Path) -> None:
+    sandbox = _Idle()
+    CommandAgent(CommandAgentConfig(command=["agent"]), sandbox).run(request(tmp_path / "a", tmp_path))
+    off = CommandAgentConfig(command=["agent"], idle_timeout_seconds=0)
+    CommandAgent(off, sandbox).run(request(tmp_path / "b", tmp_path))
+    assert sandbox.given == [900, None]
+
+
+def test_an_idle_cli_agent_fails_with_the_idle_cause(tmp_path: Path) -> None:
+    sandbox = _Idle()
+    agent = ClaudeCodeAgent(ClaudeCodeAgentConfig(idle_timeout_seconds=120), sandbox)
+    result = agent.run(request(tmp_path / ".loopwright", tmp_path))
+
+    assert sandbox.given == [120]
+    assert result.failed and result.failure_cause is AgentFailureCause.IDLE
+    assert result.summary.startswith("claude-code: agent idle for 120 s (no output, no file change")

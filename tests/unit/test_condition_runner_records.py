@@ -44,6 +44,7 @@ class RecordingSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         scratch = [a.partition("=")[2] for a in command if a.startswith("pycache_prefix=")]
         self.runs.append(

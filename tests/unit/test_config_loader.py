@@ -80,6 +80,11 @@ def test_yaml_with_overrides_replacing_fields(tmp_path: Path) -> None:
             '[[exit_conditions]]\ntype = "LINTING_CLEAN"',
             "name 'linting_clean' is used twice",
         ),
+        (
+            'goal = "g"\n[[exit_conditions]]\ntype = "LINTING_CLEAN"\n'
+            '[agent]\nkind = "command"\ncommand = ["a"]\nidle_timeout_seconds = -5',
+            "agent.idle_timeout_seconds: Input should be greater than or equal to 0 (got -5)",
+        ),
         ('[[exit_conditions]]\ntype = "LINTING_CLEAN"', "goal: required field is missing"),
         ('goal = "g"\nexit_conditions = [', "invalid TOML"),
     ],
@@ -128,3 +133,13 @@ def test_an_unknown_field_of_repository_credentials_lists_the_credentials_fields
     message = str(info.value)
     assert "repository.credentials.user: unknown field; allowed: " in message
     assert "secret_arn" in message and "username" in message and "push" not in message
+
+
+def test_the_idle_timeout_defaults_to_900_s_and_0_turns_it_off(tmp_path: Path) -> None:
+    base = 'goal = "g"\n[[exit_conditions]]\ntype = "LINTING_CLEAN"\n[agent]\nkind = "codex"\n'
+    (tmp_path / "loopwright.toml").write_text(base)
+    agent = load_config(tmp_path)[0].agent
+    assert agent is not None and getattr(agent, "idle_timeout_seconds", None) == 900
+    (tmp_path / "loopwright.toml").write_text(base + "idle_timeout_seconds = 0\n")
+    agent = load_config(tmp_path)[0].agent
+    assert agent is not None and getattr(agent, "idle_timeout_seconds", None) == 0

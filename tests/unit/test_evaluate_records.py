@@ -58,6 +58,7 @@ class ThreadSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         with self.changed:
             self.running += 1

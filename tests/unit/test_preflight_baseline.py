@@ -60,6 +60,7 @@ class Checks(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         self.calls.append(list(command))
         return self.answer(command)

@@ -91,6 +91,7 @@ class TableSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         self.cwds.append(cwd)
         code, seconds, timed_out = self.table[command[0].removeprefix("check-")]

@@ -276,6 +276,7 @@ def _render_agent(detection: Detection, agent: AgentKind | None) -> str:
                 'kind = "command"',
                 f"command = {json.dumps(PLACEHOLDER_AGENT)}",
                 "timeout_seconds = 1800            # seconds one agent run may take",
+                "idle_timeout_seconds = 900        # seconds without output nor file change: ended; 0: off",
                 "",
             ]
         )

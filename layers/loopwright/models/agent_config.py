@@ -18,7 +18,7 @@ from typing import Annotated, ClassVar, Literal
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, StringConstraints, field_validator
 
 from loopwright.models.enums import AgentKind
-from loopwright.models.types import Command, Seconds
+from loopwright.models.types import DEFAULT_IDLE_TIMEOUT_SECONDS, Command, IdleSeconds, Seconds
 
 #: Longest an agent may work in one iteration on AWS, seconds: the iterate Lambda's 900 s (Lambda's
 #: 15-minute maximum timeout, AWS Lambda quotas) minus 60 s for the workspace's commit and push and
@@ -49,11 +49,17 @@ class CommandAgentConfig(_Strict):
     replacement, no shell; prefer ``{prompt_file}`` or stdin for long prompts: one argument is
     limited to 128 KiB on Linux, ``MAX_ARG_STRLEN``). The same values reach the agent as ``LOOPWRIGHT_*``
     environment variables; see :mod:`loopwright.adapters.local.command_agent`.
+
+    ``timeout_seconds`` (wall clock) bounds one run; ``idle_timeout_seconds`` (default 900, 0:
+    off) ends a run that printed nothing and changed no file in the worktree for that long
+    (failure cause ``IDLE``; it matters only when less than ``timeout_seconds``). A negative
+    value is refused, naming the field.
     """
 
     kind: Literal[AgentKind.COMMAND] = AgentKind.COMMAND
     command: Command
     timeout_seconds: Seconds = 1800.0
+    idle_timeout_seconds: IdleSeconds = DEFAULT_IDLE_TIMEOUT_SECONDS
 
 
 class PythonAgentConfig(_Strict):
@@ -131,7 +137,11 @@ class CliAgentConfig(_Strict):
     * ``env``: extra environment variables for the CLI (an API key's variable, a proxy...);
       names starting with ``LOOPWRIGHT_`` are loopwright's and refused;
     * ``timeout_seconds``: wall-clock seconds one run may take; the CLI's process tree is killed
-      after it.
+      after it;
+    * ``idle_timeout_seconds``: seconds the CLI may go without printing anything and without
+      changing any file in the worktree before its process tree is ended (failure cause
+      ``IDLE``, counted towards ``max_consecutive_failures``); default 900, 0 turns it off, a
+      value not below ``timeout_seconds`` has no effect; a negative value is refused.
     """
 
     #: Flags loopwright passes itself and parses the result of; set per backend.
@@ -142,6 +152,7 @@ class CliAgentConfig(_Strict):
     extra_args: ExtraArgs = Field(default_factory=list)
     env: dict[str, str] = Field(default_factory=dict, description="extra environment variables")
     timeout_seconds: Seconds = 1800.0
+    idle_timeout_seconds: IdleSeconds = DEFAULT_IDLE_TIMEOUT_SECONDS
 
     @field_validator("env")
     @classmethod

@@ -182,6 +182,10 @@ class CommandResult(BaseModel):
     stderr: str = ""
     duration_seconds: float = 0.0
     timed_out: bool = False
+    idle: bool = Field(
+        default=False,
+        description="ended after idle_timeout_seconds without output nor file change (exit_code None)",
+    )
     truncated: bool = False
     error: str | None = Field(default=None, description="why the command could not start")
     started_at: datetime | None = None

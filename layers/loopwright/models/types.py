@@ -56,6 +56,20 @@ ProjectId = Annotated[
 
 Seconds = Annotated[float, Field(gt=0, le=86_400, description="seconds, at most one day")]
 
+#: Default ``idle_timeout_seconds`` of the agents run as a process, seconds: long enough for an
+#: agent that thinks (or waits for a tool) quietly, short enough to free a hung one well before
+#: its 30-minute ``timeout_seconds``.
+DEFAULT_IDLE_TIMEOUT_SECONDS = 900.0
+
+IdleSeconds = Annotated[
+    float,
+    Field(
+        ge=0,
+        le=86_400,
+        description="seconds without output nor file change after which the agent is ended; 0: never",
+    ),
+]
+
 #: Largest token count or budget accepted: 2**53 - 1, the largest integer a JSON reader keeps exact
 #: (JavaScript's ``Number.MAX_SAFE_INTEGER``; the dashboard reads these), well inside Cedar's
 #: 64-bit ``Long``, so a budget accepted here can always be compared by the policies.

@@ -74,6 +74,7 @@ class _SessionFilesSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         files = [p for p in sorted(self._local.rglob("*")) if p.is_file()]
         self._session.write_files(
@@ -92,6 +93,7 @@ class _SessionFilesSandbox(Sandbox):
             max_output_bytes=max_output_bytes,
             stdin=None if stdin is None else self._translate(stdin),
             on_output=on_output,
+            idle_timeout_seconds=idle_timeout_seconds,
         )
         for report in {p.parent / REPORT_FILE for p in files}:
             self._fetch(report)

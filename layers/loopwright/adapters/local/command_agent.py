@@ -28,7 +28,9 @@ In the command, ``{prompt}`` (the prompt's text), ``{prompt_file}``, ``{failures
 ``{report_file}``, ``{iteration}`` and ``{loop_id}`` are replaced inside each argument (plain text
 replacement; no shell ever runs). One argument is limited to 128 KiB on Linux
 (``MAX_ARG_STRLEN``): for long prompts prefer ``{prompt_file}``.
-A non-zero exit code marks the iteration's agent as failed; the loop goes on.
+A non-zero exit code marks the iteration's agent as failed; the loop goes on. A run past
+``timeout_seconds`` is ended (failure cause ``TIMEOUT``), and so is a run that printed nothing and
+changed no file in the worktree for ``idle_timeout_seconds`` (``IDLE``).
 """
 
 from __future__ import annotations
@@ -169,6 +171,22 @@ def timeout_summary(timeout_seconds: float, left_running: list[str]) -> str:
     )
 
 
+def idle_summary(idle_seconds: float, left_running: list[str]) -> str:
+    """What ending an idle agent (no output, no file change for ``idle_seconds``) did to its
+    processes, as they are now."""
+    said = f"agent idle for {idle_seconds:g} s (no output, no file change in the worktree)"
+    if not left_running:
+        return f"{said}; its process tree was ended"
+    return f"{said}; {len(left_running)} of its processes could not be ended: {'; '.join(left_running[:5])}"
+
+
+def stopped_cause(timed_out: bool, idle: bool) -> AgentFailureCause | None:
+    """The failure cause of a run the sandbox stopped: TIMEOUT, IDLE, or None (not stopped)."""
+    if timed_out:
+        return AgentFailureCause.TIMEOUT
+    return AgentFailureCause.IDLE if idle else None
+
+
 class CommandAgent(Agent):
     """Runs :class:`CommandAgentConfig` ``command`` in the worktree through a :class:`Sandbox`."""
 
@@ -204,6 +222,7 @@ class CommandAgent(Agent):
             timeout_seconds=self._config.timeout_seconds,
             env=env,
             on_output=on_output,
+            idle_timeout_seconds=self._config.idle_timeout_seconds or None,
         )
         report, report_error = read_report(paths["report_file"])
         output = (outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else "")).strip()
@@ -211,16 +230,19 @@ class CommandAgent(Agent):
             summary = outcome.error
         elif outcome.timed_out:
             summary = timeout_summary(self._config.timeout_seconds, outcome.left_running)
+        elif outcome.idle:
+            summary = idle_summary(self._config.idle_timeout_seconds, outcome.left_running)
         elif report_error:
             summary = report_error
         elif report and report.summary:
             summary = report.summary
         else:
             summary = output.splitlines()[-1] if output else ""
-        failed = bool(outcome.error or outcome.timed_out or report_error or outcome.exit_code != 0)
+        stopped = outcome.timed_out or outcome.idle
+        failed = bool(outcome.error or stopped or report_error or outcome.exit_code != 0)
         if failed and outcome.exit_code not in (None, 0):
             summary = f"agent exited with code {outcome.exit_code}: {summary}"
-        if outcome.left_running and not outcome.timed_out:
+        if outcome.left_running and not stopped:
             summary += f" ({len(outcome.left_running)} of its processes could not be ended)"
         return AgentResult(
             tokens_used=report.tokens_used if report else 0,
@@ -229,9 +251,8 @@ class CommandAgent(Agent):
             failed=failed,
             needs_human=report.needs_human if report else None,
             usage_limit_resets_at=report.usage_limit_resets_at if report else None,
-            failure_cause=AgentFailureCause.TIMEOUT
-            if outcome.timed_out
-            else (report.failure_cause if report else None),
+            failure_cause=stopped_cause(outcome.timed_out, outcome.idle)
+            or (report.failure_cause if report else None),
             retry_after_seconds=report.retry_after_seconds if report else None,
             cost_usd=report.cost_usd if report else None,
             model=report.model if report else None,

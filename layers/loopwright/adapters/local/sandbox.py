@@ -10,6 +10,9 @@ are reparented to the supervisor, not to init). Processes left when the command 
 after ``kill_grace_seconds``. What could not be ended (a process that became another user)
 is reported in :attr:`CommandResult.left_running`; nothing is reported as ended that was not.
 The supervisor adds about 25 ms of start-up per command (``bench/bench_supervisor.py``).
+A command given an ``idle_timeout_seconds`` that prints nothing and changes no file under its
+working directory for that long is ended the same way as on a timeout
+(:mod:`loopwright.adapters.local.idle`; :attr:`CommandResult.idle`).
 
 No orphans, and its limits: everything a command starts dies with the run that started it,
 including when loopwright is killed with ``SIGKILL``; a process that kills its own supervisor
@@ -62,6 +65,7 @@ from loopwright.adapters.local.environment import (
     build_environment,
     resolve_program,
 )
+from loopwright.adapters.local.idle import IdleWatch, latest
 from loopwright.adapters.local.isolation import BubblewrapIsolation
 from loopwright.adapters.local.processes import (
     MARKER_ENV,
@@ -209,9 +213,15 @@ class SubprocessSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         """Run ``command`` in ``cwd`` for at most ``timeout_seconds`` (wall clock), with
         ``stdin`` as its input (else empty) and ``on_output`` shown each output chunk.
+
+        With ``idle_timeout_seconds`` (seconds; None, 0 or not below ``timeout_seconds``: no
+        effect) the command is ended like on a timeout once it has printed nothing and changed
+        no file under ``cwd`` for that long (:mod:`loopwright.adapters.local.idle`); the result
+        then has ``idle=True`` and ``exit_code=None``.
 
         Returns ``exit_code`` (negative: killed by that signal), ``timed_out=True`` with
         ``exit_code=None`` on timeout, and ``error`` with ``exit_code=None`` when the command
@@ -254,6 +264,12 @@ class SubprocessSandbox(Sandbox):
             needed = project.folders() if project is not None else ()
             argv = isolation.wrap(program, argv, cwd=Path(cwd), env=environment, needed=needed)
             program = argv[0]
+        readers: list[TailReader] = []
+        watch = None
+        if idle_timeout_seconds is not None and 0 < idle_timeout_seconds < timeout_seconds:
+            watch = IdleWatch(
+                Path(cwd), idle_timeout_seconds, lambda: latest([reader.last_output for reader in readers])
+            )
         status_read, status_write = os.pipe()
         try:
             process = subprocess.Popen(  # nosec B603 - argv list, never a shell
@@ -290,16 +306,16 @@ class SubprocessSandbox(Sandbox):
             feed_stdin(cast(IO[bytes], process.stdin), stdin)
         status = SupervisorStatus(status_read)
         pipes = (cast(IO[bytes], process.stdout), cast(IO[bytes], process.stderr))
-        readers = [
+        readers.extend(
             TailReader(pipe, max_output_bytes, name=name, on_output=on_output)
             for name, pipe in zip(("stdout", "stderr"), pipes, strict=True)
-        ]
+        )
         for reader in readers:
             reader.start()
-        timed_out = False
+        ended: str | None = None
         left: list[str] = []
         try:
-            timed_out = self._supervise(process, status, ledger, given, token, start + timeout_seconds)
+            ended = self._supervise(process, status, ledger, given, token, start + timeout_seconds, watch)
             left = list(status.left)
             if status.failed is None and not status.done:
                 # The supervisor itself was killed: end what can still be found of the command.
@@ -310,10 +326,11 @@ class SubprocessSandbox(Sandbox):
             os.close(status_read)
             if ledger is not None and status.done and not status.left and not left:
                 ledger.remove(token)
+        timed_out, idle = ended == "timeout", ended == "idle"
         error = None
         if status.failed is not None:
             error = _start_error(given[0], status.failed, status.failed_message)
-        elif timed_out:
+        elif ended is not None:
             pass
         elif status.started is None:
             error = f"cannot start {given[0]}: its supervisor exited with status {process.returncode}"
@@ -331,11 +348,12 @@ class SubprocessSandbox(Sandbox):
             stderr += f"\n{_INCOMPLETE_MARKER}"
         return CommandResult(
             command=given,
-            exit_code=None if timed_out or error else status.exit_code,
+            exit_code=None if ended or error else status.exit_code,
             stdout=stdout,
             stderr=stderr,
             duration_seconds=time.monotonic() - start,
             timed_out=timed_out,
+            idle=idle,
             truncated=any(reader.dropped for reader in readers),
             error=error,
             started_at=started_at,
@@ -350,10 +368,14 @@ class SubprocessSandbox(Sandbox):
         given: list[str],
         token: str,
         deadline: float,
-    ) -> bool:
+        watch: IdleWatch | None = None,
+    ) -> str | None:
         """Record the command once started, wait for its supervisor (stopping it at
-        ``deadline``, a ``time.monotonic()`` value) and read its report; True on timeout."""
+        ``deadline``, a ``time.monotonic()`` value, or once ``watch`` finds it idle) and read
+        its report; ``"timeout"`` or ``"idle"`` when it was stopped so, else None."""
         status.read(max(0.0, deadline - time.monotonic()), until_started=True)
+        if status.started is not None and watch is not None:
+            watch.started()
         if status.started is not None and ledger is not None:
             record = new_record(
                 token=token,
@@ -366,13 +388,24 @@ class SubprocessSandbox(Sandbox):
                 ledger.add(record)
         # The status pipe reaches end-of-file when the supervisor exits: waiting on it wakes at
         # once, where Popen.wait(timeout) polls with sleeps of up to 50 ms.
-        status.read(max(0.0, deadline - time.monotonic()))
-        # Past the deadline: a timeout, unless the command exited and its leftovers are being ended.
-        timed_out = not status.eof and status.exit_code is None
+        idle = False
+        if watch is None:
+            status.read(max(0.0, deadline - time.monotonic()))
+        while watch is not None and not status.eof and (remaining := deadline - time.monotonic()) > 0:
+            # Idle only while the command runs: its leftovers being ended are not idleness.
+            if status.exit_code is None and watch.idle():
+                idle = True
+                break
+            status.read(min(remaining, watch.wait_seconds()))
+        # Past the deadline (or idle): stopped, unless the command exited and its leftovers are
+        # being ended.
+        stopped = not status.eof and status.exit_code is None
         if not status.eof:
             self._stop_supervisor(process, status)
         process.wait()
-        return timed_out
+        if not stopped:
+            return None
+        return "idle" if idle else "timeout"
 
     def _stop_supervisor(
         self, process: subprocess.Popen[bytes], status: SupervisorStatus | None = None

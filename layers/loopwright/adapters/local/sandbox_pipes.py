@@ -26,7 +26,8 @@ CHUNK_BYTES = 64 * 1024
 
 class TailReader(threading.Thread):
     """Reads a pipe to end-of-file, keeping its last ``limit`` bytes; ``on_output`` (if any)
-    sees every chunk as ``(name, text)``, decoded incrementally so no character is split."""
+    sees every chunk as ``(name, text)``, decoded incrementally so no character is split.
+    ``last_output`` is the ``time.monotonic()`` of the latest chunk (None before the first)."""
 
     def __init__(
         self, stream: IO[bytes], limit: int, *, name: str = "stdout", on_output: OutputCallback | None = None
@@ -39,11 +40,13 @@ class TailReader(threading.Thread):
         self._on_output = on_output
         self._decoder = codecs.getincrementaldecoder("utf-8")(errors="replace")
         self.dropped = 0
+        self.last_output: float | None = None
 
     def run(self) -> None:
         read = getattr(self._stream, "read1", self._stream.read)
         try:
             while chunk := read(CHUNK_BYTES):
+                self.last_output = time.monotonic()
                 self._show(chunk)
                 self._buffer += chunk
                 excess = len(self._buffer) - self._limit

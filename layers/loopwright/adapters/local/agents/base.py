@@ -11,7 +11,8 @@ the rest, the same way for every CLI:
 2. runs the CLI in the worktree through the :class:`~loopwright.ports.Sandbox`, feeding each
    complete output line to the parser as it comes (so nothing is lost to the sandbox's bounded
    output) and showing the parser's readable lines (assistant text, ``[tool] Edit src/x.py``)
-   to ``on_output`` instead of raw JSON;
+   to ``on_output`` instead of raw JSON; the run is ended past ``timeout_seconds`` (failure
+   cause ``TIMEOUT``) or after ``idle_timeout_seconds`` without output nor file change (``IDLE``);
 3. builds the :class:`~loopwright.models.AgentResult` (:func:`build_result`): tokens and dollars
    as the CLI reported them, model, session, the final text as summary, the raw output's tail;
    a usage limit pauses the loop (``usage_limit_resets_at``, :data:`~.limits.DEFAULT_USAGE_LIMIT_WAIT`
@@ -39,7 +40,9 @@ from loopwright.adapters.local.agents.limits import DEFAULT_USAGE_LIMIT_WAIT, er
 from loopwright.adapters.local.command_agent import (
     AgentReport,
     agent_environment,
+    idle_summary,
     read_report,
+    stopped_cause,
     timeout_summary,
     write_agent_files,
 )
@@ -284,6 +287,7 @@ class CliAgent(Agent, Generic[ConfigT]):
             env={**agent_environment(request, paths), **self._config.env},
             stdin=invocation.stdin,
             on_output=tap,
+            idle_timeout_seconds=self._config.idle_timeout_seconds or None,
         )
         tap.close()
         if not tap.saw_output:  # a sandbox that does not stream: read what it kept
@@ -298,6 +302,7 @@ class CliAgent(Agent, Generic[ConfigT]):
             report,
             report_error,
             timeout_seconds=self._config.timeout_seconds,
+            idle_timeout_seconds=self._config.idle_timeout_seconds,
             model=self._config.model,
             now=self._now(),
         )
@@ -318,16 +323,20 @@ def build_result(
     timeout_seconds: float,
     model: str | None,
     now: datetime,
+    idle_timeout_seconds: float = 0.0,
 ) -> AgentResult:
     """The :class:`AgentResult` of one CLI run (rules in the module docstring).
 
     ``name`` is the backend's kind for summaries, ``model`` the configured model (used when the
-    CLI did not name one), ``now`` the time a default usage-limit wait counts from.
+    CLI did not name one), ``now`` the time a default usage-limit wait counts from;
+    ``timeout_seconds`` and ``idle_timeout_seconds`` (seconds) are named in the summary of a
+    run the sandbox stopped.
     """
-    summary, failed, resets_at = _verdict(name, outcome, parsed, report, report_error, timeout_seconds, now)
+    limits = (timeout_seconds, idle_timeout_seconds)
+    summary, failed, resets_at = _verdict(name, outcome, parsed, report, report_error, limits, now)
     if resets_at is None and report is not None:
         resets_at = report.usage_limit_resets_at
-    if outcome.left_running and not outcome.timed_out:
+    if outcome.left_running and not (outcome.timed_out or outcome.idle):
         summary += f" ({len(outcome.left_running)} of its processes could not be ended)"
     tokens_used = parsed.tokens_used
     if tokens_used == 0 and report is not None:
@@ -360,12 +369,14 @@ def _cause(
     outcome: CommandResult, parsed: CliReport, *, failed: bool, resets_at: datetime | None, now: datetime
 ) -> tuple[AgentFailureCause | None, float | None]:
     """(failure cause, seconds to wait before a retry) of one run: TIMEOUT for a run past its
-    timeout; with a reset time RATE_LIMIT when the CLI's error is a plain rate limit (HTTP 429,
-    "Too Many Requests", no usage limit or quota named), else USAGE_LIMIT; else for a failed run
-    the cause its error text names (:func:`~.limits.error_cause`: AUTHENTICATION, RATE_LIMIT,
+    timeout, IDLE for one ended as idle (no output, no file change); with a reset time
+    RATE_LIMIT when the CLI's error is a plain rate limit (HTTP 429, "Too Many Requests", no
+    usage limit or quota named), else USAGE_LIMIT; else for a failed run the cause its error
+    text names (:func:`~.limits.error_cause`: AUTHENTICATION, RATE_LIMIT,
     PROVIDER_OUTAGE) or CRASH."""
-    if outcome.timed_out:
-        return AgentFailureCause.TIMEOUT, None
+    stopped = stopped_cause(outcome.timed_out, outcome.idle)
+    if stopped is not None:
+        return stopped, None
     if resets_at is not None:
         said = parsed.error or ""
         if error_cause(said) == "RATE_LIMIT" and not _QUOTA.search(said):
@@ -389,14 +400,17 @@ def _verdict(
     parsed: CliReport,
     report: AgentReport | None,
     report_error: str | None,
-    timeout_seconds: float,
+    limits: tuple[float, float],
     now: datetime,
 ) -> tuple[str, bool, datetime | None]:
-    """(summary, failed, usage_limit_resets_at) of one run."""
+    """(summary, failed, usage_limit_resets_at) of one run; ``limits`` are its
+    (timeout_seconds, idle_timeout_seconds)."""
     if outcome.error:
         return f"{name}: {outcome.error}", True, None
     if outcome.timed_out:
-        return f"{name}: {timeout_summary(timeout_seconds, outcome.left_running)}", True, None
+        return f"{name}: {timeout_summary(limits[0], outcome.left_running)}", True, None
+    if outcome.idle:
+        return f"{name}: {idle_summary(limits[1], outcome.left_running)}", True, None
     if parsed.usage_limit:
         said = f": {first_line(parsed.error or '')}" if parsed.error else ""
         if parsed.resets_at is not None:
