@@ -337,6 +337,7 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
         if not event.settle_pins:
             return step.end(pinning.hold_decision(step.state))
         pinning.settle_hold(step.state, _require(ports.workspace, "workspace"), step.record)
+        step.state.human_request = None  # the hold's question, answered (no agent asked it)
     halt = step.halt()
     pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
     if halt.stop_reason is not None or pause_reason is not None:
