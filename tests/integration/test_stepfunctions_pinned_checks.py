@@ -109,9 +109,11 @@ def _approve(local: LocalStepFunctions, store: SqliteStore, loop_id: str, *, acc
     )
 
 
-def _held(tmp_path: Path, template: dict[str, Any], loop_id: str, *, accept: bool) -> tuple[Path, Any]:
-    """Run the loop until it waits on its held iteration, check the hold, approve; the repository
-    and the loop's held state's PINNED_CHANGE_REVERTED data."""
+def _held(
+    tmp_path: Path, template: dict[str, Any], loop_id: str, *, accept: bool
+) -> tuple[Path, dict[str, Any], list[str]]:
+    """Run the loop until it waits on its held iteration, check the hold, approve; the repository,
+    the PINNED_CHANGE_REVERTED event's data and the states the execution entered."""
     config, repo = _loop(tmp_path)
     state_dir = repo / ".loopwright"
     with LocalStepFunctions(template, state_dir) as local:
@@ -137,14 +139,16 @@ def _held(tmp_path: Path, template: dict[str, Any], loop_id: str, *, accept: boo
         _approve(local, store, loop_id, accept=accept)
         summary = local.wait(name, 60)
         assert summary.status == "SUCCEEDED", summary.output
-    return repo, reverted.data
+        history = local.history(local.execution_arn(name))
+    entered = [e["stateEnteredEventDetails"]["name"] for e in history if "stateEnteredEventDetails" in e]
+    return repo, reverted.data, entered
 
 
 @pytest.mark.slow
 def test_an_accepted_pinned_change_is_evaluated_and_the_loop_completes(
     tmp_path: Path, template: dict[str, Any]
 ) -> None:
-    repo, reverted = _held(tmp_path, template, "pin-a", accept=True)
+    repo, reverted, entered = _held(tmp_path, template, "pin-a", accept=True)
     # Then the branch moved to the kept commit and that iteration met the condition
     store = SqliteStore(repo / ".loopwright" / "loopwright.db")
     state = store.get_state("pin-a")
@@ -157,13 +161,20 @@ def test_an_accepted_pinned_change_is_evaluated_and_the_loop_completes(
     assert (tmp_path / "count").read_text() == "1"  # the agent was not asked again
     types = [e.type for e in store.list_events("pin-a")]
     assert types.index(EV.PINNED_CHANGE_ACCEPTED) < types.index(EV.LOOP_COMPLETED)
+    # And the steps variant went from AwaitHuman through Allowed? straight to Evaluate
+    after = entered[entered.index("AwaitHuman") + 1 :]
+    if "Allowed?" in entered:
+        assert after[:3] == ["Authorize", "Allowed?", "Evaluate"], after
+        assert "Iterate" not in after
+    else:
+        assert after[0] == "RunIteration", after
 
 
 @pytest.mark.slow
 def test_a_refused_pinned_change_stays_reverted_and_the_agent_fixes_the_code(
     tmp_path: Path, template: dict[str, Any]
 ) -> None:
-    repo, _ = _held(tmp_path, template, "pin-r", accept=False)
+    repo, _, _ = _held(tmp_path, template, "pin-r", accept=False)
     # Then the change stayed reverted, the reverted tree was evaluated, and iteration 2 fixed calc.py
     store = SqliteStore(repo / ".loopwright" / "loopwright.db")
     state = store.get_state("pin-r")

@@ -10,7 +10,7 @@ State machine (``infrastructure/``)::
         | no                     otherwise as after Decide)
         v
     Authorize -> [allowed?] -> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide
-        ^            | settle_pins (a held iteration) ---------^               |
+        ^            | settle_pins (a held iteration) --^                      |
         |            | no                                                      |
         |            '-> Decide (the denial)                                   |
         '---- CONTINUE (or, every ``iterations_per_execution``, a new execution) <-'
