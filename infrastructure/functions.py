@@ -58,7 +58,8 @@ from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 #: (checkpoints: checkpoint, and authorize/evaluate/decide for the final one when a loop ends),
 #: ``memory_read`` (list a loop's checkpoints only: start_loop, whose continuations resume from
 #: the newest valid one, as the dashboard's resume does),
-#: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize and run_iteration; start_loop,
+#: ``code_interpreter`` (iterate, evaluate), ``policy`` (authorize, run_iteration, and iterate for
+#: the pinned checks, ``loopwright.pinning``; start_loop,
 #: whose continuations are RESUMEs that Cedar decides), ``idempotency`` (its records:
 #: every task whose handler is ``@idempotent_step``; not await_human, whose retry must store the
 #: new task token), ``schedule`` (create a schedule in the group, pass the scheduler role: the
@@ -80,6 +81,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "idempotency",
             "agent_runtime",
             "repository_secrets",
+            "policy",
         }
     ),
     "checkpoint": frozenset({"loops", "events", "memory", "idempotency"}),

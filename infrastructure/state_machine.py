@@ -4,6 +4,7 @@
               |                  runs, loopwright.cloud.steps.baseline_step) -> Action?
               '-otherwise-> Authorize
     Authorize -> Allowed? -yes-> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide -> Action?
+                     |-$.settle_pins true-----------------^
                      '-no-> Decide                                                          |
     Action? CONTINUE with handover -> StartNextExecution (same machine, name
                                       "<loop_id>-g<generation>", fire and forget) -> HandedOver
@@ -13,6 +14,11 @@
                                          loop through start_loop, loopwright.cloud.schedule) -> Paused
                                -none (a human's pause)-> Paused
             otherwise (COMPLETE, STOP) -> Done
+    Pinned checks (loopwright.pinning): Iterate reverts an iteration that changed pinned files
+    Cedar does not allow (LoopState.pinned_hold), Checkpoint skips it, Evaluate returns the hold's
+    AWAIT_HUMAN instead of evaluating it (Verify and Decide pass it on); once a human answered,
+    Authorize returns ``settle_pins`` and Allowed? goes to Evaluate, which applies the answer
+    (an accepted change moves the branch back to the kept commit) and evaluates that iteration.
     Iterate, Evaluate and Baseline are each followed by <Name>Pending?: while the task's output is
     ``pending`` (the agent or the checks run as background tasks of the Code Interpreter session,
     loopwright.cloud.deferral), <Name>Wait waits its ``wait_seconds`` and the task runs again with
@@ -253,6 +259,13 @@ class LoopStateMachine(Construct):
         allowed = (
             sfn.Choice(self, "Allowed?")
             .when(sfn.Condition.boolean_equals("$.allowed", True), iterate)
+            .when(  # an iteration held for changing pinned files, answered: evaluate it
+                sfn.Condition.and_(
+                    sfn.Condition.is_present("$.settle_pins"),
+                    sfn.Condition.boolean_equals("$.settle_pins", True),
+                ),
+                evaluate,
+            )
             .otherwise(decide)
         )
         authorize.next(allowed)

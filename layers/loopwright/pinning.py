@@ -28,15 +28,13 @@ from loopwright.workflow import Recorder
 _EV = IterationEventType
 
 
-def record_pins(state: LoopState, record: Recorder, *, engine_enforces: bool = True) -> None:
-    """Record CHECKS_PINNED: what the loop's checks depend on (``pins``: one line each).
-
-    ``engine_enforces`` is False for an engine that does not check the pins yet (the Step
-    Functions engine): the message says so, as it does when ``git_isolation`` is off."""
+def record_pins(state: LoopState, record: Recorder) -> None:
+    """Record CHECKS_PINNED: what the loop's checks depend on (``pins``: one line each); the
+    message says when they are not enforced (``git_isolation`` off: iterations are not committed).
+    Both engines record it when a loop starts (the in-process one, and the Step Functions one in
+    ``loopwright.cloud.start`` / ``loopwright.cloud.steps.start_step``)."""
     pins = pin_rules(state.config).describe()
-    if not engine_enforces:
-        why = " (not enforced: the Step Functions engine does not check pins yet)"
-    elif not state.config.git_isolation:
+    if not state.config.git_isolation:
         why = " (not enforced: git_isolation is off, iterations are not committed)"
     else:
         why = ""
@@ -111,6 +109,16 @@ def guard_pins(
         reverted_to=previous_head,
         policy_ids=verdict.policy_ids,
     )
+    return hold_decision(state)
+
+
+def hold_decision(state: LoopState) -> Decision:
+    """The AWAIT_HUMAN decision of the iteration ``state.pinned_hold`` holds (its reason says
+    how to accept or refuse the change). Raises ValueError when nothing is held."""
+    hold = state.pinned_hold
+    if hold is None:
+        raise ValueError(f"loop {state.loop_id!r} holds no change to pinned files")
+    loop_id = state.loop_id
     return Decision(
         action=NextAction.AWAIT_HUMAN,
         reason=(

@@ -220,7 +220,7 @@ def test_function_properties(synthesized: Synthesized, name: str) -> None:
     ):  # fmt: skip
         assert variable in env, variable
     assert env["LOOPWRIGHT_ADAPTERS"] == "aws"
-    assert ("POLICY_MAP" in env) == (name in {"authorize", "run_iteration", "start_loop"})
+    assert ("POLICY_MAP" in env) == (name in {"authorize", "iterate", "run_iteration", "start_loop"})
     assert ("STATE_MACHINE_ARN" in env) == (name == "start_loop")
 
 
@@ -315,7 +315,14 @@ def test_definition_follows_the_workflow_shape(synthesized: Synthesized) -> None
     assert functions["Evaluate"].startswith("FunctionsEvaluateFunction")
     assert not {"Parameters", "InputPath"} & set(states["Baseline"])
     assert states["Authorize"]["Next"] == "Allowed?"
-    assert states["Allowed?"]["Choices"][0]["Next"] == "Iterate"
+    allowed, settle = states["Allowed?"]["Choices"]
+    assert allowed["Next"] == "Iterate"
+    # An iteration held for changing pinned files, answered: evaluated, no new one (issue 15.1)
+    assert settle["And"] == [
+        {"Variable": "$.settle_pins", "IsPresent": True},
+        {"Variable": "$.settle_pins", "BooleanEquals": True},
+    ]
+    assert settle["Next"] == "Evaluate"
     assert states["Allowed?"]["Default"] == "Decide"
     # Iterate, Evaluate and Baseline poll their background commands: pending -> wait -> again
     for task, then in (("Iterate", "Checkpoint"), ("Evaluate", "Verify"), ("Baseline", "Action?")):

@@ -18,6 +18,7 @@ from loopwright.adapters.aws.code_interpreter_sandbox import (
 from loopwright.adapters.aws.interpreter_agent import CodeInterpreterCommandAgent
 from loopwright.adapters.aws.runtime_agent import AgentCoreRuntimeAgent
 from loopwright.adapters.aws.session_workspace import SessionWorkspace
+from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.cloud import runtime
 from loopwright.cloud.steps import CloudPorts, iterate_step
 from loopwright.exceptions import ConfigError
@@ -156,7 +157,7 @@ def test_a_command_agent_iterates_in_the_session_and_its_commit_is_pushed(
     store.create_loop(
         LoopState(loop_id="l1", config=config(agent, {"url": f"file://{remote}", "push": True}))
     )
-    ports = runtime.with_loop_agent(CloudPorts(store=store), "l1", AWS)
+    ports = runtime.with_loop_agent(CloudPorts(store=store, policy=CedarPolicyEngine()), "l1", AWS)
     assert isinstance(ports.agent, CodeInterpreterCommandAgent)
     assert isinstance(ports.workspace, SessionWorkspace) and not ports.workspace.fetch_agent_commits
     state = store.get_state("l1")
@@ -194,9 +195,11 @@ def test_the_baseline_gets_the_loops_clone_before_any_iteration_made_it(
     # And iteration 1 reuses that clone
     runtime.with_loop_agent(CloudPorts(store=store), "l1", AWS)
     assert sum(" clone -q " in line for line in session.commands()) == 1
-    # Locally the worktree exists since the loop was created: the ports are unchanged
+    # Locally the worktree exists since the loop was created: only its git workspace is added
     base = CloudPorts(store=store)
-    assert runtime.with_loop_workspace(base, "l1", LOCAL) is base
+    local = runtime.with_loop_workspace(base, "l1", LOCAL)
+    assert local.workspace is not None and (local.store, local.sandbox) == (base.store, base.sandbox)
+    assert sum(" clone -q " in line for line in session.commands()) == 1
 
 
 def test_an_agentcore_runtime_agent_gets_the_loops_branch_and_a_fetching_workspace(

@@ -228,3 +228,37 @@ def test_repository_config_accepts_the_usual_urls() -> None:
         "file:///srv/r.git",
     ):
         assert RepositoryConfig(url=url, ref="v1.2/x_y+z").push is False
+
+
+def test_file_text_reads_a_commits_file_and_none_when_absent(tmp_path: Path, remote: Path) -> None:
+    ws, _ = workspace(tmp_path, remote)
+    path, _, base = ws.prepare("l1")
+    (path / "pyproject.toml").write_text("[tool.pytest.ini_options]\naddopts = '-q'\n")
+    head, _ = ws.commit("l1", "iteration 1")
+    assert head is not None and base is not None
+    assert ws.file_text("l1", head, "pyproject.toml") == "[tool.pytest.ini_options]\naddopts = '-q'\n"
+    assert ws.file_text("l1", base, "pyproject.toml") is None  # not in that commit
+    assert ws.file_text("l1", base, "app.py") == "x = 1\n"
+    assert ws.file_text("l1", "--output=x", "app.py") is None  # not a commit id: never an option
+
+
+def test_a_set_aside_commit_is_pushed_and_a_new_session_can_reset_to_it(tmp_path: Path, remote: Path) -> None:
+    # Given a loop whose iteration was set aside (a held change to pinned files) and reverted
+    first, _ = workspace(tmp_path / "one", remote)
+    path, _, base = first.prepare("l1")
+    assert base is not None
+    (path / "test_app.py").write_text("def test_x():\n    assert True\n")
+    held, _ = first.commit("l1", "iteration 1")
+    saved = first.set_aside("l1", base, "pinned-iteration-1")
+    assert saved is not None and saved.commit == held
+    first.reset("l1", base)
+    # Then the ref is on the remote, the branch is back
+    assert git("rev-parse", saved.ref, cwd=remote).strip() == held
+    assert remote_head(remote) == base
+    # When a new session (a fresh clone, without the ref) accepts the change
+    second, _ = workspace(tmp_path / "two", remote)
+    second.prepare("l1")
+    assert held is not None
+    second.reset("l1", held)
+    # Then it fetched the kept commit and the branch moved to it, on the remote too
+    assert (second.head("l1"), remote_head(remote)) == (held, held)

@@ -43,7 +43,7 @@ def _started(store: MemoryStore, tmp_path: Path, loop_id: str = "l1") -> StepInp
     state = store.create_loop(LoopState(loop_id=loop_id, config=_config(), worktree=str(tmp_path)))
     record = EventCollector(state)
     workflow.start_session(state, record)
-    pinning.record_pins(state, record, engine_enforces=False)
+    pinning.record_pins(state, record)
     store.save_state(state, record.events)
     return StepInput(loop_id=loop_id, baseline=workflow.baseline_due(state))
 

@@ -333,11 +333,9 @@ def test_record_pins_lists_them_and_says_when_they_are_not_enforced() -> None:
     events = Events()
     record_pins(state(), events)
     record_pins(LoopState(loop_id="l", config=config(git_isolation=False)), events)
-    record_pins(state(), events, engine_enforces=False)
-    (kind, message, data), (_, unenforced, _), (_, cloud, _) = events
+    (kind, message, data), (_, unenforced, _) = events
     assert kind == "CHECKS_PINNED" and "tests: conftest.py" in data["pins"]
     assert "not enforced" not in message and "not enforced: git_isolation is off" in unenforced
-    assert "not enforced: the Step Functions engine does not check pins yet" in cloud
 
 
 def test_only_approve_accepts_a_pinned_change() -> None:

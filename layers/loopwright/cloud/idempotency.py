@@ -12,7 +12,10 @@ execution: a continued or resumed loop runs in a new one), ``iteration`` and ``a
 state was reached: Decide after Verify has none, Decide after a Cedar denial has STOP, Authorize
 after Decide has CONTINUE or AWAIT_HUMAN), and ``baseline: true`` for an execution's input that
 asks for its baseline (the Evaluate Lambda's baseline at iteration N is not iteration N's
-evaluation; the other events' keys do not have it), and ``polls`` for the polls of a step whose
+evaluation; the other events' keys do not have it), ``settle_pins: true`` for the Evaluate,
+Verify and Decide of an iteration held for changing pinned files once a human answered (the
+same states ran for iteration N when it was held; ``loopwright.cloud.steps.authorize_step``),
+and ``polls`` for the polls of a step whose
 agent or checks run in the background (:mod:`loopwright.cloud.deferral`: each poll is a new
 invocation of the same state), so two visits of one state in an execution
 never share a key while a retry, which gets the same input, always does. The whole event is
@@ -69,8 +72,9 @@ Handler = Callable[[Any, Any], Any]
 def step_key(event: Any) -> dict[str, Any] | None:
     """The idempotency key fields of a raw step event (a StepInput/StepOutput JSON object):
     ``loop_id``, ``generation``, ``iteration``, ``action``, ``baseline: True`` when the event
-    asks for the baseline, and ``polls`` and ``pending_step`` for a poll of a pending step; None
-    when the event has no ``loop_id`` (the handler's parser then rejects it, naming the field)."""
+    asks for the baseline, ``settle_pins: True`` when it evaluates a held iteration, and
+    ``polls`` and ``pending_step`` for a poll of a pending step; None when the event has no
+    ``loop_id`` (the handler's parser then rejects it, naming the field)."""
     if not isinstance(event, Mapping) or not event.get("loop_id"):
         return None
     key = {
@@ -81,6 +85,8 @@ def step_key(event: Any) -> dict[str, Any] | None:
     }
     if event.get("baseline") is True:
         key["baseline"] = True
+    if event.get("settle_pins") is True:  # Evaluate N again, after a held iteration's answer
+        key["settle_pins"] = True
     if event.get("polls"):  # a poll of a pending step is a new invocation (loopwright.cloud.deferral)
         key["polls"] = event["polls"]
         key["pending_step"] = event.get("pending_step")  # compact: iterate N+1 vs evaluate N

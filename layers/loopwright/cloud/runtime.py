@@ -322,14 +322,21 @@ def with_loop_workspace(
     base: CloudPorts, loop_id: str, settings: RuntimeSettings, *, event: StepInput | None = None
 ) -> CloudPorts:
     """``base`` plus the loop's sandbox and workspace, without its agent: what the baseline
-    evaluation needs (its conditions run in the loop's worktree before any iteration made it).
+    evaluation needs (its conditions run in the loop's worktree before any iteration made it),
+    and the evaluation of an iteration held for changing pinned files (its answer may move the
+    branch: ``loopwright.pinning.settle_hold``).
 
     AWS: the loop's clone in its Code Interpreter session, prepared (or reopened) as
     :func:`with_loop_agent` does, its folder and branch saved on the loop. Local adapters: the
-    worktree exists since the loop was created, so ``base`` as it is.
+    worktree exists since the loop was created; ``base`` plus its git workspace (nothing is run
+    to build it).
     """
     if settings.adapters != "aws":
-        return base
+        from loopwright.engine.local import build_workspace  # local only (git)
+
+        state = base.store.get_state(loop_id)
+        workspace = build_workspace(state.config, Path(state.workspace), settings.state_dir)
+        return CloudPorts(**{**base.__dict__, "workspace": workspace})
     from loopwright.cloud.runtime_aws import aws_workspace_ports  # AWS only
 
     return aws_workspace_ports(base, loop_id, settings, event=event)

@@ -145,8 +145,8 @@ def start_loop(
     state = _stored(request, state, ports)
     record = EventCollector(state)
     workflow.start_session(state, record)
-    if state.sessions_used == 1:  # the same events as the in-process engine; pins not checked here yet
-        pinning.record_pins(state, record, engine_enforces=False)
+    if state.sessions_used == 1:  # the same events as the in-process engine
+        pinning.record_pins(state, record)
     state = ports.store.save_state(state, record.events)
     event = StepInput(loop_id=loop_id, baseline=workflow.baseline_due(state))
     name = execution_name(loop_id, 0)

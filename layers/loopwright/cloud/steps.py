@@ -147,7 +147,13 @@ class _Step:
         return StepOutput.model_validate({**carried, "iteration": self.state.iteration, **fields})
 
     def paused(self) -> StepOutput | None:
-        """The PAUSE output when an earlier step of this iteration paused the loop, else None."""
+        """The PAUSE output when an earlier step of this iteration paused the loop, the
+        AWAIT_HUMAN output when it parked it for a human (an iteration held for changing pinned
+        files), else None."""
+        if self.state.phase is LoopPhase.AWAITING_RESPONSE:
+            return self.output(
+                allowed=False, action=NextAction.AWAIT_HUMAN, reason=self.state.human_request or ""
+            )
         if self.state.phase is not LoopPhase.PAUSED:
             return None
         return self.output(
@@ -214,17 +220,26 @@ def start_step(event: StepInput, ports: CloudPorts, *, agent_name: str = "agent"
         ports.store.clear_stop(event.loop_id)
     first = step.state.sessions_used == 0
     workflow.start_session(step.state, step.record, agent_name=agent_name)
-    if first:  # the same events as the in-process engine; the pins are not checked here yet
-        pinning.record_pins(step.state, step.record, engine_enforces=False)
+    if first:  # the same events as the in-process engine
+        pinning.record_pins(step.state, step.record)
     return step.save()
 
 
 def authorize_step(event: StepInput, ports: CloudPorts) -> StepOutput:
-    """Cedar decides whether the next iteration runs; a denial (or a stop request) ends the loop."""
-    step = _Step(event, ports)
+    """Cedar decides whether the next iteration runs; a denial (or a stop request) ends the loop.
+
+    A loop holding an iteration that changed pinned files (``LoopState.pinned_hold``: the
+    execution went on after a human's approve, or a resumed loop) authorizes no new iteration:
+    the output has ``allowed`` false and ``settle_pins`` true, and the ``Allowed?`` Choice goes to
+    Evaluate, which applies the answer and evaluates the held iteration
+    (:func:`evaluate_step`), as the in-process engine does (``evaluated_iteration < iteration``).
+    """
+    step = _Step(event.model_copy(update={"settle_pins": False}), ports)  # only a hold sets it
     if step.state.outcome is not None:  # ended meanwhile (a retried execution): nothing to do
         return step.save(allowed=False, action=NextAction.STOP, outcome=step.state.outcome)
     step.state.is_active = True
+    if step.state.pinned_hold is not None:
+        return step.save(allowed=False, settle_pins=True)
     halt = step.halt()  # a raised limit counts for this authorization
     auth = workflow.authorize_next(step.state, _require(ports.policy, "policy"), step.record)
     if not auth.allowed:
@@ -237,11 +252,19 @@ def authorize_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 
 def iterate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     """The agent works once; its changes are committed. Once the state is saved, the iteration's
-    record is written with the prompt, the agent's output and result, and its commit's diff stat."""
+    record is written with the prompt, the agent's output and result, and its commit's diff stat.
+
+    A commit that changed pinned files Cedar does not allow (:func:`loopwright.pinning.guard_pins`,
+    ``ports.policy``) is reverted and kept on a set-aside ref, ``LoopState.pinned_hold`` is set,
+    and :func:`evaluate_step` parks the loop for a human instead of evaluating it. Raises
+    ValueError when the workspace, agent or policy port is missing,
+    :class:`~loopwright.exceptions.WorkspaceError` when the branch cannot be moved back."""
     step = _Step(event, ports)
     workspace: Workspace = _require(ports.workspace, "workspace")
+    policy: PolicyEngine = _require(ports.policy, "policy")
     record = records.start_record(step.state, ports.state_dir)
     output = records.OutputCollector()
+    previous_head = step.state.head_commit
     result = workflow.run_iteration(
         step.state,
         _require(ports.agent, "agent"),
@@ -250,6 +273,8 @@ def iterate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
         state_dir=ports.state_dir,
         on_output=output,
     )
+    if not step.state.workspace_problem:  # nothing was committed otherwise
+        pinning.guard_pins(step.state, result, previous_head, workspace, policy, step.record)
     saved = step.save()
     done = records.finish_record(record, step.state, result, output.snapshot(), workspace)
     records.RecordKeeper(ports.store).save(done)
@@ -257,8 +282,11 @@ def iterate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 
 
 def checkpoint_step(event: StepInput, ports: CloudPorts) -> StepOutput:
-    """Checkpoint the loop when its interval says so."""
+    """Checkpoint the loop when its interval says so; not an iteration held for changing pinned
+    files (it is not evaluated either, as in the in-process engine)."""
     step = _Step(event, ports)
+    if step.state.pinned_hold is not None:
+        return step.output()
     workflow.checkpoint_if_due(step.state, _require(ports.checkpoints, "checkpoints"), step.record)
     return step.save()
 
@@ -296,8 +324,20 @@ def evaluation_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 
 def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     """Evaluate every exit condition (unless a human asked the loop to stop); once the state is
-    saved, their results are added to the iteration's record."""
+    saved, their results are added to the iteration's record.
+
+    Pinned checks (:mod:`loopwright.pinning`): an iteration Iterate held (``LoopState.pinned_hold``)
+    is not evaluated: the loop waits for a human (the hold's AWAIT_HUMAN decision). With
+    ``event.settle_pins`` (Authorize, after the human's answer) the answer is applied first
+    (:func:`~loopwright.pinning.settle_hold`: an accepted change moves the branch to the kept
+    commit) and the held iteration is evaluated. Raises ValueError when settling without the
+    workspace port."""
     step = _Step(event, ports)
+    if step.state.pinned_hold is not None:
+        if not event.settle_pins:
+            return step.end(pinning.hold_decision(step.state))
+        pinning.settle_hold(step.state, _require(ports.workspace, "workspace"), step.record)
+        step.state.human_request = None  # the hold's question, answered (no agent asked it)
     halt = step.halt()
     pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
     if halt.stop_reason is not None or pause_reason is not None:
@@ -311,8 +351,8 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 def verify_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     """gate:all over the latest evaluation."""
     step = _Step(event, ports)
-    if step.state.outcome is not None or step.state.phase is LoopPhase.PAUSED:  # ended by evaluate
-        return step.output(allowed=False)
+    if step.state.outcome is not None or step.state.phase in (LoopPhase.PAUSED, LoopPhase.AWAITING_RESPONSE):
+        return step.output(allowed=False)  # ended, paused or parked by evaluate
     verification = workflow.verify_gate(step.state, step.record)
     return step.save(allowed=verification.passed, reason=verification.message)
 

@@ -7,6 +7,7 @@ context ``loopwright:stateMachine=compact``) runs one task per iteration instead
 
     (baseline: the execution's first invocation, when its input asks for it)
     authorize -> (allowed) iterate -> checkpoint -> evaluate -> verify -> decide
+              -> (settle_pins: an iteration held for changing pinned files) evaluate -> verify -> decide
               -> (denied)  decide
 
 A baseline that does not CONTINUE (the repository already meets its conditions, a condition
@@ -59,8 +60,9 @@ def run_iteration_step(
     work_ports: Callable[[CloudPorts], CloudPorts] | None = None,
 ) -> StepOutput:
     """One iteration: the baseline first when ``event.baseline`` (its output when it does not
-    CONTINUE), authorize, then iterate, checkpoint, evaluate and verify when Cedar allowed it,
-    then decide; the decide step's output.
+    CONTINUE), authorize, then iterate, checkpoint, evaluate and verify when Cedar allowed it
+    (only evaluate and verify when authorize found an iteration held for changing pinned files,
+    ``settle_pins``), then decide; the decide step's output.
 
     With background commands (``work_ports`` giving a
     :class:`~loopwright.deferred.DeferringSandbox`), the baseline, iterate and evaluate steps may
@@ -91,9 +93,12 @@ def run_iteration_step(
         start = 0 if resume == "iterate" else 2
     else:
         output = authorize_step(event, ports)
-        if not output.allowed:
+        if output.settle_pins:  # the held iteration is evaluated, no new one runs
+            start = 2
+        elif not output.allowed:
             return decide_step(next_input(output), ports)
-        start = 0
+        else:
+            start = 0
     for step, name in ITERATION_STEPS[start:]:
         output = work(step, name, next_input(output) if output is not event else event)
         if output.pending:

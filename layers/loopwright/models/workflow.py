@@ -10,7 +10,8 @@ State machine (``infrastructure/``)::
         | no                     otherwise as after Decide)
         v
     Authorize -> [allowed?] -> Iterate -> Checkpoint -> Evaluate -> Verify -> Decide
-        ^            | no                                                      |
+        ^            | settle_pins (a held iteration) --^                      |
+        |            | no                                                      |
         |            '-> Decide (the denial)                                   |
         '---- CONTINUE (or, every ``iterations_per_execution``, a new execution) <-'
     Decide: COMPLETE / STOP -> Succeed; AWAIT_HUMAN -> wait for a task token -> Authorize
@@ -80,6 +81,15 @@ class StepInput(BaseModel):
     pending_step: Literal["baseline", "iterate", "evaluate"] | None = Field(
         default=None,
         description="the step whose commands still run (the compact variant's next invocation starts there)",
+    )
+    settle_pins: bool = Field(
+        default=False,
+        description="set by Authorize when the loop holds an iteration that changed pinned files "
+        "(LoopState.pinned_hold; a human answered, or not: a resumed loop's hold counts as refused): "
+        "the Evaluate step applies the answer "
+        "(loopwright.pinning.settle_hold) and evaluates that iteration instead of a new one being "
+        "authorized; carried to Verify and Decide (part of their idempotency key), cleared by the "
+        "next Authorize",
     )
 
 

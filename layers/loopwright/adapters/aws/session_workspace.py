@@ -175,10 +175,17 @@ class SessionWorkspace(Workspace):
 
     def reset(self, loop_id: str, commit: str) -> None:
         """Move the loop's branch to ``commit`` and discard every change (``git reset --hard``,
-        ``git clean -fd``); with ``push``, force-push the branch so the remote agrees."""
+        ``git clean -fd``); with ``push``, force-push the branch so the remote agrees. A commit
+        the clone lacks (a new session's clone: the commit is kept on a pushed set-aside ref, such
+        as an accepted change to pinned files) is fetched first from the loop's
+        ``refs/loopwright/<loop_id>/`` refs on the remote. Raises WorkspaceError when a git
+        command fails."""
         if _COMMIT.fullmatch(commit) is None:
             raise WorkspaceError(f"cannot reset loop {loop_id!r} to {commit!r}: not a commit id")
         path, branch = self.path(loop_id), BRANCH_PREFIX + loop_id
+        if self.repository.push and self._rev(path, commit) is None:
+            refs = f"refs/loopwright/{loop_id}/*"
+            self._run(["fetch", "-q", "origin", f"+{refs}:{refs}"], path)  # reset names a failure
         self._git(["reset", "-q", "--hard", commit], cwd=path)
         self._git(["clean", "-q", "-f", "-d"], cwd=path)
         self._known_heads[loop_id] = self._git(["rev-parse", "HEAD"], cwd=path).strip()
@@ -211,6 +218,15 @@ class SessionWorkspace(Workspace):
         if self.repository.push:
             self._git(["push", "-q", "origin", f"{ref}:{ref}"], cwd=path)
         return SavedWork(ref=ref, commit=head, commits=commits)
+
+    def file_text(self, loop_id: str, commit: str, path: str) -> str | None:
+        """``git show <commit>:<path>`` in the loop's clone (``path`` relative to its root): the
+        file's text at ``commit``; None when the file (or the commit) is not there. Raises
+        WorkspaceError when the command cannot run in the session."""
+        if _COMMIT.fullmatch(commit) is None:
+            return None
+        code, out, _ = self._run(["show", f"{commit}:{path}"], self.path(loop_id))
+        return out if code == 0 else None
 
     def has_commit(self, loop_id: str, commit: str) -> bool:
         """True when the loop's clone holds ``commit`` (a reset to it can work)."""
