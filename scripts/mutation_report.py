@@ -36,6 +36,7 @@ LINKS = {
     "tests": "../../tests",
     "pyproject.toml": "../../pyproject.toml",
     "policies": "../../policies",
+    "schemas": "../../schemas",
 }
 EQUIVALENTS = ROOT / "mutation-equivalents.toml"
 
