@@ -29,9 +29,9 @@ class KmsEvidenceSigner(EvidenceSigner):
 
     algorithm = KMS_ALGORITHM
 
-    def __init__(self, key_id: str, client: Any | None = None) -> None:
+    def __init__(self, key_id: str, client: Any | None = None, *, region_name: str | None = None) -> None:
         self.key_id = key_id
-        self._client = client or boto3.client("kms", config=retry_config())
+        self._client = client or boto3.client("kms", region_name=region_name, config=retry_config())
 
     def sign(self, message: bytes) -> bytes:
         with aws_errors(f"signing evidence with KMS key {self.key_id}"):
