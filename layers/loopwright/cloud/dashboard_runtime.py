@@ -41,7 +41,7 @@ from __future__ import annotations
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -303,6 +303,17 @@ def _plan_executor(store: PlanStore, settings: RuntimeSettings, dashboard: Dashb
     )
 
 
+def _evidence(settings: RuntimeSettings) -> Callable[[str], bytes | None] | None:
+    """The reader of a loop's signed evidence file: on AWS the loops table's evidence items
+    (written by the step that completes a loop, :mod:`loopwright.cloud.evidence_record`); None
+    with the local adapters (``loopwright dashboard`` reads ``.loopwright/evidence/`` itself)."""
+    if settings.adapters == "local":
+        return None
+    from loopwright.adapters.aws.dynamodb_evidence import DynamoDbEvidenceStore  # AWS only
+
+    return DynamoDbEvidenceStore(settings.require("loops_table"), region_name=settings.region).get
+
+
 def _deps(settings: RuntimeSettings, dashboard: DashboardSettings) -> DashboardDeps:
     identity = CognitoIdentityResolver()
     if dashboard.mode in ("controls", "plans"):
@@ -327,6 +338,7 @@ def _deps(settings: RuntimeSettings, dashboard: DashboardSettings) -> DashboardD
         identity=identity,
         traces=traces,
         metrics=metrics,
+        evidence=_evidence(settings),
     )
 
 

@@ -3,7 +3,9 @@
 - ``GET /api/loops/{loop_id}/evidence``: the evidence file exactly as it was signed
   (:class:`~loopwright.models.evidence.SignedEvidence`, canonical JSON), so what is downloaded
   verifies with ``loopwright evidence verify``. 404 for an unknown loop, a loop without
-  evidence (``loopwright evidence export LOOP_ID`` makes it), or a deployment that keeps none.
+  evidence (locally ``loopwright evidence export LOOP_ID`` makes it; on AWS the step that
+  completes a loop with CONDITIONS_MET does, :mod:`loopwright.cloud.evidence_record`), or a
+  deployment that keeps none.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ def register_evidence_reads(app: APIGatewayRestResolver, deps: DashboardDeps) ->
             raise ApiError(
                 404,
                 "not_found",
-                f"loop {loop_id!r} has no evidence bundle (`loopwright evidence export {loop_id}` makes one)",
+                f"loop {loop_id!r} has no evidence bundle (one is made for a loop that met its "
+                f"conditions: on AWS when it completes, locally by `loopwright evidence export {loop_id}`)",
             )
         return Response(200, JSON, body=data.decode())
