@@ -10,11 +10,13 @@ from __future__ import annotations
 import os
 import zlib
 from collections.abc import Iterator
+from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import boto3
 import pytest
+from typer.testing import CliRunner
 
 from loopwright.adapters.aws.dynamodb_evidence import (
     EVIDENCE_MAX_BYTES,
@@ -23,6 +25,8 @@ from loopwright.adapters.aws.dynamodb_evidence import (
 )
 from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
 from loopwright.adapters.aws.kms_evidence_signer import KmsEvidenceSigner
+from loopwright.adapters.local.evidence_key import verifier_from_pem
+from loopwright.cli.evidence_cmd import evidence_app
 from loopwright.cloud import runtime
 from loopwright.cloud.evidence_record import record_evidence
 from loopwright.cloud.runtime import RuntimeSettings
@@ -127,3 +131,22 @@ def test_the_dashboard_serves_a_stored_bundle_on_aws(dashboard: tuple[ModuleType
     assert status == 404 and "has no evidence bundle" in body["error"]["message"]
     status, body = _call(module, "GET", "/api/loops/nobody/evidence", claims)
     assert status == 404
+
+
+def test_the_cli_prints_the_kms_keys_public_key_for_offline_checks(
+    aws: tuple[DynamoDbStore, str], tmp_path: Path
+) -> None:
+    _, key_arn = aws
+    result = CliRunner().invoke(evidence_app, ["public-key", "--key-id", key_arn])
+    assert result.exit_code == 0, result.output
+    assert result.output.startswith("-----BEGIN PUBLIC KEY-----")
+    pem = tmp_path / "kms.pem"
+    pem.write_text(result.output)
+    verifier = verifier_from_pem(pem, key_arn)  # what `evidence verify --public-key --key-id` uses
+    assert (verifier.algorithm, verifier.key_id) == ("ECDSA_SHA_256", key_arn)
+
+
+def test_the_cli_says_when_the_kms_key_cannot_be_read(aws: tuple[DynamoDbStore, str]) -> None:
+    missing = "arn:aws:kms:us-east-1:123456789012:key/missing"
+    result = CliRunner().invoke(evidence_app, ["public-key", "--key-id", missing])
+    assert result.exit_code != 0 and "public key of KMS key" in result.output

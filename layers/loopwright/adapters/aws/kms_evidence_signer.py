@@ -43,6 +43,16 @@ class KmsEvidenceSigner(EvidenceSigner):
             )
         return bytes(answer["Signature"])
 
+    def public_pem(self) -> bytes:
+        """The key's public key (KMS ``GetPublicKey``) as PEM (SubjectPublicKeyInfo), what
+        ``loopwright evidence verify --public-key PEM --key-id ARN`` checks bundles with offline."""
+        from cryptography.hazmat.primitives import serialization
+
+        with aws_errors(f"reading the public key of KMS key {self.key_id}"):
+            answer = self._client.get_public_key(KeyId=self.key_id)
+        key = serialization.load_der_public_key(bytes(answer["PublicKey"]))
+        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+
     def verify(self, message: bytes, signature: bytes) -> bool:
         try:
             answer = self._client.verify(
