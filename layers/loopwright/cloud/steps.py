@@ -25,6 +25,9 @@ warning, the loop's end: :mod:`loopwright.notifications`) are sent through the
 :class:`~loopwright.ports.Notifier` port (AWS: the stack's SNS notifications topic), the question's
 with the loop's page of the dashboard (``CloudPorts.dashboard_url``). A notification that cannot
 be sent is logged and never fails the step; a retried step may send it again.
+
+A step that ends a loop with CONDITIONS_MET then signs and stores its evidence bundle through
+``CloudPorts.evidence`` (:mod:`loopwright.cloud.evidence_record`; never failing the step).
 """
 
 from __future__ import annotations
