@@ -11,7 +11,13 @@ import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
 from loopwright.adapters.local.evidence_key import LocalEd25519Signer
-from loopwright.cloud.evidence_record import ENGINE, EvidenceKeeper, record_evidence
+from loopwright.cloud.evidence_record import (
+    ENGINE,
+    EvidenceKeeper,
+    EvidenceTooSlowError,
+    iteration_records,
+    record_evidence,
+)
 from loopwright.cloud.steps import CloudPorts
 from loopwright.evidence import EvidenceError, EvidenceStore, read_signed
 from loopwright.exceptions import LoopFrameworkError
@@ -105,3 +111,11 @@ def test_record_evidence_reads_the_records_and_returns_the_stored_bytes() -> Non
     assert data is not None and isinstance(keeper.bundles, MemoryBundles)
     assert keeper.bundles.files["l1"] == data
     assert record_evidence(completed_state(outcome=LoopOutcome.STOPPED), MemoryStore(), keeper) is None
+
+
+def test_reading_too_many_records_gives_up_the_bundle() -> None:
+    ticks = iter(range(100))
+    state = completed_state(iteration=50)
+    with pytest.raises(EvidenceTooSlowError, match="50 iteration records took more than 3 s"):
+        iteration_records(MemoryStore(), state, budget_seconds=3, clock=lambda: float(next(ticks)))
+    assert iteration_records(MemoryStore(), state) == []  # within the budget: none stored, none read

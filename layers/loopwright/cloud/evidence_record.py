@@ -20,6 +20,8 @@ from __future__ import annotations
 
 import logging
 import platform
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import loopwright
@@ -32,6 +34,13 @@ logger = logging.getLogger(__name__)
 
 #: The engine named in the bundle's ``tool_versions``.
 ENGINE = "step-functions"
+#: Seconds the completing step may spend reading the loop's iteration records (one GetItem each)
+#: before it gives up the bundle: the decide function runs at most 60 s.
+READ_BUDGET_SECONDS = 30.0
+
+
+class EvidenceTooSlowError(Exception):
+    """The iteration records took longer than :data:`READ_BUDGET_SECONDS` to read."""
 
 
 @dataclass(frozen=True)
@@ -47,10 +56,22 @@ def tool_versions() -> dict[str, str]:
     return {"python": platform.python_version(), "loopwright": loopwright.__version__, "engine": ENGINE}
 
 
-def iteration_records(store: LoopStore, state: LoopState) -> list[IterationRecord]:
-    """The loop's iteration records, oldest first (one read each; missing ones left out)."""
+def iteration_records(
+    store: LoopStore,
+    state: LoopState,
+    *,
+    budget_seconds: float = READ_BUDGET_SECONDS,
+    clock: Callable[[], float] = time.monotonic,
+) -> list[IterationRecord]:
+    """The loop's iteration records, oldest first (one read each; missing ones left out).
+    Raises :class:`EvidenceTooSlowError` once reading took more than ``budget_seconds``."""
     found = []
+    deadline = clock() + budget_seconds
     for iteration in range(1, state.iteration + 1):
+        if clock() > deadline:
+            raise EvidenceTooSlowError(
+                f"reading its {state.iteration} iteration records took more than {budget_seconds:g} s"
+            )
         record = store.get_iteration_record(state.loop_id, iteration)
         if record is not None:
             found.append(record)
