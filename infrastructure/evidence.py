@@ -12,6 +12,8 @@ bundle (issue 15, part 2; :mod:`loopwright.cloud.evidence_record`).
 - :meth:`EvidenceKey.connect`: ``kms:Sign`` on this key only, and ``EVIDENCE_KEY_ARN``, to the
   functions that complete loops (:data:`infrastructure.functions.NEEDS` ``evidence``); they store
   the signed file as an item of the loops table (no bucket: the stack has none).
+- :meth:`EvidenceKey.connect_reader`: ``kms:GetPublicKey`` on this key only, and
+  ``EVIDENCE_KEY_ARN``, to the dashboard's read function (``GET /api/evidence/public-key``).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from aws_cdk import aws_iam as iam
 from aws_cdk import aws_kms as kms
 from aws_cdk import aws_lambda as lambda_
 from constructs import Construct
+
+from infrastructure.dashboard_routes import EVIDENCE_KEY_READ_ACTIONS
 
 #: What a function that signs bundles may do with the key (Verify and GetPublicKey are for
 #: reviewers, who hold their own credentials).
@@ -62,3 +66,13 @@ class EvidenceKey(Construct):
         )
         function.add_environment(ENV_EVIDENCE_KEY_ARN, self.key.key_arn)
         self.signers.append(function)
+
+    def connect_reader(self, function: lambda_.Function) -> None:
+        """Let ``function`` read the key's public half (:data:`EVIDENCE_KEY_READ_ACTIONS` on it
+        only) and tell it which (:data:`ENV_EVIDENCE_KEY_ARN`)."""
+        role = function.role
+        assert role is not None
+        role.add_to_principal_policy(
+            iam.PolicyStatement(actions=list(EVIDENCE_KEY_READ_ACTIONS), resources=[self.key.key_arn])
+        )
+        function.add_environment(ENV_EVIDENCE_KEY_ARN, self.key.key_arn)

@@ -142,6 +142,7 @@ class LoopwrightStack(Stack):
             plan_state_machine=self.plans.state_machine,
             removal_policy=removal_policy,
         )
+        self.evidence.connect_reader(self.dashboard.functions["read"])  # GET /api/evidence/public-key
         self.continuation = Continuation(
             self,
             "Continuation",

@@ -77,18 +77,35 @@ def test_only_the_completing_functions_may_sign(synthesized: Synthesized, name: 
         assert statements == [] and ENV_EVIDENCE_KEY_ARN not in variables
 
 
+def _role_id(synthesized: Synthesized, function: Any) -> str:
+    return synthesized.stack.get_logical_id(function.role.node.default_child)
+
+
 def test_no_other_role_may_use_the_key(synthesized: Synthesized) -> None:
     key_arn = {"Fn::GetAtt": [_key_ref(synthesized), "Arn"]}
-    signer_roles = {
-        synthesized.stack.get_logical_id(synthesized.stack.functions.functions[n].role.node.default_child)  # type: ignore[union-attr]
-        for n in SIGNERS
-    }
+    signer_roles = {_role_id(synthesized, synthesized.stack.functions.functions[n]) for n in SIGNERS}
+    reader_role = _role_id(synthesized, synthesized.stack.dashboard.functions["read"])
+    seen: dict[str, set[str]] = {}
     for policy in synthesized.resources("AWS::IAM::Policy").values():
         for statement in policy["Properties"]["PolicyDocument"]["Statement"]:
             resources = statement["Resource"]
             if key_arn in (resources if isinstance(resources, list) else [resources]):
-                roles = {r["Ref"] for r in policy["Properties"]["Roles"]}
-                assert roles <= signer_roles and statement["Action"] == "kms:Sign"
+                for role in policy["Properties"]["Roles"]:
+                    seen.setdefault(role["Ref"], set()).add(statement["Action"])
+    assert seen == {role: {"kms:Sign"} for role in signer_roles} | {reader_role: {"kms:GetPublicKey"}}
+
+
+def test_the_dashboards_read_function_knows_the_key(synthesized: Synthesized) -> None:
+    function = synthesized.stack.dashboard.functions["read"]
+    variables = synthesized.raw["Resources"][synthesized.stack.get_logical_id(function.node.default_child)][
+        "Properties"
+    ]["Environment"]["Variables"]
+    assert variables[ENV_EVIDENCE_KEY_ARN] == {"Fn::GetAtt": [_key_ref(synthesized), "Arn"]}
+    for mode in ("controls", "plans"):
+        other = synthesized.stack.dashboard.functions[mode]
+        assert ENV_EVIDENCE_KEY_ARN not in str(
+            synthesized.raw["Resources"][synthesized.stack.get_logical_id(other.node.default_child)]
+        )
 
 
 def test_cdk_nag_accepts_the_key(synthesized: Synthesized) -> None:

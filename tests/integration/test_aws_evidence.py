@@ -25,8 +25,8 @@ from loopwright.adapters.aws.dynamodb_evidence import (
 )
 from loopwright.adapters.aws.dynamodb_store import DynamoDbStore
 from loopwright.adapters.aws.kms_evidence_signer import KmsEvidenceSigner
-from loopwright.adapters.local.evidence_key import verifier_from_pem
-from loopwright.cli.evidence_cmd import evidence_app
+from loopwright.adapters.local.evidence_key import LocalEd25519Signer, verifier_from_pem
+from loopwright.cli.evidence_cmd import evidence_app, local_evidence_key
 from loopwright.cloud import runtime
 from loopwright.cloud.evidence_record import record_evidence
 from loopwright.cloud.runtime import RuntimeSettings
@@ -150,3 +150,29 @@ def test_the_cli_says_when_the_kms_key_cannot_be_read(aws: tuple[DynamoDbStore, 
     missing = "arn:aws:kms:us-east-1:123456789012:key/missing"
     result = CliRunner().invoke(evidence_app, ["public-key", "--key-id", missing])
     assert result.exit_code != 0 and "public key of KMS key" in result.output
+
+
+def test_the_dashboard_serves_the_kms_public_key(
+    dashboard: tuple[ModuleType, Any], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module, _ = dashboard
+    claims = {"cognito:username": "alice"}
+    status, body = _call(module, "GET", "/api/evidence/public-key", claims)
+    assert status == 404 and "no evidence key" in body["error"]["message"]
+    kms = boto3.client("kms", region_name=REGION)
+    key_arn = kms.create_key(KeySpec="ECC_NIST_P256", KeyUsage="SIGN_VERIFY")["KeyMetadata"]["Arn"]
+    monkeypatch.setenv("EVIDENCE_KEY_ARN", key_arn)  # what the stack gives the read function
+    status, body = _call(_handler(), "GET", "/api/evidence/public-key", claims)
+    assert status == 200 and (body["algorithm"], body["key_id"]) == ("ECDSA_SHA_256", key_arn)
+    assert body["public_key_pem"] == KmsEvidenceSigner(key_arn, region_name=REGION).public_pem().decode()
+
+
+def test_the_local_dashboard_serves_the_local_key_once_made(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("LOOPWRIGHT_STATE_HOME", str(tmp_path / "state"))
+    assert local_evidence_key() is None  # a read never makes the key
+    signer = LocalEd25519Signer.load_or_create()
+    key = local_evidence_key()
+    assert key is not None and (key.algorithm, key.key_id) == ("Ed25519", signer.key_id)
+    assert key.public_key_pem == signer.public_pem().decode()

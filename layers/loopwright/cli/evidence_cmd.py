@@ -22,11 +22,17 @@ import typer
 from rich.console import Console
 
 from loopwright.adapters.local.evidence_git import files_sha256_at, git_version, head_commit, tracked_files
-from loopwright.adapters.local.evidence_key import LocalEd25519Signer, user_state_dir, verifier_from_pem
+from loopwright.adapters.local.evidence_key import (
+    KEY_FILE_NAME,
+    LocalEd25519Signer,
+    user_state_dir,
+    verifier_from_pem,
+)
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, JsonOpt, WorkspaceOpt, fail, workspace_path
 from loopwright.cli.records import _open
 from loopwright.conditions.runner import evaluate_condition
+from loopwright.dashboard.deps import EvidenceKey
 from loopwright.engine.local import state_dir_for
 from loopwright.evidence import (
     EvidenceError,
@@ -58,6 +64,15 @@ def read_evidence(state_dir: Path, loop_id: str) -> bytes | None:
         return evidence_file(state_dir, loop_id).read_bytes()
     except FileNotFoundError:
         return None
+
+
+def local_evidence_key() -> EvidenceKey | None:
+    """The local evidence key's public half (the dashboard's ``/api/evidence/public-key``), or
+    None before ``evidence export`` made the key (a read never makes one)."""
+    if not (user_state_dir() / KEY_FILE_NAME).is_file():
+        return None
+    signer = LocalEd25519Signer.load_or_create()
+    return EvidenceKey(signer.algorithm, signer.key_id, signer.public_pem().decode())
 
 
 def _versions() -> dict[str, str]:

@@ -38,6 +38,7 @@ Gateway authorizer's claims.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -53,6 +54,7 @@ from loopwright.cloud.runtime import RuntimeSettings, check_agent_for_adapters, 
 from loopwright.cloud.signin import SignInSettings, build_signin_router
 from loopwright.controls import ControlService
 from loopwright.dashboard.api import ControlSubmitter, DashboardDeps, build_app
+from loopwright.dashboard.deps import EvidenceKey
 from loopwright.dashboard.identity import CognitoIdentityResolver
 from loopwright.dashboard.ports import (
     LoopQueries,
@@ -314,6 +316,22 @@ def _evidence(settings: RuntimeSettings) -> Callable[[str], bytes | None] | None
     return DynamoDbEvidenceStore(settings.require("loops_table"), region_name=settings.region).get
 
 
+def _evidence_key(settings: RuntimeSettings) -> Callable[[], EvidenceKey | None] | None:
+    """The public half of the stack's evidence key (``EVIDENCE_KEY_ARN``: KMS ``GetPublicKey``,
+    asked once per container), or None when the function is not told the key."""
+    arn = settings.evidence_key_arn
+    if settings.adapters == "local" or not arn:
+        return None
+    from loopwright.adapters.aws.kms_evidence_signer import KmsEvidenceSigner  # AWS only
+
+    @functools.cache
+    def key() -> EvidenceKey:
+        signer = KmsEvidenceSigner(arn, region_name=settings.region)
+        return EvidenceKey(signer.algorithm, signer.key_id, signer.public_pem().decode())
+
+    return key
+
+
 def _deps(settings: RuntimeSettings, dashboard: DashboardSettings) -> DashboardDeps:
     identity = CognitoIdentityResolver()
     if dashboard.mode in ("controls", "plans"):
@@ -339,6 +357,7 @@ def _deps(settings: RuntimeSettings, dashboard: DashboardSettings) -> DashboardD
         traces=traces,
         metrics=metrics,
         evidence=_evidence(settings),
+        evidence_key=_evidence_key(settings),
     )
 
 

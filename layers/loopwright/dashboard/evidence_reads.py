@@ -6,11 +6,17 @@
   evidence (locally ``loopwright evidence export LOOP_ID`` makes it; on AWS the step that
   completes a loop with CONDITIONS_MET does, :mod:`loopwright.cloud.evidence_record`), or a
   deployment that keeps none.
+- ``GET /api/evidence/public-key``: the public key that signs this deployment's bundles (locally
+  the user's Ed25519 key, once made; on AWS the stack's KMS key, ``GetPublicKey``), for
+  ``loopwright evidence verify --public-key PEM [--key-id KEY_ID]``. A reviewer who does not trust
+  this server gets it elsewhere (``loopwright evidence public-key [--key-id ARN]``). 404 when the
+  deployment has none.
 """
 
 from __future__ import annotations
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
+from pydantic import BaseModel, Field
 
 from loopwright.dashboard.deps import DashboardDeps
 from loopwright.dashboard.errors import ApiError, answer_doc, error_doc
@@ -18,6 +24,14 @@ from loopwright.models.evidence import SignedEvidence
 from loopwright.models.types import is_loop_id
 
 JSON = "application/json"
+
+
+class EvidencePublicKey(BaseModel):
+    """The key that signs this deployment's evidence bundles."""
+
+    algorithm: str = Field(description="the bundles' signature.algorithm (Ed25519, ECDSA_SHA_256)")
+    key_id: str = Field(description="the bundles' signature.key_id (on AWS the KMS key ARN)")
+    public_key_pem: str = Field(description="the public key, PEM (SubjectPublicKeyInfo)")
 
 
 def register_evidence_reads(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
@@ -47,3 +61,19 @@ def register_evidence_reads(app: APIGatewayRestResolver, deps: DashboardDeps) ->
                 f"conditions: on AWS when it completes, locally by `loopwright evidence export {loop_id}`)",
             )
         return Response(200, JSON, body=data.decode())
+
+    @app.get(
+        "/api/evidence/public-key",
+        summary="The key that signs evidence bundles",
+        description="The public key of this deployment's evidence key, to check downloaded bundles "
+        "offline: save `public_key_pem` and run `loopwright evidence verify FILE --public-key PEM "
+        "--key-id KEY_ID`. 404 when the deployment has no evidence key.",
+        responses=answer_doc(EvidencePublicKey, "the public key") | error_doc(404, 500),
+    )
+    def get_evidence_key() -> EvidencePublicKey:
+        key = deps.evidence_key() if deps.evidence_key is not None else None
+        if key is None:
+            raise ApiError(404, "not_found", "this deployment has no evidence key")
+        return EvidencePublicKey(
+            algorithm=key.algorithm, key_id=key.key_id, public_key_pem=key.public_key_pem
+        )
