@@ -18,10 +18,11 @@ from loopwright.cloud.evidence_record import (
     iteration_records,
     record_evidence,
 )
-from loopwright.cloud.steps import CloudPorts
+from loopwright.cloud.steps import CloudPorts, start_step
+from loopwright.cloud.steps_compact import next_input, run_iteration_step
 from loopwright.evidence import EvidenceError, EvidenceStore, read_signed
 from loopwright.exceptions import LoopFrameworkError
-from loopwright.models import LoopOutcome, LoopPhase
+from loopwright.models import LoopOutcome, LoopPhase, NextAction, StepInput
 from tests.fakes import MemoryStore
 from tests.unit.test_cloud_steps import Scenario, _cloud_ports, _config, _create, run_state_machine
 from tests.unit.test_evidence import completed_state
@@ -119,3 +120,21 @@ def test_reading_too_many_records_gives_up_the_bundle() -> None:
     with pytest.raises(EvidenceTooSlowError, match="50 iteration records took more than 3 s"):
         iteration_records(MemoryStore(), state, budget_seconds=3, clock=lambda: float(next(ticks)))
     assert iteration_records(MemoryStore(), state) == []  # within the budget: none stored, none read
+
+
+def test_the_compact_variant_signs_with_its_base_ports(tmp_path: Path) -> None:
+    # run_iteration_step's decide runs with the base ports; the work steps with work_ports(base)
+    store, keeper = MemoryStore(), _keeper()
+    _create(store, _config(), "l1", tmp_path)
+    ports = CloudPorts(**{**_cloud_ports(tmp_path, Scenario(2), store).__dict__, "evidence": keeper})
+    event = next_input(start_step(StepInput(loop_id="l1"), ports))
+    for _ in range(5):
+        out = run_iteration_step(event, ports)
+        if out.action is not NextAction.CONTINUE:
+            break
+        event = next_input(out)
+    assert out.outcome is LoopOutcome.CONDITIONS_MET
+    assert isinstance(keeper.bundles, MemoryBundles)
+    assert [
+        i.iteration for i in read_signed(keeper.bundles.files["l1"], keeper.signer).bundle.iterations
+    ] == [1, 2]
