@@ -15,7 +15,8 @@ Environment (read by :class:`loopwright.cloud.runtime.RuntimeSettings`): ``LOOPW
 ``POLICY_STORE_ID``, ``LOOPWRIGHT_POLICIES_DIR`` (the layer's copy of ``policies/``),
 ``IDEMPOTENCY_TABLE_NAME`` for the steps with Powertools Idempotency and, for authorize only,
 ``POLICY_MAP`` (JSON, see :mod:`infrastructure.policies`); ``start_loop`` gets
-``STATE_MACHINE_ARN`` from the stack once the state machine exists.
+``STATE_MACHINE_ARN`` from the stack once the state machine exists, and the functions that
+complete loops ``EVIDENCE_KEY_ARN`` (:class:`infrastructure.evidence.EvidenceKey`).
 """
 
 from __future__ import annotations
