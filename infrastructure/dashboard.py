@@ -25,7 +25,8 @@ table :data:`~infrastructure.dashboard_routes.DASHBOARD_ROUTES` lives too):
 
 - ``read`` (every GET): ``GetItem``/``Query``/``BatchGetItem`` on the loops, events and plans
   tables and their indexes, ``ListEvents`` on the checkpoint Memory, ``xray:GetTraceSummaries``
-  and ``cloudwatch:GetMetricData`` (neither has resource-level permissions), nothing else.
+  and ``cloudwatch:GetMetricData`` (neither has resource-level permissions), ``kms:GetPublicKey``
+  on the evidence key (granted by the stack: :mod:`infrastructure.evidence`), nothing else.
 - ``controls`` (POST pause, resume, stop, approve, limits): item reads and writes of the loops and
   events tables, ``IsAuthorized`` on the policy store, ``SendTaskSuccess`` and ``StartExecution``
   on the loop state machine and ``DescribeExecution`` on its executions

@@ -30,7 +30,12 @@ LOOP_STATE_MACHINE_ACTIONS = ("states:SendTaskSuccess", "states:StartExecution")
 #: The loop state machine's executions: is the parked one still running (approve).
 LOOP_EXECUTION_ACTIONS = ("states:DescribeExecution",)
 #: Each function's actions, all resources together (tests compare roles with these).
-READ_FUNCTION_ACTIONS = frozenset(READ_ACTIONS + MEMORY_READ_ACTIONS + OBSERVABILITY_ACTIONS)
+#: The evidence key's public half (``GET /api/evidence/public-key``; granted by
+#: :meth:`infrastructure.evidence.EvidenceKey.connect_reader`, on that key only).
+EVIDENCE_KEY_READ_ACTIONS = ("kms:GetPublicKey",)
+READ_FUNCTION_ACTIONS = frozenset(
+    READ_ACTIONS + MEMORY_READ_ACTIONS + OBSERVABILITY_ACTIONS + EVIDENCE_KEY_READ_ACTIONS
+)
 #: The controls function also reads the loop's checkpoints in AgentCore Memory: a resume continues
 #: from the newest valid one, or the one named (issue 12).
 CONTROL_FUNCTION_ACTIONS = frozenset(
@@ -99,6 +104,7 @@ DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
     _get("/api/loops/{loop_id}/iterations"),
     _get("/api/loops/{loop_id}/iterations/{iteration}"),
     _get("/api/loops/{loop_id}/evidence"),
+    _get("/api/evidence/public-key"),
     _get("/progress/{session_id}"),
     _get("/events/{session_id}", query=("limit", "cursor")),
     _get("/checkpoints/{session_id}"),

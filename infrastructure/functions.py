@@ -15,7 +15,8 @@ Environment (read by :class:`loopwright.cloud.runtime.RuntimeSettings`): ``LOOPW
 ``POLICY_STORE_ID``, ``LOOPWRIGHT_POLICIES_DIR`` (the layer's copy of ``policies/``),
 ``IDEMPOTENCY_TABLE_NAME`` for the steps with Powertools Idempotency and, for authorize only,
 ``POLICY_MAP`` (JSON, see :mod:`infrastructure.policies`); ``start_loop`` gets
-``STATE_MACHINE_ARN`` from the stack once the state machine exists.
+``STATE_MACHINE_ARN`` from the stack once the state machine exists, and the functions that
+complete loops ``EVIDENCE_KEY_ARN`` (:class:`infrastructure.evidence.EvidenceKey`).
 """
 
 from __future__ import annotations
@@ -69,7 +70,10 @@ from loopwright.models.agent_config import AGENT_RUNTIME_ARN_PATTERN
 #: ``repository_secrets`` (the functions that clone and push read the private repositories' tokens,
 #: :mod:`infrastructure.repository_secrets`), ``session_stop`` (the steps that end or park a loop
 #: stop its Code Interpreter session), ``notify`` (the steps that record an agent's question, a policy
-#: warning or the loop's end publish to the notifications topic, :mod:`infrastructure.notifications`).
+#: warning or the loop's end publish to the notifications topic, :mod:`infrastructure.notifications`),
+#: ``evidence`` (the steps that complete a loop, decide and, for a loop its baseline met, evaluate and
+#: run_iteration: sign its evidence bundle with the evidence key and put it as an item of the loops
+#: table, :mod:`infrastructure.evidence`; the key's grant and variable are the stack's).
 NEEDS: dict[str, frozenset[str]] = {
     "authorize": frozenset({"loops", "events", "memory", "policy", "idempotency", "session_stop", "notify"}),
     "iterate": frozenset(
@@ -95,10 +99,11 @@ NEEDS: dict[str, frozenset[str]] = {
             "idempotency",
             "repository_secrets",
             "notify",
+            "evidence",
         }
     ),
     "verify": frozenset({"loops", "events", "idempotency"}),
-    "decide": frozenset({"loops", "events", "memory", "idempotency", "session_stop", "notify"}),
+    "decide": frozenset({"loops", "events", "memory", "idempotency", "session_stop", "notify", "evidence"}),
     "record_failure": frozenset({"loops", "events", "idempotency", "session_stop", "notify"}),
     "start_loop": frozenset({"loops", "loop_create", "events", "policy", "memory_read", "schedule"}),
     "await_human": frozenset({"loops"}),
@@ -114,6 +119,7 @@ NEEDS: dict[str, frozenset[str]] = {
             "agent_runtime",
             "repository_secrets",
             "notify",
+            "evidence",
         }
     ),
     "schedule_resume": frozenset({"schedule", "idempotency"}),
@@ -128,7 +134,7 @@ LOOP_ACTIONS = ("dynamodb:GetItem", "dynamodb:UpdateItem")
 #: ``create_loop``: a conditional PutItem of the new loop (start_loop only).
 LOOP_CREATE_ACTIONS = ("dynamodb:PutItem",)
 #: ``save_iteration_record``: a PutItem of the record's item in the loops table (read back with
-#: GetItem, in :data:`LOOP_ACTIONS`).
+#: GetItem, in :data:`LOOP_ACTIONS`); the evidence bundle's item alike (``evidence``).
 RECORD_ACTIONS = ("dynamodb:PutItem",)
 #: Events are only ever put (conditional Puts in the loop's transaction); the steps never read them.
 EVENT_ACTIONS = ("dynamodb:PutItem",)
@@ -266,6 +272,8 @@ class LoopFunctions(Construct):
         )
         log_group.grant_write(role)
         needs = NEEDS[name]
+        if "evidence" in needs:  # the bundle's item: the records' PutItem, one statement for both
+            needs = needs | {"records"}
         loops, events = self._storage.loops_table, self._storage.events_table
         grants = (
             ("loops", loops, LOOP_ACTIONS),

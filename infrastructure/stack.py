@@ -40,6 +40,7 @@ from infrastructure.constants import (
 from infrastructure.continuation import Continuation
 from infrastructure.dashboard import Dashboard
 from infrastructure.dashboard_routes import CONTROL_ROUTE_KEYS
+from infrastructure.evidence import EvidenceKey
 from infrastructure.functions import NEEDS, LoopFunctions
 from infrastructure.layer_build import build_layer, stub_layer
 from infrastructure.monitoring import Monitoring
@@ -59,7 +60,8 @@ _REMOVAL_POLICIES = {"destroy": RemovalPolicy.DESTROY, "retain": RemovalPolicy.R
 
 class LoopwrightStack(Stack):
     """Tables, policy store, AgentCore Memory and Code Interpreter, the functions and their
-    layer, the state machine, ``POST /loops``, continuation triggers, alarms and a dashboard.
+    layer, the evidence key, the state machine, ``POST /loops``, continuation triggers, alarms
+    and a dashboard.
 
     ``layer_dir`` overrides the layer folder (default: from ``loopwright:layer``). Raises
     ``ValueError`` for a bad context value and
@@ -90,6 +92,10 @@ class LoopwrightStack(Stack):
             removal_policy=removal_policy,
         )
         functions = self.functions.functions
+        self.evidence = EvidenceKey(self, "Evidence", removal_policy=removal_policy)
+        for name, function in functions.items():
+            if "evidence" in NEEDS[name]:  # the steps that complete a loop sign its bundle
+                self.evidence.connect(function)
         variant = state_machine_variant(self.node.try_get_context(CTX_STATE_MACHINE))  # steps | compact
         machine = CompactLoopStateMachine if variant == COMPACT else LoopStateMachine
         self.loop = machine(self, "Loop", functions=dict(functions), removal_policy=removal_policy)
@@ -136,6 +142,7 @@ class LoopwrightStack(Stack):
             plan_state_machine=self.plans.state_machine,
             removal_policy=removal_policy,
         )
+        self.evidence.connect_reader(self.dashboard.functions["read"])  # GET /api/evidence/public-key
         self.continuation = Continuation(
             self,
             "Continuation",
@@ -198,6 +205,7 @@ class LoopwrightStack(Stack):
             "MemoryId": self.agentcore.memory.attr_memory_id,
             "CodeInterpreterId": self.agentcore.code_interpreter.attr_code_interpreter_id,
             "PolicyStoreId": self.policy_store.policy_store_id,
+            "EvidenceKeyArn": self.evidence.key.key_arn,
             "AlertsTopicArn": self.monitoring.topic.topic_arn,
             "NotificationsTopicArn": self.notifications.topic.topic_arn,
             "ScheduleGroupName": self.continuation.schedule_group.schedule_group_name,

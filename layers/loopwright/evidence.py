@@ -6,6 +6,8 @@ sign it through a port, and check a signed file.
 - :func:`build_bundle`: the bundle of a loop that met its conditions;
 - :class:`EvidenceSigner`: the signing port (Ed25519 locally:
   :class:`loopwright.adapters.local.evidence_key.LocalEd25519Signer`; AWS KMS ``Sign`` on AWS);
+- :class:`EvidenceStore`: where a deployment keeps the signed files (on AWS the loops table,
+  :class:`loopwright.adapters.aws.dynamodb_evidence.DynamoDbEvidenceStore`);
 - :func:`sign_bundle` and :func:`read_signed`: the file's bytes, and checking them.
 """
 
@@ -171,6 +173,19 @@ class EvidenceSigner(ABC):
         """The raw public key, to put in the file (informative: a verifier trusts its own copy),
         or None."""
         return None
+
+
+class EvidenceStore(ABC):
+    """Keeps each loop's signed evidence file, byte for byte."""
+
+    @abstractmethod
+    def put(self, loop_id: str, data: bytes) -> None:
+        """Store ``data`` as ``loop_id``'s evidence file (replacing one stored before). Raises
+        :class:`~loopwright.exceptions.LoopFrameworkError` when it cannot be stored."""
+
+    @abstractmethod
+    def get(self, loop_id: str) -> bytes | None:
+        """``loop_id``'s evidence file, or None when it has none."""
 
 
 def _b64(data: bytes) -> str:

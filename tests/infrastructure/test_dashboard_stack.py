@@ -339,6 +339,7 @@ def test_the_read_role_has_no_write_action(synthesized: Synthesized) -> None:
     assert own == {
         "dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem", "bedrock-agentcore:ListEvents",
         "xray:GetTraceSummaries", "cloudwatch:GetMetricData",
+        "kms:GetPublicKey",  # the evidence key only: tests/infrastructure/test_evidence_key.py
     }  # fmt: skip
     storage = synthesized.stack.storage
     tables = {

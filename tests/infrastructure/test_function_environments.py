@@ -44,4 +44,6 @@ def test_a_loop_function_builds_its_ports_from_its_own_environment(
     built = runtime._aws_ports(runtime.RuntimeSettings.from_environ(env))
     # a function that asks Cedar has its policy engine; the others never build one
     assert (built.policy is not None) == ("policy" in NEEDS[name])
+    # a function that completes loops signs their evidence bundles; the others never build a signer
+    assert (built.evidence is not None) == ("evidence" in NEEDS[name])
     assert built.checkpoints is not None and built.store is not None

@@ -49,7 +49,7 @@ def test_loop_functions_get_item_actions_on_their_tables_only(synthesized: Synth
     expected: dict[str, set[str]] = {}
     if "loops" in needs:  # get_state, save_state, pending/clear controls
         expected[loops] = {"dynamodb:GetItem", "dynamodb:UpdateItem"}
-    if needs & {"loop_create", "records"}:  # create_loop; save_iteration_record
+    if needs & {"loop_create", "records", "evidence"}:  # create_loop; save_iteration_record; the bundle
         expected[loops] = expected.get(loops, set()) | {"dynamodb:PutItem"}
     if "events" in needs:  # event Puts in the loop's transaction
         expected[events] = {"dynamodb:PutItem"}

@@ -375,7 +375,7 @@ def test_an_awaiting_loop_pulses_and_approve_continues_it(dashboard: Dashboard, 
 CHEATING_AGENT = "import pathlib\npathlib.Path('pincheck.py').write_text('import sys\\nsys.exit(0)\\n')\n"
 
 
-def test_a_reverted_change_to_a_pinned_check_is_accepted_from_the_page_and_its_evidence_linked(
+def test_a_reverted_change_to_a_pinned_check_is_accepted_from_the_page_and_its_evidence_offered(
     dashboard: Dashboard, page: Page
 ) -> None:
     from playwright.sync_api import expect
@@ -405,18 +405,15 @@ def test_a_reverted_change_to_a_pinned_check_is_accepted_from_the_page_and_its_e
     page.goto(dashboard.url + "#/loops/cheat")
     expect(page.get_by_test_id("pinned-change")).to_be_visible(timeout=WAIT_MS)
     expect(page.get_by_test_id("pinned-change-paths")).to_have_text("pincheck.py")
-    expect(page.get_by_test_id("evidence")).to_be_hidden()
+    expect(page.get_by_test_id("evidence-download")).to_be_hidden()
     page.get_by_test_id("approve-accept-pinned").check()
     page.get_by_test_id("control-approve").click()
     expect(page.get_by_test_id("control-result")).to_have_attribute("data-status", "applied")
     # The accepted change is evaluated: the loop completes, and its signed evidence is linked
     expect(page.get_by_test_id("outcome")).to_contain_text("CONDITIONS_MET", timeout=WAIT_MS)
     expect(page.get_by_test_id("pinned-change")).to_be_hidden()
-    link = page.get_by_test_id("evidence-link")
-    expect(link).to_be_visible(timeout=WAIT_MS)
-    href = link.get_attribute("href")
-    assert href == "api/loops/cheat/evidence"
-    status, signed = dashboard.api(href)
+    expect(page.get_by_test_id("evidence-download")).to_be_visible(timeout=WAIT_MS)
+    status, signed = dashboard.api("api/loops/cheat/evidence")
     assert status == 200, signed
     assert signed["bundle"]["loop_id"] == "cheat" and signed["bundle"]["outcome"] == "CONDITIONS_MET"
     assert "pincheck.py" in signed["bundle"]["pinned_files_end"]

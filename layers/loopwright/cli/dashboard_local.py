@@ -22,6 +22,7 @@ from loopwright.adapters.local.evidence_bundle import read_evidence
 from loopwright.adapters.local.peer import loop_of_client
 from loopwright.adapters.local.sqlite_queries import SqliteQueries
 from loopwright.adapters.local.sqlite_store import SqliteStore
+from loopwright.cli.evidence_cmd import local_evidence_key
 from loopwright.dashboard.api import DashboardDeps
 from loopwright.dashboard.identity import OPERATORS_FILE_NAME, LocalIdentityResolver, user_uid
 from loopwright.engine.framework import LoopFramework
@@ -170,6 +171,7 @@ def local_dashboard(
         identity=identity,
         liveness=lambda loop_id: LoopLock(state_dir, loop_id).holder() is not None,
         evidence=lambda loop_id: read_evidence(state_dir, loop_id),
+        evidence_key=local_evidence_key,
     )
     plans = LocalPlans(workspace or state_dir.parent, state_dir=state_dir, background=True)
     router = build_plan_router(

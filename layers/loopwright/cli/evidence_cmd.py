@@ -4,7 +4,8 @@
   ``<workspace>/.loopwright/evidence/<loop_id>.json``);
 - ``evidence verify FILE [--public-key PEM] [--checkout DIR] [--no-rerun]``: check the signature
   and, in a checkout of the loop's branch, the pinned files and the conditions run again;
-- ``evidence public-key``: print the local key's public key (PEM), to give a reviewer.
+- ``evidence public-key [--key-id ARN]``: print the local key's public key (PEM), to give a
+  reviewer; with ``--key-id``, an AWS deployment's KMS evidence key's (``GetPublicKey``).
 
 Exit codes: 0 done / verified, 1 verification failed (the reason is printed), 2 bad input.
 """
@@ -21,12 +22,18 @@ from rich.console import Console
 from loopwright.adapters.local.environment import user_environment
 from loopwright.adapters.local.evidence_bundle import evidence_file, signed_evidence
 from loopwright.adapters.local.evidence_git import head_commit
-from loopwright.adapters.local.evidence_key import LocalEd25519Signer, user_state_dir, verifier_from_pem
+from loopwright.adapters.local.evidence_key import (
+    KEY_FILE_NAME,
+    LocalEd25519Signer,
+    user_state_dir,
+    verifier_from_pem,
+)
 from loopwright.adapters.local.project_env import detect_project_environment
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.cli.common import EXIT_BAD_INPUT, EXIT_ERROR, JsonOpt, WorkspaceOpt, fail, workspace_path
 from loopwright.cli.records import _open
 from loopwright.conditions.runner import evaluate_condition
+from loopwright.dashboard.deps import EvidenceKey
 from loopwright.engine.local import state_dir_for
 from loopwright.evidence import (
     EvidenceError,
@@ -42,6 +49,15 @@ evidence_app = typer.Typer(
     help="The signed evidence bundle of a completed loop: export it, verify it.",
     no_args_is_help=True,
 )
+
+
+def local_evidence_key() -> EvidenceKey | None:
+    """The local evidence key's public half (the dashboard's ``/api/evidence/public-key``), or
+    None before ``evidence export`` made the key (a read never makes one)."""
+    if not (user_state_dir() / KEY_FILE_NAME).is_file():
+        return None
+    signer = LocalEd25519Signer.load_or_create()
+    return EvidenceKey(signer.algorithm, signer.key_id, signer.public_pem().decode())
 
 
 @evidence_app.command("export")
@@ -72,13 +88,42 @@ def export(
 
 
 @evidence_app.command("public-key")
-def public_key() -> None:
-    """Print the local evidence key's public key (PEM), made on first use."""
+def public_key(
+    key_id: Annotated[
+        str | None,
+        typer.Option(
+            "--key-id",
+            help="An AWS deployment's evidence key ARN (the stack's EvidenceKeyArn output): print its "
+            "public key (KMS GetPublicKey, with your AWS credentials) instead of the local key's.",
+        ),
+    ] = None,
+    region: Annotated[str | None, typer.Option("--region", help="With --key-id: the key's region.")] = None,
+) -> None:
+    """Print the local evidence key's public key (PEM), made on first use; with --key-id, the AWS
+    KMS evidence key's."""
+    if key_id is not None:
+        from loopwright.adapters.aws.kms_evidence_signer import KmsEvidenceSigner  # AWS only
+        from loopwright.exceptions import LoopFrameworkError
+
+        try:
+            pem = KmsEvidenceSigner(key_id, region_name=region or _arn_region(key_id)).public_pem()
+        except LoopFrameworkError as exc:
+            fail(str(exc))
+        typer.echo(pem.decode(), nl=False)
+        return
     try:
         signer = LocalEd25519Signer.load_or_create()
     except EvidenceError as exc:
         fail(str(exc))
     typer.echo(signer.public_pem().decode(), nl=False)
+
+
+def _arn_region(key_id: str) -> str | None:
+    """The region of a key ARN (``arn:aws:kms:<region>:...``), or None for a bare key id."""
+    parts = key_id.split(":")
+    if len(parts) > 3 and parts[0] == "arn":
+        return parts[3] or None
+    return None
 
 
 def _checkout_problems(bundle: EvidenceBundle, checkout: Path, rerun: bool) -> list[str]:

@@ -38,10 +38,11 @@ Gateway authorizer's claims.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver
@@ -53,6 +54,7 @@ from loopwright.cloud.runtime import RuntimeSettings, check_agent_for_adapters, 
 from loopwright.cloud.signin import SignInSettings, build_signin_router
 from loopwright.controls import ControlService
 from loopwright.dashboard.api import ControlSubmitter, DashboardDeps, build_app
+from loopwright.dashboard.deps import EvidenceKey
 from loopwright.dashboard.identity import CognitoIdentityResolver
 from loopwright.dashboard.ports import (
     LoopQueries,
@@ -303,6 +305,33 @@ def _plan_executor(store: PlanStore, settings: RuntimeSettings, dashboard: Dashb
     )
 
 
+def _evidence(settings: RuntimeSettings) -> Callable[[str], bytes | None] | None:
+    """The reader of a loop's signed evidence file: on AWS the loops table's evidence items
+    (written by the step that completes a loop, :mod:`loopwright.cloud.evidence_record`); None
+    with the local adapters (``loopwright dashboard`` reads ``.loopwright/evidence/`` itself)."""
+    if settings.adapters == "local":
+        return None
+    from loopwright.adapters.aws.dynamodb_evidence import DynamoDbEvidenceStore  # AWS only
+
+    return DynamoDbEvidenceStore(settings.require("loops_table"), region_name=settings.region).get
+
+
+def _evidence_key(settings: RuntimeSettings) -> Callable[[], EvidenceKey | None] | None:
+    """The public half of the stack's evidence key (``EVIDENCE_KEY_ARN``: KMS ``GetPublicKey``,
+    asked once per container), or None when the function is not told the key."""
+    arn = settings.evidence_key_arn
+    if settings.adapters == "local" or not arn:
+        return None
+    from loopwright.adapters.aws.kms_evidence_signer import KmsEvidenceSigner  # AWS only
+
+    @functools.cache
+    def key() -> EvidenceKey:
+        signer = KmsEvidenceSigner(arn, region_name=settings.region)
+        return EvidenceKey(signer.algorithm, signer.key_id, signer.public_pem().decode())
+
+    return key
+
+
 def _deps(settings: RuntimeSettings, dashboard: DashboardSettings) -> DashboardDeps:
     identity = CognitoIdentityResolver()
     if dashboard.mode in ("controls", "plans"):
@@ -327,6 +356,8 @@ def _deps(settings: RuntimeSettings, dashboard: DashboardSettings) -> DashboardD
         identity=identity,
         traces=traces,
         metrics=metrics,
+        evidence=_evidence(settings),
+        evidence_key=_evidence_key(settings),
     )
 
 

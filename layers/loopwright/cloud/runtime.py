@@ -70,6 +70,12 @@ class RuntimeSettings(BaseModel):
         alias="DASHBOARD_URL",
         description="the dashboard's base URL: an AWAITING_RESPONSE notification links the loop's page",
     )
+    evidence_key_arn: str | None = Field(
+        default=None,
+        alias="EVIDENCE_KEY_ARN",
+        description="KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs a completed loop's evidence "
+        "bundle (loopwright.cloud.evidence_record); unset: no bundle, a warning is logged",
+    )
     background_commands: bool = Field(
         default=True,
         alias="LOOPWRIGHT_BACKGROUND_COMMANDS",
@@ -155,6 +161,7 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
     from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore
     from loopwright.adapters.aws.sns_notifier import SnsNotifier
     from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
+    from loopwright.cloud.runtime_aws import evidence_keeper
 
     store = DynamoDbStore(
         settings.require("loops_table"), settings.require("events_table"), region_name=settings.region
@@ -181,6 +188,7 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
             else None
         ),
         dashboard_url=settings.dashboard_url,
+        evidence=evidence_keeper(settings),  # the steps that complete a loop sign its bundle
     )
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 from typing import TYPE_CHECKING, Any
 
+from loopwright.cloud.evidence_record import EvidenceKeeper
 from loopwright.cloud.runtime import RuntimeSettings, loop_repository
 from loopwright.cloud.steps import CloudPorts, EventCollector
 from loopwright.deferred import DeferringSandbox
@@ -19,6 +20,20 @@ from loopwright.steps.restore import keep_work
 
 if TYPE_CHECKING:
     from loopwright.adapters.aws.session_workspace import SessionWorkspace
+
+
+def evidence_keeper(settings: RuntimeSettings) -> EvidenceKeeper | None:
+    """The KMS signer (``EVIDENCE_KEY_ARN``) and the loops table's evidence items, or None when
+    the function has no evidence key (then a completed loop gets no bundle, with a warning)."""
+    if not settings.evidence_key_arn:
+        return None
+    from loopwright.adapters.aws.dynamodb_evidence import DynamoDbEvidenceStore
+    from loopwright.adapters.aws.kms_evidence_signer import KmsEvidenceSigner
+
+    return EvidenceKeeper(
+        signer=KmsEvidenceSigner(settings.evidence_key_arn, region_name=settings.region),
+        bundles=DynamoDbEvidenceStore(settings.require("loops_table"), region_name=settings.region),
+    )
 
 
 def loop_sandbox(base: CloudPorts, loop_id: str, settings: RuntimeSettings) -> CloudPorts:

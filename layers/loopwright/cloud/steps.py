@@ -25,6 +25,9 @@ warning, the loop's end: :mod:`loopwright.notifications`) are sent through the
 :class:`~loopwright.ports.Notifier` port (AWS: the stack's SNS notifications topic), the question's
 with the loop's page of the dashboard (``CloudPorts.dashboard_url``). A notification that cannot
 be sent is logged and never fails the step; a retried step may send it again.
+
+A step that ends a loop with CONDITIONS_MET then signs and stores its evidence bundle through
+``CloudPorts.evidence`` (:mod:`loopwright.cloud.evidence_record`; never failing the step).
 """
 
 from __future__ import annotations
@@ -34,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from loopwright import notifications, pinning, records, workflow
+from loopwright.cloud.evidence_record import EvidenceKeeper, record_evidence
 from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import (
@@ -81,6 +85,7 @@ class CloudPorts:
     notifier: Notifier | None = None  # tells people of questions, warnings and ends (AWS: SNS)
     dashboard_url: str | None = None  # the dashboard's base URL: a question links the loop's page
     deferring: DeferringSandbox | None = None  # runs the agent and the checks in the background
+    evidence: EvidenceKeeper | None = None  # signs and keeps a completed loop's evidence bundle
 
 
 @dataclass
@@ -168,13 +173,15 @@ class _Step:
             workflow.checkpoint_if_due(self.state, self.ports.checkpoints, self.record, final=True)
         workflow.finish(self.state, decision, self.record)
         self.release_session()
-        return self.save(
+        output = self.save(
             allowed=False,
             action=decision.action,
             outcome=decision.outcome,
             reason=decision.reason,
             resume_at=decision.resume_at,
         )
+        record_evidence(self.state, self.ports.store, self.ports.evidence)  # CONDITIONS_MET only
+        return output
 
     def release_session(self) -> None:
         """Stop the loop's sandbox session when the loop ended, or paused with its branch pushed

@@ -38,7 +38,8 @@ class DashboardDeps:
 
     ``liveness`` tells whether a process runs a loop (locally its lock file; None in AWS);
     ``clock`` gives the current UTC time (tests pass a fixed one); ``evidence`` reads a loop's
-    signed evidence file (its bytes, or None when it has none; None: this deployment keeps none).
+    signed evidence file (its bytes, or None when it has none; None: this deployment keeps none);
+    ``evidence_key`` gives the key that signs them (:class:`EvidenceKey`; None: not known here).
     """
 
     store: LoopStore
@@ -51,3 +52,14 @@ class DashboardDeps:
     liveness: LivenessCheck | None = None
     clock: Callable[[], datetime] = utcnow
     evidence: Callable[[str], bytes | None] | None = None
+    evidence_key: Callable[[], EvidenceKey | None] | None = None
+
+
+@dataclass(frozen=True)
+class EvidenceKey:
+    """The public half of the key that signs a deployment's evidence bundles: its signature
+    ``algorithm`` and ``key_id`` (as the bundles name them) and its PEM (SubjectPublicKeyInfo)."""
+
+    algorithm: str
+    key_id: str
+    public_key_pem: str

@@ -29,9 +29,9 @@ class KmsEvidenceSigner(EvidenceSigner):
 
     algorithm = KMS_ALGORITHM
 
-    def __init__(self, key_id: str, client: Any | None = None) -> None:
+    def __init__(self, key_id: str, client: Any | None = None, *, region_name: str | None = None) -> None:
         self.key_id = key_id
-        self._client = client or boto3.client("kms", config=retry_config())
+        self._client = client or boto3.client("kms", region_name=region_name, config=retry_config())
 
     def sign(self, message: bytes) -> bytes:
         with aws_errors(f"signing evidence with KMS key {self.key_id}"):
@@ -42,6 +42,16 @@ class KmsEvidenceSigner(EvidenceSigner):
                 SigningAlgorithm=KMS_ALGORITHM,
             )
         return bytes(answer["Signature"])
+
+    def public_pem(self) -> bytes:
+        """The key's public key (KMS ``GetPublicKey``) as PEM (SubjectPublicKeyInfo), what
+        ``loopwright evidence verify --public-key PEM --key-id ARN`` checks bundles with offline."""
+        from cryptography.hazmat.primitives import serialization
+
+        with aws_errors(f"reading the public key of KMS key {self.key_id}"):
+            answer = self._client.get_public_key(KeyId=self.key_id)
+        key = serialization.load_der_public_key(bytes(answer["PublicKey"]))
+        return key.public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
 
     def verify(self, message: bytes, signature: bytes) -> bool:
         try:

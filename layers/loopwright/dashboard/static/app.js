@@ -236,6 +236,10 @@
     eta.title = p.eta_basis || "no estimate: the loop is not running, or no iteration has completed";
     $("outcome").textContent = p.outcome ? `${p.outcome}${p.outcome_reason ? ": " + p.outcome_reason : ""}` : "—";
     $("last-checkpoint").textContent = p.last_checkpoint_id || "—";
+    const met = p.outcome === "CONDITIONS_MET";  // only such a loop has an evidence bundle
+    show($("evidence-download"), met);
+    if (!met) $("evidence-note").textContent = "—";
+    else if ($("evidence-note").textContent === "—") $("evidence-note").textContent = "";
     const awaiting = Boolean(p.awaiting_response);
     show($("awaiting"), awaiting);
     $("awaiting-question").textContent = p.awaiting_response || "";
@@ -243,10 +247,6 @@
     show($("pinned-change"), pinned.length > 0);
     $("pinned-change-paths").textContent = pinned.join(", ");
     if (!pinned.length) $("approve-accept-pinned").checked = false;
-    const met = p.outcome === "CONDITIONS_MET";
-    show($("evidence"), met);
-    $("evidence-link").href = met ? `api/loops/${encodeURIComponent(p.loop_id)}/evidence` : "#";
-    $("evidence-link").download = `${p.loop_id}.evidence.json`;
     show($("stop-requested"), Boolean(p.stop_requested));
     $("stop-requested").textContent = p.stop_requested ? `Stop requested: ${p.stop_requested}` : "";
     const warnings = $("warnings");
@@ -257,6 +257,33 @@
       el("td", { className: `status-${c.status}`, "data-testid": "condition-status", text: c.status }),
       el("td", { text: c.iteration || "—" }),
       el("td", { text: c.summary }))));
+  }
+
+  // The loop's signed evidence file, byte for byte as served (so the download verifies), saved
+  // as <loop_id>.json; fetched with the page's headers (on AWS the Cognito ID token).
+  async function downloadEvidence() {
+    const loopId = view.loopId;
+    const note = $("evidence-note");
+    note.textContent = "";
+    let response;
+    try {
+      response = await fetch(`api/loops/${encodeURIComponent(loopId)}/evidence`, { headers: headers() });
+    } catch (err) {
+      note.textContent = `the dashboard server cannot be reached (${err.message})`;
+      return;
+    }
+    if (!response.ok) {
+      let data = null;
+      try { data = await response.json(); } catch (_) { data = null; }
+      note.textContent = errorText(new ApiError(response.status, data && data.error));
+      return;
+    }
+    const url = URL.createObjectURL(await response.blob());
+    const link = el("a", { href: url, download: `${loopId}.json` });
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 10000);
   }
 
   function svg(tag, attrs, ...children) {
@@ -754,6 +781,7 @@
     $("filters").addEventListener("submit", (e) => { e.preventDefault(); refreshList(); });
     $("loops-more").addEventListener("click", () => loadList(true));
     $("events-more").addEventListener("click", () => loadOlderEvents());
+    $("evidence-download").addEventListener("click", () => downloadEvidence());
     $("events-type").addEventListener("change", () => refreshLoop());
     $("act-as").addEventListener("change", onActAsChange);
     $("control-form").addEventListener("submit", (e) => e.preventDefault());
