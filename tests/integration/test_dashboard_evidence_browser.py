@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from loopwright.cli.evidence_cmd import evidence_file, read_evidence
+from loopwright.adapters.local.evidence_bundle import evidence_file, read_evidence
 from loopwright.dashboard.server import DashboardServer
 from loopwright.models import LoopOutcome, LoopPhase
 from tests.integration.dashboard_helpers import loop_state, open_dashboard
