@@ -6,11 +6,11 @@ converts it, and a test fails when the two are out of step). Every ``policies/*.
 split into single policies (``cedarpy.policies_to_json_str`` then ``policies_from_json_str`` of
 each one, so annotations and text stay Cedar's own), each a static ``CfnPolicy``.
 
-Verified Permissions names determining policies by their store ids, so :attr:`PolicyStore.policy_map`
-maps each ``CfnPolicy.attr_policy_id`` (a token) to its annotations (``id``, ``outcome``,
-``warns``, ``message``...) for the authorize Lambda's ``POLICY_MAP`` environment variable
-(:meth:`PolicyStore.policy_map_json`), the shape
-:class:`~loopwright.adapters.aws.verified_permissions.VerifiedPermissionsPolicyEngine` reads.
+Verified Permissions names determining policies by their store ids, so
+:meth:`PolicyStore.policy_map_json` maps each ``CfnPolicy.attr_policy_id`` (a token) to the
+policy's ``@id`` for the ``POLICY_MAP`` environment variable of the functions that ask Cedar; they
+read the other annotations (``outcome``, ``warns``, ``message``...) from the layer's policy files
+(:meth:`~loopwright.adapters.aws.verified_permissions.VerifiedPermissionsPolicyEngine.from_json`).
 """
 
 from __future__ import annotations
@@ -151,7 +151,12 @@ class PolicyStore(Construct):
         return policies
 
     def policy_map_json(self) -> str:
-        """``{"<store policy id>": {annotations}}`` as JSON text with the ids as tokens.
+        """``{"<store policy id>": "<@id>"}`` as JSON text with the ids as tokens.
+
+        Only the ``@id``: the Lambdas read each policy's other annotations (``outcome``,
+        ``message``...) from the layer's copy of ``policies/`` (``LOOPWRIGHT_POLICIES_DIR``), the
+        files the store was made from. With the annotations in it the map outgrew Lambda's 4 KB
+        limit on a function's environment variables (18 policies).
 
         Built with ``Fn::Join`` because the keys are tokens (``Stack.to_json_string`` and
         ``CfnJson`` resolve token values, and ``CfnJson`` adds a custom resource); policy ids are
@@ -161,5 +166,5 @@ class PolicyStore(Construct):
         for cedar in self.cedar_policies:
             prefix = "{" if not parts else ","
             parts += [f'{prefix}"', self.policies[cedar.policy_id].attr_policy_id]
-            parts.append(f'":{json.dumps(cedar.annotations, separators=(",", ":"), sort_keys=True)}')
+            parts.append(f'":{json.dumps(cedar.policy_id)}')
         return Fn.join("", [*parts, "}"] if parts else ["{}"])

@@ -59,10 +59,10 @@ class PolicyStoreFake:
         }
         return cls(policies, store["Properties"]["Schema"]["CedarJson"])
 
-    def policy_map(self) -> dict[str, dict[str, str]]:
-        """``POLICY_MAP``: store policy id -> the policy's annotations, as the stack writes it."""
+    def policy_map(self) -> dict[str, str]:
+        """``POLICY_MAP``: store policy id -> the policy's ``@id``, as the stack writes it."""
         parsed = json.loads(cedarpy.policies_to_json_str(self._text))["staticPolicies"]
-        return {self._ids[int(k.removeprefix("policy"))]: v["annotations"] for k, v in parsed.items()}
+        return {self._ids[int(k.removeprefix("policy"))]: v["annotations"]["id"] for k, v in parsed.items()}
 
     def environment(self) -> dict[str, str]:
         """``POLICY_STORE_ID`` and ``POLICY_MAP`` of the authorize and control functions."""

@@ -9,7 +9,8 @@ from typing import Any
 
 import pytest
 
-from infrastructure.functions import NEEDS, camel
+from infrastructure.constants import POLICIES_DIR
+from infrastructure.functions import LAYER_POLICIES_DIR, NEEDS, camel
 from loopwright.cloud import runtime
 from tests.infrastructure.conftest import Synthesized
 
@@ -28,6 +29,8 @@ def _environment(synthesized: Synthesized, name: str) -> dict[str, str]:
     env = {key: value if isinstance(value, str) else RESOLVED for key, value in variables.items()}
     if env.get("POLICY_MAP") == RESOLVED:
         env["POLICY_MAP"] = json.dumps({})  # a JSON object once deployed
+    if env.get("LOOPWRIGHT_POLICIES_DIR") == LAYER_POLICIES_DIR:  # the layer's copy of policies/
+        env["LOOPWRIGHT_POLICIES_DIR"] = str(POLICIES_DIR)
     return env
 
 
@@ -37,6 +40,8 @@ def test_a_loop_function_builds_its_ports_from_its_own_environment(
 ) -> None:
     env = _environment(synthesized, name)
     assert env["LOOPWRIGHT_ADAPTERS"] == "aws"
+    # a function that asks Cedar reads the policies' annotations from the layer's policy files
+    assert ("policy" not in NEEDS[name]) or env["LOOPWRIGHT_POLICIES_DIR"] == str(POLICIES_DIR)
     # what the Lambda runtime adds to every function's environment
     env |= {"AWS_REGION": "us-east-1", "AWS_ACCESS_KEY_ID": "x", "AWS_SECRET_ACCESS_KEY": "x"}
     for key in ("AWS_REGION", "AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):

@@ -14,6 +14,7 @@ from botocore.stub import Stubber
 
 from loopwright.adapters.aws._errors import retry_config
 from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
+from loopwright.adapters.local.cedar_policy import policy_annotations
 from loopwright.exceptions import ConfigError, LoopFrameworkError
 from loopwright.models import AuthorizationRequest, LoopOutcome
 from loopwright.steps.authorize import authorize
@@ -202,3 +203,31 @@ def test_the_mapping_must_have_the_documented_shape() -> None:
         VerifiedPermissionsPolicyEngine.from_json(STORE, '{"SP1": {"outcome": "X"}}', client=object())
     engine = VerifiedPermissionsPolicyEngine.from_json(STORE, '{"SP1": {"id": "a"}}', client=object())
     assert engine.policy_store_id == STORE
+
+
+def test_the_stacks_map_of_ids_gets_each_policys_annotations_from_the_policy_files(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Given the map the stack writes (store id -> @id) and the annotations of the shipped policies
+    fake_credentials(monkeypatch)
+    client = boto3.client("verifiedpermissions", region_name=REGION, config=retry_config(1))
+    engine = VerifiedPermissionsPolicyEngine.from_json(
+        STORE,
+        '{"SPlimit": "iteration-limit", "SPnew": "not-in-the-files"}',
+        annotations=policy_annotations(),
+        client=client,
+    )
+    with Stubber(client) as stubber:
+        stubber.add_response("is_authorized", answer("DENY", "SPlimit", "SPnew"))
+        decision = engine.is_authorized(REQUEST)
+    # Then a determining policy carries its outcome and message as if the map held them
+    assert decision.policy_ids == ["iteration-limit", "not-in-the-files"]
+    assert decision.annotations["iteration-limit"]["outcome"] == "ITERATION_LIMIT"
+    assert decision.annotations["iteration-limit"]["message"]
+    assert decision.annotations["not-in-the-files"] == {"id": "not-in-the-files"}
+
+
+def test_every_shipped_policy_has_annotations_to_look_up() -> None:
+    annotations = policy_annotations()
+    assert {"iteration-limit", "pinned-checks", "consecutive-failures"} <= set(annotations)
+    assert all(entry["id"] == policy_id for policy_id, entry in annotations.items())

@@ -280,9 +280,13 @@ def _policy_engine(settings: RuntimeSettings) -> PolicyEngine:
     """Verified Permissions (``POLICY_STORE_ID``, ``POLICY_MAP``) for the plan changes; without
     the Memory and loop tables the full :func:`ports` would ask for."""
     from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine  # AWS only
+    from loopwright.adapters.local.cedar_policy import policy_annotations
 
     return VerifiedPermissionsPolicyEngine.from_json(
-        settings.require("policy_store_id"), settings.require("policy_map"), region_name=settings.region
+        settings.require("policy_store_id"),
+        settings.require("policy_map"),
+        annotations=policy_annotations(settings.policies_dir),
+        region_name=settings.region,
     )
 
 

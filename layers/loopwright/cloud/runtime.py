@@ -52,7 +52,13 @@ class RuntimeSettings(BaseModel):
     policy_store_id: str | None = Field(default=None, alias="POLICY_STORE_ID")
     region: str | None = Field(default=None, alias="AWS_REGION")
     policy_map: str | None = Field(
-        default=None, alias="POLICY_MAP", description="JSON: store policy id -> annotations"
+        default=None, alias="POLICY_MAP", description="JSON: store policy id -> the policy's @id"
+    )
+    policies_dir: Path | None = Field(
+        default=None,
+        alias="LOOPWRIGHT_POLICIES_DIR",
+        description="the policy files the store was made from (the layer's copy): the annotations "
+        "of the policies POLICY_MAP names; unset: the default policy folder",
     )
     idempotency_table: str | None = Field(
         default=None,
@@ -161,6 +167,7 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
     from loopwright.adapters.aws.memory_checkpoints import MemoryCheckpointStore
     from loopwright.adapters.aws.sns_notifier import SnsNotifier
     from loopwright.adapters.aws.verified_permissions import VerifiedPermissionsPolicyEngine
+    from loopwright.adapters.local.cedar_policy import policy_annotations
     from loopwright.cloud.runtime_aws import evidence_keeper
 
     store = DynamoDbStore(
@@ -171,7 +178,10 @@ def _aws_ports(settings: RuntimeSettings) -> CloudPorts:
         checkpoints=MemoryCheckpointStore(settings.require("memory_id"), region_name=settings.region),
         policy=(  # only the functions that ask Cedar get the policy map (infrastructure/functions.py)
             VerifiedPermissionsPolicyEngine.from_json(
-                settings.require("policy_store_id"), settings.policy_map, region_name=settings.region
+                settings.require("policy_store_id"),
+                settings.policy_map,
+                annotations=policy_annotations(settings.policies_dir),
+                region_name=settings.region,
             )
             if settings.policy_map
             else None

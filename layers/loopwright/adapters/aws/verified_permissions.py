@@ -10,8 +10,9 @@ context as ``contextMap``. Python values become AttributeValues: bool -> ``boole
 ``record``.
 
 Verified Permissions names determining policies by their policy-store ids, not by the ``@id``
-annotation, so the constructor takes the mapping the infrastructure writes when it creates the
-policies (for example as JSON in an environment variable or SSM parameter)::
+annotation, so the constructor takes a mapping from store ids to annotations. The stack writes
+only store id -> ``@id`` (``POLICY_MAP``; :meth:`VerifiedPermissionsPolicyEngine.from_json` adds
+the other annotations from the policy files); the constructor's form is::
 
     {"<policy store policy id>": {"id": "iteration-limit", "outcome": "ITERATION_LIMIT",
                                   "message": "the loop has run its maximum number of iterations"}}
@@ -89,9 +90,18 @@ class VerifiedPermissionsPolicyEngine(PolicyEngine):
 
     @classmethod
     def from_json(
-        cls, policy_store_id: str, policies_json: str, **kwargs: Any
+        cls,
+        policy_store_id: str,
+        policies_json: str,
+        *,
+        annotations: Mapping[str, Mapping[str, str]] | None = None,
+        **kwargs: Any,
     ) -> VerifiedPermissionsPolicyEngine:
-        """The engine with the mapping given as JSON text (an environment variable's value).
+        """The engine with the mapping given as JSON text (an environment variable's value):
+        store policy id -> the policy's ``@id`` (what the stack writes), or -> its annotations
+        (the older form). An ``@id`` gets its annotations from ``annotations`` (``@id`` -> the
+        policy's annotations, read from the policy files the store was made from); an ``@id``
+        missing there keeps only its ``id``.
 
         Raises :class:`ConfigError` when the text is not JSON of the documented shape.
         """
@@ -101,7 +111,12 @@ class VerifiedPermissionsPolicyEngine(PolicyEngine):
             raise ConfigError(f"the Verified Permissions policy mapping is not JSON: {exc}") from exc
         if not isinstance(policies, dict):
             raise ConfigError("the Verified Permissions policy mapping must be a JSON object")
-        return cls(policy_store_id, policies, **kwargs)
+        known = annotations or {}
+        resolved = {
+            store_id: {**known.get(value, {}), "id": value} if isinstance(value, str) else value
+            for store_id, value in policies.items()
+        }
+        return cls(policy_store_id, resolved, **kwargs)
 
     def is_authorized(self, request: AuthorizationRequest) -> PolicyDecision:
         """Decide ``request`` with one ``IsAuthorized`` call (see the module docstring for

@@ -66,6 +66,16 @@ CHECKOUT_POLICY_DIR = _checkout_policy_dir()
 PACKAGED_POLICY_DIR = _packaged_policy_dir()
 
 
+def policy_annotations(policy_dir: Path | str | None = None) -> dict[str, dict[str, str]]:
+    """``@id`` -> annotations of every policy in ``policy_dir`` (default
+    :func:`default_policy_dir`), loaded and validated as :class:`CedarPolicyEngine` loads them.
+
+    Raises :class:`ConfigError` as :class:`CedarPolicyEngine` does.
+    """
+    engine = CedarPolicyEngine(policy_dir)
+    return {policy_id: engine.annotations(policy_id) for policy_id in engine.policy_ids}
+
+
 def default_policy_dir() -> Path:
     """The policy folder: ``$LOOPWRIGHT_POLICY_DIR`` if set, else ``policies/`` of the source
     checkout, else the policies shipped inside the installed package.
