@@ -116,6 +116,7 @@ class NoopSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         return CommandResult(command=list(command), exit_code=1)
 

@@ -255,6 +255,7 @@ class TimedSandbox(Sandbox):
         max_output_bytes: int = 256 * 1024,
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
+        idle_timeout_seconds: float | None = None,
     ) -> CommandResult:
         started = time.perf_counter()
         try:
@@ -266,6 +267,7 @@ class TimedSandbox(Sandbox):
                 max_output_bytes=max_output_bytes,
                 stdin=stdin,
                 on_output=on_output,
+                idle_timeout_seconds=idle_timeout_seconds,
             )
         finally:
             self._tally.sandbox_seconds += time.perf_counter() - started

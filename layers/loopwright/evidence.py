@@ -187,6 +187,11 @@ class EvidenceStore(ABC):
     def get(self, loop_id: str) -> bytes | None:
         """``loop_id``'s evidence file, or None when it has none."""
 
+    def location(self, loop_id: str) -> str:
+        """Where ``loop_id``'s evidence file is kept, in words a human can follow (a path, a
+        table and key); recorded in the EVIDENCE_RECORDED event."""
+        return f"{type(self).__name__}[{loop_id}]"
+
 
 def _b64(data: bytes) -> str:
     return base64.b64encode(data).decode()

@@ -51,7 +51,10 @@ def completed(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, Pa
     written = workspace / ".loopwright" / "evidence" / "ev1.json"
     # The loop wrote its evidence itself when it completed, and recorded where and its hash
     [event] = cli_json("events", "ev1", "-w", str(workspace), "--type", "EVIDENCE_RECORDED")
-    assert event["data"] == {"path": str(written), "sha256": hashlib.sha256(written.read_bytes()).hexdigest()}
+    assert event["data"] == {
+        "location": str(written),
+        "sha256": hashlib.sha256(written.read_bytes()).hexdigest(),
+    }
     checkout = workspace / ".loopwright" / "worktrees" / "ev1"
     assert cli("evidence", "verify", str(written), "--checkout", str(checkout)).returncode == 0
     exported = cli("evidence", "export", "ev1", "-w", str(workspace))
@@ -244,15 +247,15 @@ def test_verify_runs_the_conditions_with_the_projects_own_interpreter(
     assert done.returncode == 0, done.stderr
     # When a reviewer checks out the branch's head in their clone (where the .venv is) and verifies
     [event] = cli_json("events", "ev4", "-w", str(workspace), "--type", "EVIDENCE_RECORDED")
-    head = json.loads(Path(event["data"]["path"]).read_text())["bundle"]["head_commit"]
+    head = json.loads(Path(event["data"]["location"]).read_text())["bundle"]["head_commit"]
     git(workspace, "checkout", "-q", head)
-    verified = cli("evidence", "verify", event["data"]["path"], "--checkout", str(workspace), "--json")
+    verified = cli("evidence", "verify", event["data"]["location"], "--checkout", str(workspace), "--json")
     # Then the condition ran with the project's interpreter, as in the loop, and holds
     assert verified.returncode == 0, verified.stdout + verified.stderr
     assert json.loads(verified.stdout)["problems"] == []
     # And without that interpreter it is a difference, not a crash
     (site / "project_only.py").unlink()
-    failed = cli("evidence", "verify", event["data"]["path"], "--checkout", str(workspace), "--json")
+    failed = cli("evidence", "verify", event["data"]["location"], "--checkout", str(workspace), "--json")
     assert failed.returncode == 1
     assert json.loads(failed.stdout)["problems"] == [
         "condition custom: now NOT_MET (exit code 1), the bundle says MET (exit code 0)"

@@ -70,6 +70,7 @@ def test_the_compact_variant_completes_a_green_repository_at_the_baseline(
         IterationEventType.EXIT_CONDITIONS_EVALUATED,
         IterationEventType.VERIFICATION_PASSED,
         IterationEventType.LOOP_COMPLETED,
+        IterationEventType.EVIDENCE_RECORDED,
     ]
 
 

@@ -162,6 +162,7 @@ def test_a_green_repository_completes_at_the_baseline_with_no_iteration(
         IterationEventType.EXIT_CONDITIONS_EVALUATED,
         IterationEventType.VERIFICATION_PASSED,
         IterationEventType.LOOP_COMPLETED,
+        IterationEventType.EVIDENCE_RECORDED,  # signed, kept in the state folder as the engine does
     ]
     # And the in-process engine records the same events
     assert LoopFramework(config, workspace=engine_ws, loop_id="green").run().iterations == 0

@@ -193,7 +193,12 @@ def test_condition_planner_makes_one_task_per_failing_condition_in_tiers() -> No
     tests_task = draft.tasks[1]
     assert tests_task.loop["exit_conditions"] == [{"type": "ALL_TESTS_PASS"}]
     assert "all_tests_pass: f1" in tests_task.loop["goal"] and "make it good" in tests_task.loop["goal"]
-    assert draft.defaults["agent"] == {"kind": "command", "command": ["my-agent"], "timeout_seconds": 1800.0}
+    assert draft.defaults["agent"] == {
+        "kind": "command",
+        "command": ["my-agent"],
+        "timeout_seconds": 1800.0,
+        "idle_timeout_seconds": 900.0,
+    }
     assert draft.defaults["max_iterations"] == 4 and "project" not in draft.defaults
     # gates: every required condition of the loop, including those that held
     assert [g.key for g in draft.gates] == [

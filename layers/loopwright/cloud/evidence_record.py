@@ -25,10 +25,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import loopwright
-from loopwright.evidence import EvidenceSigner, EvidenceStore, build_bundle, sign_bundle
-from loopwright.models import LoopOutcome, LoopState
+from loopwright.evidence import EvidenceSigner, EvidenceStore, build_bundle, sha256_hex, sign_bundle
+from loopwright.models import IterationEventType, LoopOutcome, LoopState
 from loopwright.models.records import IterationRecord
 from loopwright.ports import LoopStore
+from loopwright.workflow import Recorder
 
 logger = logging.getLogger(__name__)
 
@@ -78,10 +79,16 @@ def iteration_records(
     return found
 
 
-def record_evidence(state: LoopState, store: LoopStore, keeper: EvidenceKeeper | None) -> bytes | None:
+def record_evidence(
+    state: LoopState, store: LoopStore, keeper: EvidenceKeeper | None, record: Recorder | None = None
+) -> bytes | None:
     """Build, sign and store the bundle of ``state`` when it completed with CONDITIONS_MET; the
     stored file's bytes, or None (another outcome, no ``keeper``, or a failure, logged as a
-    warning: the loop's completion never depends on its bundle)."""
+    warning: the loop's completion never depends on its bundle).
+
+    With ``record``, a stored bundle is recorded as EVIDENCE_RECORDED (``location``, ``sha256``),
+    as the in-process engine records it, and a failure as an ERROR event naming the cause.
+    """
     if state.outcome is not LoopOutcome.CONDITIONS_MET:
         return None
     if keeper is None:
@@ -103,6 +110,16 @@ def record_evidence(state: LoopState, store: LoopStore, keeper: EvidenceKeeper |
         keeper.bundles.put(state.loop_id, data)
     except Exception as exc:  # never fail the loop: its bundle is a by-product
         logger.warning("loopwright: no evidence bundle for loop %r: %s", state.loop_id, str(exc)[:1000])
+        if record is not None:
+            record(IterationEventType.ERROR, f"evidence not written: {str(exc)[:1000]}")
         return None
     logger.info("loopwright: stored the evidence bundle of loop %r (%d bytes)", state.loop_id, len(data))
+    if record is not None:
+        location = keeper.bundles.location(state.loop_id)
+        record(
+            IterationEventType.EVIDENCE_RECORDED,
+            f"signed evidence stored at {location}",
+            location=location,
+            sha256=sha256_hex(data),
+        )
     return data

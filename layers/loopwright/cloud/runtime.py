@@ -20,6 +20,7 @@ from aws_lambda_powertools.metrics import MetricUnit
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from loopwright.cloud.deferral import PendingStep, run_deferred
+from loopwright.cloud.evidence_record import EvidenceKeeper
 from loopwright.cloud.observability import metrics, tracer
 from loopwright.cloud.steps import CloudPorts
 from loopwright.exceptions import ConfigError
@@ -157,7 +158,23 @@ def _local_ports(settings: RuntimeSettings) -> CloudPorts:
         state_dir=settings.state_dir,
         notifier=NoopNotifier(),
         dashboard_url=settings.dashboard_url,
+        evidence=_local_evidence_keeper(settings),
     )
+
+
+def _local_evidence_keeper(settings: RuntimeSettings) -> EvidenceKeeper | None:
+    """Locally, the state machine signs with the user's Ed25519 key and keeps the files where the
+    in-process engine does (``<state_dir>/evidence/``); None (a warning when a loop completes)
+    when the key cannot be read or made."""
+    from loopwright.adapters.local.evidence_bundle import EvidenceFiles
+    from loopwright.adapters.local.evidence_key import LocalEd25519Signer
+    from loopwright.evidence import EvidenceError
+
+    try:
+        signer = LocalEd25519Signer.load_or_create()
+    except EvidenceError:
+        return None
+    return EvidenceKeeper(signer=signer, bundles=EvidenceFiles(settings.state_dir))
 
 
 def _aws_ports(settings: RuntimeSettings) -> CloudPorts:

@@ -173,15 +173,16 @@ class _Step:
             workflow.checkpoint_if_due(self.state, self.ports.checkpoints, self.record, final=True)
         workflow.finish(self.state, decision, self.record)
         self.release_session()
-        output = self.save(
+        # CONDITIONS_MET only; stored before the loop's end is saved, so a step that dies between
+        # the two makes the bundle again when it is retried, and the event lands with the end
+        record_evidence(self.state, self.ports.store, self.ports.evidence, self.record)
+        return self.save(
             allowed=False,
             action=decision.action,
             outcome=decision.outcome,
             reason=decision.reason,
             resume_at=decision.resume_at,
         )
-        record_evidence(self.state, self.ports.store, self.ports.evidence)  # CONDITIONS_MET only
-        return output
 
     def release_session(self) -> None:
         """Stop the loop's sandbox session when the loop ended, or paused with its branch pushed

@@ -1,6 +1,7 @@
 """The in-process engine's evidence step: a loop that completed with CONDITIONS_MET on a git
 branch gets its signed evidence bundle (:mod:`loopwright.adapters.local.evidence_bundle`) at
-``<state_dir>/evidence/<loop_id>.json``, recorded as EVIDENCE_RECORDED (``path``, ``sha256``).
+``<state_dir>/evidence/<loop_id>.json``, recorded as EVIDENCE_RECORDED (``location``: the
+file's path, ``sha256``).
 
 A bundle that cannot be made (git cannot read the branch, the user's key cannot be read) does not
 change the loop's outcome: an ERROR event says why and how to make it later
@@ -39,6 +40,6 @@ def record_evidence(
     record(
         IterationEventType.EVIDENCE_RECORDED,
         f"signed evidence written to {target}",
-        path=str(target),
+        location=str(target),
         sha256=sha256_hex(data),
     )

@@ -56,6 +56,10 @@ class DynamoDbEvidenceStore(EvidenceStore):
             else boto3.client("dynamodb", region_name=region_name, config=retry_config(max_attempts))
         )
 
+    def location(self, loop_id: str) -> str:
+        """``dynamodb://<table>/<loop_id>#evidence``: the item that holds the file."""
+        return f"dynamodb://{self.loops_table}/{loop_id}{EVIDENCE_KEY_SUFFIX}"
+
     def put(self, loop_id: str, data: bytes) -> None:
         """Store ``data`` (one PutItem, replacing the stored file)."""
         packed = zlib.compress(data, 6)

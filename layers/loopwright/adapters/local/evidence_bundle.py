@@ -14,7 +14,14 @@ from pathlib import Path
 
 from loopwright.adapters.local.evidence_git import files_sha256_at, git_version, tracked_files
 from loopwright.adapters.local.evidence_key import LocalEd25519Signer
-from loopwright.evidence import EvidenceError, EvidenceSigner, build_bundle, pinned_paths, sign_bundle
+from loopwright.evidence import (
+    EvidenceError,
+    EvidenceSigner,
+    EvidenceStore,
+    build_bundle,
+    pinned_paths,
+    sign_bundle,
+)
 from loopwright.models import LoopState
 from loopwright.models.records import IterationRecord
 from loopwright.ports import LoopStore
@@ -31,6 +38,28 @@ def read_evidence(state_dir: Path, loop_id: str) -> bytes | None:
         return evidence_file(state_dir, loop_id).read_bytes()
     except FileNotFoundError:
         return None
+
+
+class EvidenceFiles(EvidenceStore):
+    """Evidence files in ``<state_dir>/evidence/`` (the Step Functions engine run locally keeps
+    them where the in-process engine does)."""
+
+    def __init__(self, state_dir: Path) -> None:
+        self.state_dir = state_dir
+
+    def location(self, loop_id: str) -> str:
+        return str(evidence_file(self.state_dir, loop_id))
+
+    def put(self, loop_id: str, data: bytes) -> None:
+        target = evidence_file(self.state_dir, loop_id)
+        try:
+            target.parent.mkdir(parents=True, exist_ok=True)
+            target.write_bytes(data)
+        except OSError as exc:
+            raise EvidenceError(f"cannot write {target}: {exc.strerror}") from None
+
+    def get(self, loop_id: str) -> bytes | None:
+        return read_evidence(self.state_dir, loop_id)
 
 
 def tool_versions() -> dict[str, str]:
