@@ -103,7 +103,7 @@ def test_iteration_limit_is_enforced_by_cedar_with_a_warning_at_80_percent(tmp_p
 
     assert result.outcome is LoopOutcome.ITERATION_LIMIT
     assert result.iterations == 5
-    assert result.handoff_reason is not None and "iteration" in result.handoff_reason
+    assert result.stop_reason is not None and "iteration" in result.stop_reason
     warnings = store.list_events(loop.loop_id, types=[EV.POLICY_WARNING])
     assert [w.iteration for w in warnings] == [4, 5]  # 80% of 5 iterations: 4 and 5 warn
     denied = store.list_events(loop.loop_id, types=[EV.POLICY_DENIED])

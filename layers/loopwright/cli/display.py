@@ -127,7 +127,7 @@ def result_panel(result: LoopResult, state: LoopState) -> Panel:
         until = f" until {state.resume_at.isoformat()}" if state.resume_at else ""
         style, headline = (
             "yellow",
-            f"PAUSED{until}: {result.handoff_reason or 'paused'}; continue with "
+            f"PAUSED{until}: {result.stop_reason or 'paused'}; continue with "
             f"`loopwright resume {result.loop_id}`",
         )
     elif result.outcome is None:
@@ -137,7 +137,7 @@ def result_panel(result: LoopResult, state: LoopState) -> Panel:
             f"`loopwright approve {result.loop_id} --response ...`",
         )
     else:
-        style, headline = "red", f"{result.outcome.value}: {result.handoff_reason or ''}"
+        style, headline = "red", f"{result.outcome.value}: {result.stop_reason or ''}"
     lines: list[RenderableType] = [
         Text(headline, style=f"bold {style}"),
         Text(
