@@ -26,7 +26,7 @@ from loopwright.models.agent_config import (
 from loopwright.models.enums import AgentKind, ExitConditionType
 from loopwright.models.pins import AllowTestChanges, PathGlob
 from loopwright.models.pricing import ModelName, ModelPrice
-from loopwright.models.repository import RepositoryConfig
+from loopwright.models.repository import RepositoryConfig as RepositoryConfig  # re-exported
 from loopwright.models.repository import RepositoryCredentials as RepositoryCredentials  # re-exported
 from loopwright.models.schedule_expression import check_schedule_expression
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds

@@ -53,6 +53,7 @@ class LoopOutcome(StrEnum):
     STOPPED = "STOPPED"  # a human asked the loop to stop
     FAILED = "FAILED"  # an unrecoverable error ended the loop
     AGENT_FAILING = "AGENT_FAILING"  # Cedar denied: the agent failed max_consecutive_failures times in a row
+    SESSION_LIMIT = "SESSION_LIMIT"  # Cedar denied: a new agent session would pass max_sessions
 
 
 class IterationEventType(StrEnum):

@@ -99,6 +99,18 @@ class AgentRequest(BaseModel):
     )
     warnings: list[str] = Field(default_factory=list)
     human_response: str | None = Field(default=None, description="a human's answer to the agent's question")
+    # Feature lists and sessions (issue 10.2, 10.3).
+    feature: dict[str, Any] | None = Field(
+        default=None,
+        description="the feature to work on: name, description, position (1-based), total, "
+        "done (names), conditions (names), broken (done features that no longer hold)",
+    )
+    session_id: str | None = Field(
+        default=None, description="the agent session to continue (None: start a fresh one)"
+    )
+    handoff: str | None = Field(
+        default=None, description="a fresh session's handoff summary: why, and what happened so far"
+    )
 
 
 class AgentResult(BaseModel):
@@ -136,6 +148,16 @@ class AgentResult(BaseModel):
         description="RATE_LIMIT / PROVIDER_OUTAGE: seconds the provider asked to wait before a retry",
     )
     needs_human: str | None = Field(default=None, description="a question for a human; pauses the loop")
+    context_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="how full the agent session's context window is after the run, percent (None: "
+        "not reported); at LoopConfig.handoff_context_percent the session is handed off",
+    )
+    handoff_requested: str | None = Field(
+        default=None, description="the agent asks for a fresh session, saying why (report.json 'handoff')"
+    )
     usage_limit_resets_at: datetime | None = Field(
         default=None,
         description="when the agent's model provider lifts the usage limit it hit (UTC); the loop "

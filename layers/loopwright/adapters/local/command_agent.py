@@ -82,6 +82,10 @@ class AgentReport(BaseModel):
         default=None, description="why the agent did no work (AgentFailureCause value), issue 15.3"
     )
     retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
+    context_percent: float | None = Field(
+        default=None, ge=0, le=1000, allow_inf_nan=False, description="context window use, percent"
+    )
+    handoff: str | None = Field(default=None, max_length=2000, description="why a fresh session is wanted")
 
 
 def write_agent_files(request: AgentRequest) -> dict[str, Path]:
@@ -256,5 +260,7 @@ class CommandAgent(Agent):
             retry_after_seconds=report.retry_after_seconds if report else None,
             cost_usd=report.cost_usd if report else None,
             model=report.model if report else None,
+            context_percent=report.context_percent if report else None,
+            handoff_requested=report.handoff if report else None,
             output=output[-4000:],
         )
