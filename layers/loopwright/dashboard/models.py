@@ -102,6 +102,14 @@ class ConditionProgress(BaseModel):
     evaluated_at: datetime | None = None
 
 
+class FeatureProgress(BaseModel):
+    """One feature of a loop's feature list and whether it is done."""
+
+    name: str
+    description: str
+    done: bool
+
+
 class LoopProgress(BaseModel):
     """One loop's progress (seed 001 T102 LoopProgress, T098 get_loop_progress).
 
@@ -167,7 +175,20 @@ class LoopProgress(BaseModel):
     branch: str | None = None
     head_commit: str | None = None
     last_checkpoint_id: str | None = None
-    sessions_used: int = 0
+    sessions_used: int = Field(
+        default=0, description="agent sessions started (LoopResult.sessions_used; issue 10.3)"
+    )
+    max_sessions: int | None = Field(default=None, description="the agent session limit; None for none")
+    handoff_reason: str | None = Field(default=None, description="why the last agent session was handed off")
+    runs: int = Field(default=0, description="engine runs of the loop: the first plus each resume")
+    features_completed: int = Field(
+        default=0, description="features done (LoopResult.features_completed; issue 10.2)"
+    )
+    features_total: int = Field(default=0, description="features in the list, else required exit conditions")
+    features: list[FeatureProgress] = Field(
+        default_factory=list, description="the loop's feature list in order, each with done"
+    )
+    current_feature: str | None = Field(default=None, description="the feature the agent works on")
     version: int = 0
 
 
