@@ -207,7 +207,8 @@ def run_iteration(
     or a fresh one started (SESSION_HANDOFF after a handoff); after it, whether the next run hands
     off is decided.
     """
-    sessions.open_session(state, agent.supports_sessions, record)
+    has_sessions = bool(getattr(agent, "supports_sessions", False))  # duck-typed agents: no sessions
+    sessions.open_session(state, has_sessions, record)
     result = iterate(
         state,
         agent,
@@ -217,7 +218,7 @@ def run_iteration(
         on_output=on_output,
         handoff=sessions.handoff_summary(state),
     )
-    sessions.account_session(state, result, agent.supports_sessions)
+    sessions.account_session(state, result, has_sessions)
     state.iteration = result.iteration
     state.agent_seconds = result.duration_seconds
     state.tokens_used += result.agent.tokens_used
