@@ -12,12 +12,15 @@ import pytest
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.adapters.local.python_agent import PythonAgent
+from loopwright.controls import RESUMABLE_OUTCOMES, apply_limits, check_limits
 from loopwright.engine import LoopFramework
+from loopwright.exceptions import ControlConflictError
 from loopwright.models import (
     AgentRequest,
     AgentResult,
     IterationEventType,
     IterationResult,
+    LimitChange,
     LoopConfig,
     LoopOutcome,
     LoopResult,
@@ -228,6 +231,14 @@ def test_max_sessions_stops_the_loop_before_a_session_past_the_limit(tmp_path: P
     (denied,) = store.list_events("same", types=[EV.POLICY_DENIED])
     assert denied.data["policy_ids"] == "session-limit"
     assert "agent session 3 of a limit of 2 sessions" in denied.message
+
+
+def test_the_session_limit_can_be_raised_but_not_below_the_sessions_started(tmp_path: Path) -> None:
+    state = LoopState(loop_id="l", config=_config(max_sessions=2), agent_sessions=2)
+    with pytest.raises(ControlConflictError, match="max_sessions: 1 is below the 2 agent sessions"):
+        check_limits(state, LimitChange(max_sessions=1))
+    assert apply_limits(state, LimitChange(max_sessions=4)) == {"max_sessions": 4}
+    assert state.config.max_sessions == 4 and LoopOutcome.SESSION_LIMIT in RESUMABLE_OUTCOMES
 
 
 def test_an_agent_without_sessions_gets_a_fresh_call_every_iteration(tmp_path: Path) -> None:

@@ -290,13 +290,13 @@ class ApproveBody(ControlBody):
 
 
 #: The limits a human may change (LimitChange's fields, in order).
-_LIMIT_FIELDS = ("max_iterations", "token_budget", "cost_budget_usd", "max_duration_seconds")
+_LIMIT_FIELDS = ("max_iterations", "token_budget", "cost_budget_usd", "max_duration_seconds", "max_sessions")
 
 
 class LimitsBody(ControlBody):
     """Body of limits: each given limit replaces the loop's; at least one (the document says so
-    with ``anyOf``). Units: iterations, tokens, US dollars, wall-clock seconds. A limit is left
-    out rather than sent as ``null`` (refused, naming it)."""
+    with ``anyOf``). Units: iterations, tokens, US dollars, wall-clock seconds, agent sessions. A
+    limit is left out rather than sent as ``null`` (refused, naming it)."""
 
     model_config = ConfigDict(
         json_schema_extra=lambda schema: one_of_required(schema, list(_LIMIT_FIELDS), keyword="anyOf")
@@ -308,6 +308,7 @@ class LimitsBody(ControlBody):
         default=None, gt=0, le=MAX_COST_BUDGET_USD, allow_inf_nan=False, description="US dollars"
     )
     max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
+    max_sessions: int | None = Field(default=None, ge=1, le=100_000, description="agent sessions")
 
     @field_validator(*_LIMIT_FIELDS, mode="before")
     @classmethod
