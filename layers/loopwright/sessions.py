@@ -8,7 +8,9 @@ a fresh session, and why (``LoopState.pending_handoff``):
 * the session's context use the agent reported (``AgentResult.context_percent``) reached
   ``LoopConfig.handoff_context_percent``;
 * the session ran ``LoopConfig.session_max_iterations`` iterations;
-* the agent asked for one (``report.json``: ``"handoff": "why"``).
+* the agent asked for one (``report.json``: ``"handoff": "why"``);
+* the session's last run crashed, timed out or went idle (it may be unusable); a rate limit, an
+  outage, a usage limit or an authentication error keep the session.
 
 An agent that reported no session id has nothing to resume: its next run is fresh, without a
 handoff summary.
@@ -32,6 +34,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from loopwright.models import IterationEventType, IterationResult, LoopState
+from loopwright.steps.failures import PAUSING_CAUSES, failure_cause, is_transient
 
 if TYPE_CHECKING:
     from loopwright.workflow import Recorder
@@ -98,6 +101,10 @@ def account_session(state: LoopState, result: IterationResult, supports_sessions
 def handoff_due(state: LoopState, result: IterationResult) -> str | None:
     """Why the session must be handed off after ``result``, or None while it fits."""
     config, agent = state.config, result.agent
+    cause = failure_cause(agent)
+    if cause is not None and cause not in PAUSING_CAUSES and not is_transient(cause):
+        # a crashed, timed-out or idle run may have left its session unusable: start afresh
+        return f"the session's last run failed ({cause.value})"
     if agent.handoff_requested:
         return f"the agent asked for a fresh session: {agent.handoff_requested.strip()[:300]}"
     if agent.context_percent is not None and agent.context_percent >= config.handoff_context_percent:

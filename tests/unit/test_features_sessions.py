@@ -260,6 +260,10 @@ def test_an_agent_without_sessions_gets_a_fresh_call_every_iteration(tmp_path: P
         (AgentResult(context_percent=80), {"handoff_context_percent": 80}, "context 80% used"),
         (AgentResult(), {"session_max_iterations": 1}, "the session ran 1 iterations"),
         (AgentResult(), {}, None),
+        (AgentResult(failed=True), {}, "the session's last run failed (CRASH)"),
+        (AgentResult(failed=True, failure_cause="TIMEOUT"), {}, "failed (TIMEOUT)"),
+        (AgentResult(failed=True, failure_cause="RATE_LIMIT"), {}, None),
+        (AgentResult(failed=True, failure_cause="USAGE_LIMIT"), {}, None),
     ],
 )
 def test_handoff_triggers(agent: AgentResult, config: dict[str, Any], reason: str | None) -> None:
