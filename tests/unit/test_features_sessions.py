@@ -5,6 +5,7 @@ session is resumed while it fits and handed off with a summary after it."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -15,9 +16,14 @@ from loopwright.adapters.local.python_agent import PythonAgent
 from loopwright.controls import RESUMABLE_OUTCOMES, apply_limits, check_limits
 from loopwright.engine import LoopFramework
 from loopwright.exceptions import ControlConflictError
+from loopwright.feature_progress import record_feature_progress
 from loopwright.models import (
     AgentRequest,
     AgentResult,
+    ExitConditionStatus,
+    ExitConditionStatusValue,
+    ExitConditionType,
+    FeatureConfig,
     IterationEventType,
     IterationResult,
     LimitChange,
@@ -27,7 +33,15 @@ from loopwright.models import (
     LoopState,
 )
 from loopwright.sessions import account_session, handoff_due, handoff_summary, open_session
-from loopwright.steps.features import all_conditions, broken_features, newly_done
+from loopwright.steps.features import (
+    all_conditions,
+    broken_features,
+    conditions_in_scope,
+    current_feature,
+    feature_conditions,
+    feature_holds,
+    newly_done,
+)
 from loopwright.steps.iterate import build_agent_request
 from loopwright.steps.verify import verify
 from tests.fakes import FakeWorkspace, MemoryStore, ScriptedSandbox
@@ -292,3 +306,70 @@ def test_the_handoff_summary_carries_the_history_failures_and_progress_notes(tmp
     open_session(state, True, lambda *a, **k: recorded.append(a))
     assert state.agent_session_id is None and state.agent_sessions == 2 and len(recorded) == 1
     assert state.handoff_reason == "the agent asked"
+
+
+def _status(name: str, met: bool) -> ExitConditionStatus:
+    return ExitConditionStatus(
+        name=name,
+        type=ExitConditionType.CUSTOM,
+        status=ExitConditionStatusValue.MET if met else ExitConditionStatusValue.NOT_MET,
+        evaluated_at=datetime.now(UTC),
+    )
+
+
+def test_a_feature_holds_on_its_required_conditions_only() -> None:
+    feature = FeatureConfig.model_validate(
+        {
+            "name": "f",
+            "description": "d",
+            "acceptance_conditions": [
+                {"type": "CUSTOM", "name": "must", "command": "x"},
+                {"type": "CUSTOM", "name": "nice", "command": "y", "required": False},
+            ],
+        }
+    )
+    config = _config(features=[feature.model_dump()])
+    assert [c.name for c in feature_conditions(feature)] == ["f:must", "f:nice"]
+    assert feature_holds(feature, [_status("f:must", True), _status("f:nice", False)])
+    assert not feature_holds(feature, [_status("f:nice", True)])  # a missing condition does not hold
+    assert not feature_holds(feature, [_status("f:must", False)])
+    assert current_feature(config, []) is not None and current_feature(config, ["f"]) is None
+    scope = conditions_in_scope(config, [], [])
+    assert scope == {"a", "f:must", "f:nice"}
+    assert conditions_in_scope(config, [], ["f"]) == {"a"}
+
+
+def test_feature_completed_events_name_the_next_feature_and_the_counts(tmp_path: Path) -> None:
+    state = LoopState(loop_id="l", config=_config(features=FEATURES))
+    state.exit_conditions = [_status("signup:check", True), _status("login:check", True)]
+    events: list[tuple[Any, str, dict[str, Any]]] = []
+    names = record_feature_progress(state, lambda t, m="", **d: events.append((t, m, d)))
+    assert names == ["signup", "login"] and state.features_done == ["signup", "login"]
+    assert [e[1] for e in events] == [
+        "feature 1 of 3 done: signup; next: login",
+        "feature 2 of 3 done: login; next: logout",
+    ]
+    assert events[0][2] == {
+        "feature": "signup",
+        "features_completed": 1,
+        "features_total": 3,
+        "next_feature": "login",
+    }
+    assert record_feature_progress(state, lambda *a, **k: None) == []  # nothing new
+
+
+def test_the_session_history_and_notes_are_bounded(tmp_path: Path) -> None:
+    (tmp_path / "PROGRESS.md").write_text("old\n" + "n" * 5000)
+    state = LoopState(loop_id="l", config=_config(), worktree=str(tmp_path), agent_session_id="s")
+    for number in range(1, 26):
+        result = IterationResult(iteration=number, agent=AgentResult(summary=f"did {number}\n  more"))
+        account_session(state, result, False)
+    assert len(state.session_history) == 20
+    assert state.session_history[0] == "iteration 6: did 6 more (0 file(s) changed)"
+    assert state.pending_handoff is None and state.session_iterations == 25
+    state.pending_handoff = "why"
+    summary = handoff_summary(state) or ""
+    assert "old" not in summary and summary.endswith("n" * 4000)
+    assert "Failing after the last evaluation: none" in summary
+    no_notes = LoopState(loop_id="l", config=_config(), pending_handoff="why")
+    assert "Progress notes" not in (handoff_summary(no_notes) or "")
