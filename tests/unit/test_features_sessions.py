@@ -81,7 +81,7 @@ class FeatureScenario:
     def work(self, request: AgentRequest) -> AgentResult:
         self.runs = request.iteration
         self.requests.append(request)
-        return AgentResult(tokens_used=10, summary=f"worked on {request.feature and request.feature['name']}")
+        return AgentResult(tokens_used=10, summary=f"worked on {request.feature and request.feature.name}")
 
     def responder(self, command: Sequence[str], call: int) -> tuple[int, str]:
         name = command[0].removeprefix("check-")
@@ -137,11 +137,11 @@ def test_a_three_feature_list_completes_in_order_in_both_engines(tmp_path: Path)
     assert LoopResult.from_state(cloud_store.get_state("same")).features_completed == 3
     # and each prompt named the feature to work on, with the ones done before
     for scenario in (local, cloud):
-        briefs = [(r.feature or {}).get("name") for r in scenario.requests]
+        briefs = [r.feature.name if r.feature else None for r in scenario.requests]
         assert briefs == ["signup", "login", "logout"]
         assert scenario.requests[2].feature is not None
-        assert scenario.requests[2].feature["done"] == ["signup", "login"]
-        assert scenario.requests[2].feature["position"] == 3
+        assert scenario.requests[2].feature.done == ["signup", "login"]
+        assert scenario.requests[2].feature.position == 3
 
 
 def test_a_feature_is_not_done_while_an_earlier_one_is_broken(tmp_path: Path) -> None:
@@ -156,7 +156,7 @@ def test_a_feature_is_not_done_while_an_earlier_one_is_broken(tmp_path: Path) ->
     assert result.outcome is LoopOutcome.CONDITIONS_MET and result.features_completed == 3
     # and the agent was told signup broke, and shown its failure but not logout's
     third = scenario.requests[2]
-    assert third.feature is not None and third.feature["broken"] == ["signup"]
+    assert third.feature is not None and third.feature.broken == ["signup"]
     assert third.failing_conditions == ["signup:check"]  # login holds; logout fails, out of scope
 
 

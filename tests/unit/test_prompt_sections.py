@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loopwright.models import AgentRequest
+from loopwright.models import AgentRequest, FeatureBrief
 from loopwright.steps.prompt import (
     AGENT_FILES_FOLDER,
     REPORT_FILE_ENV,
@@ -145,15 +145,14 @@ def test_prompt_names_the_current_feature_and_a_handoff() -> None:
     text = render_prompt(
         _request(
             handoff="You continue the work of an earlier agent session (context 85% used).",
-            feature={
-                "name": "login",
-                "description": "users can log in",
-                "position": 2,
-                "total": 3,
-                "done": ["signup"],
-                "conditions": ["login:tests"],
-                "broken": [],
-            },
+            feature=FeatureBrief(
+                name="login",
+                description="users can log in",
+                position=2,
+                total=3,
+                done=["signup"],
+                conditions=["login:tests"],
+            ),
         )
     )
     assert "## Handoff from the previous agent session\nYou continue the work" in text

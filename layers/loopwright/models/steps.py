@@ -76,6 +76,23 @@ class AuthorizationResult(BaseModel):
     warning_messages: list[str] = Field(default_factory=list)
 
 
+class FeatureBrief(BaseModel):
+    """The feature an agent works on (feature lists, issue 10.2): ``position`` is 1-based of
+    ``total``; ``done`` the features done before it, ``conditions`` the names its acceptance
+    conditions are evaluated under (``<feature>:<key>``), ``broken`` done features whose
+    conditions no longer hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    position: int = Field(ge=1)
+    total: int = Field(ge=1)
+    done: list[str] = Field(default_factory=list)
+    conditions: list[str] = Field(default_factory=list)
+    broken: list[str] = Field(default_factory=list)
+
+
 class AgentRequest(BaseModel):
     """What the agent is told each iteration. Times are seconds, budgets tokens."""
 
@@ -100,10 +117,8 @@ class AgentRequest(BaseModel):
     warnings: list[str] = Field(default_factory=list)
     human_response: str | None = Field(default=None, description="a human's answer to the agent's question")
     # Feature lists and sessions (issue 10.2, 10.3).
-    feature: dict[str, Any] | None = Field(
-        default=None,
-        description="the feature to work on: name, description, position (1-based), total, "
-        "done (names), conditions (names), broken (done features that no longer hold)",
+    feature: FeatureBrief | None = Field(
+        default=None, description="the feature to work on (None without a feature list, or all done)"
     )
     session_id: str | None = Field(
         default=None, description="the agent session to continue (None: start a fresh one)"

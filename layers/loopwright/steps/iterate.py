@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Any
 
 from loopwright.deferred import deferral_key, replayed_seconds
 from loopwright.exceptions import AgentError, WorkspaceIntegrityError
-from loopwright.models import AgentRequest, AgentResult, IterationResult, LoopState
+from loopwright.models import AgentRequest, AgentResult, FeatureBrief, IterationResult, LoopState
 from loopwright.ports import Agent, OutputCallback, StopCheck, Workspace
 from loopwright.steps.evaluate import failures_for_agent
 from loopwright.steps.features import broken_features, condition_name, conditions_in_scope, current_feature
@@ -63,24 +62,22 @@ def build_agent_request(state: LoopState, state_dir: Path, *, handoff: str | Non
     )
 
 
-def feature_brief(state: LoopState) -> dict[str, Any] | None:
+def feature_brief(state: LoopState) -> FeatureBrief | None:
     """The current feature for the agent's request (None without a feature list, or when all are
-    done): ``name``, ``description``, ``position`` (1-based), ``total``, ``done`` (names),
-    ``conditions`` (the names its conditions are evaluated under), ``broken`` (done features
-    whose conditions no longer hold)."""
+    done), see :class:`~loopwright.models.FeatureBrief`."""
     config = state.config
     feature = current_feature(config, state.features_done)
     if feature is None:
         return None
-    return {
-        "name": feature.name,
-        "description": feature.description,
-        "position": config.features.index(feature) + 1,
-        "total": len(config.features),
-        "done": list(state.features_done),
-        "conditions": [condition_name(feature, c) for c in feature.acceptance_conditions],
-        "broken": [f.name for f in broken_features(config, state.exit_conditions, state.features_done)],
-    }
+    return FeatureBrief(
+        name=feature.name,
+        description=feature.description,
+        position=config.features.index(feature) + 1,
+        total=len(config.features),
+        done=list(state.features_done),
+        conditions=[condition_name(feature, c) for c in feature.acceptance_conditions],
+        broken=[f.name for f in broken_features(config, state.exit_conditions, state.features_done)],
+    )
 
 
 def iterate(

@@ -73,16 +73,15 @@ def _feature(request: AgentRequest) -> list[str]:
         return []
     lines = [
         "",
-        f"## Current feature ({feature['position']} of {feature['total']}): {feature['name']}",
-        str(feature["description"]).strip(),
+        f"## Current feature ({feature.position} of {feature.total}): {feature.name}",
+        feature.description.strip(),
         "",
-        "Work on this feature only; it is done when these conditions hold: "
-        + ", ".join(feature["conditions"]),
+        "Work on this feature only; it is done when these conditions hold: " + ", ".join(feature.conditions),
     ]
-    if feature["done"]:
-        lines.append(f"Done already (keep them working): {', '.join(feature['done'])}")
-    if feature["broken"]:
-        lines.append(f"Broken since they were done (fix them first): {', '.join(feature['broken'])}")
+    if feature.done:
+        lines.append(f"Done already (keep them working): {', '.join(feature.done)}")
+    if feature.broken:
+        lines.append(f"Broken since they were done (fix them first): {', '.join(feature.broken)}")
     return lines
 
 
