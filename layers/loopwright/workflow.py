@@ -293,7 +293,8 @@ def evaluate_conditions(
     ``baseline: true`` for the evaluation before the agent's first iteration (see
     :func:`evaluate_baseline`), and with ``slow`` (name -> seconds) when a condition took
     longer than :data:`~loopwright.steps.evaluate.SLOW_CONDITION_SECONDS` (SC-002), also said in
-    the message.
+    the message. The features that the evaluation completes are then recorded
+    (:func:`~loopwright.feature_progress.record_feature_progress`: FEATURE_COMPLETED each).
     """
     state.phase = LoopPhase.EVALUATING
     statuses = evaluate(state.config, sandbox, Path(state.worktree), state.iteration)

@@ -189,8 +189,11 @@ class LoopConfig(_Strict):
     Limits are enforced by the Cedar policies in ``policies/`` before every iteration:
     ``max_iterations`` (count), ``token_budget`` (tokens reported by the agent),
     ``cost_budget_usd`` (US dollars: the agent's own figure, else its tokens priced by ``prices``
-    and :data:`~loopwright.models.pricing.DEFAULT_PRICES`) and ``max_duration_seconds`` (wall
-    clock from the loop's start, seconds).
+    and :data:`~loopwright.models.pricing.DEFAULT_PRICES`), ``max_duration_seconds`` (wall
+    clock from the loop's start, seconds) and ``max_sessions`` (agent sessions started, policy
+    ``session-limit``). ``features`` is an ordered feature list (:class:`FeatureConfig`), see
+    :mod:`loopwright.steps.features`; ``handoff_context_percent`` and ``session_max_iterations``
+    say when an agent session is handed off, see :mod:`loopwright.sessions`.
     """
 
     goal: str = Field(min_length=1, max_length=20_000, description="what the agent must achieve")
