@@ -112,8 +112,6 @@ class Progress:
             IterationEventType.EXIT_CONDITIONS_EVALUATED,
             IterationEventType.LOOP_COMPLETED,
             IterationEventType.HUMAN_INPUT_REQUESTED,
-            IterationEventType.FEATURE_COMPLETED,  # feature lists and sessions (issue 10)
-            IterationEventType.SESSION_HANDOFF,
             *FAILURE_CAUSE_EVENTS.values(),  # why the agent did no work (issue 15.3)
         }
     )
