@@ -138,14 +138,14 @@ def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _claude_loop(tmp_path: Path, **config: Any) -> tuple[LoopFramework, Path]:
-    """A loop whose check holds once the fake claude ran twice; the fake's turn reads 1204
-    tokens of context (tests/agent_cli_fakes.py CLAUDE_OK), 80% of a 1500-token window."""
+def _claude_loop(tmp_path: Path, runs: int = 2, **config: Any) -> tuple[LoopFramework, Path]:
+    """A loop whose check holds once the fake claude ran ``runs`` times; the fake's "ok" turn
+    reads 1204 tokens of context (tests/agent_cli_fakes.py CLAUDE_OK), 80% of a 1500-token window."""
     repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
     record = tmp_path / "calls.jsonl"
     check = (
         f"import pathlib,sys; p=pathlib.Path({str(record)!r}); "
-        "sys.exit(0 if len(p.read_text().splitlines())>=2 else 1)"
+        f"sys.exit(0 if len(p.read_text().splitlines())>={runs} else 1)"
     )
     loop_config = LoopConfig.model_validate(
         {
@@ -158,7 +158,7 @@ def _claude_loop(tmp_path: Path, **config: Any) -> tuple[LoopFramework, Path]:
                 "kind": "claude-code",
                 "env": {"FAKE_CLI_RECORD": str(record)},
                 "timeout_seconds": 60,
-                "context_window_tokens": 1500,
+                **config.pop("agent", {"context_window_tokens": 1500}),
             },
             **config,
         }
@@ -195,3 +195,28 @@ def test_claude_gets_a_fresh_session_with_a_handoff_past_the_threshold(tmp_path:
     assert result.sessions_used == 2 and "context 80% used" in (result.handoff_reason or "")
     (handoff,) = loop.store.list_events("claude", types=[EV.SESSION_HANDOFF])
     assert handoff.iteration == 2 and handoff.data["previous_session"] == SESSION
+
+
+@pytest.mark.slow
+def test_claude_resumes_while_it_fits_then_hands_off_once_its_context_is_full(
+    tmp_path: Path, bin_dir: Path
+) -> None:
+    # Given the fake claude whose second run reads 85% of its 200000-token window
+    install_fake_cli(bin_dir, "claude", "ok", then=["full-context", "ok"])
+    loop, record = _claude_loop(tmp_path, runs=3, agent={}, handoff_context_percent=80)
+    # When the loop runs three iterations
+    result = loop.run()
+    # Then run 2 resumed run 1's session, and run 3 started a fresh one with the handoff summary
+    assert result.outcome is LoopOutcome.CONDITIONS_MET, loop.store.list_events("claude")
+    first, second, third = recorded_calls(record)
+    assert "--resume" not in first["argv"]
+    assert second["argv"][second["argv"].index("--resume") + 1] == SESSION
+    assert "## Handoff" not in second["stdin"]
+    assert "--resume" not in third["argv"]
+    assert "## Handoff from the previous agent session" in third["stdin"]
+    assert "context 85% used (handoff at 80%" in third["stdin"]
+    assert "iteration 1: Fixed add()" in third["stdin"] and "iteration 2: Fixed add()" in third["stdin"]
+    # and the handoff is counted and recorded
+    assert result.sessions_used == 2 and "context 85% used" in (result.handoff_reason or "")
+    (handoff,) = loop.store.list_events("claude", types=[EV.SESSION_HANDOFF])
+    assert (handoff.iteration, handoff.data["session_iterations"]) == (3, 2)
