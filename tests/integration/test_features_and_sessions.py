@@ -17,7 +17,7 @@ from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.engine import LoopFramework
 from loopwright.engine.local import build_agent
 from loopwright.models import IterationEventType, LoopConfig, LoopOutcome
-from tests.agent_cli_fakes import SESSION, install_fake_cli, recorded_calls
+from tests.agent_cli_fakes import SESSION, THREAD, install_fake_cli, recorded_calls
 from tests.integration.helpers import cli, cli_json, make_repo
 
 EV = IterationEventType
@@ -138,7 +138,9 @@ def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _claude_loop(tmp_path: Path, runs: int = 2, **config: Any) -> tuple[LoopFramework, Path]:
+def _claude_loop(
+    tmp_path: Path, runs: int = 2, kind: str = "claude-code", **config: Any
+) -> tuple[LoopFramework, Path]:
     """A loop whose check holds once the fake claude ran ``runs`` times; the fake's "ok" turn
     reads 1204 tokens of context (tests/agent_cli_fakes.py CLAUDE_OK), 80% of a 1500-token window."""
     repo = make_repo(tmp_path / "repo", {"README.md": "demo\n"})
@@ -155,7 +157,7 @@ def _claude_loop(tmp_path: Path, runs: int = 2, **config: Any) -> tuple[LoopFram
                 {"type": "CUSTOM", "name": "twice", "command": [sys.executable, "-c", check]}
             ],
             "agent": {
-                "kind": "claude-code",
+                "kind": kind,
                 "env": {"FAKE_CLI_RECORD": str(record)},
                 "timeout_seconds": 60,
                 **config.pop("agent", {"context_window_tokens": 1500}),
@@ -220,3 +222,18 @@ def test_claude_resumes_while_it_fits_then_hands_off_once_its_context_is_full(
     assert result.sessions_used == 2 and "context 85% used" in (result.handoff_reason or "")
     (handoff,) = loop.store.list_events("claude", types=[EV.SESSION_HANDOFF])
     assert (handoff.iteration, handoff.data["session_iterations"]) == (3, 2)
+
+
+@pytest.mark.slow
+def test_codex_resumes_its_thread_and_hands_it_off_after_session_max_iterations(
+    tmp_path: Path, bin_dir: Path
+) -> None:
+    install_fake_cli(bin_dir, "codex", "ok")
+    loop, record = _claude_loop(tmp_path, runs=3, kind="codex", agent={}, session_max_iterations=2)
+    result = loop.run()
+    assert result.outcome is LoopOutcome.CONDITIONS_MET, loop.store.list_events("claude")
+    first, second, third = recorded_calls(record)
+    assert first["argv"][-1] == "-" and "resume" not in first["argv"]
+    assert second["argv"][-3:] == ["resume", THREAD, "-"]
+    assert "resume" not in third["argv"] and "the session ran 2 iterations" in third["stdin"]
+    assert result.sessions_used == 2
