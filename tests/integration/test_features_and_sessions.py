@@ -138,7 +138,7 @@ def bin_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     return folder
 
 
-def _claude_loop(
+def _cli_loop(
     tmp_path: Path, runs: int = 2, kind: str = "claude-code", **config: Any
 ) -> tuple[LoopFramework, Path]:
     """A loop whose check holds once the fake claude ran ``runs`` times; the fake's "ok" turn
@@ -174,7 +174,7 @@ def _claude_loop(
 @pytest.mark.slow
 def test_claude_continues_its_session_while_the_context_fits(tmp_path: Path, bin_dir: Path) -> None:
     install_fake_cli(bin_dir, "claude", "ok")
-    loop, record = _claude_loop(tmp_path, handoff_context_percent=90)  # 80% fits
+    loop, record = _cli_loop(tmp_path, handoff_context_percent=90)  # 80% fits
     result = loop.run()
     assert result.outcome is LoopOutcome.CONDITIONS_MET, loop.store.list_events("claude")
     first, second = recorded_calls(record)
@@ -187,7 +187,7 @@ def test_claude_continues_its_session_while_the_context_fits(tmp_path: Path, bin
 @pytest.mark.slow
 def test_claude_gets_a_fresh_session_with_a_handoff_past_the_threshold(tmp_path: Path, bin_dir: Path) -> None:
     install_fake_cli(bin_dir, "claude", "ok")
-    loop, record = _claude_loop(tmp_path, handoff_context_percent=80)  # 80% reaches it
+    loop, record = _cli_loop(tmp_path, handoff_context_percent=80)  # 80% reaches it
     result = loop.run()
     assert result.outcome is LoopOutcome.CONDITIONS_MET, loop.store.list_events("claude")
     first, second = recorded_calls(record)
@@ -205,7 +205,7 @@ def test_claude_resumes_while_it_fits_then_hands_off_once_its_context_is_full(
 ) -> None:
     # Given the fake claude whose second run reads 85% of its 200000-token window
     install_fake_cli(bin_dir, "claude", "ok", then=["full-context", "ok"])
-    loop, record = _claude_loop(tmp_path, runs=3, agent={}, handoff_context_percent=80)
+    loop, record = _cli_loop(tmp_path, runs=3, agent={}, handoff_context_percent=80)
     # When the loop runs three iterations
     result = loop.run()
     # Then run 2 resumed run 1's session, and run 3 started a fresh one with the handoff summary
@@ -229,7 +229,7 @@ def test_codex_resumes_its_thread_and_hands_it_off_after_session_max_iterations(
     tmp_path: Path, bin_dir: Path
 ) -> None:
     install_fake_cli(bin_dir, "codex", "ok")
-    loop, record = _claude_loop(tmp_path, runs=3, kind="codex", agent={}, session_max_iterations=2)
+    loop, record = _cli_loop(tmp_path, runs=3, kind="codex", agent={}, session_max_iterations=2)
     result = loop.run()
     assert result.outcome is LoopOutcome.CONDITIONS_MET, loop.store.list_events("claude")
     first, second, third = recorded_calls(record)
