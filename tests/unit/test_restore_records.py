@@ -75,6 +75,7 @@ def _stored(iteration: int, evaluated: int) -> LoopState:
         tokens_used=900,
         version=12,
         sessions_used=3,
+        agent_sessions=5,
         errors_recovered=2,
         policy_files={"base.cedar": "new"},
         exit_conditions=[_status(ExitConditionStatusValue.MET, evaluated)],
@@ -93,6 +94,7 @@ def test_restored_state_takes_progress_from_the_checkpoint_and_keeps_what_change
     assert state.config.max_iterations == 50
     assert state.version == 12
     assert state.sessions_used == 3
+    assert state.agent_sessions == 5  # agent sessions started count against max_sessions
     assert state.errors_recovered == 2
     assert state.policy_files == {"base.cedar": "new"}
     # conditions evaluated after iteration 6, not 4: the checkpoint's

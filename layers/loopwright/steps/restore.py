@@ -29,6 +29,7 @@ def restored_state(stored: LoopState, ckpt: Checkpoint) -> LoopState:
     state.config = stored.config  # limits a human changed after the checkpoint still apply
     state.version = stored.version  # the stored write this one follows (optimistic concurrency)
     state.sessions_used = stored.sessions_used
+    state.agent_sessions = stored.agent_sessions  # sessions started count against max_sessions
     state.errors_recovered = stored.errors_recovered
     state.policy_files = stored.policy_files  # the policy set the loop runs under (checked)
     if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
