@@ -237,3 +237,30 @@ def test_codex_resumes_its_thread_and_hands_it_off_after_session_max_iterations(
     assert second["argv"][-3:] == ["resume", THREAD, "-"]
     assert "resume" not in third["argv"] and "the session ran 2 iterations" in third["stdin"]
     assert result.sessions_used == 2
+
+
+def test_the_session_limit_stops_the_loop_and_raising_it_lets_it_resume(tmp_path: Path) -> None:
+    # Given a command agent (no sessions: one per iteration) limited to 1 agent session, whose
+    # loop converges at its third iteration
+    repo = _repo(tmp_path, [_feature("signup"), _feature("login"), _feature("logout")])
+    config = repo / "loopwright.toml"
+    config.write_text("max_sessions = 1\n" + config.read_text())
+    # When it runs
+    done = cli("run", "-w", str(repo), "--loop-id", "capped", "--quiet", "--json")
+    # Then Cedar's session-limit stops it before its second session (exit 3)
+    assert done.returncode == 3, done.stderr
+    result = json.loads(done.stdout)
+    assert (result["outcome"], result["iterations"], result["sessions_used"]) == ("SESSION_LIMIT", 1, 1)
+    assert (
+        "session-limit" in result["stop_reason"]
+        and "agent session 2 of a limit of 1" in result["stop_reason"]
+    )
+    # and a limit below what was used is refused, a higher one lets it resume to the end
+    assert cli("limits", "capped", "-w", str(repo), "--max-sessions", "0").returncode == 2
+    assert cli("limits", "capped", "-w", str(repo), "--max-sessions", "5").returncode == 0
+    resumed = cli_json("resume", "capped", "-w", str(repo))
+    assert (resumed["outcome"], resumed["features_completed"], resumed["sessions_used"]) == (
+        "CONDITIONS_MET",
+        3,
+        3,
+    )

@@ -36,6 +36,7 @@ def restored_state(stored: LoopState, ckpt: Checkpoint) -> LoopState:
         # The stored state evaluated the same agent work after the checkpoint was taken.
         state.exit_conditions = stored.exit_conditions
         state.evaluated_iteration = stored.evaluated_iteration
+        state.features_done = stored.features_done  # marked done by that evaluation
     return state
 
 
