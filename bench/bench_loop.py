@@ -337,7 +337,7 @@ def run_loopwright(
         if result.outcome is not LoopOutcome.ITERATION_LIMIT or result.iterations != iterations:
             raise BenchError(
                 f"expected {iterations} iterations ended by the iteration limit, got "
-                f"{result.iterations} ending with {result.outcome}: {result.handoff_reason}"
+                f"{result.iterations} ending with {result.outcome}: {result.stop_reason}"
             )
         recovered: list[float] = []
         for _ in range(recover_samples):

@@ -230,7 +230,7 @@ def verdict(scenario: Scenario, result: dict[str, object] | None, cli_exit: int)
         return False, f"{line}; expected {scenario.expected_outcome}"
     if iterations < scenario.min_iterations:
         return False, f"{line}; expected at least {scenario.min_iterations} iterations"
-    reason = result.get("handoff_reason")
+    reason = result.get("stop_reason")
     return True, line + (f"; stopped by: {reason}" if reason else "")
 
 

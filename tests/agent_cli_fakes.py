@@ -86,6 +86,23 @@ CLAUDE_OK = [
 ]
 #: 2030-01-01T00:00:00Z as a Unix time.
 LIMIT_EPOCH = 1893456000
+#: CLAUDE_OK after a long session: its turn read 170000 cached tokens (85% of a 200000 window).
+CLAUDE_FULL_CONTEXT = [
+    CLAUDE_OK[0],
+    {
+        **CLAUDE_OK[1],
+        "message": {
+            **CLAUDE_OK[1]["message"],  # type: ignore[dict-item]
+            "usage": {
+                "input_tokens": 4,
+                "cache_creation_input_tokens": 1200,
+                "cache_read_input_tokens": 168796,
+                "output_tokens": 85,
+            },
+        },
+    },
+    *CLAUDE_OK[2:],
+]
 CLAUDE_LIMIT = [
     CLAUDE_OK[0],
     {
@@ -292,6 +309,7 @@ def _lines(records: list[Any]) -> list[str]:
 SCENARIOS: dict[str, dict[str, tuple[list[str], list[str], int]]] = {
     "claude": {
         "ok": (_lines(CLAUDE_OK), [], 0),
+        "full-context": (_lines(CLAUDE_FULL_CONTEXT), [], 0),
         "usage-limit": (_lines(CLAUDE_LIMIT), [], 1),
         "malformed": ([*_lines(CLAUDE_OK[:2]), '{"type":"result","subtype":"succ'], [], 0),
         "not-json": (["Claude Code is ready."], [], 0),
@@ -333,6 +351,11 @@ _SCRIPT = '''#!{python}
 import json, os, pathlib, sys
 
 spec = json.loads(pathlib.Path({spec!r}).read_text())
+if spec.get("sequence"):  # the n-th call plays the n-th recording (the last one repeats)
+    counter = pathlib.Path({spec!r} + ".calls")
+    calls = int(counter.read_text()) if counter.exists() else 0
+    counter.write_text(str(calls + 1))
+    spec.update(spec["sequence"][min(calls, len(spec["sequence"]) - 1)])
 stdin = sys.stdin.read()
 record = os.environ.get("FAKE_CLI_RECORD")
 if record:
@@ -355,14 +378,25 @@ sys.exit(spec["exit_code"])
 
 
 def install_fake_cli(
-    bin_dir: Path, name: str, scenario: str, *, edit: str | None = None, sleep: float = 0
+    bin_dir: Path,
+    name: str,
+    scenario: str,
+    *,
+    edit: str | None = None,
+    sleep: float = 0,
+    then: list[str] | None = None,
 ) -> Path:
     """Write the executable ``bin_dir/<name>`` playing ``SCENARIOS[name][scenario]``; ``edit``:
     a path, relative to the directory it runs in, that it writes before printing; ``sleep``:
-    seconds it waits first (a hung agent)."""
+    seconds it waits first (a hung agent); ``then``: the scenarios of its next calls, in order
+    (the last one repeats)."""
     bin_dir.mkdir(parents=True, exist_ok=True)
     stdout, stderr, code = SCENARIOS[name][scenario]
     spec = bin_dir / f"{name}.spec.json"
+    sequence = [
+        dict(zip(("stdout", "stderr", "exit_code"), SCENARIOS[name][each], strict=True))
+        for each in [scenario, *(then or [])]
+    ]
     spec.write_text(
         json.dumps(
             {
@@ -371,6 +405,7 @@ def install_fake_cli(
                 "exit_code": code,
                 "edit": {"path": edit, "text": f"written by the fake {name}\n"} if edit else None,
                 "sleep": sleep,
+                "sequence": sequence if then else None,
             }
         )
     )

@@ -9,17 +9,19 @@ is allowed.
 
 from __future__ import annotations
 
+import json
 import tomllib
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any, get_args
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, TypeAdapter, ValidationError
 
 from loopwright.exceptions import ConfigError
 from loopwright.models import (
     AgentConfig,
     ExitConditionConfig,
+    FeatureConfig,
     LoopConfig,
     RepositoryConfig,
 )
@@ -27,6 +29,8 @@ from loopwright.models.config import RepositoryCredentials
 from loopwright.models.pricing import ModelPrice
 
 CONFIG_FILE_NAMES = ("loopwright.toml", "loopwright.yaml", "loopwright.yml")
+#: Files in the workspace that may hold the loop's feature list instead of the config (issue 10.2).
+FEATURE_FILE_NAMES = ("features.json", "features.toml")
 
 
 def find_config(workspace: Path) -> Path | None:
@@ -77,8 +81,10 @@ def _allowed_fields(loc: tuple[int | str, ...], agent_kind: str | None = None) -
     models: list[type[BaseModel]]
     if not loc:
         models = [LoopConfig]
-    elif loc[0] == "exit_conditions":
+    elif loc[0] == "exit_conditions" or (loc[0] == "features" and "acceptance_conditions" in loc):
         models = [ExitConditionConfig]
+    elif loc[0] == "features":
+        models = [FeatureConfig]
     elif loc[0] == "agent":
         models = [AGENT_MODELS[agent_kind]] if agent_kind in AGENT_MODELS else list(AGENT_MODELS.values())
     elif loc[0] == "repository":
@@ -90,11 +96,12 @@ def _allowed_fields(loc: tuple[int | str, ...], agent_kind: str | None = None) -
     return sorted({name for model in models for name in model.model_fields})
 
 
-def format_validation_error(exc: ValidationError, source: str) -> str:
-    """One line: ``<source>: <field>: <problem>`` for the first error, plus how many more."""
+def format_validation_error(exc: ValidationError, source: str, *, prefix: tuple[str, ...] = ()) -> str:
+    """One line: ``<source>: <field>: <problem>`` for the first error, plus how many more;
+    ``prefix`` goes before the error's location (a part of the config validated on its own)."""
     errors = exc.errors(include_url=False)
     first = errors[0]
-    loc = tuple(first["loc"])
+    loc = (*prefix, *first["loc"])
     # A discriminated union adds its tag (the agent's kind) to the location: drop it, keep the kind.
     agent_kind = None
     if len(loc) >= 2 and loc[0] == "agent" and str(loc[1]) in AGENT_MODELS:
@@ -129,6 +136,13 @@ def load_config(
     data = read_config_file(source_path) if source_path else {}
     data.update({k: v for k, v in (overrides or {}).items() if v is not None})
     source = str(source_path) if source_path else "command-line options"
+    features_file = find_features_file(workspace)
+    if features_file is not None and data:
+        if "features" in data:
+            raise ConfigError(
+                f"{source}: features: the feature list is given here and in {features_file}; keep one"
+            )
+        data["features"] = read_features_file(features_file)
     if not data:
         raise ConfigError(
             f"no config: write {CONFIG_FILE_NAMES[0]} in {workspace} or pass --config, "
@@ -138,3 +152,49 @@ def load_config(
         return LoopConfig.model_validate(data), source_path
     except ValidationError as exc:
         raise ConfigError(format_validation_error(exc, source)) from exc
+
+
+def find_features_file(workspace: Path) -> Path | None:
+    """The first of :data:`FEATURE_FILE_NAMES` present in ``workspace``, or None."""
+    for name in FEATURE_FILE_NAMES:
+        candidate = workspace / name
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def read_features_file(path: Path) -> list[Any]:
+    """The feature list in ``path``, validated: ``features.json`` holds a list of features or an
+    object with a ``features`` list, ``features.toml`` a ``[[features]]`` array of tables. Raises
+    :class:`ConfigError` (one line naming the file and the field) for unreadable or invalid input.
+    """
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"cannot read feature list {path}: {exc.strerror}") from exc
+    try:
+        data: Any = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{path}: invalid JSON: {exc}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: invalid TOML: {exc}") from exc
+    if isinstance(data, dict):
+        extra = sorted(set(data) - {"features"})
+        if extra:
+            raise ConfigError(f"{path}: {extra[0]}: unknown field; allowed: features")
+        data = data.get("features")
+    if not isinstance(data, list):
+        raise ConfigError(
+            f"{path}: features: must be a list of features (name, description, acceptance_conditions)"
+        )
+    try:
+        features = TypeAdapter(list[FeatureConfig]).validate_python(data)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, str(path), prefix=("features",))) from exc
+    names = [feature.name for feature in features]
+    for index, name in enumerate(names):
+        if name in names[:index]:
+            raise ConfigError(
+                f"{path}: features.{index}.name: {name!r} is used twice; give each feature a unique name"
+            )
+    return [feature.model_dump(exclude_defaults=True) for feature in features]

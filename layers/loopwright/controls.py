@@ -53,6 +53,7 @@ RESUMABLE_OUTCOMES = frozenset(
         LoopOutcome.POLICY_DENIED,
         LoopOutcome.FAILED,
         LoopOutcome.AGENT_FAILING,
+        LoopOutcome.SESSION_LIMIT,
     }
 )
 
@@ -84,7 +85,8 @@ def authorization_request(request: ControlRequest, state: LoopState) -> Authoriz
 
 def check_limits(state: LoopState, limits: LimitChange) -> None:
     """Raise :class:`ControlConflictError` when a new limit is below what the loop already used
-    (iterations run, tokens spent, US dollars spent, wall-clock seconds elapsed)."""
+    (iterations run, tokens spent, US dollars spent, wall-clock seconds elapsed, agent sessions
+    started)."""
     if limits.max_iterations is not None and limits.max_iterations < state.iteration:
         raise ControlConflictError(
             f"max_iterations: {limits.max_iterations} is below the {state.iteration} iterations "
@@ -105,6 +107,11 @@ def check_limits(state: LoopState, limits: LimitChange) -> None:
         raise ControlConflictError(
             f"max_duration_seconds: {limits.max_duration_seconds} is below the {elapsed} s already "
             "elapsed; give a larger value"
+        )
+    if limits.max_sessions is not None and limits.max_sessions < state.agent_sessions:
+        raise ControlConflictError(
+            f"max_sessions: {limits.max_sessions} is below the {state.agent_sessions} agent sessions "
+            "already started; give a larger value"
         )
 
 

@@ -287,9 +287,15 @@ class Agent(ABC):
     take microseconds); the engine then writes an iteration's start only if the agent works for a
     while. An agent in another process (a CLI, a remote runtime) has its start written before it
     begins.
+
+    ``supports_sessions``: True for an agent that can continue a session of an earlier run
+    (Claude Code ``--resume``, Codex ``exec resume``): it resumes ``request.session_id`` when one
+    is given and reports its session in ``AgentResult.session_id``; the loop hands a full session
+    off to a fresh one (:mod:`loopwright.sessions`). False: every run is a fresh call.
     """
 
     in_process: bool = False
+    supports_sessions: bool = False
 
     def required_programs(self) -> list[str]:
         """The executables the agent needs (``argv[0]`` of what it runs), checked before its

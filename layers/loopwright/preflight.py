@@ -25,6 +25,7 @@ from loopwright.conditions.defaults import resolve_command
 from loopwright.exceptions import ConfigError
 from loopwright.models import LoopConfig
 from loopwright.ports import Agent, Sandbox
+from loopwright.steps.features import all_conditions
 
 
 class PreflightError(ConfigError):
@@ -57,7 +58,7 @@ def missing_programs(config: LoopConfig, agent: Agent | None, sandbox: Sandbox, 
     if agent is not None:
         for name in agent.required_programs():
             users.setdefault(name, []).append("the agent")
-    for cfg in config.exit_conditions:
+    for cfg in all_conditions(config):
         users.setdefault(resolve_command(cfg)[0], []).append(f"exit condition '{cfg.key}'")
     problems = []
     for name, needed_by in users.items():

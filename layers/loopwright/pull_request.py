@@ -170,7 +170,8 @@ def compose_pull_request(
         f"- iterations: {state.iteration} (limit {state.config.max_iterations})",
         f"- tokens: {state.tokens_used}",
         f"- cost: {cost} (US dollars)",
-        f"- duration: {round(state.elapsed_seconds)} s wall clock, {state.sessions_used} session(s)",
+        f"- duration: {round(state.elapsed_seconds)} s wall clock, {state.sessions_used} run(s), "
+        f"{state.agent_sessions} agent session(s)",
         f"- outcome: {LoopOutcome.CONDITIONS_MET.value}: "
         + (state.outcome_reason or "all required conditions met"),
         f"- commits: `{(state.base_commit or '?')[:12]}..{state.head_commit[:12]}` "

@@ -28,6 +28,7 @@ from loopwright.exceptions import LoopFrameworkError, WorkspaceError
 from loopwright.models import IterationResult, LoopState
 from loopwright.models.records import AgentOutput, DiffStat, IterationRecord, OutputBuffer
 from loopwright.ports import LoopStore, Workspace
+from loopwright.sessions import handoff_summary
 from loopwright.steps.iterate import build_agent_request
 from loopwright.steps.prompt import render_prompt
 
@@ -38,7 +39,8 @@ def start_record(state: LoopState, state_dir: Path) -> IterationRecord:
     """The record of iteration ``state.iteration + 1`` (the agent still working), with the
     prompt it is given (a line saying why when the prompt cannot be rendered)."""
     try:
-        prompt = render_prompt(build_agent_request(state, state_dir))
+        # a pending handoff's summary, as the iterate step hands it (loopwright.sessions)
+        prompt = render_prompt(build_agent_request(state, state_dir, handoff=handoff_summary(state)))
     except (ValueError, OSError) as exc:  # the request is built again by the iterate step
         prompt = f"(the prompt could not be rendered: {exc})"
     return IterationRecord(loop_id=state.loop_id, iteration=state.iteration + 1, prompt=prompt)

@@ -195,7 +195,7 @@ def test_the_cli_stops_a_silent_command_agent_naming_the_idle_cause(tmp_path: Pa
     assert done.returncode == 3, done.stderr
     result = json.loads(done.stdout)
     assert result["outcome"] == "AGENT_FAILING" and result["iterations"] == 2
-    assert "last cause: IDLE" in result["handoff_reason"]
+    assert "last cause: IDLE" in result["stop_reason"]
     events = cli_json("events", result["loop_id"], "-w", str(repo), "--type", "AGENT_IDLE")
     assert [e["data"]["consecutive_failures"] for e in events] == [1, 2]
 

@@ -225,7 +225,7 @@ def test_an_agent_deleting_its_worktree_git_file_pauses_the_loop_and_never_commi
     # Then the loop pauses (exit 6) saying why, and the user's checkout is exactly as it was
     assert done.returncode == 6, done.stderr
     result = json.loads(done.stdout)
-    assert result["phase"] == "PAUSED" and ".git" in result["handoff_reason"]
+    assert result["phase"] == "PAUSED" and ".git" in result["stop_reason"]
     assert git(workspace, "rev-parse", "HEAD") == user_head
     assert git(workspace, "log", "--format=%s", "main").splitlines() == ["initial"]
     assert (workspace / "README.md").read_text() == "my uncommitted edit\n"
@@ -262,7 +262,7 @@ def test_an_agent_switching_branches_pauses_the_loop_without_committing(tmp_path
     result = loop.run(work_function=switch)
 
     assert result.phase is LoopPhase.PAUSED and result.outcome is None
-    assert "refs/heads/elsewhere" in (result.handoff_reason or "")
+    assert "refs/heads/elsewhere" in (result.stop_reason or "")
     assert git(workspace, "rev-parse", "loopwright/switch") == git(workspace, "rev-parse", "main")
     assert git(workspace, "log", "--format=%s", "elsewhere").splitlines() == ["initial"]
     errors = _store(workspace).list_events("switch", types=[EV.ERROR])

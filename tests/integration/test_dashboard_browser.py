@@ -366,6 +366,9 @@ def test_an_awaiting_loop_pulses_and_approve_continues_it(dashboard: Dashboard, 
     # The dashboard runs the loop on; the answer reaches the agent, which finishes the work.
     expect(page.get_by_test_id("outcome")).to_contain_text("CONDITIONS_MET", timeout=WAIT_MS)
     expect(page.get_by_test_id("iteration")).to_have_text("2 / 5")
+    # no feature list; a command agent has no sessions: one agent session per iteration
+    expect(page.get_by_test_id("features")).to_have_text("—")
+    expect(page.get_by_test_id("sessions")).to_have_text("2")
     expect(page.get_by_test_id("awaiting")).to_be_hidden()
     expect(page.locator('[data-testid="event"][data-type="CONTROL_APPLIED"]').first).to_be_attached()
     assert (dashboard.workspace / "shipped.txt").read_text() == "shipped"
@@ -503,3 +506,41 @@ def test_swagger_ui_renders_under_its_content_security_policy(dashboard: Dashboa
     expect(paths.first).to_be_visible(timeout=WAIT_MS)
     for path in ("/api/projects/{project_id}/plan", "/api/loops/{loop_id}/limits"):
         expect(page.locator(f'.opblock-summary-path[data-path="{path}"]')).to_have_count(1)
+
+
+# Writes the first of its two feature files that is missing: one feature per iteration.
+FEATURE_AGENT = textwrap.dedent(
+    """
+    import pathlib
+    for name in ("feat_alpha.txt", "feat_beta.txt"):
+        if not pathlib.Path(name).exists():
+            pathlib.Path(name).write_text("done")
+            break
+    """
+)
+
+
+def test_the_page_shows_a_loops_features_and_agent_sessions(dashboard: Dashboard, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    config = loop_config(
+        dashboard.configs, "feat", FEATURE_AGENT, max_iterations=4, done_file="feat_alpha.txt"
+    )
+    features = "".join(
+        f'[[features]]\nname = "{name}"\ndescription = "write feat_{name}.txt"\n'
+        f'[[features.acceptance_conditions]]\ntype = "CUSTOM"\nname = "file"\n'
+        f"command = {json.dumps(exists(f'feat_{name}.txt'))}\n"
+        for name in ("alpha", "beta")
+    )
+    config.write_text(config.read_text().replace("[agent]", features + "[agent]"))
+    runner = dashboard.run_loop("feat", config, dashboard.configs / "feat.out")
+    assert runner.wait(timeout=60) == 0, (dashboard.configs / "feat.out").read_text()
+
+    page.goto(f"{dashboard.url}#/loops/feat")
+    expect(page.get_by_test_id("outcome")).to_contain_text("CONDITIONS_MET", timeout=WAIT_MS)
+    expect(page.get_by_test_id("features")).to_have_text("2 / 2")
+    expect(page.get_by_test_id("features")).to_have_attribute(
+        "title", "✓ alpha: write feat_alpha.txt\n✓ beta: write feat_beta.txt"
+    )
+    expect(page.get_by_test_id("sessions")).to_have_text("2")
+    expect(page.locator('[data-testid="event"][data-type="FEATURE_COMPLETED"]')).to_have_count(2)

@@ -79,12 +79,14 @@ def test_kill_9_mid_iteration_then_resume_repeats_no_completed_iteration(tmp_pat
     # Then it completes, and no completed iteration ran again
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)
+    # (a command agent has no sessions: each iteration's call is an agent session of its own)
     assert (result["outcome"], result["iterations"], result["sessions_used"]) == (
         "CONDITIONS_MET",
         5,
-        2,
+        5,
     )
     store = SqliteStore(workspace / ".loopwright" / "loopwright.db")
+    assert store.get_state("kill-test").sessions_used == 2  # engine runs: the first and the resume
     completed = [
         e.iteration for e in store.list_events("kill-test", types=[IterationEventType.ITERATION_COMPLETED])
     ]

@@ -67,7 +67,7 @@ def test_stop_from_another_process_ends_the_loop_after_its_step_and_resume_finis
     out, _ = run.communicate(timeout=60)
     result = json.loads(out)
     assert run.returncode == 4
-    assert result["outcome"] == "STOPPED" and "operator on call" in result["handoff_reason"]
+    assert result["outcome"] == "STOPPED" and "operator on call" in result["stop_reason"]
     assert result["iterations"] < 10
 
     done = cli("resume", "stop-test", "-w", str(workspace), "--json")

@@ -24,12 +24,12 @@ from loopwright.adapters.local.agents.limits import (
     local_zone,
     retry_delay_resets_at,
 )
-from loopwright.adapters.local.command_agent import CommandAgent
+from loopwright.adapters.local.command_agent import AgentReport, CommandAgent
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.engine.local import build_agent
 from loopwright.models import AgentRequest, CommandAgentConfig, CommandResult, LoopConfig
 from loopwright.steps.prompt import render_prompt, report_file
-from tests.agent_cli_fakes import SCENARIOS, SESSION
+from tests.agent_cli_fakes import CLAUDE_OK, SCENARIOS, SESSION
 
 NOW = datetime(2026, 12, 7, 10, 0, tzinfo=UTC)
 
@@ -350,6 +350,65 @@ def test_each_kind_builds_its_backend_with_safe_defaults(tmp_path: Path) -> None
     assert argvs["codex"][-1] == "-"
     assert "auto_edit" in argvs["gemini"] and "--yes-always" in argvs["aider"]
     assert "--no-auto-commits" in argvs["aider"] and str(tmp_path / "prompt.md") in argvs["aider"]
+
+
+def test_claude_and_codex_continue_a_session_the_others_have_none(tmp_path: Path) -> None:
+    sandbox = SubprocessSandbox()
+    request = _request(tmp_path).model_copy(update={"session_id": "sess-1"})
+    paths = {"prompt_file": tmp_path / "p", "failures_file": tmp_path / "f", "report_file": tmp_path / "r"}
+    agents = {
+        kind: build_agent(_config({"kind": kind}), sandbox)
+        for kind in ("claude-code", "codex", "gemini", "aider")
+    }
+    assert {kind: agent.supports_sessions for kind, agent in agents.items() if agent} == {
+        "claude-code": True,
+        "codex": True,
+        "gemini": False,
+        "aider": False,
+    }
+    claude = agents["claude-code"].invocation(request, "PROMPT", paths)  # type: ignore[union-attr]
+    assert claude.argv[5:7] == ["--resume", "sess-1"] and claude.stdin == "PROMPT"
+    codex = agents["codex"].invocation(request, "PROMPT", paths)  # type: ignore[union-attr]
+    assert codex.argv[-3:] == ["resume", "sess-1", "-"] and codex.stdin == "PROMPT"
+    fresh = agents["claude-code"].invocation(_request(tmp_path), "PROMPT", paths)  # type: ignore[union-attr]
+    assert "--resume" not in fresh.argv
+    with pytest.raises(ValidationError, match="set by loopwright"):
+        _config({"kind": "claude-code", "extra_args": ["--resume", "x"]})
+
+
+def test_claude_reports_its_context_use_from_the_last_turn(tmp_path: Path) -> None:
+    # CLAUDE_OK's assistant turn read 4 + 1200 tokens (input + cache writes): 1204 of a 2000 window
+    parser = ClaudeStreamParser()
+    for record in CLAUDE_OK:
+        parser.feed("stdout", json.dumps(record))
+    parsed = parser.finish(0)
+    assert parsed.context_tokens == 1204
+    outcome = CommandResult(command=["claude"], exit_code=0)
+    result = build_result(
+        "claude-code",
+        outcome,
+        parsed,
+        None,
+        None,
+        timeout_seconds=60,
+        model=None,
+        now=NOW,
+        context_window_tokens=2000,
+    )
+    assert result.context_percent == 60.2 and result.session_id == SESSION
+    report = AgentReport(context_percent=91, handoff="muddled")
+    reported = build_result(
+        "claude-code",
+        outcome,
+        parsed,
+        report,
+        None,
+        timeout_seconds=60,
+        model=None,
+        now=NOW,
+        context_window_tokens=2000,
+    )
+    assert reported.context_percent == 91 and reported.handoff_requested == "muddled"
 
 
 def test_build_cli_agent_refuses_other_configs() -> None:

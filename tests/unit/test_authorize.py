@@ -189,6 +189,8 @@ def test_request_shape() -> None:
         "cost_micro_usd": 0,
         "elapsed_seconds": 7,
         "consecutive_failures": 0,
+        "sessions_used": 0,
+        "starts_session": True,
     }
 
 

@@ -310,6 +310,8 @@ def test_the_warnings_question_is_the_same_request_with_another_action() -> None
         "cost_micro_usd": 4_250_000,
         "elapsed_seconds": 500,
         "consecutive_failures": 0,
+        "sessions_used": 0,
+        "starts_session": True,
     }
     assert first.resource_attributes["cost_budget_micro_usd"] == 5_000_000
     assert first.resource_attributes["max_duration_seconds"] == 600

@@ -79,7 +79,9 @@ def test_loop_runs_until_conditions_met_and_reports_the_seed_result_fields(tmp_p
     result = loop.run(work_function=work)
 
     assert result.outcome is LoopOutcome.CONDITIONS_MET and result.success
-    assert (result.iterations, result.total_tokens, result.sessions_used) == (3, 300, 1)
+    # a work function has no sessions: each iteration is a fresh agent session (issue 10.3)
+    assert (result.iterations, result.total_tokens, result.sessions_used) == (3, 300, 3)
+    assert loop.get_state().sessions_used == 1  # engine runs
     assert (result.features_completed, result.features_total) == (2, 2)
     # the failures of the last evaluation reach the agent in the next iteration: iteration 1's
     # are the baseline's (evaluated before the agent first ran)
@@ -103,7 +105,7 @@ def test_iteration_limit_is_enforced_by_cedar_with_a_warning_at_80_percent(tmp_p
 
     assert result.outcome is LoopOutcome.ITERATION_LIMIT
     assert result.iterations == 5
-    assert result.handoff_reason is not None and "iteration" in result.handoff_reason
+    assert result.stop_reason is not None and "iteration" in result.stop_reason
     warnings = store.list_events(loop.loop_id, types=[EV.POLICY_WARNING])
     assert [w.iteration for w in warnings] == [4, 5]  # 80% of 5 iterations: 4 and 5 warn
     denied = store.list_events(loop.loop_id, types=[EV.POLICY_DENIED])
@@ -145,12 +147,13 @@ def test_stop_ends_after_the_current_step_and_resume_continues(tmp_path: Path) -
 
     first = loop.run(work_function=work)
     assert first.outcome is LoopOutcome.STOPPED and first.iterations == 2
-    assert "operator asked" in (first.handoff_reason or "")
+    assert "operator asked" in (first.stop_reason or "")
 
     again = _framework(tmp_path, _config(), _passing_from(4, counter), store, loop_id=loop.loop_id)
     second = again.run(work_function=work)
     assert second.outcome is LoopOutcome.CONDITIONS_MET
-    assert second.iterations == 4 and second.sessions_used == 2
+    assert second.iterations == 4 and second.sessions_used == 4  # agent sessions: one per call
+    assert again.get_state().sessions_used == 2  # engine runs: the first and the resume
     started = [e.iteration for e in store.list_events(loop.loop_id, types=[EV.ITERATION_STARTED])]
     assert started == [1, 2, 3, 4]  # each iteration ran once
 

@@ -70,7 +70,7 @@ def result(loop_id: str, success: bool, commit: str = "abc123") -> LoopResult:
         total_tokens=300,
         errors_recovered=0,
         duration_seconds=1.5,
-        handoff_reason=None if success else "policy iteration-limit",
+        stop_reason=None if success else "policy iteration-limit",
         branch=f"loopwright/{loop_id}",
         head_commit=commit,
     )

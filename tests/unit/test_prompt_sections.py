@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from loopwright.models import AgentRequest
+from loopwright.models import AgentRequest, FeatureBrief
 from loopwright.steps.prompt import (
     AGENT_FILES_FOLDER,
     REPORT_FILE_ENV,
@@ -42,6 +42,9 @@ pauses until a human answers, and the answer is given to you next iteration
 - "usage_limit_resets_at": an ISO 8601 time, when your model provider's usage limit stopped \
 you; the loop waits until then
 - "tokens_used": the tokens you used, when your tool does not report them itself
+- "context_percent": how full your context window is (percent), when your tool does not report \
+it; past the loop's threshold the next iteration starts a fresh session
+- "handoff": why you want a fresh session next iteration (it gets a summary of the work)
 """
 
 
@@ -136,3 +139,30 @@ def test_empty_answer_warnings_and_zero_budgets_leave_their_sections_out() -> No
     assert "## Answer from a human" not in text
     assert "## Policy warnings" not in text
     assert "- tokens used 1234 (no budget)\n- elapsed 0 s\n\n## Failing" in text
+
+
+def test_prompt_names_the_current_feature_and_a_handoff() -> None:
+    text = render_prompt(
+        _request(
+            handoff="You continue the work of an earlier agent session (context 85% used).",
+            feature=FeatureBrief(
+                name="login",
+                description="users can log in",
+                position=2,
+                total=3,
+                done=["signup"],
+                conditions=["login:tests"],
+            ),
+        )
+    )
+    assert "## Handoff from the previous agent session\nYou continue the work" in text
+    assert "## Current feature (2 of 3): login\nusers can log in\n" in text
+    assert "it is done when these conditions hold: login:tests" in text
+    assert "Done already (keep them working): signup" in text
+    assert "Broken since" not in text
+    assert text.index("## Handoff") < text.index("## Current feature") < text.index("## Failing")
+
+
+def test_prompt_without_a_feature_list_has_no_feature_or_handoff_section() -> None:
+    text = render_prompt(_request())
+    assert "## Current feature" not in text and "## Handoff" not in text

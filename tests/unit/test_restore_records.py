@@ -75,10 +75,12 @@ def _stored(iteration: int, evaluated: int) -> LoopState:
         tokens_used=900,
         version=12,
         sessions_used=3,
+        agent_sessions=5,
         errors_recovered=2,
         policy_files={"base.cedar": "new"},
         exit_conditions=[_status(ExitConditionStatusValue.MET, evaluated)],
         evaluated_iteration=evaluated,
+        features_done=["signup"],
         head_commit="c9",
     )
 
@@ -93,17 +95,19 @@ def test_restored_state_takes_progress_from_the_checkpoint_and_keeps_what_change
     assert state.config.max_iterations == 50
     assert state.version == 12
     assert state.sessions_used == 3
+    assert state.agent_sessions == 5  # agent sessions started count against max_sessions
     assert state.errors_recovered == 2
     assert state.policy_files == {"base.cedar": "new"}
-    # conditions evaluated after iteration 6, not 4: the checkpoint's
+    # conditions evaluated after iteration 6, not 4: the checkpoint's (and its features done)
     assert [c.status for c in state.exit_conditions] == [ExitConditionStatusValue.NOT_MET]
-    assert state.evaluated_iteration == 4
+    assert state.evaluated_iteration == 4 and state.features_done == []
 
 
 def test_restored_state_keeps_the_stored_conditions_evaluated_at_the_checkpoints_iteration() -> None:
     state = restored_state(_stored(iteration=4, evaluated=4), _checkpoint(iteration=4))
     assert [c.status for c in state.exit_conditions] == [ExitConditionStatusValue.MET]
     assert state.evaluated_iteration == 4
+    assert state.features_done == ["signup"]  # the features that evaluation marked done
 
 
 @pytest.mark.parametrize(("iteration", "evaluated"), [(4, 3), (5, 4), (4, 0)])
@@ -112,7 +116,7 @@ def test_restored_state_keeps_the_checkpoints_conditions_unless_both_iterations_
 ) -> None:
     state = restored_state(_stored(iteration=iteration, evaluated=evaluated), _checkpoint(iteration=4))
     assert [c.status for c in state.exit_conditions] == [ExitConditionStatusValue.NOT_MET]
-    assert state.evaluated_iteration == 4
+    assert state.evaluated_iteration == 4 and state.features_done == []
 
 
 def test_record_corrupt_names_each_skipped_checkpoint_and_the_one_used() -> None:

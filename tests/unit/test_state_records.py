@@ -138,6 +138,13 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "consecutive_failures": 0,
         "last_failure_cause": None,
         "uncounted_iterations": 0,
+        "features_done": [],
+        "agent_sessions": 0,
+        "agent_session_id": None,
+        "session_iterations": 0,
+        "pending_handoff": None,
+        "handoff_reason": None,
+        "session_history": [],
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after
@@ -334,6 +341,8 @@ def test_a_result_summarises_a_finished_state() -> None:
         tokens_used=900,
         cost_usd=0.25,
         sessions_used=2,
+        agent_sessions=3,
+        handoff_reason="context 85% used",
         errors_recovered=1,
         started_at=START,
         ended_at=START + timedelta(seconds=12.34567),
@@ -350,12 +359,13 @@ def test_a_result_summarises_a_finished_state() -> None:
         "iterations": 5,
         "features_completed": 1,
         "features_total": 2,
-        "sessions_used": 2,
+        "sessions_used": 3,
         "total_tokens": 900,
         "total_cost_usd": 0.25,
         "errors_recovered": 1,
         "duration_seconds": 12.346,
-        "handoff_reason": "limit of 5",
+        "handoff_reason": "context 85% used",
+        "stop_reason": "limit of 5",
         "exit_conditions": [c.model_dump() for c in state.exit_conditions],
         "branch": "loop/l",
         "head_commit": "abc",
@@ -371,7 +381,7 @@ def test_a_result_of_met_conditions_is_a_success_without_a_handoff_reason() -> N
         exit_conditions=[_cond("c0", S.MET)],
     )
     result = LoopResult.from_state(state)
-    assert result.success is True and result.handoff_reason is None
+    assert result.success is True and result.handoff_reason is None and result.stop_reason is None
     assert (result.features_completed, result.features_total) == (1, 1)
 
 

@@ -97,6 +97,7 @@ def limits(
     max_duration: Annotated[
         int | None, typer.Option("--max-duration", help="New wall-clock limit (seconds from the start).")
     ] = None,
+    max_sessions: Annotated[int | None, typer.Option(help="New agent session limit.")] = None,
     reason: Annotated[str, typer.Option(help="Recorded with the change.")] = "",
 ) -> None:
     """Raise (or change) a loop's limits; a running loop applies them before its next iteration."""
@@ -106,6 +107,7 @@ def limits(
             token_budget=token_budget,
             cost_budget_usd=cost_budget_usd,
             max_duration_seconds=max_duration,
+            max_sessions=max_sessions,
         )
     except ValidationError as exc:
         fail(first_error(exc, {"max_duration_seconds": "--max-duration"}), EXIT_BAD_INPUT)

@@ -35,6 +35,8 @@ _EVENT_STYLE = {
     IterationEventType.CHECKPOINT_CORRUPT: "bold magenta",
     IterationEventType.VERIFICATION_PASSED: "green",
     IterationEventType.LOOP_COMPLETED: "bold",
+    IterationEventType.FEATURE_COMPLETED: "bold green",
+    IterationEventType.SESSION_HANDOFF: "yellow",
     # why an agent iteration did no work (issue 15.3): AGENT_CRASHED, AGENT_RATE_LIMITED, ...
     **dict.fromkeys(FAILURE_CAUSE_EVENTS.values(), "red"),
 }
@@ -74,7 +76,23 @@ def limits_line(state: LoopState) -> str:
     parts.append(cost_text(state))
     limit = f"/{format_duration(config.max_duration_seconds)}" if config.max_duration_seconds else ""
     parts.append(f"elapsed {format_duration(state.elapsed_seconds)}{limit}")
+    features = features_text(state)
+    if features:
+        parts.append(features)
+    if state.agent_sessions:
+        cap = f"/{config.max_sessions}" if config.max_sessions else ""
+        parts.append(f"sessions {state.agent_sessions}{cap}")
     return " · ".join(parts)
+
+
+def features_text(state: LoopState) -> str:
+    """``features 1/3 (now: login)`` for a loop with a feature list, else ''."""
+    features = state.config.features
+    if not features:
+        return ""
+    done = state.features_done
+    current = next((f.name for f in features if f.name not in done), None)
+    return f"features {len(done)}/{len(features)}" + (f" (now: {current})" if current else "")
 
 
 def conditions_table(state: LoopState) -> Table:
@@ -127,7 +145,7 @@ def result_panel(result: LoopResult, state: LoopState) -> Panel:
         until = f" until {state.resume_at.isoformat()}" if state.resume_at else ""
         style, headline = (
             "yellow",
-            f"PAUSED{until}: {result.handoff_reason or 'paused'}; continue with "
+            f"PAUSED{until}: {result.stop_reason or 'paused'}; continue with "
             f"`loopwright resume {result.loop_id}`",
         )
     elif result.outcome is None:
@@ -137,17 +155,21 @@ def result_panel(result: LoopResult, state: LoopState) -> Panel:
             f"`loopwright approve {result.loop_id} --response ...`",
         )
     else:
-        style, headline = "red", f"{result.outcome.value}: {result.handoff_reason or ''}"
+        style, headline = "red", f"{result.outcome.value}: {result.stop_reason or ''}"
+    counted = "features done" if state.config.features else "conditions met"
     lines: list[RenderableType] = [
         Text(headline, style=f"bold {style}"),
         Text(
             f"{result.iterations} iterations · {result.features_completed}/{result.features_total} "
-            f"conditions met · {result.total_tokens} tokens · {format_usd(result.total_cost_usd)}"
+            f"{counted} · {result.total_tokens} tokens · {format_usd(result.total_cost_usd)}"
             f"{' (+ unpriced tokens)' if state.unpriced_models else ''} · "
             f"{format_duration(result.duration_seconds)}"
-            f" · {result.sessions_used} session(s) · {result.errors_recovered} agent error(s) recovered"
+            f" · {result.sessions_used} agent session(s) · {result.errors_recovered} agent error(s) "
+            "recovered"
         ),
     ]
+    if result.handoff_reason:
+        lines.append(Text(f"last session handoff: {result.handoff_reason}", style="dim"))
     if result.branch:
         lines.append(Text(f"changes are on branch {result.branch} at {result.head_commit}", style="dim"))
     lines.append(conditions_table(state))

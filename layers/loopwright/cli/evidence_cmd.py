@@ -44,6 +44,7 @@ from loopwright.evidence import (
 from loopwright.exceptions import ConfigError
 from loopwright.models.config import LoopConfig
 from loopwright.models.evidence import EvidenceBundle
+from loopwright.steps.features import all_conditions
 
 evidence_app = typer.Typer(
     help="The signed evidence bundle of a completed loop: export it, verify it.",
@@ -153,7 +154,7 @@ def _checkout_problems(bundle: EvidenceBundle, checkout: Path, rerun: bool) -> l
     except ConfigError as exc:
         return [*problems, f"conditions not run: the project's environment: {exc}"]
     sandbox = SubprocessSandbox(environment=environment)
-    for cfg in config.exit_conditions:
+    for cfg in all_conditions(config):  # the features' acceptance conditions too
         status = evaluate_condition(cfg, sandbox, checkout, iteration=0)
         want = recorded.get(cfg.key)
         if want is None:

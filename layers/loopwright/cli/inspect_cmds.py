@@ -21,7 +21,7 @@ from loopwright.cli.common import (
 from loopwright.engine.local import state_dir_for
 from loopwright.engine.lock import LoopLock
 from loopwright.exceptions import LoopNotFoundError
-from loopwright.models import IterationEventType, LoopPhase, LoopState
+from loopwright.models import IterationEventType, LoopPhase, LoopResult, LoopState
 
 
 def shown_phase(state: LoopState, root: Path) -> str:
@@ -72,13 +72,17 @@ def status(
         console.print(f"outcome {state.outcome.value}: {state.outcome_reason}", highlight=False)
     if state.human_request:
         console.print(f"[yellow]awaiting response:[/] {state.human_request}", highlight=False)
+    if state.handoff_reason:
+        console.print(f"last session handoff: {state.handoff_reason}", highlight=False)
     console.print(display.conditions_table(state))
 
 
 def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     """The state as ``status --json`` prints it: without config and tool output, with the shown
     phase and the limits (``max_iterations``; ``token_budget``, tokens, and ``cost_budget_usd``,
-    US dollars, null for none). ``cost_usd`` is the US dollars spent so far."""
+    US dollars, null for none). ``cost_usd`` is the US dollars spent so far. ``features`` (names,
+    in order), ``features_completed``, ``features_total`` and ``max_sessions`` (null for none) come
+    from the config and :class:`~loopwright.models.LoopResult`."""
     data = state.model_dump(mode="json", exclude={"config"})
     for condition in data["exit_conditions"]:
         condition.pop("stdout", None)
@@ -87,6 +91,10 @@ def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     data["max_iterations"] = state.config.max_iterations
     data["token_budget"] = state.config.token_budget
     data["cost_budget_usd"] = state.config.cost_budget_usd
+    result = LoopResult.from_state(state)  # features and agent sessions as the result counts them
+    data["features_completed"], data["features_total"] = result.features_completed, result.features_total
+    data["features"] = [f.name for f in state.config.features]
+    data["max_sessions"] = state.config.max_sessions
     return data
 
 

@@ -107,7 +107,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         "/api/loops/<loop_id>/limits",
         summary="Change a loop's limits",
         description="Each limit given replaces the loop's (iterations, tokens, US dollars, "
-        "wall-clock seconds).",
+        "wall-clock seconds, agent sessions).",
         responses=_CONTROL_DOC,
     )
     def post_limits(loop_id: str, body: LimitsBody) -> Response[ControlResult]:
@@ -117,6 +117,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
                 token_budget=body.token_budget,
                 cost_budget_usd=body.cost_budget_usd,
                 max_duration_seconds=body.max_duration_seconds,
+                max_sessions=body.max_sessions,
             )
         except ValidationError as exc:  # the body's bounds are LimitChange's: a safety net
             first = exc.errors()[0]

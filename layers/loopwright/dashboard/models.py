@@ -102,6 +102,14 @@ class ConditionProgress(BaseModel):
     evaluated_at: datetime | None = None
 
 
+class FeatureProgress(BaseModel):
+    """One feature of a loop's feature list and whether it is done."""
+
+    name: str
+    description: str
+    done: bool
+
+
 class LoopProgress(BaseModel):
     """One loop's progress (seed 001 T102 LoopProgress, T098 get_loop_progress).
 
@@ -167,7 +175,20 @@ class LoopProgress(BaseModel):
     branch: str | None = None
     head_commit: str | None = None
     last_checkpoint_id: str | None = None
-    sessions_used: int = 0
+    sessions_used: int = Field(
+        default=0, description="agent sessions started (LoopResult.sessions_used; issue 10.3)"
+    )
+    max_sessions: int | None = Field(default=None, description="the agent session limit; None for none")
+    handoff_reason: str | None = Field(default=None, description="why the last agent session was handed off")
+    runs: int = Field(default=0, description="engine runs of the loop: the first plus each resume")
+    features_completed: int = Field(
+        default=0, description="features done (LoopResult.features_completed; issue 10.2)"
+    )
+    features_total: int = Field(default=0, description="features in the list, else required exit conditions")
+    features: list[FeatureProgress] = Field(
+        default_factory=list, description="the loop's feature list in order, each with done"
+    )
+    current_feature: str | None = Field(default=None, description="the feature the agent works on")
     version: int = 0
 
 
@@ -269,13 +290,13 @@ class ApproveBody(ControlBody):
 
 
 #: The limits a human may change (LimitChange's fields, in order).
-_LIMIT_FIELDS = ("max_iterations", "token_budget", "cost_budget_usd", "max_duration_seconds")
+_LIMIT_FIELDS = ("max_iterations", "token_budget", "cost_budget_usd", "max_duration_seconds", "max_sessions")
 
 
 class LimitsBody(ControlBody):
     """Body of limits: each given limit replaces the loop's; at least one (the document says so
-    with ``anyOf``). Units: iterations, tokens, US dollars, wall-clock seconds. A limit is left
-    out rather than sent as ``null`` (refused, naming it)."""
+    with ``anyOf``). Units: iterations, tokens, US dollars, wall-clock seconds, agent sessions. A
+    limit is left out rather than sent as ``null`` (refused, naming it)."""
 
     model_config = ConfigDict(
         json_schema_extra=lambda schema: one_of_required(schema, list(_LIMIT_FIELDS), keyword="anyOf")
@@ -287,6 +308,7 @@ class LimitsBody(ControlBody):
         default=None, gt=0, le=MAX_COST_BUDGET_USD, allow_inf_nan=False, description="US dollars"
     )
     max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400)
+    max_sessions: int | None = Field(default=None, ge=1, le=100_000, description="agent sessions")
 
     @field_validator(*_LIMIT_FIELDS, mode="before")
     @classmethod

@@ -12,6 +12,7 @@ from loopwright.dashboard.models import (
     ConditionEvaluation,
     ConditionHistory,
     ConditionProgress,
+    FeatureProgress,
     LoopProgress,
 )
 from loopwright.dashboard.ports import MetricSeries, MetricsResult
@@ -21,6 +22,7 @@ from loopwright.models import (
     IterationEvent,
     IterationEventType,
     LoopPhase,
+    LoopResult,
     LoopState,
 )
 
@@ -146,6 +148,7 @@ def build_progress(
     mean, eta, basis = estimate_eta(state, timing_events, running=running, now=now)
     required = [c for c in state.exit_conditions if c.required]
     elapsed = elapsed_seconds(state, now)
+    result = LoopResult.from_state(state)  # features and agent sessions, as the result counts them
     return LoopProgress(
         loop_id=state.loop_id,
         project=state.project,
@@ -204,7 +207,19 @@ def build_progress(
         branch=state.branch,
         head_commit=state.head_commit,
         last_checkpoint_id=state.last_checkpoint_id,
-        sessions_used=state.sessions_used,
+        sessions_used=result.sessions_used,
+        max_sessions=state.config.max_sessions,
+        handoff_reason=state.handoff_reason,
+        runs=state.sessions_used,
+        features_completed=result.features_completed,
+        features_total=result.features_total,
+        features=[
+            FeatureProgress(name=f.name, description=f.description, done=f.name in state.features_done)
+            for f in state.config.features
+        ],
+        current_feature=next(
+            (f.name for f in state.config.features if f.name not in state.features_done), None
+        ),
         version=state.version,
     )
 

@@ -204,6 +204,11 @@ class ClaudeCodeAgentConfig(CliAgentConfig):
             "--allowedTools",
             "--allowed-tools",
             "--max-turns",
+            "--resume",
+            "-r",
+            "--continue",
+            "-c",
+            "--session-id",
         }
     )
 
@@ -212,6 +217,14 @@ class ClaudeCodeAgentConfig(CliAgentConfig):
     permission_mode: Literal["acceptEdits", "bypassPermissions", "default", "plan"] = "acceptEdits"
     allowed_tools: list[Annotated[str, StringConstraints(min_length=1)]] = Field(default_factory=list)
     max_turns: int | None = Field(default=None, ge=1, le=10_000, strict=True)
+    context_window_tokens: int = Field(
+        default=200_000,
+        ge=1_000,
+        le=10_000_000,
+        strict=True,
+        description="the model's context window, tokens: the session's context use (percent) is its "
+        "last turn's input tokens over this (issue 10.3, handoff_context_percent)",
+    )
 
 
 class CodexAgentConfig(CliAgentConfig):
@@ -234,6 +247,7 @@ class CodexAgentConfig(CliAgentConfig):
             "-m",
             "--full-auto",
             "--dangerously-bypass-approvals-and-sandbox",
+            "resume",
         }
     )
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 import re
 from pathlib import PurePosixPath
 from typing import Annotated, Literal
-from urllib.parse import urlsplit
 
 from pydantic import (
     AfterValidator,
@@ -18,7 +17,6 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
-    field_validator,
     model_validator,
 )
 
@@ -28,6 +26,8 @@ from loopwright.models.agent_config import (
 from loopwright.models.enums import AgentKind, ExitConditionType
 from loopwright.models.pins import AllowTestChanges, PathGlob
 from loopwright.models.pricing import ModelName, ModelPrice
+from loopwright.models.repository import RepositoryConfig as RepositoryConfig  # re-exported
+from loopwright.models.repository import RepositoryCredentials as RepositoryCredentials  # re-exported
 from loopwright.models.schedule_expression import check_schedule_expression
 from loopwright.models.types import MAX_TOKENS, Command, ProjectId, Seconds
 
@@ -42,14 +42,6 @@ DEFAULT_WARNING_THRESHOLD_PERCENT = 80
 #: Largest cost budget accepted, US dollars. In micro-dollars (the Cedar unit) times 100 (the
 #: warning's percentage) it stays far inside Cedar's 64-bit Long.
 MAX_COST_BUDGET_USD = 1_000_000_000.0
-#: A git URL: ``https://``, ``ssh://``, ``git://``, ``file://`` or scp-like ``user@host:path``.
-_GIT_URL = re.compile(r"(?:(?:https?|ssh|git|file)://|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:)\S+")
-#: A Secrets Manager secret's ARN (full, with the 6 random characters, or partial).
-_SECRET_ARN = re.compile(r"arn:aws[a-z-]*:secretsmanager:[a-z0-9-]+:\d{12}:secret:[A-Za-z0-9/_+=.@-]{1,512}")
-#: A user name git may send with a token (no ':' or newline: it is written into a credential answer).
-_GIT_USERNAME = re.compile(r"[A-Za-z0-9._@+-]{1,256}")
-#: A branch, tag or commit name that git cannot mistake for an option (no leading '-').
-_GIT_REF = re.compile(r"[A-Za-z0-9_][A-Za-z0-9._/+-]{0,254}")
 #: Prefix of the variables loopwright sets itself (policy folder, process marker, agent files).
 RESERVED_ENV_PREFIX = "LOOPWRIGHT_"
 
@@ -154,112 +146,41 @@ class ExitConditionConfig(_Strict):
         return self.name or self.type.value.lower()
 
 
-class RepositoryCredentials(_Strict):
-    """The git credentials of a private repository: an HTTPS token stored in AWS Secrets Manager.
+#: The largest feature list a loop takes.
+MAX_FEATURES = 100
 
-    Only the secret's ARN is part of the loop's config (and so of its state and status); the
-    token is read by the Lambda that clones or pushes and handed to git in the loop's Code
-    Interpreter session through a credential helper reading a file that exists only for the git
-    call (:mod:`loopwright.adapters.aws.git_credentials`). The secret's value is the token itself,
-    or JSON with a ``token`` key. The functions may read only the secrets the stack allows (CDK
-    context ``loopwright:repositorySecretArns``).
 
-    AWS CodeConnections connections are not accepted: CodeConnections has no API that returns git
-    credentials to a caller (a connection is used by AWS services such as CodePipeline).
+class FeatureConfig(_Strict):
+    """One feature of a loop's ordered feature list (seed 002: "Load or create feature list").
+
+    The loop works on one feature at a time, in list order; a feature is done when each of its
+    required ``acceptance_conditions`` holds and every earlier feature still holds. Its
+    conditions are evaluated with the loop's exit conditions, under the names
+    ``<feature name>:<condition key>`` (see :mod:`loopwright.steps.features`).
     """
 
-    secret_arn: str = Field(description="ARN of the Secrets Manager secret holding the HTTPS token")
-    username: str = Field(
-        default="x-access-token",
-        description="the user name git sends with the token (GitHub: x-access-token; GitLab: oauth2)",
+    name: str = Field(
+        pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]{0,63}$",
+        description="unique name: letters, digits, ' ', '.', '_', '-' (at most 64)",
     )
-
-    @field_validator("secret_arn")
-    @classmethod
-    def _secret_arn(cls, value: str) -> str:
-        if _SECRET_ARN.fullmatch(value) is None:
-            raise ValueError(
-                "must be the ARN of a Secrets Manager secret "
-                "(arn:aws:secretsmanager:<region>:<account>:secret:<name>)"
-            )
-        return value
-
-    @field_validator("username")
-    @classmethod
-    def _username(cls, value: str) -> str:
-        if _GIT_USERNAME.fullmatch(value) is None:
-            raise ValueError("must be 1 to 256 letters, digits or '.', '_', '@', '+', '-'")
-        return value
-
-    @model_validator(mode="before")
-    @classmethod
-    def _no_connection(cls, data: object) -> object:
-        if isinstance(data, dict) and "connection_arn" in data:
-            raise ValueError(
-                "connection_arn: AWS CodeConnections gives no API that returns git credentials to "
-                "a caller outside AWS services; store an HTTPS token in AWS Secrets Manager and set "
-                "secret_arn instead"
-            )
-        return data
-
-
-class RepositoryConfig(_Strict):
-    """The git repository a loop works on when it runs in AWS (``LOOPWRIGHT_ADAPTERS=aws``).
-
-    The loop's Code Interpreter session clones ``url`` and starts the branch
-    ``loopwright/<loop_id>`` from ``ref`` (a branch, tag or commit of the remote; default its
-    default branch). With ``push``, that branch is pushed to ``url`` after every iteration's
-    commit, so the work outlives the session (a Code Interpreter session lasts at most 8 hours);
-    an agent in AgentCore Runtime needs it, since it works on its own clone. Locally the
-    workspace folder is the repository and this is not used.
-
-    ``url`` must not hold credentials (they would be stored with the loop's config and shown in
-    its status): a private repository names its HTTPS token in AWS Secrets Manager under
-    ``credentials`` (:class:`RepositoryCredentials`); only the secret's ARN is stored.
-    """
-
-    url: str = Field(
-        max_length=2048, description="git URL: https://, ssh://, git://, file:// or user@host:path"
+    description: str = Field(
+        min_length=1, max_length=20_000, description="what the feature is, for the agent"
     )
-    ref: str | None = Field(default=None, description="branch, tag or commit to start from")
-    push: bool = Field(default=False, description="push the loop's branch to url after every commit")
-    credentials: RepositoryCredentials | None = Field(
-        default=None, description="where the HTTPS token of a private repository is (AWS Secrets Manager)"
+    acceptance_conditions: list[ExitConditionConfig] = Field(
+        min_length=1, max_length=32, description="the conditions that hold when the feature is done"
     )
 
     @model_validator(mode="after")
-    def _credentials_need_https(self) -> RepositoryConfig:
-        if self.credentials is not None and not self.url.startswith("https://"):
-            raise ValueError(
-                f"credentials: an HTTPS token works only with an https:// URL; url is {self.url!r}"
-            )
-        return self
-
-    @field_validator("url")
-    @classmethod
-    def _git_url(cls, value: str) -> str:
-        if _GIT_URL.fullmatch(value) is None:
-            raise ValueError(
-                "must be a git URL such as https://github.com/owner/repo.git or git@github.com:owner/repo.git"
-            )
-        if "://" in value:
-            parts = urlsplit(value)
-            if parts.password is not None or (parts.username is not None and parts.scheme.startswith("http")):
+    def _unique_condition_names(self) -> FeatureConfig:
+        seen: set[str] = set()
+        for index, condition in enumerate(self.acceptance_conditions):
+            if condition.key in seen:
                 raise ValueError(
-                    "must not contain credentials (they would be stored with the loop's config); "
-                    "remove the 'user:token@' part"
+                    f"acceptance_conditions.{index}: name {condition.key!r} is used twice in "
+                    f"feature {self.name!r}; give each a unique 'name'"
                 )
-        return value
-
-    @field_validator("ref")
-    @classmethod
-    def _git_ref(cls, value: str | None) -> str | None:
-        if value is not None and (_GIT_REF.fullmatch(value) is None or ".." in value):
-            raise ValueError(
-                "must be a branch, tag or commit name (letters, digits, '.', '_', '/', '+', '-'; "
-                "not starting with '-', no '..')"
-            )
-        return value
+            seen.add(condition.key)
+        return self
 
 
 class LoopConfig(_Strict):
@@ -268,8 +189,11 @@ class LoopConfig(_Strict):
     Limits are enforced by the Cedar policies in ``policies/`` before every iteration:
     ``max_iterations`` (count), ``token_budget`` (tokens reported by the agent),
     ``cost_budget_usd`` (US dollars: the agent's own figure, else its tokens priced by ``prices``
-    and :data:`~loopwright.models.pricing.DEFAULT_PRICES`) and ``max_duration_seconds`` (wall
-    clock from the loop's start, seconds).
+    and :data:`~loopwright.models.pricing.DEFAULT_PRICES`), ``max_duration_seconds`` (wall
+    clock from the loop's start, seconds) and ``max_sessions`` (agent sessions started, policy
+    ``session-limit``). ``features`` is an ordered feature list (:class:`FeatureConfig`), see
+    :mod:`loopwright.steps.features`; ``handoff_context_percent`` and ``session_max_iterations``
+    say when an agent session is handed off, see :mod:`loopwright.sessions`.
     """
 
     goal: str = Field(min_length=1, max_length=20_000, description="what the agent must achieve")
@@ -400,6 +324,38 @@ class LoopConfig(_Strict):
         "pinned files only",
     )
 
+    # Feature lists (issue 10.2): see loopwright.steps.features and docs/features-and-sessions.md.
+    features: list[FeatureConfig] = Field(
+        default_factory=list,
+        max_length=MAX_FEATURES,
+        description="ordered features, each with its own acceptance conditions; the loop works on "
+        "one at a time and completes when all are done and gate:all passes (or give them in "
+        "features.json / features.toml in the repository)",
+    )
+    # Agent sessions and handoff (issue 10.3): see loopwright.sessions.
+    max_sessions: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        strict=True,
+        description="agent sessions the loop may start (Cedar: policy 'session-limit'); None for no limit",
+    )
+    handoff_context_percent: int = Field(
+        default=80,
+        ge=1,
+        le=100,
+        strict=True,
+        description="an agent session whose reported context use reaches this share of its window "
+        "(percent) is handed off: the next iteration starts a fresh session with a summary",
+    )
+    session_max_iterations: int | None = Field(
+        default=None,
+        ge=1,
+        le=100_000,
+        strict=True,
+        description="iterations one agent session may run before a handoff; None for no limit",
+    )
+
     @model_validator(mode="after")
     def _isolation_applies(self) -> LoopConfig:
         if not self.isolation_network and self.isolation == "none":
@@ -424,4 +380,22 @@ class LoopConfig(_Strict):
                     "give each a unique 'name'"
                 )
             seen.add(condition.key)
+        return self
+
+    @model_validator(mode="after")
+    def _unique_feature_names(self) -> LoopConfig:
+        seen: set[str] = set()
+        conditions = {c.key for c in self.exit_conditions}
+        for index, feature in enumerate(self.features):
+            if feature.name in seen:
+                raise ValueError(
+                    f"features.{index}.name: {feature.name!r} is used twice; give each feature a unique name"
+                )
+            seen.add(feature.name)
+            clash = sorted(conditions & {f"{feature.name}:{c.key}" for c in feature.acceptance_conditions})
+            if clash:
+                raise ValueError(
+                    f"features.{index}: its condition {clash[0]!r} has the name of an exit condition; "
+                    "rename one of them"
+                )
         return self

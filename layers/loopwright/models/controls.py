@@ -49,7 +49,8 @@ def operators_group(project: str) -> str:
 
 class LimitChange(BaseModel):
     """New limits for a loop (RAISE_LIMIT). Each field, when given, replaces the LoopConfig value;
-    at least one must be given. Units: iterations, tokens, US dollars, wall-clock seconds."""
+    at least one must be given. Units: iterations, tokens, US dollars, wall-clock seconds, agent
+    sessions."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
@@ -59,12 +60,16 @@ class LimitChange(BaseModel):
         default=None, gt=0, le=MAX_COST_BUDGET_USD, allow_inf_nan=False, strict=True, description="US dollars"
     )
     max_duration_seconds: int | None = Field(default=None, ge=1, le=30 * 86_400, strict=True)
+    max_sessions: int | None = Field(
+        default=None, ge=1, le=100_000, strict=True, description="agent sessions"
+    )
 
     @model_validator(mode="after")
     def _one_given(self) -> LimitChange:
         if all(getattr(self, name) is None for name in type(self).model_fields):
             raise ValueError(
-                "give at least one of max_iterations, token_budget, cost_budget_usd, max_duration_seconds"
+                "give at least one of max_iterations, token_budget, cost_budget_usd, "
+                "max_duration_seconds, max_sessions"
             )
         return self
 

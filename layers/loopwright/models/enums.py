@@ -53,6 +53,7 @@ class LoopOutcome(StrEnum):
     STOPPED = "STOPPED"  # a human asked the loop to stop
     FAILED = "FAILED"  # an unrecoverable error ended the loop
     AGENT_FAILING = "AGENT_FAILING"  # Cedar denied: the agent failed max_consecutive_failures times in a row
+    SESSION_LIMIT = "SESSION_LIMIT"  # Cedar denied: a new agent session would pass max_sessions
 
 
 class IterationEventType(StrEnum):
@@ -97,6 +98,8 @@ class IterationEventType(StrEnum):
     PINNED_CHANGE_REVERTED = "PINNED_CHANGE_REVERTED"  # ... Cedar did not: reverted (kept on a ref)
     PINNED_CHANGE_ACCEPTED = "PINNED_CHANGE_ACCEPTED"  # a human accepted a reverted change: the pin moved
     PINNED_CHANGE_REJECTED = "PINNED_CHANGE_REJECTED"  # a human left a reverted change reverted
+    FEATURE_COMPLETED = "FEATURE_COMPLETED"  # a feature of the loop's feature list is done (issue 10.2)
+    SESSION_HANDOFF = "SESSION_HANDOFF"  # the agent's session was handed off to a fresh one (issue 10.3)
     LOOP_COMPLETED = "LOOP_COMPLETED"
     EVIDENCE_RECORDED = "EVIDENCE_RECORDED"  # the completed loop's signed evidence bundle was written
     ERROR = "ERROR"

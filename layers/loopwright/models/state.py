@@ -97,7 +97,11 @@ class LoopState(BaseModel):
     outcome: LoopOutcome | None = None
     outcome_reason: str | None = None
     is_active: bool = False
-    sessions_used: int = Field(default=0, ge=0, description="engine runs: the first plus each resume")
+    sessions_used: int = Field(
+        default=0,
+        ge=0,
+        description="engine runs: the first plus each resume (not the agent's sessions: agent_sessions)",
+    )
     errors_recovered: int = Field(default=0, ge=0)
     last_checkpoint_id: str | None = None
     checkpointed_iteration: int = Field(default=0, ge=0, description="iteration of the last checkpoint")
@@ -159,6 +163,28 @@ class LoopState(BaseModel):
         ge=0,
         description="iterations retried after a rate limit or a provider outage: they do not "
         "count against max_iterations (Cedar's context.iteration leaves them out)",
+    )
+    # Feature lists and agent sessions (issue 10.2, 10.3): loopwright.feature_progress, loopwright.sessions.
+    features_done: list[str] = Field(
+        default_factory=list, description="names of the config's features that are done, in order"
+    )
+    agent_sessions: int = Field(
+        default=0,
+        ge=0,
+        description="agent sessions started: an agent with sessions starts one at its first "
+        "iteration and at each handoff; an agent without sessions one every iteration",
+    )
+    agent_session_id: str | None = Field(
+        default=None, description="the agent's current session, resumed by the next iteration"
+    )
+    session_iterations: int = Field(default=0, ge=0, description="iterations of the current agent session")
+    pending_handoff: str | None = Field(
+        default=None, description="why the next iteration starts a fresh agent session (a handoff)"
+    )
+    handoff_reason: str | None = Field(default=None, description="why the last handoff happened")
+    session_history: list[str] = Field(
+        default_factory=list,
+        description="one line per recent iteration (bounded), for the next handoff's summary",
     )
     version: int = Field(default=0, ge=0)
 
@@ -283,9 +309,13 @@ class Checkpoint(BaseModel):
 class LoopResult(BaseModel):
     """What a finished (or paused) loop reports (seed 002 LoopResult, seed 001 T016).
 
-    ``features_total`` is the number of required exit conditions and ``features_completed`` how
-    many of them hold; ``handoff_reason`` says why the loop stopped when it did not succeed
-    (the Cedar policy id for a policy stop). ``duration_seconds`` is wall clock, seconds.
+    With a feature list (``LoopConfig.features``) ``features_total`` is its length and
+    ``features_completed`` how many are done; without one, the required exit conditions stand for
+    the features (how many hold of how many). ``sessions_used`` counts the agent sessions
+    (``LoopState.agent_sessions``), ``handoff_reason`` says why the last one was handed off to a
+    fresh session (None without a handoff), ``stop_reason`` why the loop stopped or paused when it
+    did not succeed (the Cedar policy id for a policy stop). ``duration_seconds`` is wall clock,
+    seconds.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -307,6 +337,7 @@ class LoopResult(BaseModel):
     errors_recovered: int
     duration_seconds: float
     handoff_reason: str | None = None
+    stop_reason: str | None = None
     exit_conditions: list[ExitConditionStatus] = Field(default_factory=list)
     branch: str | None = None
     head_commit: str | None = None
@@ -315,20 +346,25 @@ class LoopResult(BaseModel):
     def from_state(cls, state: LoopState) -> LoopResult:
         """Summarise ``state`` as a result."""
         required = [c for c in state.exit_conditions if c.required]
+        completed = sum(1 for c in required if c.is_met)
+        total = len(required) or len([c for c in state.config.exit_conditions if c.required])
+        if state.config.features:
+            completed, total = len(state.features_done), len(state.config.features)
         return cls(
             loop_id=state.loop_id,
             success=state.outcome is LoopOutcome.CONDITIONS_MET,
             outcome=state.outcome,
             phase=state.phase,
             iterations=state.iteration,
-            features_completed=sum(1 for c in required if c.is_met),
-            features_total=len(required) or len([c for c in state.config.exit_conditions if c.required]),
-            sessions_used=state.sessions_used,
+            features_completed=completed,
+            features_total=total,
+            sessions_used=state.agent_sessions,
             total_tokens=state.tokens_used,
             total_cost_usd=state.cost_usd,
             errors_recovered=state.errors_recovered,
             duration_seconds=round(state.elapsed_seconds, 3),
-            handoff_reason=None if state.outcome is LoopOutcome.CONDITIONS_MET else state.outcome_reason,
+            handoff_reason=state.handoff_reason,
+            stop_reason=None if state.outcome is LoopOutcome.CONDITIONS_MET else state.outcome_reason,
             exit_conditions=state.exit_conditions,
             branch=state.branch,
             head_commit=state.head_commit,

@@ -76,6 +76,23 @@ class AuthorizationResult(BaseModel):
     warning_messages: list[str] = Field(default_factory=list)
 
 
+class FeatureBrief(BaseModel):
+    """The feature an agent works on (feature lists, issue 10.2): ``position`` is 1-based of
+    ``total``; ``done`` the features done before it, ``conditions`` the names its acceptance
+    conditions are evaluated under (``<feature>:<key>``), ``broken`` done features whose
+    conditions no longer hold."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    name: str
+    description: str
+    position: int = Field(ge=1)
+    total: int = Field(ge=1)
+    done: list[str] = Field(default_factory=list)
+    conditions: list[str] = Field(default_factory=list)
+    broken: list[str] = Field(default_factory=list)
+
+
 class AgentRequest(BaseModel):
     """What the agent is told each iteration. Times are seconds, budgets tokens."""
 
@@ -99,6 +116,16 @@ class AgentRequest(BaseModel):
     )
     warnings: list[str] = Field(default_factory=list)
     human_response: str | None = Field(default=None, description="a human's answer to the agent's question")
+    # Feature lists and sessions (issue 10.2, 10.3).
+    feature: FeatureBrief | None = Field(
+        default=None, description="the feature to work on (None without a feature list, or all done)"
+    )
+    session_id: str | None = Field(
+        default=None, description="the agent session to continue (None: start a fresh one)"
+    )
+    handoff: str | None = Field(
+        default=None, description="a fresh session's handoff summary: why, and what happened so far"
+    )
 
 
 class AgentResult(BaseModel):
@@ -136,6 +163,16 @@ class AgentResult(BaseModel):
         description="RATE_LIMIT / PROVIDER_OUTAGE: seconds the provider asked to wait before a retry",
     )
     needs_human: str | None = Field(default=None, description="a question for a human; pauses the loop")
+    context_percent: float | None = Field(
+        default=None,
+        ge=0,
+        le=1000,
+        description="how full the agent session's context window is after the run, percent (None: "
+        "not reported); at LoopConfig.handoff_context_percent the session is handed off",
+    )
+    handoff_requested: str | None = Field(
+        default=None, description="the agent asks for a fresh session, saying why (report.json 'handoff')"
+    )
     usage_limit_resets_at: datetime | None = Field(
         default=None,
         description="when the agent's model provider lifts the usage limit it hit (UTC); the loop "

@@ -308,12 +308,10 @@ def finish_task(
         if error is not None:
             task.reason = error
         elif result is not None and result.outcome is None:
-            task.reason = (
-                f"the loop paused ({result.phase.value}): {result.handoff_reason or 'no reason given'}"
-            )
+            task.reason = f"the loop paused ({result.phase.value}): {result.stop_reason or 'no reason given'}"
         elif result is not None:
             task.reason = (
-                f"the loop ended {result.outcome.value if result.outcome else ''}: {result.handoff_reason}"
+                f"the loop ended {result.outcome.value if result.outcome else ''}: {result.stop_reason}"
             )
         else:
             task.reason = "the loop did not run"

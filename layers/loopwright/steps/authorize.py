@@ -46,6 +46,7 @@ _DENIAL_OUTCOMES = {
     LoopOutcome.COST_BUDGET_EXHAUSTED,
     LoopOutcome.TIME_LIMIT,
     LoopOutcome.AGENT_FAILING,
+    LoopOutcome.SESSION_LIMIT,
     LoopOutcome.POLICY_DENIED,
 }
 
@@ -94,6 +95,8 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
         attributes["cost_budget_micro_usd"] = micro_usd(config.cost_budget_usd)
     if config.max_duration_seconds is not None:
         attributes["max_duration_seconds"] = config.max_duration_seconds
+    if config.max_sessions is not None:
+        attributes["max_sessions"] = config.max_sessions
     return attributes
 
 
@@ -107,7 +110,9 @@ def build_authorization_request(
     ``tokens_used`` (tokens), ``cost_micro_usd`` (US dollars spent, as :func:`micro_usd`),
     ``elapsed_seconds`` (wall clock, whole seconds rounded down), ``consecutive_failures``
     (agent iterations failed in a row) and, after a failed one, ``last_failure_cause`` (an
-    :class:`~loopwright.models.AgentFailureCause` value).
+    :class:`~loopwright.models.AgentFailureCause` value); ``sessions_used`` (agent sessions
+    started) and ``starts_session`` (the iteration would start a fresh agent session:
+    :func:`loopwright.sessions.starts_session`).
     ``principal`` defaults to :func:`loop_principal`, the resource is :func:`loop_resource`.
     """
     return AuthorizationRequest(
@@ -126,6 +131,9 @@ def _counters(state: LoopState) -> dict[str, Any]:
         "cost_micro_usd": micro_usd(state.cost_usd),
         "elapsed_seconds": int(state.elapsed_seconds),
         "consecutive_failures": state.consecutive_failures,
+        "sessions_used": state.agent_sessions,
+        # the same rule as loopwright.sessions.starts_session: no session to resume, or a handoff
+        "starts_session": state.agent_session_id is None or state.pending_handoff is not None,
     }
     if state.last_failure_cause is not None:
         counters["last_failure_cause"] = state.last_failure_cause.value
@@ -210,6 +218,11 @@ def _denial_sentence(policy_id: str, annotations: dict[str, str], request: Autho
         return (
             f"{head}: the agent failed {counters['consecutive_failures']} iterations in a row "
             f"(limit {limits.get('max_consecutive_failures', '?')}); last cause: {cause}"
+        )
+    if outcome is LoopOutcome.SESSION_LIMIT and "max_sessions" in limits:
+        return (
+            f"{head}: it would start agent session {int(counters['sessions_used']) + 1} of a limit "
+            f"of {limits['max_sessions']} sessions"
         )
     message = annotations.get("message")
     return f"{head}: {message}" if message else head

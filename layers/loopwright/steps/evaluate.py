@@ -15,6 +15,7 @@ from loopwright.models import (
     LoopConfig,
 )
 from loopwright.ports import Sandbox
+from loopwright.steps.features import all_conditions
 
 #: Most conditions evaluated at the same time when ``parallel_conditions`` is set.
 MAX_PARALLEL_CONDITIONS: Final = 8
@@ -30,14 +31,15 @@ _SUMMARY_CHARS: Final = 300
 def evaluate(
     config: LoopConfig, sandbox: Sandbox, worktree: Path, iteration: int
 ) -> list[ExitConditionStatus]:
-    """Evaluate every exit condition of ``config`` in ``worktree``.
+    """Evaluate every exit condition of ``config`` in ``worktree``, then each feature's acceptance
+    conditions (:func:`~loopwright.steps.features.all_conditions`).
 
     Conditions run concurrently (at most :data:`MAX_PARALLEL_CONDITIONS` at once) when
     ``config.parallel_conditions`` is set, else one after the other; either way the result
     lists one status per condition in the order of ``config.exit_conditions``. Each condition
     is limited by its own ``timeout_seconds``.
     """
-    conditions = config.exit_conditions
+    conditions = all_conditions(config)
 
     def one(cfg: ExitConditionConfig) -> ExitConditionStatus:
         return evaluate_condition(cfg, sandbox, worktree, iteration)

@@ -7,9 +7,10 @@ from pathlib import Path
 
 from loopwright.deferred import deferral_key, replayed_seconds
 from loopwright.exceptions import AgentError, WorkspaceIntegrityError
-from loopwright.models import AgentRequest, AgentResult, IterationResult, LoopState
+from loopwright.models import AgentRequest, AgentResult, FeatureBrief, IterationResult, LoopState
 from loopwright.ports import Agent, OutputCallback, StopCheck, Workspace
 from loopwright.steps.evaluate import failures_for_agent
+from loopwright.steps.features import broken_features, condition_name, conditions_in_scope, current_feature
 
 #: Fields of a failing condition handed to the agent (its stdout/stderr stay in the store).
 AGENT_CONDITION_FIELDS = {
@@ -24,14 +25,21 @@ AGENT_CONDITION_FIELDS = {
 }
 
 
-def build_agent_request(state: LoopState, state_dir: Path) -> AgentRequest:
+def build_agent_request(state: LoopState, state_dir: Path, *, handoff: str | None = None) -> AgentRequest:
     """The request for the next iteration (``state.iteration + 1``).
 
     It carries the failures of the last evaluation (at most ``config.max_failures_for_agent``
-    lines) and the policy warnings raised by the authorize step, so the agent sees both.
+    lines) and the policy warnings raised by the authorize step, so the agent sees both. With a
+    feature list it names the current feature (:func:`feature_brief`) and shows only the failures
+    of the exit conditions, of that feature and of done features that broke. ``session_id`` is the
+    agent session to continue (None: a fresh one), ``handoff`` a fresh session's summary after a
+    handoff (:func:`loopwright.sessions.handoff_summary`, passed in as ``handoff``).
     """
     config = state.config
     failing = state.failing_conditions
+    if config.features:
+        scope = conditions_in_scope(config, state.exit_conditions, state.features_done)
+        failing = [c for c in failing if c.name in scope]
     return AgentRequest(
         loop_id=state.loop_id,
         iteration=state.iteration + 1,
@@ -48,6 +56,27 @@ def build_agent_request(state: LoopState, state_dir: Path) -> AgentRequest:
         conditions=[c.model_dump(mode="json", include=AGENT_CONDITION_FIELDS) for c in failing],
         warnings=list(state.pending_warnings),
         human_response=state.human_response,
+        feature=feature_brief(state),
+        session_id=state.agent_session_id,
+        handoff=handoff,
+    )
+
+
+def feature_brief(state: LoopState) -> FeatureBrief | None:
+    """The current feature for the agent's request (None without a feature list, or when all are
+    done), see :class:`~loopwright.models.FeatureBrief`."""
+    config = state.config
+    feature = current_feature(config, state.features_done)
+    if feature is None:
+        return None
+    return FeatureBrief(
+        name=feature.name,
+        description=feature.description,
+        position=config.features.index(feature) + 1,
+        total=len(config.features),
+        done=list(state.features_done),
+        conditions=[condition_name(feature, c) for c in feature.acceptance_conditions],
+        broken=[f.name for f in broken_features(config, state.exit_conditions, state.features_done)],
     )
 
 
@@ -59,6 +88,7 @@ def iterate(
     state_dir: Path,
     should_stop: StopCheck | None = None,
     on_output: OutputCallback | None = None,
+    handoff: str | None = None,
 ) -> IterationResult:
     """Run the agent for iteration ``state.iteration + 1`` and commit what it changed.
 
@@ -69,7 +99,7 @@ def iterate(
     ``workspace_problem``; other errors of the workspace
     (:class:`~loopwright.exceptions.WorkspaceError`) propagate.
     """
-    request = build_agent_request(state, state_dir)
+    request = build_agent_request(state, state_dir, handoff=handoff)
     started = time.monotonic()
     try:
         with deferral_key("agent"):  # a replayed step finds the agent's task again

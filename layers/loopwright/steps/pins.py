@@ -39,6 +39,7 @@ from loopwright.models import ExitConditionType, LoopConfig, LoopState
 from loopwright.models.pins import ChangeKind, PinKind, PinnedChange
 from loopwright.ports import PolicyEngine
 from loopwright.steps.authorize import build_authorization_request
+from loopwright.steps.features import all_conditions
 
 #: Cedar action asked for each pinned file an iteration changed.
 CHANGE_PINNED_FILE = 'Action::"ChangePinnedFile"'
@@ -81,8 +82,9 @@ def pin_rules(config: LoopConfig) -> PinRules:
     """The pins of a loop with ``config`` (see the module docstring)."""
     files: list[tuple[str, PinKind]] = []
     sections: list[SectionPin] = []
-    types = {c.type for c in config.exit_conditions}
-    if ExitConditionType.ALL_TESTS_PASS in types or any(c.parser == "pytest" for c in config.exit_conditions):
+    conditions = all_conditions(config)  # the features' acceptance conditions are pinned too
+    types = {c.type for c in conditions}
+    if ExitConditionType.ALL_TESTS_PASS in types or any(c.parser == "pytest" for c in conditions):
         files += [(p, "tests") for p in _TEST_FILES]
         sections += [
             SectionPin("pyproject.toml", "toml", "tool.pytest", "tests"),
@@ -99,7 +101,7 @@ def pin_rules(config: LoopConfig) -> PinRules:
     if ExitConditionType.SECURITY_SCAN_CLEAN in types:
         files += [(p, "scan-config") for p in _SCAN_FILES]
         sections.append(SectionPin("pyproject.toml", "toml", "tool.bandit", "scan-config"))
-    for condition in config.exit_conditions:
+    for condition in conditions:
         for argument in condition.command or []:
             if _looks_like_file(argument):
                 path = argument.removeprefix("./")

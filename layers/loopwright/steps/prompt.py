@@ -45,6 +45,9 @@ def render_prompt(request: AgentRequest) -> str:
         f"- elapsed {request.elapsed_seconds:.0f} s"
         + (f" of {request.max_duration_seconds} s" if request.max_duration_seconds else ""),
     ]
+    if request.handoff:
+        lines += ["", "## Handoff from the previous agent session", request.handoff]
+    lines += _feature(request)
     if request.human_response:
         lines += ["", "## Answer from a human (to your last question)", request.human_response]
     if request.warnings:
@@ -63,6 +66,25 @@ def render_prompt(request: AgentRequest) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _feature(request: AgentRequest) -> list[str]:
+    """The current feature's section (feature lists, issue 10.2), or none."""
+    feature = request.feature
+    if not feature:
+        return []
+    lines = [
+        "",
+        f"## Current feature ({feature.position} of {feature.total}): {feature.name}",
+        feature.description.strip(),
+        "",
+        "Work on this feature only; it is done when these conditions hold: " + ", ".join(feature.conditions),
+    ]
+    if feature.done:
+        lines.append(f"Done already (keep them working): {', '.join(feature.done)}")
+    if feature.broken:
+        lines.append(f"Broken since they were done (fix them first): {', '.join(feature.broken)}")
+    return lines
+
+
 def _reporting(request: AgentRequest) -> list[str]:
     """The prompt's closing section: what the agent can report, and where."""
     return [
@@ -78,4 +100,7 @@ def _reporting(request: AgentRequest) -> list[str]:
         '- "usage_limit_resets_at": an ISO 8601 time, when your model provider\'s usage limit '
         "stopped you; the loop waits until then",
         '- "tokens_used": the tokens you used, when your tool does not report them itself',
+        '- "context_percent": how full your context window is (percent), when your tool does not '
+        "report it; past the loop's threshold the next iteration starts a fresh session",
+        '- "handoff": why you want a fresh session next iteration (it gets a summary of the work)',
     ]

@@ -29,12 +29,14 @@ def restored_state(stored: LoopState, ckpt: Checkpoint) -> LoopState:
     state.config = stored.config  # limits a human changed after the checkpoint still apply
     state.version = stored.version  # the stored write this one follows (optimistic concurrency)
     state.sessions_used = stored.sessions_used
+    state.agent_sessions = stored.agent_sessions  # sessions started count against max_sessions
     state.errors_recovered = stored.errors_recovered
     state.policy_files = stored.policy_files  # the policy set the loop runs under (checked)
     if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
         # The stored state evaluated the same agent work after the checkpoint was taken.
         state.exit_conditions = stored.exit_conditions
         state.evaluated_iteration = stored.evaluated_iteration
+        state.features_done = stored.features_done  # marked done by that evaluation
     return state
 
 

@@ -10,8 +10,11 @@ Files (in ``<state_dir>/loops/<loop_id>/``, outside the worktree, so they are ne
   * ``report.json``: the agent may write ``{"tokens_used": int, "summary": str,
     "needs_human": str | null, "usage_limit_resets_at": ISO 8601 | null, "cost_usd": float |
     null, "model": str | null, "failure_cause": "RATE_LIMIT" | "PROVIDER_OUTAGE" |
-    "AUTHENTICATION" | "CRASH" | "IDLE" | ... | null, "retry_after_seconds": float | null}``
-    here (``failure_cause``: why it did no work, see ``docs/failure-causes.md``);
+    "AUTHENTICATION" | "CRASH" | "IDLE" | ... | null, "retry_after_seconds": float | null,
+    "context_percent": float | null, "handoff": str | null}``
+    here (``failure_cause``: why it did no work, see ``docs/failure-causes.md``;
+    ``context_percent`` and ``handoff``: an agent with sessions says how full its context is, or
+    asks for a fresh session, see ``docs/features-and-sessions.md``);
     ``tokens_used`` is accounted against the token budget,
     ``cost_usd`` (US dollars) against the cost budget (without it, the tokens are priced by
     ``model``: :mod:`loopwright.models.pricing`), ``needs_human`` asks a human (the loop waits for
@@ -82,6 +85,10 @@ class AgentReport(BaseModel):
         default=None, description="why the agent did no work (AgentFailureCause value), issue 15.3"
     )
     retry_after_seconds: float | None = Field(default=None, ge=0, le=86_400, allow_inf_nan=False)
+    context_percent: float | None = Field(
+        default=None, ge=0, le=1000, allow_inf_nan=False, description="context window use, percent"
+    )
+    handoff: str | None = Field(default=None, max_length=2000, description="why a fresh session is wanted")
 
 
 def write_agent_files(request: AgentRequest) -> dict[str, Path]:
@@ -256,5 +263,7 @@ class CommandAgent(Agent):
             retry_after_seconds=report.retry_after_seconds if report else None,
             cost_usd=report.cost_usd if report else None,
             model=report.model if report else None,
+            context_percent=report.context_percent if report else None,
+            handoff_requested=report.handoff if report else None,
             output=output[-4000:],
         )

@@ -234,6 +234,12 @@
     const eta = $("eta");
     eta.textContent = p.eta_seconds === null || p.eta_seconds === undefined ? "—" : `≤ ${fmtSeconds(p.eta_seconds)}`;
     eta.title = p.eta_basis || "no estimate: the loop is not running, or no iteration has completed";
+    const features = p.features || [];
+    $("features").textContent = features.length
+      ? `${p.features_completed} / ${p.features_total}${p.current_feature ? " · now " + p.current_feature : ""}` : "—";
+    $("features").title = features.map((f) => `${f.done ? "✓" : "·"} ${f.name}: ${f.description}`).join("\n");
+    $("sessions").textContent = `${p.sessions_used || 0}${p.max_sessions ? " / " + p.max_sessions : ""}`;
+    $("sessions").title = p.handoff_reason ? `last handoff: ${p.handoff_reason}` : "no session handoff";
     $("outcome").textContent = p.outcome ? `${p.outcome}${p.outcome_reason ? ": " + p.outcome_reason : ""}` : "—";
     $("last-checkpoint").textContent = p.last_checkpoint_id || "—";
     const met = p.outcome === "CONDITIONS_MET";  // only such a loop has an evidence bundle

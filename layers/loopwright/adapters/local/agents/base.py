@@ -144,6 +144,9 @@ class CliReport(BaseModel):
     usage_limit: bool = False
     resets_at: datetime | None = None
     malformed: str | None = None
+    context_tokens: int | None = Field(
+        default=None, ge=0, description="tokens in the session's context at its last turn (None: unknown)"
+    )
 
     @property
     def tokens_used(self) -> int:
@@ -305,7 +308,12 @@ class CliAgent(Agent, Generic[ConfigT]):
             idle_timeout_seconds=self._config.idle_timeout_seconds,
             model=self._config.model,
             now=self._now(),
+            context_window_tokens=self.context_window_tokens(),
         )
+
+    def context_window_tokens(self) -> int | None:
+        """The model's context window in tokens, for the session's context use; None: unknown."""
+        return None
 
 
 def _raw_tail(outcome: CommandResult) -> str:
@@ -324,13 +332,15 @@ def build_result(
     model: str | None,
     now: datetime,
     idle_timeout_seconds: float = 0.0,
+    context_window_tokens: int | None = None,
 ) -> AgentResult:
     """The :class:`AgentResult` of one CLI run (rules in the module docstring).
 
     ``name`` is the backend's kind for summaries, ``model`` the configured model (used when the
     CLI did not name one), ``now`` the time a default usage-limit wait counts from;
     ``timeout_seconds`` and ``idle_timeout_seconds`` (seconds) are named in the summary of a
-    run the sandbox stopped.
+    run the sandbox stopped. The session's context use (``context_percent``) is the report's,
+    else the parsed ``context_tokens`` over ``context_window_tokens``.
     """
     limits = (timeout_seconds, idle_timeout_seconds)
     summary, failed, resets_at = _verdict(name, outcome, parsed, report, report_error, limits, now)
@@ -342,6 +352,9 @@ def build_result(
     if tokens_used == 0 and report is not None:
         tokens_used = report.tokens_used
     cause, retry_after = _cause(outcome, parsed, failed=failed, resets_at=resets_at, now=now)
+    context_percent = report.context_percent if report is not None else None
+    if context_percent is None and parsed.context_tokens is not None and context_window_tokens:
+        context_percent = min(round(100 * parsed.context_tokens / context_window_tokens, 1), 1000.0)
     return AgentResult(
         tokens_used=tokens_used,
         input_tokens=min(parsed.input_tokens, MAX_TOKENS),
@@ -357,6 +370,8 @@ def build_result(
         retry_after_seconds=retry_after,
         needs_human=report.needs_human if report else None,
         usage_limit_resets_at=resets_at,
+        context_percent=context_percent,
+        handoff_requested=report.handoff if report else None,
         output=_raw_tail(outcome),
     )
 

@@ -1,8 +1,12 @@
 """Claude Code (``claude``) as a loop's agent: ``claude -p --output-format stream-json --verbose``.
 
-Invocation: ``claude -p --output-format stream-json --verbose --permission-mode <mode>
-[--model M] [--max-turns N] [--allowedTools T ...] <extra_args>``, the prompt on stdin (``-p``
-reads it there when no prompt argument is given). Claude Code's CLI reference
+Invocation: ``claude -p --output-format stream-json --verbose [--resume <session_id>]
+--permission-mode <mode> [--model M] [--max-turns N] [--allowedTools T ...] <extra_args>``, the
+prompt on stdin (``-p`` reads it there when no prompt argument is given). ``--resume`` (CLI
+reference: ``claude -r "<session-id>" "query"``, "resume a session by ID") continues the loop's
+agent session while it fits (:mod:`loopwright.sessions`); the session's context use is the last
+assistant turn's input tokens (uncached, cache writes and cache reads) over
+``context_window_tokens``. Claude Code's CLI reference
 (docs.anthropic.com/en/docs/claude-code/cli-reference) documents ``--output-format
 stream-json`` (which needs ``--verbose`` with ``-p``) and the permission modes.
 
@@ -64,6 +68,7 @@ class ClaudeStreamParser(JsonLinesParser):
         self._session: str | None = None
         self._last_text = ""
         self._result: dict[str, Any] | None = None
+        self._context: int | None = None
 
     def on_event(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
@@ -89,6 +94,12 @@ class ClaudeStreamParser(JsonLinesParser):
             return []
         if self._model is None and isinstance(message.get("model"), str):
             self._model = message["model"]
+        usage = message.get("usage")
+        if isinstance(usage, dict):  # the context this turn read: its input, cached or not
+            self._context = sum(
+                _int(usage.get(key))
+                for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
+            )
         shown: list[str] = []
         for block in message.get("content") or []:
             if not isinstance(block, dict):
@@ -112,7 +123,12 @@ class ClaudeStreamParser(JsonLinesParser):
         return shown
 
     def finish(self, exit_code: int | None) -> CliReport:
-        report = CliReport(model=self._model, session_id=self._session, final_text=self._last_text)
+        report = CliReport(
+            model=self._model,
+            session_id=self._session,
+            final_text=self._last_text,
+            context_tokens=self._context,
+        )
         result = self._result
         if result is None:
             what = "its output was not JSON" if self.json_lines == 0 else "the output was cut short"
@@ -149,10 +165,16 @@ class ClaudeCodeAgent(CliAgent[ClaudeCodeAgentConfig]):
     """Runs :class:`~loopwright.models.ClaudeCodeAgentConfig` (see the module docstring)."""
 
     name = "claude-code"
+    supports_sessions = True
+
+    def context_window_tokens(self) -> int | None:
+        return self._config.context_window_tokens
 
     def invocation(self, request: AgentRequest, prompt: str, paths: dict[str, Path]) -> Invocation:
         config = self._config
         argv = [config.executable, "-p", "--output-format", "stream-json", "--verbose"]
+        if request.session_id:  # continue the loop's agent session (loopwright.sessions)
+            argv += ["--resume", request.session_id]
         argv += ["--permission-mode", config.permission_mode]
         if config.model:
             argv += ["--model", config.model]

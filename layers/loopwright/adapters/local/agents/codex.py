@@ -3,7 +3,12 @@
 Invocation: ``codex exec --json --sandbox <sandbox> [--model M] <extra_args> -``: ``-`` makes
 ``codex exec`` read its instructions from stdin (``codex-rs/exec/src/cli.rs``: "If not provided
 as an argument (or if `-` is used), instructions are read from stdin"); ``--sandbox
-workspace-write`` replaces the deprecated ``--full-auto``.
+workspace-write`` replaces the deprecated ``--full-auto``. To continue the loop's agent session
+(:mod:`loopwright.sessions`) the command ends ``resume <thread_id> -`` (``codex exec resume
+[SESSION_ID] [PROMPT]``, openai/codex ``docs/exec.md``; ``-`` reads the prompt from stdin).
+Codex reports no context use per turn (its ``turn.completed`` usage is the thread's running
+total), so a Codex session is handed off on ``session_max_iterations`` or the agent's
+``report.json`` (``context_percent``, ``handoff``).
 
 Output: JSONL events (``ThreadEvent`` in ``codex-rs/exec/src/exec_events.rs``, openai/codex):
 
@@ -141,13 +146,15 @@ class CodexAgent(CliAgent[CodexAgentConfig]):
     """Runs :class:`~loopwright.models.CodexAgentConfig` (see the module docstring)."""
 
     name = "codex"
+    supports_sessions = True
 
     def invocation(self, request: AgentRequest, prompt: str, paths: dict[str, Path]) -> Invocation:
         config = self._config
         argv = [config.executable, "exec", "--json", "--sandbox", config.sandbox]
         if config.model:
             argv += ["--model", config.model]
-        return Invocation(argv=[*argv, *config.extra_args, "-"], stdin=prompt)
+        resume = ["resume", request.session_id] if request.session_id else []
+        return Invocation(argv=[*argv, *config.extra_args, *resume, "-"], stdin=prompt)
 
     def parser(self) -> JsonLinesParser:
         return CodexJsonParser(now=self._now)
