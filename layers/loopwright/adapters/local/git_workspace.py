@@ -300,6 +300,36 @@ class GitWorktreeWorkspace(Workspace):
         because they look like secrets; they stay in the worktree, untracked or changed."""
         return list(self._withheld.get(loop_id, []))
 
+    def clean_tree(self, loop_id: str) -> str | None:
+        """``HEAD^{tree}`` of the loop's worktree when ``git status`` lists nothing (no change,
+        no untracked file that is not ignored); else None. None too when the worktree is gone."""
+        path = self._worktree_path(loop_id)
+        admin = self._find_admin_dir(loop_id)
+        if admin is None or not path.is_dir():
+            return None
+        code, out, _ = self.git.run(
+            ["status", "--porcelain", "-z", "--untracked-files=normal", "--ignore-submodules=none"],
+            cwd=path,
+            check=False,
+            git_dir=admin,
+            work_tree=path,
+        )
+        if code != 0 or out.strip("\0"):
+            return None
+        tree = self._in_worktree(loop_id, ["rev-parse", "HEAD^{tree}"]).strip()
+        return tree or None
+
+    def branch_from(self, loop_id: str, commit: str) -> None:
+        """``git branch loopwright/<loop_id> <commit>``; WorkspaceError when the branch exists."""
+        problem = loop_id_problem(loop_id)
+        if problem is not None:
+            raise WorkspaceError(f"invalid loop id for a branch: {problem}")
+        branch = BRANCH_PREFIX + loop_id
+        if self._branch_head(branch) is not None:
+            raise WorkspaceError(f"branch {branch!r} exists already; choose another loop id")
+        self._ensure_repository()
+        self.git.output(["branch", branch, f"{commit}^{{commit}}"], cwd=self.workspace)
+
     # ----------------------------------------------------------------------------- extra
     def diff_stat(self, loop_id: str, commit: str) -> DiffStat | None:
         """Files, insertions and deletions of ``commit`` against its first parent (``git diff
