@@ -94,6 +94,7 @@ class TimeTravel:
         workspace.reset(state.loop_id, ckpt.commit)
         rolled = restored_state(state, ckpt)
         rolled.head_commit = ckpt.commit
+        rolled.evaluation_cache = state.evaluation_cache  # keyed by content: true whatever the time
         # The checkpoint's state again, as the newest checkpoint: a resume from "latest" starts here.
         fresh = Checkpoint.from_loop_state(rolled, ckpt.commit)
         reason = f"rolled back to iteration {ckpt.iteration} by {request.principal}"
