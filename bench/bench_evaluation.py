@@ -113,7 +113,9 @@ def measure_cache(project: Path, environment: ProjectEnvironment, runs: int) -> 
     workspace = GitWorktreeWorkspace(project, start_from="head")
     worktree, _, _ = workspace.prepare("bench-cache")
     config = LoopConfig(
-        goal="bench", exit_conditions=[cfg], agent=CommandAgentConfig(kind=AgentKind.COMMAND, command=["true"])
+        goal="bench",
+        exit_conditions=[cfg],
+        agent=CommandAgentConfig(kind=AgentKind.COMMAND, command=["true"]),
     )
     state = LoopState(loop_id="bench-cache", config=config, worktree=str(worktree))
     sandbox = SubprocessSandbox(environment=environment)
