@@ -138,6 +138,9 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "consecutive_failures": 0,
         "last_failure_cause": None,
         "uncounted_iterations": 0,
+        "parent_loop_id": None,
+        "forked_from_iteration": None,
+        "evaluation_cache": [],
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after
