@@ -229,12 +229,12 @@ class SessionWorkspace(Workspace):
         return out if code == 0 else None
 
     def clean_tree(self, loop_id: str) -> str | None:
-        """``HEAD^{tree}`` of the loop's clone when ``git status`` lists nothing there (no
-        change, no untracked file that is not ignored); else None (also without a clone)."""
+        """``HEAD^{tree}`` of the loop's clone when ``git status`` lists nothing there but build
+        noise (no change, no untracked file that is not ignored or noise, which :meth:`commit`
+        leaves out too); else None (also without a clone)."""
         path = self.path(loop_id)
-        code, out, _ = self._run(
-            ["-C", str(path), "status", "--porcelain", "-z", "--untracked-files=normal"], None
-        )
+        status = ["status", "--porcelain", "-z", "--untracked-files=normal", "--", ".", *noise_pathspecs()]
+        code, out, _ = self._run(["-C", str(path), *status], None)
         if code != 0 or out.strip("\0"):
             return None
         code, out, _ = self._run(["-C", str(path), "rev-parse", "--verify", "-q", "HEAD^{tree}"], None)
