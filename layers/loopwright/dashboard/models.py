@@ -271,9 +271,7 @@ class ApproveBody(ControlBody):
 class RollbackBody(ControlBody):
     """Body of rollback: the checkpoint (by its iteration) to reset the loop to."""
 
-    to_iteration: int = Field(
-        ge=0, le=100_000, strict=True, description="iteration of the checkpoint to go back to"
-    )
+    to_iteration: int = Field(ge=0, le=100_000, description="iteration of the checkpoint to go back to")
 
 
 class ForkBody(ControlBody):
@@ -281,7 +279,7 @@ class ForkBody(ControlBody):
     its goal and id."""
 
     from_iteration: int = Field(
-        ge=0, le=100_000, strict=True, description="iteration of the checkpoint the new loop starts from"
+        ge=0, le=100_000, description="iteration of the checkpoint the new loop starts from"
     )
     goal: str | None = Field(
         default=None,
