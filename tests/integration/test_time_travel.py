@@ -150,11 +150,12 @@ def test_fork_starts_a_new_loop_on_its_own_branch_from_the_checkpoint(tmp_path: 
         "three files",
         "-w",
         str(workspace),
-        "-q",
+        "--json",
     )
 
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "loop child starts from iteration 1 on branch loopwright/child" in done.stdout
+    assert json.loads(done.stdout)["outcome"] == "CONDITIONS_MET"  # stdout is the child's result only
+    assert "loop child starts from iteration 1 on branch loopwright/child" in done.stderr
     assert git(workspace, "rev-parse", "loopwright/parent") == parent_head  # the parent is untouched
     assert git(workspace, "merge-base", "--is-ancestor", first, "loopwright/child") == ""
     child_log = git(workspace, "log", "--format=%s", f"{first}..loopwright/child").splitlines()
