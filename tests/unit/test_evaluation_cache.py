@@ -11,7 +11,8 @@ from typing import Any
 import pytest
 
 from loopwright import workflow
-from loopwright.exceptions import WorkspaceError
+from loopwright.config_loader import load_config
+from loopwright.exceptions import ConfigError, WorkspaceError
 from loopwright.models import (
     CommandResult,
     ExitConditionStatusValue,
@@ -221,3 +222,18 @@ def test_partial_reuse_is_named(tmp_path: Path) -> None:
     evaluation.statuses = [None, None]  # type: ignore[list-item]
     assert evaluation.event_data() == {"cached": None, "cached_conditions": ["a"], "tree": "abcdef0123456789"}
     assert evaluation.note() == " (cached: a from iteration 3, tree abcdef012345)"
+
+
+@pytest.mark.parametrize(("text", "expected"), [("", True), ("evaluation_cache = false\n", False)])
+def test_the_config_switch_defaults_to_on(tmp_path: Path, text: str, expected: bool) -> None:
+    path = tmp_path / "loop.toml"
+    path.write_text(text + 'goal = "g"\n[[exit_conditions]]\ntype = "ALL_TESTS_PASS"\n')
+    assert load_config(tmp_path, path)[0].evaluation_cache is expected
+
+
+@pytest.mark.parametrize("value", ['"yes"', "1"])
+def test_a_bad_config_switch_is_refused_naming_it(tmp_path: Path, value: str) -> None:
+    path = tmp_path / "loop.toml"
+    path.write_text(f'goal = "g"\nevaluation_cache = {value}\n[[exit_conditions]]\ntype = "ALL_TESTS_PASS"\n')
+    with pytest.raises(ConfigError, match="evaluation_cache"):
+        load_config(tmp_path, path)
