@@ -22,6 +22,7 @@ from loopwright.models import (
 )
 from loopwright.steps.evaluation_cache import (
     CACHED_OUTPUT_CHARS,
+    MAX_CACHED_ENTRIES,
     MAX_CACHED_TREES,
     Evaluation,
     cache_key,
@@ -237,3 +238,20 @@ def test_a_bad_config_switch_is_refused_naming_it(tmp_path: Path, value: str) ->
     path.write_text(f'goal = "g"\nevaluation_cache = {value}\n[[exit_conditions]]\ntype = "ALL_TESTS_PASS"\n')
     with pytest.raises(ConfigError, match="evaluation_cache"):
         load_config(tmp_path, path)
+
+
+def test_many_conditions_keep_at_most_max_cached_entries_results(tmp_path: Path) -> None:
+    conditions = [
+        {"type": "CUSTOM", "name": f"c{n}", "command": "check-a", "parser": "exit_code"} for n in range(20)
+    ]
+    state, workspace = _state(tmp_path, exit_conditions=conditions), TreeWorkspace(tmp_path)
+    sandbox = _sandbox({"a": 0})
+    for tree in ("t1", "t2"):
+        workspace.tree = tree
+        evaluate_cached(state, sandbox, workspace)
+
+    assert len(state.evaluation_cache) == MAX_CACHED_ENTRIES
+    assert [e.tree for e in state.evaluation_cache].count("t2") == 20  # the newest tree whole
+    workspace.tree = "t2"
+    again = evaluate_cached(state, sandbox, workspace)
+    assert len(again.cached) == 20 and len(sandbox.calls) == 40

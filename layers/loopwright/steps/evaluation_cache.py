@@ -13,8 +13,9 @@ with ``evaluation_cache = false``.
 Only results the tool reported (MET, NOT_MET) are kept; ERROR and TIMEOUT are evaluated again
 (a tool installed meanwhile, a slow machine). The cache lives in the loop's state
 (``LoopState.evaluation_cache``, so a checkpoint and a resume keep it): at most
-:data:`MAX_CACHED_TREES` trees, oldest dropped first, each output cut to its last
-:data:`CACHED_OUTPUT_CHARS` characters.
+:data:`MAX_CACHED_TREES` trees and :data:`MAX_CACHED_ENTRIES` results, oldest dropped first, each
+output cut to its last :data:`CACHED_OUTPUT_CHARS` characters, so the cache adds at most about
+128 KiB of output to a stored state (DynamoDB items hold 400 KB).
 """
 
 from __future__ import annotations
@@ -39,8 +40,10 @@ from loopwright.steps.evaluate import evaluate
 
 #: Trees whose results a loop keeps.
 MAX_CACHED_TREES: Final = 8
+#: Results a loop keeps (conditions x trees), whatever the number of conditions.
+MAX_CACHED_ENTRIES: Final = 32
 #: Characters of a cached result's stdout and of its stderr kept (the end of each).
-CACHED_OUTPUT_CHARS: Final = 4_096
+CACHED_OUTPUT_CHARS: Final = 2_048
 #: Statuses worth reusing: the tool ran and said.
 _CACHEABLE = frozenset({ExitConditionStatusValue.MET, ExitConditionStatusValue.NOT_MET})
 
@@ -143,7 +146,7 @@ def _remember(
         return
     kept = [*state.evaluation_cache, *added]
     trees = list(dict.fromkeys(entry.tree for entry in reversed(kept)))[:MAX_CACHED_TREES]
-    state.evaluation_cache = [entry for entry in kept if entry.tree in trees]
+    state.evaluation_cache = [entry for entry in kept if entry.tree in trees][-MAX_CACHED_ENTRIES:]
 
 
 def _trimmed(status: ExitConditionStatus) -> ExitConditionStatus:
