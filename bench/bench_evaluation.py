@@ -14,6 +14,11 @@ interpreter's pip, ``pip --python``, which uses pip's cache), so neither loopwri
 plugins nor its packages are loaded. ``--python PATH`` uses an interpreter that has pytest
 instead.
 
+Then the evaluation cache (issue 10): the same condition evaluated by
+:func:`loopwright.steps.evaluation_cache.evaluate_cached` in a loop's git worktree, once for real
+(the tree is new) and then ``--runs`` times on the unchanged tree (the results reused: what it
+costs is ``git status`` and ``git rev-parse HEAD^{tree}``). Target: < 5 ms (median).
+
 Usage::
 
     .venv/bin/python bench/bench_evaluation.py [--runs 21] [--warmup 3] [--python PATH]
@@ -33,14 +38,26 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from loopwright.adapters.local.environment import build_environment, user_environment
+from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
 from loopwright.adapters.local.project_env import ProjectEnvironment, detect_project_environment
 from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.conditions import evaluate_condition
 from loopwright.conditions.defaults import default_command
-from loopwright.models import ExitConditionConfig, ExitConditionStatusValue, ExitConditionType
+from loopwright.models import (
+    AgentKind,
+    CommandAgentConfig,
+    ExitConditionConfig,
+    ExitConditionStatusValue,
+    ExitConditionType,
+    LoopConfig,
+    LoopState,
+)
+from loopwright.steps.evaluation_cache import evaluate_cached
 
 #: Target of the ratio (issue 9).
 TARGET_RATIO = 1.2
+#: Target of an unchanged tree's evaluation, seconds (issue 10).
+TARGET_CACHED_SECONDS = 0.005
 FILES, TESTS_PER_FILE = 4, 5
 
 
@@ -89,6 +106,34 @@ def measure(project: Path, environment: ProjectEnvironment, runs: int, warmup: i
     return {"loopwright": loopwright, "by_hand": by_hand, "ratio": loopwright / by_hand}
 
 
+def measure_cache(project: Path, environment: ProjectEnvironment, runs: int) -> dict[str, float]:
+    """Seconds of a real evaluation of the condition in a loop's worktree of ``project`` (made a
+    repository) and the median of ``runs`` evaluations of the unchanged tree (cached)."""
+    cfg = ExitConditionConfig(type=ExitConditionType.ALL_TESTS_PASS, timeout_seconds=300)
+    workspace = GitWorktreeWorkspace(project, start_from="head")
+    worktree, _, _ = workspace.prepare("bench-cache")
+    config = LoopConfig(
+        goal="bench",
+        exit_conditions=[cfg],
+        agent=CommandAgentConfig(kind=AgentKind.COMMAND, command=["true"]),
+    )
+    state = LoopState(loop_id="bench-cache", config=config, worktree=str(worktree))
+    sandbox = SubprocessSandbox(environment=environment)
+    start = time.perf_counter()
+    real = evaluate_cached(state, sandbox, workspace)
+    real_seconds = time.perf_counter() - start
+    if real.cached or real.statuses[0].status is not ExitConditionStatusValue.MET:
+        raise RuntimeError(f"the first evaluation in the worktree did not run the suite: {real.statuses}")
+    cached: list[float] = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        again = evaluate_cached(state, sandbox, workspace)
+        cached.append(time.perf_counter() - start)
+        if again.cached != [cfg.key]:
+            raise RuntimeError("an unchanged tree was evaluated again: the cache was not used")
+    return {"real": real_seconds, "cached": statistics.median(cached)}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--runs", type=int, default=21, help="measured runs of each (default 21)")
@@ -103,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         environment = detect_project_environment(project, project, user_environment(), python=args.python)
         try:
             figures = measure(project, environment, args.runs, args.warmup)
+            cache = measure_cache(project, environment, args.runs)
         except RuntimeError as exc:
             print(f"bench: error: {exc}", file=sys.stderr)
             return 1
@@ -112,6 +158,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"condition of {FILES * TESTS_PER_FILE} tests takes {figures['loopwright'] * 1000:.0f} ms through "
         f"loopwright, {figures['by_hand'] * 1000:.0f} ms by hand (median of {args.runs}; "
         f"{environment.describe()})"
+    )
+    verdict = "meets" if cache["cached"] < TARGET_CACHED_SECONDS else "misses"
+    print(
+        f"evaluation of an unchanged tree: {cache['cached'] * 1000:.1f} ms, cached ({verdict} the "
+        f"target < {TARGET_CACHED_SECONDS * 1000:g} ms; median of {args.runs}), next to "
+        f"{cache['real'] * 1000:.0f} ms for the real evaluation of the same tree"
     )
     return 0
 

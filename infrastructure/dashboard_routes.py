@@ -14,7 +14,14 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
+from loopwright.dashboard.models import (
+    ApproveBody,
+    ControlBody,
+    ForkBody,
+    LimitsBody,
+    ResumeBody,
+    RollbackBody,
+)
 from loopwright.planapi.router import CreatePlanRequest, DispatchRequest, VerifyRequest
 
 #: What the read function may do with the loops, events and plans tables (and their indexes).
@@ -113,6 +120,8 @@ DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
     DashboardRoute("POST", "/api/loops/{loop_id}/stop", CONTROLS, body=ControlBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/approve", CONTROLS, body=ApproveBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/limits", CONTROLS, body=LimitsBody),
+    DashboardRoute("POST", "/api/loops/{loop_id}/rollback", CONTROLS, body=RollbackBody),
+    DashboardRoute("POST", "/api/loops/{loop_id}/fork", CONTROLS, body=ForkBody),
     _get("/api/projects/{project_id}/plans", query=("limit",)),
     _get("/api/plans/{plan_id}", required=("project",)),
     _get("/api/plans/{plan_id}/events", required=("project",)),

@@ -10,10 +10,13 @@
    (:func:`~loopwright.models.controls.operators_group`), and an agent may never raise its own
    limits or approve its own gate;
 3. checks the control applies to the loop as it is
-   (:class:`~loopwright.exceptions.ControlConflictError` otherwise);
+   (:class:`~loopwright.exceptions.ControlConflictError` otherwise; a running loop is never
+   rolled back);
 4. applies it: a loop that is running (``is_active``) gets it queued in the store and its engine
    applies it at the next step boundary (:func:`loopwright.workflow.apply_controls`); an idle loop
-   is changed in the store at once, or handed to the ``resumer`` (RESUME, APPROVE).
+   is changed in the store at once, or handed to the ``resumer`` (RESUME, APPROVE). ROLLBACK
+   and FORK (time travel) are applied by ``travel`` (:class:`~loopwright.travel.TimeTravel`);
+   a forked loop is handed to the ``resumer`` to start.
 
 Nothing is written before steps 1-3 have passed.
 """
@@ -35,6 +38,7 @@ from loopwright.models.enums import ControlAction
 from loopwright.models.steps import AuthorizationRequest, PolicyDecision
 from loopwright.ports import LoopStore, PolicyEngine
 from loopwright.steps.authorize import loop_attributes, loop_resource
+from loopwright.travel import TimeTravel
 
 #: Continues a loop outside the caller: locally a background run of the in-process engine, on
 #: AWS ``SendTaskSuccess`` (APPROVE of a loop waiting on a task token) or ``StartExecution``.
@@ -128,7 +132,8 @@ class ControlService:
     ``resumer`` continues an idle loop (RESUME, APPROVE); without one those controls raise
     :class:`ControlConflictError`. ``is_running`` tells whether an engine runs the loop now
     (default: the stored ``is_active``; locally the loop's lock file tells, so a killed process
-    does not count as running).
+    does not count as running). ``travel`` applies ROLLBACK and FORK; without it (a deployment
+    with no git workspace at hand) they raise :class:`ControlConflictError`.
     """
 
     def __init__(
@@ -138,10 +143,12 @@ class ControlService:
         resumer: Resumer | None = None,
         *,
         is_running: Callable[[LoopState], bool] | None = None,
+        travel: TimeTravel | None = None,
     ) -> None:
         self.store = store
         self.policy = policy
         self.resumer = resumer
+        self.travel = travel
         self.is_running = is_running or (lambda state: state.is_active and state.outcome is None)
 
     def submit(self, request: ControlRequest) -> ControlResult:
@@ -158,10 +165,20 @@ class ControlService:
             ControlAction.RESUME: self._resume,
             ControlAction.APPROVE: self._approve,
             ControlAction.RAISE_LIMIT: self._raise_limit,
+            ControlAction.ROLLBACK: self._rollback,
         }
-        status, message, phase = handlers[request.action](request, state)
+        new_loop_id = None
+        if request.action is ControlAction.FORK:
+            status, message, phase, new_loop_id = self._fork(request, state)
+        else:
+            status, message, phase = handlers[request.action](request, state)
         return ControlResult(
-            control=request, status=status, message=message, phase=phase, policy_ids=decision.policy_ids
+            control=request,
+            status=status,
+            message=message,
+            phase=phase,
+            new_loop_id=new_loop_id,
+            policy_ids=decision.policy_ids,
         )
 
     def authorize(self, request: ControlRequest, *, accepting_policy_change: bool = False) -> PolicyDecision:
@@ -307,7 +324,42 @@ class ControlService:
         )
         return "applied", f"limits changed: {_describe(changes)}", state.phase
 
+    def _rollback(self, request: ControlRequest, state: LoopState) -> tuple[str, str, LoopPhase]:
+        travel = self._require_travel("roll back")
+        if self.is_running(state):
+            raise ControlConflictError(
+                f"loop {state.loop_id!r} is running; pause or stop it before rolling it back"
+            )
+        rolled = travel.rollback(state, request)
+        return (
+            "applied",
+            f"rolled back to iteration {rolled.iteration}; `loopwright resume {state.loop_id}` continues it",
+            rolled.phase,
+        )
+
+    def _fork(self, request: ControlRequest, state: LoopState) -> tuple[str, str, LoopPhase, str]:
+        travel = self._require_travel("fork")
+        resumer = self._require_resumer("fork")
+        travel.check_fork(state, request)  # refused here, before anything is written
+        child = travel.fork(state, request)
+        resumer(child, request)
+        return (
+            "applied",
+            f"loop {child.loop_id} forked from iteration {child.forked_from_iteration} of "
+            f"{state.loop_id} on branch {child.branch}; it is starting",
+            child.phase,
+            child.loop_id,
+        )
+
     # ----------------------------------------------------------------------------- helpers
+    def _require_travel(self, verb: str) -> TimeTravel:
+        if self.travel is None:
+            raise ControlConflictError(
+                f"this service cannot {verb} loops: it has no git workspace (use the local CLI or "
+                "dashboard in the loop's workspace)"
+            )
+        return self.travel
+
     def _require_running(self, state: LoopState, verb: str) -> None:
         if not self.is_running(state):
             raise ControlConflictError(

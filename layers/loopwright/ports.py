@@ -377,6 +377,19 @@ class Workspace(ABC):
         (relative to the worktree's root); empty for workspaces that commit nothing."""
         return []
 
+    def clean_tree(self, loop_id: str) -> str | None:
+        """The git tree hash of the loop's worktree (``HEAD^{tree}``) when the hash covers all of
+        it: no uncommitted change and no untracked file that git does not ignore. None otherwise,
+        and for workspaces without history (the evaluation cache is then not used)."""
+        return None
+
+    def branch_from(self, loop_id: str, commit: str) -> None:
+        """Create the loop's branch at ``commit`` before :meth:`prepare` opens it (a fork: a new
+        loop starting from another loop's checkpoint). Raises
+        :class:`~loopwright.exceptions.WorkspaceError` when the branch exists or ``commit`` is
+        unknown, NotImplementedError when the workspace cannot create branches."""
+        raise NotImplementedError
+
 
 class Notifier(ABC):
     """Tells the people who follow a loop what happened (:mod:`loopwright.notifications`): AWS

@@ -10,19 +10,18 @@ recorded events in one transaction), except the checkpoint, which goes to its ow
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 from loopwright import sessions
 from loopwright.accounting import account_cost, account_failure
 from loopwright.feature_progress import record_feature_progress
+from loopwright.halting import Halt as Halt
+from loopwright.halting import apply_controls as apply_controls
 from loopwright.models import (
     AgentResult,
     AuthorizationResult,
     Checkpoint,
-    ControlAction,
-    ControlRequest,
     Decision,
     ExitConditionStatus,
     IterationEventType,
@@ -47,10 +46,10 @@ from loopwright.steps.checkpoint import checkpoint, checkpoint_due
 from loopwright.steps.decide import decide
 from loopwright.steps.evaluate import (
     SLOW_CONDITION_SECONDS,
-    evaluate,
     evaluation_problem,
     slow_conditions,
 )
+from loopwright.steps.evaluation_cache import evaluate_cached
 from loopwright.steps.iterate import iterate
 from loopwright.steps.verify import verify
 
@@ -63,41 +62,6 @@ class Recorder(Protocol):
     def __call__(
         self, event_type: IterationEventType, message: str = "", *, iteration: int | None = None, **data: Any
     ) -> object: ...
-
-
-class Halt(NamedTuple):
-    """What queued controls ask of the loop at a step boundary (see :func:`apply_controls`)."""
-
-    stop_reason: str | None
-    pause_reason: str | None
-    applied: list[str]  # control ids applied now (RAISE_LIMIT); the caller clears them once saved
-
-
-def apply_controls(state: LoopState, controls: Sequence[ControlRequest], record: Recorder) -> Halt:
-    """Apply a running loop's queued controls (:class:`loopwright.controls.ControlService` queued
-    them after Cedar allowed them): RAISE_LIMIT changes ``state.config`` now (CONTROL_APPLIED);
-    the first STOP or PAUSE is returned for the decide step and stays queued until the next
-    session starts (``LoopStore.clear_stop``), so a crash before the loop ends keeps it."""
-    stop = pause = None
-    applied: list[str] = []
-    for control in controls:
-        if control.action is ControlAction.RAISE_LIMIT and control.limits is not None:
-            changes = control.limits.model_dump(exclude_none=True)
-            state.config = state.config.model_copy(update=changes)
-            record(
-                _EV.CONTROL_APPLIED,
-                f"limits changed by {control.principal}: "
-                + ", ".join(f"{name}={value}" for name, value in changes.items()),
-                control=control.action.value,
-                principal=control.principal,
-                **changes,
-            )
-            applied.append(control.control_id)
-        elif control.action is ControlAction.STOP and stop is None:
-            stop = control.reason or f"by {control.principal}"
-        elif control.action is ControlAction.PAUSE and pause is None:
-            pause = control.reason or f"by {control.principal}"
-    return Halt(stop, pause, applied)
 
 
 def start_session(
@@ -285,7 +249,12 @@ def checkpoint_if_due(
 
 
 def evaluate_conditions(
-    state: LoopState, sandbox: Sandbox, record: Recorder, *, baseline: bool = False
+    state: LoopState,
+    sandbox: Sandbox,
+    record: Recorder,
+    *,
+    baseline: bool = False,
+    workspace: Workspace | None = None,
 ) -> list[ExitConditionStatus]:
     """Evaluate every exit condition in the worktree; the statuses become the state's.
 
@@ -295,9 +264,12 @@ def evaluate_conditions(
     longer than :data:`~loopwright.steps.evaluate.SLOW_CONDITION_SECONDS` (SC-002), also said in
     the message. The features that the evaluation completes are then recorded
     (:func:`~loopwright.feature_progress.record_feature_progress`: FEATURE_COMPLETED each).
+    With ``workspace``, results are reused for a tree evaluated before
+    (:mod:`loopwright.steps.evaluation_cache`; ``cached`` and ``tree`` in the event's data).
     """
     state.phase = LoopPhase.EVALUATING
-    statuses = evaluate(state.config, sandbox, Path(state.worktree), state.iteration)
+    evaluation = evaluate_cached(state, sandbox, workspace)
+    statuses = evaluation.statuses
     state.exit_conditions = statuses
     state.evaluated_iteration = state.iteration
     met = sum(1 for s in statuses if s.is_met)
@@ -306,6 +278,7 @@ def evaluate_conditions(
         ("baseline: " if baseline else "")
         + f"{met}/{len(statuses)} exit conditions met: "
         + ", ".join(f"{s.name}={s.status.value}" for s in statuses)
+        + evaluation.note()
     )
     if slow:
         message += (
@@ -320,6 +293,7 @@ def evaluate_conditions(
         summaries={s.name: s.summary for s in statuses},
         baseline=True if baseline else None,
         slow=slow or None,
+        **evaluation.event_data(),
     )
     record_feature_progress(state, record)  # FEATURE_COMPLETED for each feature now done
     return statuses
@@ -345,7 +319,9 @@ def baseline_due(state: LoopState) -> bool:
     )
 
 
-def evaluate_baseline(state: LoopState, sandbox: Sandbox, record: Recorder) -> Decision:
+def evaluate_baseline(
+    state: LoopState, sandbox: Sandbox, record: Recorder, workspace: Workspace | None = None
+) -> Decision:
     """Evaluate the exit conditions before the agent's next iteration (see :func:`baseline_due`):
     iteration 0's baseline, or the check of a loop resumed after a condition ERROR.
 
@@ -355,7 +331,7 @@ def evaluate_baseline(state: LoopState, sandbox: Sandbox, record: Recorder) -> D
     else CONTINUE, and the statuses are what the agent's next prompt lists as failing.
     Records EXIT_CONDITIONS_EVALUATED (``baseline: true`` at iteration 0) and the verification.
     """
-    statuses = evaluate_conditions(state, sandbox, record, baseline=state.iteration == 0)
+    statuses = evaluate_conditions(state, sandbox, record, baseline=state.iteration == 0, workspace=workspace)
     verification = verify_gate(state, record)
     problem = evaluation_problem(statuses, baseline=state.iteration == 0)
     return decide(verification=verification, condition_problem=problem)

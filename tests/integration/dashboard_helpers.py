@@ -31,6 +31,7 @@ from loopwright.models import (
     LoopState,
 )
 from loopwright.steps.checkpoint import recover
+from loopwright.travel import TimeTravel
 
 EV = IterationEventType
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -155,10 +156,12 @@ def open_dashboard(
     user: str = "alice",
     operators: str | None = None,
     evidence: Callable[[str], bytes | None] | None = None,
+    travel: TimeTravel | None = None,
 ) -> Dashboard:
     """A :class:`Dashboard` over ``state_dir/loopwright.db`` (created); ``operators`` is the text of
     ``operators.toml`` (None: no file, so ``user`` operates every project); ``evidence`` reads a
-    loop's evidence file (None: the deployment keeps none)."""
+    loop's evidence file (None: the deployment keeps none); ``travel`` applies rollback and fork
+    (None: they are refused, as on AWS)."""
     store = SqliteStore(state_dir / "loopwright.db")
     if operators is not None:
         (state_dir / OPERATORS_FILE_NAME).write_text(operators)
@@ -177,7 +180,11 @@ def open_dashboard(
         queries=queries,
         checkpoints=store,
         controls=ControlService(
-            store, CedarPolicyEngine(), resumer, is_running=lambda state: state.loop_id in running
+            store,
+            CedarPolicyEngine(),
+            resumer,
+            is_running=lambda state: state.loop_id in running,
+            travel=travel,
         ),
         identity=identity,
         liveness=lambda loop_id: loop_id in running,

@@ -424,6 +424,67 @@ def test_a_reverted_change_to_a_pinned_check_is_accepted_from_the_page_and_its_e
     assert "PINNED_CHANGE_REVERTED" in events and "PINNED_CHANGE_ACCEPTED" in events
 
 
+# Writes work/<loop id>-<iteration>.txt: a loop needing 3 files and allowed 2 iterations ends at its limit.
+FILE_AGENT = (
+    "import os, pathlib\n"
+    "work = pathlib.Path('work'); work.mkdir(exist_ok=True)\n"
+    "name = os.environ['LOOPWRIGHT_LOOP_ID'] + '-' + os.environ['LOOPWRIGHT_ITERATION']\n"
+    "(work / (name + '.txt')).write_text('x')\n"
+)
+THREE_FILES = "import pathlib,sys; sys.exit(0 if len(list(pathlib.Path('work').glob('*.txt'))) >= 3 else 1)"
+
+
+def test_rollback_and_fork_from_the_page(dashboard: Dashboard, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    agent = dashboard.configs / "files_agent.py"
+    agent.write_text(FILE_AGENT)
+    config = dashboard.configs / "files.toml"
+    config.write_text(
+        textwrap.dedent(
+            f"""
+            goal = "three files"
+            project = "demo"
+            max_iterations = 2
+            [[exit_conditions]]
+            type = "CUSTOM"
+            name = "files"
+            command = {json.dumps(["python", "-c", THREE_FILES])}
+            [agent]
+            kind = "command"
+            command = {json.dumps([sys.executable, str(agent)])}
+            """
+        )
+    )
+    runner = dashboard.run_loop("files", config, dashboard.configs / "files.out")
+    assert runner.wait(timeout=60) == 3, (dashboard.configs / "files.out").read_text()  # ITERATION_LIMIT
+
+    page.goto(dashboard.url + "#/loops/files")
+    expect(page.get_by_test_id("iteration")).to_have_text("2 / 2", timeout=WAIT_MS)
+    page.get_by_test_id("travel-iteration").fill("1")
+    page.get_by_test_id("control-rollback").click()
+    result = page.get_by_test_id("control-result")
+    expect(result).to_have_attribute("data-status", "applied")
+    expect(result).to_contain_text("rolled back to iteration 1")
+    expect(page.get_by_test_id("iteration")).to_have_text("1 / 2", timeout=WAIT_MS)
+    expect(page.locator('[data-testid="event"][data-type="LOOP_ROLLED_BACK"]').first).to_be_attached()
+
+    page.get_by_test_id("fork-goal").fill("three files, forked")
+    page.get_by_test_id("fork-loop-id").fill("files-fork")
+    page.get_by_test_id("control-fork").click()
+    expect(result).to_contain_text("loop files-fork forked from iteration 1 of files", timeout=WAIT_MS)
+    # The dashboard runs the fork: the parent's file of iteration 1 and two of its own make three
+    poll(
+        lambda: dashboard.api("api/loops/files-fork")[1].get("outcome") == "CONDITIONS_MET",
+        "the fork to finish",
+    )
+    page.get_by_test_id("travel-iteration").fill("7")
+    page.get_by_test_id("control-rollback").click()
+    error = page.get_by_test_id("control-error")
+    expect(error).to_have_attribute("data-status", "409")
+    expect(error).to_contain_text("has no valid checkpoint of iteration 7")
+
+
 def test_a_plan_created_through_the_api_appears_with_its_tasks(dashboard: Dashboard, page: Page) -> None:
     from playwright.sync_api import expect
 

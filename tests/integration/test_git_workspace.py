@@ -293,3 +293,50 @@ def test_no_isolation_workspace_is_the_folder_itself(tmp_path: Path) -> None:
     assert (tmp_path / "f.txt").exists()
     assert workspace.head("loop_1") is None
     assert not (tmp_path / ".git").exists()
+
+
+# ------------------------------------------------------------------------ issue 10: time travel
+def test_clean_tree_is_the_head_tree_only_when_git_status_lists_nothing(repo: Path) -> None:
+    workspace = GitWorktreeWorkspace(repo)
+    worktree, _, _ = workspace.prepare("cache")
+    tree = git(worktree, "rev-parse", "HEAD^{tree}")
+    assert workspace.clean_tree("cache") == tree
+
+    (worktree / "__pycache__").mkdir()
+    (worktree / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")  # ignored: still clean
+    assert workspace.clean_tree("cache") == tree
+    (worktree / "new.py").write_text("X = 1\n")  # untracked: the hash does not cover it
+    assert workspace.clean_tree("cache") is None
+    (worktree / "new.py").unlink()
+    (worktree / "app.py").write_text("VALUE = 2\n")  # uncommitted change
+    assert workspace.clean_tree("cache") is None
+    head, _ = workspace.commit("cache", "iteration 1")
+    assert head is not None
+    assert workspace.clean_tree("cache") == git(worktree, "rev-parse", "HEAD^{tree}") != tree
+    (worktree / "app.py").write_text("VALUE = 1\n")  # back to the first content: the first tree
+    workspace.commit("cache", "iteration 2")
+    assert workspace.clean_tree("cache") == tree
+    assert workspace.clean_tree("never-prepared") is None
+
+
+def test_branch_from_starts_a_loop_branch_at_a_commit(repo: Path) -> None:
+    workspace = GitWorktreeWorkspace(repo)
+    worktree, _, _ = workspace.prepare("first")
+    (worktree / "app.py").write_text("VALUE = 2\n")
+    commit, _ = workspace.commit("first", "iteration 1")
+    assert commit is not None
+    before = user_snapshot(repo)
+
+    workspace.branch_from("second", commit)
+    path, branch, _ = workspace.prepare("second")
+
+    assert (branch, workspace.head("second")) == ("loopwright/second", commit)
+    assert (path / "app.py").read_text() == "VALUE = 2\n"
+    assert user_snapshot(repo) == before  # the user's checkout is untouched
+    with pytest.raises(WorkspaceError, match="branch 'loopwright/second' exists already"):
+        workspace.branch_from("second", commit)
+    with pytest.raises(WorkspaceError, match="invalid loop id"):
+        workspace.branch_from("a..b", commit)
+    with pytest.raises(WorkspaceError):
+        workspace.branch_from("third", "0" * 40)  # no such commit
+    assert workspace.head("third") is None

@@ -262,3 +262,20 @@ def test_a_set_aside_commit_is_pushed_and_a_new_session_can_reset_to_it(tmp_path
     second.reset("l1", held)
     # Then it fetched the kept commit and the branch moved to it, on the remote too
     assert (second.head("l1"), remote_head(remote)) == (held, held)
+
+
+def test_clean_tree_is_the_head_tree_unless_something_is_left_uncommitted(
+    tmp_path: Path, remote: Path
+) -> None:
+    ws, _ = workspace(tmp_path, remote)
+    path, _, _ = ws.prepare("l1")
+    tree = git("rev-parse", "HEAD^{tree}", cwd=path).strip()
+    assert ws.clean_tree("l1") == tree
+    (path / "pkg" / "__pycache__").mkdir(parents=True)
+    (path / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")  # noise: never committed
+    assert ws.clean_tree("l1") == tree
+    (path / "new.txt").write_text("n\n")
+    assert ws.clean_tree("l1") is None
+    ws.commit("l1", "loopwright: iteration 1")
+    assert ws.clean_tree("l1") == git("rev-parse", "HEAD^{tree}", cwd=path).strip() != tree
+    assert ws.clean_tree("never-cloned") is None

@@ -145,6 +145,9 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "pending_handoff": None,
         "handoff_reason": None,
         "session_history": [],
+        "parent_loop_id": None,
+        "forked_from_iteration": None,
+        "evaluation_cache": [],
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after

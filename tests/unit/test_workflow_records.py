@@ -390,6 +390,9 @@ def test_evaluate_conditions_records_statuses_and_summaries_and_keeps_them_in_th
         "summaries": {"a": statuses[0].summary, "b": statuses[1].summary},
         "baseline": None,
         "slow": None,
+        "cached": None,
+        "cached_conditions": None,
+        "tree": None,
     }
     assert event.message == "1/2 exit conditions met: a=MET, b=NOT_MET"
 

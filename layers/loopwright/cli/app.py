@@ -1,7 +1,8 @@
 """The ``loopwright`` command line (Typer + Rich).
 
 Commands: ``run``, ``status``, ``events``, ``resume``, ``stop``, ``pause``, ``approve``, ``limits``,
-``dashboard``, ``logs``, ``show``, ``plan ...``, ``evidence ...``, ``init``, ``clean`` and ``pr``;
+``rollback``, ``fork``, ``dashboard``, ``logs``, ``show``, ``plan ...``, ``evidence ...``, ``init``,
+``clean`` and ``pr``;
 ``loopwright --version`` prints the installed version.
 Every command takes
 ``--workspace`` (default: the current folder; local state lives in ``<workspace>/.loopwright``)
@@ -24,7 +25,7 @@ from rich.console import Console
 
 from loopwright.cli.clean_cmd import clean
 from loopwright.cli.common import EXIT_ERROR
-from loopwright.cli.controls import approve, limits, pause, stop
+from loopwright.cli.controls import approve, fork, limits, pause, rollback, stop
 from loopwright.cli.dashboard import dashboard
 from loopwright.cli.evidence_cmd import evidence_app
 from loopwright.cli.init_cmd import init
@@ -46,7 +47,7 @@ app = typer.Typer(
 app.add_typer(plan_app, name="plan")
 # The signed evidence bundle of a completed loop (issue 15).
 app.add_typer(evidence_app, name="evidence")
-for command in (run, status, events, resume, stop, pause, approve, limits, dashboard):
+for command in (run, status, events, resume, stop, pause, approve, limits, rollback, fork, dashboard):
     app.command()(command)
 # The agent's record of each iteration (issue 9).
 app.command()(logs)

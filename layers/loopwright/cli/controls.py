@@ -1,4 +1,5 @@
-"""The control commands: ``stop``, ``pause``, ``approve`` and ``limits`` (issue 4).
+"""The control commands: ``stop``, ``pause``, ``approve`` and ``limits`` (issue 4); ``rollback``
+and ``fork`` (time travel, issue 10; docs/time-travel.md).
 
 Each is a :class:`~loopwright.models.ControlRequest` authorized by Cedar before anything is
 written (:mod:`loopwright.controls`).
@@ -114,6 +115,62 @@ def limits(
     _control(workspace, loop_id, ControlAction.RAISE_LIMIT, reason=reason, limits=change)
 
 
+def rollback(
+    loop_id: Annotated[str, typer.Argument(help="The loop to roll back (not running).")],
+    to: Annotated[
+        int,
+        typer.Option(
+            "--to", min=0, help="Iteration of the checkpoint to go back to (see CHECKPOINT_SAVED events)."
+        ),
+    ],
+    workspace: WorkspaceOpt = Path("."),
+    reason: Annotated[str, typer.Option(help="Recorded with the rollback.")] = "",
+) -> None:
+    """Reset an idle loop to its checkpoint of iteration N: its state and its branch head (later
+    commits stay on refs/loopwright/<loop>/set-aside/rollback-N); `loopwright resume` continues it."""
+    _control(workspace, loop_id, ControlAction.ROLLBACK, iteration=to, reason=reason)
+
+
+def fork(
+    loop_id: Annotated[str, typer.Argument(help="The loop to fork from.")],
+    from_: Annotated[
+        int, typer.Option("--from", min=0, help="Iteration of the checkpoint the new loop starts from.")
+    ],
+    workspace: WorkspaceOpt = Path("."),
+    goal: Annotated[str | None, typer.Option(help="The new loop's goal (default: the parent's).")] = None,
+    new_loop_id: Annotated[
+        str | None, typer.Option("--loop-id", help="Id for the new loop (default: generated).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Recorded with the fork.")] = "",
+    as_json: JsonOpt = False,
+    quiet: Annotated[bool, typer.Option("--quiet", "-q")] = False,
+) -> None:
+    """Start a new loop on a new branch from the loop's checkpoint of iteration N, recording its
+    parent; it runs in this terminal like `loopwright run`."""
+    root = workspace_path(workspace)
+
+    def run_here(state: LoopState, request: ControlRequest) -> None:
+        typer.echo(
+            f"fork applied for {loop_id}: loop {state.loop_id} starts from iteration "
+            f"{state.forked_from_iteration} on branch {state.branch}",
+            err=as_json,
+        )
+        progress = Progress(Console(), quiet or as_json)
+        framework = LoopFramework.open(state.loop_id, workspace=root, observer=progress)
+        execute(framework, as_json=as_json, progress=progress)
+
+    _control(
+        root,
+        loop_id,
+        ControlAction.FORK,
+        resumer=run_here,
+        iteration=from_,
+        goal=goal,
+        new_loop_id=new_loop_id,
+        reason=reason,
+    )
+
+
 def _control(
     workspace: Path,
     loop_id: str,
@@ -140,6 +197,8 @@ def _control(
             **fields,
         )
         result = service.submit(request)
+    except ValidationError as exc:
+        fail(first_error(exc, {"new_loop_id": "--loop-id", "goal": "--goal"}), EXIT_BAD_INPUT)
     except LoopNotFoundError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
     except ControlDeniedError as exc:

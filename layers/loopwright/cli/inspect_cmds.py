@@ -22,6 +22,7 @@ from loopwright.engine.local import state_dir_for
 from loopwright.engine.lock import LoopLock
 from loopwright.exceptions import LoopNotFoundError
 from loopwright.models import IterationEventType, LoopPhase, LoopResult, LoopState
+from loopwright.travel import children_of
 
 
 def shown_phase(state: LoopState, root: Path) -> str:
@@ -63,11 +64,14 @@ def status(
         state = store.get_state(loop_id)
     except LoopNotFoundError as exc:
         fail(str(exc), EXIT_BAD_INPUT)
+    children = [child.loop_id for child in children_of(store, state)]
     if as_json:
-        typer.echo(json.dumps(status_json(state, root), indent=2))
+        typer.echo(json.dumps(status_json(state, root) | {"children": children}, indent=2))
         return
     console.print(f"[bold]{state.loop_id}[/] · {shown_phase(state, root)}", highlight=False)
     console.print(display.limits_line(state), highlight=False)
+    for line in lineage_lines(state, children):
+        console.print(line, highlight=False)
     if state.outcome:
         console.print(f"outcome {state.outcome.value}: {state.outcome_reason}", highlight=False)
     if state.human_request:
@@ -77,13 +81,25 @@ def status(
     console.print(display.conditions_table(state))
 
 
+def lineage_lines(state: LoopState, children: list[str]) -> list[str]:
+    """``forked from <parent> at iteration N`` and ``forks: <child>, ...`` (time travel), as
+    they apply."""
+    lines = []
+    if state.parent_loop_id:
+        lines.append(f"forked from {state.parent_loop_id} at iteration {state.forked_from_iteration}")
+    if children:
+        lines.append(f"forks: {', '.join(children)}")
+    return lines
+
+
 def status_json(state: LoopState, root: Path) -> dict[str, Any]:
-    """The state as ``status --json`` prints it: without config and tool output, with the shown
+    """The state as ``status --json`` prints it: without config, tool output and the evaluation
+    cache, with the shown
     phase and the limits (``max_iterations``; ``token_budget``, tokens, and ``cost_budget_usd``,
     US dollars, null for none). ``cost_usd`` is the US dollars spent so far. ``features`` (names,
     in order), ``features_completed``, ``features_total`` and ``max_sessions`` (null for none) come
     from the config and :class:`~loopwright.models.LoopResult`."""
-    data = state.model_dump(mode="json", exclude={"config"})
+    data = state.model_dump(mode="json", exclude={"config", "evaluation_cache"})
     for condition in data["exit_conditions"]:
         condition.pop("stdout", None)
         condition.pop("stderr", None)

@@ -318,7 +318,7 @@ def baseline_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     halt = step.halt()
     if halt.stop_reason is not None or halt.pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason))
-    decision = workflow.evaluate_baseline(step.state, _commands(ports), step.record)
+    decision = workflow.evaluate_baseline(step.state, _commands(ports), step.record, ports.workspace)
     if decision.action is not NextAction.CONTINUE:
         return step.end(decision)
     return step.save(action=NextAction.CONTINUE, reason=decision.reason)
@@ -350,7 +350,7 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
     if halt.stop_reason is not None or pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
-    workflow.evaluate_conditions(step.state, _commands(ports), step.record)
+    workflow.evaluate_conditions(step.state, _commands(ports), step.record, workspace=ports.workspace)
     saved = step.save()
     records.RecordKeeper(ports.store).add_evaluation(step.state)
     return saved

@@ -16,7 +16,8 @@ Routes (every JSON answer; errors are :class:`~loopwright.dashboard.models.Error
 - ``GET /api/loops/{loop_id}/iterations`` and ``.../iterations/{n}``: the agent's records
   (:mod:`.record_reads`).
 - ``GET /api/loops/{loop_id}/evidence``: the loop's signed evidence bundle (:mod:`.evidence_reads`).
-- ``POST /api/loops/{loop_id}/pause|resume|stop|approve|limits``: controls, authorized by Cedar.
+- ``POST /api/loops/{loop_id}/pause|resume|stop|approve|limits|rollback|fork``: controls,
+  authorized by Cedar (rollback and fork: time travel, docs/time-travel.md).
 - ``GET /api/identity``: who the API takes the caller for.
 - ``GET /api/openapi.json`` and ``GET /swagger``: the OpenAPI document and Swagger UI.
 - ``GET /`` and ``GET /static/{name}``: the web page (package data in ``dashboard/static``).

@@ -1,7 +1,10 @@
-"""The dashboard's control routes (POST pause, resume, stop, approve, limits), each authorized by
-Cedar in :class:`~loopwright.controls.ControlService`. See :mod:`loopwright.dashboard.api`."""
+"""The dashboard's control routes (POST pause, resume, stop, approve, limits; rollback and fork,
+time travel), each authorized by Cedar in :class:`~loopwright.controls.ControlService`. See
+:mod:`loopwright.dashboard.api`."""
 
 from __future__ import annotations
+
+from typing import Any
 
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response
 from pydantic import ValidationError
@@ -9,7 +12,14 @@ from pydantic import ValidationError
 from loopwright.dashboard.deps import DashboardDeps
 from loopwright.dashboard.errors import JSON, NO_STORE, ApiError, error_doc
 from loopwright.dashboard.identity import Identity
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
+from loopwright.dashboard.models import (
+    ApproveBody,
+    ControlBody,
+    ForkBody,
+    LimitsBody,
+    ResumeBody,
+    RollbackBody,
+)
 from loopwright.dashboard.reads import check_loop_id
 from loopwright.models import ControlAction, ControlRequest, ControlResult, LimitChange
 
@@ -36,6 +46,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         response: str | None = None,
         checkpoint_id: str | None = None,
         accept_pinned_change: bool = False,
+        **travel: Any,
     ) -> Response[ControlResult]:
         identity: Identity = deps.identity(app.current_event.raw_event)
         state = deps.store.get_state(check_loop_id(loop_id))
@@ -51,6 +62,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
                 response=response,
                 checkpoint_id=checkpoint_id,
                 accept_pinned_change=accept_pinned_change,
+                **travel,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -124,3 +136,32 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
             name = ".".join(str(p) for p in first["loc"]) or "body"
             raise ApiError(400, "bad_request", f"body field {name}: {first['msg']}", field=name) from exc
         return submit(loop_id, ControlAction.RAISE_LIMIT, body, limits=limits)
+
+    @app.post(
+        "/api/loops/<loop_id>/rollback",
+        summary="Roll a loop back to a checkpoint",
+        description="Reset an idle loop to its checkpoint of to_iteration: its state and its branch "
+        "head (later commits stay on refs/loopwright/<loop_id>/set-aside/rollback-<n>). The loop is "
+        "then PAUSED; resume continues it. 409 when it is running or has no such checkpoint.",
+        responses=_CONTROL_DOC,
+    )
+    def post_rollback(loop_id: str, body: RollbackBody) -> Response[ControlResult]:
+        return submit(loop_id, ControlAction.ROLLBACK, body, iteration=body.to_iteration)
+
+    @app.post(
+        "/api/loops/<loop_id>/fork",
+        summary="Fork a new loop from a checkpoint",
+        description="Start a new loop (new_loop_id in the answer) on a new branch from the loop's "
+        "checkpoint of from_iteration, with the loop's configuration (goal replaced when given); "
+        "the new loop records its parent. 409 when the loop has no such checkpoint.",
+        responses=_CONTROL_DOC,
+    )
+    def post_fork(loop_id: str, body: ForkBody) -> Response[ControlResult]:
+        return submit(
+            loop_id,
+            ControlAction.FORK,
+            body,
+            iteration=body.from_iteration,
+            goal=body.goal,
+            new_loop_id=body.loop_id,
+        )

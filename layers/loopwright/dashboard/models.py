@@ -23,7 +23,7 @@ from loopwright.models import (
 )
 from loopwright.models.config import MAX_COST_BUDGET_USD
 from loopwright.models.controls import CHECKPOINT_ID_PATTERN
-from loopwright.models.types import MAX_TOKENS
+from loopwright.models.types import MAX_TOKENS, LoopId
 
 #: Every error code of the dashboard's and the plans' routes, the local server's refusals and the
 #: dashboard Lambda's (one lower-case vocabulary; ``unavailable`` is the page's own, for a server
@@ -287,6 +287,28 @@ class ApproveBody(ControlBody):
         description="accept the reverted change to pinned files the loop waits on (the pin moves); "
         "without it the change stays reverted",
     )
+
+
+class RollbackBody(ControlBody):
+    """Body of rollback: the checkpoint (by its iteration) to reset the loop to."""
+
+    to_iteration: int = Field(ge=0, le=100_000, description="iteration of the checkpoint to go back to")
+
+
+class ForkBody(ControlBody):
+    """Body of fork: the checkpoint (by its iteration) the new loop starts from, and optionally
+    its goal and id."""
+
+    from_iteration: int = Field(
+        ge=0, le=100_000, description="iteration of the checkpoint the new loop starts from"
+    )
+    goal: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=20_000,
+        description="the new loop's goal (default: the parent's)",
+    )
+    loop_id: LoopId | None = Field(default=None, description="the new loop's id (default: generated)")
 
 
 #: The limits a human may change (LimitChange's fields, in order).

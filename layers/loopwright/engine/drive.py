@@ -119,7 +119,7 @@ class SessionDriver(EngineHost):
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
         state = self.get_state()
-        decision = workflow.evaluate_baseline(state, self.sandbox, self.emit_event)
+        decision = workflow.evaluate_baseline(state, self.sandbox, self.emit_event, self._workspace())
         if decision.action is NextAction.CONTINUE:
             self._writer.save(self.get_state())
         return decision
@@ -129,7 +129,7 @@ class SessionDriver(EngineHost):
         halt = self._halt()
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
-        workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
+        workflow.evaluate_conditions(state, self.sandbox, self.emit_event, workspace=self._workspace())
         self._records.evaluated(state)
         verification = workflow.verify_gate(state, self.emit_event)
         halt = self._halt()

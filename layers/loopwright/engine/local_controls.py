@@ -17,11 +17,13 @@ from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.adapters.local.command_agent import LOOP_ID_ENV
 from loopwright.adapters.local.processes import owning_loop
 from loopwright.controls import ControlService, Resumer
+from loopwright.engine.local import build_workspace
 from loopwright.engine.lock import LoopLock
 from loopwright.models import LoopState, operators_group
 from loopwright.models.types import is_loop_id
-from loopwright.ports import LoopStore, PolicyEngine
+from loopwright.ports import CheckpointStore, LoopStore, PolicyEngine, Workspace
 from loopwright.steps.authorize import loop_principal
+from loopwright.travel import TimeTravel
 
 
 @dataclass(frozen=True)
@@ -69,10 +71,18 @@ def local_control_service(
     resumer: Resumer | None = None,
     policy: PolicyEngine | None = None,
 ) -> ControlService:
-    """A :class:`ControlService` over the local store, Cedar via cedarpy (``policies/``)."""
+    """A :class:`ControlService` over the local store, Cedar via cedarpy (``policies/``); time
+    travel (rollback, fork) in the loops' git worktrees when the store keeps checkpoints."""
+
+    def workspace_for(state: LoopState) -> Workspace:
+        root = Path(state.workspace) if state.workspace else state_dir.parent
+        return build_workspace(state.config, root, state_dir)
+
+    travel = TimeTravel(store, store, workspace_for) if isinstance(store, CheckpointStore) else None
     return ControlService(
         store,
         policy or CedarPolicyEngine(),
         resumer,
         is_running=lambda state: lock_is_held(state_dir, state),
+        travel=travel,
     )

@@ -250,6 +250,12 @@ class LoopConfig(_Strict):
         description="checkpoints kept per loop; older ones are deleted",
     )
     parallel_conditions: bool = Field(default=True, description="evaluate exit conditions concurrently")
+    evaluation_cache: bool = Field(
+        default=True,
+        strict=True,
+        description="reuse an exit condition's result when the worktree is clean and its tree "
+        "(git tree hash) was evaluated before with the same condition definition (docs/time-travel.md)",
+    )
     git_isolation: bool = Field(
         default=True,
         description="work in a git worktree on branch loopwright/<loop_id> and commit each iteration",

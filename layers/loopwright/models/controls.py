@@ -35,7 +35,12 @@ CONTROL_CEDAR_ACTIONS: dict[ControlAction, str] = {
     ControlAction.STOP: "StopLoop",
     ControlAction.APPROVE: "ApproveGate",
     ControlAction.RAISE_LIMIT: "RaiseLimit",
+    ControlAction.ROLLBACK: "RollbackLoop",
+    ControlAction.FORK: "ForkLoop",
 }
+
+#: The actions that name a checkpoint by its iteration (``ControlRequest.iteration``).
+TIME_TRAVEL_ACTIONS = frozenset({ControlAction.ROLLBACK, ControlAction.FORK})
 
 
 def operators_group(project: str) -> str:
@@ -80,6 +85,9 @@ class ControlRequest(BaseModel):
     ``limits`` is required for RAISE_LIMIT and refused otherwise; ``response`` is the human's
     answer for APPROVE (optional); ``checkpoint_id`` names the checkpoint a RESUME continues
     from (optional, refused for the other actions; default: the newest valid one).
+    ``iteration`` names the checkpoint (by the iteration it was taken at) that a ROLLBACK resets
+    the loop to or a FORK starts from (required for both, refused otherwise); ``goal`` and
+    ``new_loop_id`` are the forked loop's (FORK only; defaults: the parent's goal, a new id).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -102,10 +110,28 @@ class ControlRequest(BaseModel):
         description="APPROVE: accept the reverted change to pinned files the loop waits on (the "
         "pin moves); without it the change stays reverted",
     )
+    iteration: int | None = Field(
+        default=None,
+        ge=0,
+        le=100_000,
+        strict=True,
+        description="ROLLBACK, FORK: the iteration of the checkpoint to go back to or start from",
+    )
+    goal: str | None = Field(
+        default=None, min_length=1, max_length=20_000, description="FORK: the new loop's goal"
+    )
+    new_loop_id: LoopId | None = Field(default=None, description="FORK: the new loop's id")
     requested_at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _limits_match_action(self) -> ControlRequest:
+        travel = self.action in TIME_TRAVEL_ACTIONS
+        if travel and self.iteration is None:
+            raise ValueError(f"iteration: required for {self.action.value} (the checkpoint's iteration)")
+        if not travel and self.iteration is not None:
+            raise ValueError(f"iteration: only ROLLBACK and FORK take an iteration, not {self.action.value}")
+        if self.action is not ControlAction.FORK and (self.goal is not None or self.new_loop_id is not None):
+            raise ValueError(f"goal, new_loop_id: only FORK takes them, not {self.action.value}")
         if self.action is not ControlAction.APPROVE and self.accept_pinned_change:
             raise ValueError(
                 f"accept_pinned_change: only APPROVE accepts a pinned change, not {self.action.value}"
@@ -127,4 +153,5 @@ class ControlResult(BaseModel):
     status: Annotated[str, StringConstraints(pattern="^(applied|queued)$")]
     message: str
     phase: LoopPhase
+    new_loop_id: str | None = Field(default=None, description="FORK: the loop it started")
     policy_ids: list[str] = Field(default_factory=list, description="@id of the allowing Cedar policies")

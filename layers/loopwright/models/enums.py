@@ -102,6 +102,8 @@ class IterationEventType(StrEnum):
     SESSION_HANDOFF = "SESSION_HANDOFF"  # the agent's session was handed off to a fresh one (issue 10.3)
     LOOP_COMPLETED = "LOOP_COMPLETED"
     EVIDENCE_RECORDED = "EVIDENCE_RECORDED"  # the completed loop's signed evidence bundle was written
+    LOOP_ROLLED_BACK = "LOOP_ROLLED_BACK"  # a human reset the loop to a checkpoint (loopwright.travel)
+    LOOP_FORKED = "LOOP_FORKED"  # a new loop started from a checkpoint of this one (both record it)
     ERROR = "ERROR"
 
 
@@ -126,6 +128,8 @@ class ControlAction(StrEnum):
     STOP = "STOP"  # stop after the current step with outcome STOPPED
     APPROVE = "APPROVE"  # answer an agent's question (AWAITING_RESPONSE) and continue
     RAISE_LIMIT = "RAISE_LIMIT"  # change a limit: iterations, tokens, cost (US dollars) or duration
+    ROLLBACK = "ROLLBACK"  # reset an idle loop to one of its checkpoints (state and branch head)
+    FORK = "FORK"  # start a new loop on a new branch from one of the loop's checkpoints
 
 
 class AgentKind(StrEnum):

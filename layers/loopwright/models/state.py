@@ -68,6 +68,18 @@ class ExitConditionStatus(BaseModel):
         return self.status is ExitConditionStatusValue.MET
 
 
+class CachedEvaluation(BaseModel):
+    """One exit condition's result kept for reuse: ``key`` is the SHA-256 of the condition's
+    definition (its JSON) and the git tree hash it was evaluated on (``tree``)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    key: str
+    tree: str
+    iteration: int = Field(ge=0, description="the iteration whose evaluation this is")
+    status: ExitConditionStatus
+
+
 class LoopState(BaseModel):
     """The mutable state of one loop (seed 001 T024), stored after every step.
 
@@ -185,6 +197,17 @@ class LoopState(BaseModel):
     session_history: list[str] = Field(
         default_factory=list,
         description="one line per recent iteration (bounded), for the next handoff's summary",
+    )
+    parent_loop_id: str | None = Field(
+        default=None, description="the loop this one was forked from (loopwright fork); None otherwise"
+    )
+    forked_from_iteration: int | None = Field(
+        default=None, ge=0, description="the parent's checkpoint iteration this loop was forked from"
+    )
+    evaluation_cache: list[CachedEvaluation] = Field(
+        default_factory=list,
+        description="exit-condition results by (condition definition, worktree tree hash), oldest "
+        "first, bounded (loopwright.steps.evaluation_cache)",
     )
     version: int = Field(default=0, ge=0)
 

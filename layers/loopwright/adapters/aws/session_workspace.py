@@ -228,6 +228,18 @@ class SessionWorkspace(Workspace):
         code, out, _ = self._run(["show", f"{commit}:{path}"], self.path(loop_id))
         return out if code == 0 else None
 
+    def clean_tree(self, loop_id: str) -> str | None:
+        """``HEAD^{tree}`` of the loop's clone when ``git status`` lists nothing there but build
+        noise (no change, no untracked file that is not ignored or noise, which :meth:`commit`
+        leaves out too); else None (also without a clone)."""
+        path = self.path(loop_id)
+        status = ["status", "--porcelain", "-z", "--untracked-files=normal", "--", ".", *noise_pathspecs()]
+        code, out, _ = self._run(["-C", str(path), *status], None)
+        if code != 0 or out.strip("\0"):
+            return None
+        code, out, _ = self._run(["-C", str(path), "rev-parse", "--verify", "-q", "HEAD^{tree}"], None)
+        return out.strip() if code == 0 and out.strip() else None
+
     def has_commit(self, loop_id: str, commit: str) -> bool:
         """True when the loop's clone holds ``commit`` (a reset to it can work)."""
         return _COMMIT.fullmatch(commit) is not None and self._rev(self.path(loop_id), commit) is not None

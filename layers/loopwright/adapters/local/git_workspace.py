@@ -108,6 +108,7 @@ class GitWorktreeWorkspace(Workspace):
         self._known_heads: dict[str, str] = {}  # loop id -> the head loopwright last saw
         self._started: dict[str, WorkspaceSnapshot] = {}  # loop id -> what its new branch started from
         self._withheld: dict[str, list[str]] = {}  # loop id -> secrets its last commit left out
+        self._trees: dict[str, str] = {}  # commit -> its tree (clean_tree)
 
     # ----------------------------------------------------------------------------- port
     def prepare(self, loop_id: str) -> tuple[Path, str | None, str | None]:
@@ -299,6 +300,42 @@ class GitWorktreeWorkspace(Workspace):
         """Paths (relative to the worktree's root) that the last :meth:`commit` left uncommitted
         because they look like secrets; they stay in the worktree, untracked or changed."""
         return list(self._withheld.get(loop_id, []))
+
+    def clean_tree(self, loop_id: str) -> str | None:
+        """``HEAD^{tree}`` of the loop's worktree when ``git status`` lists nothing (no change,
+        no untracked file that is not ignored); else None. None too when the worktree is gone.
+        One ``git status`` call; the tree of a commit is looked up once (it never changes)."""
+        path = self._worktree_path(loop_id)
+        admin = self._find_admin_dir(loop_id)
+        if admin is None or not path.is_dir():
+            return None
+        code, out, _ = self.git.run(
+            ["status", "--porcelain=v2", "--branch", "-z", "--untracked-files=normal", "--no-renames"],
+            cwd=path,
+            check=False,
+            git_dir=admin,
+            work_tree=path,
+        )
+        records = [r for r in out.split("\0") if r]
+        if code != 0 or any(not r.startswith("# ") for r in records):
+            return None
+        head = next((r.split(" ", 2)[2] for r in records if r.startswith("# branch.oid ")), None)
+        if head is None or len(head) < 40:  # "(initial)": no commit yet
+            return None
+        if head not in self._trees:
+            self._trees[head] = self._in_worktree(loop_id, ["rev-parse", f"{head}^{{tree}}"]).strip()
+        return self._trees[head] or None
+
+    def branch_from(self, loop_id: str, commit: str) -> None:
+        """``git branch loopwright/<loop_id> <commit>``; WorkspaceError when the branch exists."""
+        problem = loop_id_problem(loop_id)
+        if problem is not None:
+            raise WorkspaceError(f"invalid loop id for a branch: {problem}")
+        branch = BRANCH_PREFIX + loop_id
+        if self._branch_head(branch) is not None:
+            raise WorkspaceError(f"branch {branch!r} exists already; choose another loop id")
+        self._ensure_repository()
+        self.git.output(["branch", branch, f"{commit}^{{commit}}"], cwd=self.workspace)
 
     # ----------------------------------------------------------------------------- extra
     def diff_stat(self, loop_id: str, commit: str) -> DiffStat | None:

@@ -466,6 +466,13 @@
         if (value !== null) body[field] = value;
       }
     }
+    if (action === "rollback") body.to_iteration = intOrNull($("travel-iteration"));
+    if (action === "fork") {
+      body.from_iteration = intOrNull($("travel-iteration"));
+      const goal = $("fork-goal").value.trim(), newId = $("fork-loop-id").value.trim();
+      if (goal) body.goal = goal;
+      if (newId) body.loop_id = newId;
+    }
     const errorBox = $("control-error"), resultBox = $("control-result");
     show(errorBox, false);
     show(resultBox, false);
