@@ -53,6 +53,7 @@ RESUMABLE_OUTCOMES = frozenset(
         LoopOutcome.POLICY_DENIED,
         LoopOutcome.FAILED,
         LoopOutcome.AGENT_FAILING,
+        LoopOutcome.STUCK,
     }
 )
 

@@ -63,6 +63,7 @@ def test_policy_folder_has_the_expected_files() -> None:
         "plans.cedar",
         "pinned_checks.cedar",
         "failures.cedar",
+        "stuck.cedar",
     }
     assert len(FIXTURE_FILES) >= 10
 

@@ -53,6 +53,7 @@ class LoopOutcome(StrEnum):
     STOPPED = "STOPPED"  # a human asked the loop to stop
     FAILED = "FAILED"  # an unrecoverable error ended the loop
     AGENT_FAILING = "AGENT_FAILING"  # Cedar denied: the agent failed max_consecutive_failures times in a row
+    STUCK = "STUCK"  # Cedar denied: no progress (stuck.cedar; its policies pause the loop instead)
 
 
 class IterationEventType(StrEnum):
@@ -97,6 +98,7 @@ class IterationEventType(StrEnum):
     PINNED_CHANGE_REVERTED = "PINNED_CHANGE_REVERTED"  # ... Cedar did not: reverted (kept on a ref)
     PINNED_CHANGE_ACCEPTED = "PINNED_CHANGE_ACCEPTED"  # a human accepted a reverted change: the pin moved
     PINNED_CHANGE_REJECTED = "PINNED_CHANGE_REJECTED"  # a human left a reverted change reverted
+    ITERATION_REVERTED = "ITERATION_REVERTED"  # on_regression "revert": worse than the best, reverted
     LOOP_COMPLETED = "LOOP_COMPLETED"
     EVIDENCE_RECORDED = "EVIDENCE_RECORDED"  # the completed loop's signed evidence bundle was written
     ERROR = "ERROR"

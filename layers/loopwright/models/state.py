@@ -21,6 +21,7 @@ from loopwright.models.enums import (
     LoopPhase,
 )
 from loopwright.models.pins import PinnedChangeHold
+from loopwright.models.progress import LoopProgress
 from loopwright.models.types import LoopId
 
 
@@ -159,6 +160,10 @@ class LoopState(BaseModel):
         ge=0,
         description="iterations retried after a rate limit or a provider outage: they do not "
         "count against max_iterations (Cedar's context.iteration leaves them out)",
+    )
+    progress: LoopProgress = Field(
+        default_factory=LoopProgress,
+        description="the loop's memory of its iterations and its stuck facts (loopwright.progress)",
     )
     version: int = Field(default=0, ge=0)
 

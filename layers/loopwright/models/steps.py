@@ -74,6 +74,11 @@ class AuthorizationResult(BaseModel):
     reason: str | None = None
     warnings: list[str] = Field(default_factory=list, description="@id of the warning policies that apply")
     warning_messages: list[str] = Field(default_factory=list)
+    pause: bool = Field(
+        default=False,
+        description="denied by a policy annotated @on_deny(\"pause\"): the loop pauses for a human "
+        "(resumable) instead of ending with ``outcome``",
+    )
 
 
 class AgentRequest(BaseModel):
@@ -99,6 +104,11 @@ class AgentRequest(BaseModel):
     )
     warnings: list[str] = Field(default_factory=list)
     human_response: str | None = Field(default=None, description="a human's answer to the agent's question")
+    history: list[str] = Field(
+        default_factory=list, description="recent iterations, one line each, and the failing trend"
+    )
+    regression: str | None = Field(default=None, description="what the agent's reverted iteration broke")
+    notes: str = Field(default="", description="the agent's progress notes so far (progress.md)")
 
 
 class AgentResult(BaseModel):
@@ -136,6 +146,9 @@ class AgentResult(BaseModel):
         description="RATE_LIMIT / PROVIDER_OUTAGE: seconds the provider asked to wait before a retry",
     )
     needs_human: str | None = Field(default=None, description="a question for a human; pauses the loop")
+    notes: str | None = Field(
+        default=None, description="the progress notes file after the run; None when the agent has none"
+    )
     usage_limit_resets_at: datetime | None = Field(
         default=None,
         description="when the agent's model provider lifts the usage limit it hit (UTC); the loop "

@@ -33,6 +33,7 @@ from loopwright.models import (
     parse_entity_uid,
 )
 from loopwright.ports import PolicyEngine
+from loopwright.steps.progress import stuck_facts
 
 #: Cedar action asked before every iteration.
 CONTINUE_ITERATION = 'Action::"ContinueIteration"'
@@ -46,6 +47,7 @@ _DENIAL_OUTCOMES = {
     LoopOutcome.COST_BUDGET_EXHAUSTED,
     LoopOutcome.TIME_LIMIT,
     LoopOutcome.AGENT_FAILING,
+    LoopOutcome.STUCK,
     LoopOutcome.POLICY_DENIED,
 }
 
@@ -78,7 +80,8 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
     ``operators``, the project's operators group (an entity reference, ``{"__entity": ...}``).
 
     ``token_budget`` (tokens), ``cost_budget_micro_usd`` (micro-dollars, from
-    ``cost_budget_usd``) and ``max_duration_seconds`` (seconds) are left out when unset.
+    ``cost_budget_usd``), ``max_duration_seconds`` (seconds) and ``max_stuck_iterations``
+    (iterations; stuck.cedar) are left out when unset.
     """
     config = state.config
     attributes: dict[str, Any] = {
@@ -94,6 +97,8 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
         attributes["cost_budget_micro_usd"] = micro_usd(config.cost_budget_usd)
     if config.max_duration_seconds is not None:
         attributes["max_duration_seconds"] = config.max_duration_seconds
+    if config.max_stuck_iterations is not None:
+        attributes["max_stuck_iterations"] = config.max_stuck_iterations
     return attributes
 
 
@@ -107,7 +112,10 @@ def build_authorization_request(
     ``tokens_used`` (tokens), ``cost_micro_usd`` (US dollars spent, as :func:`micro_usd`),
     ``elapsed_seconds`` (wall clock, whole seconds rounded down), ``consecutive_failures``
     (agent iterations failed in a row) and, after a failed one, ``last_failure_cause`` (an
-    :class:`~loopwright.models.AgentFailureCause` value).
+    :class:`~loopwright.models.AgentFailureCause` value); and the stuck facts of
+    :func:`~loopwright.steps.progress.stuck_facts` (``iterations_without_change``,
+    ``repeated_failure_count``, ``tree_seen_before``, ``failing_count``, ``best_failing_count``,
+    ``changed_paths``), which stuck.cedar reads.
     ``principal`` defaults to :func:`loop_principal`, the resource is :func:`loop_resource`.
     """
     return AuthorizationRequest(
@@ -129,6 +137,7 @@ def _counters(state: LoopState) -> dict[str, Any]:
     }
     if state.last_failure_cause is not None:
         counters["last_failure_cause"] = state.last_failure_cause.value
+    counters.update(stuck_facts(state.progress))
     return counters
 
 
@@ -174,11 +183,18 @@ def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None =
             denied_by=decision.policy_ids,
             outcome=outcome,
             reason=reason,
+            pause=bool(decision.policy_ids) and _pauses(decision.annotations, decision.policy_ids),
         )
     warnings, messages = _warnings(warn_request, warn_decision)
     return AuthorizationResult(
         allowed=True, iteration=iteration, warnings=warnings, warning_messages=messages
     )
+
+
+def _pauses(annotations: dict[str, dict[str, str]], policy_ids: list[str]) -> bool:
+    """True when every denying policy is annotated ``@on_deny("pause")``: the loop pauses for a
+    human (resumable) instead of ending; one denial without it ends the loop."""
+    return all(annotations.get(pid, {}).get("on_deny") == "pause" for pid in policy_ids)
 
 
 def _outcome(value: str | None) -> LoopOutcome:
@@ -210,6 +226,17 @@ def _denial_sentence(policy_id: str, annotations: dict[str, str], request: Autho
         return (
             f"{head}: the agent failed {counters['consecutive_failures']} iterations in a row "
             f"(limit {limits.get('max_consecutive_failures', '?')}); last cause: {cause}"
+        )
+    if outcome is LoopOutcome.STUCK and "iterations_without_change" in counters:
+        changed = ", ".join(list(counters.get("changed_paths", []))[:10]) or "none"
+        return (
+            f"{head}: {annotations.get('message', 'no progress')} ("
+            f"{counters['iterations_without_change']} iterations in a row without a change, "
+            f"{counters['repeated_failure_count']} with the same failures, limit "
+            f"{limits.get('max_stuck_iterations', '?')}; tree seen before: "
+            f"{'yes' if counters.get('tree_seen_before') else 'no'}; "
+            f"{counters['failing_count']} required conditions failing, best "
+            f"{counters['best_failing_count']}; last changed: {changed})"
         )
     message = annotations.get("message")
     return f"{head}: {message}" if message else head
