@@ -288,7 +288,9 @@ def evaluate_conditions(
     statuses = evaluate(state.config, sandbox, Path(state.worktree), state.iteration)
     state.exit_conditions = statuses
     state.evaluated_iteration = state.iteration
-    note_evaluation(state.progress, statuses, iteration=state.iteration, commit=state.head_commit)
+    note_evaluation(
+        state.progress, statuses, iteration=state.iteration, commit=state.head_commit or state.base_commit
+    )
     met = sum(1 for s in statuses if s.is_met)
     slow = slow_conditions(statuses)
     message = (

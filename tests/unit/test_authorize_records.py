@@ -310,6 +310,12 @@ def test_the_warnings_question_is_the_same_request_with_another_action() -> None
         "cost_micro_usd": 4_250_000,
         "elapsed_seconds": 500,
         "consecutive_failures": 0,
+        "iterations_without_change": 0,
+        "repeated_failure_count": 0,
+        "tree_seen_before": False,
+        "failing_count": 0,
+        "best_failing_count": 0,
+        "changed_paths": [],
     }
     assert first.resource_attributes["cost_budget_micro_usd"] == 5_000_000
     assert first.resource_attributes["max_duration_seconds"] == 600

@@ -42,6 +42,11 @@ pauses until a human answers, and the answer is given to you next iteration
 - "usage_limit_resets_at": an ISO 8601 time, when your model provider's usage limit stopped \
 you; the loop waits until then
 - "tokens_used": the tokens you used, when your tool does not report them itself
+
+## Progress notes
+Keep notes for your next iterations in the file named by $LOOPWRIGHT_NOTES_FILE \
+(here: /state/loops/loop-1/progress.md): append what you tried, what worked and what is left. \
+It is kept across iterations and resumes (its newest 16 KiB).
 """
 
 

@@ -20,6 +20,7 @@ from loopwright.models import (
     LoopPhase,
     LoopState,
 )
+from loopwright.models.progress import LoopProgress
 from loopwright.models.state import Checkpoint, IterationEvent, LoopResult, new_id, utcnow
 
 S = ExitConditionStatusValue
@@ -138,6 +139,7 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "consecutive_failures": 0,
         "last_failure_cause": None,
         "uncounted_iterations": 0,
+        "progress": LoopProgress().model_dump(),
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after

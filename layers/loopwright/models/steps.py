@@ -76,7 +76,7 @@ class AuthorizationResult(BaseModel):
     warning_messages: list[str] = Field(default_factory=list)
     pause: bool = Field(
         default=False,
-        description="denied by a policy annotated @on_deny(\"pause\"): the loop pauses for a human "
+        description='denied by a policy annotated @on_deny("pause"): the loop pauses for a human '
         "(resumable) instead of ending with ``outcome``",
     )
 

@@ -10,6 +10,7 @@ from loopwright.exceptions import AgentError, WorkspaceIntegrityError
 from loopwright.models import AgentRequest, AgentResult, IterationResult, LoopState
 from loopwright.ports import Agent, OutputCallback, StopCheck, Workspace
 from loopwright.steps.evaluate import failures_for_agent
+from loopwright.steps.progress import history_lines
 
 #: Fields of a failing condition handed to the agent (its stdout/stderr stay in the store).
 AGENT_CONDITION_FIELDS = {
@@ -28,7 +29,9 @@ def build_agent_request(state: LoopState, state_dir: Path) -> AgentRequest:
     """The request for the next iteration (``state.iteration + 1``).
 
     It carries the failures of the last evaluation (at most ``config.max_failures_for_agent``
-    lines) and the policy warnings raised by the authorize step, so the agent sees both.
+    lines), the policy warnings raised by the authorize step, the loop's recent history
+    (``config.progress_history_iterations`` iterations, :func:`~loopwright.steps.progress.history_lines`),
+    what a reverted iteration broke, and the agent's progress notes.
     """
     config = state.config
     failing = state.failing_conditions
@@ -48,6 +51,9 @@ def build_agent_request(state: LoopState, state_dir: Path) -> AgentRequest:
         conditions=[c.model_dump(mode="json", include=AGENT_CONDITION_FIELDS) for c in failing],
         warnings=list(state.pending_warnings),
         human_response=state.human_response,
+        history=history_lines(state.progress, config.progress_history_iterations),
+        regression=state.progress.regression,
+        notes=state.progress.notes,
     )
 
 

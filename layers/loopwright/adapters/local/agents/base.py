@@ -41,6 +41,7 @@ from loopwright.adapters.local.command_agent import (
     AgentReport,
     agent_environment,
     idle_summary,
+    read_notes,
     read_report,
     stopped_cause,
     timeout_summary,
@@ -295,7 +296,7 @@ class CliAgent(Agent, Generic[ConfigT]):
                 for line in text.splitlines():
                     parser.feed(stream, line)
         report, report_error = read_report(paths["report_file"])
-        return build_result(
+        result = build_result(
             self.name,
             outcome,
             parser.finish(outcome.exit_code),
@@ -306,6 +307,8 @@ class CliAgent(Agent, Generic[ConfigT]):
             model=self._config.model,
             now=self._now(),
         )
+        result.notes = read_notes(paths["notes_file"])
+        return result
 
 
 def _raw_tail(outcome: CommandResult) -> str:
