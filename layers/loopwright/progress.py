@@ -54,10 +54,7 @@ def revert_regression(state: LoopState, workspace: Workspace, record: Recorder) 
     number = state.iteration
     commit = state.head_commit
     failing = failing_required(state.exit_conditions)
-    best_failing = next(
-        (d.failing or [] for d in progress.history if d.iteration == progress.best_iteration), []
-    )
-    broke = [name for name in failing if name not in best_failing][:MAX_LISTED_CONDITIONS]
+    broke = [name for name in failing if name not in progress.best_failing][:MAX_LISTED_CONDITIONS]
     saved = workspace.set_aside(state.loop_id, best, f"regression-iteration-{number}")
     workspace.reset(state.loop_id, best)
     state.head_commit = best

@@ -415,7 +415,8 @@ class LoopConfig(_Strict):
         strict=True,
         description="iterations in a row without a change, or with the same failures, after which "
         "Cedar's 'stuck-no-progress' policy pauses the loop for a human ('stuck-oscillation' "
-        "pauses it when an iteration brings back an earlier tree); None turns both off",
+        "pauses it when an iteration brings back an earlier tree); false (TOML) or None turns "
+        "both off",
     )
     on_regression: Literal["keep", "revert"] = Field(
         default="keep",
@@ -423,6 +424,12 @@ class LoopConfig(_Strict):
         "best evaluation so far is reverted to that evaluation's commit (kept on a ref) and the "
         "agent is told what it broke; 'keep': it stays",
     )
+
+    @field_validator("max_stuck_iterations", mode="before")
+    @classmethod
+    def _stuck_detection_off(cls, value: object) -> object:
+        """``false`` turns stuck detection off (TOML has no null); ``true`` is refused."""
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _isolation_applies(self) -> LoopConfig:

@@ -80,6 +80,7 @@ class LoopProgress(BaseModel):
     baseline_failing_count: int | None = Field(default=None, ge=0, description="before iteration 1")
     best_failing_count: int | None = Field(default=None, ge=0)
     best_iteration: int | None = Field(default=None, ge=0)
+    best_failing: list[str] = Field(default_factory=list, max_length=MAX_FAILING_NAMES)
     best_commit: str | None = None
     regression: str | None = Field(
         default=None, description="what the last reverted iteration broke, for the agent's next prompt"

@@ -166,6 +166,7 @@ def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None =
             ),
         )
     if not decision.allowed:
+        decision = _limits_first(decision)
         if not decision.policy_ids:
             reason = f"no policy permits iteration {iteration} (Cedar denies by default)"
             outcome = LoopOutcome.POLICY_DENIED
@@ -189,6 +190,16 @@ def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None =
     return AuthorizationResult(
         allowed=True, iteration=iteration, warnings=warnings, warning_messages=messages
     )
+
+
+def _limits_first(decision: PolicyDecision) -> PolicyDecision:
+    """A denial by limits and by pausing policies (``@on_deny("pause")``) at once is the limits'
+    alone: a loop at its limit ends, whether or not it was also stuck."""
+    notes = decision.annotations
+    ending = [pid for pid in decision.policy_ids if notes.get(pid, {}).get("on_deny") != "pause"]
+    if not ending or len(ending) == len(decision.policy_ids):
+        return decision
+    return decision.model_copy(update={"policy_ids": ending})
 
 
 def _pauses(annotations: dict[str, dict[str, str]], policy_ids: list[str]) -> bool:

@@ -143,6 +143,7 @@ def note_evaluation(
     if best is None or len(failing) <= best:
         progress.best_failing_count = len(failing)
         progress.best_iteration = iteration
+        progress.best_failing = failing[:MAX_FAILING_NAMES]
         progress.best_commit = commit
         return False
     return True

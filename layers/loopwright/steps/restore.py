@@ -35,6 +35,10 @@ def restored_state(stored: LoopState, ckpt: Checkpoint) -> LoopState:
         # The stored state evaluated the same agent work after the checkpoint was taken.
         state.exit_conditions = stored.exit_conditions
         state.evaluated_iteration = stored.evaluated_iteration
+        state.progress = stored.progress.model_copy(deep=True)  # that evaluation's facts
+    # The agent's notes and a stuck pause survive any restore (issue 10).
+    state.progress.notes = stored.progress.notes
+    state.progress.stuck_reason = stored.progress.stuck_reason
     return state
 
 
