@@ -166,7 +166,7 @@ def test_a_regressing_iteration_is_kept_by_default(tmp_path: Path) -> None:
         ("on_regression", "undo"),
         ("max_stuck_iterations", 0),
         ("max_stuck_iterations", True),
-        ("progress_history_iterations", 51),
+        ("progress_history_iterations", 21),
     ],
 )
 def test_bad_settings_are_refused_with_the_field_named(tmp_path: Path, field: str, value: object) -> None:

@@ -138,6 +138,7 @@ def test_the_history_keeps_the_newest_iterations_and_bounds_each_digest() -> Non
     assert progress.history[0].iteration == 6
     last = progress.history[-1]
     assert len(last.summary) == 300 and len(last.changed_paths) == 100 and last.changed_count == 300
+    assert all(len(d.changed_paths) == 8 and d.changed_count == 300 for d in progress.history[:-1])
 
 
 # ----------------------------------------------------------------------------- evaluations
@@ -373,7 +374,7 @@ def test_revert_moves_the_branch_to_the_best_commit_and_tells_the_agent(tmp_path
         {"max_stuck_iterations": "3"},
         {"on_regression": "undo"},
         {"progress_history_iterations": -1},
-        {"progress_history_iterations": 51},
+        {"progress_history_iterations": 21},
     ],
 )
 def test_bad_settings_are_refused_naming_the_field(field: dict[str, object]) -> None:

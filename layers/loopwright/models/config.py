@@ -404,7 +404,7 @@ class LoopConfig(_Strict):
     progress_history_iterations: int = Field(
         default=5,
         ge=0,
-        le=50,
+        le=20,
         strict=True,
         description="recent iterations summarised in each prompt (summary, files, failing trend)",
     )

@@ -15,13 +15,15 @@ from pydantic import BaseModel, ConfigDict, Field
 
 #: Iterations kept in :attr:`LoopProgress.history` (the prompt shows the last
 #: ``LoopConfig.progress_history_iterations`` of them).
-MAX_HISTORY = 50
+MAX_HISTORY = 20
 #: Tree hashes kept for oscillation detection (:attr:`LoopProgress.trees`), oldest dropped first.
 MAX_TREES = 500
 #: Characters of an agent's summary kept per iteration.
 MAX_SUMMARY_CHARS = 300
-#: Changed paths kept per iteration (``changed_count`` has the full number).
+#: Changed paths kept for the newest iteration (``changed_count`` has the full number); older
+#: iterations keep :data:`MAX_OLDER_CHANGED_PATHS`, what the prompt shows.
 MAX_CHANGED_PATHS = 100
+MAX_OLDER_CHANGED_PATHS = 8
 #: Failing condition names kept per iteration.
 MAX_FAILING_NAMES = 32
 #: Bytes of the agent's progress notes kept (the newest part when longer), UTF-8.

@@ -24,6 +24,7 @@ from loopwright.models.progress import (
     MAX_FAILING_NAMES,
     MAX_HISTORY,
     MAX_NOTES_BYTES,
+    MAX_OLDER_CHANGED_PATHS,
     MAX_SUMMARY_CHARS,
     MAX_TREES,
     IterationDigest,
@@ -34,7 +35,7 @@ from loopwright.ports import Workspace
 #: Changed paths sent to Cedar as ``context.changed_paths`` (the newest iteration's).
 MAX_CEDAR_CHANGED_PATHS = 100
 #: Changed paths named per iteration in the prompt's history.
-PROMPT_PATHS_PER_ITERATION = 8
+PROMPT_PATHS_PER_ITERATION = MAX_OLDER_CHANGED_PATHS
 #: Characters of an agent's summary shown per iteration in the prompt.
 PROMPT_SUMMARY_CHARS = 160
 #: The mark put before the kept (newest) part of progress notes that were too long.
@@ -108,6 +109,8 @@ def note_iteration(
         failed=failed,
     )
     kept = [d for d in progress.history if d.iteration != iteration]
+    for older in kept:  # only the newest iteration's paths go to Cedar: keep the state small
+        older.changed_paths = older.changed_paths[:MAX_OLDER_CHANGED_PATHS]
     progress.history = [*kept, digest][-MAX_HISTORY:]
     return digest
 
