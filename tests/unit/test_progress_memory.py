@@ -93,7 +93,9 @@ def test_iterations_without_change_count_in_a_row_and_reset_on_a_change() -> Non
     _iterate(progress, 1, [], "T0", start="T0")
     _iterate(progress, 2, [], "T0")
     assert progress.iterations_without_change == 2 and not progress.tree_seen_before
-    _iterate(progress, 3, ["a.py"], "T1")
+    note_iteration(progress, iteration=3, summary="", failed=True, changed_paths=[], commit=None, tree="T0")
+    assert progress.iterations_without_change == 2  # a failed run is not counted, nor resets it
+    _iterate(progress, 4, ["a.py"], "T1")
     assert progress.iterations_without_change == 0
     assert progress.trees == ["T0", "T1"]
 
@@ -170,6 +172,13 @@ def test_repeated_failures_count_in_a_row_and_best_follows_the_fewest_failing() 
     assert note_evaluation(progress, failing, iteration=3, commit="c3") is True  # a regression
     assert (progress.best_commit, progress.failing_count) == ("c2", 2)
     assert progress.history[-1].failing == ["t", "l"]
+
+
+def test_a_silent_check_counts_no_repeat() -> None:
+    progress = LoopProgress()
+    for n in range(4):
+        note_evaluation(progress, [_status("files", S.NOT_MET)], iteration=n, commit=f"c{n}")
+    assert progress.repeated_failure_count == 0
 
 
 def test_stuck_facts_are_the_cedar_context_entries() -> None:

@@ -59,7 +59,8 @@ class LoopProgress(BaseModel):
     Counters (reset by a human resuming a loop the stuck policies paused):
 
     * ``iterations_without_change``: iterations in a row, the latest included, whose agent
-      changed no file;
+      finished and changed no file (failed agent runs are skipped: the consecutive failures
+      count them);
     * ``repeated_failure_count``: evaluations in a row, the latest included, whose failing
       required conditions and failure lines (the failure signature) equal the previous
       evaluation's;

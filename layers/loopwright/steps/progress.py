@@ -88,14 +88,18 @@ def note_iteration(
     :data:`~loopwright.models.progress.MAX_HISTORY`) and update the change facts.
 
     ``tree`` is the worktree's tree hash after the iteration, ``start_tree`` the one before it
-    (remembered when no tree was seen yet: the loop's start). An iteration that changed nothing
-    adds one to ``iterations_without_change``; one that changed files resets it, and sets
+    (remembered when no tree was seen yet: the loop's start). An iteration whose agent finished
+    without changing anything adds one to ``iterations_without_change`` (a ``failed`` run, counted
+    by the consecutive failures, leaves it as it is); one that changed files resets it, and sets
     ``tree_seen_before`` when ``tree`` is one already seen (A, B, A).
     """
     if start_tree and not progress.trees:
         progress.trees = [start_tree]
     changed = bool(changed_paths)
-    progress.iterations_without_change = 0 if changed else progress.iterations_without_change + 1
+    if changed:
+        progress.iterations_without_change = 0
+    elif not failed:  # a failed run is the consecutive failures' business: it leaves the count
+        progress.iterations_without_change += 1
     progress.tree_seen_before = bool(changed and tree and tree in progress.trees)
     if tree and tree not in progress.trees:
         progress.trees = [*progress.trees, tree][-MAX_TREES:]
@@ -122,16 +126,20 @@ def note_evaluation(
 
     Sets the iteration's digest's failing conditions, ``failing_count``, and
     ``repeated_failure_count`` (one more when the failure signature equals the previous
-    evaluation's, else 0). The best evaluation (fewest failing required conditions; the newest
+    evaluation's and the failing conditions report failure lines, else 0: a silent check
+    cannot tell a repeat from progress). The best evaluation (fewest failing required conditions; the newest
     of equals) moves here when this one is at least as good. Evaluating the same iteration again
     (a resumed loop) changes the counts but counts no repeat. Returns True when this evaluation
     is worse than the best so far (a regression), False otherwise.
     """
     failing = failing_required(statuses)
     signature = failure_signature(statuses)
+    # A check that reports no failure line (a silent exit code) fails alike whatever the agent
+    # did: its repeats say nothing, only iterations without change can show it is stuck.
+    told = any(s.failures for s in statuses if s.name in failing)
     again = progress.evaluated_iteration == iteration
     if not again:
-        repeated = signature is not None and signature == progress.signature
+        repeated = told and signature is not None and signature == progress.signature
         progress.repeated_failure_count = progress.repeated_failure_count + 1 if repeated else 0
     progress.signature = signature
     progress.evaluated_iteration = iteration
