@@ -100,6 +100,22 @@ def test_iterations_without_change_count_in_a_row_and_reset_on_a_change() -> Non
     assert progress.trees == ["T0", "T1"]
 
 
+def test_without_git_isolation_no_change_is_ever_counted() -> None:
+    progress = LoopProgress()
+    for n in range(1, 5):
+        note_iteration(
+            progress,
+            iteration=n,
+            summary="",
+            failed=False,
+            changed_paths=[],
+            commit=None,
+            tree=None,
+            changes_known=False,
+        )
+    assert progress.iterations_without_change == 0
+
+
 def test_an_oscillation_a_b_a_is_a_tree_seen_before() -> None:
     progress = LoopProgress()
     _iterate(progress, 1, ["s.txt"], "A", start="BASE")

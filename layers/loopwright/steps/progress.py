@@ -83,6 +83,7 @@ def note_iteration(
     commit: str | None,
     tree: str | None,
     start_tree: str | None = None,
+    changes_known: bool = True,
 ) -> IterationDigest:
     """Add iteration ``iteration``'s digest (the oldest dropped past
     :data:`~loopwright.models.progress.MAX_HISTORY`) and update the change facts.
@@ -90,13 +91,15 @@ def note_iteration(
     ``tree`` is the worktree's tree hash after the iteration, ``start_tree`` the one before it
     (remembered when no tree was seen yet: the loop's start). An iteration whose agent finished
     without changing anything adds one to ``iterations_without_change`` (a ``failed`` run, counted
-    by the consecutive failures, leaves it as it is); one that changed files resets it, and sets
+    by the consecutive failures, leaves it as it is); one that changed files, or one whose changes
+    cannot be seen (``changes_known`` false: no git isolation, nothing is committed), resets it;
+    one that changed files sets
     ``tree_seen_before`` when ``tree`` is one already seen (A, B, A).
     """
     if start_tree and not progress.trees:
         progress.trees = [start_tree]
     changed = bool(changed_paths)
-    if changed:
+    if changed or not changes_known:  # without git isolation nothing is committed: unknown
         progress.iterations_without_change = 0
     elif not failed:  # a failed run is the consecutive failures' business: it leaves the count
         progress.iterations_without_change += 1
@@ -245,6 +248,7 @@ def remember_iteration(
         commit=result.commit,
         tree=tree,
         start_tree=start,
+        changes_known=state.config.git_isolation,
     )
 
 
