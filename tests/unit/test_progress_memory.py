@@ -273,7 +273,7 @@ def test_the_prompt_quotes_the_newest_notes_and_the_reverted_iteration() -> None
     state.progress.regression = "Iteration 2 ... It broke: lint."
     text = render_prompt(build_agent_request(state, Path("/state")))
     assert "## Your last iteration was reverted\nIteration 2 ... It broke: lint." in text
-    assert "Your notes so far (newest part) :" in text and "last line" in text
+    assert "Your notes so far (newest part):" in text and "last line" in text
     assert "a" * 4100 not in text
     assert "/state/loops/l/progress.md" in text
 

@@ -94,8 +94,8 @@ def _notes(request: AgentRequest) -> list[str]:
     notes = request.notes.strip()
     if notes:
         shown = notes[-PROMPT_NOTES_CHARS:]
-        cut = "(newest part) " if len(shown) < len(notes) else ""
-        lines += ["", f"Your notes so far {cut}:", "", "```markdown", shown, "```"]
+        cut = " (newest part)" if len(shown) < len(notes) else ""
+        lines += ["", f"Your notes so far{cut}:", "", "```markdown", shown, "```"]
     return lines
 
 
