@@ -134,6 +134,7 @@ def bench_config(iterations: int, checkpoint_interval: int = 1) -> LoopConfig:
             "goal": "cost benchmark: no-op agent",
             "max_iterations": iterations,
             "checkpoint_interval": checkpoint_interval,
+            "max_stuck_iterations": None,  # the no-op agent would be paused as stuck
             "exit_conditions": [
                 {
                     "type": "CUSTOM",

@@ -278,6 +278,7 @@ def bench_config(max_iterations: int, git: bool) -> LoopConfig:
             "checkpoint_interval": 1,
             "checkpoint_retention": 5,
             "git_isolation": git,
+            "max_stuck_iterations": None,  # the no-op agent would be paused as stuck
         }
     )
 

@@ -58,6 +58,7 @@ RESUMABLE_OUTCOMES = frozenset(
         LoopOutcome.FAILED,
         LoopOutcome.AGENT_FAILING,
         LoopOutcome.SESSION_LIMIT,
+        LoopOutcome.STUCK,
     }
 )
 

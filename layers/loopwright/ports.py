@@ -366,6 +366,12 @@ class Workspace(ABC):
         changed)."""
         raise NotImplementedError
 
+    def tree_hash(self, loop_id: str, commit: str) -> str | None:
+        """The git tree hash of ``commit`` of the loop's branch (equal trees: equal files); None
+        when the workspace cannot tell (no history), which turns oscillation detection off
+        (``LoopProgress.tree_seen_before`` stays false)."""
+        return None
+
     def started_from(self, loop_id: str) -> WorkspaceSnapshot | None:
         """What :meth:`prepare` started the loop's new branch from, when there is something to
         tell (a snapshot of the user's working tree, or files left out as secrets), in this

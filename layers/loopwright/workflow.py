@@ -51,6 +51,7 @@ from loopwright.steps.evaluate import (
 )
 from loopwright.steps.evaluation_cache import evaluate_cached
 from loopwright.steps.iterate import iterate
+from loopwright.steps.progress import note_evaluation, remember_iteration, resume_after_stuck
 from loopwright.steps.verify import verify
 
 _EV = IterationEventType
@@ -85,6 +86,7 @@ def start_session(
     state.resume_at = None
     state.outcome_reason = None
     state.phase = LoopPhase.AUTHORIZING
+    resume_after_stuck(state)  # a human gave a stuck loop another chance: its counters start over
     suffix = f" · {environment}" if environment else ""
     if resumed:
         record(
@@ -122,6 +124,7 @@ def authorize_next(state: LoopState, policy: PolicyEngine, record: Recorder) -> 
             policy_ids=",".join(auth.denied_by),
             outcome=auth.outcome.value if auth.outcome else None,
         )
+        state.progress.stuck_reason = auth.reason if auth.pause else None
         return auth
     for policy_id, message in zip(auth.warnings, auth.warning_messages, strict=False):
         if message not in state.pending_warnings:
@@ -190,6 +193,7 @@ def run_iteration(
     state.human_request = result.agent.needs_human
     state.human_response = None  # handed to the agent with this iteration's request
     state.resume_at = result.agent.usage_limit_resets_at
+    remember_iteration(state, result, workspace, state.head_commit)  # progress memory, stuck facts
     if result.commit:
         state.head_commit = result.commit
     if result.agent.failed:
@@ -272,6 +276,9 @@ def evaluate_conditions(
     statuses = evaluation.statuses
     state.exit_conditions = statuses
     state.evaluated_iteration = state.iteration
+    note_evaluation(
+        state.progress, statuses, iteration=state.iteration, commit=state.head_commit or state.base_commit
+    )
     met = sum(1 for s in statuses if s.is_met)
     slow = slow_conditions(statuses)
     message = (

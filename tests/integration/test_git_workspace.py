@@ -131,6 +131,21 @@ def test_commit_without_changes_returns_none(repo: Path) -> None:
     assert workspace.head("loop_1") == head != base
 
 
+def test_tree_hash_is_equal_for_equal_files_and_none_for_an_unknown_commit(repo: Path) -> None:
+    workspace = GitWorktreeWorkspace(repo)
+    path, _, base = workspace.prepare("loop_1")
+    assert base is not None
+    original = (path / "app.py").read_text()
+    (path / "app.py").write_text("VALUE = 3\n")
+    changed, _ = workspace.commit("loop_1", "A")
+    (path / "app.py").write_text(original)
+    back, _ = workspace.commit("loop_1", "back")  # the files of the base again (A, B, A)
+    assert changed is not None and back is not None and back != base
+    assert workspace.tree_hash("loop_1", back) == workspace.tree_hash("loop_1", base) is not None
+    assert workspace.tree_hash("loop_1", changed) != workspace.tree_hash("loop_1", base)
+    assert workspace.tree_hash("loop_1", "0" * 40) is None
+
+
 def test_commits_made_by_the_agent_itself_are_reported(repo: Path) -> None:
     # Given an agent that commits its own change in the loop's worktree
     workspace = GitWorktreeWorkspace(repo)

@@ -182,6 +182,7 @@ def test_request_shape() -> None:
         "warning_threshold_percent": 80,
         "max_consecutive_failures": 5,
         "token_budget": 100,
+        "max_stuck_iterations": 3,
     }
     assert request.context == {
         "iteration": 5,
@@ -191,6 +192,12 @@ def test_request_shape() -> None:
         "consecutive_failures": 0,
         "sessions_used": 0,
         "starts_session": True,
+        "iterations_without_change": 0,
+        "repeated_failure_count": 0,
+        "tree_seen_before": False,
+        "failing_count": 0,
+        "best_failing_count": 0,
+        "changed_paths": [],
     }
 
 

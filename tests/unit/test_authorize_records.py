@@ -312,6 +312,12 @@ def test_the_warnings_question_is_the_same_request_with_another_action() -> None
         "consecutive_failures": 0,
         "sessions_used": 0,
         "starts_session": True,
+        "iterations_without_change": 0,
+        "repeated_failure_count": 0,
+        "tree_seen_before": False,
+        "failing_count": 0,
+        "best_failing_count": 0,
+        "changed_paths": [],
     }
     assert first.resource_attributes["cost_budget_micro_usd"] == 5_000_000
     assert first.resource_attributes["max_duration_seconds"] == 600

@@ -91,7 +91,7 @@ def test_the_command_runs_in_the_session_with_the_local_agents_files_and_report(
     # The files went through writeFiles (relative paths), the command through one quoted line
     (written,) = [c for c in session.calls if c["name"] == "writeFiles"]
     paths = sorted(item["path"] for item in written["arguments"]["content"])
-    assert [p.rsplit("/", 1)[-1] for p in paths] == ["failures.json", "prompt.md"]
+    assert [p.rsplit("/", 1)[-1] for p in paths] == ["failures.json", "progress.md", "prompt.md"]
     assert all(p.startswith(".loopwright/agent-runs/loopwright-agent-") for p in paths)
     assert all(c["sessionId"] == "sess-1" for c in session.calls)
 

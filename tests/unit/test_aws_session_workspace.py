@@ -242,6 +242,25 @@ def test_file_text_reads_a_commits_file_and_none_when_absent(tmp_path: Path, rem
     assert ws.file_text("l1", "--output=x", "app.py") is None  # not a commit id: never an option
 
 
+def test_tree_hash_is_equal_for_equal_files_and_none_for_a_non_commit(tmp_path: Path, remote: Path) -> None:
+    ws, _ = workspace(tmp_path, remote)
+    path, _, base = ws.prepare("l1")
+    assert base is not None
+    (path / "state.txt").write_text("A\n")
+    first, _ = ws.commit("l1", "iteration 1")
+    (path / "state.txt").unlink()
+    back, _ = ws.commit("l1", "iteration 2")  # back to the files of the base
+    assert first is not None and back is not None and back != base
+    assert (
+        ws.tree_hash("l1", back)
+        == ws.tree_hash("l1", base)
+        == git("rev-parse", f"{base}^{{tree}}", cwd=path).strip()
+    )
+    assert ws.tree_hash("l1", first) != ws.tree_hash("l1", base)
+    assert ws.tree_hash("l1", "--output=x") is None  # not a commit id: never an option
+    assert ws.tree_hash("l1", "0" * 40) is None  # not in the clone
+
+
 def test_a_set_aside_commit_is_pushed_and_a_new_session_can_reset_to_it(tmp_path: Path, remote: Path) -> None:
     # Given a loop whose iteration was set aside (a held change to pinned files) and reverted
     first, _ = workspace(tmp_path / "one", remote)

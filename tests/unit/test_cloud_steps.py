@@ -46,6 +46,7 @@ def _config(**kwargs: object) -> LoopConfig:
         "exit_conditions": [{"type": "CUSTOM", "name": "a", "command": "check-a", "parser": "exit_code"}],
         "max_iterations": 5,
         "git_isolation": False,
+        "max_stuck_iterations": None,  # the scripted agent changes nothing: not about stuck loops
     }
     base.update(kwargs)
     return LoopConfig.model_validate(base)

@@ -83,7 +83,7 @@ def test_a_planted_folder_link_is_replaced_and_a_folder_of_that_name_removed(
     # Then nothing is written there: the link became a real folder holding the files
     assert list(outside.iterdir()) == []
     assert not loop_dir.is_symlink()
-    assert sorted(p.name for p in loop_dir.iterdir()) == ["failures.json", "prompt.md"]
+    assert sorted(p.name for p in loop_dir.iterdir()) == ["failures.json", "progress.md", "prompt.md"]
 
     # And a folder planted under a file's name is replaced by the file
     (loop_dir / "prompt.md").unlink()

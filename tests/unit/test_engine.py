@@ -33,6 +33,7 @@ def _config(**kwargs: object) -> LoopConfig:
         ],
         "max_iterations": 10,
         "git_isolation": False,
+        "max_stuck_iterations": None,  # scripted agents that change nothing: not about stuck loops
     }
     base.update(kwargs)
     return LoopConfig.model_validate(base)

@@ -64,6 +64,7 @@ def test_policy_folder_has_the_expected_files() -> None:
         "pinned_checks.cedar",
         "failures.cedar",
         "session_limit.cedar",
+        "stuck.cedar",
     }
     assert len(FIXTURE_FILES) >= 10
 

@@ -45,6 +45,11 @@ you; the loop waits until then
 - "context_percent": how full your context window is (percent), when your tool does not report \
 it; past the loop's threshold the next iteration starts a fresh session
 - "handoff": why you want a fresh session next iteration (it gets a summary of the work)
+
+## Progress notes
+Keep notes for your next iterations in the file named by $LOOPWRIGHT_NOTES_FILE \
+(here: /state/loops/loop-1/progress.md): append what you tried, what worked and what is left. \
+It is kept across iterations and resumes (its newest 16 KiB).
 """
 
 

@@ -20,6 +20,7 @@ from loopwright.models import (
     LoopPhase,
     LoopState,
 )
+from loopwright.models.progress import LoopProgress
 from loopwright.models.state import Checkpoint, IterationEvent, LoopResult, new_id, utcnow
 
 S = ExitConditionStatusValue
@@ -148,6 +149,7 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "parent_loop_id": None,
         "forked_from_iteration": None,
         "evaluation_cache": [],
+        "progress": LoopProgress().model_dump(),
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after

@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopwright import notifications, pinning, records, workflow
+from loopwright import notifications, pinning, progress, records, workflow
 from loopwright.cloud.evidence_record import EvidenceKeeper, record_evidence
 from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import LoopFrameworkError
@@ -351,6 +351,9 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     if halt.stop_reason is not None or pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
     workflow.evaluate_conditions(step.state, _commands(ports), step.record, workspace=ports.workspace)
+    if progress.regression_to_revert(step.state):  # on_regression = "revert": back to the best commit
+        progress.revert_regression(step.state, _require(ports.workspace, "workspace"), step.record)
+        workflow.save_checkpoint(step.state, _require(ports.checkpoints, "checkpoints"), step.record)
     saved = step.save()
     records.RecordKeeper(ports.store).add_evaluation(step.state)
     return saved

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from loopwright import pinning, workflow
+from loopwright import pinning, progress, workflow
 from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
 from loopwright.engine.evidence_record import record_evidence
 from loopwright.engine.host import EngineHost
@@ -130,6 +130,9 @@ class SessionDriver(EngineHost):
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
         workflow.evaluate_conditions(state, self.sandbox, self.emit_event, workspace=self._workspace())
+        if progress.regression_to_revert(state):  # on_regression = "revert": back to the best commit
+            progress.revert_regression(state, self._workspace(), self.emit_event)
+            workflow.save_checkpoint(state, self._writer.checkpoints, self.emit_event)
         self._records.evaluated(state)
         verification = workflow.verify_gate(state, self.emit_event)
         halt = self._halt()

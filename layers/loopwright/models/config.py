@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     StringConstraints,
+    field_validator,
     model_validator,
 )
 
@@ -361,6 +362,37 @@ class LoopConfig(_Strict):
         strict=True,
         description="iterations one agent session may run before a handoff; None for no limit",
     )
+
+    # Loop intelligence (issue 10, points 1, 4, 5): see docs/loop-intelligence.md.
+    progress_history_iterations: int = Field(
+        default=5,
+        ge=0,
+        le=20,
+        strict=True,
+        description="recent iterations summarised in each prompt (summary, files, failing trend)",
+    )
+    max_stuck_iterations: int | None = Field(
+        default=3,
+        ge=1,
+        le=10_000,
+        strict=True,
+        description="iterations in a row without a change, or with the same failures, after which "
+        "Cedar's 'stuck-no-progress' policy pauses the loop for a human ('stuck-oscillation' "
+        "pauses it when an iteration brings back an earlier tree); false (TOML) or None turns "
+        "both off",
+    )
+    on_regression: Literal["keep", "revert"] = Field(
+        default="keep",
+        description="'revert': an iteration that leaves more required conditions failing than the "
+        "best evaluation so far is reverted to that evaluation's commit (kept on a ref) and the "
+        "agent is told what it broke; 'keep': it stays",
+    )
+
+    @field_validator("max_stuck_iterations", mode="before")
+    @classmethod
+    def _stuck_detection_off(cls, value: object) -> object:
+        """``false`` turns stuck detection off (TOML has no null); ``true`` is refused."""
+        return None if value is False else value
 
     @model_validator(mode="after")
     def _isolation_applies(self) -> LoopConfig:

@@ -54,6 +54,7 @@ class LoopOutcome(StrEnum):
     FAILED = "FAILED"  # an unrecoverable error ended the loop
     AGENT_FAILING = "AGENT_FAILING"  # Cedar denied: the agent failed max_consecutive_failures times in a row
     SESSION_LIMIT = "SESSION_LIMIT"  # Cedar denied: a new agent session would pass max_sessions
+    STUCK = "STUCK"  # Cedar denied: no progress (stuck.cedar; its policies pause the loop instead)
 
 
 class IterationEventType(StrEnum):
@@ -100,6 +101,7 @@ class IterationEventType(StrEnum):
     PINNED_CHANGE_REJECTED = "PINNED_CHANGE_REJECTED"  # a human left a reverted change reverted
     FEATURE_COMPLETED = "FEATURE_COMPLETED"  # a feature of the loop's feature list is done (issue 10.2)
     SESSION_HANDOFF = "SESSION_HANDOFF"  # the agent's session was handed off to a fresh one (issue 10.3)
+    ITERATION_REVERTED = "ITERATION_REVERTED"  # on_regression "revert": worse than the best, reverted
     LOOP_COMPLETED = "LOOP_COMPLETED"
     EVIDENCE_RECORDED = "EVIDENCE_RECORDED"  # the completed loop's signed evidence bundle was written
     LOOP_ROLLED_BACK = "LOOP_ROLLED_BACK"  # a human reset the loop to a checkpoint (loopwright.travel)

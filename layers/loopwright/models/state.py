@@ -21,6 +21,7 @@ from loopwright.models.enums import (
     LoopPhase,
 )
 from loopwright.models.pins import PinnedChangeHold
+from loopwright.models.progress import LoopProgress
 from loopwright.models.types import LoopId
 
 
@@ -208,6 +209,10 @@ class LoopState(BaseModel):
         default_factory=list,
         description="exit-condition results by (condition definition, worktree tree hash), oldest "
         "first, bounded (loopwright.steps.evaluation_cache)",
+    )
+    progress: LoopProgress = Field(
+        default_factory=LoopProgress,
+        description="the loop's memory of its iterations and its stuck facts (loopwright.progress)",
     )
     version: int = Field(default=0, ge=0)
 

@@ -74,6 +74,11 @@ class AuthorizationResult(BaseModel):
     reason: str | None = None
     warnings: list[str] = Field(default_factory=list, description="@id of the warning policies that apply")
     warning_messages: list[str] = Field(default_factory=list)
+    pause: bool = Field(
+        default=False,
+        description='denied by a policy annotated @on_deny("pause"): the loop pauses for a human '
+        "(resumable) instead of ending with ``outcome``",
+    )
 
 
 class FeatureBrief(BaseModel):
@@ -126,6 +131,11 @@ class AgentRequest(BaseModel):
     handoff: str | None = Field(
         default=None, description="a fresh session's handoff summary: why, and what happened so far"
     )
+    history: list[str] = Field(
+        default_factory=list, description="recent iterations, one line each, and the failing trend"
+    )
+    regression: str | None = Field(default=None, description="what the agent's reverted iteration broke")
+    notes: str = Field(default="", description="the agent's progress notes so far (progress.md)")
 
 
 class AgentResult(BaseModel):
@@ -172,6 +182,9 @@ class AgentResult(BaseModel):
     )
     handoff_requested: str | None = Field(
         default=None, description="the agent asks for a fresh session, saying why (report.json 'handoff')"
+    )
+    notes: str | None = Field(
+        default=None, description="the progress notes file after the run; None when the agent has none"
     )
     usage_limit_resets_at: datetime | None = Field(
         default=None,

@@ -33,6 +33,7 @@ from loopwright.models import (
     parse_entity_uid,
 )
 from loopwright.ports import PolicyEngine
+from loopwright.steps.progress import stuck_facts
 
 #: Cedar action asked before every iteration.
 CONTINUE_ITERATION = 'Action::"ContinueIteration"'
@@ -47,6 +48,7 @@ _DENIAL_OUTCOMES = {
     LoopOutcome.TIME_LIMIT,
     LoopOutcome.AGENT_FAILING,
     LoopOutcome.SESSION_LIMIT,
+    LoopOutcome.STUCK,
     LoopOutcome.POLICY_DENIED,
 }
 
@@ -79,7 +81,8 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
     ``operators``, the project's operators group (an entity reference, ``{"__entity": ...}``).
 
     ``token_budget`` (tokens), ``cost_budget_micro_usd`` (micro-dollars, from
-    ``cost_budget_usd``) and ``max_duration_seconds`` (seconds) are left out when unset.
+    ``cost_budget_usd``), ``max_duration_seconds`` (seconds) and ``max_stuck_iterations``
+    (iterations; stuck.cedar) are left out when unset.
     """
     config = state.config
     attributes: dict[str, Any] = {
@@ -97,6 +100,8 @@ def loop_attributes(state: LoopState) -> dict[str, Any]:
         attributes["max_duration_seconds"] = config.max_duration_seconds
     if config.max_sessions is not None:
         attributes["max_sessions"] = config.max_sessions
+    if config.max_stuck_iterations is not None:
+        attributes["max_stuck_iterations"] = config.max_stuck_iterations
     return attributes
 
 
@@ -112,7 +117,10 @@ def build_authorization_request(
     (agent iterations failed in a row) and, after a failed one, ``last_failure_cause`` (an
     :class:`~loopwright.models.AgentFailureCause` value); ``sessions_used`` (agent sessions
     started) and ``starts_session`` (the iteration would start a fresh agent session:
-    :func:`loopwright.sessions.starts_session`).
+    :func:`loopwright.sessions.starts_session`); and the stuck facts of
+    :func:`~loopwright.steps.progress.stuck_facts` (``iterations_without_change``,
+    ``repeated_failure_count``, ``tree_seen_before``, ``failing_count``, ``best_failing_count``,
+    ``changed_paths``), which stuck.cedar reads.
     ``principal`` defaults to :func:`loop_principal`, the resource is :func:`loop_resource`.
     """
     return AuthorizationRequest(
@@ -137,6 +145,7 @@ def _counters(state: LoopState) -> dict[str, Any]:
     }
     if state.last_failure_cause is not None:
         counters["last_failure_cause"] = state.last_failure_cause.value
+    counters.update(stuck_facts(state.progress))
     return counters
 
 
@@ -165,6 +174,7 @@ def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None =
             ),
         )
     if not decision.allowed:
+        decision = _limits_first(decision)
         if not decision.policy_ids:
             reason = f"no policy permits iteration {iteration} (Cedar denies by default)"
             outcome = LoopOutcome.POLICY_DENIED
@@ -182,11 +192,28 @@ def authorize(state: LoopState, policy: PolicyEngine, *, principal: str | None =
             denied_by=decision.policy_ids,
             outcome=outcome,
             reason=reason,
+            pause=bool(decision.policy_ids) and _pauses(decision.annotations, decision.policy_ids),
         )
     warnings, messages = _warnings(warn_request, warn_decision)
     return AuthorizationResult(
         allowed=True, iteration=iteration, warnings=warnings, warning_messages=messages
     )
+
+
+def _limits_first(decision: PolicyDecision) -> PolicyDecision:
+    """A denial by limits and by pausing policies (``@on_deny("pause")``) at once is the limits'
+    alone: a loop at its limit ends, whether or not it was also stuck."""
+    notes = decision.annotations
+    ending = [pid for pid in decision.policy_ids if notes.get(pid, {}).get("on_deny") != "pause"]
+    if not ending or len(ending) == len(decision.policy_ids):
+        return decision
+    return decision.model_copy(update={"policy_ids": ending})
+
+
+def _pauses(annotations: dict[str, dict[str, str]], policy_ids: list[str]) -> bool:
+    """True when every denying policy is annotated ``@on_deny("pause")``: the loop pauses for a
+    human (resumable) instead of ending; one denial without it ends the loop."""
+    return all(annotations.get(pid, {}).get("on_deny") == "pause" for pid in policy_ids)
 
 
 def _outcome(value: str | None) -> LoopOutcome:
@@ -223,6 +250,17 @@ def _denial_sentence(policy_id: str, annotations: dict[str, str], request: Autho
         return (
             f"{head}: it would start agent session {int(counters['sessions_used']) + 1} of a limit "
             f"of {limits['max_sessions']} sessions"
+        )
+    if outcome is LoopOutcome.STUCK and "iterations_without_change" in counters:
+        changed = ", ".join(list(counters.get("changed_paths", []))[:10]) or "none"
+        return (
+            f"{head}: {annotations.get('message', 'no progress')} ("
+            f"{counters['iterations_without_change']} iterations in a row without a change, "
+            f"{counters['repeated_failure_count']} with the same failures, limit "
+            f"{limits.get('max_stuck_iterations', '?')}; tree seen before: "
+            f"{'yes' if counters.get('tree_seen_before') else 'no'}; "
+            f"{counters['failing_count']} required conditions failing, best "
+            f"{counters['best_failing_count']}; last changed: {changed})"
         )
     message = annotations.get("message")
     return f"{head}: {message}" if message else head

@@ -29,7 +29,8 @@ def decide(
 ) -> Decision:
     """Choose the next action, first match wins.
 
-    1. a Cedar denial stops the loop with the policy's outcome;
+    1. a Cedar denial stops the loop with the policy's outcome, or pauses it for a human when
+       the denying policies say ``@on_deny("pause")`` (stuck.cedar; resumable);
     2. gate:all passed completes it with CONDITIONS_MET (even if a stop was asked meanwhile);
     3. a human's stop request stops it with STOPPED;
     4. a human's pause request pauses it (PAUSE, phase PAUSED, resumed by a human);
@@ -45,6 +46,8 @@ def decide(
     8. an agent's question for a human pauses it (AWAIT_HUMAN, phase AWAITING_RESPONSE);
     9. otherwise the loop continues.
     """
+    if authorization is not None and not authorization.allowed and authorization.pause:
+        return Decision(action=NextAction.PAUSE, reason=f"paused for a human: {authorization.reason}")
     if authorization is not None and not authorization.allowed:
         return Decision(
             action=NextAction.STOP,

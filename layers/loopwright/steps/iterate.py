@@ -11,6 +11,7 @@ from loopwright.models import AgentRequest, AgentResult, FeatureBrief, Iteration
 from loopwright.ports import Agent, OutputCallback, StopCheck, Workspace
 from loopwright.steps.evaluate import failures_for_agent
 from loopwright.steps.features import broken_features, condition_name, conditions_in_scope, current_feature
+from loopwright.steps.progress import history_lines
 
 #: Fields of a failing condition handed to the agent (its stdout/stderr stay in the store).
 AGENT_CONDITION_FIELDS = {
@@ -33,7 +34,10 @@ def build_agent_request(state: LoopState, state_dir: Path, *, handoff: str | Non
     feature list it names the current feature (:func:`feature_brief`) and shows only the failures
     of the exit conditions, of that feature and of done features that broke. ``session_id`` is the
     agent session to continue (None: a fresh one), ``handoff`` a fresh session's summary after a
-    handoff (:func:`loopwright.sessions.handoff_summary`, passed in as ``handoff``).
+    handoff (:func:`loopwright.sessions.handoff_summary`, passed in as ``handoff``). It also
+    carries the loop's recent history (``config.progress_history_iterations`` iterations,
+    :func:`~loopwright.steps.progress.history_lines`), what a reverted iteration broke, and the
+    agent's progress notes.
     """
     config = state.config
     failing = state.failing_conditions
@@ -59,6 +63,9 @@ def build_agent_request(state: LoopState, state_dir: Path, *, handoff: str | Non
         feature=feature_brief(state),
         session_id=state.agent_session_id,
         handoff=handoff,
+        history=history_lines(state.progress, config.progress_history_iterations),
+        regression=state.progress.regression,
+        notes=state.progress.notes,
     )
 
 

@@ -18,6 +18,14 @@ AGENT_FILES_FOLDER = "loops"
 REPORT_FILE_NAME = "report.json"
 #: The environment variable that names the report file (set for every agent run as a process).
 REPORT_FILE_ENV = "LOOPWRIGHT_REPORT_FILE"
+#: The agent's progress notes, in its loop's agent-files folder: it may append to them; they are
+#: kept in the loop's state (bounded) and written back before every iteration, so they survive
+#: iterations, resumes and machines.
+NOTES_FILE_NAME = "progress.md"
+#: The environment variable that names the progress notes file.
+NOTES_FILE_ENV = "LOOPWRIGHT_NOTES_FILE"
+#: Characters of the progress notes quoted in the prompt (the newest part; the file has them all).
+PROMPT_NOTES_CHARS = 4000
 
 
 def agent_files_folder(request: AgentRequest) -> Path:
@@ -30,8 +38,14 @@ def report_file(request: AgentRequest) -> Path:
     return agent_files_folder(request) / REPORT_FILE_NAME
 
 
+def notes_file(request: AgentRequest) -> Path:
+    """The path of the agent's progress notes file (``progress.md``) for ``request``."""
+    return agent_files_folder(request) / NOTES_FILE_NAME
+
+
 def render_prompt(request: AgentRequest) -> str:
-    """The markdown prompt for ``request`` (goal, limits, warnings, failures)."""
+    """The markdown prompt for ``request`` (goal, limits, warnings, what was reverted, the
+    loop's recent history, failures, progress notes)."""
     lines = [
         f"# loopwright: iteration {request.iteration} of {request.max_iterations}",
         "",
@@ -52,6 +66,10 @@ def render_prompt(request: AgentRequest) -> str:
         lines += ["", "## Answer from a human (to your last question)", request.human_response]
     if request.warnings:
         lines += ["", "## Policy warnings", *[f"- {w}" for w in request.warnings]]
+    if request.regression:
+        lines += ["", "## Your last iteration was reverted", request.regression]
+    if request.history:
+        lines += ["", "## Progress so far (recent iterations, oldest first)", *request.history]
     lines += ["", "## Failing exit conditions (last evaluation)"]
     if request.failing_conditions:
         lines += [f"- {name}" for name in request.failing_conditions]
@@ -63,6 +81,7 @@ def render_prompt(request: AgentRequest) -> str:
     else:
         lines.append("- none")
     lines += _reporting(request)
+    lines += _notes(request)
     return "\n".join(lines) + "\n"
 
 
@@ -82,6 +101,23 @@ def _feature(request: AgentRequest) -> list[str]:
         lines.append(f"Done already (keep them working): {', '.join(feature.done)}")
     if feature.broken:
         lines.append(f"Broken since they were done (fix them first): {', '.join(feature.broken)}")
+    return lines
+
+
+def _notes(request: AgentRequest) -> list[str]:
+    """The progress notes section: where the file is, and its newest part."""
+    lines = [
+        "",
+        "## Progress notes",
+        f"Keep notes for your next iterations in the file named by ${NOTES_FILE_ENV} "
+        f"(here: {notes_file(request)}): append what you tried, what worked and what is left. "
+        "It is kept across iterations and resumes (its newest 16 KiB).",
+    ]
+    notes = request.notes.strip()
+    if notes:
+        shown = notes[-PROMPT_NOTES_CHARS:]
+        cut = " (newest part)" if len(shown) < len(notes) else ""
+        lines += ["", f"Your notes so far{cut}:", "", "```markdown", shown, "```"]
     return lines
 
 

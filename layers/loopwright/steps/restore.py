@@ -37,6 +37,10 @@ def restored_state(stored: LoopState, ckpt: Checkpoint) -> LoopState:
         state.exit_conditions = stored.exit_conditions
         state.evaluated_iteration = stored.evaluated_iteration
         state.features_done = stored.features_done  # marked done by that evaluation
+        state.progress = stored.progress.model_copy(deep=True)  # that evaluation's facts
+    # The agent's notes and a stuck pause survive any restore (issue 10).
+    state.progress.notes = stored.progress.notes
+    state.progress.stuck_reason = stored.progress.stuck_reason
     return state
 
 

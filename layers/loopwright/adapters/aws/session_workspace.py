@@ -240,6 +240,14 @@ class SessionWorkspace(Workspace):
         code, out, _ = self._run(["-C", str(path), "rev-parse", "--verify", "-q", "HEAD^{tree}"], None)
         return out.strip() if code == 0 and out.strip() else None
 
+    def tree_hash(self, loop_id: str, commit: str) -> str | None:
+        """The tree hash of ``commit`` in the loop's clone (``git rev-parse <commit>^{tree}``);
+        None when it is not a commit there. Raises WorkspaceError when the command cannot run."""
+        if _COMMIT.fullmatch(commit) is None:
+            return None
+        code, out, _ = self._run(["rev-parse", "--verify", "-q", f"{commit}^{{tree}}"], self.path(loop_id))
+        return out.strip() if code == 0 and out.strip() else None
+
     def has_commit(self, loop_id: str, commit: str) -> bool:
         """True when the loop's clone holds ``commit`` (a reset to it can work)."""
         return _COMMIT.fullmatch(commit) is not None and self._rev(self.path(loop_id), commit) is not None

@@ -25,7 +25,9 @@ Files (in ``<state_dir>/loops/<loop_id>/``, outside the worktree, so they are ne
 Environment variables: ``LOOPWRIGHT_LOOP_ID``, ``LOOPWRIGHT_ITERATION``,
 ``LOOPWRIGHT_MAX_ITERATIONS``, ``LOOPWRIGHT_GOAL``, ``LOOPWRIGHT_WORKSPACE`` (the worktree),
 ``LOOPWRIGHT_PROMPT_FILE``, ``LOOPWRIGHT_FAILURES_FILE``, ``LOOPWRIGHT_REPORT_FILE``,
-``LOOPWRIGHT_TOKENS_USED``, ``LOOPWRIGHT_TOKEN_BUDGET`` (empty when there is none).
+``LOOPWRIGHT_NOTES_FILE`` (``progress.md``: notes the agent may append to, kept across
+iterations and resumes, see docs/loop-intelligence.md), ``LOOPWRIGHT_TOKENS_USED``,
+``LOOPWRIGHT_TOKEN_BUDGET`` (empty when there is none).
 
 In the command, ``{prompt}`` (the prompt's text), ``{prompt_file}``, ``{failures_file}``,
 ``{report_file}``, ``{iteration}`` and ``{loop_id}`` are replaced inside each argument (plain text
@@ -55,12 +57,21 @@ from loopwright.adapters.local.safe_files import (
 from loopwright.models import AgentFailureCause, AgentRequest, AgentResult, CommandAgentConfig
 from loopwright.models.types import TokenCount
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
-from loopwright.steps.prompt import AGENT_FILES_FOLDER, REPORT_FILE_ENV, REPORT_FILE_NAME, render_prompt
+from loopwright.steps.progress import bounded_notes
+from loopwright.steps.prompt import (
+    AGENT_FILES_FOLDER,
+    NOTES_FILE_ENV,
+    NOTES_FILE_NAME,
+    REPORT_FILE_ENV,
+    REPORT_FILE_NAME,
+    render_prompt,
+)
 
 #: Names of the agent's files in ``<state_dir>/loops/<loop_id>/``.
 PROMPT_FILE = "prompt.md"
 FAILURES_FILE = "failures.json"
 REPORT_FILE = REPORT_FILE_NAME
+NOTES_FILE = NOTES_FILE_NAME
 #: Largest report.json read, bytes.
 MAX_REPORT_BYTES = 1024 * 1024
 
@@ -99,7 +110,10 @@ def write_agent_files(request: AgentRequest) -> dict[str, Path]:
     written through), and the folder itself is opened without following a link
     (:mod:`loopwright.adapters.local.safe_files`).
 
-    Returns the paths by key: ``prompt_file``, ``failures_file``, ``report_file``.
+    ``progress.md`` is written with the notes the loop kept (``request.notes``), so the agent
+    finds them even on another machine or after a resume; :func:`read_notes` reads it back.
+
+    Returns the paths by key: ``prompt_file``, ``failures_file``, ``report_file``, ``notes_file``.
     """
     loops = Path(request.state_dir) / AGENT_FILES_FOLDER
     folder = loops / request.loop_id
@@ -107,6 +121,7 @@ def write_agent_files(request: AgentRequest) -> dict[str, Path]:
         "prompt_file": folder / PROMPT_FILE,
         "failures_file": folder / FAILURES_FILE,
         "report_file": folder / REPORT_FILE,
+        "notes_file": folder / NOTES_FILE,
     }
     failures = {
         "failing_conditions": request.failing_conditions,
@@ -118,6 +133,7 @@ def write_agent_files(request: AgentRequest) -> dict[str, Path]:
         write_file_at(fd, PROMPT_FILE, render_prompt(request).encode("utf-8"))
         write_file_at(fd, FAILURES_FILE, json.dumps(failures, indent=2).encode("utf-8"))
         remove_at(fd, REPORT_FILE)
+        write_file_at(fd, NOTES_FILE, request.notes.encode("utf-8"))
     return paths
 
 
@@ -133,6 +149,7 @@ def agent_environment(request: AgentRequest, paths: dict[str, Path]) -> dict[str
         "LOOPWRIGHT_PROMPT_FILE": str(paths["prompt_file"]),
         "LOOPWRIGHT_FAILURES_FILE": str(paths["failures_file"]),
         REPORT_FILE_ENV: str(paths["report_file"]),
+        NOTES_FILE_ENV: str(paths["notes_file"]),
         "LOOPWRIGHT_TOKENS_USED": str(request.tokens_used),
         "LOOPWRIGHT_TOKEN_BUDGET": str(request.token_budget or ""),
     }
@@ -159,6 +176,19 @@ def read_report(path: Path) -> tuple[AgentReport | None, str | None]:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "report"
         return None, f"invalid agent report {path.name}: {where}: {first['msg']}"
+
+
+def read_notes(path: Path) -> str | None:
+    """The agent's progress notes after its run: the text of ``path`` (its newest
+    :data:`~loopwright.models.progress.MAX_NOTES_BYTES` when longer, undecodable bytes replaced);
+    None when it cannot be read (gone, or not a regular file: a link planted there is not
+    followed), and the loop keeps the notes it had."""
+    try:
+        with open_folder(path.parent, trusted=path.parent.parent, create=False) as fd:
+            data = read_file_at(fd, path.name, MAX_REPORT_BYTES)
+    except (OSError, UnsafeFileError):
+        return None
+    return bounded_notes(data.decode("utf-8", errors="replace"))
 
 
 def _substitute(arg: str, values: dict[str, str]) -> str:
@@ -232,6 +262,7 @@ class CommandAgent(Agent):
             idle_timeout_seconds=self._config.idle_timeout_seconds or None,
         )
         report, report_error = read_report(paths["report_file"])
+        notes = read_notes(paths["notes_file"])
         output = (outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else "")).strip()
         if outcome.error:
             summary = outcome.error
@@ -265,5 +296,6 @@ class CommandAgent(Agent):
             model=report.model if report else None,
             context_percent=report.context_percent if report else None,
             handoff_requested=report.handoff if report else None,
+            notes=notes,
             output=output[-4000:],
         )

@@ -290,6 +290,19 @@ class GitWorktreeWorkspace(Workspace):
         )
         return out if code == 0 else None
 
+    def tree_hash(self, loop_id: str, commit: str) -> str | None:
+        """``git rev-parse <commit>^{tree}`` in the loop's worktree; None when ``commit`` is not
+        a commit there."""
+        worktree = self._worktree_path(loop_id)
+        code, out, _ = self.git.run(
+            ["rev-parse", "--verify", "-q", f"{commit}^{{tree}}"],
+            cwd=worktree,
+            check=False,
+            git_dir=self._admin_dir(loop_id),
+            work_tree=worktree,
+        )
+        return out.strip() if code == 0 and out.strip() else None
+
     def started_from(self, loop_id: str) -> WorkspaceSnapshot | None:
         """What the loop's branch started from when :meth:`prepare` created it in this object:
         the snapshot of the user's working tree, or only the secrets left out of it; None for

@@ -41,6 +41,7 @@ from loopwright.adapters.local.command_agent import (
     AgentReport,
     agent_environment,
     idle_summary,
+    read_notes,
     read_report,
     stopped_cause,
     timeout_summary,
@@ -298,7 +299,7 @@ class CliAgent(Agent, Generic[ConfigT]):
                 for line in text.splitlines():
                     parser.feed(stream, line)
         report, report_error = read_report(paths["report_file"])
-        return build_result(
+        result = build_result(
             self.name,
             outcome,
             parser.finish(outcome.exit_code),
@@ -310,6 +311,8 @@ class CliAgent(Agent, Generic[ConfigT]):
             now=self._now(),
             context_window_tokens=self.context_window_tokens(),
         )
+        result.notes = read_notes(paths["notes_file"])
+        return result
 
     def context_window_tokens(self) -> int | None:
         """The model's context window in tokens, for the session's context use; None: unknown."""

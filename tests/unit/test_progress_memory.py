@@ -1,0 +1,408 @@
+"""Progress memory, stuck facts and regression handling as plain functions (issue 10, points 1,
+4 and 5): the digest of each iteration, the counters Cedar reads, the prompt's bounded history,
+the progress notes' bound, stuck.cedar's pause, the revert's conditions and the config's refusals."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from pydantic import ValidationError
+
+from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
+from loopwright.models import (
+    ExitConditionStatus,
+    ExitConditionStatusValue,
+    ExitConditionType,
+    LoopConfig,
+    LoopOutcome,
+    LoopState,
+    NextAction,
+)
+from loopwright.models.progress import MAX_HISTORY, MAX_NOTES_BYTES, LoopProgress
+from loopwright.progress import regression_to_revert, revert_regression
+from loopwright.steps.authorize import authorize, build_authorization_request
+from loopwright.steps.decide import decide
+from loopwright.steps.iterate import build_agent_request
+from loopwright.steps.progress import (
+    NOTES_CUT_MARK,
+    bounded_notes,
+    failure_signature,
+    history_lines,
+    note_evaluation,
+    note_iteration,
+    resume_after_stuck,
+    stuck_facts,
+)
+from loopwright.steps.prompt import render_prompt
+from tests.fakes import FakeWorkspace
+
+POLICY_DIR = Path(__file__).resolve().parents[2] / "policies"
+S = ExitConditionStatusValue
+
+
+def _status(
+    name: str, status: ExitConditionStatusValue, *failures: str, required: bool = True
+) -> ExitConditionStatus:
+    return ExitConditionStatus(
+        name=name,
+        type=ExitConditionType.CUSTOM,
+        status=status,
+        required=required,
+        failures=list(failures),
+        summary=f"took {len(failures)} s",
+    )
+
+
+def _config(**kwargs: object) -> LoopConfig:
+    base: dict[str, object] = {
+        "goal": "make it pass",
+        "exit_conditions": [{"type": "CUSTOM", "name": "a", "command": "check-a", "parser": "exit_code"}],
+        "max_iterations": 50,
+    }
+    base.update(kwargs)
+    return LoopConfig.model_validate(base)
+
+
+def _iterate(progress: LoopProgress, n: int, changed: list[str], tree: str, start: str | None = None) -> None:
+    note_iteration(
+        progress,
+        iteration=n,
+        summary=f"did {n}",
+        failed=False,
+        changed_paths=changed,
+        commit=f"c{n}",
+        tree=tree,
+        start_tree=start,
+    )
+
+
+# ----------------------------------------------------------------------------- signature
+def test_the_failure_signature_is_the_failing_required_conditions_and_their_lines() -> None:
+    one = [_status("t", S.NOT_MET, "b failed", "a failed"), _status("l", S.MET)]
+    # The order of the lines and the summaries (durations) do not count.
+    assert failure_signature(one) == failure_signature([_status("t", S.NOT_MET, "a failed", "b failed")])
+    assert failure_signature(one) != failure_signature([_status("t", S.NOT_MET, "a failed")])
+    assert failure_signature(one) != failure_signature([_status("t", S.TIMEOUT, "a failed", "b failed")])
+    assert failure_signature([_status("t", S.MET), _status("o", S.NOT_MET, "x", required=False)]) is None
+
+
+# ----------------------------------------------------------------------------- iterations
+def test_iterations_without_change_count_in_a_row_and_reset_on_a_change() -> None:
+    progress = LoopProgress()
+    _iterate(progress, 1, [], "T0", start="T0")
+    _iterate(progress, 2, [], "T0")
+    assert progress.iterations_without_change == 2 and not progress.tree_seen_before
+    note_iteration(progress, iteration=3, summary="", failed=True, changed_paths=[], commit=None, tree="T0")
+    assert progress.iterations_without_change == 2  # a failed run is not counted, nor resets it
+    _iterate(progress, 4, ["a.py"], "T1")
+    assert progress.iterations_without_change == 0
+    assert progress.trees == ["T0", "T1"]
+
+
+def test_without_git_isolation_no_change_is_ever_counted() -> None:
+    progress = LoopProgress()
+    for n in range(1, 5):
+        note_iteration(
+            progress,
+            iteration=n,
+            summary="",
+            failed=False,
+            changed_paths=[],
+            commit=None,
+            tree=None,
+            changes_known=False,
+        )
+    assert progress.iterations_without_change == 0
+
+
+def test_an_oscillation_a_b_a_is_a_tree_seen_before() -> None:
+    progress = LoopProgress()
+    _iterate(progress, 1, ["s.txt"], "A", start="BASE")
+    _iterate(progress, 2, ["s.txt"], "B")
+    assert not progress.tree_seen_before
+    _iterate(progress, 3, ["s.txt"], "A")
+    assert progress.tree_seen_before
+    _iterate(progress, 4, ["s.txt"], "C")
+    assert not progress.tree_seen_before
+    _iterate(progress, 5, ["s.txt"], "BASE")  # back to where the loop started
+    assert progress.tree_seen_before
+
+
+def test_an_unknown_tree_never_counts_as_seen() -> None:
+    progress = LoopProgress()
+    note_iteration(
+        progress, iteration=1, summary="", failed=False, changed_paths=["a"], commit=None, tree=None
+    )
+    note_iteration(
+        progress, iteration=2, summary="", failed=False, changed_paths=["a"], commit=None, tree=None
+    )
+    assert not progress.tree_seen_before and progress.trees == []
+
+
+def test_the_history_keeps_the_newest_iterations_and_bounds_each_digest() -> None:
+    progress = LoopProgress()
+    for n in range(1, MAX_HISTORY + 6):
+        note_iteration(
+            progress,
+            iteration=n,
+            summary="word " * 500,
+            failed=False,
+            changed_paths=[f"f{i}.py" for i in range(300)],
+            commit=None,
+            tree=None,
+        )
+    assert len(progress.history) == MAX_HISTORY
+    assert progress.history[0].iteration == 6
+    last = progress.history[-1]
+    assert len(last.summary) == 300 and len(last.changed_paths) == 100 and last.changed_count == 300
+    assert all(len(d.changed_paths) == 8 and d.changed_count == 300 for d in progress.history[:-1])
+
+
+# ----------------------------------------------------------------------------- evaluations
+def test_repeated_failures_count_in_a_row_and_best_follows_the_fewest_failing() -> None:
+    progress = LoopProgress()
+    failing = [_status("t", S.NOT_MET, "x"), _status("l", S.NOT_MET, "y")]
+    assert note_evaluation(progress, failing, iteration=0, commit="base") is False
+    assert (progress.repeated_failure_count, progress.best_failing_count, progress.best_commit) == (
+        0,
+        2,
+        "base",
+    )
+    _iterate(progress, 1, ["a"], "T1")
+    assert note_evaluation(progress, failing, iteration=1, commit="c1") is False
+    assert progress.repeated_failure_count == 1
+    assert progress.best_iteration == 1  # the newest of equals
+    # Evaluating the same iteration again (a resume) counts no repeat.
+    note_evaluation(progress, failing, iteration=1, commit="c1")
+    assert progress.repeated_failure_count == 1
+    better = [_status("t", S.NOT_MET, "x"), _status("l", S.MET)]
+    _iterate(progress, 2, ["a"], "T2")
+    assert note_evaluation(progress, better, iteration=2, commit="c2") is False
+    assert (progress.repeated_failure_count, progress.best_failing_count, progress.best_failing) == (
+        0,
+        1,
+        ["t"],
+    )
+    _iterate(progress, 3, ["a"], "T3")
+    assert note_evaluation(progress, failing, iteration=3, commit="c3") is True  # a regression
+    assert (progress.best_commit, progress.failing_count) == ("c2", 2)
+    assert progress.history[-1].failing == ["t", "l"]
+
+
+def test_a_silent_check_counts_no_repeat() -> None:
+    progress = LoopProgress()
+    for n in range(4):
+        note_evaluation(progress, [_status("files", S.NOT_MET)], iteration=n, commit=f"c{n}")
+    assert progress.repeated_failure_count == 0
+
+
+def test_stuck_facts_are_the_cedar_context_entries() -> None:
+    progress = LoopProgress()
+    assert stuck_facts(progress) == {
+        "iterations_without_change": 0,
+        "repeated_failure_count": 0,
+        "tree_seen_before": False,
+        "failing_count": 0,
+        "best_failing_count": 0,
+        "changed_paths": [],
+    }
+    _iterate(progress, 1, [f"p{i}" for i in range(150)], "T1", start="T0")
+    note_evaluation(progress, [_status("t", S.NOT_MET)], iteration=1, commit="c1")
+    facts = stuck_facts(progress)
+    assert len(facts["changed_paths"]) == 100
+    assert (facts["failing_count"], facts["best_failing_count"]) == (1, 1)
+
+
+# ----------------------------------------------------------------------------- prompt history
+def test_history_lines_show_the_last_iterations_and_the_trend() -> None:
+    progress = LoopProgress()
+    note_evaluation(
+        progress,
+        [_status("a", S.NOT_MET), _status("b", S.NOT_MET), _status("c", S.NOT_MET)],
+        iteration=0,
+        commit="b",
+    )
+    _iterate(progress, 1, [f"src/m{i}.py" for i in range(10)], "T1", start="T0")
+    note_evaluation(progress, [_status("a", S.NOT_MET), _status("b", S.NOT_MET)], iteration=1, commit="c1")
+    _iterate(progress, 2, [], "T1")
+    note_evaluation(progress, [_status("a", S.NOT_MET), _status("b", S.NOT_MET)], iteration=2, commit="c2")
+    lines = history_lines(progress, 5)
+    assert lines[0] == (
+        "- iteration 1: did 1 · 10 files changed: src/m0.py, src/m1.py, src/m2.py, src/m3.py, "
+        "src/m4.py, src/m5.py, src/m6.py, src/m7.py (+2 more) · 2 failing: a, b"
+    )
+    assert lines[1] == "- iteration 2: did 2 · no file changed · 2 failing: a, b"
+    assert lines[2] == "- failing required conditions: 3 -> 2 -> 2 (best 2, at iteration 2)"
+    assert history_lines(progress, 1)[-1] == "- failing required conditions: 2 (best 2, at iteration 2)"
+    assert history_lines(progress, 0) == [] and history_lines(LoopProgress(), 5) == []
+
+
+def test_the_prompt_history_is_bounded_whatever_the_agent_wrote() -> None:
+    progress = LoopProgress()
+    for n in range(1, 40):
+        note_iteration(
+            progress,
+            iteration=n,
+            summary="x" * 10_000,
+            failed=False,
+            changed_paths=["p" * 200] * 200,
+            commit=None,
+            tree=None,
+        )
+    state = LoopState(
+        loop_id="l", config=_config(progress_history_iterations=5), iteration=39, progress=progress
+    )
+    request = build_agent_request(state, Path("/state"))
+    assert len(request.history) == 5
+    assert sum(len(line) for line in request.history) < 5 * 2000
+    assert "## Progress so far" in render_prompt(request)
+
+
+def test_progress_notes_are_bounded_to_their_newest_part() -> None:
+    assert bounded_notes("short") == "short"
+    long = "é" * MAX_NOTES_BYTES + "END"
+    kept = bounded_notes(long)
+    assert kept.startswith(NOTES_CUT_MARK) and kept.endswith("END")
+    assert len(kept.encode("utf-8")) <= MAX_NOTES_BYTES
+
+
+def test_the_prompt_quotes_the_newest_notes_and_the_reverted_iteration() -> None:
+    state = LoopState(loop_id="l", config=_config(), iteration=2)
+    state.progress.notes = "a" * 5000 + "\nlast line"
+    state.progress.regression = "Iteration 2 ... It broke: lint."
+    text = render_prompt(build_agent_request(state, Path("/state")))
+    assert "## Your last iteration was reverted\nIteration 2 ... It broke: lint." in text
+    assert "Your notes so far (newest part):" in text and "last line" in text
+    assert "a" * 4100 not in text
+    assert "/state/loops/l/progress.md" in text
+
+
+# ----------------------------------------------------------------------------- Cedar
+@pytest.fixture(scope="module")
+def engine() -> CedarPolicyEngine:
+    return CedarPolicyEngine(POLICY_DIR)
+
+
+def _stuck_state(**progress: object) -> LoopState:
+    state = LoopState(loop_id="loop-s", config=_config(max_stuck_iterations=3), iteration=4)
+    state.progress = LoopProgress.model_validate(progress)
+    return state
+
+
+@pytest.mark.parametrize(
+    ("progress", "policy"),
+    [
+        ({"iterations_without_change": 3}, "stuck-no-progress"),
+        ({"repeated_failure_count": 3}, "stuck-no-progress"),
+        ({"tree_seen_before": True}, "stuck-oscillation"),
+    ],
+)
+def test_stuck_policies_pause_the_loop_for_a_human(
+    engine: CedarPolicyEngine, progress: dict[str, object], policy: str
+) -> None:
+    auth = authorize(_stuck_state(**progress), engine)
+    assert not auth.allowed and auth.pause and auth.denied_by == [policy]
+    assert auth.outcome is LoopOutcome.STUCK
+    assert "limit 3" in (auth.reason or "")
+    decision = decide(authorization=auth)
+    assert decision.action is NextAction.PAUSE and decision.outcome is None
+    assert decision.reason.startswith("paused for a human: policy '" + policy)
+
+
+def test_below_the_count_or_turned_off_the_loop_goes_on(engine: CedarPolicyEngine) -> None:
+    assert authorize(_stuck_state(iterations_without_change=2, repeated_failure_count=2), engine).allowed
+    state = _stuck_state(iterations_without_change=9, tree_seen_before=True)
+    state.config = _config(max_stuck_iterations=False)
+    assert "max_stuck_iterations" not in build_authorization_request(state).resource_attributes
+    assert authorize(state, engine).allowed
+
+
+def test_a_limit_reached_while_stuck_ends_the_loop_with_the_limit(engine: CedarPolicyEngine) -> None:
+    state = _stuck_state(iterations_without_change=5)
+    state.config = _config(max_stuck_iterations=3, max_iterations=4)
+    auth = authorize(state, engine)
+    assert not auth.pause and auth.denied_by == ["iteration-limit"]
+    assert decide(authorization=auth).outcome is LoopOutcome.ITERATION_LIMIT
+
+
+def test_a_human_resuming_a_stuck_loop_starts_the_counters_over() -> None:
+    state = _stuck_state(iterations_without_change=3, repeated_failure_count=4, tree_seen_before=True)
+    assert resume_after_stuck(state) is False  # not paused by the stuck policies
+    state.progress.stuck_reason = "policy 'stuck-no-progress' denied iteration 5"
+    state.human_response = "look at b.py"
+    assert resume_after_stuck(state) is True
+    facts = stuck_facts(state.progress)
+    assert (
+        facts["iterations_without_change"],
+        facts["repeated_failure_count"],
+        facts["tree_seen_before"],
+    ) == (
+        0,
+        0,
+        False,
+    )
+    assert state.progress.stuck_reason is None
+    assert state.human_response.startswith("look at b.py\n\nThe loop was paused because it made no progress")
+
+
+# ----------------------------------------------------------------------------- regression
+class _Recorder:
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, dict[str, object]]] = []
+
+    def __call__(
+        self, event_type: object, message: str = "", *, iteration: int | None = None, **data: object
+    ) -> None:
+        self.events.append((str(event_type), message, data))
+
+
+def _regressed(**config: object) -> LoopState:
+    state = LoopState(loop_id="loop-r", config=_config(**config), iteration=3, head_commit="c3")
+    progress = state.progress
+    note_evaluation(progress, [_status("t", S.NOT_MET)], iteration=2, commit="c2")
+    _iterate(progress, 3, ["a.py"], "T3")
+    state.exit_conditions = [_status("t", S.NOT_MET), _status("lint", S.NOT_MET, "E1")]
+    note_evaluation(progress, state.exit_conditions, iteration=3, commit="c3")
+    return state
+
+
+def test_a_regression_is_reverted_only_under_revert_with_git() -> None:
+    assert regression_to_revert(_regressed(on_regression="revert"))
+    assert not regression_to_revert(_regressed())  # keep, the default
+    assert not regression_to_revert(_regressed(on_regression="revert", git_isolation=False))
+    errored = _regressed(on_regression="revert")
+    errored.exit_conditions = [_status("t", S.ERROR), _status("lint", S.NOT_MET)]
+    assert not regression_to_revert(errored)  # an ERROR pauses the loop instead
+
+
+def test_revert_moves_the_branch_to_the_best_commit_and_tells_the_agent(tmp_path: Path) -> None:
+    state = _regressed(on_regression="revert")
+    workspace = FakeWorkspace(tmp_path)
+    record = _Recorder()
+    assert revert_regression(state, workspace, record) is True
+    assert state.head_commit == "c2"
+    assert state.progress.history[-1].reverted
+    assert "It broke: lint" in (state.progress.regression or "")
+    [(kind, message, data)] = record.events
+    assert kind == "ITERATION_REVERTED" and "reverted to c2" in message
+    assert (data["commit"], data["reverted_to"], data["broke"]) == ("c3", "c2", ["lint"])
+    assert workspace.resets == ["c2"]
+    assert revert_regression(state, workspace, record) is False  # the head is the best now
+
+
+@pytest.mark.parametrize(
+    "field",
+    [
+        {"max_stuck_iterations": 0},
+        {"max_stuck_iterations": True},
+        {"max_stuck_iterations": "3"},
+        {"on_regression": "undo"},
+        {"progress_history_iterations": -1},
+        {"progress_history_iterations": 21},
+    ],
+)
+def test_bad_settings_are_refused_naming_the_field(field: dict[str, object]) -> None:
+    with pytest.raises(ValidationError) as error:
+        _config(**field)
+    assert next(iter(field)) in str(error.value)
