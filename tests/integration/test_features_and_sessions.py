@@ -153,6 +153,8 @@ def _cli_loop(
         {
             "goal": "work twice",
             "max_iterations": 4,
+            "max_stuck_iterations": None,  # the fake CLI changes no file (not about stuck detection)
+            "evaluation_cache": False,  # the check reads a file outside the tree (the fake's calls)
             "exit_conditions": [
                 {"type": "CUSTOM", "name": "twice", "command": [sys.executable, "-c", check]}
             ],
