@@ -219,8 +219,11 @@ class ControlService:
             )
         if self.is_running(state):
             self.store.add_control(request)
+            if request.now:
+                return "queued", "the running agent or condition is ended now and the loop stops", state.phase
             return "queued", "the loop stops after its current step", state.phase
         reason = f"stopped: {request.reason or 'by ' + request.principal}"
+        state.close_active_time(min(state.updated_at, utcnow()))  # a killed session's time ends there
         state.phase = LoopPhase.COMPLETED
         state.outcome = LoopOutcome.STOPPED
         state.outcome_reason = reason

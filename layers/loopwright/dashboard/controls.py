@@ -9,7 +9,7 @@ from pydantic import ValidationError
 from loopwright.dashboard.deps import DashboardDeps
 from loopwright.dashboard.errors import JSON, NO_STORE, ApiError, error_doc
 from loopwright.dashboard.identity import Identity
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
+from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody, StopBody
 from loopwright.dashboard.reads import check_loop_id
 from loopwright.models import ControlAction, ControlRequest, ControlResult, LimitChange
 
@@ -36,6 +36,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         response: str | None = None,
         checkpoint_id: str | None = None,
         accept_pinned_change: bool = False,
+        now: bool = False,
     ) -> Response[ControlResult]:
         identity: Identity = deps.identity(app.current_event.raw_event)
         state = deps.store.get_state(check_loop_id(loop_id))
@@ -51,6 +52,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
                 response=response,
                 checkpoint_id=checkpoint_id,
                 accept_pinned_change=accept_pinned_change,
+                now=now,
             )
         except ValidationError as exc:
             first = exc.errors()[0]
@@ -82,11 +84,12 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
     @app.post(
         "/api/loops/<loop_id>/stop",
         summary="Stop a loop",
-        description="The loop stops after its current step with outcome STOPPED.",
+        description="The loop stops after its current step with outcome STOPPED; with `now: true` "
+        "the running agent or exit condition is ended at once (its partial work is kept on a ref).",
         responses=_CONTROL_DOC,
     )
-    def post_stop(loop_id: str, body: ControlBody | None = None) -> Response[ControlResult]:
-        return submit(loop_id, ControlAction.STOP, body)
+    def post_stop(loop_id: str, body: StopBody | None = None) -> Response[ControlResult]:
+        return submit(loop_id, ControlAction.STOP, body, now=body is not None and body.now)
 
     @app.post(
         "/api/loops/<loop_id>/approve",

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from loopwright import pinning, workflow
+from loopwright import hard_limits, pinning, workflow
 from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
 from loopwright.engine.evidence_record import record_evidence
 from loopwright.engine.host import EngineHost
 from loopwright.engine.iteration_record import IterationRecorder
 from loopwright.engine.tracing import Tracing
-from loopwright.models import Decision, LoopResult, NextAction
+from loopwright.models import ControlAction, Decision, LoopResult, NextAction
 from loopwright.ports import Agent, OutputCallback, PolicyEngine, Sandbox
 from loopwright.steps.decide import decide
 
@@ -48,6 +48,14 @@ class SessionDriver(EngineHost):
             self._writer.save(self.get_state())
             self.store.clear_controls(self.loop_id, halt.applied)
         return halt
+
+    def _stop_now(self) -> bool:
+        """True when a ``stop --now`` is queued for the loop (the sandbox asks it while the agent
+        or a condition runs, and ends it at once)."""
+        return any(
+            control.action is ControlAction.STOP and control.now
+            for control in self.store.pending_controls(self.loop_id)
+        )
 
     def _drive(self, agent: Agent) -> LoopResult:
         state = self.get_state()
@@ -92,6 +100,7 @@ class SessionDriver(EngineHost):
                     self._workspace(),
                     self.emit_event,
                     state_dir=self.state_dir,
+                    should_stop=self._stop_now,
                     on_output=self._records.observer(self._output_observer),
                 )
             finally:
@@ -100,6 +109,14 @@ class SessionDriver(EngineHost):
                 self._writer.save(self.get_state())
                 self._records.agent_done(state, result, self._workspace())
                 return decide(pause_reason=state.workspace_problem)
+            if hard_limits.set_aside_partial_work(
+                state, result, previous_head, self._workspace(), self.emit_event
+            ):  # ended mid-run: its work is on a ref; Cedar (or the stop) decides what follows
+                workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event)
+                self._writer.save(self.get_state())
+                self._records.agent_done(state, result, self._workspace())
+                halt = self._halt()
+                return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
             held = pinning.guard_pins(
                 state, result, previous_head, self._workspace(), self.policy, self.emit_event
             )
@@ -129,7 +146,12 @@ class SessionDriver(EngineHost):
         halt = self._halt()
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
+        before = (list(state.exit_conditions), state.evaluated_iteration)
         workflow.evaluate_conditions(state, self.sandbox, self.emit_event)
+        if self._stop_now():  # a condition may have been ended mid-run: its result means nothing
+            state.exit_conditions, state.evaluated_iteration = before
+            halt = self._halt()
+            return decide(stop_reason=halt.stop_reason or "stop --now")
         self._records.evaluated(state)
         verification = workflow.verify_gate(state, self.emit_event)
         halt = self._halt()

@@ -97,10 +97,18 @@ class ControlRequest(BaseModel):
         description="APPROVE: accept the reverted change to pinned files the loop waits on (the "
         "pin moves); without it the change stays reverted",
     )
+    now: bool = Field(
+        default=False,
+        strict=True,
+        description="STOP: end the running agent or condition at once (`stop --now`), not after "
+        "the current step",
+    )
     requested_at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
     def _limits_match_action(self) -> ControlRequest:
+        if self.action is not ControlAction.STOP and self.now:
+            raise ValueError(f"now: only STOP ends the running agent at once, not {self.action.value}")
         if self.action is not ControlAction.APPROVE and self.accept_pinned_change:
             raise ValueError(
                 f"accept_pinned_change: only APPROVE accepts a pinned change, not {self.action.value}"

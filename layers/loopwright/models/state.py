@@ -179,14 +179,18 @@ class LoopState(BaseModel):
 
     @property
     def elapsed_seconds(self) -> float:
-        """Seconds that count against ``config.max_duration_seconds``: the time the loop's sessions
-        ran (:attr:`active_seconds` plus the running session's), or, with
-        ``config.count_paused_time``, :attr:`wall_clock_seconds`."""
-        if self.config.count_paused_time:
-            return self.wall_clock_seconds
-        running = 0.0
-        if self.active_since is not None:
-            running = max(0.0, (utcnow() - self.active_since).total_seconds())
+        """Seconds that count against ``config.max_duration_seconds``, now (:meth:`elapsed_at`)."""
+        return self.elapsed_at(utcnow())
+
+    def elapsed_at(self, now: datetime) -> float:
+        """Seconds that count against ``config.max_duration_seconds`` at ``now``: the time the
+        loop's sessions ran (:attr:`active_seconds` plus the running session's since
+        :attr:`active_since`), or wall clock from the start (to the end, else ``now``) with
+        ``config.count_paused_time`` or for a loop that never recorded its sessions' time (stored
+        before it was kept)."""
+        if self.config.count_paused_time or (self.active_since is None and self.active_seconds == 0):
+            return max(0.0, ((self.ended_at or now) - self.started_at).total_seconds())
+        running = 0.0 if self.active_since is None else max(0.0, (now - self.active_since).total_seconds())
         return self.active_seconds + running
 
     def open_active_time(self, now: datetime | None = None) -> None:
