@@ -138,6 +138,8 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "consecutive_failures": 0,
         "last_failure_cause": None,
         "uncounted_iterations": 0,
+        "active_seconds": 0.0,
+        "active_since": None,
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after
@@ -355,6 +357,7 @@ def test_a_result_summarises_a_finished_state() -> None:
         "total_cost_usd": 0.25,
         "errors_recovered": 1,
         "duration_seconds": 12.346,
+        "elapsed_seconds": 12.346,
         "handoff_reason": "limit of 5",
         "exit_conditions": [c.model_dump() for c in state.exit_conditions],
         "branch": "loop/l",
