@@ -78,7 +78,9 @@ def status(
 def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     """The state as ``status --json`` prints it: without config and tool output, with the shown
     phase and the limits (``max_iterations``; ``token_budget``, tokens, and ``cost_budget_usd``,
-    US dollars, null for none). ``cost_usd`` is the US dollars spent so far."""
+    US dollars, null for none; ``max_duration_seconds``, seconds). ``cost_usd`` is the US dollars
+    spent so far, ``elapsed_seconds`` the seconds that count against the time limit (the sessions'
+    running time, or wall clock with ``count_paused_time``)."""
     data = state.model_dump(mode="json", exclude={"config"})
     for condition in data["exit_conditions"]:
         condition.pop("stdout", None)
@@ -87,6 +89,8 @@ def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     data["max_iterations"] = state.config.max_iterations
     data["token_budget"] = state.config.token_budget
     data["cost_budget_usd"] = state.config.cost_budget_usd
+    data["max_duration_seconds"] = state.config.max_duration_seconds
+    data["elapsed_seconds"] = round(state.elapsed_seconds, 3)
     return data
 
 
