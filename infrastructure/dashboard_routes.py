@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 from pydantic import BaseModel
 
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
+from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody, StopBody
 from loopwright.planapi.router import CreatePlanRequest, DispatchRequest, VerifyRequest
 
 #: What the read function may do with the loops, events and plans tables (and their indexes).
@@ -110,7 +110,7 @@ DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
     _get("/checkpoints/{session_id}"),
     DashboardRoute("POST", "/api/loops/{loop_id}/pause", CONTROLS, body=ControlBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/resume", CONTROLS, body=ResumeBody),
-    DashboardRoute("POST", "/api/loops/{loop_id}/stop", CONTROLS, body=ControlBody),
+    DashboardRoute("POST", "/api/loops/{loop_id}/stop", CONTROLS, body=StopBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/approve", CONTROLS, body=ApproveBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/limits", CONTROLS, body=LimitsBody),
     _get("/api/projects/{project_id}/plans", query=("limit",)),
