@@ -136,6 +136,48 @@ def test_stop_now_from_another_process_ends_a_sleeping_agent_within_seconds(tmp_
     assert not Path(f"/proc/{agent_pid}").exists()  # the agent's process is gone
 
 
+@pytest.mark.slow
+def test_stop_now_ends_a_running_exit_condition_and_a_resume_evaluates_again(tmp_path: Path) -> None:
+    workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
+    started = tmp_path / "check-started"
+    slow_check = f"import pathlib,time; pathlib.Path({str(started)!r}).write_text('1'); time.sleep(120)"
+    path = tmp_path / "loop.toml"
+    path.write_text(
+        textwrap.dedent(
+            f"""
+            goal = "finish"
+            [[exit_conditions]]
+            type = "CUSTOM"
+            name = "slow"
+            command = ["python", "-c", {json.dumps(slow_check)}]
+            timeout_seconds = 300
+            [agent]
+            kind = "command"
+            command = ["true"]
+            """
+        )
+    )
+    run = cli_popen(
+        "run", "-w", str(workspace), "-c", str(path), "--loop-id", "cond", "-q", stdout=subprocess.PIPE
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while not started.exists():
+            assert time.monotonic() < deadline and run.poll() is None, "the condition never started"
+            time.sleep(0.05)
+        assert cli("stop", "cond", "-w", str(workspace), "--now").returncode == 0
+        asked = time.monotonic()
+        run.communicate(timeout=30)
+        took = time.monotonic() - asked
+    finally:
+        if run.poll() is None:
+            run.kill()
+    assert run.returncode == 4 and took < 5, took
+    state = _store(workspace).get_state("cond")
+    assert state.outcome is LoopOutcome.STOPPED and state.iteration == 0
+    assert all(c.evaluated_at is None for c in state.exit_conditions)  # thrown away: evaluated again
+
+
 # Iteration 1 asks a human; iteration 2 (after the answer) finishes.
 ASKING_AGENT = textwrap.dedent(
     """

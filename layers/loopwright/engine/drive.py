@@ -136,7 +136,11 @@ class SessionDriver(EngineHost):
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
         state = self.get_state()
+        before = (list(state.exit_conditions), state.evaluated_iteration)
         decision = workflow.evaluate_baseline(state, self.sandbox, self.emit_event)
+        if self._stop_now():  # a condition may have been ended mid-run: evaluate again on resume
+            state.exit_conditions, state.evaluated_iteration = before
+            return decide(stop_reason=self._halt().stop_reason or "stop --now")
         if decision.action is NextAction.CONTINUE:
             self._writer.save(self.get_state())
         return decision
