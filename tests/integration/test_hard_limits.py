@@ -232,7 +232,17 @@ STREAMING_CLAUDE = textwrap.dedent(
 
 
 @pytest.mark.slow
-def test_a_streamed_token_budget_ends_a_cli_agent_that_keeps_spending(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("budget", "outcome", "limit"),
+    [
+        ("token_budget = 1000", "TOKEN_BUDGET_EXHAUSTED", "TOKEN_BUDGET"),
+        # $0.0018 a message (100 input at $3/M, 100 output at $15/M): crossed at the 6th.
+        ("cost_budget_usd = 0.01", "COST_BUDGET_EXHAUSTED", "COST_BUDGET"),
+    ],
+)
+def test_a_streamed_budget_ends_a_cli_agent_that_keeps_spending(
+    tmp_path: Path, budget: str, outcome: str, limit: str
+) -> None:
     workspace = make_repo(tmp_path / "ws", {"README.md": "x\n"})
     fake = tmp_path / "bin" / "claude"
     fake.parent.mkdir()
@@ -244,7 +254,7 @@ def test_a_streamed_token_budget_ends_a_cli_agent_that_keeps_spending(tmp_path: 
             f"""
             goal = "finish"
             max_iterations = 5
-            token_budget = 1000
+            {budget}
             [[exit_conditions]]
             type = "CUSTOM"
             name = "done"
@@ -256,18 +266,20 @@ def test_a_streamed_token_budget_ends_a_cli_agent_that_keeps_spending(tmp_path: 
         )
     )
     began = time.monotonic()
-    done = cli("run", "-w", str(workspace), "-c", str(path), "--loop-id", "tok", "--json", "-q", timeout=90)
+    done = cli("run", "-w", str(workspace), "-c", str(path), "--loop-id", "spend", "--json", "-q", timeout=90)
     assert done.returncode == 3, done.stderr
     assert time.monotonic() - began < 30  # not the fake's 60 s
     result = json.loads(done.stdout)
-    assert result["outcome"] == "TOKEN_BUDGET_EXHAUSTED" and result["iterations"] == 1
-    # Stopped within a poll or two of crossing 1000 (200 tokens per 50 ms), not a whole run's 240,000.
+    assert result["outcome"] == outcome and result["iterations"] == 1
+    # Ended within a poll or two of crossing (200 tokens per 50 ms), not after a whole run's 240,000.
     assert 1000 <= result["total_tokens"] <= 4000
-    event = _ended_event(workspace, "tok")
-    assert event["limit"] == "TOKEN_BUDGET" and event["tokens_used"] == result["total_tokens"]
-    [completed] = _store(workspace).list_events("tok", types=[IterationEventType.AGENT_COMPLETED])
+    assert 0.0018 * 5 <= result["total_cost_usd"] <= 0.0018 * 20
+    event = _ended_event(workspace, "spend")
+    assert event["limit"] == limit and event["tokens_used"] == result["total_tokens"]
+    [completed] = _store(workspace).list_events("spend", types=[IterationEventType.AGENT_COMPLETED])
     assert completed.data["tokens_used"] == result["total_tokens"]
     assert completed.data["input_tokens"] + completed.data["output_tokens"] == result["total_tokens"]
+    assert completed.data["cost_basis"] == "priced"  # the tokens streamed so far, priced by model
 
 
 def test_bad_input_is_refused_without_writing(tmp_path: Path) -> None:
