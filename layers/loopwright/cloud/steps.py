@@ -364,10 +364,13 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
 
 
 def verify_step(event: StepInput, ports: CloudPorts) -> StepOutput:
-    """gate:all over the latest evaluation."""
+    """gate:all over the latest evaluation; nothing for an iteration Evaluate did not evaluate
+    (its agent was ended by a hard limit, :mod:`loopwright.hard_limits`)."""
     step = _Step(event, ports)
     if step.state.outcome is not None or step.state.phase in (LoopPhase.PAUSED, LoopPhase.AWAITING_RESPONSE):
         return step.output(allowed=False)  # ended, paused or parked by evaluate
+    if step.state.phase in (LoopPhase.ITERATING, LoopPhase.CHECKPOINTING):
+        return step.output(allowed=False)  # not evaluated: a hard limit ended the agent (set aside)
     verification = workflow.verify_gate(step.state, step.record)
     return step.save(allowed=verification.passed, reason=verification.message)
 

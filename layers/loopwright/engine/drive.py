@@ -24,6 +24,7 @@ from loopwright.engine.tracing import Tracing
 from loopwright.models import ControlAction, Decision, LoopResult, NextAction
 from loopwright.ports import Agent, OutputCallback, PolicyEngine, Sandbox
 from loopwright.steps.decide import decide
+from loopwright.steps.verify import verify
 
 
 class SessionDriver(EngineHost):
@@ -116,7 +117,13 @@ class SessionDriver(EngineHost):
                 self._writer.save(self.get_state())
                 self._records.agent_done(state, result, self._workspace())
                 halt = self._halt()
-                return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
+                return workflow.decide_next(
+                    state,
+                    self.emit_event,
+                    verification=verify(state.config, state.exit_conditions),  # the last evaluation's
+                    stop_reason=halt.stop_reason,
+                    pause_reason=halt.pause_reason,
+                )
             held = pinning.guard_pins(
                 state, result, previous_head, self._workspace(), self.policy, self.emit_event
             )
