@@ -355,12 +355,23 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
     if halt.stop_reason is not None or pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
-    if step.state.evaluated_iteration >= step.state.iteration:
+    if _set_aside(step.state):
         return step.save()  # an iteration a hard limit ended: set aside, nothing new to evaluate
     workflow.evaluate_conditions(step.state, _commands(ports), step.record)
     saved = step.save()
     records.RecordKeeper(ports.store).add_evaluation(step.state)
     return saved
+
+
+def _set_aside(state: LoopState) -> bool:
+    """True for an iteration whose agent a hard limit ended: Iterate set its work aside and
+    marked it evaluated (:func:`loopwright.hard_limits.set_aside_partial_work`), so Evaluate and
+    Verify have nothing to do (the phase is still Iterate's or Checkpoint's)."""
+    return (
+        state.iteration > 0
+        and state.evaluated_iteration >= state.iteration
+        and state.phase in (LoopPhase.ITERATING, LoopPhase.CHECKPOINTING)
+    )
 
 
 def verify_step(event: StepInput, ports: CloudPorts) -> StepOutput:
@@ -369,8 +380,8 @@ def verify_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     step = _Step(event, ports)
     if step.state.outcome is not None or step.state.phase in (LoopPhase.PAUSED, LoopPhase.AWAITING_RESPONSE):
         return step.output(allowed=False)  # ended, paused or parked by evaluate
-    if step.state.phase in (LoopPhase.ITERATING, LoopPhase.CHECKPOINTING):
-        return step.output(allowed=False)  # not evaluated: a hard limit ended the agent (set aside)
+    if _set_aside(step.state):
+        return step.output(allowed=False)  # not evaluated: a hard limit ended the agent
     verification = workflow.verify_gate(step.state, step.record)
     return step.save(allowed=verification.passed, reason=verification.message)
 
