@@ -21,6 +21,7 @@ from loopwright.dashboard.models import (
     LimitsBody,
     ResumeBody,
     RollbackBody,
+    StopBody,
 )
 from loopwright.planapi.router import CreatePlanRequest, DispatchRequest, VerifyRequest
 
@@ -117,7 +118,7 @@ DASHBOARD_ROUTES: tuple[DashboardRoute, ...] = (
     _get("/checkpoints/{session_id}"),
     DashboardRoute("POST", "/api/loops/{loop_id}/pause", CONTROLS, body=ControlBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/resume", CONTROLS, body=ResumeBody),
-    DashboardRoute("POST", "/api/loops/{loop_id}/stop", CONTROLS, body=ControlBody),
+    DashboardRoute("POST", "/api/loops/{loop_id}/stop", CONTROLS, body=StopBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/approve", CONTROLS, body=ApproveBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/limits", CONTROLS, body=LimitsBody),
     DashboardRoute("POST", "/api/loops/{loop_id}/rollback", CONTROLS, body=RollbackBody),

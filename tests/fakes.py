@@ -139,6 +139,7 @@ class ScriptedSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CommandResult:
         self.calls.append(list(command))
         code, out = self.responder(command, len(self.calls))

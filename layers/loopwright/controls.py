@@ -63,6 +63,12 @@ RESUMABLE_OUTCOMES = frozenset(
 )
 
 
+#: What a queued ``stop --now`` does (the Step Functions engine cannot end a running command).
+NOW_MESSAGE = (
+    "the running agent or condition is ended now and the loop stops (on AWS: after its current step)"
+)
+
+
 def policy_files_changed(before: dict[str, str] | None, now: dict[str, str] | None) -> list[str]:
     """Names of the policy files added, removed or changed between a loop's recorded policy set
     and the one read now (empty when either is unknown: none recorded yet, or an engine that
@@ -244,8 +250,11 @@ class ControlService:
             )
         if self.is_running(state):
             self.store.add_control(request)
+            if request.now:
+                return "queued", NOW_MESSAGE, state.phase
             return "queued", "the loop stops after its current step", state.phase
         reason = f"stopped: {request.reason or 'by ' + request.principal}"
+        state.close_active_time(min(state.updated_at, utcnow()))  # a killed session's time ends there
         state.phase = LoopPhase.COMPLETED
         state.outcome = LoopOutcome.STOPPED
         state.outcome_reason = reason

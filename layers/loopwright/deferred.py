@@ -44,7 +44,7 @@ from datetime import datetime
 from pathlib import Path
 
 from loopwright.models import CommandResult, DeferredCommand, utcnow
-from loopwright.ports import BackgroundSandbox, OutputCallback, Sandbox
+from loopwright.ports import BackgroundSandbox, OutputCallback, Sandbox, StopCheck
 
 #: Seconds a started command is awaited in the step before it is left to run in the background.
 DEFAULT_INLINE_SECONDS = 2.0
@@ -185,11 +185,13 @@ class DeferringSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult:
         """The command's result once it has ended; raises :class:`CommandPending` while it runs
         (started now, or by an earlier invocation under the same key). ``idle_timeout_seconds``
-        is ignored: no step watches a background command's output as it runs, so only
-        ``timeout_seconds`` ends it."""
+        and ``should_stop`` are ignored: no step watches a background command as it runs, so
+        only ``timeout_seconds`` ends it (an agent's remaining time until the loop's deadline is
+        passed as its timeout, so the deadline still holds)."""
         key = self._next_key()
         with self._guard:
             task = self.commands.get(key)

@@ -205,8 +205,13 @@ class Sandbox(ABC):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult:
         """Run ``command`` in ``cwd``; stdout and stderr are each kept up to ``max_output_bytes``.
+
+        ``should_stop``: a sandbox that can watch the command asks it every fraction of a second
+        and ends the command once it answers True (``stopped=True`` in the result: ``stop --now``,
+        a crossed budget); one that cannot ignores it (it says so in its docstring).
 
         ``stdin`` is written to the command's standard input (UTF-8), which is then closed;
         without it stdin is empty. ``on_output`` sees the output as it is produced (all of it,

@@ -81,6 +81,7 @@ def start_session(
     resumed = state.sessions_used > 0
     state.sessions_used += 1
     state.is_active = True
+    state.open_active_time()  # the time limit counts the sessions' running time (count_paused_time)
     state.human_request = None
     state.workspace_problem = None
     state.resume_at = None
@@ -387,8 +388,11 @@ def decide_next(
 
 def finish(state: LoopState, decision: Decision, record: Recorder) -> None:
     """End the loop with the decision's outcome, or pause it: for a human (AWAITING_RESPONSE), or
-    by a human or until a usage limit resets (PAUSED, ``resume_at``)."""
+    by a human or until a usage limit resets (PAUSED, ``resume_at``). The session's running time
+    is added to ``state.active_seconds`` (a pause or a wait for a human does not count against
+    ``max_duration_seconds`` unless ``count_paused_time``)."""
     state.is_active = False
+    state.close_active_time()
     if decision.action is NextAction.PAUSE:
         state.phase = LoopPhase.PAUSED
         state.resume_at = decision.resume_at

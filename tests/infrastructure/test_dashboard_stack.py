@@ -33,7 +33,7 @@ from infrastructure.dashboard_routes import (
 from loopwright.cloud.signin import SignInSettings, build_signin_router
 from loopwright.dashboard.api import DashboardDeps, build_app
 from loopwright.dashboard.identity import CognitoIdentityResolver
-from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody
+from loopwright.dashboard.models import ApproveBody, ControlBody, LimitsBody, ResumeBody, StopBody
 from loopwright.planapi.router import (
     CreatePlanRequest,
     DispatchRequest,
@@ -237,6 +237,9 @@ BODIES: list[tuple[type[BaseModel], dict[str, Any], bool]] = [
     (ControlBody, {"reason": "done for today"}, True),
     (ControlBody, {"reason": "x" * 2_001}, False),
     (ControlBody, {"reasn": "typo"}, False),
+    (StopBody, {"reason": "runaway", "now": True}, True),
+    (StopBody, {"now": "yes"}, False),
+    (ControlBody, {"now": True}, False),  # only stop takes now
     (ApproveBody, {"response": "use the v2 API"}, True),
     (ResumeBody, {"checkpoint_id": "ckpt_0123456789ab"}, True),
     (ResumeBody, {"checkpoint_id": "../etc"}, False),

@@ -177,6 +177,14 @@ def test_a_control_of_a_running_loop_is_queued(dash: Dashboard) -> None:
     assert dash.call("GET", "/api/loops/run")[1]["stop_requested"] == "enough"
 
 
+def test_stop_now_of_a_running_loop_is_queued_with_now(dash: Dashboard) -> None:
+    status, body, _ = dash.call("POST", "/api/loops/run/stop", {"reason": "now", "now": True})
+    assert status == 202 and body["status"] == "queued" and body["control"]["now"] is True
+    assert "ended now" in body["message"]
+    [queued] = dash.store.pending_controls("run")
+    assert queued.now is True
+
+
 def test_resume_and_approve_hand_the_loop_to_the_resumer(dash: Dashboard) -> None:
     assert dash.call("POST", "/api/loops/b2/resume")[0] == 200
     status, body, _ = dash.call("POST", "/api/loops/a2/approve", {"response": "ship it"})
@@ -237,6 +245,7 @@ def test_operators_come_from_the_operators_file(tmp_path: Path) -> None:
         ("limits", {"max_iterations": 5, "colour": "red"}, None, "colour", "Extra inputs"),
         ("limits", None, "{not json", "body", "not valid JSON"),
         ("stop", {"reason": "x" * 2001}, None, "reason", "at most 2000"),
+        ("stop", {"now": "yes"}, None, "now", "valid boolean"),
         ("approve", {"response": 5}, None, "response", "valid string"),
         ("approve", {"accept_pinned_change": "maybe"}, None, "accept_pinned_change", "valid boolean"),
         ("resume", {"checkpoint_id": "../x"}, None, "checkpoint_id", "should match pattern"),

@@ -339,6 +339,39 @@ def test_a_running_loop_live_progress_raised_limit_refusal_and_stop(dashboard: D
             runner.wait()
 
 
+# Says it started, then sleeps far longer than the test waits.
+SLEEPING_AGENT = "import pathlib,time\npathlib.Path('sleeping.txt').write_text('1')\ntime.sleep(120)\n"
+
+
+def test_stop_now_ends_a_sleeping_agent_from_the_page(dashboard: Dashboard, page: Page) -> None:
+    from playwright.sync_api import expect
+
+    config = loop_config(dashboard.configs, "sleepy", SLEEPING_AGENT, max_iterations=5, done_file="never.txt")
+    runner = dashboard.run_loop("sleepy", config, dashboard.configs / "sleepy.out")
+    try:
+        poll(lambda: (dashboard.workspace / "sleeping.txt").exists(), "the agent to start")
+        page.goto(dashboard.url)
+        row = page.locator('[data-testid="loop-row"][data-loop-id="sleepy"]')
+        expect(row).to_be_visible(timeout=WAIT_MS)
+        row.get_by_test_id("loop-link").click()
+        expect(page.get_by_test_id("loop-phase")).to_have_attribute(
+            "data-phase", "ITERATING", timeout=WAIT_MS
+        )
+        page.get_by_test_id("control-stop-now").click()
+        result = page.get_by_test_id("control-result")
+        expect(result).to_contain_text("stop-now: queued")
+        expect(result).to_contain_text("ended now")
+        # Far sooner than the agent's 120 s: the page shows STOPPED and the run exits 4.
+        expect(page.get_by_test_id("outcome")).to_contain_text("STOPPED", timeout=WAIT_MS)
+        assert runner.wait(timeout=10) == 4, (dashboard.configs / "sleepy.out").read_text()
+    finally:
+        if runner.poll() is None:
+            runner.kill()
+            runner.wait()
+    events = dashboard.api("/api/loops/sleepy/events?type=AGENT_ENDED_AT_LIMIT")[1]
+    assert [e["data"]["limit"] for e in events["items"]] == ["STOP_NOW"], events
+
+
 def test_an_awaiting_loop_pulses_and_approve_continues_it(dashboard: Dashboard, page: Page) -> None:
     from playwright.sync_api import expect
 

@@ -3,7 +3,7 @@ the sandbox's quoted shell line (tests/unit/aws_session_fake.py plays the sessio
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path, PurePosixPath
 
 import pytest
@@ -184,6 +184,7 @@ class _Broken(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CommandResult:
         raise LoopFrameworkError("running a command failed (ThrottlingException: slow down)")
 

@@ -28,6 +28,7 @@ from loopwright.engine import LoopFramework
 from loopwright.models import (
     AgentRequest,
     AgentResult,
+    HardLimit,
     IterationEventType,
     LoopConfig,
     LoopOutcome,
@@ -144,6 +145,46 @@ def test_both_engines_record_the_same_event_types(
     assert cloud_store.types("same") == engine_store.types("same")
     baselines = [e for e in cloud_store.list_events("same") if e.data.get("baseline")]
     assert [(e.type, e.iteration) for e in baselines] == [(IterationEventType.EXIT_CONDITIONS_EVALUATED, 0)]
+
+
+def test_both_engines_set_aside_an_agent_a_hard_limit_ended_and_let_cedar_end_the_loop(
+    tmp_path: Path,
+) -> None:
+    # Given an agent whose streamed usage crossed the token budget, so its adapter ended it
+    def ended(request: AgentRequest) -> AgentResult:
+        assert request.tokens_left == 500
+        return AgentResult(tokens_used=600, summary="ended at the budget", ended_by=HardLimit.TOKEN_BUDGET)
+
+    engine_store, cloud_store = MemoryStore(), MemoryStore()
+    engine_workspace, cloud_workspace = FakeWorkspace(tmp_path), FakeWorkspace(tmp_path)
+    LoopFramework(
+        _config(token_budget=500),
+        workspace=tmp_path,
+        loop_id="hard",
+        store=engine_store,
+        sandbox=Scenario(99).sandbox(),
+        policy=CedarPolicyEngine(),
+        workspace_adapter=engine_workspace,
+    ).run(work_function=ended)
+    cloud_store.create_loop(
+        LoopState(loop_id="hard", config=_config(token_budget=500), worktree=str(tmp_path), head_commit="c0")
+    )
+    ports = _cloud_ports(tmp_path, Scenario(99), cloud_store)
+    ports = CloudPorts(**{**ports.__dict__, "agent": PythonAgent(ended), "workspace": cloud_workspace})
+    # When both run it
+    decisions = run_state_machine(ports, "hard")
+    # Then the work is set aside (the branch back at the base), the iteration is not evaluated,
+    # and Cedar's token-budget policy ends the loop, in both engines alike
+    assert decisions[-1].outcome is LoopOutcome.TOKEN_BUDGET_EXHAUSTED
+    for store, workspace in ((engine_store, engine_workspace), (cloud_store, cloud_workspace)):
+        state = store.get_state("hard")
+        assert state.outcome is LoopOutcome.TOKEN_BUDGET_EXHAUSTED and state.iteration == 1
+        assert state.tokens_used == 600 and state.head_commit == "c0" and workspace.resets == ["c0"]
+        evaluated = store.list_events("hard", types=[IterationEventType.EXIT_CONDITIONS_EVALUATED])
+        assert [e.iteration for e in evaluated] == [0]  # the baseline only
+        [event] = store.list_events("hard", types=[IterationEventType.AGENT_ENDED_AT_LIMIT])
+        assert event.data["limit"] == "TOKEN_BUDGET"
+    assert cloud_store.types("hard") == engine_store.types("hard")
 
 
 def test_decide_hands_over_to_a_new_execution_every_k_iterations(tmp_path: Path) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
 import pytest
@@ -148,6 +148,7 @@ class _TimingOut(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CommandResult:
         return CommandResult(command=list(command), exit_code=None, timed_out=True, left_running=self.left)
 
@@ -189,6 +190,7 @@ class _Idle(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CommandResult:
         self.given.append(idle_timeout_seconds)
         return CommandResult(command=list(command), exit_code=None, idle=True, stdout="thinking...\n")

@@ -6,7 +6,7 @@ scratch folder, and every field of the :class:`ExitConditionStatus`."""
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -45,6 +45,7 @@ class RecordingSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CommandResult:
         scratch = [a.partition("=")[2] for a in command if a.startswith("pycache_prefix=")]
         self.runs.append(

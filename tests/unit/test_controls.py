@@ -349,3 +349,28 @@ def test_the_state_machine_steps_pause_at_a_usage_limit_and_on_a_pause_control(t
     assert store.get_state("cloud-p").iteration == 3
     decisions = run_state_machine(ports, "cloud-p")
     assert decisions[-1].outcome is LoopOutcome.CONDITIONS_MET and store.get_state("cloud-p").iteration == 4
+
+
+def test_stop_now_of_a_running_loop_is_queued_with_now_and_an_agent_may_not(
+    policy: CedarPolicyEngine,
+) -> None:
+    store = MemoryStore()
+    _stored(store, iteration=2, is_active=True, phase=LoopPhase.ITERATING)
+    service = ControlService(store, policy)
+    with pytest.raises(ControlDeniedError):
+        service.submit(_request(ControlAction.STOP, principal='Agent::"loop-c"', groups=(), now=True))
+    assert store.controls == {}
+    result = service.submit(_request(ControlAction.STOP, now=True, reason="runaway"))
+    assert result.status == "queued" and "ended now" in result.message
+    [queued] = store.pending_controls("loop-c")
+    assert queued.now and queued.reason == "runaway"
+
+
+def test_stopping_a_killed_loop_counts_its_session_up_to_its_last_write(policy: CedarPolicyEngine) -> None:
+    store = MemoryStore()
+    start = datetime.now(UTC) - timedelta(hours=1)
+    stored = _stored(store, phase=LoopPhase.ITERATING, active_since=start)
+    store.save_state(stored.model_copy(update={"updated_at": start + timedelta(seconds=30)}))
+    ControlService(store, policy).submit(_request(ControlAction.STOP, now=True))
+    state = store.get_state("loop-c")
+    assert state.active_since is None and 29 <= state.active_seconds <= 31  # not the hour since

@@ -194,7 +194,7 @@ def test_iterate_hands_the_request_the_stop_check_and_the_output_callback_to_the
 
     [(request, should_stop, on_output)] = agent.calls
     assert request == build_agent_request(_state(), Path("/tmp/s")).model_copy(
-        update={"elapsed_seconds": request.elapsed_seconds}
+        update={"elapsed_seconds": request.elapsed_seconds, "time_left_seconds": request.time_left_seconds}
     )
     assert should_stop is stop and on_output is output
 

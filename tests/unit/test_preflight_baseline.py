@@ -61,6 +61,7 @@ class Checks(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CommandResult:
         self.calls.append(list(command))
         return self.answer(command)

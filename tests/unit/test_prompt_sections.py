@@ -103,7 +103,7 @@ def test_prompt_with_every_section() -> None:
         "## Limits\n"
         "- iteration 3 of 10\n"
         "- tokens used 1234 of 5000\n"
-        "- elapsed 12 s of 3600 s\n"
+        "- elapsed 12 s of 3600 s (a deadline: you are ended when it is reached)\n"
         "\n"
         "## Answer from a human (to your last question)\n"
         "use the v2 API\n"

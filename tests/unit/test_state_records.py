@@ -150,6 +150,8 @@ def test_a_loop_state_starts_at_zero_and_idle() -> None:
         "forked_from_iteration": None,
         "evaluation_cache": [],
         "progress": LoopProgress().model_dump(),
+        "active_seconds": 0.0,
+        "active_since": None,
         "version": 0,
     }
     assert before <= state.started_at <= after and before <= state.updated_at <= after
@@ -369,6 +371,7 @@ def test_a_result_summarises_a_finished_state() -> None:
         "total_cost_usd": 0.25,
         "errors_recovered": 1,
         "duration_seconds": 12.346,
+        "elapsed_seconds": 12.346,
         "handoff_reason": "context 85% used",
         "stop_reason": "limit of 5",
         "exit_conditions": [c.model_dump() for c in state.exit_conditions],

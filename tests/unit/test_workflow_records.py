@@ -4,7 +4,7 @@ events' types and data, the counters (tokens, cost, errors_recovered), the bookk
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from types import SimpleNamespace
@@ -92,6 +92,7 @@ class TableSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: Callable[[], bool] | None = None,
     ) -> CommandResult:
         self.cwds.append(cwd)
         code, seconds, timed_out = self.table[command[0].removeprefix("check-")]

@@ -38,9 +38,18 @@ def stop(
     loop_id: Annotated[str, typer.Argument(help="The loop to stop.")],
     workspace: WorkspaceOpt = Path("."),
     reason: Annotated[str, typer.Option(help="Recorded with the stop.")] = "stopped from the CLI",
+    now: Annotated[
+        bool,
+        typer.Option(
+            "--now",
+            help="End the running agent or exit condition at once (its partial work is kept on a "
+            "ref) instead of after the current step.",
+        ),
+    ] = False,
 ) -> None:
-    """Stop a loop: a running one after its current step, an idle one at once (resumable later)."""
-    _control(workspace, loop_id, ControlAction.STOP, reason=reason)
+    """Stop a loop: a running one after its current step (with --now at once), an idle one at
+    once (resumable later)."""
+    _control(workspace, loop_id, ControlAction.STOP, reason=reason, now=now)
 
 
 def pause(

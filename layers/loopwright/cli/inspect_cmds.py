@@ -96,9 +96,11 @@ def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     """The state as ``status --json`` prints it: without config, tool output and the evaluation
     cache, with the shown
     phase and the limits (``max_iterations``; ``token_budget``, tokens, and ``cost_budget_usd``,
-    US dollars, null for none). ``cost_usd`` is the US dollars spent so far. ``features`` (names,
-    in order), ``features_completed``, ``features_total`` and ``max_sessions`` (null for none) come
-    from the config and :class:`~loopwright.models.LoopResult`."""
+    US dollars, null for none; ``max_duration_seconds``, seconds). ``cost_usd`` is the US dollars
+    spent so far, ``elapsed_seconds`` the seconds that count against the time limit (the sessions'
+    running time, or wall clock with ``count_paused_time``). ``features`` (names, in order),
+    ``features_completed``, ``features_total`` and ``max_sessions`` (null for none) come from the
+    config and :class:`~loopwright.models.LoopResult`."""
     data = state.model_dump(mode="json", exclude={"config", "evaluation_cache"})
     for condition in data["exit_conditions"]:
         condition.pop("stdout", None)
@@ -111,6 +113,8 @@ def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     data["features_completed"], data["features_total"] = result.features_completed, result.features_total
     data["features"] = [f.name for f in state.config.features]
     data["max_sessions"] = state.config.max_sessions
+    data["max_duration_seconds"] = state.config.max_duration_seconds
+    data["elapsed_seconds"] = round(state.elapsed_seconds, 3)
     return data
 
 

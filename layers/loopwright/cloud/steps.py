@@ -36,7 +36,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopwright import notifications, pinning, progress, records, workflow
+from loopwright import hard_limits, notifications, pinning, progress, records, workflow
 from loopwright.cloud.evidence_record import EvidenceKeeper, record_evidence
 from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import LoopFrameworkError
@@ -281,7 +281,12 @@ def iterate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
         state_dir=ports.state_dir,
         on_output=output,
     )
-    if not step.state.workspace_problem:  # nothing was committed otherwise
+    # Nothing was committed after a workspace problem; an agent a hard limit ended has its work
+    # set aside (not evaluated: Evaluate skips it); else the pins are guarded.
+    ended = not step.state.workspace_problem and hard_limits.set_aside_partial_work(
+        step.state, result, previous_head, workspace, step.record
+    )
+    if not step.state.workspace_problem and not ended:
         pinning.guard_pins(step.state, result, previous_head, workspace, policy, step.record)
     saved = step.save()
     done = records.finish_record(record, step.state, result, output.snapshot(), workspace)
@@ -338,8 +343,9 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     is not evaluated: the loop waits for a human (the hold's AWAIT_HUMAN decision). With
     ``event.settle_pins`` (Authorize, after the human's answer) the answer is applied first
     (:func:`~loopwright.pinning.settle_hold`: an accepted change moves the branch to the kept
-    commit) and the held iteration is evaluated. Raises ValueError when settling without the
-    workspace port."""
+    commit) and the held iteration is evaluated. An iteration whose agent a hard limit ended
+    (:func:`loopwright.hard_limits.set_aside_partial_work`) is not evaluated. Raises ValueError
+    when settling without the workspace port."""
     step = _Step(event, ports)
     if step.state.pinned_hold is not None:
         if not event.settle_pins:
@@ -350,6 +356,8 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     pause_reason = halt.pause_reason or step.state.workspace_problem  # nothing was committed
     if halt.stop_reason is not None or pause_reason is not None:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
+    if _set_aside(step.state):
+        return step.save()  # an iteration a hard limit ended: set aside, nothing new to evaluate
     workflow.evaluate_conditions(step.state, _commands(ports), step.record, workspace=ports.workspace)
     if progress.regression_to_revert(step.state):  # on_regression = "revert": back to the best commit
         progress.revert_regression(step.state, _require(ports.workspace, "workspace"), step.record)
@@ -359,11 +367,25 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
     return saved
 
 
+def _set_aside(state: LoopState) -> bool:
+    """True for an iteration whose agent a hard limit ended: Iterate set its work aside and
+    marked it evaluated (:func:`loopwright.hard_limits.set_aside_partial_work`), so Evaluate and
+    Verify have nothing to do (the phase is still Iterate's or Checkpoint's)."""
+    return (
+        state.iteration > 0
+        and state.evaluated_iteration >= state.iteration
+        and state.phase in (LoopPhase.ITERATING, LoopPhase.CHECKPOINTING)
+    )
+
+
 def verify_step(event: StepInput, ports: CloudPorts) -> StepOutput:
-    """gate:all over the latest evaluation."""
+    """gate:all over the latest evaluation; nothing for an iteration Evaluate did not evaluate
+    (its agent was ended by a hard limit, :mod:`loopwright.hard_limits`)."""
     step = _Step(event, ports)
     if step.state.outcome is not None or step.state.phase in (LoopPhase.PAUSED, LoopPhase.AWAITING_RESPONSE):
         return step.output(allowed=False)  # ended, paused or parked by evaluate
+    if _set_aside(step.state):
+        return step.output(allowed=False)  # not evaluated: a hard limit ended the agent
     verification = workflow.verify_gate(step.state, step.record)
     return step.save(allowed=verification.passed, reason=verification.message)
 

@@ -19,6 +19,7 @@ from loopwright.dashboard.models import (
     LimitsBody,
     ResumeBody,
     RollbackBody,
+    StopBody,
 )
 from loopwright.dashboard.reads import check_loop_id
 from loopwright.models import ControlAction, ControlRequest, ControlResult, LimitChange
@@ -46,6 +47,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
         response: str | None = None,
         checkpoint_id: str | None = None,
         accept_pinned_change: bool = False,
+        now: bool = False,
         **travel: Any,
     ) -> Response[ControlResult]:
         identity: Identity = deps.identity(app.current_event.raw_event)
@@ -62,6 +64,7 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
                 response=response,
                 checkpoint_id=checkpoint_id,
                 accept_pinned_change=accept_pinned_change,
+                now=now,
                 **travel,
             )
         except ValidationError as exc:
@@ -94,11 +97,12 @@ def register_controls(app: APIGatewayRestResolver, deps: DashboardDeps) -> None:
     @app.post(
         "/api/loops/<loop_id>/stop",
         summary="Stop a loop",
-        description="The loop stops after its current step with outcome STOPPED.",
+        description="The loop stops after its current step with outcome STOPPED; with `now: true` "
+        "the running agent or exit condition is ended at once (its partial work is kept on a ref).",
         responses=_CONTROL_DOC,
     )
-    def post_stop(loop_id: str, body: ControlBody | None = None) -> Response[ControlResult]:
-        return submit(loop_id, ControlAction.STOP, body)
+    def post_stop(loop_id: str, body: StopBody | None = None) -> Response[ControlResult]:
+        return submit(loop_id, ControlAction.STOP, body, now=body is not None and body.now)
 
     @app.post(
         "/api/loops/<loop_id>/approve",

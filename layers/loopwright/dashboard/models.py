@@ -266,6 +266,17 @@ class ControlBody(BaseModel):
     reason: str = Field(default="", max_length=2_000, description="recorded with the control")
 
 
+class StopBody(ControlBody):
+    """Body of stop: optionally ``now``, which ends the running agent or condition at once."""
+
+    now: bool = Field(
+        default=False,
+        strict=True,
+        description="end the running agent or exit condition at once (its partial work is kept on a "
+        "ref), not after the current step",
+    )
+
+
 class ResumeBody(ControlBody):
     """Body of resume: optionally the checkpoint to continue from."""
 

@@ -57,8 +57,10 @@ def shown_phase(phase: LoopPhase, running: bool | None) -> str:
 
 
 def elapsed_seconds(state: LoopState, now: datetime) -> float:
-    """Wall-clock seconds from the loop's start to its end, or to ``now`` while it has not ended."""
-    return max(0.0, ((state.ended_at or now) - state.started_at).total_seconds())
+    """Seconds that count against the loop's time limit at ``now``: its sessions' running time
+    (paused time and waits for a human left out), or wall clock with ``count_paused_time``
+    (:meth:`~loopwright.models.LoopState.elapsed_at`)."""
+    return state.elapsed_at(now)
 
 
 def _percent(used: float, limit: float | None) -> float | None:

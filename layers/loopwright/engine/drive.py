@@ -15,15 +15,18 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from loopwright import pinning, progress, workflow
+from loopwright import hard_limits, pinning, progress, workflow
 from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
 from loopwright.engine.evidence_record import record_evidence
 from loopwright.engine.host import EngineHost
 from loopwright.engine.iteration_record import IterationRecorder
 from loopwright.engine.tracing import Tracing
-from loopwright.models import Decision, LoopResult, NextAction
+from loopwright.models import ControlAction, Decision, ExitConditionStatus, LoopResult, LoopState, NextAction
+from loopwright.models.progress import LoopProgress
+from loopwright.models.state import CachedEvaluation
 from loopwright.ports import Agent, OutputCallback, PolicyEngine, Sandbox
 from loopwright.steps.decide import decide
+from loopwright.steps.verify import verify
 
 
 class SessionDriver(EngineHost):
@@ -48,6 +51,14 @@ class SessionDriver(EngineHost):
             self._writer.save(self.get_state())
             self.store.clear_controls(self.loop_id, halt.applied)
         return halt
+
+    def _stop_now(self) -> bool:
+        """True when a ``stop --now`` is queued for the loop (the sandbox asks it while the agent
+        or a condition runs, and ends it at once)."""
+        return any(
+            control.action is ControlAction.STOP and control.now
+            for control in self.store.pending_controls(self.loop_id)
+        )
 
     def _drive(self, agent: Agent) -> LoopResult:
         state = self.get_state()
@@ -92,6 +103,7 @@ class SessionDriver(EngineHost):
                     self._workspace(),
                     self.emit_event,
                     state_dir=self.state_dir,
+                    should_stop=self._stop_now,
                     on_output=self._records.observer(self._output_observer),
                 )
             finally:
@@ -100,6 +112,20 @@ class SessionDriver(EngineHost):
                 self._writer.save(self.get_state())
                 self._records.agent_done(state, result, self._workspace())
                 return decide(pause_reason=state.workspace_problem)
+            if hard_limits.set_aside_partial_work(
+                state, result, previous_head, self._workspace(), self.emit_event
+            ):  # ended mid-run: its work is on a ref; Cedar (or the stop) decides what follows
+                workflow.checkpoint_if_due(state, self._writer.checkpoints, self.emit_event)
+                self._writer.save(self.get_state())
+                self._records.agent_done(state, result, self._workspace())
+                halt = self._halt()
+                return workflow.decide_next(
+                    state,
+                    self.emit_event,
+                    verification=verify(state.config, state.exit_conditions),  # the last evaluation's
+                    stop_reason=halt.stop_reason,
+                    pause_reason=halt.pause_reason,
+                )
             held = pinning.guard_pins(
                 state, result, previous_head, self._workspace(), self.policy, self.emit_event
             )
@@ -119,7 +145,11 @@ class SessionDriver(EngineHost):
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
         state = self.get_state()
+        before = _evaluation_snapshot(state)
         decision = workflow.evaluate_baseline(state, self.sandbox, self.emit_event, self._workspace())
+        if self._stop_now():  # a condition may have been ended mid-run: evaluate again on resume
+            _restore_evaluation(state, before)
+            return decide(stop_reason=self._halt().stop_reason or "stop --now")
         if decision.action is NextAction.CONTINUE:
             self._writer.save(self.get_state())
         return decision
@@ -129,7 +159,12 @@ class SessionDriver(EngineHost):
         halt = self._halt()
         if halt.stop_reason is not None or halt.pause_reason is not None:
             return decide(stop_reason=halt.stop_reason, pause_reason=halt.pause_reason)
+        before = _evaluation_snapshot(state)
         workflow.evaluate_conditions(state, self.sandbox, self.emit_event, workspace=self._workspace())
+        if self._stop_now():  # a condition may have been ended mid-run: its result means nothing
+            _restore_evaluation(state, before)
+            halt = self._halt()
+            return decide(stop_reason=halt.stop_reason or "stop --now")
         if progress.regression_to_revert(state):  # on_regression = "revert": back to the best commit
             progress.revert_regression(state, self._workspace(), self.emit_event)
             workflow.save_checkpoint(state, self._writer.checkpoints, self.emit_event)
@@ -157,3 +192,23 @@ class SessionDriver(EngineHost):
             )
             self._writer.flush_events()
         return LoopResult.from_state(state)
+
+
+_EvaluationSnapshot = tuple[list[ExitConditionStatus], int, LoopProgress, list[CachedEvaluation]]
+
+
+def _evaluation_snapshot(state: LoopState) -> _EvaluationSnapshot:
+    """What an evaluation changes in ``state`` (its results, the progress memory's facts and the
+    evaluation cache), so a ``stop --now`` that ended a condition mid-run can throw it all away."""
+    return (
+        list(state.exit_conditions),
+        state.evaluated_iteration,
+        state.progress.model_copy(deep=True),
+        list(state.evaluation_cache),
+    )
+
+
+def _restore_evaluation(state: LoopState, before: _EvaluationSnapshot) -> None:
+    """Undo an evaluation a ``stop --now`` cut short (see :func:`_evaluation_snapshot`): a resume
+    evaluates again, and neither the stuck facts nor the cache keep the ended run's result."""
+    state.exit_conditions, state.evaluated_iteration, state.progress, state.evaluation_cache = before

@@ -30,6 +30,7 @@ from loopwright import pinning, workflow
 from loopwright.adapters.local.isolation import check_isolation
 from loopwright.adapters.local.project_env import ProjectEnvironment, check_python
 from loopwright.adapters.local.python_agent import PythonAgent, WorkFunction
+from loopwright.adapters.local.sandbox import SubprocessSandbox
 from loopwright.controls import RESUMABLE_OUTCOMES
 from loopwright.engine.containment import check_programs, contain, release
 from loopwright.engine.drive import SessionDriver
@@ -396,6 +397,8 @@ class LoopFramework(SessionDriver, Restoring):
                 state_dir=self.state_dir,
                 record=self.emit_event,
             )
+            if isinstance(self.sandbox, SubprocessSandbox):  # stop --now ends a running condition too
+                self.sandbox.watch_stop(self._stop_now)
             self._tracing = Tracing(enabled=tracing_enabled())
             with self._tracing.span("loopwright.loop", {"loopwright.loop_id": self.loop_id}):
                 resuming = resume_from is not None or state.phase is not LoopPhase.INITIALIZING

@@ -108,6 +108,7 @@ def interrupt(
             keep_work(state, workspace, record, None, recorded=recorded)
     state.phase = LoopPhase.INTERRUPTED
     state.is_active = False
+    state.close_active_time()
     state.outcome_reason = reason
     with contextlib.suppress(LoopFrameworkError):
         save(state)

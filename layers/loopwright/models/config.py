@@ -190,11 +190,13 @@ class LoopConfig(_Strict):
     Limits are enforced by the Cedar policies in ``policies/`` before every iteration:
     ``max_iterations`` (count), ``token_budget`` (tokens reported by the agent),
     ``cost_budget_usd`` (US dollars: the agent's own figure, else its tokens priced by ``prices``
-    and :data:`~loopwright.models.pricing.DEFAULT_PRICES`), ``max_duration_seconds`` (wall
-    clock from the loop's start, seconds) and ``max_sessions`` (agent sessions started, policy
-    ``session-limit``). ``features`` is an ordered feature list (:class:`FeatureConfig`), see
-    :mod:`loopwright.steps.features`; ``handoff_context_percent`` and ``session_max_iterations``
-    say when an agent session is handed off, see :mod:`loopwright.sessions`.
+    and :data:`~loopwright.models.pricing.DEFAULT_PRICES`), ``max_duration_seconds`` (seconds
+    the loop's sessions ran; with ``count_paused_time`` wall clock from the loop's start) and
+    ``max_sessions`` (agent sessions started, policy ``session-limit``). They are also hard limits
+    while the agent runs (docs/hard-limits.md). ``features`` is an ordered feature list
+    (:class:`FeatureConfig`), see :mod:`loopwright.steps.features`; ``handoff_context_percent``
+    and ``session_max_iterations`` say when an agent session is handed off, see
+    :mod:`loopwright.sessions`.
     """
 
     goal: str = Field(min_length=1, max_length=20_000, description="what the agent must achieve")
@@ -224,7 +226,18 @@ class LoopConfig(_Strict):
         '"output": 15.0}}',
     )
     max_duration_seconds: int | None = Field(
-        default=None, ge=1, le=30 * 86_400, strict=True, description="wall-clock seconds; None for no limit"
+        default=None,
+        ge=1,
+        le=30 * 86_400,
+        strict=True,
+        description="seconds the loop may run (a deadline: an agent still running then is ended); "
+        "time paused or waiting for a human does not count unless count_paused_time; None for no limit",
+    )
+    count_paused_time: bool = Field(
+        default=False,
+        strict=True,
+        description="count time paused or waiting for a human against max_duration_seconds "
+        "(default: only the time a session runs counts)",
     )
     warning_threshold_percent: int = Field(
         default=DEFAULT_WARNING_THRESHOLD_PERCENT, ge=1, le=100, strict=True

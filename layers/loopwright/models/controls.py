@@ -121,6 +121,12 @@ class ControlRequest(BaseModel):
         default=None, min_length=1, max_length=20_000, description="FORK: the new loop's goal"
     )
     new_loop_id: LoopId | None = Field(default=None, description="FORK: the new loop's id")
+    now: bool = Field(
+        default=False,
+        strict=True,
+        description="STOP: end the running agent or condition at once (`stop --now`), not after "
+        "the current step",
+    )
     requested_at: datetime = Field(default_factory=utcnow)
 
     @model_validator(mode="after")
@@ -132,6 +138,8 @@ class ControlRequest(BaseModel):
             raise ValueError(f"iteration: only ROLLBACK and FORK take an iteration, not {self.action.value}")
         if self.action is not ControlAction.FORK and (self.goal is not None or self.new_loop_id is not None):
             raise ValueError(f"goal, new_loop_id: only FORK takes them, not {self.action.value}")
+        if self.action is not ControlAction.STOP and self.now:
+            raise ValueError(f"now: only STOP ends the running agent at once, not {self.action.value}")
         if self.action is not ControlAction.APPROVE and self.accept_pinned_change:
             raise ValueError(
                 f"accept_pinned_change: only APPROVE accepts a pinned change, not {self.action.value}"

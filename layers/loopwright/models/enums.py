@@ -76,6 +76,7 @@ class IterationEventType(StrEnum):
     AGENT_CRASHED = "AGENT_CRASHED"  # the agent exited with an error
     AGENT_TIMED_OUT = "AGENT_TIMED_OUT"  # the agent ran past its timeout and was ended
     AGENT_IDLE = "AGENT_IDLE"  # no output and no file change for idle_timeout_seconds: ended
+    AGENT_ENDED_AT_LIMIT = "AGENT_ENDED_AT_LIMIT"  # a hard limit or stop --now ended the agent mid-run
     COST_UNKNOWN = "COST_UNKNOWN"  # the agent's model has no price: its tokens add no cost (once per model)
     CHECKPOINT_SAVED = "CHECKPOINT_SAVED"
     CHECKPOINT_RECOVERED = "CHECKPOINT_RECOVERED"
@@ -144,6 +145,15 @@ class AgentKind(StrEnum):
     CODEX = "codex"  # OpenAI's Codex CLI (`codex exec`)
     GEMINI = "gemini"  # Google's Gemini CLI (`gemini -p`)
     AIDER = "aider"  # aider (`aider --message`)
+
+
+class HardLimit(StrEnum):
+    """What ended an agent (or a condition) mid-run, not at a step boundary (issue 10 point 8)."""
+
+    DEADLINE = "DEADLINE"  # the loop's max_duration_seconds arrived while the agent ran
+    TOKEN_BUDGET = "TOKEN_BUDGET"  # the agent's streamed tokens crossed what is left of token_budget
+    COST_BUDGET = "COST_BUDGET"  # the agent's streamed cost crossed what is left of cost_budget_usd
+    STOP_NOW = "STOP_NOW"  # a human's `loopwright stop --now`
 
 
 class AgentFailureCause(StrEnum):

@@ -214,13 +214,56 @@ class LoopState(BaseModel):
         default_factory=LoopProgress,
         description="the loop's memory of its iterations and its stuck facts (loopwright.progress)",
     )
+    active_seconds: float = Field(
+        default=0.0,
+        ge=0,
+        description="seconds the loop's ended sessions ran (paused time and waits for a human left "
+        "out); the running session's time is counted from active_since",
+    )
+    active_since: datetime | None = Field(
+        default=None, description="when the running session started (None: no session runs)"
+    )
     version: int = Field(default=0, ge=0)
 
     @property
-    def elapsed_seconds(self) -> float:
+    def wall_clock_seconds(self) -> float:
         """Wall-clock seconds from the start to the end (or to now while running)."""
         end = self.ended_at or utcnow()
         return max(0.0, (end - self.started_at).total_seconds())
+
+    @property
+    def elapsed_seconds(self) -> float:
+        """Seconds that count against ``config.max_duration_seconds``, now (:meth:`elapsed_at`)."""
+        return self.elapsed_at(utcnow())
+
+    def elapsed_at(self, now: datetime) -> float:
+        """Seconds that count against ``config.max_duration_seconds`` at ``now``: the time the
+        loop's sessions ran (:attr:`active_seconds` plus the running session's since
+        :attr:`active_since`), or wall clock from the start (to the end, else ``now``) with
+        ``config.count_paused_time`` or for a loop that never recorded its sessions' time (stored
+        before it was kept)."""
+        if self.config.count_paused_time or (self.active_since is None and self.active_seconds == 0):
+            return max(0.0, ((self.ended_at or now) - self.started_at).total_seconds())
+        running = 0.0 if self.active_since is None else max(0.0, (now - self.active_since).total_seconds())
+        return self.active_seconds + running
+
+    def open_active_time(self, now: datetime | None = None) -> None:
+        """A session starts: its time counts from ``now``. A session that died without
+        :meth:`close_active_time` (``kill -9``) is counted up to its last write (``updated_at``)."""
+        now = now or utcnow()
+        if self.active_since is not None:
+            end = max(self.active_since, min(self.updated_at, now))
+            self.active_seconds += (end - self.active_since).total_seconds()
+        self.active_since = now
+
+    def close_active_time(self, now: datetime | None = None) -> None:
+        """The running session ends (paused, waiting for a human, ended): its time is added to
+        :attr:`active_seconds`. Nothing happens when no session runs."""
+        if self.active_since is None:
+            return
+        now = now or utcnow()
+        self.active_seconds += max(0.0, (now - self.active_since).total_seconds())
+        self.active_since = None
 
     @property
     def failing_conditions(self) -> list[ExitConditionStatus]:
@@ -364,6 +407,11 @@ class LoopResult(BaseModel):
     )
     errors_recovered: int
     duration_seconds: float
+    elapsed_seconds: float = Field(
+        default=0.0,
+        description="seconds that count against max_duration_seconds (the sessions' running time, "
+        "or wall clock with count_paused_time)",
+    )
     handoff_reason: str | None = None
     stop_reason: str | None = None
     exit_conditions: list[ExitConditionStatus] = Field(default_factory=list)
@@ -390,7 +438,8 @@ class LoopResult(BaseModel):
             total_tokens=state.tokens_used,
             total_cost_usd=state.cost_usd,
             errors_recovered=state.errors_recovered,
-            duration_seconds=round(state.elapsed_seconds, 3),
+            duration_seconds=round(state.wall_clock_seconds, 3),
+            elapsed_seconds=round(state.elapsed_seconds, 3),
             handoff_reason=state.handoff_reason,
             stop_reason=None if state.outcome is LoopOutcome.CONDITIONS_MET else state.outcome_reason,
             exit_conditions=state.exit_conditions,

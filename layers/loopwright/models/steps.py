@@ -9,7 +9,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from loopwright.models.enums import AgentFailureCause, LoopOutcome, NextAction
+from loopwright.models.enums import AgentFailureCause, HardLimit, LoopOutcome, NextAction
+from loopwright.models.pricing import ModelPrice
 from loopwright.models.types import TokenCount
 
 _UID = re.compile(r'^(?P<type>[A-Za-z_]\w*(?:::[A-Za-z_]\w*)*)::"(?P<id>(?:[^"\\]|\\.)*)"$')
@@ -136,6 +137,21 @@ class AgentRequest(BaseModel):
     )
     regression: str | None = Field(default=None, description="what the agent's reverted iteration broke")
     notes: str = Field(default="", description="the agent's progress notes so far (progress.md)")
+    time_left_seconds: float | None = Field(
+        default=None,
+        ge=0,
+        description="seconds until the loop's deadline (max_duration_seconds, active time); the "
+        "agent is ended when it arrives. None: no time limit",
+    )
+    tokens_left: int | None = Field(
+        default=None, ge=0, description="tokens left of token_budget; None: no token budget"
+    )
+    cost_left_usd: float | None = Field(
+        default=None, ge=0, description="US dollars left of cost_budget_usd; None: no cost budget"
+    )
+    prices: dict[str, ModelPrice] = Field(
+        default_factory=dict, description="LoopConfig.prices, to price the tokens an agent streams"
+    )
 
 
 class AgentResult(BaseModel):
@@ -199,6 +215,11 @@ class AgentResult(BaseModel):
         return value.replace(tzinfo=UTC) if value is not None and value.tzinfo is None else value
 
     output: str = ""
+    ended_by: HardLimit | None = Field(
+        default=None,
+        description="the hard limit (or stop --now) that ended the agent mid-run; its tokens and "
+        "cost are the usage streamed so far. None: the agent ended by itself",
+    )
 
 
 class IterationResult(BaseModel):
@@ -242,6 +263,10 @@ class CommandResult(BaseModel):
     left_running: list[str] = Field(
         default_factory=list,
         description="processes of the command that could not be ended ('pid N: command line')",
+    )
+    stopped: bool = Field(
+        default=False,
+        description="ended because the caller's should_stop answered True (exit_code None)",
     )
 
 

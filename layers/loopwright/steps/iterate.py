@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 from loopwright.deferred import deferral_key, replayed_seconds
 from loopwright.exceptions import AgentError, WorkspaceIntegrityError
@@ -26,6 +27,25 @@ AGENT_CONDITION_FIELDS = {
 }
 
 
+def limits_left(state: LoopState) -> dict[str, Any]:
+    """What is left of ``state``'s limits, as :class:`~loopwright.models.AgentRequest` fields:
+    ``time_left_seconds`` (seconds, of ``max_duration_seconds``), ``tokens_left`` (tokens),
+    ``cost_left_usd`` (US dollars), each None without that limit (never below 0), and
+    ``prices`` (the loop's own model prices)."""
+    config = state.config
+    time_left = None
+    if config.max_duration_seconds is not None:
+        time_left = max(0.0, config.max_duration_seconds - state.elapsed_seconds)
+    tokens_left = None if config.token_budget is None else max(0, config.token_budget - state.tokens_used)
+    cost_left = None if config.cost_budget_usd is None else max(0.0, config.cost_budget_usd - state.cost_usd)
+    return {
+        "time_left_seconds": time_left,
+        "tokens_left": tokens_left,
+        "cost_left_usd": cost_left,
+        "prices": dict(config.prices),
+    }
+
+
 def build_agent_request(state: LoopState, state_dir: Path, *, handoff: str | None = None) -> AgentRequest:
     """The request for the next iteration (``state.iteration + 1``).
 
@@ -37,7 +57,8 @@ def build_agent_request(state: LoopState, state_dir: Path, *, handoff: str | Non
     handoff (:func:`loopwright.sessions.handoff_summary`, passed in as ``handoff``). It also
     carries the loop's recent history (``config.progress_history_iterations`` iterations,
     :func:`~loopwright.steps.progress.history_lines`), what a reverted iteration broke, and the
-    agent's progress notes.
+    agent's progress notes, and what is left of the loop's limits (:func:`limits_left`): the
+    agent is ended when they run out.
     """
     config = state.config
     failing = state.failing_conditions
@@ -66,6 +87,7 @@ def build_agent_request(state: LoopState, state_dir: Path, *, handoff: str | Non
         history=history_lines(state.progress, config.progress_history_iterations),
         regression=state.progress.regression,
         notes=state.progress.notes,
+        **limits_left(state),
     )
 
 

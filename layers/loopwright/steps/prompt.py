@@ -57,7 +57,11 @@ def render_prompt(request: AgentRequest) -> str:
         f"- tokens used {request.tokens_used}"
         + (f" of {request.token_budget}" if request.token_budget else " (no budget)"),
         f"- elapsed {request.elapsed_seconds:.0f} s"
-        + (f" of {request.max_duration_seconds} s" if request.max_duration_seconds else ""),
+        + (
+            f" of {request.max_duration_seconds} s (a deadline: you are ended when it is reached)"
+            if request.max_duration_seconds
+            else ""
+        ),
     ]
     if request.handoff:
         lines += ["", "## Handoff from the previous agent session", request.handoff]

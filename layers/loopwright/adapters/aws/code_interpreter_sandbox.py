@@ -66,7 +66,7 @@ from loopwright.adapters.aws._errors import (
 )
 from loopwright.exceptions import LoopFrameworkError, SandboxSessionEndedError
 from loopwright.models import CommandResult, utcnow
-from loopwright.ports import OutputCallback, Sandbox, SandboxSessions
+from loopwright.ports import OutputCallback, Sandbox, SandboxSessions, StopCheck
 
 T = TypeVar("T")
 
@@ -345,13 +345,14 @@ class CodeInterpreterSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult:
         """Run ``command`` in ``cwd`` (a path inside the session) for at most
         ``timeout_seconds``; see the module docstring for quoting, timeout and output bounds.
         ``stdin`` is piped in by the session's shell (``printf '%s' ... |``); ``on_output`` sees
         the output once the command has ended (the Code Interpreter answers with all of it).
-        ``idle_timeout_seconds`` is ignored (the output is only seen once the command has
-        ended): only ``timeout_seconds`` ends a command here.
+        ``idle_timeout_seconds`` and ``should_stop`` are ignored (the output is only seen once
+        the command has ended): only ``timeout_seconds`` ends a command here.
 
         Returns ``error`` with ``exit_code=None`` for an empty command or a timeout above
         ``max_timeout_seconds``; raises :class:`LoopFrameworkError` for AWS errors.

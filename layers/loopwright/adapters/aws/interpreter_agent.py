@@ -75,6 +75,7 @@ class _SessionFilesSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult:
         files = [p for p in sorted(self._local.rglob("*")) if p.is_file()]
         self._session.write_files(

@@ -47,6 +47,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from loopwright.adapters.local.hard_limits import RunLimits, ended_summary
 from loopwright.adapters.local.safe_files import (
     UnsafeFileError,
     open_folder,
@@ -253,18 +254,23 @@ class CommandAgent(Agent):
         }
         argv = [_substitute(arg, values) for arg in self._config.command]
         env = agent_environment(request, paths)
+        limits = RunLimits(request, self._config.timeout_seconds, should_stop)
         outcome = self._sandbox.run(
             argv,
             cwd=Path(request.worktree),
-            timeout_seconds=self._config.timeout_seconds,
+            timeout_seconds=limits.timeout_seconds,
             env=env,
             on_output=on_output,
             idle_timeout_seconds=self._config.idle_timeout_seconds or None,
+            should_stop=limits.check if limits.watches else None,
         )
+        ended_by = limits.ended_by(outcome)
         report, report_error = read_report(paths["report_file"])
         notes = read_notes(paths["notes_file"])
         output = (outcome.stdout + ("\n" + outcome.stderr if outcome.stderr else "")).strip()
-        if outcome.error:
+        if ended_by is not None:
+            summary = ended_summary(ended_by, request, outcome.left_running)
+        elif outcome.error:
             summary = outcome.error
         elif outcome.timed_out:
             summary = timeout_summary(self._config.timeout_seconds, outcome.left_running)
@@ -276,8 +282,8 @@ class CommandAgent(Agent):
             summary = report.summary
         else:
             summary = output.splitlines()[-1] if output else ""
-        stopped = outcome.timed_out or outcome.idle
-        failed = bool(outcome.error or stopped or report_error or outcome.exit_code != 0)
+        stopped = outcome.timed_out or outcome.idle or outcome.stopped
+        failed = ended_by is None and bool(outcome.error or stopped or report_error or outcome.exit_code != 0)
         if failed and outcome.exit_code not in (None, 0):
             summary = f"agent exited with code {outcome.exit_code}: {summary}"
         if outcome.left_running and not stopped:
@@ -289,8 +295,9 @@ class CommandAgent(Agent):
             failed=failed,
             needs_human=report.needs_human if report else None,
             usage_limit_resets_at=report.usage_limit_resets_at if report else None,
-            failure_cause=stopped_cause(outcome.timed_out, outcome.idle)
-            or (report.failure_cause if report else None),
+            failure_cause=None
+            if ended_by is not None
+            else stopped_cause(outcome.timed_out, outcome.idle) or (report.failure_cause if report else None),
             retry_after_seconds=report.retry_after_seconds if report else None,
             cost_usd=report.cost_usd if report else None,
             model=report.model if report else None,
@@ -298,4 +305,5 @@ class CommandAgent(Agent):
             handoff_requested=report.handoff if report else None,
             notes=notes,
             output=output[-4000:],
+            ended_by=ended_by,
         )

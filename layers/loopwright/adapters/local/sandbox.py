@@ -71,16 +71,15 @@ from loopwright.adapters.local.processes import (
     MARKER_ENV,
     UNBOUND,
     ProcessLedger,
-    end_processes,
     make_marker,
     new_record,
-    parse_marker,
 )
 from loopwright.adapters.local.project_env import ProjectEnvironment
 from loopwright.adapters.local.sandbox_pipes import SupervisorStatus, TailReader, feed_stdin, join_all
+from loopwright.adapters.local.sandbox_sweep import sweep
 from loopwright.exceptions import LoopFrameworkError
 from loopwright.models import CommandResult, utcnow
-from loopwright.ports import OutputCallback, Sandbox
+from loopwright.ports import OutputCallback, Sandbox, StopCheck
 
 __all__ = ["DRAIN_SECONDS", "KILL_GRACE_SECONDS", "PYTHON_ALIASES", "SubprocessSandbox", "build_environment"]
 
@@ -93,6 +92,9 @@ DRAIN_SECONDS = 0.5
 KILL_WAIT_SECONDS = 2.0
 #: Seconds loopwright waits for a supervisor beyond its own deadlines before it kills it.
 SUPERVISOR_MARGIN_SECONDS = 3.0
+#: Seconds between two calls of a command's ``should_stop`` (how soon ``stop --now`` or a crossed
+#: budget ends it).
+STOP_POLL_SECONDS = 0.2
 #: Bytes read from a pipe at a time.
 _CHUNK_BYTES = 64 * 1024
 #: ``python -c`` code that imports the supervisor from its folder (so its byte code is cached) and
@@ -133,6 +135,14 @@ class SubprocessSandbox(Sandbox):
         self._ledger = ledger
         self._isolation = isolation
         self._environment = environment
+        self._stop_check: StopCheck | None = None
+
+    def watch_stop(self, check: StopCheck | None) -> None:
+        """Ask ``check`` (about every :data:`STOP_POLL_SECONDS`) while any command runs, and end
+        the command when it answers True (``stop --now``: the engine gives a check of the loop's
+        queued controls); ``None`` stops asking. :meth:`detach` forgets it too."""
+        with self._binding:
+            self._stop_check = check
 
     def attach(
         self,
@@ -175,6 +185,7 @@ class SubprocessSandbox(Sandbox):
             self._ledger = None
             self._isolation = None
             self._environment = None
+            self._stop_check = None
 
     @property
     def ledger(self) -> ProcessLedger | None:
@@ -214,9 +225,15 @@ class SubprocessSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult:
         """Run ``command`` in ``cwd`` for at most ``timeout_seconds`` (wall clock), with
         ``stdin`` as its input (else empty) and ``on_output`` shown each output chunk.
+
+        ``should_stop`` (and the check given to :meth:`watch_stop`) is asked about every
+        :data:`STOP_POLL_SECONDS` while the command runs; once it answers True the command is
+        ended like on a timeout and the result has ``stopped=True`` and ``exit_code=None`` (a
+        check that raises counts as False).
 
         With ``idle_timeout_seconds`` (seconds; None, 0 or not below ``timeout_seconds``: no
         effect) the command is ended like on a timeout once it has printed nothing and changed
@@ -249,6 +266,7 @@ class SubprocessSandbox(Sandbox):
         token = secrets.token_hex(8)
         with self._binding:
             ledger, isolation, project = self._ledger, self._isolation, self._environment
+            checks = [check for check in (should_stop, self._stop_check) if check is not None]
         environment = build_environment(env, project)
         environment[MARKER_ENV] = (
             ledger.marker(token) if ledger is not None else make_marker(UNBOUND, UNBOUND, token)
@@ -315,18 +333,20 @@ class SubprocessSandbox(Sandbox):
         ended: str | None = None
         left: list[str] = []
         try:
-            ended = self._supervise(process, status, ledger, given, token, start + timeout_seconds, watch)
+            ended = self._supervise(
+                process, status, ledger, given, token, start + timeout_seconds, watch, checks
+            )
             left = list(status.left)
             if status.failed is None and not status.done:
                 # The supervisor itself was killed: end what can still be found of the command.
-                left += self._sweep(token, status.started)
+                left += sweep(token, status.started, grace_seconds=self._grace)
         finally:
             if process.poll() is None:  # interrupted (e.g. KeyboardInterrupt): leave nothing
                 self._stop_supervisor(process, status)
             os.close(status_read)
             if ledger is not None and status.done and not status.left and not left:
                 ledger.remove(token)
-        timed_out, idle = ended == "timeout", ended == "idle"
+        timed_out, idle, stopped = ended == "timeout", ended == "idle", ended == "stopped"
         error = None
         if status.failed is not None:
             error = _start_error(given[0], status.failed, status.failed_message)
@@ -354,6 +374,7 @@ class SubprocessSandbox(Sandbox):
             duration_seconds=time.monotonic() - start,
             timed_out=timed_out,
             idle=idle,
+            stopped=stopped,
             truncated=any(reader.dropped for reader in readers),
             error=error,
             started_at=started_at,
@@ -369,10 +390,12 @@ class SubprocessSandbox(Sandbox):
         token: str,
         deadline: float,
         watch: IdleWatch | None = None,
+        checks: Sequence[StopCheck] = (),
     ) -> str | None:
         """Record the command once started, wait for its supervisor (stopping it at
-        ``deadline``, a ``time.monotonic()`` value, or once ``watch`` finds it idle) and read
-        its report; ``"timeout"`` or ``"idle"`` when it was stopped so, else None."""
+        ``deadline``, a ``time.monotonic()`` value, once ``watch`` finds it idle or one of
+        ``checks`` answers True) and read its report; ``"timeout"``, ``"idle"`` or
+        ``"stopped"`` when it was stopped so, else None."""
         status.read(max(0.0, deadline - time.monotonic()), until_started=True)
         if status.started is not None and watch is not None:
             watch.started()
@@ -388,24 +411,28 @@ class SubprocessSandbox(Sandbox):
                 ledger.add(record)
         # The status pipe reaches end-of-file when the supervisor exits: waiting on it wakes at
         # once, where Popen.wait(timeout) polls with sleeps of up to 50 ms.
-        idle = False
-        if watch is None:
-            status.read(max(0.0, deadline - time.monotonic()))
-        while watch is not None and not status.eof and (remaining := deadline - time.monotonic()) > 0:
-            # Idle only while the command runs: its leftovers being ended are not idleness.
-            if status.exit_code is None and watch.idle():
-                idle = True
+        why = "timeout"
+        while not status.eof and (remaining := deadline - time.monotonic()) > 0:
+            # Idle or stopped only while the command runs: its leftovers being ended are neither.
+            if status.exit_code is None and watch is not None and watch.idle():
+                why = "idle"
                 break
-            status.read(min(remaining, watch.wait_seconds()))
-        # Past the deadline (or idle): stopped, unless the command exited and its leftovers are
-        # being ended.
+            if status.exit_code is None and _asked_to_stop(checks):
+                why = "stopped"
+                break
+            waits = [remaining]
+            if watch is not None:
+                waits.append(watch.wait_seconds())
+            if checks:
+                waits.append(STOP_POLL_SECONDS)
+            status.read(min(waits))
+        # Past the deadline (or idle, or stopped): stopped, unless the command exited and its
+        # leftovers are being ended.
         stopped = not status.eof and status.exit_code is None
         if not status.eof:
             self._stop_supervisor(process, status)
         process.wait()
-        if not stopped:
-            return None
-        return "idle" if idle else "timeout"
+        return why if stopped else None
 
     def _stop_supervisor(
         self, process: subprocess.Popen[bytes], status: SupervisorStatus | None = None
@@ -424,41 +451,16 @@ class SubprocessSandbox(Sandbox):
             process.kill()
             process.wait()
 
-    def _sweep(self, token: str, started: tuple[int, int] | None) -> list[str]:
-        """End what is left of a command whose supervisor died: its process group and every
-        process carrying its marker, with their descendants. Returns what could not be ended."""
-        targets: dict[int, int] = {}
-        stats = supervisor.all_stats()
-        if started is not None:
-            pid, ticks = started
-            leader = next((s for s in stats if s.pid == pid), None)
-            if leader is None or leader.start_ticks == ticks:
-                targets.update(
-                    {s.pid: s.start_ticks for s in stats if s.pgrp == pid and s.start_ticks >= ticks}
-                )
-        for stat in stats:
-            parsed = parse_marker(_marker_of(stat.pid))
-            if parsed is not None and parsed[2] == token:
-                targets[stat.pid] = stat.start_ticks
-        for pid in list(targets):
-            targets.update({s.pid: s.start_ticks for s in supervisor.descendants(pid, stats)})
-        targets.pop(os.getpid(), None)
-        _, left = end_processes(targets, grace_seconds=self._grace)
-        return [f"pid {p.pid}: {p.command}" for p in left]
 
-
-def _marker_of(pid: int) -> str | None:
-    """The marker in the environment ``pid`` started with, if readable."""
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as handle:
-            raw = handle.read()
-    except OSError:
-        return None
-    prefix = MARKER_ENV.encode() + b"="
-    for entry in raw.split(b"\0"):
-        if entry.startswith(prefix):
-            return entry[len(prefix) :].decode("utf-8", "replace")
-    return None
+def _asked_to_stop(checks: Sequence[StopCheck]) -> bool:
+    """True when one of ``checks`` answers True (one that raises counts as False)."""
+    for check in checks:
+        try:
+            if check():
+                return True
+        except Exception:
+            continue
+    return False
 
 
 def _start_error(name: str, number: int, message: str) -> str:

@@ -459,6 +459,11 @@
       if (response) body.response = response;
       if ($("approve-accept-pinned").checked) body.accept_pinned_change = true;
     }
+    let path = action;
+    if (action === "stop-now") {  // stop, ending the running agent or condition at once
+      path = "stop";
+      body.now = true;
+    }
     if (action === "limits") {
       for (const [field, id] of [["max_iterations", "limit-max-iterations"], ["token_budget", "limit-token-budget"],
         ["cost_budget_usd", "limit-cost-budget"], ["max_duration_seconds", "limit-max-duration"]]) {
@@ -479,7 +484,7 @@
     const buttons = document.querySelectorAll("#control-form button");
     buttons.forEach((b) => { b.disabled = true; });
     try {
-      const result = await api(`api/loops/${encodeURIComponent(loopId)}/${action}`, { method: "POST", body });
+      const result = await api(`api/loops/${encodeURIComponent(loopId)}/${path}`, { method: "POST", body });
       resultBox.textContent = `${action}: ${result.status} — ${result.message}`;
       resultBox.dataset.status = result.status;
       show(resultBox, true);

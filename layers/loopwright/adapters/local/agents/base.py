@@ -47,6 +47,7 @@ from loopwright.adapters.local.command_agent import (
     timeout_summary,
     write_agent_files,
 )
+from loopwright.adapters.local.hard_limits import RunLimits, UsageSoFar, ended_summary
 from loopwright.models import (
     TRANSIENT_FAILURE_CAUSES,
     AgentFailureCause,
@@ -54,6 +55,7 @@ from loopwright.models import (
     AgentResult,
     CliAgentConfig,
     CommandResult,
+    HardLimit,
 )
 from loopwright.models.types import MAX_TOKENS
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
@@ -175,6 +177,12 @@ class OutputParser(ABC):
     def finish(self, exit_code: int | None) -> CliReport:
         """What the whole run reported, once the CLI has exited (``exit_code`` None: it did not)."""
 
+    def usage_so_far(self) -> UsageSoFar | None:
+        """The usage the CLI has reported so far while it runs (checked against the budgets,
+        :mod:`loopwright.adapters.local.hard_limits`); None: nothing yet, or a CLI that does not
+        stream its usage (the default)."""
+        return None
+
 
 class JsonLinesParser(OutputParser):
     """An :class:`OutputParser` for a CLI that prints one JSON object per stdout line (JSONL):
@@ -221,6 +229,11 @@ class LineTap:
             self._partial[stream] = rest[-MAX_LINE_CHARS:]
             for line in lines:
                 self._line(stream, line)
+
+    def usage_so_far(self) -> UsageSoFar | None:
+        """The parser's :meth:`OutputParser.usage_so_far`, read under the tap's lock."""
+        with self._lock:
+            return self._parser.usage_so_far()
 
     def close(self) -> None:
         """Feed what is left of each stream (a last line without a newline)."""
@@ -284,14 +297,18 @@ class CliAgent(Agent, Generic[ConfigT]):
         invocation = self.invocation(request, prompt, paths)
         parser = self.parser()
         tap = LineTap(parser, on_output)
+        limits = RunLimits(
+            request, self._config.timeout_seconds, should_stop, tap.usage_so_far, model=self._config.model
+        )
         outcome = self._sandbox.run(
             invocation.argv,
             cwd=Path(request.worktree),
-            timeout_seconds=self._config.timeout_seconds,
+            timeout_seconds=limits.timeout_seconds,
             env={**agent_environment(request, paths), **self._config.env},
             stdin=invocation.stdin,
             on_output=tap,
             idle_timeout_seconds=self._config.idle_timeout_seconds or None,
+            should_stop=limits.check if limits.watches else None,
         )
         tap.close()
         if not tap.saw_output:  # a sandbox that does not stream: read what it kept
@@ -312,11 +329,42 @@ class CliAgent(Agent, Generic[ConfigT]):
             context_window_tokens=self.context_window_tokens(),
         )
         result.notes = read_notes(paths["notes_file"])
-        return result
+        ended_by = limits.ended_by(outcome)
+        return result if ended_by is None else ended_result(result, ended_by, request, outcome, parser)
 
     def context_window_tokens(self) -> int | None:
         """The model's context window in tokens, for the session's context use; None: unknown."""
         return None
+
+
+
+def ended_result(
+    result: AgentResult,
+    ended_by: HardLimit,
+    request: AgentRequest,
+    outcome: CommandResult,
+    parser: OutputParser,
+) -> AgentResult:
+    """``result`` of a run a hard limit ended (``ended_by``): not a failure, with the usage the
+    CLI streamed before it was ended when its final record (with the run's totals) never came."""
+    usage = parser.usage_so_far()
+    update: dict[str, Any] = {
+        "ended_by": ended_by,
+        "failed": False,
+        "failure_cause": None,
+        "retry_after_seconds": None,
+        "summary": ended_summary(ended_by, request, outcome.left_running),
+    }
+    if usage is not None and usage.tokens > result.tokens_used:
+        update |= {
+            "tokens_used": min(usage.tokens, MAX_TOKENS),
+            "input_tokens": min(usage.input_tokens, MAX_TOKENS),
+            "cached_input_tokens": min(usage.cached_input_tokens, MAX_TOKENS),
+            "output_tokens": min(usage.output_tokens, MAX_TOKENS),
+            "cost_usd": usage.cost_usd if usage.cost_usd is not None else result.cost_usd,
+            "model": result.model or usage.model,
+        }
+    return result.model_copy(update=update)
 
 
 def _raw_tail(outcome: CommandResult) -> str:

@@ -47,6 +47,7 @@ from loopwright.adapters.local.agents.base import (
     tool_target,
 )
 from loopwright.adapters.local.agents.limits import claude_resets_at
+from loopwright.adapters.local.hard_limits import UsageSoFar
 from loopwright.models import AgentRequest, ClaudeCodeAgentConfig
 
 _USAGE_LIMIT = re.compile(
@@ -69,6 +70,7 @@ class ClaudeStreamParser(JsonLinesParser):
         self._last_text = ""
         self._result: dict[str, Any] | None = None
         self._context: int | None = None
+        self._message_usage: dict[str, dict[str, Any]] = {}  # message id -> its usage, as streamed
 
     def on_event(self, event: dict[str, Any]) -> list[str]:
         kind = event.get("type")
@@ -100,6 +102,10 @@ class ClaudeStreamParser(JsonLinesParser):
                 _int(usage.get(key))
                 for key in ("input_tokens", "cache_creation_input_tokens", "cache_read_input_tokens")
             )
+        if isinstance(message.get("usage"), dict):
+            # One event per content block repeats its message's usage: count each message once.
+            key = str(message.get("id") or f"message-{len(self._message_usage)}")
+            self._message_usage[key] = message["usage"]
         shown: list[str] = []
         for block in message.get("content") or []:
             if not isinstance(block, dict):
@@ -121,6 +127,28 @@ class ClaudeStreamParser(JsonLinesParser):
                 text = content if isinstance(content, str) else json.dumps(content)[:200]
                 shown.append(f"[tool error] {first_line(text)}")
         return shown
+
+    def usage_so_far(self) -> UsageSoFar | None:
+        """The usage streamed so far: the final ``result`` line's once seen (with its dollar
+        figure), else the sum of the assistant messages' ``usage``; None before any."""
+        result = self._result
+        usages = [result["usage"]] if result is not None and isinstance(result.get("usage"), dict) else []
+        usages = usages or list(self._message_usage.values())
+        if not usages:
+            return None
+        cache_read = sum(_int(u.get("cache_read_input_tokens")) for u in usages)
+        created = sum(_int(u.get("cache_creation_input_tokens")) for u in usages)
+        given = sum(_int(u.get("input_tokens")) for u in usages)
+        output = sum(_int(u.get("output_tokens")) for u in usages)
+        cost = result.get("total_cost_usd") if result is not None else None
+        return UsageSoFar(
+            tokens=given + created + cache_read + output,
+            input_tokens=given + created + cache_read,
+            cached_input_tokens=cache_read,
+            output_tokens=output,
+            cost_usd=float(cost) if isinstance(cost, int | float) and not isinstance(cost, bool) else None,
+            model=self._model,
+        )
 
     def finish(self, exit_code: int | None) -> CliReport:
         report = CliReport(

@@ -42,6 +42,7 @@ from loopwright.adapters.local.agents.base import (
     first_line,
 )
 from loopwright.adapters.local.agents.limits import codex_resets_at
+from loopwright.adapters.local.hard_limits import UsageSoFar
 from loopwright.models import AgentRequest, CodexAgentConfig
 
 _USAGE_LIMIT = re.compile(r"usage limit|rate limit|\b429\b|too many requests|out of credits", re.IGNORECASE)
@@ -116,6 +117,20 @@ class CodexJsonParser(JsonLinesParser):
             self._errors.append(str(event.get("message") or "error (no message)"))
             return [f"[error] {first_line(self._errors[-1])}"]
         return []
+
+    def usage_so_far(self) -> UsageSoFar | None:
+        """The thread's running total of the last ``turn.completed`` (codex streams usage once
+        per turn, not while a turn runs); None before the first."""
+        if self._usage is None:
+            return None
+        given = _int(self._usage.get("input_tokens"))
+        output = _int(self._usage.get("output_tokens"))
+        return UsageSoFar(
+            tokens=given + output,
+            input_tokens=given,
+            cached_input_tokens=min(_int(self._usage.get("cached_input_tokens")), given),
+            output_tokens=output,
+        )
 
     def finish(self, exit_code: int | None) -> CliReport:
         report = CliReport(session_id=self._thread, final_text=self._last_text)
