@@ -81,7 +81,7 @@ def test_the_deadline_ends_a_sleeping_agent_keeps_its_work_on_a_ref_and_ends_the
     assert took < 30  # not the agent's 120 s
     result = json.loads(done.stdout)
     assert result["outcome"] == "TIME_LIMIT" and result["iterations"] == 1
-    assert "time-limit" in result["handoff_reason"]
+    assert "time-limit" in result["stop_reason"]
     event = _ended_event(workspace, "dl")
     assert event["limit"] == "DEADLINE" and "deadline" in str(event["message"])
     ref = str(event["ref"])
@@ -128,7 +128,7 @@ def test_stop_now_from_another_process_ends_a_sleeping_agent_within_seconds(tmp_
     assert run.returncode == 4  # a human stopped it
     assert took < 5, took
     result = json.loads(out)
-    assert result["outcome"] == "STOPPED" and "on call" in result["handoff_reason"]
+    assert result["outcome"] == "STOPPED" and "on call" in result["stop_reason"]
     event = _ended_event(workspace, "now")
     assert event["limit"] == "STOP_NOW"
     assert git(workspace, "show", f"{event['ref']}:partial.txt") == "half done"

@@ -21,10 +21,11 @@ what follows (the next authorization is denied by the limit reached; a stop ends
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
-from loopwright.models import AgentRequest, CommandResult, HardLimit
+from loopwright.models import AgentRequest, AgentResult, CommandResult, HardLimit
 from loopwright.models.pricing import iteration_cost
+from loopwright.models.types import MAX_TOKENS
 from loopwright.ports import StopCheck
 
 #: Shortest effective timeout given to an agent whose loop's deadline is (nearly) reached, seconds.
@@ -140,3 +141,32 @@ def ended_summary(ended_by: HardLimit, request: AgentRequest, left_running: list
     if left_running:
         said += f"; {len(left_running)} of its processes could not be ended: {'; '.join(left_running[:5])}"
     return said
+
+
+def ended_result(
+    result: AgentResult,
+    ended_by: HardLimit,
+    request: AgentRequest,
+    outcome: CommandResult,
+    usage: UsageSoFar | None,
+) -> AgentResult:
+    """``result`` of a run a hard limit ended (``ended_by``): not a failure, with the usage the
+    CLI streamed before it was ended (``usage``: the parser's ``usage_so_far()``) when its final
+    record (with the run's totals) never came."""
+    update: dict[str, Any] = {
+        "ended_by": ended_by,
+        "failed": False,
+        "failure_cause": None,
+        "retry_after_seconds": None,
+        "summary": ended_summary(ended_by, request, outcome.left_running),
+    }
+    if usage is not None and usage.tokens > result.tokens_used:
+        update |= {
+            "tokens_used": min(usage.tokens, MAX_TOKENS),
+            "input_tokens": min(usage.input_tokens, MAX_TOKENS),
+            "cached_input_tokens": min(usage.cached_input_tokens, MAX_TOKENS),
+            "output_tokens": min(usage.output_tokens, MAX_TOKENS),
+            "cost_usd": usage.cost_usd if usage.cost_usd is not None else result.cost_usd,
+            "model": result.model or usage.model,
+        }
+    return result.model_copy(update=update)

@@ -47,7 +47,7 @@ from loopwright.adapters.local.command_agent import (
     timeout_summary,
     write_agent_files,
 )
-from loopwright.adapters.local.hard_limits import RunLimits, UsageSoFar, ended_summary
+from loopwright.adapters.local.hard_limits import RunLimits, UsageSoFar, ended_result
 from loopwright.models import (
     TRANSIENT_FAILURE_CAUSES,
     AgentFailureCause,
@@ -55,7 +55,6 @@ from loopwright.models import (
     AgentResult,
     CliAgentConfig,
     CommandResult,
-    HardLimit,
 )
 from loopwright.models.types import MAX_TOKENS
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
@@ -330,41 +329,15 @@ class CliAgent(Agent, Generic[ConfigT]):
         )
         result.notes = read_notes(paths["notes_file"])
         ended_by = limits.ended_by(outcome)
-        return result if ended_by is None else ended_result(result, ended_by, request, outcome, parser)
+        return (
+            result
+            if ended_by is None
+            else ended_result(result, ended_by, request, outcome, parser.usage_so_far())
+        )
 
     def context_window_tokens(self) -> int | None:
         """The model's context window in tokens, for the session's context use; None: unknown."""
         return None
-
-
-
-def ended_result(
-    result: AgentResult,
-    ended_by: HardLimit,
-    request: AgentRequest,
-    outcome: CommandResult,
-    parser: OutputParser,
-) -> AgentResult:
-    """``result`` of a run a hard limit ended (``ended_by``): not a failure, with the usage the
-    CLI streamed before it was ended when its final record (with the run's totals) never came."""
-    usage = parser.usage_so_far()
-    update: dict[str, Any] = {
-        "ended_by": ended_by,
-        "failed": False,
-        "failure_cause": None,
-        "retry_after_seconds": None,
-        "summary": ended_summary(ended_by, request, outcome.left_running),
-    }
-    if usage is not None and usage.tokens > result.tokens_used:
-        update |= {
-            "tokens_used": min(usage.tokens, MAX_TOKENS),
-            "input_tokens": min(usage.input_tokens, MAX_TOKENS),
-            "cached_input_tokens": min(usage.cached_input_tokens, MAX_TOKENS),
-            "output_tokens": min(usage.output_tokens, MAX_TOKENS),
-            "cost_usd": usage.cost_usd if usage.cost_usd is not None else result.cost_usd,
-            "model": result.model or usage.model,
-        }
-    return result.model_copy(update=update)
 
 
 def _raw_tail(outcome: CommandResult) -> str:
