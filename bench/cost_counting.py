@@ -30,7 +30,7 @@ from loopwright.models import (
     LoopState,
     PolicyDecision,
 )
-from loopwright.ports import CheckpointStore, LoopStore, OutputCallback, PolicyEngine, Sandbox
+from loopwright.ports import CheckpointStore, LoopStore, OutputCallback, PolicyEngine, Sandbox, StopCheck
 
 # DynamoDB sizing rules (https://aws.amazon.com/dynamodb/pricing/on-demand/): a standard write of
 # up to 1 KB is 1 WRU, a transactional one 2 WRU; a strongly consistent read of up to 4 KB 1 RRU.
@@ -256,6 +256,7 @@ class TimedSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult:
         started = time.perf_counter()
         try:
@@ -268,6 +269,7 @@ class TimedSandbox(Sandbox):
                 stdin=stdin,
                 on_output=on_output,
                 idle_timeout_seconds=idle_timeout_seconds,
+                should_stop=should_stop,
             )
         finally:
             self._tally.sandbox_seconds += time.perf_counter() - started

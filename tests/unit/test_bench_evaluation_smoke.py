@@ -29,12 +29,18 @@ def test_the_figure_is_printed(capsys: pytest.CaptureFixture[str]) -> None:
     bench = _load_bench()
     args = ["--python", sys.executable, "--runs", "1", "--warmup", "0"]
     assert bench.main(args) == 0
-    line = capsys.readouterr().out.strip()
+    line, cached = capsys.readouterr().out.strip().splitlines()
     assert re.fullmatch(
         r"evaluation overhead: \d+\.\d\dx \((meets|misses) the target <= 1\.2x\): a pytest condition of "
         r"20 tests takes \d+ ms through loopwright, \d+ ms by hand \(median of 1; python .+\)",
         line,
     ), line
+    # the evaluation cache's figure (issue 10): an unchanged tree next to a real evaluation
+    assert re.fullmatch(
+        r"evaluation of an unchanged tree: \d+\.\d ms, cached \((meets|misses) the target < 5 ms; "
+        r"median of 1\), next to \d+ ms for the real evaluation of the same tree",
+        cached,
+    ), cached
 
 
 def test_a_failing_suite_is_an_error(tmp_path: Path) -> None:
