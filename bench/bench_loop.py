@@ -61,7 +61,7 @@ from loopwright.models import (
     LoopOutcome,
     LoopState,
 )
-from loopwright.ports import OutputCallback, Sandbox
+from loopwright.ports import OutputCallback, Sandbox, StopCheck
 from loopwright.steps.checkpoint import recover
 
 BENCH_DIR = Path(__file__).resolve().parent
@@ -117,6 +117,7 @@ class NoopSandbox(Sandbox):
         stdin: str | None = None,
         on_output: OutputCallback | None = None,
         idle_timeout_seconds: float | None = None,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult:
         return CommandResult(command=list(command), exit_code=1)
 
