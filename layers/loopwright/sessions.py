@@ -18,9 +18,10 @@ handoff summary.
 Before the next iteration (:func:`open_session`) a pending handoff is recorded as a
 SESSION_HANDOFF event, ``LoopState.handoff_reason`` keeps its reason, and the agent's request
 carries no ``session_id`` and a handoff summary (:func:`handoff_summary`: the reason, the loop's
-recent iterations from ``LoopState.session_history``, the progress notes file when the agent
-keeps one). ``LoopState.agent_sessions`` counts the sessions started (``LoopResult.sessions_used``);
-the Cedar policy ``session-limit`` refuses an iteration that would start a session past
+recent iterations from ``LoopState.session_history``, the agent's progress notes: the loop's
+``progress.md`` notes, else a ``PROGRESS.md`` it keeps in the worktree).
+``LoopState.agent_sessions`` counts the sessions started (``LoopResult.sessions_used``); the
+Cedar policy ``session-limit`` refuses an iteration that would start a session past
 ``LoopConfig.max_sessions`` (:mod:`loopwright.steps.authorize` sends ``sessions_used`` and
 ``starts_session``). An agent without sessions starts a fresh one every iteration, as before, and
 each counts.
@@ -35,6 +36,7 @@ from typing import TYPE_CHECKING
 
 from loopwright.models import IterationEventType, IterationResult, LoopState
 from loopwright.steps.failures import PAUSING_CAUSES, failure_cause, is_transient
+from loopwright.steps.prompt import NOTES_FILE_NAME
 
 if TYPE_CHECKING:
     from loopwright.workflow import Recorder
@@ -131,18 +133,24 @@ def handoff_summary(state: LoopState) -> str | None:
     ]
     failing = [c.name for c in state.failing_conditions]
     lines.append(f"Failing after the last evaluation: {', '.join(failing) if failing else 'none'}")
-    notes = _notes(state)
+    source, notes = _notes(state)
     if notes:
-        lines += ["", f"Progress notes ({PROGRESS_NOTES_FILE}, tail):", notes]
+        lines += ["", f"Progress notes ({source}, tail):", notes]
     return "\n".join(lines)
 
 
-def _notes(state: LoopState) -> str:
-    """The tail of the progress notes file in the worktree, or ''."""
+def _notes(state: LoopState) -> tuple[str, str]:
+    """Where the progress notes come from and their tail, or ``("", "")``: the notes the loop
+    keeps from the agent's notes file (``state.progress.notes``, ``progress.md`` named by
+    ``LOOPWRIGHT_NOTES_FILE``; both engines have them), else a :data:`PROGRESS_NOTES_FILE` the
+    agent keeps in the worktree."""
+    kept = state.progress.notes.strip()
+    if kept:
+        return NOTES_FILE_NAME, kept[-NOTES_CHARS:]
     if not state.worktree:
-        return ""
+        return "", ""
     try:
         text = (Path(state.worktree) / PROGRESS_NOTES_FILE).read_text(encoding="utf-8", errors="replace")
     except OSError:
-        return ""
-    return text.strip()[-NOTES_CHARS:]
+        return "", ""
+    return PROGRESS_NOTES_FILE, text.strip()[-NOTES_CHARS:]

@@ -358,6 +358,19 @@ def test_feature_completed_events_name_the_next_feature_and_the_counts(tmp_path:
     assert record_feature_progress(state, lambda *a, **k: None) == []  # nothing new
 
 
+def test_the_handoff_summary_prefers_the_notes_the_loop_keeps(tmp_path: Path) -> None:
+    # progress memory (issue 10.1) keeps the agent's progress.md in the state, which both engines
+    # have; a PROGRESS.md in the worktree is only read when the loop kept no notes
+    (tmp_path / "PROGRESS.md").write_text("- from the worktree\n")
+    state = LoopState(loop_id="l", config=_config(), worktree=str(tmp_path), pending_handoff="why")
+    state.progress.notes = "- kept by the loop\n" + "k" * 5000
+    summary = handoff_summary(state) or ""
+    assert "Progress notes (progress.md, tail):" in summary and summary.endswith("k" * 4000)
+    assert "from the worktree" not in summary and "kept by the loop" not in summary  # the tail only
+    state.progress.notes = "   "
+    assert "Progress notes (PROGRESS.md, tail):\n- from the worktree" in (handoff_summary(state) or "")
+
+
 def test_the_session_history_and_notes_are_bounded(tmp_path: Path) -> None:
     (tmp_path / "PROGRESS.md").write_text("old\n" + "n" * 5000)
     state = LoopState(loop_id="l", config=_config(), worktree=str(tmp_path), agent_session_id="s")
