@@ -20,6 +20,7 @@ from loopwright.hard_limits import set_aside_partial_work
 from loopwright.models import (
     AgentRequest,
     AgentResult,
+    Checkpoint,
     CommandResult,
     ControlAction,
     ControlRequest,
@@ -32,6 +33,7 @@ from loopwright.models import (
 from loopwright.models.workspace import SavedWork
 from loopwright.ports import Workspace
 from loopwright.steps.iterate import limits_left
+from loopwright.steps.restore import restored_state
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -112,6 +114,19 @@ def test_a_killed_session_counts_up_to_its_last_write() -> None:
     state.close_active_time(T0 + timedelta(seconds=61))
     state.close_active_time(T0 + timedelta(seconds=99))  # no session runs: nothing added
     assert state.active_seconds == 8.0 and state.active_since is None
+
+
+def test_a_restore_from_a_checkpoint_keeps_the_time_the_loop_really_ran() -> None:
+    # the checkpoint was taken 5 s into a session; the stored state ran 30 s more, then died
+    checkpointed = LoopState(loop_id="l", config=_config(), started_at=T0, active_since=T0, iteration=1)
+    ckpt = Checkpoint.from_loop_state(checkpointed, "a" * 40)
+    stored = checkpointed.model_copy(
+        update={"iteration": 2, "active_seconds": 4.0, "updated_at": T0 + timedelta(seconds=35)}
+    )
+    state = restored_state(stored, ckpt)
+    assert state.active_seconds == 39.0 and state.active_since is None  # closed at its last write
+    state.open_active_time(T0 + timedelta(hours=1))  # an hour later: the gap does not count
+    assert state.elapsed_at(T0 + timedelta(hours=1, seconds=1)) == 40.0
 
 
 def test_a_loop_that_never_kept_its_active_time_counts_wall_clock() -> None:

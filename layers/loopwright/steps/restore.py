@@ -31,6 +31,13 @@ def restored_state(stored: LoopState, ckpt: Checkpoint) -> LoopState:
     state.sessions_used = stored.sessions_used
     state.agent_sessions = stored.agent_sessions  # sessions started count against max_sessions
     state.errors_recovered = stored.errors_recovered
+    # The time limit counts the time the loop really ran (hard limits, issue 10.8), like sessions:
+    # the stored state's, its session closed at its last write (the checkpoint's would count the
+    # time since that session's start again, paused or not, at the next start_session).
+    state.active_seconds, state.active_since = stored.active_seconds, stored.active_since
+    if state.active_since is not None:
+        state.active_seconds += max(0.0, (stored.updated_at - state.active_since).total_seconds())
+        state.active_since = None
     state.policy_files = stored.policy_files  # the policy set the loop runs under (checked)
     if stored.iteration == ckpt.iteration and stored.evaluated_iteration == ckpt.iteration:
         # The stored state evaluated the same agent work after the checkpoint was taken.
