@@ -27,10 +27,11 @@ table :data:`~infrastructure.dashboard_routes.DASHBOARD_ROUTES` lives too):
   tables and their indexes, ``ListEvents`` on the checkpoint Memory, ``xray:GetTraceSummaries``
   and ``cloudwatch:GetMetricData`` (neither has resource-level permissions), ``kms:GetPublicKey``
   on the evidence key (granted by the stack: :mod:`infrastructure.evidence`), nothing else.
-- ``controls`` (POST pause, resume, stop, approve, limits): item reads and writes of the loops and
-  events tables, ``IsAuthorized`` on the policy store, ``SendTaskSuccess`` and ``StartExecution``
-  on the loop state machine and ``DescribeExecution`` on its executions
-  (:mod:`loopwright.cloud.resume`).
+- ``controls`` (POST pause, resume, stop, approve, limits, rollback, fork): item reads and writes
+  of the loops and events tables, ``IsAuthorized`` on the policy store, ``ListEvents``,
+  ``CreateEvent`` and ``DeleteEvent`` on the checkpoint Memory (a rollback saves a checkpoint:
+  :mod:`loopwright.cloud.time_travel`), ``SendTaskSuccess`` and ``StartExecution`` on the loop
+  state machine and ``DescribeExecution`` on its executions (:mod:`loopwright.cloud.resume`).
 - ``plans`` (POST create, dispatch, verify a plan): the plans table (read, write), item and event
   reads of the loops (inspecting an ended loop), ``StartExecution`` on the PlanDispatch state
   machine (dispatch and verify executions: gate:all runs in the state machine, not here) and
@@ -68,6 +69,7 @@ from infrastructure.dashboard_routes import (
     LOOP_EXECUTION_ACTIONS,
     LOOP_STATE_MACHINE_ACTIONS,
     MEMORY_READ_ACTIONS,
+    MEMORY_WRITE_ACTIONS,
     OBSERVABILITY_ACTIONS,
     PLANS,
     READ,
@@ -322,8 +324,9 @@ class Dashboard(Construct):
                     actions=["verifiedpermissions:IsAuthorized"],
                     resources=[self._policy_store.policy_store_arn],
                 ),
-                iam.PolicyStatement(  # a resume reads the loop's checkpoints
-                    actions=list(MEMORY_READ_ACTIONS), resources=[self._agentcore.memory.attr_memory_arn]
+                iam.PolicyStatement(  # a resume reads the loop's checkpoints, a rollback writes one
+                    actions=[*MEMORY_READ_ACTIONS, *MEMORY_WRITE_ACTIONS],
+                    resources=[self._agentcore.memory.attr_memory_arn],
                 ),
                 iam.PolicyStatement(
                     actions=list(LOOP_STATE_MACHINE_ACTIONS), resources=[machine.state_machine_arn]

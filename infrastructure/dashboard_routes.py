@@ -31,6 +31,9 @@ READ_ACTIONS = ("dynamodb:GetItem", "dynamodb:Query", "dynamodb:BatchGetItem")
 WRITE_ACTIONS = ("dynamodb:PutItem", "dynamodb:UpdateItem")
 #: The checkpoint Memory: listing a loop's checkpoints.
 MEMORY_READ_ACTIONS = ("bedrock-agentcore:ListEvents",)
+#: The checkpoint Memory: a rollback saves the rolled-back state as the newest checkpoint and
+#: prunes to the loop's retention (CreateEvent, DeleteEvent).
+MEMORY_WRITE_ACTIONS = ("bedrock-agentcore:CreateEvent", "bedrock-agentcore:DeleteEvent")
 #: X-Ray and CloudWatch reads (no resource-level permissions: Resource "*").
 OBSERVABILITY_ACTIONS = ("xray:GetTraceSummaries", "cloudwatch:GetMetricData")
 #: The loop state machine: approve (SendTaskSuccess), resume (StartExecution).
@@ -45,12 +48,13 @@ READ_FUNCTION_ACTIONS = frozenset(
     READ_ACTIONS + MEMORY_READ_ACTIONS + OBSERVABILITY_ACTIONS + EVIDENCE_KEY_READ_ACTIONS
 )
 #: The controls function also reads the loop's checkpoints in AgentCore Memory: a resume continues
-#: from the newest valid one, or the one named (issue 12).
+#: from the newest valid one, or the one named (issue 12); a rollback writes one (issue 10).
 CONTROL_FUNCTION_ACTIONS = frozenset(
     {
         "dynamodb:GetItem",
         *WRITE_ACTIONS,
         *MEMORY_READ_ACTIONS,
+        *MEMORY_WRITE_ACTIONS,
         "verifiedpermissions:IsAuthorized",
         *LOOP_STATE_MACHINE_ACTIONS,
         *LOOP_EXECUTION_ACTIONS,

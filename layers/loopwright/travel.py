@@ -20,6 +20,15 @@ The caller then starts it (the control service's resumer).
 
 Every check (loop known and idle, checkpoint valid with a commit, new id free) is made before
 anything is written; a failed check raises :class:`~loopwright.exceptions.ControlConflictError`.
+
+**Without a workspace at hand** (``workspace_for`` None: the dashboard's control Lambda on AWS,
+whose loops' clones live in their Code Interpreter sessions) only the stored state moves: the
+rolled-back loop's ``head_commit`` is the checkpoint's commit, and the first step of its next run
+moves the clone's branch back to it, keeping the later commits on a set-aside ref
+(COMMITS_SET_ASIDE; :func:`loopwright.cloud.runtime_aws.rewind_workspace`). A fork's branch is
+made by its first step the same way, from the checkpoint's commit. ``check_loop`` refuses what
+that deployment cannot do (on AWS: a fork of a loop that does not push its branch, whose commits
+a new session could not fetch).
 """
 
 from __future__ import annotations
@@ -40,11 +49,14 @@ from loopwright.models import (
 )
 from loopwright.models.state import new_id
 from loopwright.models.types import loop_id_problem
+from loopwright.models.workspace import BRANCH_PREFIX
 from loopwright.ports import CheckpointStore, LoopStore, Workspace
 from loopwright.steps.restore import restored_state
 
 #: Gives the workspace a loop's branch lives in (locally a git worktree workspace).
 WorkspaceFor = Callable[[LoopState], Workspace]
+#: Refuses a time travel this deployment cannot apply to a loop: raises ControlConflictError.
+LoopCheck = Callable[[LoopState, ControlRequest], None]
 
 
 def find_checkpoint(state: LoopState, checkpoints: CheckpointStore, iteration: int) -> Checkpoint:
@@ -72,12 +84,22 @@ def find_checkpoint(state: LoopState, checkpoints: CheckpointStore, iteration: i
 
 class TimeTravel:
     """Applies ROLLBACK and FORK (see the module docstring) over the store, the checkpoints and
-    the workspace ``workspace_for`` gives for a loop."""
+    the workspace ``workspace_for`` gives for a loop (None: only the stored state moves, and the
+    loop's next run moves its branch). ``check_loop`` refuses what the deployment cannot do, before
+    anything is written."""
 
-    def __init__(self, store: LoopStore, checkpoints: CheckpointStore, workspace_for: WorkspaceFor) -> None:
+    def __init__(
+        self,
+        store: LoopStore,
+        checkpoints: CheckpointStore,
+        workspace_for: WorkspaceFor | None,
+        *,
+        check_loop: LoopCheck | None = None,
+    ) -> None:
         self.store = store
         self.checkpoints = checkpoints
         self.workspace_for = workspace_for
+        self.check_loop = check_loop
 
     def rollback(self, state: LoopState, request: ControlRequest) -> LoopState:
         """Reset the idle loop ``state`` to its checkpoint of ``request.iteration``; returns the
@@ -86,12 +108,16 @@ class TimeTravel:
         assert request.iteration is not None  # checked by ControlRequest
         ckpt = find_checkpoint(state, self.checkpoints, request.iteration)
         assert ckpt.commit is not None
-        workspace = self.workspace_for(state)
-        label = f"rollback-{ckpt.iteration}"
-        workspace.prepare(state.loop_id)
-        salvaged = workspace.salvage(state.loop_id, label)
-        aside = workspace.set_aside(state.loop_id, ckpt.commit, label)
-        workspace.reset(state.loop_id, ckpt.commit)
+        if self.check_loop is not None:
+            self.check_loop(state, request)
+        salvaged = aside = None
+        if self.workspace_for is not None:
+            workspace = self.workspace_for(state)
+            label = f"rollback-{ckpt.iteration}"
+            workspace.prepare(state.loop_id)
+            salvaged = workspace.salvage(state.loop_id, label)
+            aside = workspace.set_aside(state.loop_id, ckpt.commit, label)
+            workspace.reset(state.loop_id, ckpt.commit)
         rolled = restored_state(state, ckpt)
         rolled.head_commit = ckpt.commit
         rolled.evaluation_cache = state.evaluation_cache  # keyed by content: true whatever the time
@@ -120,7 +146,10 @@ class TimeTravel:
             "set_aside_commits": aside.commits if aside else None,
             "salvage_ref": salvaged.ref if salvaged else None,
         }
-        kept = f"; later commits kept on {aside.ref}" if aside else ""
+        if self.workspace_for is None:
+            kept = "; the branch moves back when the loop next runs, its later commits set aside on a ref"
+        else:
+            kept = f"; later commits kept on {aside.ref}" if aside else ""
         event = IterationEvent(
             loop_id=state.loop_id,
             iteration=ckpt.iteration,
@@ -136,6 +165,8 @@ class TimeTravel:
         the new loop's id (free) and configuration. Raises ControlConflictError."""
         assert request.iteration is not None  # checked by ControlRequest
         ckpt = find_checkpoint(parent, self.checkpoints, request.iteration)
+        if self.check_loop is not None:
+            self.check_loop(parent, request)
         child_id = request.new_loop_id or new_id("loop")
         problem = loop_id_problem(child_id)
         if problem is not None:
@@ -156,20 +187,24 @@ class TimeTravel:
         module docstring); returns its stored state (INITIALIZING: not started yet)."""
         ckpt, child_id, config = self.check_fork(parent, request)
         assert ckpt.commit is not None
-        workspace = self.workspace_for(parent)
-        try:
-            workspace.branch_from(child_id, ckpt.commit)
-        except NotImplementedError as exc:
-            raise ControlConflictError("this workspace cannot fork loops (no git history)") from exc
-        except LoopFrameworkError as exc:
-            raise ControlConflictError(f"cannot fork loop {parent.loop_id!r}: {exc}") from exc
-        worktree, branch, _ = workspace.prepare(child_id)
+        worktree = ""
+        branch: str | None = BRANCH_PREFIX + child_id  # both made by the child's first step
+        if self.workspace_for is not None:
+            workspace = self.workspace_for(parent)
+            try:
+                workspace.branch_from(child_id, ckpt.commit)
+            except NotImplementedError as exc:
+                raise ControlConflictError("this workspace cannot fork loops (no git history)") from exc
+            except LoopFrameworkError as exc:
+                raise ControlConflictError(f"cannot fork loop {parent.loop_id!r}: {exc}") from exc
+            made, branch, _ = workspace.prepare(child_id)
+            worktree = str(made)
         child = LoopState(
             loop_id=child_id,
             project=parent.project,
             config=config,
             workspace=parent.workspace,
-            worktree=str(worktree),
+            worktree=worktree,
             branch=branch,
             base_commit=ckpt.commit,
             head_commit=ckpt.commit,

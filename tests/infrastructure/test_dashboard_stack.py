@@ -366,6 +366,15 @@ def test_the_controls_role_acts_on_the_loop_state_machine_only(synthesized: Synt
             assert "/index/" not in json.dumps(statement["Resource"])  # item access, no query
         if "verifiedpermissions:IsAuthorized" in actions:
             assert "Policies" in json.dumps(statement["Resource"])
+    # and it writes checkpoints (a rollback saves one) in the checkpoint Memory only
+    memory = synthesized.stack.resolve(synthesized.stack.agentcore.memory.attr_memory_arn)
+    (checkpoints,) = [s for s in statements if "bedrock-agentcore:CreateEvent" in s["Action"]]
+    assert set(checkpoints["Action"]) == {
+        "bedrock-agentcore:ListEvents",
+        "bedrock-agentcore:CreateEvent",
+        "bedrock-agentcore:DeleteEvent",
+    }
+    assert checkpoints["Resource"] == memory
 
 
 def test_the_plans_role_asks_the_policy_store_only(synthesized: Synthesized) -> None:

@@ -164,7 +164,7 @@ def test_without_a_git_workspace_time_travel_is_409(tmp_path: Path, template: Pa
     state_dir = tmp_path / "state"
     state_dir.mkdir()
     (state_dir / "loopwright.db").write_bytes((template / ".loopwright" / "loopwright.db").read_bytes())
-    dashboard = open_dashboard(state_dir)  # as on AWS: no TimeTravel
+    dashboard = open_dashboard(state_dir)  # a service built without TimeTravel
     try:
         status, answer, _ = dashboard.call("POST", "/api/loops/parent/rollback", {"to_iteration": 1})
         assert status == 409 and "no git workspace" in answer["error"]["message"]

@@ -390,11 +390,11 @@ def test_other_controls_pass_through_unchanged(policy: CedarPolicyEngine, sfn: t
     assert {c.action for c in store.pending_controls(LOOP)} == {ControlAction.PAUSE, ControlAction.STOP}
 
 
-def test_the_resumer_takes_only_approve_and_resume(sfn: tuple[Any, Stubber]) -> None:
+def test_the_resumer_takes_only_approve_resume_and_fork(sfn: tuple[Any, Stubber]) -> None:
     client, _ = sfn
     store = MemoryStore()
     state = _stored(store)
-    with pytest.raises(ValueError, match="APPROVE or RESUME"):
+    with pytest.raises(ValueError, match="APPROVE, RESUME or FORK"):
         StepFunctionsResumer(store, client, MACHINE)(state, _request(ControlAction.PAUSE))
 
 

@@ -30,7 +30,8 @@ gives DynamoDB (store and queries), AgentCore Memory (checkpoints), Verified Per
 X-Ray (traces, ``annotation.loop_id``) and CloudWatch (metrics of ``POWERTOOLS_METRICS_NAMESPACE``
 with dimension ``service = POWERTOOLS_SERVICE_NAME``); ``local`` the SQLite store of
 ``LOOPWRIGHT_STATE_DIR``. More settings (:class:`DashboardSettings`): ``LOOP_STATE_MACHINE_ARN``
-(resume and approve; without it they answer 409), ``COGNITO_DOMAIN_URL`` and
+(resume, approve and fork; without it they answer 409; rollback and fork on AWS:
+:mod:`loopwright.cloud.time_travel`), ``COGNITO_DOMAIN_URL`` and
 ``COGNITO_CLIENT_ID`` (the sign-in page, :mod:`loopwright.cloud.signin`), ``PLANS_TABLE_NAME``
 and ``PLAN_STATE_MACHINE_ARN`` (the plan routes). The caller is the Cognito user of the API
 Gateway authorizer's claims.
@@ -245,7 +246,13 @@ def _controls(settings: RuntimeSettings, dashboard: DashboardSettings) -> tuple[
     resumer = StepFunctionsResumer(
         base.store, client, dashboard.loop_state_machine_arn, checkpoints=base.checkpoints
     )
-    return base.store, AwsControls(ControlService(base.store, base.policy, resumer), resumer)
+    travel = None
+    if base.checkpoints is not None:  # rollback and fork (issue 10): from the loop's checkpoints
+        from loopwright.cloud.time_travel import session_time_travel
+
+        travel = session_time_travel(base.store, base.checkpoints)
+    service = ControlService(base.store, base.policy, resumer, travel=travel)
+    return base.store, AwsControls(service, resumer)
 
 
 def _plan_routers(settings: RuntimeSettings, dashboard: DashboardSettings) -> list[Router]:

@@ -39,6 +39,12 @@ is unknown or corrupt is refused before anything is written. Without a checkpoin
 the stored state's own checkpoint) the execution continues from the stored state; a loop that
 failed mid-iteration repeats that iteration.
 
+- **FORK** (time travel, :mod:`loopwright.cloud.time_travel`): the child loop the service stored
+  (INITIALIZING, at the parent's checkpoint) starts like a new loop (:meth:`StepFunctionsResumer.
+  start_fork`): LOOP_STARTED, then execution ``<child>-g0`` with the baseline; its first step
+  makes the child's branch from the checkpoint's commit. When the execution does not start, the
+  child is INTERRUPTED with an ERROR event and a RESUME starts it.
+
 A STOP of a loop waiting for a human is applied by the service at once (the loop is idle); its
 parked execution would wait for the AwaitHuman timeout (7 days,
 ``infrastructure.constants.AWAIT_HUMAN_TIMEOUT``) and then fail.
@@ -160,19 +166,40 @@ class StepFunctionsResumer:
     checkpoints: CheckpointStore | None = None
 
     def __call__(self, state: LoopState, request: ControlRequest) -> None:
-        """Continue ``state``'s loop for ``request`` (APPROVE or RESUME).
+        """Continue ``state``'s loop for ``request`` (APPROVE or RESUME), or start the loop a FORK
+        created.
 
         Raises :class:`ControlConflictError` (the loop is about to wait for an answer: retry),
-        :class:`ResumeNotStartedError` (no execution could be started; the loop is as before),
-        :class:`LoopFrameworkError` (a Step Functions or store error), ValueError for another
-        action.
+        :class:`ResumeNotStartedError` (no execution could be started; the loop is as before, a
+        forked one INTERRUPTED), :class:`LoopFrameworkError` (a Step Functions or store error),
+        ValueError for another action.
         """
         if request.action is ControlAction.APPROVE:
             self.approve(state, request)
         elif request.action is ControlAction.RESUME:
             self.resume(state, request)
+        elif request.action is ControlAction.FORK:
+            self.start_fork(state, request)
         else:
-            raise ValueError(f"the resumer continues loops on APPROVE or RESUME, not {request.action.value}")
+            raise ValueError(
+                f"the resumer continues loops on APPROVE, RESUME or FORK, not {request.action.value}"
+            )
+
+    def start_fork(self, child: LoopState, request: ControlRequest) -> StepInput:
+        """Start the first execution (``<child>-g0``, with the baseline) of ``child``, a loop a
+        FORK stored and nothing started yet; its input. Raises :class:`ResumeNotStartedError`
+        when the execution did not start (the child is INTERRUPTED, not active, with an ERROR
+        event: a RESUME starts it)."""
+        record = EventCollector(child)
+        workflow.start_session(child, record, principal=request.principal)
+        saved = self.store.save_state(child, record.events)
+        event = StepInput(loop_id=saved.loop_id, baseline=workflow.baseline_due(saved))
+        try:
+            return self._start(event)
+        except ResumeNotStartedError as exc:
+            saved.phase, saved.is_active = LoopPhase.INTERRUPTED, False
+            self.store.save_state(saved, self._error(saved, str(exc)))
+            raise
 
     # ----------------------------------------------------------------------------- approve
     def approve(self, state: LoopState, request: ControlRequest) -> None:

@@ -15,6 +15,10 @@ def salvage_ref(loop_id: str, label: str) -> str:
     return f"{SAVED_WORK_REF_PREFIX}{loop_id}/salvage/{label}"
 
 
+#: The branch of loop ``<loop_id>``: ``loopwright/<loop_id>`` (every workspace names it so).
+BRANCH_PREFIX = "loopwright/"
+
+
 def set_aside_ref(loop_id: str, label: str) -> str:
     """``refs/loopwright/<loop_id>/set-aside/<label>``: commits a resume moved past."""
     return f"{SAVED_WORK_REF_PREFIX}{loop_id}/set-aside/{label}"

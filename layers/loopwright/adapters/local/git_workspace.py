@@ -55,7 +55,13 @@ from loopwright.adapters.local.no_isolation import NoIsolationWorkspace
 from loopwright.exceptions import WorkspaceError
 from loopwright.models.records import DiffStat
 from loopwright.models.types import loop_id_problem
-from loopwright.models.workspace import SavedWork, WorkspaceSnapshot, salvage_ref, set_aside_ref
+from loopwright.models.workspace import (
+    BRANCH_PREFIX,
+    SavedWork,
+    WorkspaceSnapshot,
+    salvage_ref,
+    set_aside_ref,
+)
 from loopwright.ports import Workspace
 
 __all__ = [
@@ -68,8 +74,6 @@ __all__ = [
     "NoIsolationWorkspace",
 ]
 
-#: Branch prefix of the loops' branches: ``loopwright/<loop_id>``.
-BRANCH_PREFIX = "loopwright/"
 #: Commits listed in a set-aside event (the ref keeps all of them).
 MAX_LISTED_COMMITS = 50
 
