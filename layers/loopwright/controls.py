@@ -63,9 +63,11 @@ RESUMABLE_OUTCOMES = frozenset(
 )
 
 
-#: What a queued ``stop --now`` does (the Step Functions engine cannot end a running command).
+#: What a queued ``stop --now`` does (on AWS the running command is ended at the next poll of
+#: its step: docs/hard-limits.md, "On AWS").
 NOW_MESSAGE = (
-    "the running agent or condition is ended now and the loop stops (on AWS: after its current step)"
+    "the running agent or condition is ended now and the loop stops (on AWS: at the next poll of "
+    "the running step)"
 )
 
 

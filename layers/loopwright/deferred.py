@@ -30,6 +30,11 @@ under their own key, in their own thread.
 
 A command's time limit is kept here, from the task's start (``started_at``): a task still running
 past ``timeout_seconds`` is cancelled and reported ``timed_out`` as the blocking sandbox would.
+So is ``should_stop`` (``loopwright stop --now``, issue 10 point 8): each time a running task is
+looked at (while it is awaited in the step, and at each replay after a ``Wait``), the check is
+asked, and a True cancels the task and reports it ``stopped``. The stop therefore lands within
+the state machine's wait between two polls (:func:`next_wait`: ``min_wait_seconds`` at first,
+growing for a command past its expected duration up to ``max_wait_seconds``).
 """
 
 from __future__ import annotations
@@ -164,6 +169,12 @@ class DeferringSandbox(Sandbox):
         self._reached: set[str] = set()
         self._counts: dict[str, int] = {}
         self._guard = threading.Lock()
+        self._stop_check: StopCheck | None = None
+
+    def watch_stop(self, check: StopCheck | None) -> None:
+        """Ask ``check`` for every command run without its own ``should_stop`` (the exit
+        conditions), as the local sandbox's ``watch_stop`` does; None stops asking."""
+        self._stop_check = check
 
     def _next_key(self) -> str:
         base = _KEY.get()
@@ -188,11 +199,12 @@ class DeferringSandbox(Sandbox):
         should_stop: StopCheck | None = None,
     ) -> CommandResult:
         """The command's result once it has ended; raises :class:`CommandPending` while it runs
-        (started now, or by an earlier invocation under the same key). ``idle_timeout_seconds``
-        and ``should_stop`` are ignored: no step watches a background command as it runs, so
-        only ``timeout_seconds`` ends it (an agent's remaining time until the loop's deadline is
-        passed as its timeout, so the deadline still holds)."""
+        (started now, or by an earlier invocation under the same key). ``timeout_seconds`` and
+        ``should_stop`` end it when it is looked at (see the module docstring: a stopped command
+        is cancelled and its result has ``stopped``). ``idle_timeout_seconds`` is ignored: no
+        step reads a background command's output as it comes."""
         key = self._next_key()
+        should_stop = should_stop or self._stop_check
         with self._guard:
             task = self.commands.get(key)
         if task is None:
@@ -207,9 +219,9 @@ class DeferringSandbox(Sandbox):
             )
             with self._guard:
                 self.commands[key] = task
-            result = self._await(task, list(command), max_output_bytes, self.inline_seconds)
+            result = self._await(task, list(command), max_output_bytes, self.inline_seconds, should_stop)
         else:
-            result = self._await(task, list(command), max_output_bytes, 0.0)
+            result = self._await(task, list(command), max_output_bytes, 0.0, should_stop)
         if result is None:
             raise CommandPending(key)
         if on_output is not None:
@@ -220,7 +232,12 @@ class DeferringSandbox(Sandbox):
         return result
 
     def _await(
-        self, task: DeferredCommand, command: list[str], max_output_bytes: int, seconds: float
+        self,
+        task: DeferredCommand,
+        command: list[str],
+        max_output_bytes: int,
+        seconds: float,
+        should_stop: StopCheck | None = None,
     ) -> CommandResult | None:
         deadline = time.monotonic() + seconds
         while True:
@@ -236,6 +253,15 @@ class DeferringSandbox(Sandbox):
                     command=command,
                     exit_code=None,
                     timed_out=True,
+                    duration_seconds=self.elapsed(task),
+                    started_at=task.started_at,
+                )
+            if should_stop is not None and should_stop():
+                self.background.cancel(task.task_id)
+                return CommandResult(
+                    command=command,
+                    exit_code=None,
+                    stopped=True,
                     duration_seconds=self.elapsed(task),
                     started_at=task.started_at,
                 )

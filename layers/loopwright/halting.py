@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING, NamedTuple
 
 from loopwright.models import ControlAction, ControlRequest, IterationEventType, LoopState
 
-if TYPE_CHECKING:  # the workflow imports this module: only the type is needed here
+if TYPE_CHECKING:  # the workflow imports this module: only the types are needed here
+    from loopwright.ports import LoopStore
     from loopwright.workflow import Recorder
 
 
@@ -45,3 +46,11 @@ def apply_controls(state: LoopState, controls: Sequence[ControlRequest], record:
         elif control.action is ControlAction.PAUSE and pause is None:
             pause = control.reason or f"by {control.principal}"
     return Halt(stop, pause, applied)
+
+
+def stop_now_requested(store: LoopStore, loop_id: str) -> bool:
+    """True when a ``stop --now`` (a STOP with ``now``) is queued for the loop: what the
+    sandbox asks while the agent or a condition runs, to end it at once (issue 10 point 8)."""
+    return any(
+        control.action is ControlAction.STOP and control.now for control in store.pending_controls(loop_id)
+    )

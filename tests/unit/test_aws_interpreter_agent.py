@@ -28,7 +28,10 @@ assert sys.argv[2] == os.environ["LOOPWRIGHT_ITERATION"] == "2"
 pathlib.Path("fixed.txt").write_text(sys.argv[3])
 mode = os.environ.get("AGENT_MODE", "ok")
 report = pathlib.Path(os.environ["LOOPWRIGHT_REPORT_FILE"])
-if mode == "ok":
+if mode == "notes":
+    with open(os.environ["LOOPWRIGHT_NOTES_FILE"], "a") as notes:
+        notes.write("- the import was the cause\\n")
+if mode in ("ok", "notes"):
     report.write_text(json.dumps({"tokens_used": 42, "summary": "fixed the import"}))
 elif mode == "limit":
     report.write_text(json.dumps({"usage_limit_resets_at": "2026-03-01T17:00:00+00:00"}))
@@ -94,6 +97,25 @@ def test_the_command_runs_in_the_session_with_the_local_agents_files_and_report(
     assert [p.rsplit("/", 1)[-1] for p in paths] == ["failures.json", "progress.md", "prompt.md"]
     assert all(p.startswith(".loopwright/agent-runs/loopwright-agent-") for p in paths)
     assert all(c["sessionId"] == "sess-1" for c in session.calls)
+
+
+def test_the_agents_progress_notes_are_read_back_from_the_session(tmp_path: Path) -> None:
+    agent, _, worktree = agent_for(tmp_path, "notes", timeout_seconds=60)
+    kept = request(worktree).model_copy(update={"notes": "- iteration 1 tried the fixture\n"})
+    result = agent.run(kept)
+    # the session's file started with the notes the loop kept, and the agent's line came back
+    assert result.notes == "- iteration 1 tried the fixture\n- the import was the cause\n"
+    assert result.tokens_used == 42
+
+
+def test_notes_the_session_no_longer_has_leave_the_loops_notes(tmp_path: Path) -> None:
+    agent, _, worktree = agent_for(tmp_path, "ok", timeout_seconds=60)
+    gone = CodeInterpreterCommandAgent(
+        CommandAgentConfig(command=["sh", "-c", 'rm -f "$LOOPWRIGHT_NOTES_FILE"'], timeout_seconds=60),
+        agent._sandbox,
+    )
+    kept = request(worktree).model_copy(update={"notes": "- kept\n"})
+    assert gone.run(kept).notes == "- kept\n"
 
 
 def test_a_failing_command_and_an_invalid_report_fail_the_iteration(tmp_path: Path) -> None:

@@ -148,6 +148,48 @@ def test_a_command_past_its_time_limit_is_cancelled_and_timed_out() -> None:
     assert tasks.cancelled == ["t9"]
 
 
+def test_a_stop_now_seen_at_a_replay_cancels_the_running_command() -> None:
+    # Given an agent running in the background, pending at the first look (no stop asked yet)
+    tasks = Tasks()
+    asked: list[bool] = []
+
+    def stop_now() -> bool:
+        asked.append(True)
+        return len(asked) > 1
+
+    first = DeferringSandbox(tasks, inline_seconds=0)
+    with deferral_key("agent"), pytest.raises(CommandPending):
+        first.run(["claude"], cwd=Path("."), timeout_seconds=600, should_stop=stop_now)
+    # When the replay after the Wait finds the stop queued
+    replay = DeferringSandbox(tasks, first.running(), inline_seconds=0)
+    with deferral_key("agent"):
+        result = replay.run(["claude"], cwd=Path("."), timeout_seconds=600, should_stop=stop_now)
+    # Then the task is cancelled and reported stopped (not timed out, no exit code)
+    assert (result.stopped, result.timed_out, result.exit_code) == (True, False, None)
+    assert tasks.cancelled == ["t1"] and result.command == ["claude"]
+
+
+def test_a_finished_command_is_returned_even_when_a_stop_is_queued() -> None:
+    tasks = Tasks()
+    tasks.finish("t1", exit_code=0, stdout="done")
+    sandbox = DeferringSandbox(tasks, inline_seconds=0)
+    with deferral_key("agent"):
+        result = sandbox.run(["agent"], cwd=Path("."), timeout_seconds=60, should_stop=lambda: True)
+    assert (result.stopped, result.stdout) == (False, "done") and tasks.cancelled == []
+
+
+def test_watch_stop_applies_to_commands_without_their_own_check() -> None:
+    tasks = Tasks()
+    sandbox = DeferringSandbox(tasks, inline_seconds=0)
+    sandbox.watch_stop(lambda: True)
+    with deferral_key("condition:tests"):
+        assert run(sandbox, "pytest").stopped
+    sandbox.watch_stop(None)
+    with deferral_key("condition:lint"), pytest.raises(CommandPending):
+        run(sandbox, "ruff")
+    assert tasks.cancelled == ["t1"]
+
+
 def test_a_completed_step_cancels_the_tasks_it_never_reached_and_forgets_the_rest() -> None:
     tasks = Tasks()
     started = utcnow()

@@ -104,13 +104,18 @@ def aws_workspace_ports(
     replay = event is not None and bool(event.commands)
     if not replay and not rewind_workspace(state, workspace, record) and loop_id in workspace.cloned:
         check_restored(state, workspace.known_head(loop_id), repository, record)
+    # A new loop's head is where its branch starts: the first iteration's pinned-file guard and
+    # hard-limit set-aside compare the agent's commit with it (as the local engine's loops do).
+    head = state.head_commit or workspace.known_head(loop_id)
     if (
         (state.worktree, state.branch) != (str(path), branch)
         or (state.base_commit is None and base_commit)
+        or head != state.head_commit
         or record.events
     ):
         state.worktree, state.branch = str(path), branch
         state.base_commit = state.base_commit or base_commit
+        state.head_commit = head
         base.store.save_state(state, record.events)
     deferring = None
     if event is not None and settings.background_commands:

@@ -32,11 +32,12 @@ A step that ends a loop with CONDITIONS_MET then signs and stores its evidence b
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopwright import hard_limits, notifications, pinning, progress, records, workflow
+from loopwright import halting, hard_limits, notifications, pinning, progress, records, workflow
 from loopwright.cloud.evidence_record import EvidenceKeeper, record_evidence
 from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import LoopFrameworkError
@@ -215,6 +216,19 @@ def _commands(ports: CloudPorts) -> Sandbox:
     return sandbox
 
 
+def _watch_stop_now(event: StepInput, ports: CloudPorts) -> Callable[[], bool]:
+    """The check of a queued ``stop --now``, also given to the background commands (the exit
+    conditions are cancelled when it answers True; without background commands the blocking
+    Code Interpreter call cannot be interrupted and the stop lands after it)."""
+
+    def check() -> bool:
+        return halting.stop_now_requested(ports.store, event.loop_id)
+
+    if ports.deferring is not None:
+        ports.deferring.watch_stop(check)
+    return check
+
+
 def _require(value: Any, name: str) -> Any:
     if value is None:
         raise ValueError(f"this step needs the {name} port")
@@ -279,6 +293,7 @@ def iterate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
         workspace,
         step.record,
         state_dir=ports.state_dir,
+        should_stop=lambda: halting.stop_now_requested(ports.store, event.loop_id),
         on_output=output,
     )
     # Nothing was committed after a workspace problem; an agent a hard limit ended has its work
@@ -358,7 +373,11 @@ def evaluate_step(event: StepInput, ports: CloudPorts) -> StepOutput:
         return step.end(decide(stop_reason=halt.stop_reason, pause_reason=pause_reason))
     if _set_aside(step.state):
         return step.save()  # an iteration a hard limit ended: set aside, nothing new to evaluate
+    stop_now = _watch_stop_now(event, ports)
     workflow.evaluate_conditions(step.state, _commands(ports), step.record, workspace=ports.workspace)
+    if stop_now():  # a condition may have been ended mid-run: its result means nothing, not kept
+        step = _Step(event, ports)
+        return step.end(decide(stop_reason=step.halt().stop_reason or "stop --now"))
     if progress.regression_to_revert(step.state):  # on_regression = "revert": back to the best commit
         progress.revert_regression(step.state, _require(ports.workspace, "workspace"), step.record)
         workflow.save_checkpoint(step.state, _require(ports.checkpoints, "checkpoints"), step.record)

@@ -15,13 +15,13 @@ from __future__ import annotations
 
 from functools import cached_property
 
-from loopwright import hard_limits, pinning, progress, workflow
+from loopwright import halting, hard_limits, pinning, progress, workflow
 from loopwright.adapters.local.git_workspace import GitWorktreeWorkspace
 from loopwright.engine.evidence_record import record_evidence
 from loopwright.engine.host import EngineHost
 from loopwright.engine.iteration_record import IterationRecorder
 from loopwright.engine.tracing import Tracing
-from loopwright.models import ControlAction, Decision, ExitConditionStatus, LoopResult, LoopState, NextAction
+from loopwright.models import Decision, ExitConditionStatus, LoopResult, LoopState, NextAction
 from loopwright.models.progress import LoopProgress
 from loopwright.models.state import CachedEvaluation
 from loopwright.ports import Agent, OutputCallback, PolicyEngine, Sandbox
@@ -55,10 +55,7 @@ class SessionDriver(EngineHost):
     def _stop_now(self) -> bool:
         """True when a ``stop --now`` is queued for the loop (the sandbox asks it while the agent
         or a condition runs, and ends it at once)."""
-        return any(
-            control.action is ControlAction.STOP and control.now
-            for control in self.store.pending_controls(self.loop_id)
-        )
+        return halting.stop_now_requested(self.store, self.loop_id)
 
     def _drive(self, agent: Agent) -> LoopResult:
         state = self.get_state()

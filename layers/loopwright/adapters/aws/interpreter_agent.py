@@ -12,11 +12,14 @@ files and result rules), given a sandbox that carries its files to the session:
 3. in the command's arguments and environment values the local folder's path is replaced by the
    session folder's, and the command runs in the loop's clone in the session (``executeCommand``,
    quoted, with its ``timeout_seconds``);
-4. the session's ``report.json``, if the agent wrote one, is read back (``cat``) into the local
-   folder, where the local agent parses it.
+4. the session's ``report.json``, if the agent wrote one, and ``progress.md`` (the progress
+   notes, issue 10: written with the notes the loop kept, the agent may append to them) are read
+   back (``cat``) into the local folder, where the local agent parses the report and reads the
+   notes (:func:`~loopwright.adapters.local.command_agent.read_notes`). A file the session no
+   longer has leaves the local one as written: no report, the notes the loop had.
 
-Four calls to the session per iteration (``pwd`` once per sandbox, ``writeFiles``, the command,
-``cat``). Given a ``runner`` (:class:`~loopwright.deferred.DeferringSandbox`), the command and
+Five calls to the session per iteration (``pwd`` once per sandbox, ``writeFiles``, the command,
+two ``cat``). Given a ``runner`` (:class:`~loopwright.deferred.DeferringSandbox`), the command and
 the ``cat`` run in the background and the step that runs the agent returns while it works
 (issue 12.5); each replay of that step writes the same files into the same run folder (named by
 the runner's token) and polls the command.
@@ -37,11 +40,14 @@ from loopwright.deferred import DeferringSandbox
 from loopwright.exceptions import AgentError, LoopFrameworkError, SandboxSessionEndedError
 from loopwright.models import AgentRequest, AgentResult, CommandAgentConfig, CommandResult
 from loopwright.ports import Agent, OutputCallback, Sandbox, StopCheck
+from loopwright.steps.prompt import NOTES_FILE_NAME, REPORT_FILE_NAME
 
 #: Folder, relative to the session's working directory, of the agent's files (a sub-folder per run).
 SESSION_RUNS_FOLDER = PurePosixPath(".loopwright/agent-runs")
 #: Name of the report file the local agent reads after the command.
-REPORT_FILE = "report.json"
+REPORT_FILE = REPORT_FILE_NAME
+#: The files read back from the session after the command: the report and the progress notes.
+FETCHED_FILES = (REPORT_FILE_NAME, NOTES_FILE_NAME)
 #: Seconds allowed to read the report back.
 READ_TIMEOUT_SECONDS = 60.0
 
@@ -95,22 +101,24 @@ class _SessionFilesSandbox(Sandbox):
             stdin=None if stdin is None else self._translate(stdin),
             on_output=on_output,
             idle_timeout_seconds=idle_timeout_seconds,
+            should_stop=should_stop,
         )
-        for report in {p.parent / REPORT_FILE for p in files}:
-            self._fetch(report)
+        for folder in sorted({p.parent for p in files}):
+            for name in FETCHED_FILES:
+                self._fetch(folder / name)
         return outcome.model_copy(update={"command": list(command)})
 
     def _translate(self, text: str) -> str:
         return text.replace(str(self._local), str(self._remote))
 
-    def _fetch(self, local_report: Path) -> None:
-        """Copy the session's report (when the agent wrote one) to ``local_report``."""
-        remote_report = self._remote / local_report.relative_to(self._local).as_posix()
+    def _fetch(self, local_file: Path) -> None:
+        """Copy the session's file (when it is there) to ``local_file``."""
+        remote_file = self._remote / local_file.relative_to(self._local).as_posix()
         done = self._runner.run(
-            ["cat", "--", str(remote_report)], cwd=Path("/"), timeout_seconds=READ_TIMEOUT_SECONDS
+            ["cat", "--", str(remote_file)], cwd=Path("/"), timeout_seconds=READ_TIMEOUT_SECONDS
         )
         if done.exit_code == 0:
-            local_report.write_text(done.stdout, encoding="utf-8")
+            local_file.write_text(done.stdout, encoding="utf-8")
 
 
 class CodeInterpreterCommandAgent(Agent):
