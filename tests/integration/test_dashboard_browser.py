@@ -402,6 +402,8 @@ def test_an_awaiting_loop_pulses_and_approve_continues_it(dashboard: Dashboard, 
     # no feature list; a command agent has no sessions: one agent session per iteration
     expect(page.get_by_test_id("features")).to_have_text("—")
     expect(page.get_by_test_id("sessions")).to_have_text("2")
+    # the failing trend of its iterations: the done-file condition fails until iteration 2
+    expect(page.get_by_test_id("progress-summary")).to_contain_text("failing 1 -> 1 -> 0")
     expect(page.get_by_test_id("awaiting")).to_be_hidden()
     expect(page.locator('[data-testid="event"][data-type="CONTROL_APPLIED"]').first).to_be_attached()
     assert (dashboard.workspace / "shipped.txt").read_text() == "shipped"

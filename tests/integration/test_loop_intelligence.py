@@ -93,6 +93,14 @@ def test_an_agent_that_changes_nothing_is_paused_by_stuck_no_progress(tmp_path: 
     status = cli_json("status", "stuck-1", "-w", str(repo))
     assert status["phase"] == "PAUSED"
     assert "paused for a human" in (status.get("outcome_reason") or "")
+    assert status["progress"]["iterations_without_change"] == 2
+    # (an exit-code check reports no failure lines, so its repeats are not counted as such)
+    assert status["progress_summary"] == (
+        "failing 1 -> 1 -> 1 (best 1, at iteration 2) · 2 iterations without change (pauses at 2)"
+    )
+    # and the text status says it in words: the trend, the facts and why it is stuck
+    shown = cli("status", "stuck-1", "-w", str(repo)).stdout
+    assert "progress: failing 1 -> 1 -> 1" in shown and "stuck: " in shown
     # The history and the notes reached the second prompt.
     second = (tmp_path / "prompt-2.md").read_text()
     assert "## Progress so far" in second

@@ -36,6 +36,7 @@ from loopwright.models import (
     LoopPhase,
     LoopState,
 )
+from loopwright.models.progress import IterationDigest, LoopProgress
 
 EV = IterationEventType
 T0 = datetime(2026, 1, 1, 12, 0, tzinfo=UTC)
@@ -192,6 +193,24 @@ def test_progress_figures() -> None:
     ]
     assert progress.finished is False and progress.shown_phase == "AWAITING_RESPONSE"
     assert progress.warnings == ["80% of the iterations used"]
+
+
+def test_the_progress_line_and_the_stuck_reason_reach_the_page() -> None:
+    memory = LoopProgress(
+        history=[
+            IterationDigest(iteration=1, failing_count=1),
+            IterationDigest(iteration=2, failing_count=1),
+        ],
+        baseline_failing_count=1,
+        iterations_without_change=2,
+        stuck_reason="2 iterations in a row without a change",
+    )
+    state = _state(iteration=2, phase=LoopPhase.PAUSED, progress=memory)
+    progress = build_progress(state, [], running=False, stop_requested=None, now=T0)
+    assert progress.progress_summary == "failing 1 -> 1 -> 1 · 2 iterations without change (pauses at 3)"
+    assert progress.stuck_reason == "2 iterations in a row without a change"
+    fresh = build_progress(_state(), [], running=False, stop_requested=None, now=T0)
+    assert (fresh.progress_summary, fresh.stuck_reason) == (None, None)
 
 
 def test_shown_phase_marks_an_active_loop_without_a_process_interrupted() -> None:

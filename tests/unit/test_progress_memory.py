@@ -19,7 +19,7 @@ from loopwright.models import (
     LoopState,
     NextAction,
 )
-from loopwright.models.progress import MAX_HISTORY, MAX_NOTES_BYTES, LoopProgress
+from loopwright.models.progress import MAX_HISTORY, MAX_NOTES_BYTES, IterationDigest, LoopProgress
 from loopwright.progress import regression_to_revert, revert_regression
 from loopwright.steps.authorize import authorize, build_authorization_request
 from loopwright.steps.decide import decide
@@ -31,6 +31,7 @@ from loopwright.steps.progress import (
     history_lines,
     note_evaluation,
     note_iteration,
+    progress_summary,
     resume_after_stuck,
     stuck_facts,
 )
@@ -406,3 +407,36 @@ def test_bad_settings_are_refused_naming_the_field(field: dict[str, object]) -> 
     with pytest.raises(ValidationError) as error:
         _config(**field)
     assert next(iter(field)) in str(error.value)
+
+
+# ----------------------------------------------------------------------------- summary
+def test_the_status_line_shows_the_trend_and_the_stuck_facts_with_the_pause_count() -> None:
+    assert progress_summary(LoopProgress(), 3) is None  # nothing ran yet
+    digests = [
+        IterationDigest(iteration=n, failing_count=count, changed_count=1)
+        for n, count in ((1, 2), (2, 2), (3, 2))
+    ]
+    progress = LoopProgress(
+        history=digests,
+        baseline_failing_count=3,
+        best_failing_count=2,
+        best_iteration=1,
+        repeated_failure_count=2,
+        iterations_without_change=1,
+    )
+    assert progress_summary(progress, 3) == (
+        "failing 3 -> 2 -> 2 -> 2 (best 2, at iteration 1) · 1 iteration without change · "
+        "same failures 2 times in a row (pauses at 3)"
+    )
+    # without stuck detection no pause is announced; an oscillation is said last
+    progress.tree_seen_before = True
+    assert progress_summary(progress, None) == (
+        "failing 3 -> 2 -> 2 -> 2 (best 2, at iteration 1) · 1 iteration without change · "
+        "same failures 2 times in a row · the last iteration went back to an earlier tree"
+    )
+
+
+def test_the_status_line_covers_the_last_five_iterations() -> None:
+    digests = [IterationDigest(iteration=n, failing_count=10 - n) for n in range(1, 9)]
+    progress = LoopProgress(history=digests, baseline_failing_count=10)
+    assert progress_summary(progress, 3) == "failing 6 -> 5 -> 4 -> 3 -> 2"  # iterations 4 to 8

@@ -22,6 +22,7 @@ from loopwright.engine.local import state_dir_for
 from loopwright.engine.lock import LoopLock
 from loopwright.exceptions import LoopNotFoundError
 from loopwright.models import IterationEventType, LoopPhase, LoopResult, LoopState
+from loopwright.steps.progress import progress_summary
 from loopwright.travel import children_of
 
 
@@ -78,6 +79,11 @@ def status(
         console.print(f"[yellow]awaiting response:[/] {state.human_request}", highlight=False)
     if state.handoff_reason:
         console.print(f"last session handoff: {state.handoff_reason}", highlight=False)
+    summary = progress_summary(state.progress, state.config.max_stuck_iterations)
+    if summary:
+        console.print(f"progress: {summary}", highlight=False, markup=False)
+    if state.progress.stuck_reason:
+        console.print(f"stuck: {state.progress.stuck_reason}", highlight=False, markup=False)
     console.print(display.conditions_table(state))
 
 
@@ -100,7 +106,9 @@ def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     spent so far, ``elapsed_seconds`` the seconds that count against the time limit (the sessions'
     running time, or wall clock with ``count_paused_time``). ``features`` (names, in order),
     ``features_completed``, ``features_total`` and ``max_sessions`` (null for none) come from the
-    config and :class:`~loopwright.models.LoopResult`."""
+    config and :class:`~loopwright.models.LoopResult`. ``progress`` holds the stuck facts and the
+    recent iterations (:class:`~loopwright.models.progress.LoopProgress`), ``progress_summary``
+    their one line (:func:`~loopwright.steps.progress.progress_summary`)."""
     data = state.model_dump(mode="json", exclude={"config", "evaluation_cache"})
     for condition in data["exit_conditions"]:
         condition.pop("stdout", None)
@@ -115,6 +123,7 @@ def status_json(state: LoopState, root: Path) -> dict[str, Any]:
     data["max_sessions"] = state.config.max_sessions
     data["max_duration_seconds"] = state.config.max_duration_seconds
     data["elapsed_seconds"] = round(state.elapsed_seconds, 3)
+    data["progress_summary"] = progress_summary(state.progress, state.config.max_stuck_iterations)
     return data
 
 

@@ -180,6 +180,14 @@ class LoopProgress(BaseModel):
     )
     max_sessions: int | None = Field(default=None, description="the agent session limit; None for none")
     handoff_reason: str | None = Field(default=None, description="why the last agent session was handed off")
+    progress_summary: str | None = Field(
+        default=None,
+        description="the failing trend of the recent iterations and the stuck facts, one line "
+        "(issue 10.4: loopwright.steps.progress.progress_summary)",
+    )
+    stuck_reason: str | None = Field(
+        default=None, description="why the stuck policies paused the loop (until it is resumed)"
+    )
     runs: int = Field(default=0, description="engine runs of the loop: the first plus each resume")
     features_completed: int = Field(
         default=0, description="features done (LoopResult.features_completed; issue 10.2)"

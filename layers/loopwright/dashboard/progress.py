@@ -25,6 +25,7 @@ from loopwright.models import (
     LoopResult,
     LoopState,
 )
+from loopwright.steps.progress import progress_summary
 
 #: Completed iterations whose mean duration gives the ETA (the most recent ones).
 ETA_WINDOW = 10
@@ -212,6 +213,8 @@ def build_progress(
         sessions_used=result.sessions_used,
         max_sessions=state.config.max_sessions,
         handoff_reason=state.handoff_reason,
+        progress_summary=progress_summary(state.progress, state.config.max_stuck_iterations),
+        stuck_reason=state.progress.stuck_reason,
         runs=state.sessions_used,
         features_completed=result.features_completed,
         features_total=result.features_total,

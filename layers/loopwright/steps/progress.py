@@ -44,6 +44,10 @@ NOTES_CUT_MARK = "[... earlier notes cut: the file keeps its newest 16 KiB ...]\
 _NOT_FAILING = (ExitConditionStatusValue.MET, ExitConditionStatusValue.PENDING)
 
 
+#: Iterations the one-line summary's failing trend covers (:func:`progress_summary`).
+SUMMARY_ITERATIONS = 5
+
+
 def failing_required(statuses: Sequence[ExitConditionStatus]) -> list[str]:
     """Names of the required conditions that do not hold (PENDING ones are not failing)."""
     return [s.name for s in statuses if s.required and s.status not in _NOT_FAILING]
@@ -210,17 +214,54 @@ def history_lines(progress: LoopProgress, count: int) -> list[str]:
         summary = digest.summary[:PROMPT_SUMMARY_CHARS] or ("agent failed" if digest.failed else "no summary")
         flags = " [reverted]" if digest.reverted else ""
         lines.append(f"- iteration {digest.iteration}{flags}: {summary} · {files} · {result}")
-    counts = [str(d.failing_count) for d in shown if d.failing_count is not None]
-    if shown[0].iteration == 1 and progress.baseline_failing_count is not None:
-        counts.insert(0, str(progress.baseline_failing_count))
-    if counts:
-        best = (
-            f" (best {progress.best_failing_count}, at iteration {progress.best_iteration})"
-            if progress.best_failing_count is not None
-            else ""
-        )
-        lines.append(f"- failing required conditions: {' -> '.join(counts)}{best}")
+    trend = failing_trend(progress, count)
+    if trend:
+        lines.append(f"- failing required conditions: {trend}")
     return lines
+
+
+def failing_trend(progress: LoopProgress, count: int) -> str | None:
+    """The failing required conditions over the last ``count`` iterations (the baseline first
+    when iteration 1 is among them), with the best so far: ``3 -> 2 -> 2 (best 2, at iteration
+    4)``; None before any evaluation."""
+    shown = progress.history[-count:] if count > 0 else []
+    counts = [str(d.failing_count) for d in shown if d.failing_count is not None]
+    if shown and shown[0].iteration == 1 and progress.baseline_failing_count is not None:
+        counts.insert(0, str(progress.baseline_failing_count))
+    if not counts:
+        return None
+    best = (
+        f" (best {progress.best_failing_count}, at iteration {progress.best_iteration})"
+        if progress.best_failing_count is not None
+        else ""
+    )
+    return " -> ".join(counts) + best
+
+
+def progress_summary(progress: LoopProgress, max_stuck_iterations: int | None) -> str | None:
+    """One line for ``loopwright status`` and the dashboard: the failing trend of the last
+    :data:`SUMMARY_ITERATIONS` iterations and the stuck facts that are not zero, with the count
+    at which the ``stuck-no-progress`` policy pauses the loop, e.g. ``failing 3 -> 2 -> 2 (best
+    2, at iteration 2) · same failures 2 times in a row (pauses at 3)``; None before the first
+    iteration."""
+    if not progress.history:
+        return None
+    parts = []
+    trend = failing_trend(progress, SUMMARY_ITERATIONS)
+    if trend:
+        parts.append(f"failing {trend}")
+    if progress.iterations_without_change:
+        n = progress.iterations_without_change
+        parts.append(f"{n} iteration{'s' if n != 1 else ''} without change")
+    if progress.repeated_failure_count:
+        n = progress.repeated_failure_count
+        parts.append(f"same failures {n} time{'s' if n != 1 else ''} in a row")
+    stuck = progress.iterations_without_change or progress.repeated_failure_count
+    if stuck and max_stuck_iterations is not None:
+        parts[-1] += f" (pauses at {max_stuck_iterations})"
+    if progress.tree_seen_before:
+        parts.append("the last iteration went back to an earlier tree")
+    return " · ".join(parts) if parts else None
 
 
 def remember_iteration(

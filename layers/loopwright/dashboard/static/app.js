@@ -240,6 +240,8 @@
     $("features").title = features.map((f) => `${f.done ? "✓" : "·"} ${f.name}: ${f.description}`).join("\n");
     $("sessions").textContent = `${p.sessions_used || 0}${p.max_sessions ? " / " + p.max_sessions : ""}`;
     $("sessions").title = p.handoff_reason ? `last handoff: ${p.handoff_reason}` : "no session handoff";
+    $("progress-summary").textContent = p.stuck_reason ? `stuck: ${p.stuck_reason}` : p.progress_summary || "—";
+    $("progress-summary").title = p.progress_summary || "";
     $("outcome").textContent = p.outcome ? `${p.outcome}${p.outcome_reason ? ": " + p.outcome_reason : ""}` : "—";
     $("last-checkpoint").textContent = p.last_checkpoint_id || "—";
     const met = p.outcome === "CONDITIONS_MET";  // only such a loop has an evidence bundle
