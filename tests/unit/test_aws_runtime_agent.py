@@ -90,7 +90,7 @@ def answer(
             "response": StreamingBody(io.BytesIO(raw), len(raw)),
             "contentType": content_type,
             "statusCode": 200,
-            "runtimeSessionId": runtime_session_id("l1"),
+            "runtimeSessionId": str(expected.get("runtimeSessionId", runtime_session_id("l1"))),
         },
         expected or None,
     )
@@ -105,7 +105,7 @@ def test_success_sends_the_request_json_in_the_loops_session(
         json.dumps({"tokens_used": 1200, "summary": "fixed the import", "extra": "ignored"}),
         agentRuntimeArn=ARN,
         qualifier="DEFAULT",
-        runtimeSessionId=runtime_session_id("l1"),
+        runtimeSessionId=runtime_session_id("l1", 2),  # a fresh session, started at iteration 2
         contentType="application/json",
         accept="application/json, text/event-stream",
         payload=build_payload(request(), REPOSITORY),
@@ -129,25 +129,45 @@ def test_success_sends_the_request_json_in_the_loops_session(
     assert "worktree" not in payload and "state_dir" not in payload
 
 
-def test_every_iteration_of_a_loop_uses_the_same_runtime_session(
+def test_the_loops_agent_session_continues_in_its_runtime_session_until_a_handoff(
     stubbed: tuple[AgentCoreRuntimeAgent, Stubber],
 ) -> None:
     agent, stubber = stubbed
-    for iteration in (1, 2):
-        answer(stubber, "{}", runtimeSessionId=runtime_session_id("l1"), **_rest(iteration))
-        assert agent.run(request(iteration)).tokens_used == 0
+    assert agent.supports_sessions
+    # iteration 1 starts a session; the agent says how full its context is
+    first = runtime_session_id("l1", 1)
+    answer(stubber, '{"context_percent": 42.5}', runtimeSessionId=first, **_rest(1))
+    started = agent.run(request(1))
+    assert (started.session_id, started.context_percent) == (first, 42.5)
+    # iteration 2 continues it: the loop hands the id back, the same runtime session is called
+    continued = request(2).model_copy(update={"session_id": first})
+    answer(stubber, '{"handoff": "my context is full"}', runtimeSessionId=first, **_rest(2, continued))
+    asked = agent.run(continued)
+    assert (asked.session_id, asked.handoff_requested) == (first, "my context is full")
+    # after the handoff, iteration 3 starts a fresh one
+    answer(stubber, "{}", runtimeSessionId=runtime_session_id("l1", 3), **_rest(3))
+    assert agent.run(request(3)).session_id == runtime_session_id("l1", 3) != first
     assert runtime_session_id("l1") != runtime_session_id("l2")
     assert runtime_session_id("l/1") != runtime_session_id("l-1")  # made safe, still distinct
-    assert len(runtime_session_id("a")) >= 33 and len(runtime_session_id("x" * 72)) <= 100
+    assert len(runtime_session_id("a")) >= 33 and len(runtime_session_id("x" * 72, 10**6)) <= 100
 
 
-def _rest(iteration: int) -> dict[str, Any]:
+def test_a_context_figure_out_of_range_is_an_invalid_answer(
+    stubbed: tuple[AgentCoreRuntimeAgent, Stubber],
+) -> None:
+    agent, stubber = stubbed
+    answer(stubber, '{"context_percent": -1}')
+    with pytest.raises(AgentError, match="context_percent"):
+        agent.run(request())
+
+
+def _rest(iteration: int, sent: AgentRequest | None = None) -> dict[str, Any]:
     return {
         "agentRuntimeArn": ARN,
         "qualifier": "DEFAULT",
         "contentType": "application/json",
         "accept": "application/json, text/event-stream",
-        "payload": build_payload(request(iteration), REPOSITORY),
+        "payload": build_payload(sent or request(iteration), REPOSITORY),
     }
 
 

@@ -3,11 +3,17 @@
 :class:`AgentCoreRuntimeAgent` calls ``InvokeAgentRuntime`` (boto3 client ``bedrock-agentcore``)
 with the loop's :class:`~loopwright.models.RuntimeAgentConfig` (runtime ARN, qualifier, timeout).
 
-Session: ``runtimeSessionId`` is :func:`runtime_session_id` of the loop id (deterministic, 33 to
-100 characters as the API asks), so every iteration of a loop reaches the same runtime session
-and the agent keeps its context across iterations, for as long as the runtime keeps the session
-(idle timeout 15 minutes, lifetime 8 hours by default: the runtime's ``LifecycleConfiguration``,
-AgentCore Control API reference); after that the same id opens a new session.
+Sessions (issue 10.3, :mod:`loopwright.sessions`): the agent has sessions
+(``supports_sessions``). An iteration that continues the loop's agent session
+(``request.session_id``) sends that id as ``runtimeSessionId``, so the runtime routes it to the
+same session and the agent keeps its context, for as long as the runtime keeps the session (idle
+timeout 15 minutes, lifetime 8 hours by default: the runtime's ``LifecycleConfiguration``,
+AgentCore Control API reference; after that the same id opens a new one). A fresh session (the
+first iteration, or after a handoff, whose summary is in the payload's ``handoff`` and prompt)
+gets a new id, :func:`runtime_session_id` of the loop id and the iteration (deterministic, so a
+retried step reaches the same session; 33 to 100 characters as the API asks). The result's
+``session_id`` is the id used. The agent may report ``context_percent`` (how full its context
+is) and ``handoff`` (it asks for a fresh session, saying why), which hand the session off.
 
 Request: ``contentType`` ``application/json``, the payload is the UTF-8 JSON of the
 :class:`~loopwright.models.AgentRequest` (``loop_id``, ``iteration``, ``goal``, limits,
@@ -86,11 +92,12 @@ MAX_OUTPUT_CHARS = 4000
 _SESSION_UNSAFE = re.compile(r"[^A-Za-z0-9_-]")
 
 
-def runtime_session_id(loop_id: str) -> str:
-    """``loopwright-<loop id, made safe, at most 40 characters>-<24 hex of its SHA-256>``: the
-    same for every iteration of a loop, distinct for distinct loops, 37 to 76 characters of
-    ``[A-Za-z0-9_-]`` (``InvokeAgentRuntime`` asks for at least 33)."""
-    digest = hashlib.sha256(loop_id.encode("utf-8")).hexdigest()[:24]
+def runtime_session_id(loop_id: str, iteration: int = 0) -> str:
+    """``loopwright-<loop id, made safe, at most 40 characters>-<24 hex of the SHA-256 of the
+    loop id and the iteration>``: the id of the session a fresh agent session started at
+    ``iteration`` uses, the same on a retry, distinct for distinct loops and iterations, 37 to
+    76 characters of ``[A-Za-z0-9_-]`` (``InvokeAgentRuntime`` asks for at least 33)."""
+    digest = hashlib.sha256(f"{loop_id}\n{iteration}".encode()).hexdigest()[:24]
     return f"loopwright-{_SESSION_UNSAFE.sub('-', loop_id)[:40]}-{digest}"
 
 
@@ -117,6 +124,8 @@ class RuntimeAgentReply(BaseModel):
     needs_human: str | None = None
     usage_limit_resets_at: datetime | None = None
     output: str = ""
+    context_percent: float | None = Field(default=None, ge=0, le=1000)
+    handoff: str | None = Field(default=None, max_length=1000)
 
     @field_validator("usage_limit_resets_at")
     @classmethod
@@ -173,6 +182,8 @@ def parse_reply(body: bytes, content_type: str, source: str) -> AgentResult:
         needs_human=reply.needs_human,
         usage_limit_resets_at=reply.usage_limit_resets_at,
         output=output[-MAX_OUTPUT_CHARS:],
+        context_percent=reply.context_percent,
+        handoff_requested=reply.handoff,
     )
 
 
@@ -210,6 +221,8 @@ class AgentCoreRuntimeAgent(Agent):
             timeout.
         clock: the current time, UTC (for ``Retry-After`` in seconds).
     """
+
+    supports_sessions = True  # runtimeSessionId: see the module docstring
 
     def __init__(
         self,
@@ -256,11 +269,12 @@ class AgentCoreRuntimeAgent(Agent):
         Returns ``AgentResult(usage_limit_resets_at=...)`` for a usage limit with a known reset
         time. Raises :class:`AgentError` for any other AWS error, a timeout, or an invalid answer.
         """
+        session = request.session_id or runtime_session_id(request.loop_id, request.iteration)
         try:
             response = self._client.invoke_agent_runtime(
                 agentRuntimeArn=self.config.agent_runtime_arn,
                 qualifier=self.config.qualifier,
-                runtimeSessionId=runtime_session_id(request.loop_id),
+                runtimeSessionId=session,
                 contentType="application/json",
                 accept="application/json, text/event-stream",
                 payload=build_payload(request, self.repository),
@@ -277,7 +291,9 @@ class AgentCoreRuntimeAgent(Agent):
             ) from exc
         except BotoCoreError as exc:
             raise AgentError(str(domain_error(exc, f"invoking {self.source}"))) from exc
-        return parse_reply(body, str(response.get("contentType") or ""), self.source)
+        result = parse_reply(body, str(response.get("contentType") or ""), self.source)
+        result.session_id = session
+        return result
 
     def _failed_call(self, exc: ClientError) -> AgentResult:
         code = error_code(exc)
