@@ -1,6 +1,6 @@
 """The first iteration of a loop running on AWS, ended or held: the synthesized state machine on
-moto with every AWS adapter and background commands (the Code Interpreter's
-startCommandExecution/getTask/stopTask, played by tests/unit/aws_session_fake.py).
+moto with every AWS adapter and background commands (tests/integration/aws_loops.py; the Code
+Interpreter's startCommandExecution/getTask/stopTask played by tests/unit/aws_session_fake.py).
 
 - ``stop --now`` (issue 10, point 8): a STOP with ``now`` queued while the agent works is seen at
   the next poll of the Iterate step: the agent's task is stopped (its process ends), its partial
@@ -21,9 +21,8 @@ from typing import Any
 import pytest
 
 from loopwright.cloud import runtime
-from loopwright.cloud.start import execution_name, start_loop
 from loopwright.controls import ControlService
-from loopwright.engine.stepfunctions import LocalStepFunctions, load_handler
+from loopwright.engine.stepfunctions import load_handler
 from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models import (
     ControlAction,
@@ -32,42 +31,24 @@ from loopwright.models import (
     IterationEventType,
     LoopOutcome,
     LoopPhase,
-    StartLoopRequest,
 )
-from tests.aws_fakes import PolicyStoreFake, SessionService, play_code_interpreter, play_verified_permissions
-from tests.integration.aws_moto import fake_credentials
+from tests.integration.aws_loops import QUICK_POLLS, aws_loops
 from tests.integration.test_aws_adapters_loop import loop_config
-from tests.unit.aws_session_fake import git, make_remote
+from tests.unit.aws_session_fake import git
 
 pytestmark = pytest.mark.slow
 EV = IterationEventType
 #: The agent writes a file, then works for 120 s (it would, without the stop).
 SLOW_AGENT = "import pathlib, time; pathlib.Path('partial.txt').write_text('half'); time.sleep(120)"
+#: The agent's first iteration rewrites the protected README.
+PINNED_AGENT = "import pathlib; pathlib.Path('README.md').write_text('rewritten')"
 
 
 @pytest.mark.parametrize("variant", ["steps", "compact"])
 def test_stop_now_ends_the_running_agent_at_the_next_poll(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variant: str
 ) -> None:
-    # Given the services played locally, steps that wait 0.1 s for a command, then 1 s between polls
-    fake_credentials(monkeypatch)
-    remote = make_remote(tmp_path, {"README.md": "hi\n"})
-    sessions = SessionService(tmp_path / "sessions")
-    play_code_interpreter(monkeypatch, sessions)
-    template = synthesize_template(state_machine=variant)
-    policy_store = PolicyStoreFake.from_template(template)
-    play_verified_permissions(monkeypatch, policy_store)
-    environment = {
-        "CODE_INTERPRETER_ID": "Loopwright_conditions-fake",
-        "LOOPWRIGHT_INLINE_SECONDS": "0.1",
-        "LOOPWRIGHT_POLL_MIN_SECONDS": "1",
-        "LOOPWRIGHT_POLL_MAX_SECONDS": "1",
-        **policy_store.environment(),
-    }
-    config = loop_config(remote)
-    config["agent"]["command"] = [sys.executable, "-c", SLOW_AGENT]
-    config["agent"]["timeout_seconds"] = 600
-    # and an Iterate step after whose first pending answer an operator asks `stop --now`
+    # Given an Iterate step after whose first pending answer an operator asks `stop --now`
     step = "iterate" if variant == "steps" else "run_iteration"
     real = load_handler(step)
     asked: list[float] = []
@@ -90,75 +71,49 @@ def test_stop_now_ends_the_running_agent_at_the_next_poll(
             asked.append(time.monotonic())
         return result
 
-    with LocalStepFunctions(
-        template, tmp_path / "state", handlers={step: iterate}, adapters="aws", environment=environment
-    ) as local:
-        ports = runtime.ports(runtime.RuntimeSettings.from_environ())
-
-        def start_execution(name: str, payload: str) -> str:
-            arn: str = local.client.start_execution(
-                stateMachineArn=local.state_machine_arn, name=name, input=payload
-            )["executionArn"]
-            return arn
-
+    template = synthesize_template(state_machine=variant)
+    with aws_loops(tmp_path, monkeypatch, template, environment=QUICK_POLLS, handlers={step: iterate}) as aws:
+        config = loop_config(aws.remote)
+        config["agent"]["command"] = [sys.executable, "-c", SLOW_AGENT]
+        config["agent"]["timeout_seconds"] = 600
         # When the loop starts and its agent is stopped mid-run
-        start_loop(StartLoopRequest(loop_id="slow", config=config), ports, start_execution)
-        done = local.wait(execution_name("slow", 0), timeout_seconds=90)
+        aws.start("slow", config)
+        done = aws.wait("slow", timeout_seconds=90)
         ended = time.monotonic()
 
         # Then the execution ended long before the agent's 120 s, the loop STOPPED by the operator
         assert done.status == "SUCCEEDED", done.output
         assert asked and ended - asked[0] < 60
-        state = ports.store.get_state("slow")
+        state = aws.ports.store.get_state("slow")
         assert state.outcome is LoopOutcome.STOPPED, state.outcome_reason
-        (limit,) = ports.store.list_events("slow", types=[EV.AGENT_ENDED_AT_LIMIT])
+        (limit,) = aws.ports.store.list_events("slow", types=[EV.AGENT_ENDED_AT_LIMIT])
         assert limit.data["limit"] == HardLimit.STOP_NOW.value
         # and the agent's partial work was set aside on a pushed ref, the branch left where it was
-        assert git("show", f"{limit.data['ref']}:partial.txt", cwd=remote).strip() == "half"
-        assert state.head_commit == git("rev-parse", "loopwright/slow", cwd=remote).strip()
-        assert "partial.txt" not in git("ls-tree", "--name-only", "loopwright/slow", cwd=remote)
+        assert git("show", f"{limit.data['ref']}:partial.txt", cwd=aws.remote).strip() == "half"
+        assert state.head_commit == git("rev-parse", "loopwright/slow", cwd=aws.remote).strip()
+        assert "partial.txt" not in git("ls-tree", "--name-only", "loopwright/slow", cwd=aws.remote)
         # and the agent's task was stopped in the session (stopTask), not left to run
-        stops = [c for c in sessions.calls() if c["name"] == "stopTask"]
-        assert stops, [c["name"] for c in sessions.calls()]
-
-
-#: The agent's first iteration rewrites the protected README.
-PINNED_AGENT = "import pathlib; pathlib.Path('README.md').write_text('rewritten')"
+        stops = [c for c in aws.sessions.calls() if c["name"] == "stopTask"]
+        assert stops, [c["name"] for c in aws.sessions.calls()]
 
 
 def test_a_pinned_file_changed_by_the_first_iteration_is_reverted_and_held(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    fake_credentials(monkeypatch)
-    remote = make_remote(tmp_path, {"README.md": "hi\n"})
-    sessions = SessionService(tmp_path / "sessions")
-    play_code_interpreter(monkeypatch, sessions)
-    template = synthesize_template(state_machine="steps")
-    policy_store = PolicyStoreFake.from_template(template)
-    play_verified_permissions(monkeypatch, policy_store)
-    environment = {"CODE_INTERPRETER_ID": "Loopwright_conditions-fake", **policy_store.environment()}
-    config = loop_config(remote)
-    config["agent"]["command"] = [sys.executable, "-c", PINNED_AGENT]
-    config["protected_paths"] = ["README.md"]
-    with LocalStepFunctions(template, tmp_path / "state", adapters="aws", environment=environment) as local:
-        ports = runtime.ports(runtime.RuntimeSettings.from_environ())
-
-        def start_execution(name: str, payload: str) -> str:
-            arn: str = local.client.start_execution(
-                stateMachineArn=local.state_machine_arn, name=name, input=payload
-            )["executionArn"]
-            return arn
-
-        start_loop(StartLoopRequest(loop_id="pins", config=config), ports, start_execution)
+    with aws_loops(tmp_path, monkeypatch, synthesize_template(state_machine="steps")) as aws:
+        config = loop_config(aws.remote)
+        config["agent"]["command"] = [sys.executable, "-c", PINNED_AGENT]
+        config["protected_paths"] = ["README.md"]
+        aws.start("pins", config)
         deadline = time.monotonic() + 90
-        while ports.store.get_state("pins").phase is not LoopPhase.AWAITING_RESPONSE:
-            assert time.monotonic() < deadline, ports.store.get_state("pins").phase
+        while aws.ports.store.get_state("pins").phase is not LoopPhase.AWAITING_RESPONSE:
+            assert time.monotonic() < deadline, aws.ports.store.get_state("pins").phase
             time.sleep(0.5)
-        state = ports.store.get_state("pins")
+        state = aws.ports.store.get_state("pins")
         assert state.pinned_hold is not None and state.pinned_hold.iteration == 1
-        (reverted,) = ports.store.list_events("pins", types=[EV.PINNED_CHANGE_REVERTED])
+        (reverted,) = aws.ports.store.list_events("pins", types=[EV.PINNED_CHANGE_REVERTED])
         assert reverted.data["paths"] == ["README.md"]
         # the pushed branch is back at its start; the change is kept on the pushed ref
-        assert git("show", "loopwright/pins:README.md", cwd=remote) == "hi\n"
-        assert git("show", f"{reverted.data['ref']}:README.md", cwd=remote) == "rewritten"
+        assert git("show", "loopwright/pins:README.md", cwd=aws.remote) == "hi\n"
+        assert git("show", f"{reverted.data['ref']}:README.md", cwd=aws.remote) == "rewritten"
         assert state.head_commit == reverted.data["reverted_to"] == state.base_commit

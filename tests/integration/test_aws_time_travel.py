@@ -14,12 +14,9 @@ from typing import Any
 
 import pytest
 
-from loopwright.cloud import runtime
 from loopwright.cloud.resume import AwsControls, StepFunctionsResumer
-from loopwright.cloud.start import execution_name, start_loop
 from loopwright.cloud.time_travel import session_time_travel
 from loopwright.controls import ControlService
-from loopwright.engine.stepfunctions import LocalStepFunctions
 from loopwright.engine.stepfunctions_template import synthesize_template
 from loopwright.models import (
     Checkpoint,
@@ -28,12 +25,10 @@ from loopwright.models import (
     IterationEventType,
     LoopOutcome,
     LoopPhase,
-    StartLoopRequest,
 )
-from tests.aws_fakes import PolicyStoreFake, SessionService, play_code_interpreter, play_verified_permissions
-from tests.integration.aws_moto import fake_credentials
+from tests.integration.aws_loops import aws_loops
 from tests.integration.test_aws_adapters_loop import loop_config
-from tests.unit.aws_session_fake import git, make_remote
+from tests.unit.aws_session_fake import git
 
 pytestmark = pytest.mark.slow
 EV = IterationEventType
@@ -52,26 +47,11 @@ def test_rollback_then_resume_and_fork_move_the_pushed_branches(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Given a loop that counted to 3 on AWS, pushing a commit per iteration, checkpointed in Memory
-    fake_credentials(monkeypatch)
-    remote = make_remote(tmp_path, {"README.md": "hi\n"})
-    sessions = SessionService(tmp_path / "sessions")
-    play_code_interpreter(monkeypatch, sessions)
-    template = synthesize_template(state_machine="steps")
-    policy_store = PolicyStoreFake.from_template(template)
-    play_verified_permissions(monkeypatch, policy_store)
-    environment = {"CODE_INTERPRETER_ID": "Loopwright_conditions-fake", **policy_store.environment()}
-    with LocalStepFunctions(template, tmp_path / "state", adapters="aws", environment=environment) as local:
-        ports = runtime.ports(runtime.RuntimeSettings.from_environ())
+    with aws_loops(tmp_path, monkeypatch, synthesize_template(state_machine="steps")) as aws:
+        ports, local, remote = aws.ports, aws.local, aws.remote
         assert ports.policy is not None and ports.checkpoints is not None
-
-        def start_execution(name: str, payload: str) -> str:
-            arn: str = local.client.start_execution(
-                stateMachineArn=local.state_machine_arn, name=name, input=payload
-            )["executionArn"]
-            return arn
-
-        start_loop(StartLoopRequest(loop_id="loop-a", config=loop_config(remote)), ports, start_execution)
-        assert local.wait(execution_name("loop-a", 0), timeout_seconds=120).status == "SUCCEEDED"
+        aws.start("loop-a", loop_config(remote))
+        assert aws.wait("loop-a").status == "SUCCEEDED"
         first_head = git("rev-parse", "loopwright/loop-a", cwd=remote).strip()
         one = _commit_of(ports.checkpoints, "loop-a", 1)
         # and the control service of the dashboard's control Lambda (Cedar by the policy store)
@@ -93,7 +73,7 @@ def test_rollback_then_resume_and_fork_move_the_pushed_branches(
 
         # When it is resumed
         controls.submit(ControlRequest(loop_id="loop-a", action=ControlAction.RESUME, **OPERATOR))
-        resumed = local.wait(execution_name("loop-a", 1), timeout_seconds=120)
+        resumed = aws.wait("loop-a", generation=1)
         # Then its run moved the branch back to iteration 1's commit, kept the later commits on a
         # pushed set-aside ref, and counted from 1 to 3 again
         assert resumed.status == "SUCCEEDED", resumed.output
@@ -117,7 +97,7 @@ def test_rollback_then_resume_and_fork_move_the_pushed_branches(
             )
         )
         assert (forked.status, forked.new_loop_id) == ("applied", "loop-f")
-        child_run = local.wait(execution_name("loop-f", 0), timeout_seconds=120)
+        child_run = aws.wait("loop-f")
         # Then the child started on its own branch at that commit, and needed one iteration
         assert child_run.status == "SUCCEEDED", child_run.output
         child = ports.store.get_state("loop-f")
