@@ -11,15 +11,18 @@ from pydantic import ValidationError
 
 from loopwright.adapters.local.cedar_policy import CedarPolicyEngine
 from loopwright.models import (
+    AgentResult,
     ExitConditionStatus,
     ExitConditionStatusValue,
     ExitConditionType,
+    IterationResult,
     LoopConfig,
     LoopOutcome,
     LoopState,
     NextAction,
 )
 from loopwright.models.progress import MAX_HISTORY, MAX_NOTES_BYTES, IterationDigest, LoopProgress
+from loopwright.models.workspace import SavedWork
 from loopwright.progress import regression_to_revert, revert_regression
 from loopwright.steps.authorize import authorize, build_authorization_request
 from loopwright.steps.decide import decide
@@ -27,11 +30,13 @@ from loopwright.steps.iterate import build_agent_request
 from loopwright.steps.progress import (
     NOTES_CUT_MARK,
     bounded_notes,
+    failing_trend,
     failure_signature,
     history_lines,
     note_evaluation,
     note_iteration,
     progress_summary,
+    remember_iteration,
     resume_after_stuck,
     stuck_facts,
 )
@@ -76,6 +81,36 @@ def _iterate(progress: LoopProgress, n: int, changed: list[str], tree: str, star
         tree=tree,
         start_tree=start,
     )
+
+
+BEST = "b" * 40
+HEAD = "h" * 40
+REF = "refs/loopwright/loop-r/set-aside/regression-iteration-3"
+
+
+class _GitWorkspace(FakeWorkspace):
+    """A workspace with history: it keeps set-aside work on a ref and hashes trees."""
+
+    def __init__(self, root: Path, *, keeps: bool = True) -> None:
+        super().__init__(root)
+        self.keeps = keeps
+        self.set_asides: list[tuple[str, str, str]] = []
+        self.moves: list[tuple[str, str]] = []
+        self.hashed: list[tuple[str, str]] = []
+
+    def set_aside(self, loop_id: str, commit: str, label: str) -> SavedWork | None:
+        self.set_asides.append((loop_id, commit, label))
+        if not self.keeps:
+            return None
+        return SavedWork(ref=f"refs/loopwright/{loop_id}/set-aside/{label}", commit=HEAD)
+
+    def reset(self, loop_id: str, commit: str) -> None:
+        self.moves.append((loop_id, commit))
+        super().reset(loop_id, commit)
+
+    def tree_hash(self, loop_id: str, commit: str) -> str | None:
+        self.hashed.append((loop_id, commit))
+        return f"tree of {commit}"
 
 
 # ----------------------------------------------------------------------------- signature
@@ -160,6 +195,50 @@ def test_the_history_keeps_the_newest_iterations_and_bounds_each_digest() -> Non
     assert all(len(d.changed_paths) == 8 and d.changed_count == 300 for d in progress.history[:-1])
 
 
+def test_an_iterations_digest_keeps_its_commit_tree_and_failure() -> None:
+    progress = LoopProgress()
+    digest = note_iteration(
+        progress, iteration=1, summary="  tried\n it ", failed=True, changed_paths=[], commit="c1", tree="T1"
+    )
+    assert progress.history == [digest]
+    assert (digest.summary, digest.commit, digest.tree, digest.failed) == ("tried it", "c1", "T1", True)
+
+
+def _ran(
+    iteration: int, *, commit: str | None, changed: list[str], notes: str | None = None
+) -> IterationResult:
+    agent = AgentResult(summary=f"did {iteration}", notes=notes)
+    return IterationResult(iteration=iteration, agent=agent, commit=commit, changed_files=changed)
+
+
+def test_remembering_an_iteration_hashes_the_trees_before_and_after_it(tmp_path: Path) -> None:
+    state = LoopState(loop_id="loop-m", config=_config(), iteration=1)
+    state.progress.regression = "Iteration 1 ... It broke: lint."
+    workspace = _GitWorkspace(tmp_path)
+    ran = _ran(1, commit="c1", changed=["a.py"], notes="step 1")
+    digest = remember_iteration(state, ran, workspace, "c0")
+    assert workspace.hashed == [("loop-m", "c0"), ("loop-m", "c1")]
+    assert state.progress.trees == ["tree of c0", "tree of c1"]
+    assert (digest.iteration, digest.summary, digest.commit, digest.tree) == (1, "did 1", "c1", "tree of c1")
+    assert state.progress.regression is None  # the prompt that carried it is done
+    assert state.progress.notes == "step 1"
+    # Iteration 2 changes nothing: its tree is the head's; the start is not hashed again.
+    digest = remember_iteration(state, _ran(2, commit=None, changed=[]), workspace, "c1")
+    assert workspace.hashed[2:] == [("loop-m", "c1")]
+    assert (digest.commit, digest.tree) == (None, "tree of c1")
+    assert state.progress.notes == "step 1"  # no notes returned: the last ones stay
+    assert state.progress.iterations_without_change == 1
+
+
+def test_remembering_an_iteration_without_any_commit_hashes_nothing(tmp_path: Path) -> None:
+    state = LoopState(loop_id="loop-m", config=_config(git_isolation=False), iteration=1)
+    workspace = _GitWorkspace(tmp_path)
+    digest = remember_iteration(state, _ran(1, commit=None, changed=[]), workspace, None)
+    assert workspace.hashed == [] and state.progress.trees == []
+    assert digest.tree is None
+    assert state.progress.iterations_without_change == 0  # without git isolation: unknown
+
+
 # ----------------------------------------------------------------------------- evaluations
 def test_repeated_failures_count_in_a_row_and_best_follows_the_fewest_failing() -> None:
     progress = LoopProgress()
@@ -213,6 +292,10 @@ def test_stuck_facts_are_the_cedar_context_entries() -> None:
     facts = stuck_facts(progress)
     assert len(facts["changed_paths"]) == 100
     assert (facts["failing_count"], facts["best_failing_count"]) == (1, 1)
+    _iterate(progress, 2, ["q"], "T2")
+    note_evaluation(progress, [_status("t", S.NOT_MET), _status("u", S.NOT_MET)], iteration=2, commit="c2")
+    facts = stuck_facts(progress)
+    assert (facts["failing_count"], facts["best_failing_count"], facts["changed_paths"]) == (2, 1, ["q"])
 
 
 # ----------------------------------------------------------------------------- prompt history
@@ -239,6 +322,37 @@ def test_history_lines_show_the_last_iterations_and_the_trend() -> None:
     assert history_lines(progress, 0) == [] and history_lines(LoopProgress(), 5) == []
 
 
+def test_each_history_line_says_what_changed_and_how_it_was_evaluated() -> None:
+    progress = LoopProgress(
+        history=[
+            IterationDigest(
+                iteration=1, failed=True, changed_paths=["a.py"], changed_count=1, failing_count=0
+            ),
+            IterationDigest(iteration=2, changed_paths=["a.py", "b.py"], changed_count=2),
+            IterationDigest(
+                iteration=3,
+                summary="broke lint",
+                changed_paths=[f"p{i}" for i in range(9)],
+                changed_count=9,
+                failing=["lint"],
+                failing_count=1,
+                reverted=True,
+            ),
+            IterationDigest(
+                iteration=4, summary="s", changed_paths=[f"p{i}" for i in range(8)], changed_count=8
+            ),
+        ]
+    )
+    eight = ", ".join(f"p{i}" for i in range(8))
+    assert history_lines(progress, 4) == [
+        "- iteration 1: agent failed · 1 file changed: a.py · no required condition failing",
+        "- iteration 2: no summary · 2 files changed: a.py, b.py · not evaluated",
+        f"- iteration 3 [reverted]: broke lint · 9 files changed: {eight} (+1 more) · 1 failing: lint",
+        f"- iteration 4: s · 8 files changed: {eight} · not evaluated",
+        "- failing required conditions: 0 -> 1",
+    ]
+
+
 def test_the_prompt_history_is_bounded_whatever_the_agent_wrote() -> None:
     progress = LoopProgress()
     for n in range(1, 40):
@@ -262,6 +376,7 @@ def test_the_prompt_history_is_bounded_whatever_the_agent_wrote() -> None:
 
 def test_progress_notes_are_bounded_to_their_newest_part() -> None:
     assert bounded_notes("short") == "short"
+    assert bounded_notes("a" * MAX_NOTES_BYTES) == "a" * MAX_NOTES_BYTES  # just fits
     long = "é" * MAX_NOTES_BYTES + "END"
     kept = bounded_notes(long)
     assert kept.startswith(NOTES_CUT_MARK) and kept.endswith("END")
@@ -347,6 +462,16 @@ def test_a_human_resuming_a_stuck_loop_starts_the_counters_over() -> None:
     assert state.human_response.startswith("look at b.py\n\nThe loop was paused because it made no progress")
 
 
+def test_a_resumed_stuck_loop_tells_the_agent_why_it_was_paused() -> None:
+    state = _stuck_state(repeated_failure_count=3)
+    state.progress.stuck_reason = "r" * 600
+    assert resume_after_stuck(state) is True
+    assert state.human_response == (
+        f"The loop was paused because it made no progress ({'r' * 500}); a human resumed it. "
+        "Do not repeat what the history shows: try a different approach."
+    )
+
+
 # ----------------------------------------------------------------------------- regression
 class _Recorder:
     def __init__(self) -> None:
@@ -355,7 +480,7 @@ class _Recorder:
     def __call__(
         self, event_type: object, message: str = "", *, iteration: int | None = None, **data: object
     ) -> None:
-        self.events.append((str(event_type), message, data))
+        self.events.append((str(event_type), message, {"iteration": iteration, **data}))
 
 
 def _regressed(**config: object) -> LoopState:
@@ -390,6 +515,104 @@ def test_revert_moves_the_branch_to_the_best_commit_and_tells_the_agent(tmp_path
     assert (data["commit"], data["reverted_to"], data["broke"]) == ("c3", "c2", ["lint"])
     assert workspace.resets == ["c2"]
     assert revert_regression(state, workspace, record) is False  # the head is the best now
+
+
+def _broke_two(**config: object) -> LoopState:
+    """Iteration 3 leaves t, lint and fmt failing where iteration 2 (the best) left only t."""
+    state = LoopState(
+        loop_id="loop-r", config=_config(on_regression="revert", **config), iteration=3, head_commit=HEAD
+    )
+    progress = state.progress
+    note_evaluation(progress, [_status("t", S.NOT_MET)], iteration=2, commit=BEST)
+    _iterate(progress, 3, ["a.py"], "T3")
+    state.exit_conditions = [_status("t", S.NOT_MET), _status("lint", S.NOT_MET), _status("fmt", S.NOT_MET)]
+    note_evaluation(progress, state.exit_conditions, iteration=3, commit=HEAD)
+    return state
+
+
+def _evaluated(iteration: int, *, failing: int | None, best: int | None) -> LoopState:
+    """A loop whose last evaluation (of ``iteration``, at the head) left ``failing`` required
+    conditions failing where the best one (another commit) left ``best``."""
+    state = LoopState(
+        loop_id="loop-r", config=_config(on_regression="revert"), iteration=iteration, head_commit=HEAD
+    )
+    state.progress = LoopProgress(
+        evaluated_iteration=iteration, failing_count=failing, best_failing_count=best, best_commit=BEST
+    )
+    return state
+
+
+def test_the_first_iteration_is_reverted_when_it_is_worse_than_the_baseline() -> None:
+    state = LoopState(loop_id="loop-r", config=_config(on_regression="revert"), head_commit="c0")
+    note_evaluation(state.progress, [_status("t", S.NOT_MET)], iteration=0, commit="c0")
+    state.iteration, state.head_commit = 1, "c1"
+    _iterate(state.progress, 1, ["a.py"], "T1")
+    state.exit_conditions = [_status("t", S.NOT_MET), _status("lint", S.NOT_MET)]
+    note_evaluation(state.progress, state.exit_conditions, iteration=1, commit="c1")
+    assert regression_to_revert(state)
+
+
+def test_an_iteration_not_evaluated_yet_is_not_reverted() -> None:
+    state = _broke_two()
+    state.iteration, state.head_commit = 4, "c4"  # iteration 4 ran; the evaluation is iteration 3's
+    assert not regression_to_revert(state)
+
+
+def test_only_more_failing_than_the_best_is_a_regression() -> None:
+    assert regression_to_revert(_evaluated(3, failing=3, best=2))
+    assert not regression_to_revert(_evaluated(3, failing=2, best=2))  # as good as the best: kept
+    assert not regression_to_revert(_evaluated(3, failing=1, best=2))
+    assert not regression_to_revert(_evaluated(3, failing=2, best=None))  # no best to go back to
+    assert not regression_to_revert(_evaluated(3, failing=None, best=2))
+
+
+def test_a_revert_keeps_the_change_on_a_ref_and_names_what_it_broke(tmp_path: Path) -> None:
+    state = _broke_two()
+    workspace = _GitWorkspace(tmp_path)
+    record = _Recorder()
+    assert revert_regression(state, workspace, record) is True
+    assert workspace.set_asides == [("loop-r", BEST, "regression-iteration-3")]
+    assert workspace.moves == [("loop-r", BEST)]
+    assert state.head_commit == BEST
+    assert state.progress.regression == (
+        "Iteration 3 left 3 required conditions failing (best: 1 at iteration 2), so it was reverted "
+        f"to commit bbbbbbbbbbbb; your change is kept on {REF}. It broke: lint, fmt. The failures below "
+        "are those of the reverted change: do not repeat it."
+    )
+    assert record.events == [
+        (
+            "ITERATION_REVERTED",
+            "iteration 3: 3 required conditions failing (best: 1 at iteration 2); reverted to "
+            f"bbbbbbbbbbbb, kept on {REF}; broke lint, fmt",
+            {
+                "iteration": 3,
+                "commit": HEAD,
+                "reverted_to": BEST,
+                "ref": REF,
+                "failing_count": 3,
+                "best_failing_count": 1,
+                "best_iteration": 2,
+                "broke": ["lint", "fmt"],
+            },
+        )
+    ]
+
+
+def test_a_revert_in_a_workspace_that_keeps_nothing_names_no_ref(tmp_path: Path) -> None:
+    state = _broke_two()
+    record = _Recorder()
+    assert revert_regression(state, _GitWorkspace(tmp_path, keeps=False), record) is True
+    assert state.progress.regression == (
+        "Iteration 3 left 3 required conditions failing (best: 1 at iteration 2), so it was reverted "
+        "to commit bbbbbbbbbbbb. It broke: lint, fmt. The failures below are those of the reverted "
+        "change: do not repeat it."
+    )
+    [(_, message, data)] = record.events
+    assert message == (
+        "iteration 3: 3 required conditions failing (best: 1 at iteration 2); reverted to "
+        "bbbbbbbbbbbb; broke lint, fmt"
+    )
+    assert data["ref"] is None
 
 
 @pytest.mark.parametrize(
@@ -440,3 +663,25 @@ def test_the_status_line_covers_the_last_five_iterations() -> None:
     digests = [IterationDigest(iteration=n, failing_count=10 - n) for n in range(1, 9)]
     progress = LoopProgress(history=digests, baseline_failing_count=10)
     assert progress_summary(progress, 3) == "failing 6 -> 5 -> 4 -> 3 -> 2"  # iterations 4 to 8
+
+
+def test_the_status_line_says_only_the_stuck_facts_there_are() -> None:
+    progress = LoopProgress(history=[IterationDigest(iteration=1), IterationDigest(iteration=2)])
+    assert progress_summary(progress, 3) is None  # not evaluated, not stuck: nothing to say
+    progress.iterations_without_change = 2
+    assert progress_summary(progress, 3) == "2 iterations without change (pauses at 3)"
+    progress.iterations_without_change, progress.repeated_failure_count = 0, 1
+    assert progress_summary(progress, 3) == "same failures 1 time in a row (pauses at 3)"
+    progress.repeated_failure_count, progress.tree_seen_before = 0, True
+    assert progress_summary(progress, 3) == "the last iteration went back to an earlier tree"
+    progress.history[-1].failing_count = 1
+    assert progress_summary(progress, 3) == "failing 1 · the last iteration went back to an earlier tree"
+
+
+def test_the_failing_trend_starts_at_the_baseline_only_with_iteration_one() -> None:
+    digests = [IterationDigest(iteration=n, failing_count=4) for n in (1, 2)]
+    progress = LoopProgress(history=digests, baseline_failing_count=5, best_failing_count=4, best_iteration=2)
+    assert failing_trend(progress, 2) == "5 -> 4 -> 4 (best 4, at iteration 2)"
+    assert failing_trend(progress, 1) == "4 (best 4, at iteration 2)"
+    assert failing_trend(progress, 0) is None
+    assert failing_trend(LoopProgress(history=[IterationDigest(iteration=3)]), 5) is None
