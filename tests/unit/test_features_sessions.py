@@ -4,6 +4,7 @@ session is resumed while it fits and handed off with a summary after it."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -386,3 +387,83 @@ def test_the_session_history_and_notes_are_bounded(tmp_path: Path) -> None:
     assert "Failing after the last evaluation: none" in summary
     no_notes = LoopState(loop_id="l", config=_config(), pending_handoff="why")
     assert "Progress notes" not in (handoff_summary(no_notes) or "")
+
+
+def test_a_handoff_is_recorded_with_its_reason_and_the_session_it_ends() -> None:
+    state = LoopState(
+        loop_id="l",
+        config=_config(session_max_iterations=2),
+        iteration=3,
+        agent_sessions=1,
+        agent_session_id="s1",
+        session_iterations=3,
+        pending_handoff="why",
+    )
+    recorded: list[tuple[Any, ...]] = []
+    open_session(state, True, lambda *a, **k: recorded.append((*a, k)))
+    assert recorded == [
+        (
+            EV.SESSION_HANDOFF,
+            "agent session 1 handed off after 3 iteration(s): why; session 2 starts with a handoff summary",
+            {
+                "iteration": 4,
+                "reason": "why",
+                "previous_session": "s1",
+                "session_iterations": 3,
+                "sessions_used": 2,
+            },
+        )
+    ]
+    assert state.agent_session_id is None and state.agent_sessions == 2 and state.pending_handoff == "why"
+    # the fresh session counts its own iterations: one iteration does not reach the limit of 2
+    account_session(state, IterationResult(iteration=4, agent=AgentResult(session_id="s2")), True)
+    assert state.session_iterations == 1 and state.pending_handoff is None
+
+
+def test_the_agents_reason_for_a_handoff_is_cut_to_300_characters() -> None:
+    state = LoopState(loop_id="l", config=_config())
+    agent = AgentResult(handoff_requested="  " + "m" * 400 + "  ")
+    found = handoff_due(state, IterationResult(iteration=1, agent=agent))
+    assert found == "the agent asked for a fresh session: " + "m" * 300
+
+
+def test_the_handoff_summary_reads_reason_history_failures_and_notes_in_order() -> None:
+    state = LoopState(loop_id="l", config=_config(), pending_handoff="why")
+    for number in (1, 2):
+        account_session(
+            state, IterationResult(iteration=number, agent=AgentResult(summary=f"did {number}")), True
+        )
+    state.exit_conditions = [_status("a", False), _status("b", True), _status("c", False)]
+    state.progress.notes = "- login form done\n"
+    state.pending_handoff = "why"
+    assert handoff_summary(state) == "\n".join(
+        [
+            "You continue the work of an earlier agent session (why).",
+            "",
+            "Recent iterations:",
+            "- iteration 1: did 1 (0 file(s) changed)",
+            "- iteration 2: did 2 (0 file(s) changed)",
+            "Failing after the last evaluation: a, c",
+            "",
+            "Progress notes (progress.md, tail):",
+            "- login form done",
+        ]
+    )
+
+
+def test_a_worktree_without_progress_notes_adds_none_to_the_handoff_summary(tmp_path: Path) -> None:
+    state = LoopState(loop_id="l", config=_config(), worktree=str(tmp_path), pending_handoff="why")
+    summary = handoff_summary(state) or ""
+    assert summary.endswith("\nFailing after the last evaluation: none")
+
+
+def test_progress_notes_are_read_as_utf8_whatever_the_locale_and_bad_bytes_are_replaced(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # a machine whose locale is Latin-1 (what ``open`` uses without an explicit encoding)
+    text_encoding = io.text_encoding
+    monkeypatch.setattr(io, "text_encoding", lambda encoding, *a: text_encoding(encoding or "latin-1"))
+    (tmp_path / "PROGRESS.md").write_bytes("- café\n- cut mid-write: ".encode() + b"\xe2\x82")
+    state = LoopState(loop_id="l", config=_config(), worktree=str(tmp_path), pending_handoff="why")
+    summary = handoff_summary(state) or ""
+    assert summary.endswith("Progress notes (PROGRESS.md, tail):\n- café\n- cut mid-write: \ufffd")

@@ -312,18 +312,20 @@ class _Workspace(Workspace):
         return None, []
 
     def reset(self, loop_id: str, commit: str) -> None:
-        self.calls.append(("reset", commit))
+        self.calls.append(("reset", loop_id, commit))
 
     def head(self, loop_id: str) -> str | None:
         return None
 
     def set_aside(self, loop_id: str, commit: str, label: str) -> SavedWork | None:
-        self.calls.append(("set_aside", commit, label))
+        self.calls.append(("set_aside", loop_id, commit, label))
         return SavedWork(ref=f"refs/loopwright/{loop_id}/set-aside/{label}", commit="c2")
 
 
-def _ended(ended_by: HardLimit | None, commit: str | None = "c2") -> IterationResult:
-    agent = AgentResult(tokens_used=1200, summary="ended at the deadline", ended_by=ended_by)
+def _ended(
+    ended_by: HardLimit | None, commit: str | None = "c2", summary: str = "ended at the deadline"
+) -> IterationResult:
+    agent = AgentResult(tokens_used=1200, summary=summary, ended_by=ended_by)
     return IterationResult(iteration=3, agent=agent, commit=commit, changed_files=["a.py"] if commit else [])
 
 
@@ -334,13 +336,41 @@ def test_an_agent_a_hard_limit_ended_has_its_work_set_aside_and_is_not_evaluated
         state, _ended(HardLimit.DEADLINE), "c1", workspace, lambda *a, **k: events.append((a, k))
     )
     assert limit is HardLimit.DEADLINE
-    assert workspace.calls == [("set_aside", "c1", "deadline-iteration-3"), ("reset", "c1")]
+    assert workspace.calls == [("set_aside", "l", "c1", "deadline-iteration-3"), ("reset", "l", "c1")]
     assert state.head_commit == "c1" and state.evaluated_iteration == 3
     [((kind, message), data)] = events
-    assert (
-        kind is IterationEventType.AGENT_ENDED_AT_LIMIT and "kept on refs/loopwright/l/set-aside" in message
+    assert kind is IterationEventType.AGENT_ENDED_AT_LIMIT
+    assert message == (
+        "iteration 3: ended at the deadline; its partial work is kept on "
+        "refs/loopwright/l/set-aside/deadline-iteration-3"
     )
-    assert data["limit"] == "DEADLINE" and data["tokens_used"] == 1200 and data["reverted_to"] == "c1"
+    assert data == {
+        "iteration": 3,
+        "limit": "DEADLINE",
+        "ref": "refs/loopwright/l/set-aside/deadline-iteration-3",
+        "commit": "c2",
+        "reverted_to": "c1",
+        "tokens_used": 1200,
+        "changed_files": 1,
+    }
+
+
+def test_an_ended_agent_whose_branch_did_not_move_keeps_no_ref_and_reverts_nothing() -> None:
+    # the agent committed nothing new: its iteration's commit is the branch's commit before it
+    state = LoopState(loop_id="l", config=_config(), iteration=3, head_commit="c1")
+    workspace, events = _Workspace(), []
+    limit = set_aside_partial_work(
+        state,
+        _ended(HardLimit.TOKEN_BUDGET, commit="c1", summary="s" * 400),
+        "c1",
+        workspace,
+        lambda *a, **k: events.append((a, k)),
+    )
+    assert limit is HardLimit.TOKEN_BUDGET and workspace.calls == [] and state.head_commit == "c1"
+    [((_, message), data)] = events
+    assert message == "iteration 3: " + "s" * 300 + "; it had changed nothing"  # the summary is cut
+    assert data["ref"] is None and data["commit"] is None and data["reverted_to"] is None
+    assert data["limit"] == "TOKEN_BUDGET" and data["iteration"] == 3 and data["changed_files"] == 1
 
 
 def test_an_agent_that_ended_by_itself_is_left_alone() -> None:
