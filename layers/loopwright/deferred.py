@@ -247,21 +247,14 @@ class DeferringSandbox(Sandbox):
                     update={"command": command, "started_at": task.started_at}
                     | ({"duration_seconds": self.elapsed(task)} if not result.duration_seconds else {})
                 )
-            if self.elapsed(task) > task.timeout_seconds:
-                self.background.cancel(task.task_id)
+            timed_out = self.elapsed(task) > task.timeout_seconds
+            if timed_out or (should_stop is not None and should_stop()):
+                self.background.cancel(task.task_id)  # past its time limit, or a `stop --now`
                 return CommandResult(
                     command=command,
                     exit_code=None,
-                    timed_out=True,
-                    duration_seconds=self.elapsed(task),
-                    started_at=task.started_at,
-                )
-            if should_stop is not None and should_stop():
-                self.background.cancel(task.task_id)
-                return CommandResult(
-                    command=command,
-                    exit_code=None,
-                    stopped=True,
+                    timed_out=timed_out,
+                    stopped=not timed_out,
                     duration_seconds=self.elapsed(task),
                     started_at=task.started_at,
                 )
